@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from vitkit import __version__
+from vitkit.cli import app
+
+runner = CliRunner()
+
+
+def test_models_list_json() -> None:
+    result = runner.invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    names = {r["name"]: r for r in rows}
+    assert len(rows) >= 4 and {"vit-nano", "vit-tiny", "vit-small", "vit-base"} <= set(names)
+    assert names["vit-tiny"]["params"] == 5_362_762
+    assert names["vit-tiny"]["gflops"] > 0
+
+
+def test_models_list_table_goes_to_stderr() -> None:
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "vit-tiny" in result.stderr and "5.36M" in result.stderr
+
+
+def test_models_show_json_with_overrides() -> None:
+    result = runner.invoke(
+        app, ["models", "show", "vit-nano", "--image-size", "28", "--channels", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["config"]["image_size"] == 28 and info["config"]["patch_size"] == 4
+    assert info["params"] == sum(layer["params"] for layer in info["layers"])
+    assert info["layers"][0]["output"] == [1, 49, 64]
+
+
+def test_models_show_unknown_name_is_one_line() -> None:
+    result = runner.invoke(app, ["models", "show", "vit-nope"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "vit-nano" in lines[0] and "Traceback" not in result.output
+
+
+def test_models_show_bad_heads() -> None:
+    result = runner.invoke(
+        app, ["models", "show", "vit-tiny", "--embed-dim", "100", "--heads", "3"]
+    )
+    assert result.exit_code == 1
+    assert "not divisible by num_heads 3" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output

@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitkit import create_model, list_models
+from vitkit.errors import ConfigError, NotFoundError
+from vitkit.models import ModelSpec, VisionTransformer, ViTConfig, resolve_spec
+from vitkit.models.layers import resample_pos_embed
+
+# default input per preset for the forward test: the sizes our datasets use
+DEFAULT_INPUT = dict(image_size=32, in_chans=3, num_classes=10)
+
+
+def vit_params(
+    *,
+    d: int,
+    depth: int,
+    img: int,
+    patch: int,
+    chans: int,
+    classes: int,
+    mlp: float = 4.0,
+    cls: bool = True,
+) -> int:
+    """ViT parameter count written out by hand, independently of the package."""
+    n = (img // patch) ** 2
+    h = int(d * mlp)
+    embed = chans * patch * patch * d + d + (n + int(cls)) * d + int(cls) * d
+    block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * h + h) + (h * d + d)
+    return embed + depth * block + 2 * d + d * classes + classes
+
+
+def test_vit_tiny_param_count_matches_formula() -> None:
+    model = create_model("vit-tiny", image_size=32, patch_size=4, num_classes=10)
+    expected = vit_params(d=192, depth=12, img=32, patch=4, chans=3, classes=10)
+    assert expected == 5_362_762
+    assert model.num_params() == expected
+    assert model.config.num_params() == expected
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+@pytest.mark.parametrize("num_outputs", [1, 4])
+def test_analytic_params_equal_module(pool: str, num_outputs: int) -> None:
+    m = create_model("vit-nano", image_size=28, in_chans=1, pool=pool, num_outputs=num_outputs)
+    assert m.num_params() == m.config.num_params()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_preset_forward_backward(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **DEFAULT_INPUT)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+    out.logsumexp(-1).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert model.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_presets_have_the_documented_widths() -> None:
+    for name, (d, depth, heads) in {
+        "vit-tiny": (192, 12, 3),
+        "vit-small": (384, 12, 6),
+        "vit-base": (768, 12, 12),
+    }.items():
+        c = resolve_spec(name).config
+        assert (c.embed_dim, c.depth, c.num_heads) == (d, depth, heads)
+
+
+@pytest.mark.parametrize("image_size,patch", [(28, 4), (32, 4), (224, 16), (56, 7), (64, 8)])
+def test_default_patch_size(image_size: int, patch: int) -> None:
+    assert resolve_spec("vit-nano", image_size=image_size).config.patch_size == patch
+
+
+def test_multi_output_head_shape() -> None:
+    m = create_model("vit-nano", image_size=56, in_chans=1, num_outputs=4, num_classes=11)
+    assert m(torch.randn(3, 1, 56, 56)).shape == (3, 4, 11)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(embed_dim=100, num_heads=3), "not divisible by num_heads"),
+        (dict(image_size=32, patch_size=5), "does not divide image_size"),
+        (dict(pool="max"), "pool must be one of"),
+        (dict(dropout=1.5), "dropout must be in"),
+        (dict(depth=0), "depth must be a positive integer"),
+        (dict(embed_dimm=64), "did you mean 'embed_dim'"),
+    ],
+)
+def test_bad_overrides_raise_clear_errors(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_model("vit-tiny", **overrides)
+
+
+def test_unknown_model_names_closest() -> None:
+    with pytest.raises(NotFoundError, match="did you mean 'vit-nano'"):
+        create_model("vit-nan")
+
+
+def test_registry_refuses_duplicates() -> None:
+    from vitkit.models import register_model
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("vit-tiny", builder=VisionTransformer)(lambda **kw: ViTConfig())
+
+
+def test_embed_dim_override_keeps_head_width() -> None:
+    c = resolve_spec("vit-tiny", embed_dim=384).config
+    assert c.num_heads == 6  # 64-wide heads, as the preset
+
+
+def test_spec_round_trips_through_json() -> None:
+    model = create_model("vit-nano", image_size=28, in_chans=1, drop_path=0.1, pool="mean")
+    spec: ModelSpec = model.spec
+    again = ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+    rebuilt = again.build()
+    rebuilt.load_state_dict(model.state_dict())
+    model.eval(), rebuilt.eval()
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(rebuilt(x), model(x))
+
+
+def test_init_follows_the_recipe() -> None:
+    torch.manual_seed(0)
+    m = create_model("vit-small")
+    w = m.blocks[0].mlp.fc1.weight
+    # N(0, 0.02) cut at +-2 std has std 0.0176
+    assert abs(w.std().item() - 0.0176) < 0.001 and w.abs().max() <= 0.04 + 1e-6
+    assert torch.all(m.blocks[0].mlp.fc1.bias == 0) and torch.all(m.head.bias == 0)
+    assert torch.all(m.norm.weight == 1) and torch.all(m.blocks[3].norm1.weight == 1)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_analytic_flops_match_flop_counter(pool: str) -> None:
+    for name, kw in [("vit-nano", dict(image_size=28, in_chans=1)), ("vit-tiny", {})]:
+        m = create_model(name, pool=pool, **kw).eval()
+        c = m.config
+        x = torch.randn(1, c.in_chans, c.image_size, c.image_size)
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            m(x)
+        counted = counter.get_total_flops()
+        assert abs(m.flops() - counted) / counted < 0.05, (name, m.flops(), counted)
+
+
+def test_attention_maps_opt_in_path() -> None:
+    torch.manual_seed(0)
+    m = create_model("vit-nano", image_size=28, in_chans=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    logits, maps = m.forward_attention(x)
+    torch.testing.assert_close(logits, m(x), atol=1e-5, rtol=1e-4)
+    assert len(maps) == m.config.depth
+    assert maps[0].shape == (2, m.config.num_heads, 50, 50)
+    torch.testing.assert_close(maps[-1].sum(-1), torch.ones(2, m.config.num_heads, 50))
+
+
+def test_pos_embed_resampled_when_loading_other_size() -> None:
+    small = create_model("vit-nano", image_size=32, patch_size=4)
+    big = create_model("vit-nano", image_size=64, patch_size=4)
+    big.load_state_dict(small.state_dict())
+    assert big.pos_embed.shape == (1, 1 + 16 * 16, 64)
+    torch.testing.assert_close(big.pos_embed[:, :1], small.pos_embed[:, :1])  # cls untouched
+    assert big(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_resample_pos_embed_keeps_constant_field() -> None:
+    pe = torch.cat([torch.zeros(1, 1, 8), torch.full((1, 16, 8), 0.5)], dim=1)
+    out = resample_pos_embed(pe, new_grid=7, num_prefix_tokens=1)
+    assert out.shape == (1, 50, 8)
+    torch.testing.assert_close(out[:, 1:], torch.full((1, 49, 8), 0.5))
+    assert resample_pos_embed(pe, new_grid=4, num_prefix_tokens=1) is pe
+
+
+def test_drop_path_and_dropout_only_in_training() -> None:
+    torch.manual_seed(0)
+    m = create_model("vit-nano", drop_path=0.5, dropout=0.2)
+    x = torch.randn(4, 3, 32, 32)
+    m.eval()
+    torch.testing.assert_close(m(x), m(x))
+    m.train()
+    assert not torch.allclose(m(x), m(x))
+
+
+def test_config_is_lossless_json() -> None:
+    c = resolve_spec("vit-small", image_size=224, num_classes=100).config
+    d = json.loads(json.dumps(dataclasses.asdict(c)))
+    assert ViTConfig(**d) == c
+
+
+def test_torch_compile_vit_nano() -> None:
+    pytest.importorskip("torch._inductor")
+    torch.manual_seed(0)
+    m = create_model("vit-nano", image_size=28, in_chans=1).eval()
+    x = torch.randn(4, 1, 28, 28)
+    compiled = torch.compile(m)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x), atol=1e-4, rtol=1e-4)
+
+
+def test_importing_models_does_not_import_the_cli() -> None:
+    code = (
+        "import sys, vitkit.models; assert 'typer' not in sys.modules and 'rich' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_matches_timm_with_copied_weights() -> None:
+    timm_vit = pytest.importorskip("timm.models.vision_transformer")
+    torch.manual_seed(0)
+    ours = create_model("vit-tiny", image_size=32, patch_size=4, num_classes=10).eval()
+    ref = timm_vit.VisionTransformer(
+        img_size=32,
+        patch_size=4,
+        num_classes=10,
+        embed_dim=192,
+        depth=12,
+        num_heads=3,
+    ).eval()
+    assert sum(p.numel() for p in ref.parameters()) == ours.num_params()
+    # timm's names are ours (blocks.i.attn.qkv, ...) except the patch projection
+    missing, unexpected = ref.load_state_dict(ours.state_dict(), strict=False)
+    assert not missing and not unexpected, (missing, unexpected)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)

@@ -1,0 +1,47 @@
+"""The `vitkit` command line: a thin layer over the library, one module per command group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vitkit import __version__
+from vitkit.cli import models
+from vitkit.cli._common import console, not_yet
+
+app = typer.Typer(
+    name="vitkit",
+    help="Vision Transformers on small and mid-size image datasets: data, train, eval, export, bench.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(models.app, name="models")
+
+for _group, _help in [
+    ("data", "Get, cache, inspect and preview datasets."),
+    ("train", "Train a model on a dataset."),
+    ("eval", "Evaluate a trained run."),
+    ("export", "Export a run to ONNX."),
+    ("bench", "Benchmark a run across runtimes."),
+]:
+    app.command(_group, help=f"{_help} (not yet available)")(not_yet(_group))
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"vitkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Vision Transformers on small and mid-size image datasets."""
+
+
+def main() -> None:
+    app()

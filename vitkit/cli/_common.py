@@ -1,0 +1,124 @@
+"""What every command shares: the consoles, the error boundary, and the Annotated option types."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from vitkit.errors import UserError
+
+# human output (tables, progress) goes to stderr; stdout carries only --json documents
+console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one red error line and return the Exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """The CLI's error boundary: a ``UserError`` becomes one red line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            raise fail(str(e)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON document on stdout (and nothing else)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def not_yet(group: str) -> Callable[[], None]:
+    def callback() -> None:
+        raise fail(f"'vitkit {group}' is not yet available in this version")
+
+    return callback
+
+
+# -- shared options ----------------------------------------------------------------------------
+Json = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")
+]
+DataRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-root",
+        envvar="VITKIT_DATA",
+        help="Where datasets live (default: $VITKIT_DATA, else ~/.cache/vitkit/data).",
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (data order, init, augmentation).")]
+
+_M = "Model"
+ImageSize = Annotated[int | None, typer.Option(help="Input side in pixels.", rich_help_panel=_M)]
+PatchSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Patch side in pixels (default: 4 for 28-32 px, 16 for 224 px).", rich_help_panel=_M
+    ),
+]
+InChans = Annotated[
+    int | None, typer.Option("--channels", help="Input channels.", rich_help_panel=_M)
+]
+NumClasses = Annotated[int | None, typer.Option(help="Classes per output.", rich_help_panel=_M)]
+NumOutputs = Annotated[
+    int | None, typer.Option(help="Output positions (K > 1: logits B x K x C).", rich_help_panel=_M)
+]
+EmbedDim = Annotated[int | None, typer.Option(help="Token width.", rich_help_panel=_M)]
+Depth = Annotated[int | None, typer.Option(help="Number of blocks.", rich_help_panel=_M)]
+Heads = Annotated[int | None, typer.Option("--heads", help="Attention heads.", rich_help_panel=_M)]
+MlpRatio = Annotated[float | None, typer.Option(help="MLP width / embed dim.", rich_help_panel=_M)]
+Dropout = Annotated[float | None, typer.Option(help="Dropout rate.", rich_help_panel=_M)]
+DropPath = Annotated[float | None, typer.Option(help="Stochastic depth rate.", rich_help_panel=_M)]
+Pool = Annotated[str | None, typer.Option(help="'cls' or 'mean'.", rich_help_panel=_M)]
+
+
+def model_overrides(
+    *,
+    image_size: int | None = None,
+    patch_size: int | None = None,
+    in_chans: int | None = None,
+    num_classes: int | None = None,
+    num_outputs: int | None = None,
+    embed_dim: int | None = None,
+    depth: int | None = None,
+    heads: int | None = None,
+    mlp_ratio: float | None = None,
+    dropout: float | None = None,
+    drop_path: float | None = None,
+    pool: str | None = None,
+) -> dict[str, Any]:
+    """The registry overrides the user gave (``None`` = not given), named as ``ViTConfig``."""
+    given = dict(
+        image_size=image_size,
+        patch_size=patch_size,
+        in_chans=in_chans,
+        num_classes=num_classes,
+        num_outputs=num_outputs,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=mlp_ratio,
+        dropout=dropout,
+        drop_path=drop_path,
+        pool=pool,
+    )
+    return {k: v for k, v in given.items() if v is not None}

@@ -1,0 +1,43 @@
+"""Errors vitkit raises on purpose.
+
+``UserError`` is anything the user can fix (bad name, bad size, missing file). The CLI turns it
+into one red line and exit code 1; every other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class VitkitError(Exception):
+    """Base class of every error vitkit raises on purpose."""
+
+
+class UserError(VitkitError):
+    """Bad input: a one-line message the CLI prints as it is."""
+
+
+class NotFoundError(UserError):
+    """An unknown name (model, dataset, runtime) or a missing file."""
+
+
+class ConfigError(UserError):
+    """Options that cannot go together (dim vs heads, patch vs image size, ...)."""
+
+
+def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:
+    """Return ``"; did you mean 'a', 'b'?"`` for the closest names, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + ", ".join(f"'{c}'" for c in close) + "?"
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> NotFoundError:
+    """The error for a registry miss: names the closest entries, else lists them all."""
+    choices = sorted(choices)
+    hint = suggest(name, choices)
+    if not hint:
+        hint = "; available: " + ", ".join(choices)
+    return NotFoundError(f"unknown {kind} '{name}'{hint}")

@@ -1,0 +1,25 @@
+"""The model registry and the ViT family. Importing this module registers the presets."""
+
+from vitkit.models._registry import (
+    ModelEntry,
+    ModelSpec,
+    create_model,
+    get_entry,
+    list_models,
+    register_model,
+    resolve_spec,
+)
+from vitkit.models.vit import VisionTransformer, ViTConfig, default_patch_size
+
+__all__ = [
+    "ModelEntry",
+    "ModelSpec",
+    "ViTConfig",
+    "VisionTransformer",
+    "create_model",
+    "default_patch_size",
+    "get_entry",
+    "list_models",
+    "register_model",
+    "resolve_spec",
+]

@@ -1,0 +1,104 @@
+"""The one model registry: name -> (config factory, builder). Every command builds models here.
+
+A preset is a function that takes keyword overrides and returns a resolved, validated config;
+``ModelSpec`` (name + config) is everything needed to rebuild the model and is what a run
+directory stores next to the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from torch import nn
+
+from vitkit.errors import ConfigError, unknown_name
+
+
+class ModelConfig(Protocol):
+    """What the registry needs of a config: a dataclass that validates and counts itself."""
+
+    def num_params(self) -> int: ...
+    def flops(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    make_config: Callable[..., Any]  # keyword overrides -> resolved config dataclass
+    builder: Callable[[Any], nn.Module]  # config -> module
+    description: str = ""
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def register_model(
+    name: str, *, builder: Callable[[Any], nn.Module], description: str = ""
+) -> Callable[[F], F]:
+    """Decorator: register a preset (``**overrides -> config``) under ``name``; refuses duplicates."""
+
+    def deco(fn: F) -> F:
+        if name in _MODELS:
+            raise ValueError(f"model '{name}' is already registered")
+        doc = description or next(iter((fn.__doc__ or "").strip().splitlines()), "")
+        _MODELS[name] = ModelEntry(name, fn, builder, doc)
+        return fn
+
+    return deco
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names (sorted by registration order), optionally filtered by substring."""
+    return [n for n in _MODELS if pattern is None or pattern in n]
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise unknown_name("model", name, _MODELS) from None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model: the registry name and the resolved config."""
+
+    name: str
+    config: Any  # a config dataclass (ViTConfig for the ViT family)
+
+    def build(self) -> nn.Module:
+        model = get_entry(self.name).builder(self.config)
+        model.spec = self  # type: ignore[assignment]
+        return model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.name, "config": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        if "model" not in d or "config" not in d:
+            raise ConfigError("model spec needs the keys 'model' and 'config'")
+        return resolve_spec(d["model"], **d["config"])
+
+
+def resolve_spec(name: str, **overrides: Any) -> ModelSpec:
+    """Validate ``overrides`` against the preset ``name`` and return the resolved spec.
+
+    ``None`` values are ignored (they mean "not given"), so a CLI can pass every option through.
+    """
+    entry = get_entry(name)
+    config = entry.make_config(**{k: v for k, v in overrides.items() if v is not None})
+    return ModelSpec(name, config)
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the model ``name`` with ``overrides`` (image_size, num_classes, embed_dim, ...).
+
+    The returned module carries ``.spec`` (a ``ModelSpec``) so it can be saved and rebuilt.
+    """
+    return resolve_spec(name, **overrides).build()
