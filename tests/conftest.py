@@ -19,3 +19,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root laid out from ../shared/data: <root>/mnist/*.gz (symlinks), one per session."""
+    root = tmp_path_factory.mktemp("data-root")
+    (root / "mnist").mkdir()
+    for f in (shared_data / "mnist").glob("*.gz"):
+        (root / "mnist" / f.name).symlink_to(f)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_root(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test writes to the user's ~/.cache: the default data root is a temp folder."""
+    monkeypatch.setenv("VITKIT_DATA", str(tmp_path_factory.getbasetemp() / "default-data-root"))

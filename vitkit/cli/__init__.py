@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vitkit import __version__
-from vitkit.cli import models
+from vitkit.cli import data, models
 from vitkit.cli._common import console, not_yet
 
 app = typer.Typer(
@@ -17,9 +17,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(data.app, name="data")
 
 for _group, _help in [
-    ("data", "Get, cache, inspect and preview datasets."),
     ("train", "Train a model on a dataset."),
     ("eval", "Evaluate a trained run."),
     ("export", "Export a run to ONNX."),

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from vitkit.cli import app
+
+runner = CliRunner()
+
+
+def test_data_list_json(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "list", "--json", "--data-root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert {
+        "cifar10",
+        "cifar100",
+        "mnist",
+        "fashion-mnist",
+        "mnist-mini",
+        "mnist-grid",
+        "mnist-layout",
+        "folder:PATH",
+    } <= set(rows)
+    assert rows["mnist"]["splits"] == {"train": 60000, "test": 10000}
+    assert rows["mnist-mini"]["cached"] is False
+
+
+def test_data_download_then_cached(tmp_path: Path) -> None:
+    args = ["data", "download", "mnist-mini", "--data-root", str(tmp_path), "--json"]
+    first = json.loads(runner.invoke(app, args).stdout)
+    assert first["from_cache"] is False and first["splits"] == {"train": 5000, "test": 1000}
+    second = json.loads(runner.invoke(app, args).stdout)
+    assert second["from_cache"] is True
+    listing = json.loads(
+        runner.invoke(app, ["data", "list", "--json", "--data-root", str(tmp_path)]).stdout
+    )
+    assert {r["name"]: r["cached"] for r in listing}["mnist-mini"] is True
+
+
+def test_data_info_json_computes_stats(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["data", "info", "mnist-mini", "--data-root", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["stats"]["train"]["class_counts"]["7"] == 500
+    assert abs(info["stats"]["train"]["mean"][0] - 0.13) < 0.01
+
+
+def test_data_preview_mnist_grid_writes_png(mnist_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "preview",
+            "mnist-grid",
+            "--out",
+            str(out),
+            "--n",
+            "9",
+            "--data-root",
+            str(mnist_root),
+            "--no-download",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as img:
+        assert img.format == "PNG"
+        assert img.size[0] >= 3 * 56 and img.size[1] >= 3 * 56
+
+
+def test_data_preview_augmented(tmp_path: Path) -> None:
+    out = tmp_path / "aug.png"
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "preview",
+            "mnist-mini",
+            "--out",
+            str(out),
+            "--n",
+            "4",
+            "--augmented",
+            "--data-root",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 4 and out.is_file()
+
+
+def test_unknown_dataset_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "info", "cifar11", "--data-root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "did you mean 'cifar10'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_files_offline_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["data", "download", "mnist", "--data-root", str(tmp_path), "--no-download"]
+    )
+    assert result.exit_code == 1
+    assert "place it in" in result.stderr and "Traceback" not in result.output
+
+
+def test_option_for_other_dataset_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["data", "info", "mnist-mini", "--grid", "3", "--data-root", str(tmp_path)]
+    )
+    assert result.exit_code == 1 and "has no option 'grid'" in result.stderr

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import gzip
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitkit.data import load_dataset
+from vitkit.data.sources.mnist import MNIST_FILES, parse_idx
+from vitkit.errors import UserError
+
+# md5 of the uncompressed official files, from ../shared/data/README.md
+README_MD5 = {
+    "train-images": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels": "a25bea736e30d166cdddb491f175f624",
+    "test-images": "2646ac647ad5339dbf082846283269ea",
+    "test-labels": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX file an array of unsigned bytes came from (header + data)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def test_mnist_from_shared_files_matches_official_md5(mnist_root: Path) -> None:
+    ds = load_dataset("mnist", data_root=mnist_root, download=False, rebuild=True)
+    assert not ds.from_cache
+    assert len(ds["train"]) == 60_000 and len(ds["test"]) == 10_000
+    assert ds["train"].images.shape == (60_000, 1, 28, 28)
+    assert ds.classes == [str(i) for i in range(10)]
+    for split in ("train", "test"):
+        images = ds[split].images[:, 0].numpy()
+        labels = ds[split].labels.numpy()
+        assert hashlib.md5(idx_bytes(images)).hexdigest() == README_MD5[f"{split}-images"]
+        assert hashlib.md5(idx_bytes(labels)).hexdigest() == README_MD5[f"{split}-labels"]
+    assert ds.mean == [0.1307] and ds.std == [0.3081]  # the well-known MNIST statistics
+
+    t0 = time.perf_counter()
+    again = load_dataset("mnist", data_root=mnist_root, download=False)
+    assert time.perf_counter() - t0 < 2.0
+    assert again.from_cache
+    assert torch.equal(again["train"].images, ds["train"].images)
+    assert torch.equal(again["test"].labels, ds["test"].labels)
+
+
+def test_known_md5s_are_the_readme_ones() -> None:
+    for key, f in MNIST_FILES.items():
+        assert f.raw_md5 == README_MD5[key]
+
+
+def test_missing_files_without_network_say_where(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"missing train-images-idx3-ubyte.gz; place it in .*mnist"):
+        load_dataset("mnist", data_root=tmp_path, download=False)
+
+
+def test_wrong_local_file_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "mnist"
+    d.mkdir()
+    fake = np.zeros((3, 28, 28), np.uint8)
+    (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(fake)))
+    with pytest.raises(UserError, match="does not match the official"):
+        load_dataset("mnist", data_root=tmp_path, download=False)
+
+
+def test_parse_idx_rejects_garbage_and_truncation() -> None:
+    good = idx_bytes(np.arange(12, dtype=np.uint8).reshape(3, 4))
+    np.testing.assert_array_equal(parse_idx(good, source="x"), np.arange(12).reshape(3, 4))
+    with pytest.raises(UserError, match="not an IDX"):
+        parse_idx(b"hello world", source="x")
+    with pytest.raises(UserError, match="truncated"):
+        parse_idx(good[:-1], source="x")
+
+
+def test_mnist_mini_is_shipped_stratified_and_offline(tmp_path: Path) -> None:
+    ds = load_dataset("mnist-mini", data_root=tmp_path, download=False)
+    assert len(ds["train"]) == 5000 and len(ds["test"]) == 1000
+    assert torch.bincount(ds["train"].labels).tolist() == [500] * 10
+    assert torch.bincount(ds["test"].labels).tolist() == [100] * 10
+    assert ds["train"].images.dtype == torch.uint8 and ds.image_size == 28 and ds.channels == 1
+
+
+def test_mnist_mini_images_are_real_mnist_test_images(mnist_root: Path, tmp_path: Path) -> None:
+    full = load_dataset("mnist", data_root=mnist_root, download=False)["test"].images
+    mini = load_dataset("mnist-mini", data_root=tmp_path)["test"].images
+    flat = {bytes(x.numpy().tobytes()) for x in full}
+    assert all(bytes(x.numpy().tobytes()) in flat for x in mini[:50])

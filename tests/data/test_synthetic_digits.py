@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitkit.data import load_dataset
+from vitkit.data.sources.synthetic_digits import EMPTY, tile
+from vitkit.errors import ConfigError
+
+
+def cells_of(images: torch.Tensor, grid: int, side: int = 28) -> torch.Tensor:
+    """(N, 1, grid*side, grid*side) -> (N, grid*grid, side*side) cell pixels, row-major."""
+    n = images.shape[0]
+    x = images.reshape(n, grid, side, grid, side).permute(0, 1, 3, 2, 4)
+    return x.reshape(n, grid * grid, side * side)
+
+
+def test_tile_places_cells_row_major() -> None:
+    cells = torch.arange(4, dtype=torch.uint8).view(1, 4, 1, 1, 1).expand(1, 4, 1, 2, 2)
+    img = tile(cells, 2)[0, 0]
+    assert img.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+
+
+def test_mnist_grid_cells_hold_the_labelled_digits(mnist_root: Path) -> None:
+    grid = load_dataset("mnist-grid", data_root=mnist_root, download=False)
+    mnist = load_dataset("mnist", data_root=mnist_root, download=False)
+    assert grid.image_size == 56 and grid.num_outputs == 4 and grid.classes == list("0123456789")
+    for split in ("train", "test"):
+        s = grid[split]
+        assert s.labels.shape == (len(mnist[split]), 4)
+        # every cell of the first images is an MNIST image of *this* split with that label
+        lookup = {
+            bytes(img.numpy().tobytes()): int(lab)
+            for img, lab in zip(
+                mnist[split].images[:, 0].reshape(-1, 784), mnist[split].labels, strict=True
+            )
+        }
+        cells = cells_of(s.images[:64], 2)
+        for i in range(64):
+            for k in range(4):
+                key = bytes(cells[i, k].numpy().tobytes())
+                assert key in lookup, f"{split} image {i} cell {k} is not from MNIST {split}"
+                assert lookup[key] == int(s.labels[i, k])
+
+
+def test_mnist_grid_is_deterministic(mnist_root: Path) -> None:
+    a = load_dataset("mnist-grid", data_root=mnist_root, download=False)
+    b = load_dataset("mnist-grid", data_root=mnist_root, download=False, rebuild=True)
+    assert torch.equal(a["train"].labels, b["train"].labels)
+    assert torch.equal(a["test"].images[:100], b["test"].images[:100])
+
+
+@pytest.mark.parametrize("grid", [2, 3])
+def test_mnist_layout_cells_are_digits_or_empty(mnist_root: Path, grid: int) -> None:
+    ds = load_dataset("mnist-layout", data_root=mnist_root, download=False, grid=grid)
+    mnist = load_dataset("mnist", data_root=mnist_root, download=False)
+    assert ds.image_size == 28 * grid and ds.num_outputs == grid * grid
+    assert ds.classes[EMPTY] == "empty" and len(ds.classes) == 11
+    s = ds["test"]
+    empty = s.labels == EMPTY
+    assert 0.2 < empty.float().mean() < 0.4  # default empty_prob 0.3
+    cells = cells_of(s.images[:200], grid)
+    assert (cells[empty[:200]] == 0).all()  # empty cells are blank
+    assert (cells[~empty[:200]].amax(1) > 0).all()  # digit cells are not
+    lookup = {
+        bytes(img.numpy().tobytes()): int(lab)
+        for img, lab in zip(
+            mnist["test"].images[:, 0].reshape(-1, 784), mnist["test"].labels, strict=True
+        )
+    }
+    for i, k in (~empty[:50]).nonzero().tolist():
+        assert lookup[bytes(cells[i, k].numpy().tobytes())] == int(s.labels[i, k])
+
+
+def test_mnist_layout_validates_grid(mnist_root: Path) -> None:
+    with pytest.raises(ConfigError, match="grid must be"):
+        load_dataset("mnist-layout", data_root=mnist_root, download=False, grid=7)

@@ -1,0 +1,205 @@
+"""`vitkit data`: list, download (materialise), inspect and preview datasets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vitkit.cli._common import (
+    DataRoot,
+    Json,
+    console,
+    emit_json,
+    progress_bar,
+    user_errors,
+)
+from vitkit.data import get_dataset_spec, list_datasets, load_dataset
+from vitkit.data.catalog import Dataset, default_data_root, is_cached
+
+app = typer.Typer(help="Get, cache, inspect and preview datasets.", no_args_is_help=True)
+
+Name = Annotated[
+    str, typer.Argument(help="Dataset: a name from `vitkit data list` or folder:PATH.")
+]
+ImageSizeOpt = Annotated[
+    int | None, typer.Option("--image-size", help="Resize folder: images to this side (pixels).")
+]
+ChannelsOpt = Annotated[
+    int | None,
+    typer.Option("--channels", help="folder: 1 (grayscale) or 3 (RGB); default: detect."),
+]
+GridOpt = Annotated[int | None, typer.Option("--grid", help="mnist-layout: cells per side (2-4).")]
+NoDownload = Annotated[
+    bool, typer.Option("--no-download", help="Never touch the network; use local files only.")
+]
+
+
+def options(image_size: int | None, channels: int | None, grid: int | None) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
+        if v is not None
+    }
+
+
+def open_dataset(
+    name: str, data_root: Path | None, opts: dict[str, Any], *, quiet: bool, download: bool = True
+) -> Dataset:
+    with progress_bar(not quiet) as progress:
+        return load_dataset(name, data_root=data_root, download=download, progress=progress, **opts)
+
+
+@app.command("list")
+@user_errors
+def list_(data_root: DataRoot = None, json_: Json = False) -> None:
+    """Every dataset in the catalog: classes, image size, split sizes, cached or not."""
+    rows: list[dict[str, Any]] = []
+    for name in list_datasets():
+        spec = get_dataset_spec(name)
+        rows.append(
+            {
+                "name": "folder:PATH" if name == "folder" else name,
+                "description": spec.description,
+                "classes": len(spec.classes) if spec.classes else None,
+                "image_size": spec.image_size,
+                "channels": spec.channels,
+                "outputs": spec.num_outputs,
+                "splits": spec.splits,
+                "cached": name != "folder" and is_cached(name, data_root=data_root),
+            }
+        )
+    if json_:
+        emit_json(rows)
+        return
+    root = data_root or default_data_root()
+    table = Table(title=f"vitkit datasets (data root: {root})")
+    for col in ("name", "classes", "size", "outputs", "train", "test", "cached"):
+        table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
+    for r in rows:
+        size = f"{r['image_size']}x{r['image_size']}x{r['channels']}" if r["image_size"] else "any"
+        table.add_row(
+            r["name"],
+            str(r["classes"] or "-"),
+            size,
+            str(r["outputs"]),
+            *(f"{r['splits'][s]:,}" if s in r["splits"] else "-" for s in ("train", "test")),
+            "yes" if r["cached"] else "",
+        )
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def download(
+    name: Name,
+    data_root: DataRoot = None,
+    image_size: ImageSizeOpt = None,
+    channels: ChannelsOpt = None,
+    grid: GridOpt = None,
+    no_download: NoDownload = False,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild the cache from the source files.")] = False,
+    json_: Json = False,
+) -> None:
+    """Fetch a dataset (checksums verified) and cache it as uint8 tensors for fast loading."""
+    t0 = time.perf_counter()
+    with progress_bar(not json_) as progress:
+        ds = load_dataset(
+            name,
+            data_root=data_root,
+            download=not no_download,
+            progress=progress,
+            rebuild=rebuild,
+            **options(image_size, channels, grid),
+        )
+    info = {
+        **ds.describe(),
+        "from_cache": ds.from_cache,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if json_:
+        emit_json(info)
+        return
+    sizes = ", ".join(f"{k} {v:,}" for k, v in info["splits"].items())
+    how = "already cached" if ds.from_cache else "cached"
+    console.print(
+        f"[green]✓[/] {name}: {sizes} images of {ds.image_size}x{ds.image_size}x"
+        f"{ds.channels}, {ds.num_classes} classes ({how}, {info['seconds']} s)"
+    )
+    skipped = ds.info.get("skipped")
+    if skipped and skipped.get("count"):
+        console.print(
+            f"[yellow]skipped {skipped['count']} unreadable images[/], first: "
+            + ", ".join(skipped["first"])
+        )
+    console.print(f"files: {ds.cache_dir}")
+
+
+@app.command()
+@user_errors
+def info(
+    name: Name,
+    data_root: DataRoot = None,
+    image_size: ImageSizeOpt = None,
+    channels: ChannelsOpt = None,
+    grid: GridOpt = None,
+    no_download: NoDownload = False,
+    json_: Json = False,
+) -> None:
+    """Split sizes, class balance and per-channel mean/std, computed from the data."""
+    ds = open_dataset(
+        name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
+    )
+    stats = ds.stats()
+    if json_:
+        emit_json({**ds.describe(), "stats": stats})
+        return
+    console.print(
+        f"[bold]{name}[/]: {ds.image_size}x{ds.image_size}, {ds.channels} channel(s), "
+        f"{ds.num_classes} classes, {ds.num_outputs} label(s) per image"
+    )
+    table = Table(title="class balance")
+    table.add_column("class")
+    for split in stats:
+        table.add_column(split, justify="right")
+    for c in ds.classes:
+        table.add_row(c, *(f"{stats[s]['class_counts'][c]:,}" for s in stats))
+    table.add_row("[bold]images[/]", *(f"{stats[s]['size']:,}" for s in stats))
+    table.add_row("[bold]mean[/]", *(", ".join(map(str, stats[s]["mean"])) for s in stats))
+    table.add_row("[bold]std[/]", *(", ".join(map(str, stats[s]["std"])) for s in stats))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def preview(
+    name: Name,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    split: Annotated[str, typer.Option(help="Split to sample from.")] = "train",
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 64,
+    augmented: Annotated[bool, typer.Option(help="Show them after training augmentation.")] = False,
+    seed: Annotated[int, typer.Option(help="Which samples (and augmentations).")] = 0,
+    data_root: DataRoot = None,
+    image_size: ImageSizeOpt = None,
+    channels: ChannelsOpt = None,
+    grid: GridOpt = None,
+    no_download: NoDownload = False,
+    json_: Json = False,
+) -> None:
+    """Write a labelled grid of samples to a PNG file."""
+    from vitkit.artifact import atomic_write
+    from vitkit.data.preview import make_preview
+
+    ds = open_dataset(
+        name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
+    )
+    image = make_preview(ds, split=split, n=n, augmented=augmented, seed=seed)
+    with atomic_write(out) as f:
+        image.save(f, format="PNG")
+    if json_:
+        emit_json({"out": str(out), "split": split, "n": n, "size": list(image.size)})
+    else:
+        console.print(f"wrote {out} ({image.size[0]}x{image.size[1]})")

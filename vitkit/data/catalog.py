@@ -1,0 +1,400 @@
+"""The dataset registry: name -> DatasetSpec, and ``load_dataset`` (materialise once, then cache).
+
+A spec says what a dataset is (classes, size, channels, splits, how to augment it, the default
+training recipe) and names its builder, a function ``SourceContext -> RawDataset`` in
+``vitkit.data.sources``. ``load_dataset`` runs the builder once, stores uint8 tensors in the
+data root, and serves every later call from that cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vitkit.data.cache import cache_key, channel_stats, load_cache, save_cache
+from vitkit.data.types import ProgressFn, RawDataset, SourceContext, Split, no_progress
+from vitkit.errors import ConfigError, UserError, suggest, unknown_name
+
+FOLDER_PREFIX = "folder:"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset is, before any byte of it is read."""
+
+    name: str
+    description: str
+    builder: str  # "module:function" taking SourceContext, returning RawDataset
+    classes: tuple[str, ...] | None  # None: known only once loaded (folder:)
+    image_size: int | None  # side in pixels; None: chosen at load time
+    channels: int | None  # 1 or 3; None: detected at load time
+    splits: dict[str, int] = field(default_factory=dict)  # expected split sizes
+    num_outputs: int = 1  # labels per image: 1, or K for multi-digit tasks (labels (N, K))
+    augment: str = "natural"  # augmentation family: 'natural' (crop+flip), 'digits', 'none'
+    options: dict[str, Any] = field(default_factory=dict)  # builder options with defaults
+    recipe: dict[str, Any] = field(default_factory=dict)  # default training recipe
+    license: str = ""
+    source: str = ""  # where the data comes from (URL or "shipped with vitkit")
+
+    def load_builder(self) -> Callable[[SourceContext], RawDataset]:
+        module, fn = self.builder.split(":")
+        builder: Callable[[SourceContext], RawDataset] = getattr(
+            importlib.import_module(module), fn
+        )
+        return builder
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset to the catalog; refuses duplicates."""
+    if spec.name in _DATASETS:
+        raise ValueError(f"dataset '{spec.name}' is already registered")
+    _DATASETS[spec.name] = spec
+    return spec
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names (``folder:PATH`` is accepted too and is not listed)."""
+    return list(_DATASETS)
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    if name.startswith(FOLDER_PREFIX):
+        return _DATASETS["folder"]
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise unknown_name("dataset", name, [*_DATASETS, "folder:PATH"]) from None
+
+
+def default_data_root() -> Path:
+    """``$VITKIT_DATA``, else ``~/.cache/vitkit/data``."""
+    env = os.environ.get("VITKIT_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vitkit" / "data"
+
+
+@dataclass
+class Dataset:
+    """A dataset in memory: uint8 splits plus everything needed to train and preprocess."""
+
+    name: str
+    spec: DatasetSpec
+    splits: dict[str, Split]
+    classes: list[str]
+    mean: list[float]  # per channel, in [0, 1] units, computed from the train split
+    std: list[float]
+    options: dict[str, Any]
+    info: dict[str, Any]
+    cache_dir: Path
+    from_cache: bool
+
+    @property
+    def image_size(self) -> int:
+        return int(next(iter(self.splits.values())).images.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        return int(next(iter(self.splits.values())).images.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_outputs(self) -> int:
+        """Labels per image: 1, or K for multi-output tasks (labels of shape (N, K))."""
+        labels = next(iter(self.splits.values())).labels
+        return 1 if labels.ndim == 1 else int(labels.shape[1])
+
+    def __getitem__(self, split: str) -> Split:
+        try:
+            return self.splits[split]
+        except KeyError:
+            have = ", ".join(self.splits)
+            raise UserError(
+                f"dataset '{self.name}' has no split '{split}' (it has: {have})"
+                f"{suggest(split, self.splits)}"
+            ) from None
+
+    def stats(self) -> dict[str, Any]:
+        """Computed from the data: per split size, class balance and per-channel mean/std."""
+        from vitkit.data.cache import channel_stats
+
+        out: dict[str, Any] = {}
+        for name, s in self.splits.items():
+            counts = torch.bincount(s.labels.flatten(), minlength=self.num_classes).tolist()
+            mean, std = channel_stats(s.images)
+            out[name] = {
+                "size": len(s),
+                "mean": mean,
+                "std": std,
+                "class_counts": dict(zip(self.classes, counts, strict=False)),
+            }
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary: sizes, classes, preprocessing."""
+        return {
+            "name": self.name,
+            "classes": self.classes,
+            "num_classes": self.num_classes,
+            "num_outputs": self.num_outputs,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "mean": self.mean,
+            "std": self.std,
+            "splits": {k: len(v) for k, v in self.splits.items()},
+            "options": self.options,
+            "cache_dir": str(self.cache_dir),
+            "info": self.info,
+        }
+
+
+def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in given:
+        if key not in spec.options:
+            allowed = ", ".join(spec.options) or "none"
+            raise ConfigError(
+                f"dataset '{spec.name}' has no option '{key}'{suggest(key, spec.options)}"
+                f" (options: {allowed})"
+            )
+    resolved = {**spec.options, **given}
+    if name.startswith(FOLDER_PREFIX):
+        path = Path(name[len(FOLDER_PREFIX) :]).expanduser()
+        if not path.is_dir():
+            raise UserError(
+                f"folder dataset not found: {path} (expected {path}/train/<class>/*.jpg)"
+            )
+        resolved["path"] = str(path.resolve())
+    return resolved
+
+
+def dataset_dir(name: str, spec: DatasetSpec, options: dict[str, Any], data_root: Path) -> Path:
+    """Where a dataset's files (raw downloads) live under the data root."""
+    if spec.name == "folder":
+        path = Path(options["path"])
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+        return data_root / "folder" / f"{path.name}-{digest}"
+    return data_root / spec.name
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    progress: ProgressFn = no_progress,
+    rebuild: bool = False,
+    **options: Any,
+) -> Dataset:
+    """Load ``name`` (``cifar10``, ``mnist``, ``mnist-grid``, ``folder:PATH``, ...) into memory.
+
+    The first call builds the dataset (reading official files, downloading them if allowed) and
+    caches uint8 tensors under ``data_root``; later calls read the cache. ``options`` are the
+    dataset's builder options (``image_size`` for folders, ``grid`` for mnist-layout, ...).
+    """
+    spec = get_dataset_spec(name)
+    root = Path(data_root).expanduser() if data_root is not None else default_data_root()
+    opts = _resolve_options(spec, name, options)
+    directory = dataset_dir(name, spec, opts, root)
+    key_opts = dict(opts)
+    if spec.name == "folder":
+        from vitkit.data.sources.folder import fingerprint
+
+        key_opts["fingerprint"] = fingerprint(Path(opts["path"]))
+    cdir = directory / "cache" / cache_key(key_opts)
+    cached = None if rebuild else load_cache(cdir)
+    from_cache = cached is not None
+    if cached is None:
+        ctx = SourceContext(
+            root=directory, download=download, progress=progress, options=opts, data_root=root
+        )
+        t0 = time.perf_counter()
+        raw = spec.load_builder()(ctx)
+        if "train" not in raw.splits:
+            raise UserError(f"dataset '{name}' has no train split")
+        mean, std = channel_stats(raw.splits["train"].images)
+        meta: dict[str, Any] = {
+            "mean": mean,
+            "std": std,
+            "options": key_opts,
+            "build_seconds": round(time.perf_counter() - t0, 2),
+        }
+        progress("write cache", 0, 1)
+        save_cache(cdir, raw, meta)
+        progress("write cache", 1, 1)
+    else:
+        raw, meta = cached
+    return Dataset(
+        name=name,
+        spec=spec,
+        splits=raw.splits,
+        classes=raw.classes,
+        mean=meta["mean"],
+        std=meta["std"],
+        options=opts,
+        info=raw.info,
+        cache_dir=cdir,
+        from_cache=from_cache,
+    )
+
+
+def is_cached(name: str, *, data_root: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``name`` with default options is already materialised under the data root."""
+    spec = get_dataset_spec(name)
+    root = Path(data_root).expanduser() if data_root is not None else default_data_root()
+    return (root / spec.name / "cache" / cache_key(dict(spec.options)) / "meta.json").is_file()
+
+
+# -- the catalog --------------------------------------------------------------------------------
+_DIGITS = tuple(str(i) for i in range(10))
+_MNIST_LICENSE = "MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0"
+
+register_dataset(
+    DatasetSpec(
+        name="mnist",
+        description="MNIST handwritten digits, official IDX files",
+        builder="vitkit.data.sources.mnist:build_mnist",
+        classes=_DIGITS,
+        image_size=28,
+        channels=1,
+        splits={"train": 60000, "test": 10000},
+        augment="digits",
+        license=_MNIST_LICENSE,
+        source="https://ossci-datasets.s3.amazonaws.com/mnist/ (mirror of yann.lecun.com/exdb/mnist)",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="fashion-mnist",
+        description="Fashion-MNIST clothing images, official IDX files",
+        builder="vitkit.data.sources.mnist:build_fashion_mnist",
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        image_size=28,
+        channels=1,
+        splits={"train": 60000, "test": 10000},
+        augment="natural",
+        license="Fashion-MNIST: Zalando SE, MIT",
+        source="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="mnist-mini",
+        description="5,000/1,000 stratified MNIST subset shipped with vitkit",
+        builder="vitkit.data.sources.mnist:build_mnist_mini",
+        classes=_DIGITS,
+        image_size=28,
+        channels=1,
+        splits={"train": 5000, "test": 1000},
+        augment="digits",
+        license=_MNIST_LICENSE,
+        source="shipped with vitkit (vitkit/data/assets/mnist-mini.npz)",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="cifar10",
+        description="CIFAR-10, official python archive",
+        builder="vitkit.data.sources.cifar:build_cifar10",
+        classes=(
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ),
+        image_size=32,
+        channels=3,
+        splits={"train": 50000, "test": 10000},
+        augment="natural",
+        license="CIFAR-10: Alex Krizhevsky, 2009",
+        source="https://www.cs.toronto.edu/~kriz/cifar.html",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="cifar100",
+        description="CIFAR-100 (fine labels), official python archive",
+        builder="vitkit.data.sources.cifar:build_cifar100",
+        classes=None,
+        image_size=32,
+        channels=3,
+        splits={"train": 50000, "test": 10000},
+        augment="natural",
+        license="CIFAR-100: Alex Krizhevsky, 2009",
+        source="https://www.cs.toronto.edu/~kriz/cifar.html",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="mnist-grid",
+        description="56x56 2x2 grids of MNIST digits; label = the four digits",
+        builder="vitkit.data.sources.synthetic_digits:build_grid",
+        classes=_DIGITS,
+        image_size=56,
+        channels=1,
+        splits={"train": 60000, "test": 10000},
+        num_outputs=4,
+        augment="none",
+        options={"seed": 0},
+        license=_MNIST_LICENSE,
+        source="generated from mnist",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="mnist-layout",
+        description="2x2 (or --grid 3) layouts of MNIST digits or empty cells; label per cell",
+        builder="vitkit.data.sources.synthetic_digits:build_layout",
+        classes=(*_DIGITS, "empty"),
+        image_size=None,
+        channels=1,
+        splits={"train": 60000, "test": 10000},
+        num_outputs=4,
+        augment="none",
+        options={"grid": 2, "empty_prob": 0.3, "seed": 0},
+        license=_MNIST_LICENSE,
+        source="generated from mnist",
+    )
+)
+register_dataset(
+    DatasetSpec(
+        name="folder",
+        description="folder:PATH, any ImageFolder tree (PATH/train/<class>/*.jpg)",
+        builder="vitkit.data.sources.folder:build_folder",
+        classes=None,
+        image_size=None,
+        channels=None,
+        augment="natural",
+        options={"image_size": None, "channels": None},
+        source="your files",
+    )
+)

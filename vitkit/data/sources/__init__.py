@@ -1,0 +1,1 @@
+"""One module per source family; each exposes ``build_*(ctx: SourceContext) -> RawDataset``."""
