@@ -41,6 +41,8 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     import pathlib
 
-    scripts = session.posargs or sorted(str(p) for p in pathlib.Path("benchmarks").glob("*.py"))
+    scripts = session.posargs or sorted(
+        str(p) for p in pathlib.Path("benchmarks").glob("*.py") if not p.name.startswith("_")
+    )
     for script in scripts:
         session.run("python", script)

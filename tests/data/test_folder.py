@@ -1,0 +1,293 @@
+"""vitkit/data/sources/folder.py: ImageFolder trees written here with PIL, and the CIFAR-10 JPEGs."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitkit.data.sources import folder
+from vitkit.data.sources.folder import build_folder, fingerprint
+from vitkit.data.types import RawDataset, SourceContext
+from vitkit.errors import ConfigError, UserError
+
+# every class has a distinctive solid colour, so a decoded pixel tells which class it came from
+COLOURS = {"cat": (220, 30, 30), "dog": (30, 200, 30), "owl": (30, 30, 220), "yak": (128,) * 3}
+
+
+def _save(
+    path: Path,
+    colour: tuple[int, ...],
+    size: tuple[int, int] = (16, 16),
+    mode: str = "RGB",
+    **kw: Any,
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour if len(colour) > 1 else colour[0]).save(path, **kw)
+    return path
+
+
+def _jpeg_bytes(colour: tuple[int, int, int], size: int = 16) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _load(path: Path, progress: Any = None, **options: Any) -> RawDataset:
+    ctx = SourceContext(root=path.parent, options={"path": path, **options})
+    if progress is not None:
+        ctx.progress = progress
+    return build_folder(ctx)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """4 classes, PNG/JPEG/BMP/WebP, one RGBA, one grayscale class, and three broken files."""
+    root = tmp_path / "ds"
+    tr = root / "train"
+    _save(tr / "cat" / "a.png", COLOURS["cat"])
+    _save(tr / "cat" / "b.jpg", COLOURS["cat"], quality=95)
+    _save(tr / "cat" / "c.png", (*COLOURS["cat"], 255), mode="RGBA")
+    _save(tr / "dog" / "a.jpeg", COLOURS["dog"], quality=95)
+    _save(tr / "dog" / "b.bmp", COLOURS["dog"])
+    (tr / "dog" / "bad.jpg").write_bytes(np.random.default_rng(0).bytes(500))  # not an image
+    (tr / "dog" / "notes.txt").write_text("not an image extension: ignored")
+    _save(tr / "owl" / "a.webp", COLOURS["owl"], lossless=True)
+    (tr / "owl" / "empty.png").write_bytes(b"")  # zero bytes
+    (tr / "owl" / "half.jpg").write_bytes(_jpeg_bytes(COLOURS["owl"])[:300])  # truncated
+    _save(tr / "yak" / "a.png", (128,), mode="L")  # the grayscale one
+    _save(root / "test" / "cat" / "x.png", COLOURS["cat"])
+    _save(root / "test" / "owl" / "y.jpg", COLOURS["owl"], quality=95)  # test lacks dog and yak
+    return root
+
+
+def _assert_aligned(ds: RawDataset, tol: int = 12) -> None:
+    """Every kept image's centre pixel is its label's class colour."""
+    for split in ds.splits.values():
+        for img, label in zip(split.images, split.labels.tolist(), strict=True):
+            want = torch.tensor(COLOURS[ds.classes[label]][: img.shape[0]], dtype=torch.int32)
+            got = img[:, img.shape[1] // 2, img.shape[2] // 2].to(torch.int32)
+            assert (got - want).abs().max() <= tol, (ds.classes[label], got.tolist())
+
+
+def test_tree_shapes_labels_and_skipped(tree: Path) -> None:
+    calls: list[tuple[str, int, int | None]] = []
+    ds = _load(tree, progress=lambda d, c, t: calls.append((d, c, t)))
+    assert ds.classes == ["cat", "dog", "owl", "yak"]
+    assert set(ds.splits) == {"train", "test"}
+    train, test = ds.splits["train"], ds.splits["test"]
+    assert train.images.shape == (7, 3, 16, 16) and train.images.dtype == torch.uint8
+    assert train.labels.dtype == torch.int64
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 2, 3]
+    assert test.images.shape == (2, 3, 16, 16) and test.labels.tolist() == [0, 2]
+    _assert_aligned(ds)
+    assert ds.info["skipped"] == {
+        "count": 3,
+        "first": ["train/dog/bad.jpg", "train/owl/empty.png", "train/owl/half.jpg"],
+    }
+    assert ds.info["path"] == str(tree.resolve())
+    assert (ds.info["image_size"], ds.info["channels"]) == (16, 3)
+    assert calls[0] == ("decode train", 0, 10) and calls[-1] == ("decode test", 2, 2)
+    assert ("decode train", 10, 10) in calls
+
+
+def test_threads_and_chunks_give_the_same_result(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many workers and tiny chunks (skips falling in several chunks) change nothing."""
+    one = _load(tree)
+    monkeypatch.setattr(folder, "SMALL_IMAGE_PIXELS", 0)
+    monkeypatch.setattr(folder, "CHUNK", 2)
+    many = _load(tree)
+    assert many.info["decode_workers"] == min(8, os.cpu_count() or 1)
+    for name, split in one.splits.items():
+        assert torch.equal(many.splits[name].images, split.images)
+        assert torch.equal(many.splits[name].labels, split.labels)
+    assert many.info["skipped"] == one.info["skipped"]
+
+
+def test_resize_and_forced_grayscale(tree: Path) -> None:
+    _save(tree / "train" / "dog" / "wide.png", COLOURS["dog"], size=(40, 24))
+    ds = _load(tree, image_size=8, channels=1)
+    assert ds.splits["train"].images.shape == (8, 1, 8, 8)
+    assert (ds.info["image_size"], ds.info["channels"]) == (8, 1)
+    # RGB -> L uses ITU-R 601 luma: red (220, 30, 30) is about 87
+    luma = {k: round(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]) for k, c in COLOURS.items()}
+    for img, label in zip(ds.splits["train"].images, ds.splits["train"].labels, strict=True):
+        assert abs(int(img[0, 4, 4]) - luma[ds.classes[label]]) <= 3
+
+
+def test_val_split_is_read(tree: Path) -> None:
+    _save(tree / "val" / "yak" / "v.png", (128,), mode="L")
+    ds = _load(tree)
+    assert ds.splits["val"].labels.tolist() == [3]
+    _assert_aligned(ds)
+
+
+def test_channels_auto_detects_grayscale(tmp_path: Path) -> None:
+    root = tmp_path / "gray"
+    _save(root / "train" / "a" / "1.png", (10,), mode="L")
+    _save(root / "train" / "a" / "2.jpg", (10,), mode="L", quality=95)
+    _save(root / "train" / "b" / "1.png", (1,), mode="1")
+    Image.fromarray(np.full((16, 16), 40000, dtype=np.uint16)).save(root / "train" / "b" / "2.png")
+    ds = _load(root)
+    assert ds.info["channels"] == 1
+    imgs = ds.splits["train"].images
+    assert imgs.shape == (4, 1, 16, 16)
+    assert imgs[:, 0, 8, 8].tolist()[:3] == [10, 10, 255]
+    # 16-bit grayscale is scaled to 8 bits (PIL's convert("L") would clip it to 255)
+    assert abs(int(imgs[3, 0, 8, 8]) - round(40000 / 65535 * 255)) <= 1
+    assert _load(root, channels=3).splits["train"].images.shape == (4, 3, 16, 16)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    im = Image.new("RGB", (16, 16), (255, 0, 0))
+    im.paste((0, 0, 255), (8, 0, 16, 16))  # left red, right blue
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotate 180 when shown
+    (tmp_path / "t" / "train" / "a").mkdir(parents=True)
+    im.save(tmp_path / "t" / "train" / "a" / "x.jpg", quality=95, exif=exif)
+    img = _load(tmp_path / "t").splits["train"].images[0]
+    assert img[2, 8, 2] > 200 and img[0, 8, 2] < 50  # left is now blue
+
+
+def test_mixed_sizes_need_image_size(tree: Path) -> None:
+    _save(tree / "train" / "dog" / "big.png", COLOURS["dog"], size=(24, 24))
+    with pytest.raises(UserError, match="--image-size") as err:
+        _load(tree)
+    assert "\n" not in str(err.value)
+    assert _load(tree, image_size=12).splits["train"].images.shape == (8, 3, 12, 12)
+
+
+def test_non_square_needs_image_size(tmp_path: Path) -> None:
+    _save(tmp_path / "r" / "train" / "a" / "x.png", (1, 2, 3), size=(20, 10))
+    with pytest.raises(UserError, match="--image-size"):
+        _load(tmp_path / "r")
+
+
+def test_mixed_size_found_while_decoding(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header probe sees one file only; the odd size is caught by a decode worker."""
+    monkeypatch.setattr(folder, "PROBE_FILES", 1)
+    _save(tree / "train" / "yak" / "odd.png", (128,), size=(20, 20), mode="L")
+    with pytest.raises(UserError, match=r"20x20 in train/yak/odd\.png.*--image-size"):
+        _load(tree)
+
+
+def test_extra_class_in_test_is_an_error(tree: Path) -> None:
+    _save(tree / "test" / "ghost" / "g.png", (0, 0, 0))
+    _save(tree / "test" / "zombie" / "z.png", (0, 0, 0))
+    with pytest.raises(UserError, match="'ghost', 'zombie'") as err:
+        _load(tree)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("make", ["nothing", "no-train", "no-class", "no-images"])
+def test_layout_errors(tmp_path: Path, make: str) -> None:
+    root = tmp_path / "ds"
+    if make != "nothing":
+        (root / "test" / "a").mkdir(parents=True)
+    if make in ("no-class", "no-images"):
+        (root / "train").mkdir()
+    if make == "no-images":
+        (root / "train" / "a").mkdir()
+        (root / "train" / "a" / "readme.txt").write_text("hi")
+    with pytest.raises(UserError) as err:
+        _load(root)
+    msg = str(err.value)
+    assert "\n" not in msg and str(root) in msg
+    assert ("no images" in msg) if make == "no-images" else ("train/<class>" in msg)
+    if make in ("nothing", "no-train"):
+        with pytest.raises(UserError, match="train/<class>"):
+            fingerprint(root)
+
+
+def test_all_files_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "train" / "a" / "x.jpg").write_bytes(b"")
+    (tmp_path / "train" / "a" / "y.png").write_bytes(b"nope")
+    with pytest.raises(UserError, match="no readable images"):
+        _load(tmp_path)
+
+
+def test_bad_options(tree: Path) -> None:
+    with pytest.raises(ConfigError, match="channels"):
+        _load(tree, channels=2)
+    with pytest.raises(ConfigError, match="image_size"):
+        _load(tree, image_size=0)
+    with pytest.raises(UserError, match="path"):
+        build_folder(SourceContext(root=tree, options={}))
+
+
+def test_fingerprint_tracks_the_tree(tree: Path) -> None:
+    fp = fingerprint(tree)
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert fingerprint(tree) == fp
+    (tree / "train" / "cat" / "notes.txt").write_text("ignored")  # not an image
+    assert fingerprint(tree) == fp
+
+    target = tree / "train" / "cat" / "a.png"
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touched
+    fp_touched = fingerprint(tree)
+    assert fp_touched != fp
+
+    _save(tree / "test" / "dog" / "new.png", COLOURS["dog"])  # added
+    fp_added = fingerprint(tree)
+    assert fp_added not in (fp, fp_touched)
+
+    (tree / "train" / "zebra").mkdir()  # a new (empty) class changes the labels
+    assert fingerprint(tree) != fp_added
+
+
+# -- acceptance: CIFAR-10 as JPEG files (../shared/data/cifar10-jpeg.tar.gz) ----------------
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archive = shared_data / "cifar10-jpeg.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} not found")
+    out = tmp_path_factory.mktemp("cifar10-jpeg")
+    with tarfile.open(archive) as tar:
+        tar.extractall(out, filter="data")
+    return out / "cifar10-jpeg"
+
+
+def test_cifar10_jpeg_folder(cifar10_jpeg: Path, record_property: Any) -> None:
+    t0 = time.perf_counter()
+    fp = fingerprint(cifar10_jpeg)
+    fp_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ds = _load(cifar10_jpeg)
+    seconds = time.perf_counter() - t0
+    print(
+        f"\ncifar10-jpeg: build_folder {seconds:.2f} s ({ds.info['decode_workers']} thread(s)), "
+        f"fingerprint {fp_seconds:.3f} s"
+    )
+    record_property("cifar10_jpeg_build_seconds", round(seconds, 2))
+    record_property("cifar10_jpeg_fingerprint_seconds", round(fp_seconds, 3))
+
+    assert ds.classes == CIFAR10
+    train, test = ds.splits["train"], ds.splits["test"]
+    assert train.images.shape == (50_000, 3, 32, 32) and test.images.shape == (10_000, 3, 32, 32)
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    assert ds.info["skipped"]["count"] == 0
+    assert (ds.info["image_size"], ds.info["channels"]) == (32, 3)
+    # pixels are exactly what PIL decodes (first and last file of train, in sorted order)
+    first = cifar10_jpeg / "train" / "airplane" / "0000.jpg"
+    last = sorted((cifar10_jpeg / "train" / "truck").iterdir())[-1]
+    for i, f in ((0, first), (-1, last)):
+        want = torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(train.images[i], want)
+    assert len(fp) == 16 and fp_seconds < 1.5  # names, sizes, mtimes only: no file reads
