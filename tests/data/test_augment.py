@@ -107,3 +107,18 @@ def test_digits_preset_has_no_flip_and_mixing_gives_soft_labels() -> None:
     )
     _, soft = aug(torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.randint(0, 4, (8,)), gen())
     assert soft.shape == (8, 4) and soft.dtype == torch.float32
+
+
+def test_crop_with_flip_gives_windows_of_the_image_or_its_mirror() -> None:
+    x = torch.randint(1, 255, (32, 2, 6, 6), dtype=torch.uint8)
+    out = random_crop(x, 2, gen(7), flip_p=0.5)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    mirrored = 0
+    for i in range(32):
+        plain = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
+        flipped = [w.flip(2) for w in plain]
+        is_plain = any(torch.equal(out[i], w) for w in plain)
+        is_flip = any(torch.equal(out[i], w) for w in flipped)
+        assert is_plain or is_flip
+        mirrored += is_flip and not is_plain
+    assert 6 < mirrored < 26

@@ -21,19 +21,23 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.dev
     return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
 
 
-def random_crop(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
-    """Zero-pad by ``pad`` and crop back to the input size at a random offset per image."""
-    if pad <= 0:
-        return x
-    b, _, h, w = x.shape
+def random_crop(x: Tensor, pad: int, g: torch.Generator, *, flip_p: float = 0.0) -> Tensor:
+    """Zero-pad by ``pad``, crop back to the input size at a random offset per image, and
+    (with ``flip_p`` > 0) mirror left-right with that probability, all in one gather."""
+    b, c, h, w = x.shape
     dev = x.device
-    padded = F.pad(x, (pad, pad, pad, pad))
+    padded = F.pad(x, (pad, pad, pad, pad)) if pad > 0 else x
+    wp = w + 2 * pad
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=g, device=dev)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=g, device=dev)
-    rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]  # (B, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]  # (B, 1, W)
-    out = padded.permute(0, 2, 3, 1)[torch.arange(b, device=dev)[:, None, None], rows, cols]
-    return out.permute(0, 3, 1, 2)
+    cols = torch.arange(w, device=dev).expand(b, w)
+    if flip_p > 0:
+        flip = torch.rand(b, generator=g, device=dev) < flip_p
+        cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
+    index = rows[:, :, None] * wp + (dx[:, None] + cols)[:, None, :]  # (B, H, W) into padded
+    out = padded.reshape(b, c, -1).gather(2, index.reshape(b, 1, -1).expand(b, c, -1))
+    return out.view(b, c, h, w)
 
 
 def random_flip(x: Tensor, g: torch.Generator, p: float = 0.5) -> Tensor:
@@ -149,15 +153,15 @@ class BatchAugment:
         self.shift = -torch.tensor(mean, device=device).view(1, -1, 1, 1) / std_t
 
     def normalize(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.shift, x.float(), self.scale)
+        return x.float().mul_(self.scale).add_(self.shift)
 
     def __call__(self, x: Tensor, y: Tensor, g: torch.Generator | None) -> tuple[Tensor, Tensor]:
         c = self.config
         if g is None:  # evaluation: normalisation only
             return self.normalize(x), y
         if c.crop_pad:
-            x = random_crop(x, c.crop_pad, g)
-        if c.flip:
+            x = random_crop(x, c.crop_pad, g, flip_p=0.5 if c.flip else 0.0)
+        elif c.flip:
             x = random_flip(x, g)
         x = self.normalize(x)
         if c.affine:
