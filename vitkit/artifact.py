@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -75,3 +76,136 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise UserError(f"missing file: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"corrupt JSON in {path}: {e}") from None
+
+
+# -- weights and the run directory ---------------------------------------------------------------
+MODEL_JSON = "model.json"
+MODEL_WEIGHTS = "model.safetensors"
+
+
+def unwrap(model: Any) -> Any:
+    """The plain module under DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif hasattr(model, "module") and type(model).__name__ == "DistributedDataParallel":
+            model = model.module
+        else:
+            return model
+
+
+def save_weights(
+    path: str | os.PathLike[str], model: Any, metadata: dict[str, str] | None = None
+) -> None:
+    """A module's state dict as safetensors, atomically."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    blob = save(state, metadata=metadata)
+    with atomic_write(path) as f:
+        f.write(blob)
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A safetensors state dict; missing or corrupt files become one-line ``UserError``s."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from vitkit.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"missing weights file: {path}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"corrupt weights file {path}: {e}") from None
+
+
+def save_model(run_dir: str | os.PathLike[str], model: Any, meta: dict[str, Any]) -> None:
+    """Write ``model.safetensors`` and ``model.json`` (spec + ``meta``: classes, preprocessing)."""
+    import datetime
+
+    import vitkit
+
+    run_dir = Path(run_dir)
+    spec = unwrap(model).spec
+    save_weights(run_dir / MODEL_WEIGHTS, model)
+    write_json(
+        run_dir / MODEL_JSON,
+        {
+            **spec.to_dict(),
+            **meta,
+            "vitkit_version": vitkit.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+
+@dataclass
+class LoadedModel:
+    """A model with what it needs to be used: classes and preprocessing, from model.json."""
+
+    model: Any  # nn.Module, in eval mode
+    spec: Any  # ModelSpec
+    classes: list[str]
+    image_size: int
+    channels: int
+    mean: list[float]
+    std: list[float]
+    dataset: str | None
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.spec.config.num_outputs)
+
+
+def load_model(
+    path: str | os.PathLike[str], *, device: str = "cpu", weights: str | None = None
+) -> LoadedModel:
+    """Load a run directory (or a model.json next to its model.safetensors) for inference.
+
+    ``weights`` picks another safetensors file in the run (e.g. ``checkpoint/last.safetensors``).
+    """
+    from vitkit.errors import UserError
+    from vitkit.models import ModelSpec
+
+    path = Path(path)
+    if path.is_dir():
+        run_dir, meta_path = path, path / MODEL_JSON
+    elif path.suffix == ".json":
+        run_dir, meta_path = path.parent, path
+    elif path.suffix == ".safetensors":
+        run_dir, meta_path = path.parent, path.parent / MODEL_JSON
+    else:
+        raise UserError(f"not a run directory or model.json: {path}")
+    if not path.exists():
+        raise UserError(f"no such run: {path}")
+    meta = read_json(meta_path)
+    spec = ModelSpec.from_dict(meta)
+    model = spec.build()
+    weights_path = run_dir / (weights or MODEL_WEIGHTS)
+    if path.suffix == ".safetensors":
+        weights_path = path
+    try:
+        model.load_state_dict(load_weights(weights_path))
+    except RuntimeError as e:
+        raise UserError(
+            f"{weights_path} does not fit {meta_path}: {str(e).splitlines()[0]}"
+        ) from None
+    model.to(device).eval()
+    cfg = spec.config
+    return LoadedModel(
+        model=model,
+        spec=spec,
+        classes=list(meta.get("classes") or []),
+        image_size=cfg.image_size,
+        channels=cfg.in_chans,
+        mean=list(meta.get("mean") or [0.5] * cfg.in_chans),
+        std=list(meta.get("std") or [0.5] * cfg.in_chans),
+        dataset=meta.get("dataset"),
+        meta=meta,
+        path=run_dir,
+    )

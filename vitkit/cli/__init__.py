@@ -9,6 +9,7 @@ import typer
 from vitkit import __version__
 from vitkit.cli import data, models
 from vitkit.cli._common import console, not_yet
+from vitkit.cli.train import train_command
 
 app = typer.Typer(
     name="vitkit",
@@ -18,9 +19,9 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
+app.command("train")(train_command)
 
 for _group, _help in [
-    ("train", "Train a model on a dataset."),
     ("eval", "Evaluate a trained run."),
     ("export", "Export a run to ONNX."),
     ("bench", "Benchmark a run across runtimes."),

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vitkit.cli import app
+
+runner = CliRunner()
+TINY = ["--model", "vit-nano", "--patch-size", "7", "--batch-size", "64"]
+
+
+def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["mnist-mino"], "did you mean 'mnist-mini'"),
+        (["mnist-mini", "--embed-dim", "100", "--heads", "3"], "not divisible by num_heads"),
+        (["mnist-mini", "--patch-size", "5"], "does not divide image_size 28"),
+        (["mnist-mini", "--device", "cuda"], "CUDA is not available"),
+        (["mnist-mini", "--batch-size", "100000"], "batch size 100000 is larger than"),
+        (["mnist-mini", "--model", "vit-tinyy"], "did you mean 'vit-tiny'"),
+        (["mnist-mini", "--epochs", "0"], "epochs must be >= 1"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "r")])
+    assert message in one_error_line(result)
+    assert not (tmp_path / "r" / "checkpoint").exists()  # nothing ran
+
+
+def test_train_json_then_existing_out_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "mnist-mini", *TINY, "--epochs", "1", "--max-steps", "5", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "max_steps" and summary["steps"] == 5
+    assert (out / "model.safetensors").is_file()
+    again = runner.invoke(app, args)
+    assert "--resume" in one_error_line(again) and "--overwrite" in again.stderr
+
+
+def test_config_file_and_cli_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": "vit-nano",
+                "model_overrides": {"patch_size": 7},
+                "epochs": 1,
+                "max_steps": 3,
+                "batch_size": 32,
+            }
+        )
+    )
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "mnist-mini",
+            "--config",
+            str(cfg),
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "train.json").read_text())["config"]
+    assert saved["batch_size"] == 16 and saved["max_steps"] == 3 and saved["model"] == "vit-nano"
+
+
+def test_sigint_leaves_a_resumable_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vitkit",
+        "train",
+        "mnist-mini",
+        *TINY,
+        "--epochs",
+        "50",
+        "--log-every",
+        "1",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        metrics.exists() and metrics.read_text().count("\n") >= 3
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"vitkit train --resume {out}" in err
+    state_step = json.loads((out / "summary.json").read_text())["steps"]
+    assert state_step >= 3
+    # the checkpoint continues: resume in-process and stop again one step later
+    from vitkit.train import StopFlag, TrainConfig, train
+    from vitkit.train.callbacks import Callback
+
+    stop = StopFlag()
+
+    class Once(Callback):
+        def on_step(self, info) -> None:  # type: ignore[no-untyped-def]
+            stop.request()
+
+    resumed = train(TrainConfig(), resume=out, callbacks=[Once()], stop=stop)
+    assert resumed.summary["resumed_from_step"] == state_step
+    assert resumed.summary["steps"] == state_step + 1
+
+
+def test_torchrun_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    pytest.importorskip("torch.distributed.run")
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "vitkit",
+        "train",
+        "mnist-mini",
+        *TINY,
+        "--epochs",
+        "1",
+        "--max-steps",
+        "6",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 6
+    assert summary["ddp"]["in_sync"] is True
+    assert len(summary["ddp"]["rank_weight_checksums"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]  # one run directory

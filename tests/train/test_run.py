@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import vitkit
+from vitkit.artifact import load_model, load_weights
+from vitkit.train import NonFiniteLoss, StopFlag, TrainConfig, train
+from vitkit.train import loop as loop_module
+from vitkit.train.callbacks import Callback, StepInfo
+
+
+def tiny(tmp_path: Path, name: str = "run", **kw: Any) -> TrainConfig:
+    """vit-nano, patch 7, on the shipped mnist-mini: about a second per epoch on 2 cores."""
+    base: dict[str, Any] = dict(
+        dataset="mnist-mini",
+        model="vit-nano",
+        model_overrides={"patch_size": 7},
+        epochs=2,
+        batch_size=64,
+        lr=2e-3,
+        warmup_epochs=0.5,
+        log_every=10,
+        out=str(tmp_path / name),
+        val_fraction=0.1,
+        seed=0,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class StopAt(Callback):
+    def __init__(self, flag: StopFlag, step: int) -> None:
+        self.flag, self.step = flag, step
+
+    def on_step(self, info: StepInfo) -> None:
+        if info.step >= self.step:
+            self.flag.request()
+
+
+def test_run_directory_and_load_model(tmp_path: Path) -> None:
+    result = train(tiny(tmp_path))
+    run = result.run_dir
+    for f in (
+        "model.json",
+        "model.safetensors",
+        "train.json",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoint/last.safetensors",
+        "checkpoint/state.pt",
+    ):
+        assert (run / f).is_file(), f
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_done"] == 2
+    assert 0.3 < summary["test_acc"] <= 1.0  # it learned something in two epochs
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["kind"] == "epoch"] == [0, 1]
+    loaded = load_model(run)
+    assert loaded.classes == [str(i) for i in range(10)] and loaded.image_size == 28
+    assert loaded.channels == 1 and len(loaded.mean) == 1
+    assert loaded.spec.config.patch_size == 7
+    # the saved weights are the best-by-validation ones and reproduce the test accuracy
+    from vitkit.data import load_dataset
+    from vitkit.data.loader import DeviceLoader
+    from vitkit.train.loop import evaluate_loader
+
+    ds = load_dataset("mnist-mini")
+    test = DeviceLoader(
+        ds["test"],
+        batch_size=256,
+        mean=loaded.mean,
+        std=loaded.std,
+        num_classes=10,
+        shuffle=False,
+        drop_last=False,
+    )
+    assert evaluate_loader(loaded.model, test)["acc"] == pytest.approx(summary["test_acc"])
+    assert vitkit.load_model is load_model
+
+
+def test_resume_is_bit_identical_to_uninterrupted(tmp_path: Path) -> None:
+    full = train(tiny(tmp_path, "full"))
+    stop = StopFlag()
+    first = train(tiny(tmp_path, "split"), callbacks=[StopAt(stop, 50)], stop=stop)
+    assert first.interrupted and first.summary["steps"] == 50  # mid-epoch 1 (70 steps/epoch)
+    resumed = train(TrainConfig(), resume=first.run_dir)
+    assert resumed.status == "completed" and resumed.summary["resumed_from_step"] == 50
+    a = load_weights(full.run_dir / "checkpoint" / "last.safetensors")
+    b = load_weights(resumed.run_dir / "checkpoint" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full.summary["test_acc"] == resumed.summary["test_acc"]
+
+
+def test_resume_with_dropout_and_drop_path_is_bit_identical(tmp_path: Path) -> None:
+    over = {"patch_size": 7, "dropout": 0.1, "drop_path": 0.2}
+    full = train(tiny(tmp_path, "full", epochs=1, model_overrides=over))
+    stop = StopFlag()
+    train(
+        tiny(tmp_path, "split", epochs=1, model_overrides=over),
+        callbacks=[StopAt(stop, 20)],
+        stop=stop,
+    )
+    resumed = train(TrainConfig(), resume=tmp_path / "split")
+    a = load_weights(full.run_dir / "model.safetensors")
+    b = load_weights(resumed.run_dir / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = loop_module.loss_fn
+    calls = {"n": 0}
+
+    def poisoned(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        calls["n"] += 1
+        loss = real(logits, y, smoothing)
+        return loss * float("nan") if calls["n"] == 80 else loss  # step 80: in epoch 2
+
+    monkeypatch.setattr(loop_module, "loss_fn", poisoned)
+    cfg = tiny(tmp_path, val_fraction=0.0)  # no validation: loss_fn only sees training steps
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 80 .*checkpoint \(step 78\)"):
+        train(cfg)
+    run = Path(cfg.out or "")
+    state = torch.load(run / "checkpoint" / "state.pt", weights_only=True)
+    assert state["counters"]["step"] == 78  # the end of epoch 1 (5000 // 64 steps)
+    weights = load_weights(run / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Path) -> None:
+    cfg = tiny(
+        tmp_path,
+        dataset="mnist-grid",
+        epochs=1,
+        max_steps=20,
+        eval_batch_size=1000,
+        model_overrides={},
+    )
+    result = train(cfg, data_root=mnist_root)
+    test = result.summary["test"]
+    assert len(test["per_position"]) == 4
+    assert result.summary["test_acc"] == test["exact"]
+    assert load_model(result.run_dir).num_outputs == 4
+
+
+def test_existing_out_is_refused(tmp_path: Path) -> None:
+    from vitkit.errors import UserError
+
+    cfg = tiny(tmp_path, epochs=1, max_steps=2)
+    train(cfg)
+    with pytest.raises(UserError, match="already exists; use --resume"):
+        train(cfg)
+    cfg.overwrite = True
+    assert train(cfg).status == "max_steps"

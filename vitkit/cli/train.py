@@ -1,0 +1,306 @@
+"""`vitkit train DATASET`: a complete run with the dataset's recipe, a live view, a run directory."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from vitkit.cli._common import (
+    DataRoot,
+    Depth,
+    Dropout,
+    DropPath,
+    EmbedDim,
+    Heads,
+    Json,
+    MlpRatio,
+    PatchSize,
+    Pool,
+    console,
+    emit_json,
+    fail,
+    model_overrides,
+    progress_bar,
+    user_errors,
+)
+from vitkit.train.callbacks import Callback, EpochInfo, StartInfo, StepInfo
+
+_T = "Training"
+_R = "Run"
+
+
+def _opt(help: str, panel: str = _T, *names: str) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=panel)
+
+
+class LiveView(Callback):
+    """A Rich live panel on stderr: progress, loss, lr, img/s, ETA, last validation accuracy."""
+
+    def __init__(self) -> None:
+        self.live: Live | None = None
+        self.last_val: str = "-"
+        self.start: StartInfo | None = None
+        self.t0 = time.perf_counter()
+
+    def on_start(self, info: StartInfo) -> None:
+        self.start = info
+        cfg = info.config
+        resumed = f", resumed at step {info.resumed_from_step}" if info.resumed_from_step else ""
+        console.print(
+            f"[bold]vitkit train[/] {cfg['dataset']} · {info.model} "
+            f"({info.params / 1e6:.2f}M params, {info.gflops:.3f} GFLOPs/img) · {info.device}"
+            f"{' x' + str(info.world_size) if info.world_size > 1 else ''}{resumed}"
+        )
+        console.print(
+            f"  {info.train_size:,} train / {info.val_size:,} val images · {cfg['epochs']} epochs"
+            f" x {info.steps_per_epoch} steps of {cfg['batch_size']} · lr {cfg['lr']:g} · "
+            f"wd {cfg['weight_decay']:g} · warmup {cfg['warmup_epochs']:g} ep · "
+            f"ls {cfg['label_smoothing']:g} · mixup {cfg['mixup']:g} / cutmix {cfg['cutmix']:g}"
+        )
+        if info.run_dir:
+            console.print(f"  run: {info.run_dir}")
+        self.t0 = time.perf_counter()
+        self.live = Live(self._render(None), console=console, refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def _render(self, s: StepInfo | None) -> Table:
+        t = Table.grid(padding=(0, 2))
+        if s is None:
+            t.add_row("starting…")
+            return t
+        done = s.step / max(s.total_steps, 1)
+        elapsed = time.perf_counter() - self.t0
+        steps_run = s.step - (self.start.resumed_from_step if self.start else 0)
+        eta = elapsed / max(steps_run, 1) * (s.total_steps - s.step)
+        bar_w = 30
+        bar = "█" * int(done * bar_w) + "░" * (bar_w - int(done * bar_w))
+        t.add_row(
+            Text(f"epoch {s.epoch + 1}/{s.epochs}", style="bold"),
+            bar,
+            f"{100 * done:5.1f}%",
+            f"step {s.step}/{s.total_steps}",
+            f"loss {s.loss:.4f}",
+            f"lr {s.lr:.2e}",
+            f"{s.images_per_s:,.0f} img/s",
+            f"ETA {_hms(eta)}",
+            f"val {self.last_val}",
+        )
+        return t
+
+    def on_step(self, info: StepInfo) -> None:
+        if self.live:
+            self.live.update(self._render(info))
+
+    def on_epoch(self, info: EpochInfo) -> None:
+        if info.val:
+            multi = len(info.val["per_position"]) > 1
+            acc = info.val["exact"] if multi else info.val["acc"]
+            self.last_val = f"{100 * acc:.2f}%" + (" exact" if multi else "")
+        best = " [green]best[/]" if info.is_best else ""
+        console.print(
+            f"epoch {info.epoch + 1:>3}/{info.epochs}  loss {info.train_loss:.4f}  "
+            f"val {self.last_val}{best}  {info.images_per_s:,.0f} img/s  {info.seconds:.1f} s"
+        )
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.live:
+            self.live.stop()
+            self.live = None
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@user_errors
+def train_command(
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name (vitkit data list) or folder:PATH. Not needed with --resume."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        _opt("Model from `vitkit models list` (recipe default).", "Model", "--model", "-m"),
+    ] = None,
+    embed_dim: EmbedDim = None,
+    depth: Depth = None,
+    heads: Heads = None,
+    patch_size: PatchSize = None,
+    mlp_ratio: MlpRatio = None,
+    dropout: Dropout = None,
+    drop_path: DropPath = None,
+    pool: Pool = None,
+    epochs: Annotated[int | None, _opt("Passes over the training split.")] = None,
+    batch_size: Annotated[int | None, _opt("Images per step (per device with torchrun).")] = None,
+    lr: Annotated[float | None, _opt("Peak learning rate (after warm-up).")] = None,
+    weight_decay: Annotated[float | None, _opt("AdamW weight decay.")] = None,
+    warmup_epochs: Annotated[float | None, _opt("Linear warm-up length, epochs.")] = None,
+    min_lr: Annotated[float | None, _opt("Final learning rate of the cosine decay.")] = None,
+    label_smoothing: Annotated[float | None, _opt("Label smoothing.")] = None,
+    grad_clip: Annotated[float | None, _opt("Max gradient norm (0 = off).")] = None,
+    mixup: Annotated[float | None, _opt("Mixup alpha (0 = off).")] = None,
+    cutmix: Annotated[float | None, _opt("CutMix alpha (0 = off).")] = None,
+    aug: Annotated[
+        bool | None,
+        _opt("The dataset's augmentation (crop+flip, or affine for digits).", _T, "--aug/--no-aug"),
+    ] = None,
+    amp: Annotated[bool | None, _opt("bf16 autocast on CUDA.", _T, "--amp/--no-amp")] = None,
+    compile: Annotated[
+        bool | None, _opt("torch.compile the model.", _T, "--compile/--no-compile")
+    ] = None,
+    device: Annotated[str | None, _opt("auto, cpu, cuda, cuda:N or mps.", _R)] = None,
+    seed: Annotated[int | None, _opt("Random seed.", _R)] = None,
+    out: Annotated[Path | None, _opt("Run directory (default runs/<dataset>-<model>).", _R)] = None,
+    resume: Annotated[Path | None, _opt("Continue the run in this directory.", _R)] = None,
+    overwrite: Annotated[bool, _opt("Replace an existing --out directory.", _R)] = False,
+    patience: Annotated[int | None, _opt("Early stopping: epochs without improvement.")] = None,
+    val_fraction: Annotated[float | None, _opt("Train share held out when no val split.")] = None,
+    max_steps: Annotated[int | None, _opt("Stop after this many steps (smoke tests).", _R)] = None,
+    log_every: Annotated[int | None, _opt("Steps between metric lines.", _R)] = None,
+    tensorboard: Annotated[bool | None, _opt("TensorBoard events in RUN/tb.", _R)] = None,
+    image_size: Annotated[
+        int | None, _opt("folder: datasets: resize to this side.", "Data")
+    ] = None,
+    channels: Annotated[int | None, _opt("folder: datasets: 1 or 3.", "Data")] = None,
+    grid: Annotated[int | None, _opt("mnist-layout: cells per side.", "Data")] = None,
+    config: Annotated[
+        Path | None, _opt("JSON/TOML/YAML file of defaults; options here win.", _R)
+    ] = None,
+    data_root: DataRoot = None,
+    json_: Json = False,
+) -> None:
+    """Train a Vision Transformer on DATASET with that dataset's recipe; every option overrides it.
+
+    Writes runs/<name>/: model.json + model.safetensors (best weights), train.json, metrics.jsonl,
+    summary.json, curves.png and checkpoint/. Ctrl-C saves a checkpoint: continue with --resume.
+    """
+    from vitkit.train import StopFlag, train
+    from vitkit.train.config import read_config_file
+    from vitkit.train.loop import NonFiniteLoss
+    from vitkit.train.run import resolve_config
+
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    command = ["vitkit", *sys.argv[1:]] if sys.argv and "vitkit" in sys.argv[0] else None
+    stop = StopFlag()
+    view = LiveView() if (not json_ and rank0) else None
+    if resume is not None:
+        cfg = None
+    else:
+        if dataset is None:
+            raise fail("give a DATASET (see `vitkit data list`) or --resume RUN")
+        file_options = read_config_file(config) if config else None
+        dataset_options = {
+            k: v
+            for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
+            if v is not None
+        }
+        overrides = model_overrides(
+            embed_dim=embed_dim,
+            depth=depth,
+            heads=heads,
+            patch_size=patch_size,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+            drop_path=drop_path,
+            pool=pool,
+        )
+        cfg = resolve_config(
+            dataset,
+            file_options=file_options,
+            model=model,
+            model_overrides=overrides or None,
+            dataset_options=dataset_options or None,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            min_lr=min_lr,
+            label_smoothing=label_smoothing,
+            grad_clip=grad_clip,
+            mixup=mixup,
+            cutmix=cutmix,
+            augment=aug,
+            amp=amp,
+            compile=compile,
+            device=device,
+            seed=seed,
+            out=str(out) if out else None,
+            overwrite=overwrite or None,
+            patience=patience,
+            val_fraction=val_fraction,
+            max_steps=max_steps,
+            log_every=log_every,
+            tensorboard=tensorboard,
+        )
+    try:
+        with progress_bar(not json_ and rank0) as progress:
+            result = train(
+                cfg if cfg is not None else _placeholder(),
+                resume=resume,
+                callbacks=[view] if view else [],
+                progress=progress,
+                stop=stop,
+                data_root=data_root,
+                command=command,
+            )
+    except NonFiniteLoss as e:
+        if view:
+            view.stop()
+        raise fail(str(e)) from None
+    finally:
+        if view:
+            view.stop()
+    s = result.summary
+    if result.interrupted:
+        cmd = f"vitkit train --resume {shlex.quote(str(result.run_dir))}"
+        if json_:
+            emit_json({**s, "resume_command": cmd})
+        elif rank0:
+            console.print(
+                f"[yellow]interrupted[/] at step {s['steps']}: checkpoint saved. "
+                f"Resume with:\n  {cmd}"
+            )
+        raise typer.Exit(130)
+    if not rank0:
+        return
+    if json_:
+        emit_json(s)
+        return
+    test = f"test {100 * s['test_acc']:.2f}%" if s.get("test_acc") is not None else "no test split"
+    best = (
+        f"best val {100 * s['best_val_acc']:.2f}% (epoch {s['best_epoch']})"
+        if s.get("best_val_acc") is not None
+        else "no validation"
+    )
+    console.print(
+        f"[green]done[/] ({s['status']}): {best}, {test}; "
+        f"{s['train_images_per_s']:,.0f} img/s, {s['wall_seconds']:.0f} s"
+    )
+    console.print(
+        f"wrote {result.run_dir}/: model.json, model.safetensors, train.json, "
+        f"metrics.jsonl, summary.json, curves.png, checkpoint/"
+    )
+
+
+def _placeholder() -> Any:
+    from vitkit.train.config import TrainConfig
+
+    return TrainConfig()  # replaced by the run's own train.json when resuming

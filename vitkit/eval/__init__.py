@@ -1,0 +1,1 @@
+"""Evaluation: metrics (pure tensor functions) and evaluate/predict."""

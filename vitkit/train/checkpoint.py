@@ -1,0 +1,103 @@
+"""Atomic save / resume of everything a run needs to continue exactly where it stopped.
+
+``checkpoint/last.safetensors`` holds the weights, ``checkpoint/state.pt`` the optimizer,
+scheduler, grad-scaler and RNG states plus the counters. Both carry the step they belong to and
+are checked against each other on load. ``state.pt`` holds only tensors and plain containers
+and is read with ``torch.load(weights_only=True)``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from vitkit.artifact import atomic_write, load_weights, save_weights, unwrap
+from vitkit.errors import UserError
+
+CHECKPOINT_DIR = "checkpoint"
+WEIGHTS = "last.safetensors"
+STATE = "state.pt"
+
+
+def checkpoint_exists(run_dir: Path) -> bool:
+    d = run_dir / CHECKPOINT_DIR
+    return (d / WEIGHTS).is_file() and (d / STATE).is_file()
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    counters: dict[str, Any],
+    device: torch.device,
+) -> None:
+    """Write the weights, then the state (each atomically); ``counters['step']`` ties them."""
+    d = run_dir / CHECKPOINT_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    step = int(counters["step"])
+    save_weights(d / WEIGHTS, model, metadata={"step": str(step)})
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(device),
+        "counters": counters,
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    with atomic_write(d / STATE) as f:
+        f.write(buf.getvalue())
+
+
+def load_checkpoint(
+    run_dir: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Restore everything saved by ``save_checkpoint``; returns the counters."""
+    d = run_dir / CHECKPOINT_DIR
+    if not checkpoint_exists(run_dir):
+        raise UserError(f"no checkpoint to resume in {run_dir} (expected {d}/{WEIGHTS}, {STATE})")
+    try:
+        state = torch.load(d / STATE, map_location=device, weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise UserError(f"corrupt checkpoint {d / STATE}: {str(e).splitlines()[0]}") from None
+    with safe_open(str(d / WEIGHTS), "pt") as f:
+        weights_step = (f.metadata() or {}).get("step")
+    step = state["counters"]["step"]
+    if weights_step is not None and int(weights_step) != int(step):
+        raise UserError(
+            f"checkpoint in {d} is inconsistent (weights at step {weights_step}, "
+            f"state at step {step})"
+        )
+    unwrap(model).load_state_dict(load_weights(d / WEIGHTS))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"], device)
+    return dict(state["counters"])

@@ -1,0 +1,134 @@
+"""TrainConfig: every knob of a training run, with its unit. JSON in, JSON out, losslessly.
+
+Precedence when the CLI builds one: the dataset's recipe < ``--config FILE`` < command-line
+options. ``None`` on a field means "take it from the recipe".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitkit.errors import ConfigError, UserError, suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# what a recipe may not set: where the run goes and how it is driven
+_NOT_IN_RECIPES = {"dataset", "out", "resume", "overwrite", "config_file"}
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Units in the comments; every field survives a JSON round trip."""
+
+    dataset: str = "mnist-mini"  # catalog name or folder:PATH
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"image_size": 64}
+    model: str = "vit-tiny"  # registry name
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # embed_dim, depth, ...
+    epochs: int = 30  # passes over the training split
+    batch_size: int = 128  # images per optimizer step (per device under DDP)
+    lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up
+    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
+    weight_decay: float = 0.05  # AdamW decoupled decay; none on norms, biases, embeddings
+    warmup_epochs: float = 2.0  # linear LR warm-up, in epochs (fractions allowed)
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    augment: bool = True  # the dataset's augmentation family (crop/flip or affine); False = none
+    mixup: float = 0.0  # mixup Beta alpha (0 = off)
+    cutmix: float = 0.0  # cutmix Beta alpha (0 = off)
+    amp: bool = True  # bf16 autocast on CUDA (fp16 + GradScaler where bf16 is absent); no-op on CPU
+    compile: bool = False  # torch.compile the model (slower start, faster steps on GPU)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    seed: int = 0  # init, data order, augmentation, dropout
+    val_fraction: float = 0.1  # share of train held out for validation when there is no val split
+    patience: int = 0  # stop after this many epochs without a better val accuracy (0 = off)
+    eval_batch_size: int = 512  # images per batch in validation and test
+    log_every: int = 50  # steps between metrics.jsonl step lines and live-view updates
+    max_steps: int = 0  # stop after this many optimizer steps (0 = all epochs); for smoke tests
+    tensorboard: bool = False  # write TensorBoard events to RUN/tb (needs the tensorboard extra)
+    out: str | None = None  # run directory (default runs/<dataset>-<model>-<n>)
+    overwrite: bool = False  # replace an existing run directory
+
+    def validate(self) -> None:
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0 <= self.min_lr <= self.lr, f"min-lr must be in [0, lr], got {self.min_lr}")
+        check(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
+        check(self.warmup_epochs >= 0, f"warmup epochs must be >= 0, got {self.warmup_epochs}")
+        check(0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)")
+        check(self.grad_clip >= 0, f"grad clip must be >= 0, got {self.grad_clip}")
+        check(self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix alphas must be >= 0")
+        check(
+            0 <= self.val_fraction < 1, f"val fraction must be in [0, 1), got {self.val_fraction}"
+        )
+        check(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        check(self.log_every >= 1, f"log every must be >= 1, got {self.log_every}")
+        check(self.max_steps >= 0, f"max steps must be >= 0, got {self.max_steps}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in d:
+            if key not in names:
+                raise ConfigError(f"unknown training option '{key}'{suggest(key, names)}")
+        return cls(**d)
+
+    def merged(self, **updates: Any) -> TrainConfig:
+        """A copy with ``updates`` applied; ``None`` values are ignored; dicts are merged."""
+        d = self.to_dict()
+        for k, v in updates.items():
+            if v is None:
+                continue
+            if k not in d:
+                raise ConfigError(f"unknown training option '{k}'{suggest(k, d)}")
+            d[k] = {**d[k], **v} if isinstance(d[k], dict) and isinstance(v, dict) else v
+        return TrainConfig.from_dict(d)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a JSON, TOML or YAML file (keys as in TrainConfig, or CLI names with '-')."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise UserError("YAML config files need PyYAML: pip install pyyaml") from None
+            data = yaml.safe_load(text)
+        else:
+            raise UserError(f"config file must be .json, .toml or .yaml, got {path.name}")
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, ValueError) as e:
+        raise UserError(f"cannot parse {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of options")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def recipe_for(dataset_recipe: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's recipe as TrainConfig updates (checked: recipes cannot set run plumbing)."""
+    bad = _NOT_IN_RECIPES & set(dataset_recipe)
+    if bad:
+        raise ValueError(f"recipes may not set {sorted(bad)}")
+    return dict(dataset_recipe)

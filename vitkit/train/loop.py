@@ -1,0 +1,296 @@
+"""fit(): the training loop and nothing else. Setup lives in ``vitkit.train.run``.
+
+Per step: forward under autocast, loss (summed over output positions for multi-output heads),
+backward, gradient clipping, AdamW step, schedule step. Per epoch: validation, best weights,
+checkpoint, early stopping. Nothing here syncs the GPU per step: losses accumulate on the device
+and are read every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vitkit.data.loader import DeviceLoader
+from vitkit.errors import UserError
+from vitkit.eval.metrics import correct_counts
+from vitkit.train.callbacks import Callback, EpochInfo, StepInfo
+from vitkit.train.config import TrainConfig
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
+class StopFlag:
+    """Set by the SIGINT handler (or a test) to end the run cleanly after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self) -> None:
+        self.requested = True
+
+
+@dataclass
+class FitState:
+    """The counters a checkpoint carries; a resumed run starts from them."""
+
+    epoch: int = 0  # current epoch, 0-based
+    batch: int = 0  # batches already done in the current epoch
+    step: int = 0  # optimizer steps done
+    best_acc: float | None = None  # best validation accuracy so far
+    best_epoch: int = -1
+    epochs_since_best: int = 0
+    checkpoint_step: int = 0  # step of the last checkpoint written
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    state: FitState
+    status: str  # completed | early_stopped | interrupted | max_steps
+    train_seconds: float  # time in training steps (validation excluded)
+    images: int  # training images processed in this call
+    last_val: dict[str, Any] | None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def loss_fn(logits: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy; multi-output logits (B, K, C) sum the per-position means over K."""
+    if logits.ndim == 3:
+        k = logits.shape[1]
+        return (
+            F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), label_smoothing=smoothing)
+            * k
+        )
+    return F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module, loader: DeviceLoader, autocast_dtype: torch.dtype | None = None
+) -> dict[str, Any]:
+    """Accuracy (mean over positions), exact match, per-position accuracy and loss."""
+    was_training = model.training
+    model.eval()
+    dev = loader.device
+    per_pos = torch.zeros((), device=dev)
+    exact = torch.zeros((), dtype=torch.long, device=dev)
+    loss_sum = torch.zeros((), device=dev)
+    n = 0
+    for x, y in loader:
+        with torch.autocast(
+            dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+        ):
+            logits = model(x)
+        loss_sum += loss_fn(logits, y) * len(y)
+        hits, ex = correct_counts(logits, y)
+        per_pos = per_pos + hits
+        exact += ex
+        n += len(y)
+    model.train(was_training)
+    per_position = (per_pos.float() / max(n, 1)).flatten().tolist()
+    return {
+        "acc": sum(per_position) / len(per_position),
+        "exact": float(exact) / max(n, 1),
+        "per_position": per_position,
+        "loss": float(loss_sum) / max(n, 1),
+        "n": n,
+    }
+
+
+def _any_rank(flag: bool, device: torch.device, world_size: int) -> bool:
+    if world_size == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def fit(
+    model: nn.Module,
+    *,
+    config: TrainConfig,
+    train_loader: DeviceLoader,
+    val_loader: DeviceLoader | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    state: FitState,
+    total_steps: int,
+    autocast_dtype: torch.dtype | None = None,
+    callbacks: Sequence[Callback] = (),
+    stop: StopFlag | None = None,
+    save: Callable[[str, FitState], None] = lambda kind, state: None,
+    world_size: int = 1,
+) -> FitResult:
+    """Train until the epochs (or ``max_steps``) are done, patience runs out, or ``stop`` is set.
+
+    ``save("best", state)`` is called when validation improves and ``save("checkpoint", state)``
+    after every epoch and on interruption; the caller decides where files go (rank 0 only).
+    """
+    device = train_loader.device
+    stop = stop or StopFlag()
+    batches = len(train_loader)
+    check_every_step = device.type == "cpu"  # a scalar read is free on the CPU
+    smoothing = config.label_smoothing
+    t_run = time.perf_counter()
+    train_seconds, images = 0.0, 0
+    last_val: dict[str, Any] | None = None
+    status = "completed"
+
+    def step_lr() -> float:
+        return float(optimizer.param_groups[0]["lr"])
+
+    while state.epoch < config.epochs:
+        epoch = state.epoch
+        train_loader.set_epoch(epoch)
+        model.train()
+        t_epoch = time.perf_counter()
+        t_report, imgs_report = t_epoch, 0
+        epoch_imgs = 0
+        window_loss = torch.zeros((), device=device)
+        window_n = 0
+        epoch_loss = torch.zeros((), device=device)
+        epoch_n = 0
+        interrupted = hit_max = False
+        for x, y in train_loader.iter_from(state.batch):
+            with torch.autocast(
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ):
+                logits = model(x)
+                loss = loss_fn(logits, y, smoothing)
+            if check_every_step and not torch.isfinite(loss):
+                raise _non_finite(loss, state)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            d = loss.detach()
+            window_loss += d
+            epoch_loss += d
+            window_n += 1
+            epoch_n += 1
+            state.batch += 1
+            state.step += 1
+            n = len(x)
+            imgs_report += n
+            epoch_imgs += n
+            hit_max = bool(config.max_steps) and state.step >= config.max_steps
+            last = state.batch == batches or hit_max
+            if state.step % config.log_every == 0 or last:
+                mean_loss = float(window_loss) / window_n  # one sync per report
+                if not torch.isfinite(torch.tensor(mean_loss)):
+                    raise _non_finite(torch.tensor(mean_loss), state)
+                now = time.perf_counter()
+                info = StepInfo(
+                    step=state.step,
+                    total_steps=total_steps,
+                    epoch=epoch,
+                    epochs=config.epochs,
+                    batch=state.batch,
+                    batches=batches,
+                    loss=mean_loss,
+                    lr=step_lr(),
+                    images_per_s=imgs_report / max(now - t_report, 1e-9),
+                    elapsed=now - t_run,
+                )
+                for cb in callbacks:
+                    cb.on_step(info)
+                t_report, imgs_report = time.perf_counter(), 0
+                window_loss.zero_()
+                window_n = 0
+                if _any_rank(stop.requested, device, world_size):
+                    interrupted = True
+            elif world_size == 1 and stop.requested:
+                interrupted = True
+            if interrupted or hit_max:
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_train_s = time.perf_counter() - t_epoch
+        train_seconds += epoch_train_s
+        images += epoch_imgs
+        train_loss = float(epoch_loss) / max(epoch_n, 1)
+        if interrupted:
+            state.checkpoint_step = state.step
+            save("checkpoint", state)
+            status = "interrupted"
+            break
+        epoch_done = state.batch >= batches
+        if not epoch_done and not hit_max:
+            break  # defensive: the loader ended early
+        val = evaluate_loader(model, val_loader, autocast_dtype) if val_loader else None
+        last_val = val
+        acc = val["exact"] if val and _multi(val) else (val["acc"] if val else None)
+        is_best = acc is not None and (state.best_acc is None or acc > state.best_acc)
+        if is_best or val is None:
+            state.best_acc, state.best_epoch, state.epochs_since_best = acc, epoch, 0
+            save("best", state)
+        else:
+            state.epochs_since_best += 1
+        if epoch_done:
+            state.epoch, state.batch = epoch + 1, 0
+        state.checkpoint_step = state.step
+        save("checkpoint", state)
+        info_e = EpochInfo(
+            epoch=epoch,
+            epochs=config.epochs,
+            step=state.step,
+            train_loss=train_loss,
+            val=val,
+            lr=step_lr(),
+            images_per_s=epoch_imgs / max(epoch_train_s, 1e-9),
+            seconds=time.perf_counter() - t_epoch,
+            best_acc=state.best_acc,
+            is_best=is_best,
+        )
+        for cb in callbacks:
+            cb.on_epoch(info_e)
+        if hit_max:
+            status = "max_steps"
+            break
+        if config.patience and state.epochs_since_best >= config.patience:
+            status = "early_stopped"
+            break
+    return FitResult(
+        state=state, status=status, train_seconds=train_seconds, images=images, last_val=last_val
+    )
+
+
+def _multi(val: dict[str, Any]) -> bool:
+    return len(val["per_position"]) > 1
+
+
+def _non_finite(loss: Tensor, state: FitState) -> NonFiniteLoss:
+    return NonFiniteLoss(
+        f"loss became {float(loss.detach())} at step {state.step + 1} (epoch {state.epoch + 1}); "
+        f"stopped and kept the last good checkpoint (step {state.checkpoint_step}) and the best "
+        f"weights; try a lower --lr or --grad-clip"
+    )

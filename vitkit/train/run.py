@@ -1,0 +1,506 @@
+"""train(): everything around the loop. Resolve the device, the data, the model and the run
+directory; check every option before any work; call ``fit``; write the summary.
+
+Under ``torchrun`` (WORLD_SIZE > 1) this runs DistributedDataParallel: NCCL on CUDA, gloo on the
+CPU; every rank holds the dataset and trains on its shard of each epoch; rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import vitkit
+from vitkit.artifact import MODEL_JSON, MODEL_WEIGHTS, read_json, save_model, unwrap, write_json
+from vitkit.data import Dataset, get_dataset_spec, load_dataset
+from vitkit.data.augment import AugmentConfig
+from vitkit.data.loader import DeviceLoader
+from vitkit.data.types import ProgressFn, Split, no_progress
+from vitkit.errors import ConfigError, UserError
+from vitkit.models import resolve_spec
+from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
+from vitkit.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from vitkit.train.config import TrainConfig, recipe_for
+from vitkit.train.loop import FitState, StopFlag, evaluate_loader, fit
+from vitkit.train.optim import build_optimizer, build_scheduler
+
+TRAIN_JSON = "train.json"
+SUMMARY_JSON = "summary.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    status: str  # completed | early_stopped | interrupted | max_steps
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "interrupted"
+
+
+# -- options --------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(
+                "--device cuda was asked for but CUDA is not available here "
+                "(no GPU, or a CPU-only PyTorch build); use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps was asked for but MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unsupported device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
+    return dev
+
+
+def resolve_config(
+    dataset: str, *, file_options: dict[str, Any] | None = None, **cli_options: Any
+) -> TrainConfig:
+    """recipe of the dataset < --config file < command line (``None`` = not given)."""
+    spec = get_dataset_spec(dataset)
+    base = TrainConfig(dataset=dataset)
+    cfg = base.merged(**recipe_for(spec.recipe))
+    if file_options:
+        cfg = cfg.merged(**file_options)
+    cfg = cfg.merged(dataset=dataset, **cli_options)
+    cfg.validate()
+    return cfg
+
+
+def precheck(config: TrainConfig) -> None:
+    """Every check that needs no data: dataset name, model options, device. Raises UserError."""
+    config.validate()
+    spec = get_dataset_spec(config.dataset)
+    known = {
+        "image_size": spec.image_size or config.dataset_options.get("image_size"),
+        "in_chans": spec.channels or config.dataset_options.get("channels"),
+        "num_classes": len(spec.classes) if spec.classes else None,
+    }
+    resolve_spec(config.model, **{**known, **config.model_overrides})
+    resolve_device(config.device)
+    if config.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError(
+                "--tensorboard needs TensorBoard: pip install 'vitkit[tensorboard]'"
+            ) from None
+
+
+# -- distributed ----------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local), device
+
+
+# -- run directory --------------------------------------------------------------------------------
+def default_run_dir(config: TrainConfig, runs: Path = Path("runs")) -> Path:
+    name = config.dataset.removeprefix("folder:").rstrip("/").split("/")[-1] or "folder"
+    base = runs / f"{name}-{config.model}"
+    if not base.exists():
+        return base
+    i = 2
+    while (runs / f"{base.name}-{i}").exists():
+        i += 1
+    return runs / f"{base.name}-{i}"
+
+
+def prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if resume:
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not config.overwrite:
+            raise UserError(
+                f"run directory {run_dir} already exists; use --resume {run_dir} to "
+                f"continue it or --overwrite to replace it"
+            )
+        if not (run_dir / MODEL_JSON).exists() and not (run_dir / TRAIN_JSON).exists():
+            raise UserError(f"refusing to overwrite {run_dir}: it is not a vitkit run directory")
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "vitkit": vitkit.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# -- data -----------------------------------------------------------------------------------------
+def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Split, Split | None]:
+    """The val split if the dataset has one, else a seeded hold-out of ``fraction`` of train."""
+    if "val" in ds.splits:
+        return ds["train"], ds["val"]
+    train = ds["train"]
+    if fraction <= 0:
+        return train, None
+    n_val = max(1, round(len(train) * fraction))
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 7919))
+    return train.subset(perm[n_val:].sort().values), train.subset(perm[:n_val].sort().values)
+
+
+@contextlib.contextmanager
+def sigint_to(stop: StopFlag) -> Iterator[None]:
+    """First Ctrl-C: finish the step, checkpoint, exit. Second Ctrl-C: stop at once."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.request()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- train ----------------------------------------------------------------------------------------
+def train(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume: str | os.PathLike[str] | None = None,
+    progress: ProgressFn = no_progress,
+    stop: StopFlag | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    command: list[str] | None = None,
+) -> TrainResult:
+    """Train ``config`` (or resume the run at ``resume``) and return where the run went.
+
+    Raises ``UserError`` for bad options before any work; ``NonFiniteLoss`` if the loss
+    diverges (the last checkpoint and best weights stay on disk).
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = read_json(run_dir / TRAIN_JSON) if (run_dir / TRAIN_JSON).exists() else None
+        if saved is None or not checkpoint_exists(run_dir):
+            raise UserError(f"nothing to resume in {run_dir}: no {TRAIN_JSON} or checkpoint/")
+        config = TrainConfig.from_dict(saved["config"])
+        data_root = data_root or saved.get("data_root")
+    precheck(config)
+    device = resolve_device(config.device)
+    dist_info, device = init_distributed(device)
+    run_dir = (
+        prepare_run_dir(config, resume is not None) if dist_info.main else Path(config.out or ".")
+    )
+    if dist_info.world_size > 1:
+        run_dir = _broadcast_path(run_dir)
+    torch.manual_seed(config.seed)
+
+    # data: rank 0 builds the cache first, the others read it
+    if not dist_info.main:
+        dist_info.barrier()
+    ds = load_dataset(
+        config.dataset, data_root=data_root, progress=progress, **config.dataset_options
+    )
+    if dist_info.main:
+        dist_info.barrier()
+    train_split, val_split = split_validation(ds, config.val_fraction, config.seed)
+
+    # model, through the registry, sized by the data
+    spec = resolve_spec(
+        config.model,
+        image_size=ds.image_size,
+        in_chans=ds.channels,
+        num_classes=ds.num_classes,
+        num_outputs=ds.num_outputs,
+        **config.model_overrides,
+    )
+    model = spec.build().to(device)
+
+    augment = AugmentConfig.preset(
+        ds.spec.augment if config.augment else "none",
+        ds.image_size,
+        mixup=config.mixup,
+        cutmix=config.cutmix,
+    )
+    common: dict[str, Any] = dict(
+        mean=ds.mean, std=ds.std, num_classes=ds.num_classes, device=device
+    )
+    try:
+        train_loader = DeviceLoader(
+            train_split,
+            batch_size=config.batch_size,
+            augment=augment,
+            seed=config.seed,
+            rank=dist_info.rank,
+            world_size=dist_info.world_size,
+            **common,
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{e} of {config.dataset}'s training split") from None
+    val_loader = (
+        DeviceLoader(
+            val_split, batch_size=config.eval_batch_size, shuffle=False, drop_last=False, **common
+        )
+        if val_split is not None
+        else None
+    )
+
+    optimizer = build_optimizer(
+        model, lr=config.lr, weight_decay=config.weight_decay, device=device
+    )
+    steps_per_epoch = len(train_loader)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    scheduler = build_scheduler(
+        optimizer,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        lr=config.lr,
+        min_lr=config.min_lr,
+    )
+    autocast_dtype, scaler = None, None
+    if config.amp and device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            autocast_dtype = torch.bfloat16
+        else:
+            autocast_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
+
+    state = FitState()
+    if resume is not None:
+        state = FitState(
+            **load_checkpoint(
+                run_dir,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                device=device,
+            )
+        )
+    resumed_from = state.step
+
+    net: torch.nn.Module = model
+    if dist_info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        net = torch.compile(net)  # type: ignore[assignment]
+
+    meta = {
+        "dataset": config.dataset,
+        "dataset_options": ds.options,
+        "classes": ds.classes,
+        "image_size": ds.image_size,
+        "channels": ds.channels,
+        "num_outputs": ds.num_outputs,
+        "mean": ds.mean,
+        "std": ds.std,
+        "input_layout": "NCHW, float32, (x/255 - mean)/std",
+    }
+    listeners: list[Callback] = []
+    if dist_info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            write_json(
+                run_dir / TRAIN_JSON,
+                {
+                    "config": config.to_dict(),
+                    "command": command or sys.argv,
+                    "data_root": str(data_root) if data_root else None,
+                    "machine": machine_info(device),
+                    "world_size": dist_info.world_size,
+                    "model": spec.to_dict(),
+                },
+            )
+        listeners.append(MetricsFile(run_dir / "metrics.jsonl"))
+        if config.tensorboard:
+            listeners.append(TensorBoard(run_dir / "tb"))
+        listeners.extend(callbacks)
+
+    def save(kind: str, st: FitState) -> None:
+        if not dist_info.main:
+            return
+        if kind == "best":
+            save_model(run_dir, model, meta)
+        else:
+            save_checkpoint(
+                run_dir,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                counters=st.to_dict(),
+                device=device,
+            )
+
+    start = StartInfo(
+        run_dir=run_dir if dist_info.main else None,
+        config=config.to_dict(),
+        model=config.model,
+        params=spec.config.num_params(),
+        gflops=spec.config.flops() / 1e9,
+        train_size=len(train_split),
+        val_size=len(val_split) if val_split else 0,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        device=str(device),
+        resumed_from_step=resumed_from,
+        world_size=dist_info.world_size,
+    )
+    for cb in listeners:
+        cb.on_start(start)
+
+    stop = stop or StopFlag()
+    t0 = time.perf_counter()
+    with sigint_to(stop):
+        result = fit(
+            net,
+            config=config,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            state=state,
+            total_steps=total_steps,
+            autocast_dtype=autocast_dtype,
+            callbacks=listeners,
+            stop=stop,
+            save=save,
+            world_size=dist_info.world_size,
+        )
+    wall = time.perf_counter() - t0
+
+    summary: dict[str, Any] = {
+        "status": result.status,
+        "run_dir": str(run_dir),
+        "dataset": config.dataset,
+        "model": config.model,
+        "params": spec.config.num_params(),
+        "gflops_per_image": round(spec.config.flops() / 1e9, 5),
+        "epochs_done": state.epoch,
+        "steps": state.step,
+        "best_val_acc": state.best_acc,
+        "best_epoch": state.best_epoch + 1,
+        "last_val": result.last_val,
+        "train_images_per_s": round(result.images_per_s, 1),
+        "train_gflops_per_s": round(result.images_per_s * 3 * spec.config.flops() / 1e9, 2),
+        "wall_seconds": round(wall, 2),
+        "device": str(device),
+        "world_size": dist_info.world_size,
+    }
+    if dist_info.world_size > 1:
+        summary["ddp"] = _ddp_weights_check(model, device)
+    if result.status != "interrupted" and "test" in ds.splits:
+        best = _best_model(run_dir, model, dist_info) if dist_info.main else model
+        test_loader = DeviceLoader(
+            ds["test"], batch_size=config.eval_batch_size, shuffle=False, drop_last=False, **common
+        )
+        test = evaluate_loader(best, test_loader, autocast_dtype)
+        summary["test"] = test
+        summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
+    if dist_info.main:
+        if resume is not None:
+            summary["resumed_from_step"] = resumed_from
+        write_json(run_dir / SUMMARY_JSON, summary)
+        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+        for cb in listeners:
+            cb.on_end(summary)
+    return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+
+
+def _best_model(run_dir: Path, model: torch.nn.Module, dist_info: Dist) -> torch.nn.Module:
+    """The best-by-validation weights (model.safetensors), in a fresh copy of the model."""
+    from vitkit.artifact import load_weights
+
+    if not (run_dir / MODEL_WEIGHTS).exists():
+        return model
+    best = unwrap(model).spec.build().to(next(model.parameters()).device)
+    best.load_state_dict(load_weights(run_dir / MODEL_WEIGHTS))
+    return best.eval()
+
+
+def _ddp_weights_check(model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+    """Every rank's weight checksum, gathered: DDP keeps replicas identical, this proves it."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        s = torch.stack([p.double().sum() for p in model.parameters()]).sum().reshape(1)
+        s = s.to(device)
+    gathered = [torch.zeros_like(s) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, s)
+    sums = [float(g) for g in gathered]
+    return {"rank_weight_checksums": sums, "in_sync": len(set(sums)) == 1}
+
+
+def _broadcast_path(path: Path) -> Path:
+    import torch.distributed as dist
+
+    obj = [str(path)]
+    dist.broadcast_object_list(obj, src=0)
+    return Path(obj[0])
