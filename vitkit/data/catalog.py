@@ -257,6 +257,53 @@ def is_cached(name: str, *, data_root: str | os.PathLike[str] | None = None) -> 
     return (root / spec.name / "cache" / cache_key(dict(spec.options)) / "meta.json").is_file()
 
 
+# -- default training recipes (TrainConfig fields; command-line options override them) -----------
+# Digits: a small ViT with 7x7 patches (16 tokens) trains fast on a CPU; random affine, no flip.
+DIGITS_MINI_RECIPE: dict[str, Any] = {
+    "model": "vit-micro",
+    "model_overrides": {"patch_size": 7},
+    "epochs": 60,
+    "batch_size": 64,
+    "lr": 1.5e-3,
+    "warmup_epochs": 3.0,
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+}
+DIGITS_RECIPE: dict[str, Any] = {
+    "model": "vit-micro",
+    "model_overrides": {"patch_size": 7},
+    "epochs": 20,
+    "batch_size": 128,
+    "lr": 1.5e-3,
+    "warmup_epochs": 2.0,
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+}
+# Natural 32 px images: ViT-Tiny with 4x4 patches, DeiT-style regularisation (a GPU recipe).
+NATURAL_RECIPE: dict[str, Any] = {
+    "model": "vit-tiny",
+    "model_overrides": {"drop_path": 0.1},
+    "epochs": 100,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "warmup_epochs": 5.0,
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+    "mixup": 0.8,
+    "cutmix": 1.0,
+}
+# Multi-digit grids: the class token reads all four cells; no augmentation (it would move
+# digits across cells).
+GRID_RECIPE: dict[str, Any] = {
+    "model": "vit-micro",
+    "epochs": 15,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "warmup_epochs": 1.0,
+    "weight_decay": 0.05,
+    "label_smoothing": 0.0,
+}
+
 # -- the catalog --------------------------------------------------------------------------------
 _DIGITS = tuple(str(i) for i in range(10))
 _MNIST_LICENSE = "MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0"
@@ -264,6 +311,7 @@ _MNIST_LICENSE = "MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0"
 register_dataset(
     DatasetSpec(
         name="mnist",
+        recipe=DIGITS_RECIPE,
         description="MNIST handwritten digits, official IDX files",
         builder="vitkit.data.sources.mnist:build_mnist",
         classes=_DIGITS,
@@ -278,6 +326,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="fashion-mnist",
+        recipe=DIGITS_RECIPE,
         description="Fashion-MNIST clothing images, official IDX files",
         builder="vitkit.data.sources.mnist:build_fashion_mnist",
         classes=(
@@ -303,6 +352,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="mnist-mini",
+        recipe=DIGITS_MINI_RECIPE,
         description="5,000/1,000 stratified MNIST subset shipped with vitkit",
         builder="vitkit.data.sources.mnist:build_mnist_mini",
         classes=_DIGITS,
@@ -317,6 +367,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="cifar10",
+        recipe=NATURAL_RECIPE,
         description="CIFAR-10, official python archive",
         builder="vitkit.data.sources.cifar:build_cifar10",
         classes=(
@@ -342,6 +393,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="cifar100",
+        recipe=NATURAL_RECIPE,
         description="CIFAR-100 (fine labels), official python archive",
         builder="vitkit.data.sources.cifar:build_cifar100",
         classes=None,
@@ -356,6 +408,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="mnist-grid",
+        recipe=GRID_RECIPE,
         description="56x56 2x2 grids of MNIST digits; label = the four digits",
         builder="vitkit.data.sources.synthetic_digits:build_grid",
         classes=_DIGITS,
@@ -372,6 +425,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="mnist-layout",
+        recipe=GRID_RECIPE,
         description="2x2 (or --grid 3) layouts of MNIST digits or empty cells; label per cell",
         builder="vitkit.data.sources.synthetic_digits:build_layout",
         classes=(*_DIGITS, "empty"),
@@ -388,6 +442,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="folder",
+        recipe=NATURAL_RECIPE,
         description="folder:PATH, any ImageFolder tree (PATH/train/<class>/*.jpg)",
         builder="vitkit.data.sources.folder:build_folder",
         classes=None,

@@ -303,7 +303,7 @@ def _vit(name: str, embed_dim: int, depth: int, num_heads: int, doc: str, **extr
 
 
 _vit("vit-nano", 64, 4, 2, "tiny 4-block ViT for tests and quick experiments", mlp_ratio=2.0)
-_vit("vit-micro", 128, 6, 4, "small ViT for MNIST-sized data on a CPU", mlp_ratio=2.0)
+_vit("vit-micro", 96, 6, 3, "small ViT for MNIST-sized data on a CPU", mlp_ratio=2.0)
 _vit("vit-tiny", 192, 12, 3, "ViT-Ti (DeiT-Tiny widths): 192 dim, 12 blocks, 3 heads")
 _vit("vit-small", 384, 12, 6, "ViT-S: 384 dim, 12 blocks, 6 heads")
 _vit("vit-base", 768, 12, 12, "ViT-B: 768 dim, 12 blocks, 12 heads")
