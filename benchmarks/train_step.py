@@ -3,7 +3,9 @@
 (a) bare: forward + backward + fused AdamW step on one fixed in-memory batch, nothing else.
 (b) loop: `vitkit.train.train` over the real dataset (data, augmentation, schedule, logging,
     NaN checks), same model, batch size and process.
-Both are timed in windows of ``--window`` steps after a warm-up; the medians are compared.
+Both are timed in alternating windows of ``--window`` steps (a bare window runs between two
+reports of the loop), so both see the same machine load; the first pair is warm-up; the medians
+are compared.
 Achieved GFLOP/s uses the model's analytic FLOPs x 3 (forward + backward) per image.
 
     python benchmarks/train_step.py [--device cpu] [--steps 30] [--window 5]
@@ -28,9 +30,59 @@ from vitkit.train.loop import loss_fn
 from vitkit.train.optim import build_optimizer
 
 
-def bare(
+class Bare:
+    """(a): forward + backward + clip + fused AdamW on one fixed batch, nothing else."""
+
+    def __init__(
+        self,
+        model_name: str,
+        image_size: int,
+        chans: int,
+        classes: int,
+        batch: int,
+        device: torch.device,
+        overrides: dict[str, Any],
+    ) -> None:
+        torch.manual_seed(0)
+        self.model = create_model(
+            model_name, image_size=image_size, in_chans=chans, num_classes=classes, **overrides
+        ).to(device)
+        self.opt = build_optimizer(self.model, lr=1e-3, weight_decay=0.05, device=device)
+        self.x = torch.randn(batch, chans, image_size, image_size, device=device)
+        self.y = torch.randint(0, classes, (batch,), device=device)
+        self.device = device
+
+    def window(self, steps: int) -> float:
+        """Images per second over ``steps`` steps."""
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = loss_fn(self.model(self.x), self.y, 0.1)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return steps * len(self.x) / (time.perf_counter() - t0)
+
+
+class Interleave(Callback):
+    """Between two reports of the loop, time one bare window: both see the same machine load."""
+
+    def __init__(self, bare: Bare, window: int) -> None:
+        self.bare, self.window = bare, window
+        self.loop_rates: list[float] = []
+        self.bare_rates: list[float] = []
+
+    def on_step(self, info: StepInfo) -> None:
+        self.loop_rates.append(info.images_per_s)
+        self.bare_rates.append(self.bare.window(self.window))
+
+
+def measure(
+    dataset: str,
     model_name: str,
-    image_size: int,
+    size: int,
     chans: int,
     classes: int,
     batch: int,
@@ -38,49 +90,10 @@ def bare(
     steps: int,
     window: int,
     overrides: dict[str, Any],
-) -> float:
-    torch.manual_seed(0)
-    model = create_model(
-        model_name, image_size=image_size, in_chans=chans, num_classes=classes, **overrides
-    ).to(device)
-    opt = build_optimizer(model, lr=1e-3, weight_decay=0.05, device=device)
-    x = torch.randn(batch, chans, image_size, image_size, device=device)
-    y = torch.randint(0, classes, (batch,), device=device)
-    rates = []
-    for i in range(steps // window + 1):
-        t0 = time.perf_counter()
-        for _ in range(window):
-            loss = loss_fn(model(x), y, 0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i > 0:  # the first window is warm-up
-            rates.append(window * batch / (time.perf_counter() - t0))
-    return statistics.median(rates)
-
-
-class Rates(Callback):
-    def __init__(self) -> None:
-        self.rates: list[float] = []
-
-    def on_step(self, info: StepInfo) -> None:
-        self.rates.append(info.images_per_s)
-
-
-def loop(
-    dataset: str,
-    model_name: str,
-    batch: int,
-    device: torch.device,
-    steps: int,
-    window: int,
-    overrides: dict[str, Any],
     data_root: Path,
-) -> float:
-    rates = Rates()
+) -> tuple[float, float]:
+    bare = Bare(model_name, size, chans, classes, batch, device, overrides)
+    cb = Interleave(bare, window)
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(
             dataset=dataset,
@@ -95,8 +108,9 @@ def loop(
             out=out + "/run",
             overwrite=True,
         )
-        train(cfg, callbacks=[rates], data_root=data_root)
-    return statistics.median(rates.rates[1:])  # the first window is warm-up
+        train(cfg, callbacks=[cb], data_root=data_root)
+    # the first pair is warm-up
+    return statistics.median(cb.bare_rates[1:]), statistics.median(cb.loop_rates[1:])
 
 
 def main() -> None:
@@ -121,8 +135,9 @@ def main() -> None:
     ]
     results = []
     for name, dataset, size, chans, classes, batch, over in cases:
-        a = bare(name, size, chans, classes, batch, device, args.steps, args.window, over)
-        b = loop(dataset, name, batch, device, args.steps, args.window, over, root)
+        a, b = measure(
+            dataset, name, size, chans, classes, batch, device, args.steps, args.window, over, root
+        )
         flops = create_model(
             name, image_size=size, in_chans=chans, num_classes=classes, **over
         ).flops()

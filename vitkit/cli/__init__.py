@@ -9,6 +9,7 @@ import typer
 from vitkit import __version__
 from vitkit.cli import data, models
 from vitkit.cli._common import console, not_yet
+from vitkit.cli.eval import eval_command, explain_command, predict_command
 from vitkit.cli.train import train_command
 
 app = typer.Typer(
@@ -20,9 +21,11 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.command("train")(train_command)
+app.command("eval")(eval_command)
+app.command("predict")(predict_command)
+app.command("explain")(explain_command)
 
 for _group, _help in [
-    ("eval", "Evaluate a trained run."),
     ("export", "Export a run to ONNX."),
     ("bench", "Benchmark a run across runtimes."),
 ]:

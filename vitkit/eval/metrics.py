@@ -1,7 +1,14 @@
-"""Metrics as pure tensor functions: no I/O, no model, easy to test by hand."""
+"""Metrics as pure tensor functions: no I/O, no model, easy to test by hand.
+
+Conventions: ``logits`` are (N, C) or (N, K, C) for K output positions; ``labels`` (N,) or
+(N, K); a confusion matrix has true classes on rows and predicted classes on columns. A ratio
+whose denominator is zero (precision of a class never predicted, recall of a class with no
+samples) is 0, as scikit-learn's ``zero_division=0``.
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -27,3 +34,92 @@ def topk_correct(logits: Tensor, labels: Tensor, k: int) -> Tensor:
     """How many rows have their label among the top-k logits (single-output)."""
     k = min(k, logits.shape[-1])
     return (logits.topk(k, dim=-1).indices == labels[:, None]).any(-1).sum()
+
+
+def topk_accuracy(logits: Tensor, labels: Tensor, k: int) -> float:
+    """Share of labels among the top-k logits, in [0, 1]; multi-output: over all positions."""
+    flat_logits, flat_labels = flatten_outputs(logits, labels)
+    if len(flat_labels) == 0:
+        return 0.0
+    return int(topk_correct(flat_logits, flat_labels, k)) / len(flat_labels)
+
+
+def flatten_outputs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, K, C), (N, K) -> (N*K, C), (N*K,): every output position counts as one sample."""
+    if logits.ndim == 3:
+        return logits.flatten(0, 1), labels.flatten()
+    return logits, labels
+
+
+def confusion_matrix(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """(C, C) int64 counts: row = true class, column = predicted class."""
+    preds, labels = preds.flatten().long(), labels.flatten().long()
+    if len(preds) != len(labels):
+        raise ValueError(f"{len(preds)} predictions for {len(labels)} labels")
+    idx = labels * num_classes + preds
+    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    """num / den, 0 where den is 0."""
+    num, den = num.double(), den.double()
+    safe = torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, num / safe, torch.zeros_like(num))
+
+
+def precision_recall_f1(cm: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-class precision, recall, F1 (float64, (C,)) and support (int64, (C,)) from a CM.
+
+    precision = TP / predicted, recall = TP / support, F1 = 2PR / (P + R); 0 where undefined.
+    """
+    tp = cm.diagonal()
+    predicted = cm.sum(0)
+    support = cm.sum(1)
+    precision = _ratio(tp, predicted)
+    recall = _ratio(tp, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    return precision, recall, f1, support.long()
+
+
+def averages(
+    precision: Tensor, recall: Tensor, f1: Tensor, support: Tensor
+) -> dict[str, dict[str, float]]:
+    """Macro (every class counts once, empty ones too) and support-weighted averages."""
+    w = support.double()
+    total = float(w.sum())
+    macro = {
+        "precision": float(precision.mean()),
+        "recall": float(recall.mean()),
+        "f1": float(f1.mean()),
+    }
+    weighted = {
+        name: float((v * w).sum() / total) if total > 0 else 0.0
+        for name, v in (("precision", precision), ("recall", recall), ("f1", f1))
+    }
+    return {"macro": macro, "weighted": weighted}
+
+
+def calibration_bins(
+    confidence: Tensor, correct: Tensor, n_bins: int = 15
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per equal-width confidence bin on [0, 1]: count (int64), accuracy and mean confidence.
+
+    Bin b holds confidences in (b/n, (b+1)/n]; a confidence of exactly 0 goes to the first bin.
+    Empty bins have accuracy and confidence 0.
+    """
+    conf = confidence.flatten().double()
+    hit = correct.flatten().double()
+    b = (conf * n_bins).ceil().long().sub(1).clamp(0, n_bins - 1)
+    count = torch.bincount(b, minlength=n_bins)
+    acc_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, b, hit)
+    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, b, conf)
+    return count, _ratio(acc_sum, count), _ratio(conf_sum, count)
+
+
+def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int = 15) -> float:
+    """ECE = sum over bins of (bin size / N) * |accuracy - mean confidence| (Guo et al., 2017)."""
+    count, acc, conf = calibration_bins(confidence, correct, n_bins)
+    n = int(count.sum())
+    if n == 0:
+        return 0.0
+    return float((count.double() / n * (acc - conf).abs()).sum())

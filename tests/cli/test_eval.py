@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from vitkit.cli import app
+from vitkit.data import load_dataset
+from vitkit.train import TrainConfig, train
+
+runner = CliRunner()
+
+
+def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert result.stdout == ""
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run tests/eval/conftest.py trains (same directory: trained once per session)."""
+    out = tmp_path_factory.getbasetemp() / "eval-mnist-mini-run"
+    if not (out / "summary.json").is_file():
+        train(
+            TrainConfig(
+                dataset="mnist-mini",
+                model="vit-nano",
+                model_overrides={"patch_size": 7},
+                epochs=2,
+                batch_size=64,
+                lr=2e-3,
+                warmup_epochs=0.5,
+                augment=False,
+                seed=0,
+                device="cpu",
+                out=str(out),
+                overwrite=True,
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of MNIST test digits as files: grayscale PNG, RGBA PNG, 500x300 JPEG."""
+    d = tmp_path_factory.mktemp("digits")
+    test = load_dataset("mnist-mini")["test"]
+    a = test.images[0, 0].numpy()
+    Image.fromarray(a).save(d / "a-gray.png")
+    Image.fromarray(np.dstack([a, a, a, np.full_like(a, 255)])).save(d / "b-rgba.png")
+    Image.fromarray(a).convert("RGB").resize((500, 300)).save(d / "c-wide.jpg", quality=95)
+    return d
+
+
+# -- eval -----------------------------------------------------------------------------------------
+def test_eval_json_matches_summary_and_writes_files(run: Path) -> None:
+    result = runner.invoke(app, ["eval", str(run), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    summary = json.loads((run / "summary.json").read_text())
+    n = summary["test"]["n"]
+    assert doc["n"] == n and doc["correct"] == round(summary["test_acc"] * n)
+    assert doc["split"] == "test" and doc["dataset"] == "mnist-mini"
+    assert {"top1", "top5", "ece", "per_class", "confusion", "most_confident_wrong"} <= set(doc)
+    assert len(doc["confusion"]["matrix"]) == 10
+    assert doc["files"] == [
+        str(run / "eval" / f) for f in ("eval.json", "confusion.png", "wrong.png")
+    ]
+    assert json.loads((run / "eval" / "eval.json").read_text())["correct"] == doc["correct"]
+
+
+def test_eval_human_output_and_out_dir(run: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["eval", str(run), "--out", str(tmp_path / "ev"), "--batch-size", "100"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # human output is on stderr
+    assert "top-1" in result.stderr and "ECE" in result.stderr and "precision" in result.stderr
+    assert "eval.json, confusion.png, wrong.png" in result.stderr
+    assert (tmp_path / "ev" / "confusion.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--onnx"], "ONNX evaluation needs `vitkit export` (not yet available)"),
+        (["--onnx-file", "m.onnx"], "ONNX evaluation needs `vitkit export`"),
+        (["--split", "tset"], "has no split 'tset'"),
+        (["--batch-size", "0"], "batch size must be >= 1"),
+        (["--data", "cifar1O"], "did you mean 'cifar10'"),
+    ],
+)
+def test_eval_errors_are_one_line(run: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["eval", str(run), *args])
+    assert message in one_error_line(result)
+
+
+def test_eval_refuses_a_class_mismatch_and_a_missing_run(run: Path, tmp_path: Path) -> None:
+    for cls in ("cat", "dog"):
+        (tmp_path / "pets" / "train" / cls).mkdir(parents=True)
+        Image.new("L", (28, 28)).save(tmp_path / "pets" / "train" / cls / "0.png")
+    args = ["eval", str(run), "--data", f"folder:{tmp_path / 'pets'}", "--split", "train"]
+    line = one_error_line(runner.invoke(app, args))
+    assert "classes the model was not trained on: 'cat', 'dog'" in line
+    line = one_error_line(runner.invoke(app, ["eval", str(tmp_path / "nope")]))
+    assert "nope" in line
+    if not torch.cuda.is_available():
+        line = one_error_line(runner.invoke(app, ["eval", str(run), "--device", "cuda"]))
+        assert "CUDA is not available" in line
+
+
+def test_eval_multi_output_human_output(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vitkit.eval
+    from vitkit.eval.evaluate import report_from_logits
+
+    logits = torch.tensor([[[5.0, 0.0, 0.0], [0.0, 5.0, 0.0]], [[0.0, 0.0, 5.0], [0.0, 4.0, 0.0]]])
+    labels = torch.tensor([[0, 1], [2, 0]])
+    images = torch.zeros((2, 1, 8, 8), dtype=torch.uint8)
+    report = report_from_logits(
+        logits, labels, ["a", "b", "empty"], images=images, dataset="grid", split="test"
+    )
+    monkeypatch.setattr(vitkit.eval, "evaluate", lambda *a, **k: report)
+    result = runner.invoke(app, ["eval", str(run), "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert (
+        "exact match 50.00% (1/2)" in result.stderr and "per position 100.0 50.0" in result.stderr
+    )
+    assert "(all positions)" in result.stderr
+    doc = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert doc["exact_match"] == 0.5 and doc["per_position"] == [1.0, 0.5]
+    assert (tmp_path / "ev" / "wrong.png").is_file()
+
+
+# -- predict --------------------------------------------------------------------------------------
+def test_predict_table_json_and_directory(run: Path, images: Path) -> None:
+    result = runner.invoke(app, ["predict", str(run), str(images), "--json", "--topk", "3"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [Path(p["source"]).name for p in doc["predictions"]] == [
+        "a-gray.png",
+        "b-rgba.png",
+        "c-wide.jpg",
+    ]
+    assert doc["read"] == 3 and doc["skipped"] == 0
+    assert [p["mode"] for p in doc["predictions"]] == ["L", "RGBA", "RGB"]
+    assert all(len(p["topk"]) == 3 for p in doc["predictions"])
+    gray, rgba, _ = doc["predictions"]
+    assert gray["topk"] == rgba["topk"]  # same pixels, same answer
+    human = runner.invoke(app, ["predict", str(run), str(images / "a-gray.png")])
+    assert human.exit_code == 0, human.output
+    assert "(28x28 L)" in human.stderr and "probability" in human.stderr
+    assert f"│ 1 │ {gray['label']}" in human.stderr
+
+
+def test_predict_skips_unreadable_files(run: Path, images: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = runner.invoke(app, ["predict", str(run), str(bad), str(images / "a-gray.png")])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stderr and "bad.png" in result.stderr
+    result = runner.invoke(
+        app, ["predict", str(run), str(bad), str(images / "a-gray.png"), "--json"]
+    )
+    doc = json.loads(result.stdout)
+    assert doc["skipped"] == 1 and "cannot read" in doc["predictions"][0]["error"]
+    line = one_error_line(runner.invoke(app, ["predict", str(run), str(bad)]))
+    assert "none of the 1 image(s) could be read" in line and "bad.png" in line
+    line = one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "empty")]))
+    assert "could be read" in line and "no such file" in line
+    (tmp_path / "dir").mkdir()
+    line = one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "dir")]))
+    assert "no image files in" in line
+    line = one_error_line(runner.invoke(app, ["predict", str(run), str(bad), "--topk", "0"]))
+    assert "topk must be >= 1" in line
+
+
+# -- explain --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["rollout", "last-layer"])
+def test_explain_writes_an_overlay(run: Path, images: Path, tmp_path: Path, method: str) -> None:
+    out = tmp_path / f"{method}.png"
+    args = ["explain", str(run), str(images / "c-wide.jpg"), "--out", str(out), "--method", method]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["method"] == method and doc["out"] == str(out)
+    grid = doc["grid"]
+    assert grid == [4, 4] and sum(map(sum, doc["attention"])) == pytest.approx(1.0, abs=1e-4)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (500, 300) == tuple(doc["out_size"])
+    human = runner.invoke(app, args)
+    assert human.exit_code == 0 and f"wrote {out} (500x300)" in human.stderr
+    assert doc["prediction"]["label"] in human.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--method", "gradcam"], "unknown --method 'gradcam' (use rollout or last-layer)"),
+        (["--out", "x.jpg"], "--out must be a .png file"),
+    ],
+)
+def test_explain_errors_are_one_line(
+    run: Path, images: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    base = ["explain", str(run), str(images / "a-gray.png"), "--out", str(tmp_path / "x.png")]
+    assert message in one_error_line(runner.invoke(app, [*base, *args]))
+
+
+def test_explain_unreadable_image(run: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    args = ["explain", str(run), str(bad), "--out", str(tmp_path / "x.png")]
+    assert "cannot read" in one_error_line(runner.invoke(app, args))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    for command in ("eval", "predict", "explain"):
+        assert command in result.stdout

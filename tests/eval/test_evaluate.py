@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vitkit
+from vitkit.artifact import LoadedModel
+from vitkit.data import load_dataset
+from vitkit.errors import UserError
+from vitkit.eval import evaluate, plots
+from vitkit.eval.evaluate import compute_logits, report_from_logits
+
+
+def _write_folder(root: Path, images: dict[str, list[np.ndarray]]) -> Path:
+    """root/{train,test}/<class>/NNN.png from uint8 arrays."""
+    for split in ("train", "test"):
+        for cls, arrays in images.items():
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i, a in enumerate(arrays):
+                Image.fromarray(a).save(root / split / cls / f"{i:03d}.png")
+    return root
+
+
+# -- acceptance: the same top-1 as summary.json ----------------------------------------------------
+def test_top1_matches_the_runs_summary_to_the_image(mnist_run: Path) -> None:
+    summary = json.loads((mnist_run / "summary.json").read_text())
+    n = summary["test"]["n"]
+    report = vitkit.evaluate(mnist_run)  # a path: loaded on the CPU, the run's dataset and split
+    assert (report.dataset, report.split, report.n) == ("mnist-mini", "test", n)
+    assert report.correct == round(summary["test_acc"] * n)
+    assert report.acc == pytest.approx(summary["test_acc"], abs=1e-6)
+    # the batch size does not change a single prediction
+    assert evaluate(mnist_run, batch_size=77).correct == report.correct
+
+
+def test_report_is_consistent(mnist_model: LoadedModel) -> None:
+    report = evaluate(mnist_model)
+    cm = torch.tensor(report.confusion)
+    assert cm.shape == (10, 10) and int(cm.sum()) == report.n
+    assert int(cm.trace()) == report.correct  # single output: top-1 correct = the diagonal
+    assert [c.support for c in report.per_class] == cm.sum(1).tolist() == [100] * 10
+    assert report.top1 <= report.top5 <= 1.0
+    assert 0.0 <= report.ece <= 1.0
+    assert report.macro["recall"] == pytest.approx(np.mean([c.recall for c in report.per_class]))
+    assert sum(b["count"] for b in report.calibration) == report.n
+    # most confidently wrong: really wrong, sorted, and the images are the split's
+    ds = load_dataset("mnist-mini")
+    confs = [w.confidence for w in report.wrong]
+    assert len(report.wrong) == min(25, report.n - report.correct)
+    assert confs == sorted(confs, reverse=True)
+    assert all(w.true != w.predicted for w in report.wrong)
+    assert report.wrong_images is not None
+    for w, img in zip(report.wrong, report.wrong_images, strict=True):
+        assert torch.equal(img, ds["test"].images[w.index])
+        assert w.true == [str(int(ds["test"].labels[w.index]))]
+    doc = report.to_json()
+    json.dumps(doc)  # serialisable
+    assert doc["acc"] == report.acc and "exact_match" not in doc
+    assert doc["confusion"]["classes"] == [str(i) for i in range(10)]
+
+
+def test_report_from_logits_multi_output_by_hand() -> None:
+    # 3 images x 2 positions x 3 classes
+    logits = torch.tensor(
+        [
+            [[5.0, 0.0, 0.0], [0.0, 5.0, 0.0]],  # predicts 0 1
+            [[0.0, 0.0, 5.0], [0.0, 4.0, 0.0]],  # predicts 2 1
+            [[0.0, 3.0, 0.0], [0.0, 0.0, 2.0]],  # predicts 1 2
+        ]
+    )
+    labels = torch.tensor([[0, 1], [2, 0], [0, 0]])
+    r = report_from_logits(logits, labels, ["a", "b", "c"], dataset="x", split="test")
+    assert r.num_outputs == 2 and r.n == 3
+    assert r.per_position == pytest.approx([2 / 3, 1 / 3])
+    assert r.exact_match == pytest.approx(1 / 3) and r.acc == r.exact_match and r.correct == 1
+    assert r.top1 == pytest.approx(3 / 6)  # over all positions
+    # per class over all 6 predictions: true a x4 (right once), b x1 (right), c x1 (right)
+    assert r.confusion == [[1, 2, 1], [0, 1, 0], [0, 0, 1]]
+    assert [c.support for c in r.per_class] == [4, 1, 1]
+    assert r.per_class[0].recall == pytest.approx(1 / 4) and r.per_class[0].precision == 1.0
+    assert r.per_class[1].precision == pytest.approx(1 / 3)
+    # wrong images: 1 (b at 4.0 logit) and 2 (b at 3.0): image 1 first
+    assert [w.index for w in r.wrong] == [1, 2]
+    assert r.wrong[0].true == ["c", "a"] and r.wrong[0].predicted == ["c", "b"]
+    doc = r.to_json()
+    assert doc["exact_match"] == r.exact_match and doc["per_position"] == r.per_position
+    assert doc["most_confident_wrong"][0]["true"] == ["c", "a"]
+
+
+def test_save_writes_json_and_figures(
+    mnist_model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = evaluate(mnist_model)
+    saved = report.save(tmp_path / "eval")
+    assert [f.name for f in saved.files] == ["eval.json", "confusion.png", "wrong.png"]
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text()) == json.loads(
+        json.dumps(report.to_json())
+    )
+    for name in ("confusion.png", "wrong.png"):
+        with Image.open(tmp_path / "eval" / name) as im:
+            assert im.format == "PNG" and im.size[0] > 200
+    assert not list((tmp_path / "eval").glob(".*"))  # no temp files left behind
+    # without matplotlib: eval.json only, and a note that says how to get the figures
+    monkeypatch.setattr(plots, "_pyplot", lambda: None)
+    saved = report.save(tmp_path / "bare")
+    assert [f.name for f in saved.files] == ["eval.json"]
+    assert "vitkit[plot]" in saved.notes[0]
+
+
+# -- other datasets ----------------------------------------------------------------------------------
+def test_folder_with_a_subset_of_the_classes(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    """A folder: of the user's own files (here: 3s and 7s from the test split) is evaluated with
+    its labels mapped onto the model's classes, pixel for pixel as in the original split."""
+    test = load_dataset("mnist-mini")["test"]
+    idx = {c: torch.nonzero(test.labels == int(c)).flatten()[:8] for c in ("3", "7")}
+    root = _write_folder(
+        tmp_path / "digits", {c: [test.images[i, 0].numpy() for i in ix] for c, ix in idx.items()}
+    )
+    report = evaluate(mnist_model, f"folder:{root}")
+    assert report.n == 16 and report.classes == mnist_model.classes
+    assert [c.support for c in report.per_class] == [0, 0, 0, 8, 0, 0, 0, 8, 0, 0]
+    both = torch.cat([idx["3"], idx["7"]])
+    logits = compute_logits(mnist_model, test.subset(both))
+    assert report.correct == int((logits.argmax(-1) == test.labels[both]).sum())
+
+
+def test_class_mismatch_is_refused(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    blank = np.zeros((28, 28), np.uint8)
+    root = _write_folder(tmp_path / "pets", {"cat": [blank], "dog": [blank], "7": [blank]})
+    with pytest.raises(UserError, match=r"classes the model was not trained on: 'cat', 'dog'"):
+        evaluate(mnist_model, f"folder:{root}")
+
+
+def test_size_and_split_mismatches_are_refused(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    big = np.zeros((32, 32), np.uint8)
+    root = _write_folder(tmp_path / "big", {"1": [big], "2": [big]})
+    ds = load_dataset(f"folder:{root}")  # as is: 32x32, not resized
+    with pytest.raises(UserError, match=r"has 32x32x1 images but the model takes 28x28x1"):
+        evaluate(mnist_model, ds)
+    assert evaluate(mnist_model, f"folder:{root}").n == 2  # by name: resized to the model's size
+    with pytest.raises(UserError, match=r"has no split 'tset'.*did you mean 'test'"):
+        evaluate(mnist_model, split="tset")
+    with pytest.raises(UserError, match="batch size must be >= 1"):
+        evaluate(mnist_model, batch_size=0)

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vitkit
+from vitkit.artifact import LoadedModel, load_model
+from vitkit.data import load_dataset
+from vitkit.errors import UserError
+from vitkit.eval import predict
+from vitkit.eval.evaluate import compute_logits
+
+
+def _confident_right(logits: torch.Tensor, labels: torch.Tensor, n: int) -> list[int]:
+    """Indices of the ``n`` images the model gets right by the widest margin, distinct labels."""
+    top2 = logits.softmax(-1).topk(2, dim=-1).values
+    margin = torch.where(logits.argmax(-1) == labels, top2[:, 0] - top2[:, 1], -1.0)
+    picked: list[int] = []
+    for i in margin.argsort(descending=True).tolist():
+        if margin[i] > 0 and int(labels[i]) not in {int(labels[j]) for j in picked}:
+            picked.append(i)
+        if len(picked) == n:
+            break
+    return picked
+
+
+def test_mnist_files_of_any_size_and_mode(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    """Real PNG/JPEG files written from MNIST test images: grayscale, RGBA and 500x300 RGB."""
+    test = load_dataset("mnist-mini")["test"]
+    logits = compute_logits(mnist_model, test)
+    picked = _confident_right(logits, test.labels, 3)
+    assert len(picked) == 3
+    files, want = [], []
+    for i in picked:
+        a = test.images[i, 0].numpy()
+        gray, rgba, wide = (
+            tmp_path / f"{i}-{kind}" for kind in ("gray.png", "rgba.png", "wide.jpg")
+        )
+        Image.fromarray(a).save(gray)
+        Image.fromarray(np.dstack([a, a, a, np.full_like(a, 255)])).save(rgba)
+        Image.fromarray(a).convert("RGB").resize((500, 300), Image.Resampling.BICUBIC).save(
+            wide, quality=95
+        )
+        files += [gray, rgba, wide]
+        want += [str(int(test.labels[i]))] * 3
+    preds = vitkit.predict(mnist_model, files, topk=3)
+    assert [p.label for p in preds] == want
+    assert [p.mode for p in preds[:3]] == ["L", "RGBA", "RGB"]
+    assert preds[2].size == (500, 300)
+    # lossless files at the model's size give the very probabilities of the evaluation
+    probs = logits.softmax(-1)
+    for k, i in enumerate(picked):
+        for p in preds[3 * k : 3 * k + 2]:
+            assert p.topk[0][0].prob == pytest.approx(float(probs[i].max()), abs=1e-6)
+    for p in preds:
+        top = p.topk[0]
+        assert len(top) == 3 and [c.prob for c in top] == sorted(
+            (c.prob for c in top), reverse=True
+        )
+        assert sum(c.prob for c in top) <= 1.0 + 1e-6
+    # PIL images too, with the same answer as their files
+    with Image.open(files[0]) as im:
+        (same,) = predict(mnist_model, im, topk=3)
+    assert same.source == "<image 0>" and same.label == preds[0].label
+    assert [c.prob for c in same.topk[0]] == pytest.approx([c.prob for c in preds[0].topk[0]])
+
+
+def test_cifar10_jpegs_and_an_rgba_copy(
+    cifar_run: Path, cifar_folder: Path, tmp_path: Path
+) -> None:
+    """Real CIFAR-10 JPEG test files: predict agrees with eval on every image eval gets right."""
+    lm = load_model(cifar_run)
+    ds = load_dataset(f"folder:{cifar_folder}")
+    test = ds["test"]
+    # the folder: loader's order: classes sorted, files sorted within each class
+    files = [f for c in ds.classes for f in sorted((cifar_folder / "test" / c).iterdir())]
+    assert len(files) == len(test)
+    logits = compute_logits(lm, test)
+    right = torch.nonzero(logits.argmax(-1) == test.labels).flatten().tolist()
+    assert len(right) >= 5, "too few right answers to compare"
+    # eval on the run's own folder: dataset agrees with summary.json and with these logits
+    summary = json.loads((cifar_run / "summary.json").read_text())
+    report = vitkit.evaluate(lm)
+    assert report.dataset == f"folder:{cifar_folder}" and report.n == len(test)
+    assert report.correct == len(right) == round(summary["test_acc"] * len(test))
+    preds = predict(lm, [files[i] for i in right])
+    assert [p.label for p in preds] == [ds.classes[int(test.labels[i])] for i in right]
+    # an RGBA PNG of the same pixels and a grayscale copy (fed to an RGB model as gray RGB)
+    i = right[0]
+    with Image.open(files[i]) as im:
+        rgba, gray = im.convert("RGBA"), im.convert("L")
+    rgba.putalpha(128)
+    rgba.save(tmp_path / "rgba.png")
+    gray.save(tmp_path / "gray.png")
+    p_rgba, p_gray = predict(lm, [tmp_path / "rgba.png", tmp_path / "gray.png"])
+    assert p_rgba.label == preds[0].label and p_rgba.mode == "RGBA"
+    assert p_rgba.topk[0][0].prob == pytest.approx(preds[0].topk[0][0].prob, abs=1e-6)
+    assert p_gray.mode == "L" and len(p_gray.topk[0]) == 5
+
+
+def test_unreadable_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    good = tmp_path / "ok.png"
+    Image.new("L", (28, 28)).save(good)
+    with pytest.raises(UserError, match=r"cannot read .*broken\.png"):
+        predict(mnist_model, [good, bad])
+    preds = predict(mnist_model, [bad, good, tmp_path / "gone.jpg"], skip_unreadable=True)
+    assert [p.ok for p in preds] == [False, True, False]
+    assert "cannot read" in (preds[0].error or "") and "no such file" in (preds[2].error or "")
+    assert preds[0].to_json() == {"source": str(bad), "error": preds[0].error}
+    with pytest.raises(UserError, match="topk must be >= 1"):
+        predict(mnist_model, good, topk=0)
+    (p,) = predict(mnist_model, good, topk=50)  # more than the classes: all of them
+    assert len(p.topk[0]) == 10 and sum(c.prob for c in p.topk[0]) == pytest.approx(1.0)

@@ -1,0 +1,428 @@
+"""evaluate(): a trained model on a dataset split -> EvalReport (metrics, confusion, calibration).
+
+The dataset defaults to the run's own (name, options and data root from model.json and
+train.json); another dataset must have images of the model's size and channels and no class the
+model does not know (a ``folder:`` dataset is resized to the model's input automatically).
+Batches are normalised by the training loader with the run's mean and std, so the top-1 on the
+run's test split is the ``test_acc`` of its summary.json, image for image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vitkit.artifact import LoadedModel, read_json, write_json
+from vitkit.data import Dataset, get_dataset_spec, load_dataset
+from vitkit.data.catalog import FOLDER_PREFIX
+from vitkit.data.loader import DeviceLoader
+from vitkit.data.types import ProgressFn, Split, no_progress
+from vitkit.errors import UserError
+from vitkit.eval import metrics
+from vitkit.eval.predict import as_loaded, model_device
+
+ECE_BINS = 15
+DEFAULT_BATCH_SIZE = 256  # when the run does not say (train.json's eval_batch_size)
+WRONG_SHOWN = 25  # most confidently wrong images kept (eval.json and wrong.png)
+EVAL_JSON = "eval.json"
+CONFUSION_PNG = "confusion.png"
+WRONG_PNG = "wrong.png"
+
+
+@dataclass
+class ClassMetrics:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int  # true samples of this class (over all positions for multi-output)
+
+
+@dataclass
+class WrongPrediction:
+    """One confidently wrong image: its index in the split, true and predicted labels."""
+
+    index: int
+    true: list[str]  # one name per output position
+    predicted: list[str]
+    confidence: float  # the model's probability for its (wrong) prediction
+
+    def to_json(self) -> dict[str, Any]:
+        single = len(self.true) == 1
+        return {
+            "index": self.index,
+            "true": self.true[0] if single else self.true,
+            "predicted": self.predicted[0] if single else self.predicted,
+            "confidence": self.confidence,
+        }
+
+
+@dataclass
+class EvalReport:
+    """What ``evaluate`` measured. ``acc`` is the headline figure, as summary.json's test_acc:
+    top-1 for single-output models, exact match (every position right) for multi-output ones."""
+
+    dataset: str
+    split: str
+    n: int  # images evaluated
+    classes: list[str]
+    num_outputs: int
+    acc: float
+    top1: float  # top-1 over all predictions (averaged over positions for multi-output)
+    top5: float  # label among the 5 most probable classes (or all, with fewer classes)
+    correct: int  # images counted right for ``acc``
+    exact_match: float | None  # multi-output only
+    per_position: list[float] | None  # multi-output only: top-1 per position
+    loss: float  # mean cross-entropy per prediction
+    ece: float  # expected calibration error, 15 equal-width bins of the top-1 probability
+    calibration: list[dict[str, float]]  # per bin: lo, hi, count, acc, conf
+    per_class: list[ClassMetrics]
+    macro: dict[str, float]  # unweighted mean of precision, recall, F1 (empty classes count)
+    weighted: dict[str, float]  # support-weighted mean
+    confusion: list[list[int]]  # rows: true class, columns: predicted
+    wrong: list[WrongPrediction]  # most confidently wrong first
+    run: str | None = None
+    device: str = "cpu"
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    wrong_images: Tensor | None = field(default=None, repr=False, compare=False)  # uint8
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run": self.run,
+            "dataset": self.dataset,
+            "split": self.split,
+            "n": self.n,
+            "acc": self.acc,
+            "correct": self.correct,
+            "top1": self.top1,
+            "top5": self.top5,
+        }
+        if self.num_outputs > 1:
+            out["exact_match"] = self.exact_match
+            out["per_position"] = self.per_position
+        out.update(
+            loss=self.loss,
+            ece=self.ece,
+            macro=self.macro,
+            weighted=self.weighted,
+            per_class=[dataclasses.asdict(c) for c in self.per_class],
+            confusion={"classes": self.classes, "matrix": self.confusion},
+            calibration={"bins": ECE_BINS, "ece": self.ece, "per_bin": self.calibration},
+            most_confident_wrong=[w.to_json() for w in self.wrong],
+            num_outputs=self.num_outputs,
+            device=self.device,
+            seconds=self.seconds,
+            images_per_s=self.images_per_s,
+        )
+        return out
+
+    def save(self, out_dir: str | os.PathLike[str]) -> SavedFiles:
+        """Write eval.json, confusion.png and wrong.png (the PNGs need matplotlib)."""
+        from vitkit.eval.plots import PLOT_HINT, plot_confusion, plot_wrong
+
+        out_dir = Path(out_dir)
+        saved = SavedFiles()
+        write_json(out_dir / EVAL_JSON, self.to_json())
+        saved.files.append(out_dir / EVAL_JSON)
+        title = f"{self.dataset} {self.split}: top-1 {100 * self.top1:.2f}%"
+        if not plot_confusion(
+            torch.tensor(self.confusion), self.classes, out_dir / CONFUSION_PNG, title=title
+        ):
+            saved.notes.append(PLOT_HINT)
+            return saved
+        saved.files.append(out_dir / CONFUSION_PNG)
+        if self.wrong_images is None:  # a report built from logits alone: no images to show
+            return saved
+        idx = {c: i for i, c in enumerate(self.classes)}
+        k = self.num_outputs
+        labels = torch.tensor([[idx[c] for c in w.true] for w in self.wrong]).view(-1, k)
+        preds = torch.tensor([[idx[c] for c in w.predicted] for w in self.wrong]).view(-1, k)
+        plot_wrong(
+            self.wrong_images,
+            labels[:, 0] if k == 1 else labels,
+            preds[:, 0] if k == 1 else preds,
+            torch.tensor([w.confidence for w in self.wrong]),
+            self.classes,
+            out_dir / WRONG_PNG,
+            title=f"most confidently wrong ({len(self.wrong)} shown)",
+        )
+        saved.files.append(out_dir / WRONG_PNG)
+        return saved
+
+
+@dataclass
+class SavedFiles:
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. figures skipped and why
+
+
+# -- the dataset ------------------------------------------------------------------------------
+def run_settings(lm: LoadedModel) -> dict[str, Any]:
+    """What the run's train.json says about evaluating it: data root, eval batch size, amp."""
+    path = lm.path / "train.json"
+    saved = read_json(path) if path.is_file() else {}
+    config = saved.get("config") or {}
+    return {
+        "data_root": saved.get("data_root") or None,
+        "batch_size": int(config.get("eval_batch_size") or DEFAULT_BATCH_SIZE),
+        "amp": bool(config.get("amp", False)),
+    }
+
+
+def open_dataset(
+    lm: LoadedModel,
+    data: str | None = None,
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    progress: ProgressFn = no_progress,
+) -> Dataset:
+    """The dataset to evaluate on: ``data``, else the run's own with its recorded options.
+
+    ``data_root``: else the run's (train.json), else the default. A ``folder:`` dataset other
+    than the run's is decoded at the model's image size and channels.
+    """
+    name = data or lm.dataset
+    if not name:
+        raise UserError(f"{lm.path} records no dataset; pass one with --data")
+    spec = get_dataset_spec(name)
+    options: dict[str, Any] = {}
+    if name == lm.dataset:
+        recorded = lm.meta.get("dataset_options") or {}
+        options = {k: v for k, v in recorded.items() if k in spec.options}
+        if name.startswith(FOLDER_PREFIX) and recorded.get("path"):
+            name = FOLDER_PREFIX + str(recorded["path"])  # absolute: works from any directory
+    elif name.startswith(FOLDER_PREFIX):
+        options = {"image_size": lm.image_size, "channels": lm.channels}
+    root = data_root if data_root is not None else run_settings(lm)["data_root"]
+    return load_dataset(name, data_root=root, download=download, progress=progress, **options)
+
+
+def label_map(lm: LoadedModel, ds: Dataset) -> Tensor | None:
+    """Dataset label -> model class index; None when the classes are the model's, in order.
+
+    Refuses a dataset with classes the model was not trained on.
+    """
+    model_classes = lm.classes or [str(i) for i in range(lm.spec.config.num_classes)]
+    if ds.classes == model_classes:
+        return None
+    unknown = [c for c in ds.classes if c not in model_classes]
+    if unknown:
+        shown = ", ".join(f"'{c}'" for c in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        known = ", ".join(f"'{c}'" for c in model_classes[:10])
+        more = ", ..." if len(model_classes) > 10 else ""
+        raise UserError(
+            f"dataset '{ds.name}' has classes the model was not trained on: {shown} "
+            f"(the model knows {known}{more})"
+        )
+    return torch.tensor([model_classes.index(c) for c in ds.classes], dtype=torch.int64)
+
+
+def check_compatible(lm: LoadedModel, ds: Dataset) -> None:
+    """Image size, channels and output positions must be the model's."""
+    if (ds.image_size, ds.channels) != (lm.image_size, lm.channels):
+        hint = " (pass a folder:PATH dataset to resize images)" if ds.spec.name != "folder" else ""
+        raise UserError(
+            f"dataset '{ds.name}' has {ds.image_size}x{ds.image_size}x{ds.channels} images but "
+            f"the model takes {lm.image_size}x{lm.image_size}x{lm.channels}{hint}"
+        )
+    if ds.num_outputs != lm.num_outputs:
+        raise UserError(
+            f"dataset '{ds.name}' has {ds.num_outputs} label(s) per image but the model "
+            f"predicts {lm.num_outputs}"
+        )
+
+
+# -- evaluation -------------------------------------------------------------------------------
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """Training's choice: bf16 autocast on CUDA with amp (fp16 where bf16 is absent), else none."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@torch.inference_mode()
+def compute_logits(
+    lm: LoadedModel,
+    split: Split,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    amp: bool = False,
+    progress: ProgressFn = no_progress,
+) -> Tensor:
+    """Logits (N, C) or (N, K, C), float32 on the CPU, for a split in order.
+
+    ``amp``: autocast as training evaluated its test split (bf16 on CUDA; no effect on the CPU).
+    """
+    device = model_device(lm)
+    loader = DeviceLoader(
+        split,
+        batch_size=batch_size,
+        mean=lm.mean,
+        std=lm.std,
+        num_classes=len(lm.classes) or lm.spec.config.num_classes,
+        device=device,
+        shuffle=False,
+        drop_last=False,
+    )
+    dtype = autocast_dtype(device, amp)
+    out = []
+    done = 0
+    progress("evaluate", 0, len(split))
+    for x, _ in loader:
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = lm.model(x)
+        out.append(logits.float().cpu())
+        done += len(x)
+        progress("evaluate", done, len(split))
+    if not out:
+        raise UserError("the split is empty: nothing to evaluate")
+    return torch.cat(out)
+
+
+def report_from_logits(
+    logits: Tensor,
+    labels: Tensor,
+    classes: list[str],
+    *,
+    images: Tensor | None = None,
+    dataset: str = "",
+    split: str = "",
+    wrong_shown: int = WRONG_SHOWN,
+) -> EvalReport:
+    """Every metric of an ``EvalReport`` from logits and labels (pure; ``images`` only feed the
+    wrong-predictions grid)."""
+    n = len(labels)
+    multi = logits.ndim == 3
+    k = logits.shape[1] if multi else 1
+    num_classes = logits.shape[-1]
+    names = classes or [str(i) for i in range(num_classes)]
+    flat_logits, flat_labels = metrics.flatten_outputs(logits, labels)
+    probs = flat_logits.float().softmax(-1)
+    conf, pred = probs.max(-1)
+    hit = pred == flat_labels
+
+    per_pos, exact = metrics.correct_counts(logits, labels)
+    per_position = [int(c) / n for c in per_pos.tolist()]
+    correct = int(exact) if multi else int(per_pos[0])
+    top1 = int(hit.sum()) / len(hit)
+
+    cm = metrics.confusion_matrix(pred, flat_labels, num_classes)
+    precision, recall, f1, support = metrics.precision_recall_f1(cm)
+    avg = metrics.averages(precision, recall, f1, support)
+    count, bin_acc, bin_conf = metrics.calibration_bins(conf, hit, ECE_BINS)
+    calibration = [
+        {
+            "lo": b / ECE_BINS,
+            "hi": (b + 1) / ECE_BINS,
+            "count": int(count[b]),
+            "acc": float(bin_acc[b]),
+            "conf": float(bin_conf[b]),
+        }
+        for b in range(ECE_BINS)
+    ]
+
+    # most confidently wrong: per image, the highest probability among its wrong positions
+    img_conf = conf.view(n, k)
+    img_pred = pred.view(n, k)
+    img_wrong = ~hit.view(n, k)
+    score = torch.where(img_wrong, img_conf, torch.full_like(img_conf, -1.0)).max(1).values
+    wrong_idx = torch.nonzero(score >= 0).flatten()
+    order = torch.sort(score[wrong_idx], descending=True, stable=True).indices
+    top = wrong_idx[order][:wrong_shown]
+    lab = labels.view(n, k)
+    wrong = [
+        WrongPrediction(
+            index=int(i),
+            true=[names[int(c)] for c in lab[i]],
+            predicted=[names[int(c)] for c in img_pred[i]],
+            confidence=float(score[i]),
+        )
+        for i in top
+    ]
+    return EvalReport(
+        dataset=dataset,
+        split=split,
+        n=n,
+        classes=names,
+        num_outputs=k,
+        acc=correct / n,
+        top1=top1,
+        top5=metrics.topk_accuracy(flat_logits, flat_labels, 5),
+        correct=correct,
+        exact_match=int(exact) / n if multi else None,
+        per_position=per_position if multi else None,
+        loss=float(F.cross_entropy(flat_logits.float(), flat_labels)),
+        ece=metrics.expected_calibration_error(conf, hit, ECE_BINS),
+        calibration=calibration,
+        per_class=[
+            ClassMetrics(
+                names[c], float(precision[c]), float(recall[c]), float(f1[c]), int(support[c])
+            )
+            for c in range(num_classes)
+        ],
+        macro=avg["macro"],
+        weighted=avg["weighted"],
+        confusion=cm.tolist(),
+        wrong=wrong,
+        wrong_images=images[top] if images is not None else None,
+    )
+
+
+def evaluate(
+    model: LoadedModel | str | os.PathLike[str],
+    dataset: Dataset | str | None = None,
+    *,
+    split: str = "test",
+    batch_size: int | None = None,
+    amp: bool | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    progress: ProgressFn = no_progress,
+) -> EvalReport:
+    """Evaluate a trained model on a split of ``dataset`` (default: the run's own dataset).
+
+    ``model``: a ``LoadedModel`` (it runs on the device it is on) or a run directory (loaded on
+    the CPU). ``dataset``: a loaded ``Dataset``, a name (``mnist``, ``folder:PATH``, ...) or None.
+    ``batch_size`` and ``amp`` (autocast on CUDA) default to what the run used for its own test
+    evaluation, so the figures match summary.json's.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    lm = as_loaded(model)
+    settings = run_settings(lm)
+    if isinstance(dataset, Dataset):
+        ds = dataset
+    else:
+        ds = open_dataset(lm, dataset, data_root=data_root, download=download, progress=progress)
+    check_compatible(lm, ds)
+    remap = label_map(lm, ds)
+    s = ds[split]
+    labels = s.labels if remap is None else remap[s.labels]
+    t0 = time.perf_counter()
+    logits = compute_logits(
+        lm,
+        s,
+        batch_size=batch_size or settings["batch_size"],
+        amp=settings["amp"] if amp is None else amp,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    classes = lm.classes or [str(i) for i in range(logits.shape[-1])]
+    report = report_from_logits(
+        logits, labels, classes, images=s.images, dataset=ds.name, split=split
+    )
+    report.run = str(lm.path)
+    report.device = str(model_device(lm))
+    report.seconds = round(seconds, 3)
+    report.images_per_s = round(len(s) / seconds, 1) if seconds > 0 else 0.0
+    return report

@@ -1,0 +1,164 @@
+"""predict(): top-k classes with probabilities for image files or PIL images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from vitkit.artifact import LoadedModel, load_model
+from vitkit.errors import UserError
+from vitkit.eval.preprocess import ImageInput, normalize, read_image, to_uint8
+
+
+@dataclass
+class ClassProb:
+    """One class and its softmax probability."""
+
+    name: str
+    index: int
+    prob: float  # in [0, 1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.name, "index": self.index, "prob": self.prob}
+
+
+@dataclass
+class Prediction:
+    """What the model says about one image; ``error`` is set (and ``topk`` empty) if unreadable."""
+
+    source: str  # the file path, or "<image N>" for a PIL image
+    topk: list[list[ClassProb]] = field(default_factory=list)  # per output position, best first
+    size: tuple[int, int] | None = None  # the input's (width, height) before resizing
+    mode: str | None = None  # the input's PIL mode (L, RGB, RGBA, I;16, ...)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def labels(self) -> list[str]:
+        """The top-1 class per output position."""
+        return [pos[0].name for pos in self.topk]
+
+    @property
+    def label(self) -> str:
+        """The top-1 class (positions joined by spaces for multi-output models)."""
+        return " ".join(self.labels)
+
+    @property
+    def confidence(self) -> float:
+        """Top-1 probability (the lowest over positions for multi-output models)."""
+        return min((pos[0].prob for pos in self.topk), default=0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source}
+        if self.error is not None:
+            return {**out, "error": self.error}
+        out.update(
+            label=self.label,
+            confidence=self.confidence,
+            size=list(self.size) if self.size else None,
+            mode=self.mode,
+        )
+        if len(self.topk) == 1:
+            out["topk"] = [c.to_json() for c in self.topk[0]]
+        else:
+            out["labels"] = self.labels
+            out["positions"] = [[c.to_json() for c in pos] for pos in self.topk]
+        return out
+
+
+def as_loaded(model: LoadedModel | str | os.PathLike[str]) -> LoadedModel:
+    """A ``LoadedModel`` as given, or the run at that path loaded on the CPU."""
+    return model if isinstance(model, LoadedModel) else load_model(model)
+
+
+def model_device(lm: LoadedModel) -> torch.device:
+    p = next(lm.model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def prepare(
+    lm: LoadedModel, image: ImageInput, index: int = 0
+) -> tuple[Tensor, str, tuple[int, int], str]:
+    """One input -> ((C, S, S) uint8, source name, original (w, h), original mode)."""
+    if isinstance(image, Image.Image):
+        x = to_uint8(image, channels=lm.channels, size=lm.image_size)
+        return x, f"<image {index}>", image.size, image.mode
+    x, size, mode = read_image(image, channels=lm.channels, size=lm.image_size)
+    return x, str(image), size, mode
+
+
+def topk_from_logits(logits: Tensor, classes: Sequence[str], k: int) -> list[list[list[ClassProb]]]:
+    """(B, C) or (B, K, C) logits -> per image, per position, the top-k classes (softmax)."""
+    if logits.ndim == 2:
+        logits = logits[:, None]
+    probs = logits.float().softmax(-1)
+    k = max(1, min(k, probs.shape[-1]))
+    values, indices = probs.topk(k, dim=-1)
+    names = list(classes) or [str(i) for i in range(probs.shape[-1])]
+    return [
+        [
+            [
+                ClassProb(names[i], i, float(p))
+                for p, i in zip(vs.tolist(), ix.tolist(), strict=True)
+            ]
+            for vs, ix in zip(v_img, i_img, strict=True)
+        ]
+        for v_img, i_img in zip(values, indices, strict=True)
+    ]
+
+
+@torch.inference_mode()
+def predict(
+    model: LoadedModel | str | os.PathLike[str],
+    images: ImageInput | Sequence[ImageInput],
+    *,
+    topk: int = 5,
+    batch_size: int = 64,
+    skip_unreadable: bool = False,
+) -> list[Prediction]:
+    """Classify image files or PIL images, preprocessed exactly as the model was trained.
+
+    Any size, any mode (grayscale, RGB, RGBA, palette, 16-bit): converted to the model's channels,
+    resized to its image size, normalised with its mean and std (all from model.json). Runs on
+    the device the model is on. An unreadable file raises ``UserError``, or with
+    ``skip_unreadable`` gives a ``Prediction`` whose ``error`` says why.
+    """
+    if topk < 1:
+        raise UserError(f"topk must be >= 1, got {topk}")
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    lm = as_loaded(model)
+    inputs: list[ImageInput] = (
+        [images] if isinstance(images, (Image.Image, str, os.PathLike)) else list(images)
+    )
+    results: list[Prediction] = []
+    pending: list[tuple[int, Tensor]] = []
+    for i, image in enumerate(inputs):
+        try:
+            x, source, size, mode = prepare(lm, image, i)
+        except UserError as e:
+            if not skip_unreadable:
+                raise
+            results.append(Prediction(source=str(image), error=str(e)))
+            continue
+        results.append(Prediction(source=source, size=size, mode=mode))
+        pending.append((len(results) - 1, x))
+    device = model_device(lm)
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        x = torch.stack([t for _, t in chunk]).to(device)
+        logits = lm.model(normalize(x, lm.mean, lm.std))
+        for (slot, _), top in zip(
+            chunk, topk_from_logits(logits.cpu(), lm.classes, topk), strict=True
+        ):
+            results[slot].topk = top
+    return results
