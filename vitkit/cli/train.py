@@ -202,6 +202,28 @@ def train_command(
     view = LiveView() if (not json_ and rank0) else None
     if resume is not None:
         cfg = None
+        given = [
+            dataset,
+            model,
+            epochs,
+            batch_size,
+            lr,
+            weight_decay,
+            embed_dim,
+            depth,
+            heads,
+            patch_size,
+            config,
+            out,
+            max_steps,
+            device,
+            seed,
+        ]
+        if rank0 and any(v is not None for v in given):
+            console.print(
+                f"[yellow]note:[/] resuming {resume} with its own train.json; "
+                "the other options given are ignored"
+            )
     else:
         if dataset is None:
             raise fail("give a DATASET (see `vitkit data list`) or --resume RUN")

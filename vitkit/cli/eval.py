@@ -1,0 +1,249 @@
+"""`vitkit eval`, `vitkit predict`, `vitkit explain`: what a trained run does, on a test set and on
+one image. Thin: the work is in ``vitkit.eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from vitkit.artifact import LoadedModel, load_model
+from vitkit.cli._common import Json, console, emit_json, progress_bar, user_errors
+from vitkit.errors import UserError
+from vitkit.eval.evaluate import ECE_BINS
+
+Run = Annotated[
+    Path, typer.Argument(help="A run directory (from `vitkit train`) or its model.json.")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+RunDataRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-root",
+        help="Where datasets live (default: the run's, else $VITKIT_DATA, else ~/.cache/vitkit/data).",
+    ),
+]
+PER_CLASS_ROWS = 30  # per-class table rows printed; eval.json has them all
+ONNX_NOT_YET = "ONNX evaluation needs `vitkit export` (not yet available)"
+
+
+def _load(run: Path, device: str) -> LoadedModel:
+    from vitkit.train.run import resolve_device
+
+    return load_model(run, device=str(resolve_device(device)))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+# -- eval -----------------------------------------------------------------------------------------
+@user_errors
+def eval_command(
+    run: Run,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on this dataset instead of the run's (same classes), e.g. folder:PATH.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Images per batch (default: the run's eval batch size)."),
+    ] = None,
+    device: DeviceOpt = "auto",
+    amp: Annotated[
+        bool | None,
+        typer.Option("--amp/--no-amp", help="Autocast on CUDA (default: as the run was trained)."),
+    ] = None,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Evaluate RUN/export/model.onnx with ONNX Runtime.")
+    ] = False,
+    onnx_file: Annotated[
+        Path | None, typer.Option("--onnx-file", help="Evaluate this .onnx file (implies --onnx).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where eval.json and the PNGs go (default RUN/eval)."),
+    ] = None,
+    data_root: RunDataRoot = None,
+    no_download: Annotated[
+        bool, typer.Option("--no-download", help="Never touch the network; local files only.")
+    ] = False,
+    json_: Json = False,
+) -> None:
+    """Evaluate RUN on a dataset split: accuracy, per-class metrics, confusion, calibration.
+
+    Top-1 and top-5, per-class precision/recall/F1 and support, the confusion matrix, expected
+    calibration error (15 bins) and the most confidently wrong images. Writes RUN/eval/: eval.json, confusion.png and wrong.png (the PNGs need matplotlib).
+    """
+    from vitkit.eval import evaluate
+
+    if onnx or onnx_file is not None:
+        raise UserError(ONNX_NOT_YET)
+    lm = _load(run, device)
+    with progress_bar(not json_) as progress:
+        report = evaluate(
+            lm,
+            data,
+            split=split,
+            batch_size=batch_size,
+            amp=amp,
+            data_root=data_root,
+            download=not no_download,
+            progress=progress,
+        )
+    out_dir = out if out is not None else lm.path / "eval"
+    saved = report.save(out_dir)
+    if json_:
+        emit_json(
+            {**report.to_json(), "files": [str(f) for f in saved.files], "notes": saved.notes}
+        )
+        return
+    console.print(
+        f"[bold]vitkit eval[/] {escape(str(report.run))} · {escape(report.dataset)} {escape(split)} · "
+        f"{report.n:,} images · {report.device} · {report.images_per_s:,.0f} img/s"
+    )
+    if report.num_outputs > 1:
+        positions = " ".join(f"{100 * p:.1f}" for p in report.per_position or [])
+        console.print(
+            f"exact match [bold]{_pct(report.exact_match)}[/] ({report.correct:,}/{report.n:,}) · "
+            f"per position {positions} % · top-1 {_pct(report.top1)} · top-5 {_pct(report.top5)}"
+        )
+    else:
+        console.print(
+            f"top-1 [bold]{_pct(report.top1)}[/] ({report.correct:,}/{report.n:,}) · "
+            f"top-5 {_pct(report.top5)}"
+        )
+    console.print(
+        f"ECE {report.ece:.4f} ({ECE_BINS} bins) · loss {report.loss:.4f} · "
+        f"macro F1 {report.macro['f1']:.4f}"
+    )
+    table = Table(title="per class" + (" (all positions)" if report.num_outputs > 1 else ""))
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
+    for c in report.per_class[:PER_CLASS_ROWS]:
+        table.add_row(
+            escape(c.name), f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", f"{c.support:,}"
+        )
+    console.print(table)
+    if len(report.per_class) > PER_CLASS_ROWS:
+        console.print(f"({len(report.per_class) - PER_CLASS_ROWS} more classes in eval.json)")
+    if report.wrong:
+        shown = ", ".join(
+            f"#{w.index} {escape(' '.join(w.true))}→{escape(' '.join(w.predicted))} "
+            f"({100 * w.confidence:.0f}%)"
+            for w in report.wrong[:5]
+        )
+        console.print(f"most confidently wrong: {shown}")
+    for note in saved.notes:
+        console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
+    console.print(
+        f"wrote {escape(str(out_dir))}/: " + ", ".join(f.name for f in saved.files), soft_wrap=True
+    )
+
+
+# -- predict --------------------------------------------------------------------------------------
+@user_errors
+def predict_command(
+    run: Run,
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files (PNG, JPEG, WebP, BMP, ...) or directories of them."),
+    ],
+    topk: Annotated[int, typer.Option("--topk", "-k", help="Classes shown per image.")] = 5,
+    device: DeviceOpt = "cpu",
+    json_: Json = False,
+) -> None:
+    """Top-k classes with probabilities for each image, preprocessed as RUN was trained.
+
+    Any size, colour or grayscale. Unreadable files are reported and skipped; the exit code is 1
+    when none could be read.
+    """
+    from vitkit.eval import expand_inputs, predict
+
+    files = expand_inputs(images)
+    lm = _load(run, device)
+    preds = predict(lm, files, topk=topk, skip_unreadable=True)
+    good = [p for p in preds if p.ok]
+    if not good:
+        reason = preds[0].error if preds else None
+        raise UserError(
+            f"none of the {len(preds)} image(s) could be read" + (f": {reason}" if reason else "")
+        )
+    if json_:
+        emit_json(
+            {
+                "run": str(lm.path),
+                "predictions": [p.to_json() for p in preds],
+                "read": len(good),
+                "skipped": len(preds) - len(good),
+            }
+        )
+        return
+    multi = lm.num_outputs > 1
+    table = Table(title=f"vitkit predict · {escape(str(lm.path))}")
+    table.add_column("image", overflow="fold")
+    if multi:
+        table.add_column("position", justify="right")
+    for col in ("#", "class", "probability"):
+        table.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
+    for p in good:
+        for pos, top in enumerate(p.topk):
+            for rank, c in enumerate(top):
+                head = pos == 0 and rank == 0
+                name = escape(p.source) if head else ""
+                size = f" ({p.size[0]}x{p.size[1]} {p.mode})" if head and p.size else ""
+                row = [name + size] + ([str(pos + 1) if rank == 0 else ""] if multi else [])
+                style = "bold" if rank == 0 else None
+                table.add_row(
+                    *row, str(rank + 1), escape(c.name), f"{100 * c.prob:.2f}%", style=style
+                )
+        table.add_section()
+    console.print(table)
+    for p in preds:
+        if not p.ok:
+            console.print(f"[yellow]skipped[/] {escape(p.error or '')}", soft_wrap=True)
+
+
+# -- explain --------------------------------------------------------------------------------------
+@user_errors
+def explain_command(
+    run: Run,
+    image: Annotated[Path, typer.Argument(help="The image to explain.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The overlay PNG to write.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="rollout (attention flow through every layer) or last-layer (CLS attention "
+            "of the last block; mean attention received for pool='mean' models).",
+        ),
+    ] = "rollout",
+    device: DeviceOpt = "cpu",
+    json_: Json = False,
+) -> None:
+    """The image with the model's attention map overlaid, and the predicted class."""
+    from vitkit.eval.attention import METHODS, attention_maps, write_overlay
+
+    if method not in METHODS:
+        raise UserError(f"unknown --method '{method}' (use {' or '.join(METHODS)})")
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out must be a .png file, got {out}")
+    lm = _load(run, device)
+    (am,) = attention_maps(lm, image, method=method)
+    size = write_overlay(am, out)
+    if json_:
+        emit_json({**am.to_json(), "out": str(out), "out_size": list(size)})
+        return
+    p = am.prediction
+    console.print(
+        f"[bold]{escape(p.label)}[/] ({100 * p.confidence:.1f}%) · {method} attention over a "
+        f"{am.map.shape[0]}x{am.map.shape[1]} patch grid"
+    )
+    console.print(f"wrote {escape(str(out))} ({size[0]}x{size[1]})", soft_wrap=True)
