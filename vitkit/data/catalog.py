@@ -262,7 +262,7 @@ def is_cached(name: str, *, data_root: str | os.PathLike[str] | None = None) -> 
 DIGITS_MINI_RECIPE: dict[str, Any] = {
     "model": "vit-micro",
     "model_overrides": {"patch_size": 7},
-    "epochs": 60,
+    "epochs": 50,
     "batch_size": 64,
     "lr": 1.5e-3,
     "warmup_epochs": 3.0,
