@@ -38,7 +38,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks in benchmarks/ (each prints JSON; pass a script name to run one)."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", *TEST_ONLY)  # vs_timm.py compares against timm
     import pathlib
 
     scripts = session.posargs or sorted(
