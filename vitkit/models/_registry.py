@@ -10,18 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from torch import nn
 
 from vitkit.errors import ConfigError, unknown_name
-
-
-class ModelConfig(Protocol):
-    """What the registry needs of a config: a dataclass that validates and counts itself."""
-
-    def num_params(self) -> int: ...
-    def flops(self) -> int: ...
 
 
 @dataclass(frozen=True)
