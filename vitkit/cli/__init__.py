@@ -10,6 +10,7 @@ from vitkit import __version__
 from vitkit.cli import data, models
 from vitkit.cli._common import console, not_yet
 from vitkit.cli.eval import eval_command, explain_command, predict_command
+from vitkit.cli.export import export_command
 from vitkit.cli.train import train_command
 
 app = typer.Typer(
@@ -24,12 +25,9 @@ app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("predict")(predict_command)
 app.command("explain")(explain_command)
+app.command("export")(export_command)
 
-for _group, _help in [
-    ("export", "Export a run to ONNX."),
-    ("bench", "Benchmark a run across runtimes."),
-]:
-    app.command(_group, help=f"{_help} (not yet available)")(not_yet(_group))
+app.command("bench", help="Benchmark a run across runtimes. (not yet available)")(not_yet("bench"))
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from vitkit.cli.export import export_command
+from vitkit.export import onnx as onnx_module
+from vitkit.train import TrainConfig, train
+
+runner = CliRunner()
+app = typer.Typer()
+app.command("export")(export_command)
+
+
+@app.callback()
+def _root() -> None:
+    """A local app: the lead registers `export` in vitkit.cli."""
+
+
+def one_error_line(result: Any) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return str(lines[0])
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short vit-nano run on mnist-mini (2 epochs, a few seconds)."""
+    out = tmp_path_factory.mktemp("cli-export") / "runs" / "mnist-mini-vit-nano"
+    config = TrainConfig(
+        dataset="mnist-mini",
+        model="vit-nano",
+        model_overrides={"patch_size": 7},
+        epochs=2,
+        batch_size=64,
+        lr=2e-3,
+        warmup_epochs=0.5,
+        seed=0,
+        out=str(out),
+    )
+    root = tmp_path_factory.getbasetemp() / "default-data-root"
+    return train(config, data_root=root).run_dir
+
+
+@pytest.fixture
+def runs_here(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of the run under ./runs in an empty working directory."""
+    monkeypatch.chdir(tmp_path)
+    dest = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(runner.invoke(app, ["export", "--onnx"]))
+    assert "no run to export" in line and "vitkit train mnist-mini" in line
+
+
+def test_default_run_acceptance_export_in_json(runs_here: Path) -> None:
+    result = runner.invoke(app, ["export", "--onnx", "--fp16", "--int8", "static", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # one JSON document, nothing else on stdout
+    assert report["passed"] is True and report["exporter"] == "dynamo"
+    assert Path(report["run"]).resolve() == runs_here.resolve()
+    export = runs_here / "export"
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json"):
+        assert (export / name).is_file(), name
+    assert [p["precision"] for p in report["precisions"]] == ["fp32", "fp16", "int8-static"]
+    assert json.loads((export / "export.json").read_text())["passed"] is True
+
+
+def test_human_output_names_the_run_taken_and_the_files(runs_here: Path) -> None:
+    result = runner.invoke(
+        app, ["export", "--legacy-exporter", "--verify-images", "64", "--int8", "dynamic"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # human output goes to stderr
+    err = " ".join(result.stderr.split())
+    assert f"using the most recent run: runs/{runs_here.name}" in err
+    assert "torchscript exporter" in err and "int8-dynamic" in err and "ok" in err
+    assert "export/model.int8.onnx" in err and "export/export.json" in err
+
+
+def test_weights_changed_after_tracing_exit_nonzero(
+    runs_here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = onnx_module.export_graph
+
+    def trace_then_change(model: torch.nn.Module, **kwargs: Any) -> Any:
+        traced = original(model, **kwargs)
+        with torch.no_grad():
+            model.head.bias.add_(0.01)  # type: ignore[operator]
+        return traced
+
+    monkeypatch.setattr("vitkit.export.onnx.export_graph", trace_then_change)
+    result = runner.invoke(app, ["export", str(runs_here), "--legacy-exporter", "--fp16"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "FAILED" in result.stderr  # the table says so
+    line = result.stderr.strip().splitlines()[-1]  # then one red line says why
+    assert "error: verification failed: fp32: max |logit difference|" in line
+    assert "exceeds the tolerance 0.0001" in line
+    report = json.loads((runs_here / "export" / "export.json").read_text())
+    assert report["passed"] is False and report["failures"]
+    assert (runs_here / "export" / "model.failed.onnx").is_file()
+    assert not (runs_here / "export" / "model.onnx").exists()
+
+
+def test_wrong_tolerance_exits_nonzero_with_the_report(runs_here: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["export", str(runs_here), "--legacy-exporter", "--atol", "1e-12", "--json"],
+    )
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is False and "1e-12" in report["failures"][0]
+
+
+def test_untrained_model_is_exported_on_synthetic_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["export", "--model", "vit-nano", "--image-size", "28", "--channels", "1"]
+    result = runner.invoke(app, [*args, "--patch-size", "7", "--legacy-exporter"])
+    assert result.exit_code == 0, result.output
+    assert "synthetic" in result.stderr
+    assert (tmp_path / "exports" / "vit-nano" / "model.onnx").is_file()
+    assert (tmp_path / "exports" / "vit-nano" / "export.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--batch", "0"], "--batch must be 'dynamic' or a positive integer"),
+        (["--batch", "big"], "--batch must be 'dynamic' or a positive integer"),
+        (["--int8", "int4"], "--int8 must be one of auto, dynamic, static"),
+        (["--opset", "9"], "--opset must be 17 to"),
+        (["--int8", "auto", "--no-verify"], "needs verification"),
+        (["--model", "vit-nano"], "give a RUN or --model NAME, not both"),
+        (["--embed-dim", "128"], "go with --model"),
+        (["--out", "model.bin"], "--out must name a .onnx file"),
+    ],
+)
+def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["export", str(runs_here), *args])
+    assert message in one_error_line(result)
+    assert not (runs_here / "export").exists()
+
+
+def test_unknown_model_suggests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["export", "--model", "vit-tinyy"])
+    assert "did you mean 'vit-tiny'" in one_error_line(result)

@@ -1,0 +1,313 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from vitkit.artifact import LoadedModel, load_model
+from vitkit.data import load_dataset
+from vitkit.errors import UserError
+from vitkit.export import (
+    ExportReport,
+    Tolerances,
+    eager_reference,
+    export_graph,
+    export_onnx,
+    latest_run,
+    ort_session,
+    read_onnx_metadata,
+    run_onnx,
+    verification_data,
+    verify_onnx,
+)
+from vitkit.export import onnx as onnx_module
+from vitkit.models import ModelSpec, create_model, list_models
+
+
+def eager(lm: LoadedModel, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return lm.model(torch.from_numpy(x)).numpy()
+
+
+def test_export_writes_three_verified_models_and_a_report(exported: ExportReport) -> None:
+    assert exported.passed, exported.failures
+    assert exported.exporter == "dynamo" and exported.batch == "dynamic"
+    out = Path(exported.out)
+    names = {Path(f).name for f in exported.files}
+    assert names == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json"}
+    assert all(Path(f).is_file() for f in exported.files)
+    assert not list(out.parent.glob(".*"))  # no temp files left behind
+    report = json.loads((out.parent / "export.json").read_text())
+    assert report["passed"] is True and report["data"]["synthetic"] is False
+    assert report["data"]["source"].startswith("mnist-mini test split")
+    assert report["tolerances"]["fp32_atol"] == 1e-4
+    assert {"torch", "onnx", "onnxruntime", "vitkit"} <= set(report["versions"])
+    by_name = {p["precision"]: p for p in report["precisions"]}
+    assert set(by_name) == {"fp32", "fp16", "int8-static"}
+    fp32 = by_name["fp32"]
+    assert fp32["max_abs_diff"] <= 1e-4 and fp32["top1_agreement"] == 1.0
+    assert set(fp32["batches"]) == {"1", "2", "7"}
+    assert by_name["fp16"]["top1_agreement"] >= 0.995
+    assert by_name["int8-static"]["accuracy_drop_points"] <= 0.5
+    for p in by_name.values():
+        assert p["checker"] == "ok" and p["images_per_s"] > 0
+        assert p["size_bytes"] == Path(p["path"]).stat().st_size
+    # int8 is the smallest, fp16 smaller than fp32
+    assert by_name["int8-static"]["size_bytes"] < by_name["fp16"]["size_bytes"]
+    assert by_name["fp16"]["size_bytes"] < fp32["size_bytes"]
+    assert report["eager"]["accuracy"] == pytest.approx(fp32["accuracy"])
+
+
+def test_batch_axis_is_really_dynamic(exported: ExportReport, loaded: LoadedModel) -> None:
+    x = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    session = ort_session(exported.out)
+    assert isinstance(session.get_inputs()[0].shape[0], str)
+    for b in (1, 3, 16):
+        out = session.run(None, {"pixel_values": x[:b]})[0]
+        assert out.shape == (b, 10)
+        assert np.abs(out - eager(loaded, x[:b])).max() <= 1e-4
+    for tag in ("fp16", "int8"):
+        s = ort_session(Path(exported.out).with_name(f"model.{tag}.onnx"))
+        assert s.run(None, {"pixel_values": x[:3]})[0].shape == (3, 10)
+
+
+def test_metadata_round_trips_to_classes_and_preprocessing(
+    exported: ExportReport, loaded: LoadedModel, trained_run: Path
+) -> None:
+    for path, precision in zip(exported.files[:3], ("fp32", "fp16", "int8-static"), strict=True):
+        meta = read_onnx_metadata(path)
+        assert meta["precision"] == precision
+        assert meta["classes"] == loaded.classes == [str(i) for i in range(10)]
+        assert meta["mean"] == loaded.mean and meta["std"] == loaded.std
+        assert (meta["image_size"], meta["channels"], meta["num_outputs"]) == (28, 1, 1)
+        assert ModelSpec.from_dict(meta["model_spec"]) == loaded.spec
+        assert meta["input_name"] == "pixel_values" and meta["batch"] == "dynamic"
+        assert meta["trained"] is True and meta["dataset"] == "mnist-mini"
+    # a consumer with only the .onnx file: raw pixels + metadata -> the run's predictions
+    meta = read_onnx_metadata(exported.out)
+    pixels = load_dataset("mnist-mini", data_root=None)["test"].images[:8].numpy()
+    mean = np.array(meta["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.array(meta["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+    x = ((pixels.astype(np.float32) / 255 - mean) / std).astype(np.float32)
+    session = ort_session(exported.out)
+    assert session.get_modelmeta().custom_metadata_map["classes"] == json.dumps(meta["classes"])
+    logits = session.run(None, {meta["input_name"]: x})[0]
+    assert np.abs(logits - eager(loaded, x)).max() <= 1e-4
+
+
+def test_reference_evaluator_agrees_with_eager(exported: ExportReport, loaded: LoadedModel) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    evaluator = ReferenceEvaluator(onnx.load(exported.out))
+    out = evaluator.run(None, {"pixel_values": x})[0]
+    assert out.shape == (3, 10)
+    assert np.abs(out - eager(loaded, x)).max() <= 1e-4
+
+
+def test_static_int8_leaves_fragile_nodes_in_float(exported: ExportReport) -> None:
+    model = onnx.load(exported.precision("int8").path)
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+    inits = {i.name for i in model.graph.initializer}
+    fragile = ("LayerNormalization", "Softmax", "Erf", "Conv")
+    for node in model.graph.node:
+        # LayerNorm, Softmax, GELU, the patch embedding and the residual adds (Adds of two
+        # activations) read float values; a bias Add may read a requantized MatMul output
+        residual = node.op_type == "Add" and not inits & set(node.input)
+        if node.op_type in fragile or residual:
+            fed = [producer.get(i) for i in node.input]
+            assert "DequantizeLinear" not in fed, (node.op_type, node.name)
+    assert sum(n.op_type == "Add" and not inits & set(n.input) for n in model.graph.node) >= 8
+    # every weight MatMul reads a dequantized activation and a dequantized weight
+    quantized = [
+        n
+        for n in model.graph.node
+        if n.op_type == "MatMul" and all(producer.get(i) == "DequantizeLinear" for i in n.input)
+    ]
+    assert len(quantized) == 4 * 4  # vit-nano: 4 blocks x (qkv, proj, fc1, fc2)
+
+
+def test_weights_changed_after_tracing_fail_verification(loaded: LoadedModel) -> None:
+    model = load_model(loaded.path).model
+    proto, _, _ = export_graph(model, image_size=28, channels=1, legacy=True)
+    data = verification_data(loaded, verify_images=64)
+    ok = verify_onnx(proto, eager_reference(model, data), data)
+    assert ok.passed, ok.failures
+    with torch.no_grad():
+        model.blocks[0].mlp.fc2.weight.mul_(1.01)  # changed after tracing
+    bad = verify_onnx(proto, eager_reference(model, data), data)
+    assert not bad.passed
+    assert any("exceeds the tolerance 0.0001" in f for f in bad.failures), bad.failures
+
+
+def test_wrong_tolerance_fails_and_keeps_no_unverified_model(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model.onnx"
+    report = export_onnx(
+        trained_run,
+        out,
+        legacy=True,
+        fp16=True,
+        verify_images=32,
+        tolerances=Tolerances(fp32_atol=1e-12),
+    )
+    assert not report.passed
+    assert "exceeds the tolerance 1e-12" in report.failures[0]
+    assert not out.exists() and (tmp_path / "model.failed.onnx").is_file()
+    assert not (tmp_path / "model.fp16.onnx").exists()  # not built from a failed fp32
+    assert any("fp16 and int8 were not built" in n for n in report.notes)
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert saved["passed"] is False and saved["failures"] == report.failures
+    with pytest.raises(UserError, match="exceeds the tolerance"):
+        report.raise_for_failure()
+    # a later export that passes replaces the failure
+    again = export_onnx(trained_run, out, legacy=True, verify_images=32)
+    assert again.passed and out.is_file() and not (tmp_path / "model.failed.onnx").exists()
+
+
+def test_int8_gate_failure_says_by_how_much(trained_run: Path, tmp_path: Path) -> None:
+    report = export_onnx(
+        trained_run,
+        tmp_path / "model.onnx",
+        legacy=True,
+        int8="dynamic",
+        verify_images=200,
+        tolerances=Tolerances(int8_max_drop=-0.05),  # demand 5 points better than eager
+    )
+    assert not report.passed and len(report.failures) == 1
+    assert "points below eager's" in report.failures[0] and "allowed: -5" in report.failures[0]
+    assert (tmp_path / "model.onnx").is_file()  # fp32 passed
+    assert (tmp_path / "model.int8.failed.onnx").is_file()
+    assert not (tmp_path / "model.int8.onnx").exists()
+
+
+def test_int8_auto_keeps_the_faster_passing_mode(trained_run: Path, tmp_path: Path) -> None:
+    report = export_onnx(
+        trained_run, tmp_path / "model.onnx", legacy=True, int8="auto", verify_images=200
+    )
+    assert report.int8 is not None and report.int8["mode"] == "auto"
+    candidates = report.int8["candidates"]
+    assert [c.precision for c in candidates] == ["int8-dynamic", "int8-static"]
+    passing = [c for c in candidates if c.passed] or candidates
+    fastest = max(passing, key=lambda c: c.images_per_s)
+    assert report.int8["chosen"] == fastest.precision.removeprefix("int8-")
+    assert report.precision("int8") is fastest
+    assert read_onnx_metadata(tmp_path / "model.int8.onnx")["precision"] == fastest.precision
+    assert "img/s" in report.int8["reason"]
+
+
+def test_optimize_verifies_the_fused_model_and_keeps_the_faster(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    report = export_onnx(
+        trained_run, tmp_path / "model.onnx", legacy=True, optimize=True, verify_images=64
+    )
+    assert report.passed, report.failures
+    info = report.optimize
+    assert info is not None and info["fused_ops"].get("SkipLayerNormalization", 0) > 0
+    assert info["fused"]["passed"] and info["fused"]["max_abs_diff"] <= 1e-4
+    assert info["kept"] == ("fused" if info["fused_speedup"] > 1 else "plain")
+    ops = {n.op_type for n in onnx.load(tmp_path / "model.onnx").graph.node}
+    assert ("SkipLayerNormalization" in ops) == (info["kept"] == "fused")
+    assert report.precision("fp32").precision == (
+        "fp32-fused" if info["kept"] == "fused" else "fp32"
+    )
+
+
+def test_fixed_batch(trained_run: Path, loaded: LoadedModel, tmp_path: Path) -> None:
+    report = export_onnx(
+        trained_run, tmp_path / "model.onnx", legacy=True, batch=4, verify_images=10
+    )
+    assert report.passed, report.failures
+    assert set(report.precision("fp32").batches) == {"4"}
+    session = ort_session(report.out)
+    assert session.get_inputs()[0].shape[0] == 4
+    x = np.random.default_rng(2).standard_normal((10, 1, 28, 28)).astype(np.float32)
+    out = run_onnx(session, x)  # chunks of 4, the last one padded
+    assert out.shape == (10, 10) and np.abs(out - eager(loaded, x)).max() <= 1e-4
+    assert read_onnx_metadata(report.out)["batch"] == 4
+
+
+def test_dynamo_failure_falls_back_to_torchscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot trace this\nmore detail")
+
+    monkeypatch.setattr(onnx_module, "_export_dynamo", broken)
+    model = create_model("vit-nano", image_size=28, in_chans=1, patch_size=7).eval()
+    proto, exporter, notes = export_graph(model, image_size=28, channels=1)
+    assert exporter == "torchscript" and "cannot trace this" in notes[0]
+    assert onnx_module.check_model(proto) == "ok"
+
+
+def test_untrained_multi_output_module_verifies_on_synthetic_images(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("vit-nano", image_size=28, in_chans=1, patch_size=7, num_outputs=2)
+    report = export_onnx(
+        model, tmp_path / "nano.onnx", legacy=True, int8="dynamic", verify_images=16
+    )
+    assert report.passed, report.failures
+    assert report.run is None and report.data["synthetic"] is True
+    assert any("synthetic" in n for n in report.notes)
+    assert report.precision("int8").notes == ["no labels: the int8 accuracy gate was not applied"]
+    assert report.report_path == str(tmp_path / "nano.export.json")
+    meta = read_onnx_metadata(tmp_path / "nano.onnx")
+    assert meta["trained"] is False and meta["num_outputs"] == 2
+    out = run_onnx(ort_session(tmp_path / "nano.onnx"), np.zeros((3, 1, 28, 28), np.float32))
+    assert out.shape == (3, 2, 10)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n == "vit-base" else n for n in list_models()],
+)
+def test_every_preset_at_its_default_size_passes_the_checker(name: str) -> None:
+    model = create_model(name).eval()
+    cfg = model.config
+    proto, exporter, _ = export_graph(model, image_size=cfg.image_size, channels=cfg.in_chans)
+    assert exporter == "dynamo"
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+
+
+def test_latest_run_and_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="train one with `vitkit train mnist-mini`"):
+        latest_run(tmp_path / "runs")
+    import os
+
+    for i, name in enumerate(["b", "a"]):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "model.json").write_text("{}")
+        os.utime(tmp_path / "runs" / name / "model.json", (1000 + i, 1000 + i))
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    assert latest_run(tmp_path / "runs") == tmp_path / "runs" / "a"
+
+
+def test_helpers_give_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such ONNX file"):
+        ort_session(tmp_path / "missing.onnx")
+    with pytest.raises(UserError, match="no such ONNX file"):
+        read_onnx_metadata(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \xff\xff")
+    with pytest.raises(UserError, match="cannot"):
+        read_onnx_metadata(tmp_path / "junk.onnx")
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [x],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    onnx.save(onnx.helper.make_model(graph), tmp_path / "foreign.onnx")
+    with pytest.raises(UserError, match="not made by `vitkit export`"):
+        read_onnx_metadata(tmp_path / "foreign.onnx")
+    with pytest.raises(UserError, match="--int8 must be one of"):
+        export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", int8="int4")
+    with pytest.raises(UserError, match="--batch must be"):
+        export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", batch=0)

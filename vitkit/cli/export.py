@@ -1,0 +1,275 @@
+"""`vitkit export [RUN] --onnx`: a verified, self-describing ONNX model (+ fp16, int8) of a run.
+
+Thin: the work is in ``vitkit.export``; this module turns options into ``export_onnx``'s
+arguments and its ``ExportReport`` into a table (or one JSON document with --json).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vitkit.cli._common import (
+    Depth,
+    EmbedDim,
+    Heads,
+    ImageSize,
+    InChans,
+    Json,
+    MlpRatio,
+    NumClasses,
+    NumOutputs,
+    PatchSize,
+    Pool,
+    console,
+    emit_json,
+    fail,
+    model_overrides,
+    progress_bar,
+    user_errors,
+)
+from vitkit.errors import UserError
+
+_O = "Output"
+_V = "Verification"
+_Q = "Precision"
+
+
+def _opt(help: str, panel: str, *names: str) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=panel)
+
+
+def _batch(value: str) -> str | int:
+    if value == "dynamic":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise UserError(f"--batch must be 'dynamic' or a positive integer, got '{value}'") from None
+    if n < 1:
+        raise UserError(f"--batch must be 'dynamic' or a positive integer, got {n}")
+    return n
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+@user_errors
+def export_command(
+    run: Annotated[
+        Path | None,
+        typer.Argument(help="Run directory (default: the most recent one under ./runs)."),
+    ] = None,
+    onnx: Annotated[
+        bool, _opt("Export to ONNX (the one format so far, and the default).", _O, "--onnx")
+    ] = True,
+    out: Annotated[
+        Path | None,
+        _opt(
+            "The fp32 model file (default RUN/export/model.onnx; fp16/int8 go next to it as "
+            "model.fp16.onnx / model.int8.onnx).",
+            _O,
+            "--out",
+            "-o",
+        ),
+    ] = None,
+    opset: Annotated[int | None, _opt("ONNX opset (default 18).", _O, "--opset")] = None,
+    batch: Annotated[
+        str, _opt("Batch axis: 'dynamic', or a fixed size N.", _O, "--batch")
+    ] = "dynamic",
+    legacy_exporter: Annotated[
+        bool,
+        _opt("Use the TorchScript exporter instead of dynamo.", _O, "--legacy-exporter"),
+    ] = False,
+    fp16: Annotated[
+        bool, _opt("Also write a float16 model (float32 inputs/outputs).", _Q, "--fp16")
+    ] = False,
+    int8: Annotated[
+        str | None,
+        _opt(
+            "Also write an int8 model: 'dynamic' (weights int8, activations per batch), 'static' "
+            "(QDQ calibrated on training images) or 'auto' (build both, keep the faster one that "
+            "passes the accuracy gate).",
+            _Q,
+            "--int8",
+        ),
+    ] = None,
+    calib_images: Annotated[
+        int, _opt("Training images that calibrate --int8 static.", _Q, "--calib-images")
+    ] = 512,
+    optimize: Annotated[
+        bool,
+        _opt(
+            "ONNX Runtime's transformer fusions; the fused model is kept only if it verifies "
+            "and runs faster here.",
+            _Q,
+            "--optimize/--no-optimize",
+        ),
+    ] = False,
+    verify: Annotated[
+        bool,
+        _opt(
+            "Check every model against eager PyTorch (fails the export).",
+            _V,
+            "--verify/--no-verify",
+        ),
+    ] = True,
+    verify_images: Annotated[
+        int | None,
+        _opt("Verify on this many test images (default: the whole test split).", _V),
+    ] = None,
+    atol: Annotated[
+        float, _opt("fp32: max |logit difference| allowed against eager.", _V, "--atol")
+    ] = 1e-4,
+    threads: Annotated[
+        int | None, _opt("ONNX Runtime intra-op threads (default: its own).", _V, "--threads")
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        _opt(
+            "Where datasets live (default: the run's, else $VITKIT_DATA, else ~/.cache/vitkit/data).",
+            _V,
+            "--data-root",
+        ),
+    ] = None,
+    no_download: Annotated[
+        bool, _opt("Never download the run's dataset.", _V, "--no-download")
+    ] = False,
+    model: Annotated[
+        str | None,
+        _opt("Export an untrained registry model instead of a run.", "Model", "--model", "-m"),
+    ] = None,
+    image_size: ImageSize = None,
+    patch_size: PatchSize = None,
+    channels: InChans = None,
+    num_classes: NumClasses = None,
+    num_outputs: NumOutputs = None,
+    embed_dim: EmbedDim = None,
+    depth: Depth = None,
+    heads: Heads = None,
+    mlp_ratio: MlpRatio = None,
+    pool: Pool = None,
+    seed: Annotated[int, _opt("Seed of an untrained --model's weights.", "Model", "--seed")] = 0,
+    json_: Json = False,
+) -> None:
+    """Export RUN to ONNX, verified against eager PyTorch on the run's test images.
+
+    Writes RUN/export/: model.onnx (+ model.fp16.onnx, model.int8.onnx) with the classes and
+    preprocessing in the model's metadata, and export.json (the verification report). A model
+    that fails verification is kept as *.failed.onnx and the command exits 1.
+    """
+    from vitkit.export import Tolerances, export_onnx, latest_run
+
+    if not onnx:  # pragma: no cover - the flag has no off switch; kept for the future formats
+        raise fail("only --onnx export exists so far")
+    overrides = model_overrides(
+        image_size=image_size,
+        patch_size=patch_size,
+        in_chans=channels,
+        num_classes=num_classes,
+        num_outputs=num_outputs,
+        embed_dim=embed_dim,
+        depth=depth,
+        heads=heads,
+        mlp_ratio=mlp_ratio,
+        pool=pool,
+    )
+    source: Any
+    if model is not None:
+        if run is not None:
+            raise fail("give a RUN or --model NAME, not both")
+        import torch
+
+        from vitkit.models import resolve_spec
+
+        spec = resolve_spec(model, **overrides)
+        torch.manual_seed(seed)
+        source = spec.build()
+    else:
+        if overrides:
+            raise fail("model options (--embed-dim, ...) go with --model; a run has its own")
+        if run is None:
+            run = latest_run()
+            if not json_:
+                console.print(f"using the most recent run: {run} (pass RUN to choose another)")
+        source = run
+    with progress_bar(not json_) as progress:
+        report = export_onnx(
+            source,
+            out,
+            opset=opset,
+            batch=_batch(batch),
+            fp16=fp16,
+            int8=int8,
+            optimize=optimize,
+            verify=verify,
+            legacy=legacy_exporter,
+            calib_images=calib_images,
+            verify_images=verify_images,
+            data_root=data_root,
+            download=not no_download,
+            threads=threads,
+            tolerances=Tolerances(fp32_atol=atol),
+            progress=progress,
+        )
+    if json_:
+        emit_json(report.to_json())
+        if not report.passed:
+            raise typer.Exit(1)
+        return
+    _print(report)
+    if not report.passed:
+        raise fail("verification failed: " + "; ".join(report.failures))
+
+
+def _print(report: Any) -> None:
+    name = report.model["model"]
+    what = report.run or f"untrained {name}"
+    console.print(
+        f"[bold]vitkit export[/] {what} · {name} · {report.exporter} exporter, opset "
+        f"{report.opset}, batch {report.batch} · export {report.export_seconds:.1f} s"
+    )
+    eager = report.eager
+    if report.verified:
+        acc = f"top-1 {_pct(eager['accuracy'])}, " if eager["accuracy"] is not None else ""
+        console.print(
+            f"verified on {report.data['source']} · eager PyTorch {acc}"
+            f"{eager['images_per_s']:,.0f} img/s"
+        )
+    table = Table()
+    for col in ("precision", "size", "max|Δ|", "agree", "top-1", "img/s", "×fp32", ""):
+        left = col in ("precision", "")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
+    fp32 = next((p for p in report.precisions if p.precision.startswith("fp32")), None)
+    for p in report.precisions:
+        ratio = "-"
+        if fp32 is not None and fp32.images_per_s and p.images_per_s and p is not fp32:
+            ratio = f"{p.images_per_s / fp32.images_per_s:.2f}x"
+        if not p.verified:
+            result = "[yellow]checker only[/]" if p.passed else "[red]FAILED[/]"
+        else:
+            result = "[green]ok[/]" if p.passed else "[red]FAILED[/]"
+        table.add_row(
+            p.precision,
+            _size(p.size_bytes),
+            "-" if p.max_abs_diff is None else f"{p.max_abs_diff:.1e}",
+            _pct(p.top1_agreement),
+            _pct(p.accuracy),
+            "-" if p.images_per_s is None else f"{p.images_per_s:,.0f}",
+            ratio,
+            result,
+        )
+    console.print(table)
+    if report.int8 and report.int8.get("mode") == "auto":
+        console.print(f"int8 auto: kept {report.int8['chosen']}: {report.int8['reason']}")
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"{report.total_seconds:.1f} s in all · wrote {', '.join(report.files)}")

@@ -1,0 +1,1087 @@
+"""export_onnx(): a verified, self-describing ONNX model of a run, in fp32 (+ fp16, int8).
+
+    run ─► eager model ─► torch.onnx.export (dynamo; TorchScript as the fallback)
+                               │ metadata_props: spec, classes, image size, mean/std, layout
+                               ▼
+            fp32 ─► [ORT transformer fusions] ─► fp16 ─► int8 (dynamic | static QDQ)
+                               │
+     every model: onnx.checker (full) + ONNX Runtime vs eager on real test images
+                               ▼
+              model.onnx, model.fp16.onnx, model.int8.onnx, export.json
+
+A model is written (atomically) under its name only once it has passed verification; one that
+fails is kept as ``<name>.failed.onnx`` for inspection and the report says why. The library
+never prints: ``export_onnx`` returns an ``ExportReport`` and the CLI decides what to show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, read_json, unwrap, write_json
+from vitkit.data.types import ProgressFn, no_progress
+from vitkit.errors import UserError, VitkitError
+
+INPUT_NAME = "pixel_values"  # (batch, channels, image_size, image_size) float32, normalised
+OUTPUT_NAME = "logits"  # (batch, num_classes), or (batch, num_outputs, num_classes)
+DEFAULT_OPSET = 18  # the dynamo exporter's native opset; LayerNormalization is an op (>= 17)
+MIN_OPSET = 17
+TRACE_BATCH = 2  # export with a batch >= 2 so the exporter cannot specialise the batch to 1
+VERIFY_BATCHES = (1, 2, 7)  # batch sizes run through ORT against eager (dynamic batch)
+RUN_BATCH = 64  # batch size of the full verification pass and of the speed figures
+SPEED_MIN_RUNS, SPEED_MAX_RUNS, SPEED_SECONDS = 3, 25, 1.0  # timed batches: median of these
+INT8_MODES = ("auto", "dynamic", "static")
+INPUT_LAYOUT = (
+    "NCHW float32: x = (pixels / 255 - mean) / std per channel; pixels 0-255, "
+    "RGB when channels = 3, grayscale when 1, resized to image_size x image_size (bilinear)"
+)
+RUNS_DIR = Path("runs")
+
+
+@dataclass
+class Tolerances:
+    """What a model must meet to pass verification (against eager PyTorch, fp32, CPU)."""
+
+    fp32_atol: float = 1e-4  # max |ORT logit - eager logit|: float reassociation is ~1e-6
+    fp32_min_agreement: float = 1.0  # top-1 agreement with eager: an fp32 export changes none
+    fp16_min_agreement: float = 0.995  # half precision may flip near-ties, not more
+    int8_max_drop: float = 0.005  # top-1 accuracy may fall at most 0.5 points below eager
+
+
+# -- ONNX Runtime helpers (shared with eval --onnx and bench) -------------------------------------
+def ort_session(
+    model: str | os.PathLike[str] | bytes | onnx.ModelProto,
+    *,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` (CPU unless ``providers`` say otherwise).
+
+    ``threads``: intra-op threads (default: ONNX Runtime's, one per physical core). A missing
+    file, an unavailable provider or a model ORT cannot load is a one-line ``UserError``.
+    """
+    import onnxruntime as ort
+
+    providers = list(providers or ["CPUExecutionProvider"])
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        have = ", ".join(ort.get_available_providers())
+        raise UserError(f"ONNX Runtime here has no {', '.join(missing)} (it has: {have})")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: the library never prints
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if isinstance(model, onnx.ModelProto):
+        source: str | bytes = model.SerializeToString()
+        name = "the model"
+    elif isinstance(model, bytes):
+        source, name = model, "the model"
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise UserError(f"no such ONNX file: {path}")
+        source, name = str(path), str(path)
+    try:
+        return ort.InferenceSession(source, options, providers=providers)
+    except Exception as e:  # ORT raises its own pybind exception types
+        raise UserError(f"ONNX Runtime cannot load {name}: {_first_line(e)}") from None
+
+
+def input_batch(session: Any) -> int | None:
+    """The fixed batch size of a session's input, or ``None`` when the batch axis is dynamic."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) else None
+
+
+def chunks(x: np.ndarray, n: int, *, pad: bool = False) -> Iterator[tuple[np.ndarray, int]]:
+    """``(chunk, valid)`` pairs of ``n`` rows; with ``pad`` the last chunk is filled up to ``n``
+    by repeating its last row (for models with a fixed batch), ``valid`` says how many are real."""
+    for i in range(0, len(x), n):
+        c = x[i : i + n]
+        valid = len(c)
+        if pad and valid < n:
+            c = np.concatenate([c, np.repeat(c[-1:], n - valid, axis=0)])
+        yield np.ascontiguousarray(c), valid
+
+
+def run_onnx(session: Any, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+    """Logits for ``x`` (normalised float32, N C H W) from an ORT session.
+
+    A model with a dynamic batch takes ``x`` in one call, or in chunks of ``batch_size``; a model
+    exported with a fixed batch gets chunks of exactly that size (the last one padded).
+    """
+    name = session.get_inputs()[0].name
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    fixed = input_batch(session)
+    if fixed is None and (batch_size is None or batch_size >= len(x)):
+        return np.asarray(session.run(None, {name: x})[0])
+    n = fixed or batch_size or len(x)
+    outs = [session.run(None, {name: c})[0][:valid] for c, valid in chunks(x, n, pad=bool(fixed))]
+    return np.concatenate(outs)
+
+
+# -- metadata --------------------------------------------------------------------------------------
+_JSON_KEYS = ("model_spec", "classes", "image_size", "channels", "num_outputs", "mean", "std")
+
+
+def onnx_metadata(lm: LoadedModel, *, precision: str, batch: str | int) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model: everything a consumer needs besides it."""
+    from vitkit import __version__
+
+    k = lm.num_outputs
+    return {
+        "vitkit_version": __version__,
+        "model_spec": json.dumps(lm.spec.to_dict()),
+        "classes": json.dumps(lm.classes),
+        "image_size": str(lm.image_size),
+        "channels": str(lm.channels),
+        "num_outputs": str(k),
+        "mean": json.dumps(lm.mean),
+        "std": json.dumps(lm.std),
+        "input_name": INPUT_NAME,
+        "input_layout": INPUT_LAYOUT,
+        "output_name": OUTPUT_NAME,
+        "output_layout": (
+            "(batch, num_classes) logits" if k == 1 else f"(batch, {k}, num_classes) logits"
+        ),
+        "batch": str(batch),
+        "precision": precision,
+        "dataset": lm.dataset or "",
+        "trained": "true" if lm.meta else "false",
+    }
+
+
+def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+    """Replace the model's ``metadata_props`` with ``meta`` and describe it in ``doc_string``."""
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    spec = json.loads(meta["model_spec"])
+    model.doc_string = (
+        f"vitkit {meta['vitkit_version']} export of {spec['model']} ({meta['precision']}); "
+        f"input '{INPUT_NAME}': {INPUT_LAYOUT}; output '{OUTPUT_NAME}': {meta['output_layout']}"
+    )
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The vitkit metadata of an exported ``.onnx`` file, decoded.
+
+    Keys: ``model_spec`` (``{"model", "config"}``, for ``ModelSpec.from_dict``), ``classes``,
+    ``image_size``, ``channels``, ``num_outputs``, ``mean``, ``std``, ``input_name``,
+    ``input_layout``, ``output_name``, ``output_layout``, ``batch`` ("dynamic" or an int),
+    ``precision``, ``dataset``, ``trained``, ``vitkit_version``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such ONNX file: {path}")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise UserError(f"cannot read {path} as ONNX: {_first_line(e)}") from None
+    raw = {p.key: p.value for p in model.metadata_props}
+    if "vitkit_version" not in raw:
+        raise UserError(
+            f"{path} carries no vitkit metadata (not made by `vitkit export`); "
+            "its classes and preprocessing are unknown"
+        )
+    out: dict[str, Any] = dict(raw)
+    for key in _JSON_KEYS:
+        if key in raw:
+            out[key] = json.loads(raw[key])
+    out["trained"] = raw.get("trained") == "true"
+    if raw.get("batch", "dynamic") != "dynamic":
+        out["batch"] = int(raw["batch"])
+    return out
+
+
+# -- export ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """The exporters print progress and warn; the library's stdout must stay clean (--json)."""
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _first_line(e: BaseException) -> str:
+    return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
+
+
+def export_graph(
+    model: nn.Module,
+    *,
+    image_size: int,
+    channels: int,
+    opset: int = DEFAULT_OPSET,
+    batch: str | int = "dynamic",
+    legacy: bool = False,
+) -> tuple[onnx.ModelProto, str, list[str]]:
+    """Trace ``model`` (eval mode, CPU, float32) to ONNX: ``(model, exporter, notes)``.
+
+    The dynamo exporter (``torch.export``) by default, with the batch axis declared dynamic and
+    traced at batch 2; if it fails, the TorchScript exporter, with a note saying why.
+    ``legacy=True`` goes straight to the TorchScript exporter.
+    """
+    n = TRACE_BATCH if batch == "dynamic" else int(batch)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, channels, image_size, image_size, generator=g)
+    notes: list[str] = []
+    if not legacy:
+        try:
+            return (
+                _export_dynamo(model, x, opset=opset, dynamic=batch == "dynamic"),
+                "dynamo",
+                notes,
+            )
+        except Exception as e:  # anything torch.export cannot handle: fall back, say so
+            notes.append(
+                f"the dynamo exporter failed ({_first_line(e)}); used the TorchScript exporter"
+            )
+    return (
+        _export_torchscript(model, x, opset=opset, dynamic=batch == "dynamic"),
+        "torchscript",
+        notes,
+    )
+
+
+def _export_dynamo(
+    model: nn.Module, x: torch.Tensor, *, opset: int, dynamic: bool
+) -> onnx.ModelProto:
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    with _silenced():
+        program = torch.onnx.export(
+            model,
+            (x,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=shapes,
+            opset_version=opset,
+            external_data=False,
+            optimize=True,
+            verbose=False,
+        )
+    assert program is not None
+    return program.model_proto
+
+
+def _export_torchscript(
+    model: nn.Module, x: torch.Tensor, *, opset: int, dynamic: bool
+) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic else None
+    with _silenced():
+        torch.onnx.export(
+            model,
+            (x,),
+            buf,  # type: ignore[arg-type]  # a file-like object is accepted
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+# -- verification data -----------------------------------------------------------------------------
+@dataclass
+class VerifyData:
+    """Normalised images to verify on (and labels, when real), plus calibration images."""
+
+    images: np.ndarray  # float32 (N, C, H, W), normalised as in training
+    labels: np.ndarray | None  # int64 (N,) or (N, K); None for synthetic images
+    calibration: np.ndarray  # float32 (M, C, H, W) from the training split
+    source: str  # e.g. "mnist-mini test split (1,000 images)"
+    synthetic: bool
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "images": len(self.images),
+            "labelled": self.labels is not None,
+            "calibration_images": len(self.calibration),
+        }
+
+
+def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> np.ndarray:
+    """uint8 (N, C, H, W) -> ``(x / 255 - mean) / std``, the training loader's arithmetic."""
+    from vitkit.data.augment import AugmentConfig, BatchAugment
+
+    aug = BatchAugment(AugmentConfig(), mean=mean, std=std, num_classes=1, device="cpu")
+    return aug.normalize(x).numpy()
+
+
+def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
+    """``n`` seeded-random indices of ``n_total`` (sorted), or all of them."""
+    if n is None or n >= n_total:
+        return torch.arange(n_total)
+    perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
+    return perm[:n].sort().values
+
+
+def run_data_root(run_dir: Path) -> str | None:
+    """The data root the run was trained with (train.json), if it recorded one."""
+    path = run_dir / "train.json"
+    if not path.is_file():
+        return None
+    root = read_json(path).get("data_root")
+    return str(root) if root else None
+
+
+def verification_data(
+    lm: LoadedModel,
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    verify_images: int | None = None,
+    calib_images: int = 512,
+    download: bool = True,
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+) -> VerifyData:
+    """Real test images of the run's dataset (model.json "dataset" + "dataset_options"; data
+    root: ``data_root``, else train.json's, else the default), or synthetic ones when the
+    dataset cannot be had; ``notes`` says which and why."""
+    from vitkit.data import get_dataset_spec, load_dataset
+
+    notes: list[str] = []
+    ds = None
+    if lm.dataset:
+        try:
+            spec = get_dataset_spec(lm.dataset)
+            recorded = lm.meta.get("dataset_options") or {}
+            options = {k: v for k, v in recorded.items() if k in spec.options}
+            root = data_root if data_root is not None else run_data_root(lm.path)
+            ds = load_dataset(
+                lm.dataset, data_root=root, download=download, progress=progress, **options
+            )
+        except (VitkitError, OSError) as e:
+            notes.append(f"dataset '{lm.dataset}' is unavailable ({_first_line(e)})")
+        if ds is not None and (ds.image_size, ds.channels) != (lm.image_size, lm.channels):
+            notes.append(
+                f"dataset '{lm.dataset}' has {ds.image_size} px x {ds.channels} channel images, "
+                f"the model takes {lm.image_size} px x {lm.channels}"
+            )
+            ds = None
+    else:
+        notes.append("the model records no dataset (untrained)")
+    if ds is None:
+        n = verify_images or 256
+        g = torch.Generator().manual_seed(seed)
+        shape = (lm.channels, lm.image_size, lm.image_size)
+        images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+        calib = torch.randint(0, 256, (calib_images, *shape), generator=g, dtype=torch.uint8)
+        notes.append("verified on synthetic (uniform random) images: no accuracy figures")
+        return VerifyData(
+            images=_normalize(images, lm.mean, lm.std),
+            labels=None,
+            calibration=_normalize(calib, lm.mean, lm.std),
+            source=f"synthetic uniform random images ({n:,})",
+            synthetic=True,
+            notes=notes,
+        )
+    split_name = next((s for s in ("test", "val") if s in ds.splits), "train")
+    if split_name == "train":
+        notes.append(f"dataset '{ds.name}' has no test or val split: verified on train images")
+    split = ds.splits[split_name]
+    idx = _subset(len(split), verify_images, seed)
+    train = ds.splits["train"]
+    cidx = _subset(len(train), calib_images, seed + 1)
+    return VerifyData(
+        images=_normalize(split.images[idx], lm.mean, lm.std),
+        labels=split.labels[idx].numpy(),
+        calibration=_normalize(train.images[cidx], lm.mean, lm.std),
+        source=f"{ds.name} {split_name} split ({len(idx):,} of {len(split):,} images)",
+        synthetic=False,
+        notes=notes,
+    )
+
+
+# -- verification ----------------------------------------------------------------------------------
+@dataclass
+class EagerReference:
+    """Eager PyTorch (fp32, CPU) logits on the verification images: what every model must match."""
+
+    logits: np.ndarray  # (N, C) or (N, K, C)
+    accuracy: float | None  # top-1 on the labels (per position for K > 1)
+    images_per_s: float
+
+
+def _timed(fn: Any, x: np.ndarray) -> float:
+    """Images per second of ``fn`` on one batch of RUN_BATCH images: a warm-up call, then the
+    median of SPEED_MIN_RUNS to SPEED_MAX_RUNS timed calls (as many as fit in SPEED_SECONDS)."""
+    x = x[:RUN_BATCH]
+    fn(x)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < SPEED_MIN_RUNS or (
+        len(times) < SPEED_MAX_RUNS and time.perf_counter() - start < SPEED_SECONDS
+    ):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return len(x) / max(float(np.median(times)), 1e-9)
+
+
+def _top1(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(logits.reshape(-1, logits.shape[-1]).argmax(axis=1))
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None:
+        return None
+    return float((_top1(logits) == labels.reshape(-1)).mean())
+
+
+@torch.inference_mode()
+def eager_reference(model: nn.Module, data: VerifyData) -> EagerReference:
+    """Run the eager model on the verification images (batches of RUN_BATCH) and time it."""
+    model = model.eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        outs = [model(torch.from_numpy(c)).numpy() for c, _ in chunks(x, RUN_BATCH)]
+        return np.concatenate(outs)
+
+    logits = run(data.images)
+    return EagerReference(
+        logits=logits,
+        accuracy=_accuracy(logits, data.labels),
+        images_per_s=_timed(run, data.images),
+    )
+
+
+@dataclass
+class PrecisionReport:
+    """One exported model and how it verified."""
+
+    precision: str  # fp32 | fp32-fused | fp16 | int8-dynamic | int8-static
+    path: str | None  # where it was written (None: not kept)
+    size_bytes: int
+    passed: bool
+    verified: bool  # False with --no-verify: only onnx.checker ran
+    checker: str  # "ok" or the checker's message
+    gate: str  # the rule this precision had to meet
+    batches: dict[str, float] = field(default_factory=dict)  # batch size -> max |diff| there
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    top1_agreement: float | None = None  # share of images whose top-1 equals eager's
+    accuracy: float | None = None  # top-1 on the labels
+    accuracy_drop_points: float | None = None  # eager accuracy - this one, in points
+    images_per_s: float | None = None  # ORT, batch RUN_BATCH, median of timed batches
+    build_seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("top1_agreement", "accuracy"):
+            if d[key] is not None:
+                d[key] = round(d[key], 6)
+        for key in ("images_per_s", "build_seconds", "accuracy_drop_points"):
+            if d[key] is not None:
+                d[key] = round(d[key], 3)
+        return d
+
+
+def _gate(precision: str, tol: Tolerances, labelled: bool) -> str:
+    if precision.startswith("fp32"):
+        return (
+            f"max |logit diff| <= {tol.fp32_atol:g} and top-1 agreement "
+            f">= {100 * tol.fp32_min_agreement:g}%"
+        )
+    if precision == "fp16":
+        return f"top-1 agreement >= {100 * tol.fp16_min_agreement:g}%"
+    if labelled:
+        return f"top-1 accuracy at most {100 * tol.int8_max_drop:g} points below eager"
+    return "none on synthetic images (accuracy needs labels): figures reported only"
+
+
+def check_model(model: onnx.ModelProto) -> str:
+    """``onnx.checker.check_model(full_check=True)``: "ok" or the checker's first line."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # ValidationError, InferenceError
+        return _first_line(e)
+    return "ok"
+
+
+def verify_onnx(
+    model: onnx.ModelProto | str | os.PathLike[str],
+    reference: EagerReference,
+    data: VerifyData,
+    *,
+    precision: str = "fp32",
+    tolerances: Tolerances | None = None,
+    threads: int | None = None,
+) -> PrecisionReport:
+    """Check ``model`` and run it in ONNX Runtime (CPU) against ``reference``.
+
+    Runs the first 1, 2 and 7 images as batches of those sizes (a dynamic batch axis; a fixed
+    one runs its own size), then every image in batches of RUN_BATCH; compares logits and top-1
+    with eager and applies the precision's gate (``Tolerances``). Never raises for a model that
+    fails: the report's ``failures`` say why.
+    """
+    tol = tolerances or Tolerances()
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(Path(model))
+    size = proto.ByteSize()
+    report = PrecisionReport(
+        precision=precision,
+        path=None if isinstance(model, onnx.ModelProto) else str(model),
+        size_bytes=size,
+        passed=False,
+        verified=True,
+        checker=check_model(proto),
+        gate=_gate(precision, tol, data.labels is not None),
+    )
+    if report.checker != "ok":
+        report.failures.append(f"{precision}: onnx.checker: {report.checker}")
+    try:
+        session = ort_session(proto, threads=threads)
+    except UserError as e:
+        report.failures.append(f"{precision}: {e}")
+        return report
+    ref = reference.logits
+    fixed = input_batch(session)
+    sizes = [fixed] if fixed else [b for b in VERIFY_BATCHES if b <= len(data.images)]
+    diffs: list[np.ndarray] = []
+    for b in sizes:
+        out = run_onnx(session, data.images[:b])
+        if out.shape != ref[:b].shape:
+            report.failures.append(
+                f"{precision}: batch {b} gave output shape {out.shape}, eager {ref[:b].shape}"
+            )
+            return report
+        d = np.abs(out.astype(np.float64) - ref[:b])
+        report.batches[str(b)] = float(d.max())
+        diffs.append(d.reshape(-1))
+    out = run_onnx(session, data.images, batch_size=RUN_BATCH)
+    if not np.isfinite(out).all():
+        report.failures.append(f"{precision}: non-finite logits")
+    d = np.abs(out.astype(np.float64) - ref)
+    diffs.append(d.reshape(-1))
+    every = np.concatenate(diffs)
+    report.max_abs_diff = float(every.max())
+    report.mean_abs_diff = float(every.mean())
+    agree = _top1(out) == _top1(ref)
+    report.top1_agreement = float(agree.mean())
+    report.accuracy = _accuracy(out, data.labels)
+    if report.accuracy is not None and reference.accuracy is not None:
+        report.accuracy_drop_points = 100 * (reference.accuracy - report.accuracy)
+    report.images_per_s = _timed(lambda x: run_onnx(session, x, batch_size=RUN_BATCH), data.images)
+    where = (
+        f"batch sizes {', '.join(map(str, sizes))} and {len(data.images):,} images in batches "
+        f"of {fixed or RUN_BATCH}"
+    )
+    if precision.startswith("fp32"):
+        if report.max_abs_diff > tol.fp32_atol:
+            report.failures.append(
+                f"{precision}: max |logit difference| {report.max_abs_diff:.3g} exceeds the "
+                f"tolerance {tol.fp32_atol:g} ({where})"
+            )
+        if report.top1_agreement < tol.fp32_min_agreement:
+            report.failures.append(
+                f"{precision}: top-1 agrees with eager on {100 * report.top1_agreement:.2f}% of "
+                f"images ({int((~agree).sum())} differ); needs "
+                f">= {100 * tol.fp32_min_agreement:g}%"
+            )
+    elif precision == "fp16":
+        if report.top1_agreement < tol.fp16_min_agreement:
+            report.failures.append(
+                f"fp16: top-1 agrees with eager on {100 * report.top1_agreement:.2f}% of images "
+                f"({int((~agree).sum())} differ); needs >= {100 * tol.fp16_min_agreement:g}%"
+            )
+    elif report.accuracy_drop_points is not None:
+        if report.accuracy_drop_points > 100 * tol.int8_max_drop + 1e-9:
+            assert report.accuracy is not None and reference.accuracy is not None
+            report.failures.append(
+                f"{precision}: top-1 accuracy {100 * report.accuracy:.2f}% is "
+                f"{report.accuracy_drop_points:.2f} points below eager's "
+                f"{100 * reference.accuracy:.2f}% (allowed: {100 * tol.int8_max_drop:g})"
+            )
+    else:
+        report.notes.append("no labels: the int8 accuracy gate was not applied")
+    report.passed = not report.failures
+    return report
+
+
+# -- the export ------------------------------------------------------------------------------------
+@dataclass
+class ExportReport:
+    """What ``export_onnx`` did: files, verification per precision, timings, versions.
+
+    ``passed`` is False when any written model failed verification; ``failures`` say why.
+    """
+
+    passed: bool
+    verified: bool
+    run: str | None  # the run directory exported (None: an untrained --model)
+    model: dict[str, Any]  # ModelSpec.to_dict()
+    out: str  # the fp32 model's path
+    report_path: str
+    files: list[str]
+    exporter: str  # dynamo | torchscript
+    opset: int
+    batch: str | int
+    input_name: str
+    output_name: str
+    data: dict[str, Any]
+    eager: dict[str, Any]
+    tolerances: dict[str, float]
+    precisions: list[PrecisionReport]
+    int8: dict[str, Any] | None
+    optimize: dict[str, Any] | None
+    failures: list[str]
+    notes: list[str]
+    export_seconds: float
+    total_seconds: float
+    threads: int | None
+    versions: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["precisions"] = [p.to_json() for p in self.precisions]
+        if self.int8 and "candidates" in self.int8:
+            d["int8"]["candidates"] = [
+                c.to_json() if isinstance(c, PrecisionReport) else c
+                for c in self.int8["candidates"]
+            ]
+        return d
+
+    def precision(self, name: str) -> PrecisionReport:
+        """The report of ``fp32``, ``fp16`` or ``int8`` (any int8 mode)."""
+        for p in self.precisions:
+            if p.precision == name or p.precision.startswith(name + "-"):
+                return p
+        raise KeyError(name)
+
+    def raise_for_failure(self) -> None:
+        if not self.passed:
+            raise ExportVerificationError("; ".join(self.failures))
+
+
+class ExportVerificationError(UserError):
+    """An exported model failed verification."""
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime as ort
+
+    from vitkit import __version__
+
+    out = {
+        "vitkit": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+    }
+    with contextlib.suppress(ImportError):
+        import onnxscript
+
+        out["onnxscript"] = str(onnxscript.__version__)
+    return out
+
+
+def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> LoadedModel:
+    """A ``LoadedModel`` for a run directory, a loaded run, or a bare registry-built module."""
+    from vitkit.artifact import load_model
+
+    if isinstance(source, LoadedModel):
+        return source
+    if isinstance(source, nn.Module):
+        module = unwrap(source)
+        spec = getattr(module, "spec", None)
+        if spec is None:
+            raise UserError("can only export models built by the registry (vitkit.create_model)")
+        cfg = spec.config
+        return LoadedModel(
+            model=module,
+            spec=spec,
+            classes=[str(i) for i in range(cfg.num_classes)],
+            image_size=cfg.image_size,
+            channels=cfg.in_chans,
+            mean=[0.5] * cfg.in_chans,
+            std=[0.5] * cfg.in_chans,
+            dataset=None,
+            meta={},
+            path=Path("exports") / spec.name,
+        )
+    return load_model(source)
+
+
+def report_path(out: Path) -> Path:
+    """``export.json`` next to ``model.onnx``; ``<stem>.export.json`` next to any other name."""
+    return (
+        out.parent / "export.json"
+        if out.name == "model.onnx"
+        else out.with_name(f"{out.stem}.export.json")
+    )
+
+
+def sibling(out: Path, tag: str) -> Path:
+    """``model.onnx`` -> ``model.<tag>.onnx``."""
+    return out.with_name(f"{out.stem}.{tag}.onnx")
+
+
+def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
+    """The most recently written run directory (by its model.json) under ``runs``."""
+    runs = Path(runs)
+    found = sorted(
+        (p for p in runs.glob(f"*/{MODEL_JSON}") if p.is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not found:
+        where = f"{runs}/ has no run directories" if runs.is_dir() else f"no {runs}/ directory here"
+        raise UserError(
+            f"no run to export: {where}; train one with `vitkit train mnist-mini` "
+            "(or pass RUN, or --model NAME for an untrained model)"
+        )
+    return found[-1].parent
+
+
+def _check_options(
+    batch: str | int, int8: str | None, opset: int, verify: bool, calib_images: int
+) -> None:
+    if batch != "dynamic" and (not isinstance(batch, int) or batch < 1):
+        raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
+    if int8 is not None and int8 not in INT8_MODES:
+        raise UserError(f"--int8 must be one of {', '.join(INT8_MODES)}, got '{int8}'")
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise UserError(f"--opset must be {MIN_OPSET} to {newest} (this onnx), got {opset}")
+    if int8 == "auto" and not verify:
+        raise UserError(
+            "--int8 auto measures both int8 modes and needs verification; "
+            "pass --int8 dynamic or static with --no-verify"
+        )
+    if int8 in ("auto", "static") and calib_images < 1:
+        raise UserError(f"--calib-images must be >= 1, got {calib_images}")
+
+
+def _write(path: Path, model: onnx.ModelProto) -> int:
+    blob = model.SerializeToString()
+    with atomic_write(path) as f:
+        f.write(blob)
+    return len(blob)
+
+
+def export_onnx(
+    source: LoadedModel | nn.Module | str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    opset: int | None = None,
+    batch: str | int = "dynamic",
+    fp16: bool = False,
+    int8: str | None = None,
+    optimize: bool = False,
+    verify: bool = True,
+    legacy: bool = False,
+    calib_images: int = 512,
+    verify_images: int | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    threads: int | None = None,
+    tolerances: Tolerances | None = None,
+    progress: ProgressFn = no_progress,
+) -> ExportReport:
+    """Export a run (directory or ``LoadedModel``) or a registry-built module to ONNX, verified.
+
+    Writes ``out`` (default ``RUN/export/model.onnx``; ``exports/<model>/model.onnx`` for a bare
+    module), ``model.fp16.onnx`` with ``fp16``, ``model.int8.onnx`` with ``int8`` ("dynamic",
+    "static" or "auto": both, keep the faster that passes) and the report ``export.json``.
+    ``optimize`` runs ORT's transformer fusions and keeps the fused fp32 model only if it
+    verifies and runs faster. Returns the report; check ``report.passed``.
+    """
+    t_start = time.perf_counter()
+    opset = opset or DEFAULT_OPSET
+    _check_options(batch, int8, opset, verify, calib_images)
+    tol = tolerances or Tolerances()
+    lm = as_loaded(source)
+    trained = bool(lm.meta)
+    default = lm.path / "export" / "model.onnx" if trained else lm.path / "model.onnx"
+    out_path = Path(out) if out is not None else default
+    if out_path.suffix != ".onnx":
+        raise UserError(f"--out must name a .onnx file, got {out_path}")
+
+    module = unwrap(lm.model)
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in module.parameters()):
+        module = copy.deepcopy(module).to("cpu", torch.float32)
+    was_training = module.training
+    module.eval()
+    try:
+        progress("export", 0, 1)
+        t0 = time.perf_counter()
+        proto, exporter, notes = export_graph(
+            module,
+            image_size=lm.image_size,
+            channels=lm.channels,
+            opset=opset,
+            batch=batch,
+            legacy=legacy,
+        )
+        export_seconds = time.perf_counter() - t0
+        progress("export", 1, 1)
+        written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if written != opset:
+            notes.append(f"asked for opset {opset}; the {exporter} exporter wrote opset {written}")
+            opset = written
+        data = None
+        if verify or int8 in ("static", "auto"):
+            progress("verification data", 0, 1)
+            data = verification_data(
+                lm,
+                data_root=data_root,
+                verify_images=verify_images,
+                calib_images=calib_images,
+                download=download,
+                progress=progress,
+            )
+            progress("verification data", 1, 1)
+            notes.extend(data.notes)
+        reference = eager_reference(module, data) if verify and data is not None else None
+    finally:
+        module.train(was_training)
+
+    def meta(precision: str) -> dict[str, str]:
+        return onnx_metadata(lm, precision=precision, batch=batch)
+
+    def check(model: onnx.ModelProto, precision: str, built: float) -> PrecisionReport:
+        progress(f"verify {precision}", 0, 1)
+        if reference is not None and data is not None:
+            rep = verify_onnx(
+                model, reference, data, precision=precision, tolerances=tol, threads=threads
+            )
+        else:
+            status = check_model(model)
+            rep = PrecisionReport(
+                precision=precision,
+                path=None,
+                size_bytes=model.ByteSize(),
+                passed=status == "ok",
+                verified=False,
+                checker=status,
+                gate="onnx.checker only (--no-verify)",
+                failures=[] if status == "ok" else [f"{precision}: onnx.checker: {status}"],
+            )
+        rep.build_seconds = built
+        progress(f"verify {precision}", 1, 1)
+        return rep
+
+    files: list[str] = []
+    precisions: list[PrecisionReport] = []
+
+    def keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> None:
+        """Write a model under its name if it passed, else as <name>.failed.onnx."""
+        failed = path.with_name(f"{path.stem}.failed.onnx")
+        target = path if rep.passed else failed
+        rep.size_bytes = _write(target, model)
+        rep.path = str(target)
+        if rep.passed and failed.exists():
+            failed.unlink()  # a stale failure from an earlier export
+        files.append(str(target))
+        precisions.append(rep)
+
+    set_metadata(proto, meta("fp32"))
+    int8_info: dict[str, Any] | None = None
+    optimize_info: dict[str, Any] | None = None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".vitkit-export-", dir=out_path.parent) as tmp:
+        work = Path(tmp)
+        fp32_rep = check(proto, "fp32", export_seconds)
+        fp32_model = proto
+        if optimize:
+            fp32_model, fp32_rep, optimize_info = _optimized(
+                lm, proto, fp32_rep, work, check, meta("fp32")
+            )
+            notes.extend(optimize_info.pop("notes"))
+        keep(fp32_model, fp32_rep, out_path)
+        if not fp32_rep.passed and (fp16 or int8):
+            notes.append("fp32 failed verification: fp16 and int8 were not built from it")
+        else:
+            if fp16:
+                from vitkit.export.quantize import to_fp16
+
+                progress("fp16", 0, 1)
+                t0 = time.perf_counter()
+                half = to_fp16(proto)
+                set_metadata(half, meta("fp16"))
+                keep(half, check(half, "fp16", time.perf_counter() - t0), sibling(out_path, "fp16"))
+            if int8:
+                assert data is not None or int8 == "dynamic"
+                model8, rep8, int8_info = _int8(
+                    int8, proto, data, work, check, meta, batch, reference is not None
+                )
+                keep(model8, rep8, sibling(out_path, "int8"))
+
+    failures = [f for p in precisions for f in p.failures]
+    report = ExportReport(
+        passed=not failures,
+        verified=reference is not None,
+        run=str(lm.path) if trained else None,
+        model=lm.spec.to_dict(),
+        out=str(out_path),
+        report_path=str(report_path(out_path)),
+        files=[*files, str(report_path(out_path))],
+        exporter=exporter,
+        opset=opset,
+        batch=batch,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        data=data.describe() if data is not None else {"source": None},
+        eager={
+            "accuracy": reference.accuracy if reference else None,
+            "images_per_s": round(reference.images_per_s, 1) if reference else None,
+            "batch": RUN_BATCH,
+            "torch_threads": torch.get_num_threads(),
+        },
+        tolerances=asdict(tol),
+        precisions=precisions,
+        int8=int8_info,
+        optimize=optimize_info,
+        failures=failures,
+        notes=notes,
+        export_seconds=round(export_seconds, 2),
+        total_seconds=0.0,
+        threads=threads,
+        versions=versions(),
+    )
+    report.total_seconds = round(time.perf_counter() - t_start, 2)
+    write_json(report.report_path, report.to_json())
+    return report
+
+
+def _optimized(
+    lm: LoadedModel,
+    plain: onnx.ModelProto,
+    plain_rep: PrecisionReport,
+    work: Path,
+    check: Any,
+    meta: dict[str, str],
+) -> tuple[onnx.ModelProto, PrecisionReport, dict[str, Any]]:
+    """ORT's transformer fusions; the fused model is kept only if it verifies and is faster."""
+    from vitkit.export.quantize import optimize_transformer
+
+    cfg = lm.spec.config
+    info: dict[str, Any] = {"kept": "plain", "notes": []}
+    if not hasattr(cfg, "num_heads") or not hasattr(cfg, "embed_dim"):
+        info["notes"].append("--optimize: not a ViT config; the transformer optimizer was skipped")
+        return plain, plain_rep, info
+    t0 = time.perf_counter()
+    fused, stats = optimize_transformer(
+        plain, work, num_heads=cfg.num_heads, hidden_size=cfg.embed_dim
+    )
+    set_metadata(fused, meta)
+    rep = check(fused, "fp32-fused", time.perf_counter() - t0)
+    info.update(
+        fused_ops=stats,
+        fused=rep.to_json(),
+        plain_images_per_s=plain_rep.images_per_s,
+        fused_images_per_s=rep.images_per_s,
+    )
+    if not rep.passed:
+        info["notes"].append(
+            "--optimize: the fused model failed verification ("
+            + "; ".join(rep.failures)
+            + "); kept the plain export"
+        )
+        return plain, plain_rep, info
+    if rep.images_per_s is None or plain_rep.images_per_s is None:
+        info["notes"].append("--optimize: not verified, so not timed; kept the fused model")
+        info["kept"] = "fused"
+        return fused, rep, info
+    speedup = rep.images_per_s / plain_rep.images_per_s
+    info["fused_speedup"] = round(speedup, 3)
+    if speedup > 1.0:
+        info["kept"] = "fused"
+        info["notes"].append(
+            f"--optimize: the fused model runs {speedup:.2f}x the plain one; kept it"
+        )
+        return fused, rep, info
+    info["notes"].append(
+        f"--optimize: the fused model ({', '.join(f'{k} x{v}' for k, v in stats.items()) or 'no fusions'})"
+        f" runs {speedup:.2f}x the plain export's speed here; kept the plain one"
+    )
+    return plain, plain_rep, info
+
+
+def _int8(
+    mode: str,
+    proto: onnx.ModelProto,
+    data: VerifyData | None,
+    work: Path,
+    check: Any,
+    meta: Any,
+    batch: str | int,
+    verified: bool,
+) -> tuple[onnx.ModelProto, PrecisionReport, dict[str, Any]]:
+    """Build the int8 model(s) of ``mode``; with "auto", keep the faster one that passes."""
+    from vitkit.export.quantize import quantize_int8_dynamic, quantize_int8_static
+
+    candidates: list[tuple[onnx.ModelProto, PrecisionReport]] = []
+    for kind in ("dynamic", "static") if mode == "auto" else (mode,):
+        t0 = time.perf_counter()
+        if kind == "dynamic":
+            model = quantize_int8_dynamic(proto, work)
+        else:
+            assert data is not None
+            fixed = batch != "dynamic"
+            model = quantize_int8_static(
+                proto,
+                data.calibration,
+                work,
+                input_name=INPUT_NAME,
+                batch=int(batch) if fixed else RUN_BATCH,
+                fixed_batch=fixed,
+            )
+        set_metadata(model, meta(f"int8-{kind}"))
+        candidates.append((model, check(model, f"int8-{kind}", time.perf_counter() - t0)))
+    info: dict[str, Any] = {"mode": mode}
+    if data is not None and mode in ("static", "auto"):
+        info["calibration"] = (
+            f"{len(data.calibration):,} {'synthetic' if data.synthetic else 'training'} images"
+        )
+    if mode != "auto":
+        model, rep = candidates[0]
+        info.update(chosen=mode, reason="asked for")
+        return model, rep, info
+    passing = [(m, r) for m, r in candidates if r.passed]
+    pool = passing or candidates
+    model, rep = max(pool, key=lambda mr: mr[1].images_per_s or 0.0)
+    chosen = rep.precision.removeprefix("int8-")
+    speeds = ", ".join(
+        f"{r.precision} {r.images_per_s:,.0f} img/s{'' if r.passed else ' (failed)'}"
+        for _, r in candidates
+        if r.images_per_s is not None
+    )
+    reason = (
+        f"faster of those that pass the accuracy gate ({speeds})"
+        if passing
+        else f"neither passed the accuracy gate ({speeds})"
+    )
+    info.update(chosen=chosen, reason=reason, candidates=[r for _, r in candidates])
+    return model, rep, info

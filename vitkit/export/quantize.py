@@ -1,0 +1,210 @@
+"""Derived ONNX models: float16, int8 (dynamic or static QDQ) and ORT's transformer fusions.
+
+Every function takes an fp32 ``ModelProto`` and returns a new one; none of them writes the
+result anywhere (``export_onnx`` verifies a model before it writes it, atomically). ONNX
+Runtime's tools work on files, so they run in a scratch directory the caller passes.
+
+What stays in float, and why:
+
+- fp16: ``LayerNormalization`` and ``Softmax`` (their reductions overflow or lose the small
+  probabilities in half precision) plus ORT's default block list; inputs and outputs stay
+  float32, so a consumer feeds the same tensor to every precision.
+- int8: only the weight-bearing ``MatMul`` / ``Gemm`` nodes (the qkv, projection, MLP and head
+  layers) are quantized. The attention matmuls (activation x activation), LayerNorm, Softmax,
+  GELU and the residual adds keep float inputs: their ranges are wide and data dependent, and
+  quantizing them costs accuracy for little speed. The patch embedding (a ``Conv``) stays float
+  too: it is a sliver of the FLOPs, and its error reaches every block (on a weak vit-nano,
+  quantizing it took top-1 agreement with eager from 95% to 90%). ONNX Runtime requantizes a
+  quantized MatMul's output (so that it can run one QLinearMatMul); the bias Add after it reads
+  that value and adds in float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+# ops whose every input/output stays float32 in the fp16 model
+FP16_KEEP_FLOAT = ("LayerNormalization", "Softmax")
+# the only op types int8 quantization touches (and of those, only the ones with a weight)
+INT8_OP_TYPES = ("MatMul", "Gemm")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ORT's quantization tools log advice through the root logger; the library stays silent."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def weight_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the MatMul/Gemm nodes that multiply by a weight (an initializer)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in INT8_OP_TYPES and any(i in inits for i in n.input)
+    ]
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every node has a unique name (quantization selects nodes by name)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    seen: set[str] = set()
+    for i, node in enumerate(out.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+    return out
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Weights and activations in float16; float32 inputs/outputs, LayerNorm/Softmax in float32."""
+    from onnxruntime.transformers import float16
+
+    block = sorted({*float16.DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FLOAT})
+    with _quiet():
+        converted: onnx.ModelProto = float16.convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
+        )
+    toposort(converted.graph)  # the converter appends its input casts after their consumers
+    # some intermediate type annotations still say float32 where the value is now float16;
+    # they are optional (ONNX infers them), so drop them rather than leave them wrong
+    del converted.graph.value_info[:]
+    return converted
+
+
+def toposort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` in place so every node comes after the nodes it reads from."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    producers = {o for n in graph.node for o in n.output}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            # names no node produces come from an outer scope: treat them as available
+            if all(i in available or i not in producers for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError("the graph has a cycle")
+        pending = rest
+    copies = [onnx.NodeProto() for _ in ordered]
+    for dst, src in zip(copies, ordered, strict=True):
+        dst.CopyFrom(src)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def quantize_int8_dynamic(model: onnx.ModelProto, workdir: Path) -> onnx.ModelProto:
+    """int8 weights of MatMul/Gemm (per tensor); activations quantized on the fly per batch."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = workdir / "int8-dynamic-in.onnx", workdir / "int8-dynamic.onnx"
+    named = _named(model)
+    onnx.save(named, src)
+    with _quiet():
+        quantize_dynamic(
+            src,
+            dst,
+            op_types_to_quantize=list(INT8_OP_TYPES),
+            nodes_to_quantize=weight_nodes(named),
+            weight_type=QuantType.QInt8,
+            per_channel=False,
+        )
+    return onnx.load(dst)
+
+
+def quantize_int8_static(
+    model: onnx.ModelProto,
+    calibration: np.ndarray,
+    workdir: Path,
+    *,
+    input_name: str,
+    batch: int = 64,
+    fixed_batch: bool = False,
+) -> onnx.ModelProto:
+    """QDQ int8, calibrated (min/max) on ``calibration`` (normalised float32 images, N C H W).
+
+    uint8 activations (asymmetric) and int8 per-channel weights, the combination ORT's x86
+    kernels are fastest with; only weight-bearing MatMul/Gemm nodes get Q/DQ pairs.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from vitkit.export.onnx import chunks
+
+    class Batches(CalibrationDataReader):
+        """The calibration images, in the batches the model takes."""
+
+        def __init__(self) -> None:
+            x = calibration.astype(np.float32)
+            self._it = iter([{input_name: c} for c, _ in chunks(x, batch, pad=fixed_batch)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    src, dst = workdir / "int8-static-in.onnx", workdir / "int8-static.onnx"
+    named = _named(model)
+    onnx.save(named, src)
+    reader: Any = Batches()
+    with _quiet():
+        quantize_static(
+            src,
+            dst,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(INT8_OP_TYPES),
+            nodes_to_quantize=weight_nodes(named),
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+    return onnx.load(dst)
+
+
+def optimize_transformer(
+    model: onnx.ModelProto, workdir: Path, *, num_heads: int, hidden_size: int
+) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """ORT's transformer optimizer (``model_type='vit'``): fused attention, LayerNorm, GELU, bias.
+
+    Python-level fusions only (``opt_level=0``), so the file stays portable across execution
+    providers; ONNX Runtime applies its own graph optimisations when it loads the model.
+    Returns the fused model and the count of each fused operator that appeared.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    src, dst = workdir / "optimize-in.onnx", workdir / "optimized.onnx"
+    onnx.save(model, src)
+    with _quiet():
+        opt = optimize_model(
+            str(src),
+            model_type="vit",
+            num_heads=num_heads,
+            hidden_size=hidden_size,
+            opt_level=0,
+            use_gpu=False,
+        )
+        stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+        opt.save_model_to_file(str(dst))
+    return onnx.load(dst), stats
