@@ -91,8 +91,8 @@ def test_eval_human_output_and_out_dir(run: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--onnx"], "ONNX evaluation needs `vitkit export` (not yet available)"),
-        (["--onnx-file", "m.onnx"], "ONNX evaluation needs `vitkit export`"),
+        (["--onnx"], "no ONNX export at"),
+        (["--onnx-file", "m.onnx"], "make one with: vitkit export"),
         (["--split", "tset"], "has no split 'tset'"),
         (["--batch-size", "0"], "batch size must be >= 1"),
         (["--data", "cifar1O"], "did you mean 'cifar10'"),

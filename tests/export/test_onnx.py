@@ -311,3 +311,25 @@ def test_helpers_give_one_line_errors(tmp_path: Path) -> None:
         export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", int8="int4")
     with pytest.raises(UserError, match="--batch must be"):
         export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", batch=0)
+
+
+def test_eval_onnx_agrees_with_eager(trained_run: Path, tmp_path: Path) -> None:
+    """`vitkit eval RUN --onnx` measures the deployed model: within 0.1 pt of eager."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from vitkit.cli import app
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    runner = CliRunner()
+    exported = runner.invoke(app, ["export", str(run), "--onnx", "--json"])
+    assert exported.exit_code == 0, exported.output
+    eager = json.loads(runner.invoke(app, ["eval", str(run), "--json"]).stdout)
+    result = runner.invoke(app, ["eval", str(run), "--onnx", "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    via_ort = json.loads(result.stdout)
+    assert via_ort["device"].startswith("onnxruntime-cpu")
+    assert abs(via_ort["top1"] - eager["top1"]) <= 0.001

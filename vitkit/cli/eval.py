@@ -27,7 +27,7 @@ RunDataRoot = Annotated[
     ),
 ]
 PER_CLASS_ROWS = 30  # per-class table rows printed; eval.json has them all
-ONNX_NOT_YET = "ONNX evaluation needs `vitkit export` (not yet available)"
+ONNX_MISSING = "no ONNX export at {path}; make one with: vitkit export {run} --onnx"
 
 
 def _load(run: Path, device: str) -> LoadedModel:
@@ -84,9 +84,14 @@ def eval_command(
     """
     from vitkit.eval import evaluate
 
-    if onnx or onnx_file is not None:
-        raise UserError(ONNX_NOT_YET)
     lm = _load(run, device)
+    if onnx or onnx_file is not None:
+        from vitkit.eval.evaluate import OnnxModule
+
+        path = onnx_file if onnx_file is not None else lm.path / "export" / "model.onnx"
+        if not Path(path).is_file():
+            raise UserError(ONNX_MISSING.format(path=path, run=run))
+        lm.model = OnnxModule(path)
     with progress_bar(not json_) as progress:
         report = evaluate(
             lm,
@@ -98,6 +103,8 @@ def eval_command(
             download=not no_download,
             progress=progress,
         )
+    if onnx or onnx_file is not None:
+        report.device = f"onnxruntime-cpu ({Path(lm.model.path).name})"
     out_dir = out if out is not None else lm.path / "eval"
     saved = report.save(out_dir)
     if json_:

@@ -378,6 +378,25 @@ def report_from_logits(
     )
 
 
+class OnnxModule(torch.nn.Module):
+    """An exported model behind the ``nn.Module`` call: ONNX Runtime (CPU) computes the logits.
+
+    Lets ``evaluate`` measure exactly what is deployed, with the same preprocessing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        super().__init__()
+        from vitkit.export import ort_session
+
+        self.path = str(path)
+        self.session = ort_session(path, threads=threads)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from vitkit.export import run_onnx
+
+        return torch.from_numpy(run_onnx(self.session, x.detach().float().cpu().numpy()))
+
+
 def evaluate(
     model: LoadedModel | str | os.PathLike[str],
     dataset: Dataset | str | None = None,
