@@ -333,3 +333,37 @@ def test_eval_onnx_agrees_with_eager(trained_run: Path, tmp_path: Path) -> None:
     via_ort = json.loads(result.stdout)
     assert via_ort["device"].startswith("onnxruntime-cpu")
     assert abs(via_ort["top1"] - eager["top1"]) <= 0.001
+
+
+def test_predict_on_onnx_file_matches_eager(trained_run: Path, tmp_path: Path) -> None:
+    """`vitkit predict MODEL.onnx IMAGE` needs nothing but the file: metadata -> preprocessing."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from vitkit import load_dataset
+    from vitkit.cli import app
+
+    images = load_dataset("mnist-mini")["test"].images[:3, 0]
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f"d{i}.png")
+        Image.fromarray(img.numpy()).resize((56, 40)).save(paths[-1])
+    onnx_file = tmp_path / "m.onnx"
+    runner = CliRunner()
+    assert (
+        runner.invoke(
+            app, ["export", str(trained_run), "--onnx", "--out", str(onnx_file), "--json"]
+        ).exit_code
+        == 0
+    )
+    via_ort = json.loads(
+        runner.invoke(app, ["predict", str(onnx_file), *map(str, paths), "--json"]).stdout
+    )["predictions"]
+    eager = json.loads(
+        runner.invoke(app, ["predict", str(trained_run), *map(str, paths), "--json"]).stdout
+    )["predictions"]
+    for a, b in zip(via_ort, eager, strict=True):
+        assert a["label"] == b["label"]
+        assert abs(a["confidence"] - b["confidence"]) < 1e-4

@@ -175,7 +175,12 @@ def predict_command(
     from vitkit.eval import expand_inputs, predict
 
     files = expand_inputs(images)
-    lm = _load(run, device)
+    if run.suffix == ".onnx":
+        from vitkit.eval.evaluate import load_onnx_model
+
+        lm = load_onnx_model(run)  # ONNX Runtime on the CPU, preprocessing from the metadata
+    else:
+        lm = _load(run, device)
     preds = predict(lm, files, topk=topk, skip_unreadable=True)
     good = [p for p in preds if p.ok]
     if not good:

@@ -397,6 +397,32 @@ class OnnxModule(torch.nn.Module):
         return torch.from_numpy(run_onnx(self.session, x.detach().float().cpu().numpy()))
 
 
+def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """An exported model as a ``LoadedModel``: spec, classes and preprocessing from its metadata."""
+    from vitkit.export import read_onnx_metadata
+    from vitkit.models import ModelSpec
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such ONNX file: {path}")
+    meta = read_onnx_metadata(path)
+    if "model_spec" not in meta:
+        raise UserError(f"{path} has no vitkit metadata (export it with `vitkit export`)")
+    spec = ModelSpec.from_dict(meta["model_spec"])
+    return LoadedModel(
+        model=OnnxModule(path),
+        spec=spec,
+        classes=list(meta.get("classes") or []),
+        image_size=int(meta["image_size"]),
+        channels=int(meta["channels"]),
+        mean=list(meta["mean"]),
+        std=list(meta["std"]),
+        dataset=meta.get("dataset"),
+        meta=meta,
+        path=path.parent,
+    )
+
+
 def evaluate(
     model: LoadedModel | str | os.PathLike[str],
     dataset: Dataset | str | None = None,
