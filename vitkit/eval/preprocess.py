@@ -14,13 +14,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from vitkit.data.augment import AugmentConfig, BatchAugment
-from vitkit.data.sources.folder import _WIDE_MODES, IMAGE_EXTENSIONS, _to_l
+from vitkit.data.sources.folder import IMAGE_EXTENSIONS, convert_image
 from vitkit.errors import UserError
 
 ImageInput = Image.Image | str | os.PathLike[str]
@@ -38,19 +37,9 @@ def _unreadable(path: Path, e: BaseException) -> UserError:
 
 def to_uint8(img: Image.Image, *, channels: int, size: int) -> Tensor:
     """A PIL image -> (channels, size, size) uint8, as the folder: loader decodes a file."""
-    mode = "RGB" if channels == 3 else "L"
-    if "exif" in img.info and img.getexif().get(0x0112, 1) != 1:  # EXIF orientation tag
-        img = ImageOps.exif_transpose(img)
-    if img.mode in _WIDE_MODES:
-        img = _to_l(img)
-    if img.mode != mode:
-        img = img.convert(mode)  # RGBA/LA/P/CMYK/1 -> RGB or L (alpha dropped)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)  # antialiased downscale
-    a = np.array(img)  # a writable copy: torch.from_numpy warns on PIL's read-only buffer
-    if a.ndim == 2:
-        a = a[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    a = convert_image(img, channels=channels, size=size)
+    # a contiguous copy: torch.from_numpy warns on PIL's read-only buffer
+    return torch.from_numpy(a.transpose(2, 0, 1).copy())
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:

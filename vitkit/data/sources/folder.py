@@ -167,23 +167,28 @@ def _to_l(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(a * (255.0 / scale) + 0.5, 0, 255).astype(np.uint8), "L")
 
 
+def convert_image(img: Image.Image, *, channels: int, size: int, resize: bool = True) -> np.ndarray:
+    """A decoded PIL image -> (H, W, channels) uint8 exactly as training sees it: EXIF orientation
+    applied, wide grayscale scaled to 8 bits, converted to RGB or L, resized to size x size."""
+    mode = "RGB" if channels == 3 else "L"
+    if "exif" in img.info and img.getexif().get(0x0112, 1) != 1:  # EXIF orientation tag
+        img = ImageOps.exif_transpose(img)
+    if img.mode in _WIDE_MODES:
+        img = _to_l(img)
+    if img.mode != mode:
+        img = img.convert(mode)  # RGBA/LA/P/CMYK/1 -> RGB or L (alpha dropped)
+    if resize and img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)  # antialiased downscale
+    a = np.asarray(img)
+    return a if a.ndim == 3 else a[:, :, None]
+
+
 def _read(path: Path, channels: int, size: int, resize: bool) -> np.ndarray:
     """Decode one file to (H, W, channels) uint8, resized to size x size when ``resize``."""
-    mode = "RGB" if channels == 3 else "L"
     with Image.open(path) as im:
         if im.format == "JPEG":  # libjpeg decodes straight to our mode and a scale >= size
-            im.draft(mode, (size, size) if resize else None)
-        img: Image.Image = im
-        if "exif" in im.info and im.getexif().get(0x0112, 1) != 1:  # EXIF orientation tag
-            img = ImageOps.exif_transpose(im)
-        if img.mode in _WIDE_MODES:
-            img = _to_l(img)
-        if img.mode != mode:
-            img = img.convert(mode)  # RGBA/LA/P/CMYK/1 -> RGB or L (alpha dropped)
-        if resize and img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BILINEAR)  # antialiased downscale
-        a = np.asarray(img)
-    return a if a.ndim == 3 else a[:, :, None]
+            im.draft("RGB" if channels == 3 else "L", (size, size) if resize else None)
+        return convert_image(im, channels=channels, size=size, resize=resize)
 
 
 @dataclass
