@@ -367,3 +367,17 @@ def test_predict_on_onnx_file_matches_eager(trained_run: Path, tmp_path: Path) -
     for a, b in zip(via_ort, eager, strict=True):
         assert a["label"] == b["label"]
         assert abs(a["confidence"] - b["confidence"]) < 1e-4
+
+
+def test_dedupe_nodes_drops_exact_repeats_only() -> None:
+    from onnx import helper
+
+    from vitkit.export.quantize import dedupe_nodes
+
+    cast = helper.make_node("Cast", ["w"], ["w32"], name="a", to=1)
+    repeat = helper.make_node("Cast", ["w"], ["w32"], name="b", to=1)  # another name, same node
+    other = helper.make_node("Cast", ["w"], ["w16"], name="c", to=10)
+    graph = helper.make_graph([cast, repeat, other], "g", [], [])
+    assert dedupe_nodes(graph) == 1
+    assert [n.name for n in graph.node] == ["a", "c"]
+    assert dedupe_nodes(graph) == 0

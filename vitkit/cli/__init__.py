@@ -8,7 +8,8 @@ import typer
 
 from vitkit import __version__
 from vitkit.cli import data, models
-from vitkit.cli._common import console, not_yet
+from vitkit.cli._common import console
+from vitkit.cli.bench import bench_command
 from vitkit.cli.eval import eval_command, explain_command, predict_command
 from vitkit.cli.export import export_command
 from vitkit.cli.train import train_command
@@ -27,7 +28,7 @@ app.command("predict")(predict_command)
 app.command("explain")(explain_command)
 app.command("export")(export_command)
 
-app.command("bench", help="Benchmark a run across runtimes. (not yet available)")(not_yet("bench"))
+app.command("bench")(bench_command)
 
 
 def _version(value: bool) -> None:

@@ -80,13 +80,6 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
         yield update
 
 
-def not_yet(group: str) -> Callable[[], None]:
-    def callback() -> None:
-        raise fail(f"'vitkit {group}' is not yet available in this version")
-
-    return callback
-
-
 # -- shared options ----------------------------------------------------------------------------
 Json = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")

@@ -77,11 +77,38 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         converted: onnx.ModelProto = float16.convert_float_to_float16(
             model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
         )
+    # some converter versions (onnxruntime 1.31) cast a float32 initializer that several kept-float
+    # nodes share once per consumer, under one output name: keep one of the identical casts
+    dedupe_nodes(converted.graph)
     toposort(converted.graph)  # the converter appends its input casts after their consumers
     # some intermediate type annotations still say float32 where the value is now float16;
     # they are optional (ONNX infers them), so drop them rather than leave them wrong
     del converted.graph.value_info[:]
     return converted
+
+
+def dedupe_nodes(graph: onnx.GraphProto) -> int:
+    """Drop nodes that repeat an earlier node exactly (same op, inputs, outputs, attributes),
+    which would break single assignment. Returns how many were dropped."""
+    seen: set[bytes] = set()
+    keep: list[onnx.NodeProto] = []
+    for node in graph.node:
+        key = onnx.NodeProto()
+        key.CopyFrom(node)
+        key.ClearField("name")
+        blob = key.SerializeToString(deterministic=True)
+        if blob in seen:
+            continue
+        seen.add(blob)
+        keep.append(node)
+    dropped = len(graph.node) - len(keep)
+    if dropped:
+        copies = [onnx.NodeProto() for _ in keep]
+        for dst, src in zip(copies, keep, strict=True):
+            dst.CopyFrom(src)
+        del graph.node[:]
+        graph.node.extend(copies)
+    return dropped
 
 
 def toposort(graph: onnx.GraphProto) -> None:

@@ -1,0 +1,203 @@
+"""benchmark() on a trained vit-nano: every CPU runtime agrees with eager; cells are sane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitkit.bench import BenchReport, benchmark
+from vitkit.bench import runtimes as runtimes_module
+from vitkit.bench.runtimes import Runner, Runtime, Skip, get_runtime, list_runtimes
+from vitkit.errors import UserError
+
+CPU_OK = ("eager", "eager-bf16", "compile", "ort", "ort-fp16", "ort-int8")
+
+
+def test_every_cpu_runtime_ran(report: BenchReport) -> None:
+    for name in CPU_OK:
+        res = report.result(name, "cpu")
+        assert res.status == "ok", (name, res.reason)
+        assert res.reason is None
+        for b in (1, 4):
+            row = report.row(name, b, "cpu")
+            assert row.runs >= 1 and row.p50_ms > 0
+
+
+def test_fp32_runtimes_match_eager(report: BenchReport) -> None:
+    assert report.data["labelled"] and report.data["images"] == 200
+    for name in ("eager", "compile", "ort"):
+        res = report.result(name, "cpu")
+        assert res.max_abs_diff is not None and res.max_abs_diff <= 1e-4, name
+        assert res.top1_agreement == 1.0, name
+        assert res.accuracy == pytest.approx(report.reference_accuracy)
+
+
+def test_reduced_precision_runtimes_agree_with_eager(report: BenchReport) -> None:
+    assert report.reference_accuracy is not None
+    for name, min_agree, max_drop in (
+        ("ort-fp16", 0.99, 0.01),
+        ("eager-bf16", 0.95, 0.03),
+        ("ort-int8", 0.95, 0.03),
+    ):
+        res = report.result(name, "cpu")
+        assert res.top1_agreement is not None and res.top1_agreement >= min_agree, name
+        assert res.accuracy is not None
+        assert report.reference_accuracy - res.accuracy <= max_drop, name
+
+
+def test_thread_counts_are_equal_and_recorded(report: BenchReport) -> None:
+    wanted = report.threads["requested"]  # the conftest asks for 1 (the session runs with 2)
+    assert wanted == 1
+    assert report.threads["torch"] == wanted
+    assert report.threads["onnxruntime"] == wanted
+    assert report.threads["equal"] is True
+    for name in ("ort", "ort-fp16", "ort-int8"):
+        info = report.result(name, "cpu").info
+        assert info["ort_intra_op_threads"] == wanted
+        assert info["torch_threads"] == wanted
+        assert info["providers"] == ["CPUExecutionProvider"]
+    assert report.result("eager", "cpu").info["torch_threads"] == wanted
+
+
+def test_rows_are_consistent(report: BenchReport) -> None:
+    flops = report.flops_per_image
+    assert flops > 0 and report.peaks and report.peaks[0]["gflops"] > 0
+    for row in report.rows:
+        assert row.p50_ms <= row.p90_ms <= row.p99_ms
+        assert row.images_per_s == pytest.approx(row.batch / (row.p50_ms / 1e3), rel=1e-3)
+        assert row.gflops == pytest.approx(flops * row.images_per_s / 1e9, rel=1e-2)
+        assert row.peak_share is not None and row.peak_share > 0
+        assert row.size_bytes and row.size_bytes > 0
+        base = report.row("eager", row.batch, row.device)
+        assert row.speedup == pytest.approx(base.p50_ms / row.p50_ms, rel=0.02)
+    assert report.row("eager", 1).speedup == 1.0
+
+
+def test_sizes_follow_precision(report: BenchReport) -> None:
+    fp32 = report.result("ort", "cpu").size_bytes
+    fp16 = report.result("ort-fp16", "cpu").size_bytes
+    int8 = report.result("ort-int8", "cpu").size_bytes
+    assert fp32 and fp16 and int8
+    assert int8 < fp16 < fp32
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA machine")
+def test_cuda_and_cpu_only_runtimes_are_skipped_with_reasons(report: BenchReport) -> None:
+    cuda = [r for r in report.runtimes if r.device == "cuda"]
+    assert {r.runtime for r in cuda} == {*CPU_OK, "trt"}
+    for r in cuda:
+        assert r.status == "skipped" and r.reason, r
+    assert "CUDA" in report.result("eager", "cuda").reason  # type: ignore[operator]
+    assert "cpu only" in report.result("ort-int8", "cuda").reason  # type: ignore[operator]
+    assert "cuda only" in report.result("trt", "cpu").reason  # type: ignore[operator]
+    assert not [row for row in report.rows if row.device == "cuda"]
+
+
+def test_exports_are_made_in_the_run_then_reused(report: BenchReport, bench_run: Path) -> None:
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json"):
+        assert (bench_run / "export" / name).is_file()
+    again = benchmark(
+        bench_run,
+        runtimes="ort",
+        devices="cpu",
+        batch_sizes=[2],
+        warmup=1,
+        min_time=0.02,
+        rounds=1,
+        accuracy_images=0,
+        write=False,
+    )
+    assert any(n.startswith("reused") and "model.onnx" in n for n in again.notes), again.notes
+    assert not any(n.startswith("exported") for n in again.notes)
+    assert again.result("ort").accuracy is None and again.data["images"] >= 0
+
+
+def test_a_broken_runtime_is_reported_not_fatal(
+    bench_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(bm: object, device: torch.device) -> Runner:
+        raise RuntimeError("kernel exploded\nsecond line")
+
+    def cannot(bm: object, device: torch.device) -> Runner:
+        raise Skip("needs hardware that is not here")
+
+    fake = {
+        "broken": Runtime("broken", "test", ("cpu",), (), "fp32", boom),
+        "absent": Runtime("absent", "test", ("cpu",), (), "fp32", cannot),
+    }
+    monkeypatch.setattr(runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, **fake})
+    rep = benchmark(
+        bench_run,
+        runtimes="broken,absent",
+        devices="cpu",
+        batch_sizes=[1],
+        warmup=0,
+        min_time=0.01,
+        rounds=1,
+        accuracy_images=0,
+        write=False,
+    )
+    assert rep.result("broken").status == "failed"
+    assert rep.result("broken").reason == "RuntimeError: kernel exploded"
+    assert rep.result("absent").status == "skipped"
+    assert rep.result("absent").reason == "needs hardware that is not here"
+    assert rep.result("eager").status == "ok"  # added as the baseline, and it ran
+    assert any("baseline" in n for n in rep.notes)
+    assert [r.runtime for r in rep.rows] == ["eager"]
+
+
+def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Path) -> None:
+    import vitkit
+
+    model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3)
+    rep = benchmark(
+        model,
+        runtimes="eager,ort",
+        devices="cpu",
+        batch_sizes=[1, 3],
+        warmup=1,
+        min_time=0.02,
+        rounds=1,
+        accuracy_images=16,
+        out=tmp_path / "out",
+    )
+    assert rep.run is None and rep.data["synthetic"] is True
+    ort = rep.result("ort")
+    assert ort.accuracy is None and ort.top1_agreement == 1.0
+    assert ort.max_abs_diff is not None and ort.max_abs_diff < 1e-4
+    assert (tmp_path / "out" / "export" / "model.onnx").is_file()
+    assert (tmp_path / "out" / "bench.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"runtimes": "eagre"}, "did you mean 'eager'"),
+        ({"runtimes": ","}, "--runtimes is empty"),
+        ({"devices": "tpu"}, "unknown device 'tpu'"),
+        ({"devices": "mps"}, "cpu and cuda devices"),
+        ({"batch_sizes": "1,x"}, "--batch-sizes must be integers"),
+        ({"batch_sizes": [0]}, "positive"),
+        ({"threads": 0}, "--threads must be >= 1"),
+        ({"min_time": 0}, "--min-time > 0"),
+        ({"compile_mode": "fastest"}, "unknown --compile-mode"),
+    ],
+)
+def test_bad_options_are_one_line_user_errors(kwargs: dict[str, object], message: str) -> None:
+    import vitkit
+
+    model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3)
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        benchmark(model, write=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_registry_lists_every_runtime_once() -> None:
+    names = list_runtimes()
+    assert names == list(dict.fromkeys(names))
+    assert {"eager", "eager-bf16", "compile", "ort", "ort-fp16", "ort-int8", "trt"} <= set(names)
+    for n in names:
+        assert get_runtime(n).name == n
+    with pytest.raises(ValueError, match="already registered"):
+        runtimes_module.register_runtime(get_runtime("eager"))

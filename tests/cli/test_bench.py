@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from vitkit.cli import app
+from vitkit.cli._common import console
+from vitkit.train import TrainConfig, train
+
+runner = CliRunner()
+FAST = ["--batch-sizes", "1,2", "--min-time", "0.02", "--warmup", "1", "--rounds", "1"]
+
+
+def one_error_line(result: Any) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return str(lines[0])
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vit-nano (patch 7), one epoch on mnist-mini: a few seconds."""
+    out = tmp_path_factory.mktemp("cli-bench") / "runs" / "mnist-mini-vit-nano"
+    config = TrainConfig(
+        dataset="mnist-mini",
+        model="vit-nano",
+        model_overrides={"patch_size": 7},
+        epochs=1,
+        batch_size=64,
+        lr=2e-3,
+        warmup_epochs=0.5,
+        seed=0,
+        out=str(out),
+    )
+    return train(config, data_root=tmp_path_factory.getbasetemp() / "default-data-root").run_dir
+
+
+@pytest.fixture
+def runs_here(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    dest = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def test_default_run_in_json(runs_here: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["bench", "--runtimes", "eager,ort,ort-int8", "--device", "cpu,cuda", "--json",
+         "--accuracy-images", "100", "--threads", "1", "--csv", "extra.csv", *FAST],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # one JSON document, nothing else on stdout
+    assert Path(doc["run"]).resolve() == runs_here.resolve()
+    assert doc["command"].startswith("vitkit ")
+    assert doc["threads"]["torch"] == doc["threads"]["onnxruntime"] == 1
+    ok = {(r["runtime"], r["device"]) for r in doc["runtimes"] if r["status"] == "ok"}
+    assert {("eager", "cpu"), ("ort", "cpu"), ("ort-int8", "cpu")} <= ok
+    assert {(r["runtime"], r["batch"]) for r in doc["rows"] if r["device"] == "cpu"} == {
+        (n, b) for n in ("eager", "ort", "ort-int8") for b in (1, 2)
+    }
+    assert doc["data"]["labelled"] and doc["data"]["images"] == 100
+    for name in ("bench.json", "bench.csv", "bench.png"):
+        assert (runs_here / "bench" / name).is_file(), name
+    assert (tmp_path / "extra.csv").read_text() == (runs_here / "bench" / "bench.csv").read_text()
+
+
+def test_human_output_is_a_table_on_stderr(
+    runs_here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "width", 250)  # a wide terminal: whole column headers
+    result = runner.invoke(
+        app,
+        ["bench", str(runs_here), "--runtimes", "eager,ort,trt", "--device", "cpu",
+         "--accuracy-images", "50", *FAST],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    err = " ".join(result.stderr.split())
+    for text in ("p50 ms", "p99 ms", "img/s", "speed-up", "% peak", "threads: torch"):
+        assert text in err, text
+    assert "trt runs on cuda only" in err  # asked for, cannot run: listed with the reason
+    assert "bench/bench.json" in err
+
+
+def test_untrained_model_goes_to_bench_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "--model", "vit-nano", "--image-size", "16", "--patch-size", "4"]
+    result = runner.invoke(app, [*args, "--runtimes", "eager", "--device", "cpu", "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["run"] is None and doc["model"]["model"] == "vit-nano"
+    assert doc["model"]["config"]["image_size"] == 16
+    assert (tmp_path / "bench" / "vit-nano" / "bench.json").is_file()
+
+
+def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(runner.invoke(app, ["bench"]))
+    assert "vitkit train mnist-mini" in line
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--runtimes", "onnx"], "unknown runtime 'onnx'"),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--batch-sizes", "a,b"], "--batch-sizes must be integers"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--model", "vit-nano"], "give a RUN or --model NAME, not both"),
+        (["--embed-dim", "128"], "go with --model"),
+        (["--compile-mode", "turbo"], "unknown --compile-mode"),
+    ],
+)
+def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["bench", str(runs_here), *args])
+    assert message in one_error_line(result)
+    assert not (runs_here / "bench").exists()
+
+
+def test_unknown_model_and_bad_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(runner.invoke(app, ["bench", "--model", "vit-nanoo"]))
+    assert "did you mean 'vit-nano'" in line
+    line = one_error_line(
+        runner.invoke(
+            app, ["bench", "--model", "vit-nano", "--image-size", "30", "--patch-size", "4"]
+        )
+    )
+    assert "patch" in line
+
+
+def test_missing_run_is_one_line(tmp_path: Path) -> None:
+    line = one_error_line(runner.invoke(app, ["bench", str(tmp_path / "nope")]))
+    assert "no such run" in line or "not a run directory" in line

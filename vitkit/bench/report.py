@@ -1,0 +1,267 @@
+"""BenchReport: what ``benchmark`` measured, and its renderings (JSON, CSV, PNG, a Rich table).
+
+One ``BenchRow`` per (runtime, device, batch) that ran; one ``RuntimeResult`` per (runtime,
+device), which also carries the runtimes that were skipped and why. ``bench.json`` follows
+``vitkit/bench/bench.schema.json`` (tested).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from vitkit.artifact import atomic_path, atomic_write, write_json
+
+SCHEMA_PATH = Path(__file__).with_name("bench.schema.json")
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RuntimeResult:
+    """One runtime on one device: whether it ran, and what it computed on the real images."""
+
+    runtime: str
+    device: str
+    description: str
+    precision: str  # what the arithmetic runs in: fp32 | bf16 | fp16 | int8
+    status: str  # ok | skipped | failed
+    reason: str | None = None  # why it was skipped or failed
+    size_bytes: int | None = None  # ONNX file, or parameters + buffers for PyTorch
+    accuracy: float | None = None  # top-1 on the labelled images (None: no labels)
+    top1_agreement: float | None = None  # share of images whose top-1 equals eager fp32 (CPU)
+    max_abs_diff: float | None = None  # max |logit - eager fp32 logit| on those images
+    info: dict[str, Any] = field(default_factory=dict)  # providers, threads, compile time, file
+
+
+@dataclass
+class BenchRow:
+    """One timed cell: a runtime on a device at a batch size."""
+
+    runtime: str
+    device: str
+    batch: int
+    precision: str
+    p50_ms: float  # latency of one batch, median
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    runs: int  # timed calls (warm-up excluded)
+    images_per_s: float  # batch / p50
+    speedup: float | None  # eager fp32 p50 / this p50, same device and batch
+    gflops: float  # achieved: analytic forward FLOPs x images/s
+    peak_share: float | None  # gflops / the measured matmul peak of this device (and dtype)
+    size_bytes: int | None
+    accuracy: float | None
+
+
+@dataclass
+class BenchReport:
+    schema_version: int
+    vitkit_version: str
+    created: str
+    command: str | None
+    run: str | None  # the run benchmarked (None: an untrained --model)
+    model: dict[str, Any]  # ModelSpec.to_dict()
+    params: int
+    flops_per_image: int  # analytic forward FLOPs
+    machine: dict[str, Any]  # cpu (model, ISA flags, cores), gpus, platform
+    versions: dict[str, Any]
+    threads: dict[str, Any]  # torch and ONNX Runtime intra-op threads (equal by construction)
+    settings: dict[str, Any]  # batch sizes, warm-up, min time, rounds, devices, compile mode
+    peaks: list[dict[str, Any]]  # matmul_peak() per device and dtype
+    data: dict[str, Any]  # where the accuracy images came from
+    reference_accuracy: float | None  # eager fp32 on CPU, on the same images
+    runtimes: list[RuntimeResult]
+    rows: list[BenchRow]
+    notes: list[str]
+    files: list[str]
+    wall_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+    def row(self, runtime: str, batch: int, device: str = "cpu") -> BenchRow:
+        for r in self.rows:
+            if (r.runtime, r.batch, r.device) == (runtime, batch, device):
+                return r
+        raise KeyError((runtime, batch, device))
+
+    def result(self, runtime: str, device: str = "cpu") -> RuntimeResult:
+        for r in self.runtimes:
+            if (r.runtime, r.device) == (runtime, device):
+                return r
+        raise KeyError((runtime, device))
+
+    # -- files ------------------------------------------------------------------------------
+    def write(
+        self, out_dir: Path, *, csv_path: Path | None = None, plot_path: Path | None = None
+    ) -> list[str]:
+        """bench.json, bench.csv and bench.png in ``out_dir`` (+ the extra paths asked for)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: list[str] = []
+        for path in dict.fromkeys([out_dir / "bench.csv", *([csv_path] if csv_path else [])]):
+            with atomic_write(path, "w") as f:
+                f.write(self.to_csv())
+            written.append(str(path))
+        for path in dict.fromkeys([out_dir / "bench.png", *([plot_path] if plot_path else [])]):
+            if self.plot(path):
+                written.append(str(path))
+            else:
+                self.notes.append(
+                    "matplotlib is not installed: no PNG (pip install 'vitkit[plot]')"
+                )
+                break
+        json_path = out_dir / "bench.json"
+        self.files = [str(json_path), *written]
+        write_json(json_path, self.to_json())
+        return self.files
+
+    def to_csv(self) -> str:
+        """One line per timed cell, then one per runtime that did not run (status + reason)."""
+        buf = io.StringIO()
+        cols = [f.name for f in BenchRow.__dataclass_fields__.values()] + ["status", "reason"]
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({**asdict(r), "status": "ok", "reason": ""})
+        for rt in self.runtimes:
+            if rt.status != "ok":
+                w.writerow(
+                    {
+                        "runtime": rt.runtime,
+                        "device": rt.device,
+                        "precision": rt.precision,
+                        "status": rt.status,
+                        "reason": rt.reason,
+                    }
+                )
+        return buf.getvalue()
+
+    def plot(self, path: Path) -> bool:
+        """Latency (p50) and throughput against batch size, one line per runtime and device."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return False
+        fig, (ax_lat, ax_tp) = plt.subplots(1, 2, figsize=(11, 4.2))
+        series: dict[tuple[str, str], list[BenchRow]] = {}
+        for r in self.rows:
+            series.setdefault((r.runtime, r.device), []).append(r)
+        for (runtime, device), rows in series.items():
+            rows = sorted(rows, key=lambda r: r.batch)
+            style = "-" if device == "cpu" else "--"
+            label = f"{runtime} ({device})"
+            b = [r.batch for r in rows]
+            ax_lat.plot(b, [r.p50_ms for r in rows], style, marker="o", label=label)
+            ax_tp.plot(b, [r.images_per_s for r in rows], style, marker="o", label=label)
+        for ax, ylabel in ((ax_lat, "latency per batch, p50 (ms)"), (ax_tp, "images / s")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="both", alpha=0.3)
+        ax_tp.legend(fontsize=8, loc="best")
+        cpu = self.machine.get("cpu", {}).get("model", "")
+        gpus = ", ".join(g["name"] for g in self.machine.get("gpus", []))
+        fig.suptitle(
+            f"{self.model['model']} {self.settings.get('image_size', '')}px · {cpu}"
+            + (f" · {gpus}" if gpus else "")
+            + f" · {self.threads.get('torch')} threads",
+            fontsize=9,
+        )
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        return True
+
+    # -- the table ---------------------------------------------------------------------------
+    def table(self) -> Table:
+        """The Rich table the CLI prints: every cell, then every runtime that did not run."""
+        t = Table(show_lines=False, header_style="bold")
+        cols = (
+            "device", "runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s",
+            "speed-up", "GFLOP/s", "% peak", "size", "top-1", "Δ eager",
+        )  # fmt: skip
+        for c in cols:
+            t.add_column(c, justify="left" if c in ("device", "runtime") else "right", no_wrap=True)
+        results = {(r.runtime, r.device): r for r in self.runtimes}
+        last: tuple[str, int] | None = None
+        for r in sorted(self.rows, key=lambda r: (r.device, r.batch)):
+            if last is not None and (r.device, r.batch) != last:
+                t.add_section()
+            last = (r.device, r.batch)
+            res = results.get((r.runtime, r.device))
+            speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
+            if r.speedup is not None and r.runtime != "eager":
+                speed = f"[green]{speed}[/]" if r.speedup >= 1 else f"[red]{speed}[/]"
+            t.add_row(
+                r.device,
+                r.runtime,
+                str(r.batch),
+                _ms(r.p50_ms),
+                _ms(r.p90_ms),
+                _ms(r.p99_ms),
+                f"{r.images_per_s:,.0f}",
+                speed,
+                f"{r.gflops:,.1f}",
+                _share(r.peak_share),
+                _size(r.size_bytes),
+                _pct(r.accuracy),
+                "-" if res is None or res.max_abs_diff is None else f"{res.max_abs_diff:.1e}",
+            )
+        return t
+
+    def skipped_table(self) -> Table | None:
+        """Runtimes that did not run, with the reason (None when every runtime ran)."""
+        skipped = [r for r in self.runtimes if r.status != "ok"]
+        if not skipped:
+            return None
+        t = Table(header_style="bold", title="not measured", title_justify="left")
+        for c in ("device", "runtime", "status", "reason"):
+            t.add_column(c, no_wrap=c != "reason")
+        for r in skipped:
+            colour = "yellow" if r.status == "skipped" else "red"
+            t.add_row(r.device, r.runtime, f"[{colour}]{r.status}[/]", r.reason or "")
+        return t
+
+
+def _share(x: float | None) -> str:
+    if x is None:
+        return "-"
+    pct = 100 * x
+    return "<0.1%" if pct < 0.1 else f"{pct:.1f}%" if pct < 10 else f"{pct:.0f}%"
+
+
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN/inf become None (JSON has neither), tuples become lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj

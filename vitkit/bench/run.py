@@ -1,0 +1,577 @@
+"""benchmark(): every runtime on every device, measured the same way, in one report.
+
+    run / model ─► exports it needs (reused from RUN/export when current)
+                 ─► one Runner per (runtime, device)        (runtimes.py; skipped ones say why)
+                 ─► per batch size: the same input tensor to every runner, timed in
+                    interleaved rounds (timing.py), so machine drift hits all runtimes alike
+                 ─► logits of every runner on the same real test images: accuracy, agreement
+                 ─► BenchReport (report.py): JSON, CSV, PNG, a table
+
+Fair by construction: torch and ONNX Runtime get the same intra-op thread count, every runtime
+gets the same inputs (already on the device for CUDA runtimes), warm-up is discarded, CUDA is
+timed with events, and speed-ups compare with eager fp32 on the same device and batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import gc
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vitkit.artifact import MODEL_WEIGHTS, LoadedModel, unwrap
+from vitkit.bench.report import SCHEMA_VERSION, BenchReport, BenchRow, RuntimeResult
+from vitkit.bench.runtimes import (
+    BenchModel,
+    Runner,
+    Skip,
+    default_runtimes,
+    get_runtime,
+    parse_runtimes,
+)
+from vitkit.bench.timing import Timing, cpu_info, gpu_info, matmul_peak, measure, set_threads
+from vitkit.data.types import ProgressFn, no_progress
+from vitkit.errors import UserError, VitkitError
+
+DEFAULT_BATCH_SIZES = (1, 8, 64)
+ONNX_PRECISION = {"ort": "fp32", "ort-fp16": "fp16", "ort-int8": "int8", "trt": "fp32"}
+
+
+def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
+    """``"cpu,cuda"`` -> devices; a name torch does not know is a one-line error (a CUDA device
+    that is not there is not: its runtimes are reported as skipped)."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    out: list[torch.device] = []
+    for n in (s.strip() for s in names if s.strip()):
+        try:
+            d = torch.device(n)
+        except RuntimeError:
+            raise UserError(f"unknown device '{n}' (use cpu, cuda or cuda:N)") from None
+        if d.type not in ("cpu", "cuda"):
+            raise UserError(f"bench measures cpu and cuda devices, not '{n}'")
+        if d not in out:
+            out.append(d)
+    if not out:
+        raise UserError("--device is empty; use cpu, cuda or cpu,cuda")
+    return out
+
+
+def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
+    try:
+        sizes = (
+            [int(s) for s in value.split(",") if s.strip()]
+            if isinstance(value, str)
+            else list(value)
+        )
+    except ValueError:
+        raise UserError(f"--batch-sizes must be integers like 1,8,64, got '{value}'") from None
+    if not sizes or any(b < 1 for b in sizes):
+        raise UserError(f"--batch-sizes must be positive integers, got '{value}'")
+    return sorted(dict.fromkeys(sizes))
+
+
+def _first_line(e: BaseException) -> str:
+    return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
+
+
+# -- exports -----------------------------------------------------------------------------------
+def _current(path: Path, lm: LoadedModel, precision: str) -> bool:
+    """``path`` is an export of this model (same spec, same precision, newer than the weights)."""
+    from vitkit.export import read_onnx_metadata
+
+    if not path.is_file():
+        return False
+    try:
+        meta = read_onnx_metadata(path)
+    except UserError:
+        return False
+    if meta.get("model_spec") != json.loads(json.dumps(lm.spec.to_dict())):
+        return False
+    if not str(meta.get("precision", "")).startswith(precision):
+        return False
+    if meta.get("batch", "dynamic") != "dynamic":
+        return False
+    weights = lm.path / MODEL_WEIGHTS
+    return not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime
+
+
+def ensure_exports(
+    lm: LoadedModel,
+    precisions: set[str],
+    export_dir: Path,
+    *,
+    data_root: str | os.PathLike[str] | None,
+    verify_images: int,
+    threads: int,
+    progress: ProgressFn,
+) -> tuple[dict[str, Path], dict[str, str], list[str]]:
+    """The ONNX files for ``precisions`` ("fp32", "fp16", "int8"): reused from ``export_dir`` when
+    current, else made there with ``export_onnx`` (verified). Returns (files, failures, notes)."""
+    from vitkit.export import export_onnx
+
+    main = export_dir / "model.onnx"
+    paths = {
+        "fp32": main,
+        "fp16": main.with_name("model.fp16.onnx"),
+        "int8": main.with_name("model.int8.onnx"),
+    }
+    have = {p for p in precisions if _current(paths[p], lm, p)}
+    notes = [f"reused {paths[p]}" for p in sorted(have)]
+    if have >= precisions:
+        return {p: paths[p] for p in precisions}, {}, notes
+    missing = sorted(precisions - have)
+    progress("export", 0, 1)
+    try:
+        report = export_onnx(
+            lm,
+            main,
+            fp16="fp16" in precisions or _current(paths["fp16"], lm, "fp16"),
+            int8="dynamic" if "int8" in precisions else None,
+            verify_images=verify_images,
+            data_root=data_root,
+            download=False,
+            threads=threads,
+        )
+    except VitkitError as e:
+        return {}, {p: f"export failed: {e}" for p in precisions}, notes
+    progress("export", 1, 1)
+    notes.append(f"exported {', '.join(missing)} to {export_dir} (verified: {report.passed})")
+    failures: dict[str, str] = {}
+    for p in precisions:
+        try:
+            rep = report.precision(p)
+        except KeyError:
+            failures[p] = f"export made no {p} model"
+            continue
+        if not rep.passed:
+            failures[p] = "export failed verification: " + "; ".join(rep.failures)
+    return {p: paths[p] for p in precisions if p not in failures}, failures, notes
+
+
+# -- data ------------------------------------------------------------------------------------------
+def bench_data(
+    lm: LoadedModel,
+    *,
+    dataset: str | None,
+    images: int,
+    data_root: str | os.PathLike[str] | None,
+    download: bool,
+    progress: ProgressFn,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], list[str]]:
+    """Normalised images (real test images when the run's dataset, or ``dataset``, is here; else
+    synthetic), their labels (or None), a description, notes."""
+    from vitkit.export.onnx import verification_data
+
+    source = (
+        replace(lm, dataset=dataset, meta={**lm.meta, "dataset_options": {}}) if dataset else lm
+    )
+    data = verification_data(
+        source,
+        data_root=data_root,
+        verify_images=max(1, images),
+        calib_images=1,
+        download=download,
+        progress=progress,
+    )
+    desc = data.describe()
+    desc.pop("calibration_images", None)
+    return data.images, data.labels, desc, list(data.notes)
+
+
+def _inputs(images: np.ndarray, batch: int) -> torch.Tensor:
+    """The first ``batch`` images (repeated when there are fewer) as one CPU float32 tensor."""
+    reps = -(-batch // len(images))
+    x = np.concatenate([images] * reps)[:batch] if reps > 1 else images[:batch]
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _top1(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(logits.reshape(-1, logits.shape[-1]).argmax(axis=1))
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+def benchmark(
+    source: LoadedModel | nn.Module | str | os.PathLike[str],
+    *,
+    runtimes: str | Sequence[str] | None = None,
+    devices: str | Sequence[str] = ("cpu", "cuda"),
+    batch_sizes: str | Sequence[int] = DEFAULT_BATCH_SIZES,
+    threads: int | None = None,
+    warmup: int = 10,
+    min_time: float = 2.0,
+    rounds: int = 3,
+    dataset: str | None = None,
+    accuracy_images: int = 1000,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    csv_path: str | os.PathLike[str] | None = None,
+    plot_path: str | os.PathLike[str] | None = None,
+    compile_mode: str = "default",
+    command: str | None = None,
+    write: bool = True,
+    progress: ProgressFn = no_progress,
+) -> BenchReport:
+    """Benchmark a run (directory or ``LoadedModel``) or a registry-built module.
+
+    ``runtimes``: names from ``list_runtimes()`` (default: each device's set; eager fp32 is
+    always measured, as the baseline). ``devices``: "cpu", "cuda" or both; runtimes that cannot
+    run here are reported as skipped with the reason, never dropped. Each (runtime, batch)
+    cell: ``warmup`` calls discarded, then ``rounds`` interleaved rounds of ``min_time /
+    rounds`` seconds each. Accuracy: top-1 of every runtime on ``accuracy_images`` test images
+    of the run's dataset (or ``dataset``). Writes bench.json, bench.csv and bench.png to ``out``
+    (default RUN/bench, or bench/<model> for a bare module) unless ``write`` is False.
+    """
+    from vitkit import __version__
+    from vitkit.export.onnx import as_loaded, versions
+
+    t_start = time.perf_counter()
+    if warmup < 0 or min_time <= 0 or rounds < 1 or accuracy_images < 0:
+        raise UserError("--warmup >= 0, --min-time > 0, --rounds >= 1, --accuracy-images >= 0")
+    if compile_mode not in (
+        "default",
+        "reduce-overhead",
+        "max-autotune",
+        "max-autotune-no-cudagraphs",
+    ):
+        raise UserError(f"unknown --compile-mode '{compile_mode}'")
+    names = parse_runtimes(runtimes)
+    devs = parse_devices(devices)
+    sizes = parse_batch_sizes(batch_sizes)
+    lm = as_loaded(source)
+    trained = bool(lm.meta)
+    out_dir = (
+        Path(out)
+        if out is not None
+        else (lm.path / "bench" if trained else Path("bench") / lm.spec.name)
+    )
+    threads_before = torch.get_num_threads()
+    n_threads = set_threads(threads)
+    workdir = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
+    runners: dict[tuple[str, str], Runner] = {}
+    try:
+        module = unwrap(lm.model)
+        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in module.parameters()):
+            module = copy.deepcopy(module).to("cpu", torch.float32)
+        module.eval()
+        notes: list[str] = []
+        plan, results = _plan(names, devs, notes)
+
+        # data: real test images when the dataset is here, else synthetic (agreement only)
+        progress("data", 0, 1)
+        images, labels, data_desc, data_notes = bench_data(
+            lm,
+            dataset=dataset,
+            images=max(accuracy_images, max(sizes)),
+            data_root=data_root,
+            download=download,
+            progress=progress,
+        )
+        notes.extend(data_notes)
+        acc_images = images[:accuracy_images]
+        acc_labels = labels[:accuracy_images] if labels is not None else None
+        progress("data", 1, 1)
+
+        # the exports the ONNX runtimes need
+        needed = {ONNX_PRECISION[n] for (n, d) in plan if n in ONNX_PRECISION and results[(n, str(d))].status == "ok"}  # fmt: skip
+        files: dict[str, Path] = {}
+        if needed:
+            files, failures, export_notes = ensure_exports(
+                lm,
+                needed,
+                lm.path / "export" if trained else out_dir / "export",
+                data_root=data_root,
+                verify_images=min(max(accuracy_images, 64), 1000),
+                threads=n_threads,
+                progress=progress,
+            )
+            notes.extend(export_notes)
+            for (n, _), res in results.items():
+                if res.status == "ok" and ONNX_PRECISION.get(n) in failures:
+                    res.status, res.reason = "skipped", failures[ONNX_PRECISION[n]]
+
+        def onnx_file(precision: str) -> Path:
+            if precision not in files:
+                raise Skip(f"no {precision} ONNX model")
+            return files[precision]
+
+        bm = BenchModel(
+            module=module,
+            image_size=lm.image_size,
+            channels=lm.channels,
+            threads=n_threads,
+            workdir=workdir,
+            onnx_file=onnx_file,
+            compile_mode=compile_mode,
+        )
+        peaks = _peaks(devs, progress)
+        for n, d in plan:
+            if results[(n, str(d))].status == "ok":
+                progress(f"prepare {n} ({d})", 0, 1)
+                with _recorded(results, (n, str(d))):
+                    runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
+                progress(f"prepare {n} ({d})", 1, 1)
+        timings = _time(runners, results, images, sizes, warmup, min_time, rounds, progress)
+        ref_acc = _score(runners, results, module, acc_images, acc_labels, max(sizes), progress)
+        flops = int(module.flops()) if hasattr(module, "flops") else 0
+        rows = _rows(timings, results, flops, peaks)
+    finally:
+        for runner in runners.values():
+            with contextlib.suppress(Exception):
+                runner.close()
+        runners.clear()
+        gc.collect()
+        shutil.rmtree(workdir, ignore_errors=True)
+        torch.set_num_threads(threads_before)  # the caller's setting, as it was
+
+    ort_threads = sorted(
+        {int(r.info["ort_intra_op_threads"]) for r in results.values() if "ort_intra_op_threads" in r.info}
+    )  # fmt: skip
+    report = BenchReport(
+        schema_version=SCHEMA_VERSION,
+        vitkit_version=__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+        run=str(lm.path) if trained else None,
+        model=lm.spec.to_dict(),
+        params=sum(p.numel() for p in module.parameters()),
+        flops_per_image=flops,
+        machine={
+            "cpu": cpu_info(),
+            "gpus": [gpu_info(d) for d in devs if d.type == "cuda" and torch.cuda.is_available()],
+            "platform": platform.platform(),
+        },
+        versions=_versions(versions()),
+        threads={
+            "torch": n_threads,
+            "onnxruntime": (ort_threads[0] if len(ort_threads) == 1 else ort_threads) or None,
+            "requested": threads,
+            "equal": all(t == n_threads for t in ort_threads),
+        },
+        settings={
+            "devices": [str(d) for d in devs],
+            "runtimes": names,
+            "batch_sizes": sizes,
+            "warmup": warmup,
+            "min_time_s": min_time,
+            "rounds": rounds,
+            "compile_mode": compile_mode,
+            "accuracy_images": len(acc_images),
+            "image_size": lm.image_size,
+            "channels": lm.channels,
+        },
+        peaks=peaks,
+        data=data_desc,
+        reference_accuracy=ref_acc,
+        runtimes=list(results.values()),
+        rows=rows,
+        notes=notes,
+        files=[],
+        wall_seconds=round(time.perf_counter() - t_start, 2),
+    )
+    if write:
+        report.write(
+            out_dir,
+            csv_path=Path(csv_path) if csv_path else None,
+            plot_path=Path(plot_path) if plot_path else None,
+        )
+    return report
+
+
+# -- the phases --------------------------------------------------------------------------------
+Key = tuple[str, str]  # (runtime, device)
+
+
+def _plan(
+    names: list[str] | None, devs: list[torch.device], notes: list[str]
+) -> tuple[list[tuple[str, torch.device]], dict[Key, RuntimeResult]]:
+    """(runtime, device) pairs, eager first on every device (the baseline), and their results:
+    "ok" so far, or "skipped" with the reason it cannot run here."""
+    plan: list[tuple[str, torch.device]] = []
+    for d in devs:
+        chosen = names if names is not None else default_runtimes(d)
+        if "eager" not in chosen:
+            chosen = ["eager", *chosen]
+            if names is not None:
+                notes.append(f"eager fp32 added on {d}: it is the baseline of every speed-up")
+        plan.extend((n, d) for n in chosen)
+    results: dict[Key, RuntimeResult] = {}
+    for n, d in plan:
+        rt = get_runtime(n)
+        reason = rt.why_not(d)
+        results[(n, str(d))] = RuntimeResult(
+            runtime=n,
+            device=str(d),
+            description=rt.description,
+            precision=rt.precision,
+            status="skipped" if reason else "ok",
+            reason=reason,
+        )
+    return plan, results
+
+
+@contextlib.contextmanager
+def _recorded(results: dict[Key, RuntimeResult], key: Key, where: str = "") -> Iterator[None]:
+    """A runtime that cannot run (``Skip``) or breaks is recorded, never raised: it must not
+    take the other runtimes down."""
+    try:
+        yield
+    except Skip as e:
+        results[key].status, results[key].reason = "skipped", str(e)
+    except Exception as e:
+        results[key].status = "failed"
+        results[key].reason = f"{where}{type(e).__name__}: {_first_line(e)}"
+
+
+def _peaks(devs: list[torch.device], progress: ProgressFn) -> list[dict[str, Any]]:
+    """The yardsticks: a GEMM per device, fp32 (and bf16 on CUDA)."""
+    peaks = []
+    for d in devs:
+        if d.type == "cuda" and not torch.cuda.is_available():
+            continue
+        for dt in [torch.float32] + ([torch.bfloat16] if d.type == "cuda" else []):
+            progress(f"matmul peak {d} {dt}", 0, 1)
+            peaks.append(matmul_peak(d, dtype=dt))
+    return peaks
+
+
+def _time(
+    runners: dict[Key, Runner],
+    results: dict[Key, RuntimeResult],
+    images: np.ndarray,
+    sizes: list[int],
+    warmup: int,
+    min_time: float,
+    rounds: int,
+    progress: ProgressFn,
+) -> dict[tuple[str, str, int], list[float]]:
+    """Per batch size: every runner on the same tensor, timed in interleaved rounds."""
+    timings: dict[tuple[str, str, int], list[float]] = {}
+    total, done = len(sizes) * rounds * max(1, len(runners)), 0
+    min_runs = -(-5 // rounds)  # at least 5 timed calls per cell over all rounds
+    for b in sizes:
+        x = _inputs(images, b)
+        calls: dict[Key, Any] = {}
+        for key, runner in list(runners.items()):
+            with _recorded(results, key, f"batch {b}: "):
+                calls[key] = runner.bind(x)
+        for r in range(rounds):
+            for key, call in calls.items():
+                if results[key].status != "ok":
+                    continue
+                progress("timing", done, total)
+                with _recorded(results, key, f"batch {b}: "):
+                    t = measure(
+                        call,
+                        warmup=warmup if r == 0 else min(warmup, 2),
+                        min_time=min_time / rounds,
+                        min_runs=min_runs,
+                        cuda=runners[key].cuda_timing,
+                    )
+                    timings.setdefault((*key, b), []).extend(t.samples)
+                done += 1
+    progress("timing", total, total)
+    return timings
+
+
+def _score(
+    runners: dict[Key, Runner],
+    results: dict[Key, RuntimeResult],
+    module: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    batch: int,
+    progress: ProgressFn,
+) -> float | None:
+    """Every runner's logits on the same images: top-1, agreement with and max |difference|
+    from eager fp32 on the CPU. Returns eager's own top-1 (None without labels)."""
+    live = [(k, r) for k, r in runners.items() if results[k].status == "ok"]
+    for key, runner in live:
+        results[key].size_bytes = runner.size_bytes
+        results[key].info = dict(runner.info)
+    if not len(images):
+        return None
+    with torch.inference_mode():
+        chunks = [module(torch.from_numpy(images[i : i + 64])) for i in range(0, len(images), 64)]
+    reference = torch.cat(chunks).numpy()
+    truth = labels.reshape(-1) if labels is not None else None
+    for i, (key, runner) in enumerate(live):
+        progress("accuracy", i, len(live))
+        res = results[key]
+        with _recorded(results, key, "outputs: "):
+            logits = runner.outputs(images, batch)  # a batch size already compiled / built
+            res.max_abs_diff = float(np.abs(logits.astype(np.float64) - reference).max())
+            res.top1_agreement = float((_top1(logits) == _top1(reference)).mean())
+            if truth is not None:
+                res.accuracy = float((_top1(logits) == truth).mean())
+        res.info = dict(runner.info)  # compile time grows with the shapes compiled
+    progress("accuracy", len(live), len(live))
+    return None if truth is None else float((_top1(reference) == truth).mean())
+
+
+def _rows(
+    timings: dict[tuple[str, str, int], list[float]],
+    results: dict[Key, RuntimeResult],
+    flops: int,
+    peaks: list[dict[str, Any]],
+) -> list[BenchRow]:
+    peak_of = {(p["device"], p["dtype"]): p["gflops"] for p in peaks}
+    rows: list[BenchRow] = []
+    for (n, dev, b), samples in timings.items():
+        res = results[(n, dev)]
+        if res.status != "ok":
+            continue
+        tm = Timing(samples)
+        base = timings.get(("eager", dev, b))
+        speedup = Timing(base).p50 / tm.p50 if base and results[("eager", dev)].status == "ok" else None  # fmt: skip
+        ips = b / tm.p50
+        gflops = flops * ips / 1e9
+        half = res.precision in ("bf16", "fp16") and dev.startswith("cuda")
+        peak = peak_of.get((dev, "bfloat16" if half else "float32"))
+        s = tm.summary()
+        rows.append(
+            BenchRow(
+                runtime=n,
+                device=dev,
+                batch=b,
+                precision=res.precision,
+                p50_ms=s["p50_ms"],
+                p90_ms=s["p90_ms"],
+                p99_ms=s["p99_ms"],
+                mean_ms=s["mean_ms"],
+                runs=s["runs"],
+                images_per_s=round(ips, 2),
+                speedup=None if speedup is None else round(speedup, 3),
+                gflops=round(gflops, 2),
+                peak_share=None if not peak else round(gflops / peak, 4),
+                size_bytes=res.size_bytes,
+                accuracy=res.accuracy,
+            )
+        )
+    order = {key: i for i, key in enumerate(results)}
+    rows.sort(key=lambda r: (r.device, r.batch, order[(r.runtime, r.device)]))
+    return rows
+
+
+def _versions(base: dict[str, str]) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    out: dict[str, Any] = dict(base)
+    out["cuda"] = torch.version.cuda
+    out["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    out["ort_providers"] = list(ort.get_available_providers())
+    return out

@@ -1,0 +1,206 @@
+"""How a benchmark cell is timed, and what the machine it ran on can do.
+
+- ``measure(fn)``: warm-up calls discarded, then timed calls until ``min_time`` has passed (and at
+  least ``min_runs``); CUDA work is timed with CUDA events on the current stream and synchronised
+  before it is read. Returns every sample; ``Timing`` gives p50/p90/p99.
+- ``matmul_peak(device)``: a short square GEMM timed the same way, the yardstick the achieved
+  GFLOP/s of each cell is divided by (CPUs here differ 2x or more between AVX2 and AVX-512 parts).
+- ``cpu_info()``: the CPU model and the instruction-set flags that decide its speed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+# instruction-set flags that decide CPU inference speed (as /proc/cpuinfo spells them)
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+
+
+@dataclass
+class Timing:
+    """Seconds per call of every timed call (warm-up excluded)."""
+
+    samples: list[float] = field(default_factory=list)
+    warmup: int = 0  # calls run and discarded before timing
+    method: str = "perf_counter"  # or "cuda_events"
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.samples, q)) if self.samples else float("nan")
+
+    @property
+    def p50(self) -> float:
+        return self.percentile(50)
+
+    @property
+    def p90(self) -> float:
+        return self.percentile(90)
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(99)
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.samples))
+
+    def summary(self) -> dict[str, Any]:
+        """Milliseconds, rounded for reports."""
+        return {
+            "p50_ms": round(1e3 * self.p50, 4),
+            "p90_ms": round(1e3 * self.p90, 4),
+            "p99_ms": round(1e3 * self.p99, 4),
+            "mean_ms": round(1e3 * self.total / max(1, len(self.samples)), 4),
+            "runs": len(self.samples),
+            "warmup": self.warmup,
+            "method": self.method,
+        }
+
+
+def measure(
+    fn: Callable[[], Any],
+    *,
+    warmup: int = 10,
+    min_time: float = 2.0,
+    min_runs: int = 10,
+    max_runs: int = 100_000,
+    cuda: bool = False,
+) -> Timing:
+    """Time ``fn()``: ``warmup`` calls discarded, then calls until ``min_time`` seconds of timed
+    work and ``min_runs`` samples. With ``cuda`` each call is bracketed by CUDA events on the
+    current stream (the caller's work must be on that stream) and read after a synchronise."""
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        return _measure_cuda(fn, warmup, min_time, min_runs, max_runs)
+    samples: list[float] = []
+    spent = 0.0
+    while (spent < min_time or len(samples) < min_runs) and len(samples) < max_runs:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        samples.append(dt)
+        spent += dt
+    return Timing(samples, warmup, "perf_counter")
+
+
+def _measure_cuda(
+    fn: Callable[[], Any], warmup: int, min_time: float, min_runs: int, max_runs: int
+) -> Timing:
+    torch.cuda.synchronize()
+    samples: list[float] = []
+    wall = time.perf_counter()
+    # events are read in groups so the host never waits on the GPU between two calls
+    group = 16
+    while len(samples) < max_runs:
+        pairs = []
+        for _ in range(group):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            pairs.append((start, end))
+        torch.cuda.synchronize()
+        samples.extend(s.elapsed_time(e) / 1e3 for s, e in pairs)
+        enough = len(samples) >= min_runs
+        if enough and (sum(samples) >= min_time or time.perf_counter() - wall >= 4 * min_time):
+            break
+    return Timing(samples[:max_runs], warmup, "cuda_events")
+
+
+def matmul_peak(
+    device: torch.device | str = "cpu",
+    *,
+    dtype: torch.dtype = torch.float32,
+    size: int | None = None,
+    min_time: float = 0.5,
+) -> dict[str, Any]:
+    """GFLOP/s of a square ``size`` GEMM on ``device`` (torch, the current thread count):
+    the machine's practical matmul ceiling, measured in the same process as the benchmark."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    n = size or (8192 if cuda else 1024)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device, dtype)  # random data, never zeros
+    b = torch.randn(n, n, generator=g).to(device, dtype)
+    timing = measure(lambda: a @ b, warmup=3, min_time=min_time, min_runs=5, cuda=cuda)
+    gflops = 2 * n**3 / timing.p50 / 1e9
+    return {
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "size": n,
+        "gflops": round(gflops, 1),
+        "threads": torch.get_num_threads() if not cuda else None,
+    }
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, core counts and the instruction-set flags that matter for inference."""
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    physical: set[tuple[str, str]] = set()
+    phys_id = core_id = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (s.strip() for s in line.partition(":"))
+            if key == "model name":
+                model = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+            elif key == "physical id":
+                phys_id = value
+            elif key == "core id":
+                core_id = value
+                physical.add((phys_id, core_id))
+    except OSError:  # not Linux: the model from platform, no flags
+        pass
+    return {
+        "model": model,
+        "machine": platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": len(physical) or None,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+    }
+
+
+def gpu_info(device: torch.device) -> dict[str, Any]:
+    """Name, memory, compute capability and CUDA version of a CUDA device."""
+    props = torch.cuda.get_device_properties(device)
+    return {
+        "name": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "capability": f"{props.major}.{props.minor}",
+        "multiprocessors": props.multi_processor_count,
+        "cuda": torch.version.cuda,
+    }
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (the same number goes to ONNX Runtime) and return it."""
+    if threads is not None:
+        if threads < 1:
+            from vitkit.errors import UserError
+
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
