@@ -12,11 +12,12 @@ import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from vitkit.artifact import atomic_path, atomic_write, write_json
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 SCHEMA_PATH = Path(__file__).with_name("bench.schema.json")
 SCHEMA_VERSION = 1
@@ -163,8 +164,10 @@ class BenchReport:
             b = [r.batch for r in rows]
             ax_lat.plot(b, [r.p50_ms for r in rows], style, marker="o", label=label)
             ax_tp.plot(b, [r.images_per_s for r in rows], style, marker="o", label=label)
+        batches = sorted({r.batch for r in self.rows})
         for ax, ylabel in ((ax_lat, "latency per batch, p50 (ms)"), (ax_tp, "images / s")):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(batches, [str(b) for b in batches])
             ax.set_yscale("log")
             ax.set_xlabel("batch size")
             ax.set_ylabel(ylabel)
@@ -186,7 +189,9 @@ class BenchReport:
 
     # -- the table ---------------------------------------------------------------------------
     def table(self) -> Table:
-        """The Rich table the CLI prints: every cell, then every runtime that did not run."""
+        """The Rich table the CLI prints: one line per cell, grouped by device and batch size."""
+        from rich.table import Table
+
         t = Table(show_lines=False, header_style="bold")
         cols = (
             "device", "runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s",
@@ -223,6 +228,8 @@ class BenchReport:
 
     def skipped_table(self) -> Table | None:
         """Runtimes that did not run, with the reason (None when every runtime ran)."""
+        from rich.table import Table
+
         skipped = [r for r in self.runtimes if r.status != "ok"]
         if not skipped:
             return None

@@ -263,6 +263,7 @@ def benchmark(
     n_threads = set_threads(threads)
     workdir = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
     runners: dict[tuple[str, str], Runner] = {}
+    stack = contextlib.ExitStack()
     try:
         module = unwrap(lm.model)
         if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in module.parameters()):
@@ -319,6 +320,8 @@ def benchmark(
             compile_mode=compile_mode,
         )
         peaks = _peaks(devs, progress)
+        compiles = sum(n == "compile" and results[(n, str(d))].status == "ok" for n, d in plan)
+        stack.enter_context(_fresh_dynamo(compiles * (len(sizes) + 1)))
         for n, d in plan:
             if results[(n, str(d))].status == "ok":
                 progress(f"prepare {n} ({d})", 0, 1)
@@ -330,6 +333,7 @@ def benchmark(
         flops = int(module.flops()) if hasattr(module, "flops") else 0
         rows = _rows(timings, results, flops, peaks)
     finally:
+        stack.close()
         for runner in runners.values():
             with contextlib.suppress(Exception):
                 runner.close()
@@ -422,6 +426,30 @@ def _plan(
             reason=reason,
         )
     return plan, results
+
+
+@contextlib.contextmanager
+def _fresh_dynamo(graphs: int) -> Iterator[None]:
+    """For ``graphs`` > 0 compiled shapes: start from a fresh torch.compile cache (graphs of
+    earlier models count against the recompile limit, since every ViT shares one ``forward``),
+    allow ``graphs`` recompiles, and make hitting the limit an error rather than a silent fall
+    back to eager that would be timed as "compile"."""
+    if graphs <= 0:
+        yield
+        return
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    cfg = torch._dynamo.config
+    patch: dict[str, Any] = {}
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(cfg, name):
+            patch[name] = max(int(getattr(cfg, name)), graphs + 8)
+    for name in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"):
+        if hasattr(cfg, name):
+            patch[name] = True
+    with cfg.patch(patch):
+        yield
 
 
 @contextlib.contextmanager

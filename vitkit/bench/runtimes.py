@@ -361,8 +361,9 @@ def _ort_gpu(precision: str, *, tensorrt: bool) -> Callable[[BenchModel, torch.d
         sessions: dict[int, Any] = {}
 
         def session_for(batch: int) -> Any:
-            if batch in sessions:
-                return sessions[batch]
+            key = batch if tensorrt else 0  # TensorRT builds one engine per shape profile
+            if key in sessions:
+                return sessions[key]
             providers: list[Any] = [("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
             if tensorrt:
                 shape = f"{INPUT_NAME}:{batch}x{bm.channels}x{bm.image_size}x{bm.image_size}"
@@ -381,7 +382,7 @@ def _ort_gpu(precision: str, *, tensorrt: bool) -> Callable[[BenchModel, torch.d
             want = "TensorrtExecutionProvider" if tensorrt else "CUDAExecutionProvider"
             if s.get_providers()[0] != want:
                 raise Skip(f"ONNX Runtime fell back to {s.get_providers()[0]} (no {want})")
-            sessions[batch] = s
+            sessions[key] = s
             return s
 
         def bind(x: torch.Tensor) -> Callable[[], Any]:

@@ -201,3 +201,18 @@ def test_registry_lists_every_runtime_once() -> None:
         assert get_runtime(n).name == n
     with pytest.raises(ValueError, match="already registered"):
         runtimes_module.register_runtime(get_runtime("eager"))
+
+
+def test_compile_gets_a_fresh_cache_and_never_falls_back_silently() -> None:
+    import torch._dynamo
+
+    from vitkit.bench.run import _fresh_dynamo
+
+    cfg = torch._dynamo.config
+    before = cfg.recompile_limit
+    with _fresh_dynamo(40):
+        assert cfg.recompile_limit >= 48  # every (model, shape) of the benchmark fits
+        assert cfg.fail_on_recompile_limit_hit is True  # past it: an error, not eager timings
+    assert cfg.recompile_limit == before
+    with _fresh_dynamo(0):  # no compile runtime: dynamo is left alone
+        assert cfg.recompile_limit == before
