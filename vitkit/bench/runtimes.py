@@ -218,8 +218,9 @@ def _check_compile(device: torch.device) -> str | None:
 
 def _compile(bm: BenchModel, device: torch.device) -> Runner:
     module = _on_device(bm, device)
-    # static shapes: one specialised graph per batch size (compiled in the warm-up), never a
-    # slower dynamic-shape graph; the accuracy pass pads to its batch size so it adds one shape
+    # static shapes: one specialised graph per batch size (compiled when bound, before the
+    # warm-up), never a slower dynamic-shape graph; the accuracy pass pads its chunks to the
+    # largest benchmarked batch size, so it compiles nothing new
     compiled = torch.compile(module, mode=bm.compile_mode, dynamic=False)
     info: dict[str, Any] = {"mode": bm.compile_mode, "compile_seconds": 0.0}
     runner = _torch_runner(
@@ -300,7 +301,7 @@ def _ort_cpu(precision: str) -> Callable[[BenchModel, torch.device], Runner]:
             outputs=lambda x, batch: _chunked(run, x, batch, pad=False),
             cuda_timing=False,
             size_bytes=path.stat().st_size,
-            precision="int8" if precision == "int8" else precision,
+            precision=precision,
             info=_ort_info(session) | {"file": str(path)},
         )
 
