@@ -86,6 +86,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--runtimes", default=None, help="default: each device's set")
     p.add_argument("--compile-mode", default="default")
+    p.add_argument("--optimize", action="store_true", help="ONNX from `vitkit export --optimize`")
     p.add_argument("--tag", default="", help="suffix of the result file (e.g. 'h100')")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vitkit-onnx-vs-eager-"))
@@ -110,6 +111,7 @@ def main() -> None:
             rounds=args.rounds,
             accuracy_images=256,
             compile_mode=args.compile_mode,
+            optimize=args.optimize,
             out=tmp / model_name,
             command="python " + " ".join(sys.argv),
         )
@@ -135,6 +137,7 @@ def main() -> None:
             rounds=args.rounds,
             accuracy_images=1000,
             compile_mode=args.compile_mode,
+            optimize=args.optimize,
             out=tmp / "trained",
             command="python " + " ".join(sys.argv),
         )

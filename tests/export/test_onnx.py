@@ -203,22 +203,55 @@ def test_int8_auto_keeps_the_faster_passing_mode(trained_run: Path, tmp_path: Pa
     assert "img/s" in report.int8["reason"]
 
 
-def test_optimize_verifies_the_fused_model_and_keeps_the_faster(
+def test_optimize_verifies_the_fused_models_and_keeps_the_fastest(
     trained_run: Path, tmp_path: Path
 ) -> None:
-    report = export_onnx(
-        trained_run, tmp_path / "model.onnx", legacy=True, optimize=True, verify_images=64
-    )
+    report = export_onnx(trained_run, tmp_path / "model.onnx", optimize=True, verify_images=64)
     assert report.passed, report.failures
     info = report.optimize
-    assert info is not None and info["fused_ops"].get("SkipLayerNormalization", 0) > 0
-    assert info["fused"]["passed"] and info["fused"]["max_abs_diff"] <= 1e-4
-    assert info["kept"] == ("fused" if info["fused_speedup"] > 1 else "plain")
+    assert info is not None
+    by_name = {c["name"]: c for c in info["candidates"]}
+    assert set(by_name) == {"attention", "onnxruntime"}
+    depth = report.model["config"]["depth"]
+    assert by_name["attention"]["fused_ops"] == {"Attention": depth}  # every block fused
+    assert by_name["onnxruntime"]["fused_ops"].get("SkipLayerNormalization", 0) > 0
+    for c in info["candidates"]:
+        assert c["report"]["passed"] and c["report"]["max_abs_diff"] <= 1e-4, c["name"]
+    faster = [c for c in info["candidates"] if c["speedup"] > 1]
+    expected = max(faster, key=lambda c: c["speedup"])["name"] if faster else "plain"
+    assert info["kept"] == expected
     ops = {n.op_type for n in onnx.load(tmp_path / "model.onnx").graph.node}
-    assert ("SkipLayerNormalization" in ops) == (info["kept"] == "fused")
-    assert report.precision("fp32").precision == (
-        "fp32-fused" if info["kept"] == "fused" else "fp32"
-    )
+    assert ("Attention" in ops) == (info["kept"] == "attention")
+    assert ("SkipLayerNormalization" in ops) == (info["kept"] == "onnxruntime")
+    kept = report.precision("fp32").precision
+    assert kept == ("fp32" if info["kept"] == "plain" else f"fp32-{info['kept']}")
+
+
+def test_fuse_attention_matches_eager_on_every_preset_shape() -> None:
+    import torch
+
+    import vitkit
+    from vitkit.export.onnx import export_graph, ort_session
+    from vitkit.export.quantize import fuse_attention
+
+    for pool, qkv_bias in (("cls", True), ("mean", False)):
+        torch.manual_seed(0)
+        model = vitkit.create_model(
+            "vit-nano", image_size=16, patch_size=4, num_classes=5, pool=pool, qkv_bias=qkv_bias
+        ).eval()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn_like(param) * 0.05)  # no shared (deduplicated) weights
+        plain, _, _ = export_graph(model, image_size=16, channels=3)
+        fused, n = fuse_attention(plain, num_heads=model.spec.config.num_heads)
+        assert n == model.spec.config.depth
+        assert "Softmax" not in {node.op_type for node in fused.graph.node}
+        onnx.checker.check_model(fused)
+        x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        out = ort_session(fused).run(None, {"pixel_values": x})[0]
+        assert np.abs(out - ref).max() <= 1e-4
 
 
 def test_fixed_batch(trained_run: Path, loaded: LoadedModel, tmp_path: Path) -> None:

@@ -118,9 +118,12 @@ def ensure_exports(
     verify_images: int,
     threads: int,
     progress: ProgressFn,
+    optimize: bool = False,
 ) -> tuple[dict[str, Path], dict[str, str], list[str]]:
     """The ONNX files for ``precisions`` ("fp32", "fp16", "int8"): reused from ``export_dir`` when
-    current, else made there with ``export_onnx`` (verified). Returns (files, failures, notes)."""
+    current, else made there with ``export_onnx`` (verified; with ``optimize``, the fp32 model is
+    the fastest of the plain and fused variants). Returns (files, failures, notes)."""
+    from vitkit.artifact import read_json
     from vitkit.export import export_onnx
 
     main = export_dir / "model.onnx"
@@ -130,6 +133,11 @@ def ensure_exports(
         "int8": main.with_name("model.int8.onnx"),
     }
     have = {p for p in precisions if _current(paths[p], lm, p)}
+    if optimize and "fp32" in have:  # reuse an fp32 model only if --optimize made it
+        report_file = export_dir / "export.json"
+        made = read_json(report_file).get("optimize") if report_file.is_file() else None
+        if not made:
+            have.discard("fp32")
     notes = [f"reused {paths[p]}" for p in sorted(have)]
     if have >= precisions:
         return {p: paths[p] for p in precisions}, {}, notes
@@ -141,6 +149,7 @@ def ensure_exports(
             main,
             fp16="fp16" in precisions or _current(paths["fp16"], lm, "fp16"),
             int8="dynamic" if "int8" in precisions else None,
+            optimize=optimize,
             verify_images=verify_images,
             data_root=data_root,
             download=False,
@@ -150,6 +159,8 @@ def ensure_exports(
         return {}, {p: f"export failed: {e}" for p in precisions}, notes
     progress("export", 1, 1)
     notes.append(f"exported {', '.join(missing)} to {export_dir} (verified: {report.passed})")
+    if report.optimize:
+        notes.append(f"export --optimize kept the {report.optimize['kept']} fp32 model")
     failures: dict[str, str] = {}
     for p in precisions:
         try:
@@ -222,6 +233,7 @@ def benchmark(
     csv_path: str | os.PathLike[str] | None = None,
     plot_path: str | os.PathLike[str] | None = None,
     compile_mode: str = "default",
+    optimize: bool = False,
     command: str | None = None,
     write: bool = True,
     progress: ProgressFn = no_progress,
@@ -233,7 +245,9 @@ def benchmark(
     run here are reported as skipped with the reason, never dropped. Each (runtime, batch)
     cell: ``warmup`` calls discarded, then ``rounds`` interleaved rounds of ``min_time /
     rounds`` seconds each. Accuracy: top-1 of every runtime on ``accuracy_images`` test images
-    of the run's dataset (or ``dataset``). Writes bench.json, bench.csv and bench.png to ``out``
+    of the run's dataset (or ``dataset``). ``optimize``: ONNX models made with
+    ``export_onnx(optimize=True)`` (fused variants, kept only if faster). Writes bench.json,
+    bench.csv and bench.png to ``out``
     (default RUN/bench, or bench/<model> for a bare module) unless ``write`` is False.
     """
     from vitkit import __version__
@@ -299,6 +313,7 @@ def benchmark(
                 verify_images=min(max(accuracy_images, 64), 1000),
                 threads=n_threads,
                 progress=progress,
+                optimize=optimize,
             )
             notes.extend(export_notes)
             for (n, _), res in results.items():
@@ -374,6 +389,7 @@ def benchmark(
             "min_time_s": min_time,
             "rounds": rounds,
             "compile_mode": compile_mode,
+            "optimize": optimize,
             "accuracy_images": len(acc_images),
             "image_size": lm.image_size,
             "channels": lm.channels,

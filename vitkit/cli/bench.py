@@ -102,6 +102,15 @@ def bench_command(
             "--compile-mode",
         ),
     ] = "default",
+    optimize: Annotated[
+        bool,
+        _opt(
+            "Benchmark the ONNX model of `vitkit export --optimize` (fused attention or ORT's "
+            "fusions, kept only if verified and faster); re-exported if RUN/export was not.",
+            _W,
+            "--optimize",
+        ),
+    ] = False,
     data: Annotated[
         str | None,
         _opt("Dataset for the accuracy column (default: the run's own).", _A, "--data"),
@@ -215,6 +224,7 @@ def bench_command(
             csv_path=csv,
             plot_path=plot,
             compile_mode=compile_mode,
+            optimize=optimize,
             command=command,
             progress=progress,
         )

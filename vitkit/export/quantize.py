@@ -235,3 +235,130 @@ def optimize_transformer(
         stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
         opt.save_model_to_file(str(dst))
     return onnx.load(dst), stats
+
+
+def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.ModelProto, int]:
+    """Replace every ViT self-attention subgraph with ONNX Runtime's fused ``com.microsoft.
+    Attention`` node; returns (new model, how many were fused).
+
+    The match is structural: a ``MatMul`` by a (D, 3D) weight (+ its bias ``Add``) whose output
+    reaches, only through nodes used by nothing else, a ``Softmax`` -> ``MatMul`` -> ``Transpose``
+    -> ``Reshape`` back to (B, S, D). That region becomes ``Attention(x, W, b)`` with the
+    default 1/sqrt(head) scale; q, k, v must be packed as [q | k | v] with the heads in order
+    (as ``layers.Attention`` packs them). Anything that does not match is left as it is, and the
+    caller verifies the result against eager (``export_onnx --optimize`` does).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def only(name: str, op: str) -> onnx.NodeProto | None:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op else None
+
+    def weight(n: onnx.NodeProto) -> onnx.TensorProto | None:
+        w = inits.get(n.input[1]) if len(n.input) == 2 else None
+        ok = w is not None and len(w.dims) == 2 and w.dims[1] == 3 * w.dims[0]
+        return w if ok else None
+
+    replaced: dict[int, onnx.NodeProto] = {}  # id(first node of a region) -> Attention node
+    dropped: set[int] = set()
+    fused = 0
+    for softmax in [n for n in g.node if n.op_type == "Softmax"]:
+        pv = only(softmax.output[0], "MatMul")
+        tr = only(pv.output[0], "Transpose") if pv is not None else None
+        rs = only(tr.output[0], "Reshape") if tr is not None else None
+        if rs is None or list(tr.attribute[0].ints) != [0, 2, 1, 3]:  # type: ignore[union-attr]
+            continue
+        end = rs.output[0]
+        # the region: ancestors of `end`, walked back until the qkv projection
+        region: list[onnx.NodeProto] = []
+        qkv: onnx.NodeProto | None = None
+        stack, seen = [rs], set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if n.op_type == "MatMul" and weight(n) is not None:
+                qkv = n
+                continue
+            region.append(n)
+            stack.extend(producer[i] for i in n.input if i in producer)
+            if len(region) > 64:  # not an attention block: do not scan the whole graph
+                break
+        if qkv is None or len(region) > 64:
+            continue
+        w = weight(qkv)
+        assert w is not None
+        bias = next(
+            (
+                n
+                for n in region
+                if n.op_type == "Add"
+                and qkv.output[0] in n.input
+                and any(i in inits and len(inits[i].dims) == 1 for i in n.input)
+            ),
+            None,
+        )
+        names = {o for n in region for o in n.output}
+        inside = {id(n) for n in region}
+        closed = all(
+            all(id(c) in inside for c in consumers.get(o, [])) and o not in outputs
+            for n in region
+            for o in n.output
+            if o != end
+        ) and all(id(c) in inside for c in consumers.get(qkv.output[0], []))
+        sources_ok = all(
+            i in names or i in inits or i == qkv.output[0] or i == ""
+            for n in region
+            for i in n.input
+        )
+        if not (closed and sources_ok) or any(id(n) in dropped for n in region):
+            continue
+        if bias is not None:
+            b_name = next(i for i in bias.input if i in inits)
+        else:
+            b_name = f"{qkv.name or qkv.output[0]}_zero_bias"
+            g.initializer.append(
+                onnx.numpy_helper.from_array(np.zeros(w.dims[1], np.float32), b_name)
+            )
+        node = onnx.helper.make_node(
+            "Attention",
+            [qkv.input[0], w.name, b_name],
+            [end],
+            name=f"Attention_{fused}",
+            domain="com.microsoft",
+            num_heads=num_heads,
+        )
+        replaced[id(qkv)] = node
+        dropped.update(inside)
+        fused += 1
+    if not fused:
+        return out, 0
+    nodes: list[onnx.NodeProto] = []
+    for n in g.node:
+        if id(n) in replaced:
+            nodes.append(replaced[id(n)])
+        elif id(n) not in dropped:
+            nodes.append(n)
+    copies = [onnx.NodeProto() for _ in nodes]
+    for dst, src in zip(copies, nodes, strict=True):
+        dst.CopyFrom(src)
+    del g.node[:]
+    g.node.extend(copies)
+    del g.value_info[:]  # stale for the removed tensors; optional anyway
+    used = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    if not any(o.domain == "com.microsoft" for o in out.opset_import):
+        out.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return out, fused
