@@ -223,3 +223,30 @@ def test_compile_gets_a_fresh_cache_and_never_falls_back_silently() -> None:
     assert cfg.recompile_limit == before
     with _fresh_dynamo(0):  # no compile runtime: dynamo is left alone
         assert cfg.recompile_limit == before
+
+
+def test_optimize_benchmarks_the_optimized_export(bench_run: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(bench_run, run)  # its export/ is plain: --optimize must re-export
+    rep = benchmark(
+        run,
+        runtimes="ort",
+        devices="cpu",
+        batch_sizes=[2],
+        warmup=1,
+        min_time=0.02,
+        rounds=1,
+        accuracy_images=64,
+        optimize=True,
+        write=False,
+    )
+    assert rep.settings["optimize"] is True
+    assert any(n.startswith("--optimize: kept the") for n in rep.notes), rep.notes
+    exported = json.loads((run / "export" / "export.json").read_text())
+    assert exported["optimize"]["kept"] in ("plain", "attention", "onnxruntime")
+    res = rep.result("ort")
+    assert res.status == "ok" and res.top1_agreement == 1.0
+    assert res.max_abs_diff is not None and res.max_abs_diff <= 1e-4
