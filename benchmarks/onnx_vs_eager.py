@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from _common import RESULTS, report
 
+from vitkit.artifact import write_json
 from vitkit.bench import benchmark
 from vitkit.models import resolve_spec
 
@@ -95,8 +97,8 @@ def main() -> None:
     name = "onnx_vs_eager" + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
 
-    def save() -> None:  # after every step: a run cut short keeps what it measured
-        (RESULTS / f"{name}.full.json").write_text(json.dumps(full, indent=1) + "\n")
+    def save() -> None:  # after every step, atomically: a run cut short keeps what it measured
+        write_json(RESULTS / f"{name}.full.json", full)
 
     for model_name in filter(None, args.models.split(",")):
         torch.manual_seed(0)
@@ -147,6 +149,7 @@ def main() -> None:
         full["trained"] = rep.to_json()
         save()
     report(name, results)
+    shutil.rmtree(tmp, ignore_errors=True)  # exports, bench folders, the trained run
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
@@ -27,7 +28,7 @@ def test_every_cpu_runtime_ran(report: BenchReport) -> None:
         assert res.reason is None
         for b in (1, 4):
             row = report.row(name, b, "cpu")
-            assert row.runs >= 1 and row.p50_ms > 0
+            assert row.runs >= 5 and row.p50_ms > 0  # at least 5 timed calls per cell
 
 
 def test_fp32_runtimes_match_eager(report: BenchReport) -> None:
@@ -102,9 +103,15 @@ def test_cuda_and_cpu_only_runtimes_are_skipped_with_reasons(report: BenchReport
     assert not [row for row in report.rows if row.device == "cuda"]
 
 
-def test_exports_are_made_in_the_run_then_reused(report: BenchReport, bench_run: Path) -> None:
+def test_exports_are_made_beside_the_bench_then_reused(
+    report: BenchReport, bench_run: Path
+) -> None:
+    made = bench_run / "bench" / "export"
     for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json"):
-        assert (bench_run / "export" / name).is_file()
+        assert (made / name).is_file()
+    assert not (bench_run / "export").exists()  # the run's own export/ is never written
+    assert report.result("ort").info["file"] == str(made / "model.onnx")
+    assert report.result("ort-int8").info["onnx_precision"] == "int8-dynamic"
     again = benchmark(
         bench_run,
         runtimes="ort",
@@ -116,9 +123,68 @@ def test_exports_are_made_in_the_run_then_reused(report: BenchReport, bench_run:
         accuracy_images=0,
         write=False,
     )
-    assert any(n.startswith("reused") and "model.onnx" in n for n in again.notes), again.notes
+    assert f"reused {made / 'model.onnx'}" in again.notes, again.notes
     assert not any(n.startswith("exported") for n in again.notes)
-    assert again.result("ort").accuracy is None and again.data["images"] >= 0
+    assert again.result("ort").accuracy is None and again.settings["accuracy_images"] == 0
+
+
+def test_the_runs_own_exports_are_used_but_never_overwritten(
+    bench_run: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from vitkit.export import export_onnx
+
+    run = tmp_path / "run"
+    shutil.copytree(bench_run, run, ignore=shutil.ignore_patterns("bench"))
+    export_onnx(run, verify=False)  # the user's plain fp32 export, dynamic batch: reusable
+    export_onnx(run, run / "fixed" / "model.onnx", batch=4, verify=False)
+    fixed = (run / "fixed" / "model.onnx").read_bytes()
+    user = (run / "export" / "model.onnx").read_bytes()
+    rep = benchmark(
+        run,
+        runtimes="ort,ort-int8",
+        devices="cpu",
+        batch_sizes=[2],
+        warmup=1,
+        min_time=0.02,
+        rounds=1,
+        accuracy_images=32,
+        write=False,
+    )
+    assert rep.result("ort").info["file"] == str(run / "export" / "model.onnx")  # reused
+    assert rep.result("ort-int8").info["file"] == str(run / "bench" / "export" / "model.int8.onnx")
+    assert (run / "export" / "model.onnx").read_bytes() == user
+    assert not (run / "export" / "model.int8.onnx").exists()
+    assert (run / "fixed" / "model.onnx").read_bytes() == fixed
+
+
+def test_multi_output_models_are_scored_per_position(tmp_path: Path) -> None:
+    import vitkit
+
+    model = vitkit.create_model(
+        "vit-nano", image_size=16, patch_size=4, num_classes=4, num_outputs=2
+    )
+    rep = benchmark(
+        model,
+        runtimes="eager,ort",
+        devices="cpu",
+        batch_sizes=[1, 3],
+        warmup=1,
+        min_time=0.02,
+        rounds=1,
+        accuracy_images=8,
+        out=tmp_path / "out",
+    )
+    ort = rep.result("ort")
+    assert ort.status == "ok" and ort.top1_agreement == 1.0
+    assert ort.max_abs_diff is not None and ort.max_abs_diff < 1e-4
+    assert {(r.runtime, r.batch) for r in rep.rows} == {
+        ("eager", 1),
+        ("eager", 3),
+        ("ort", 1),
+        ("ort", 3),
+    }
 
 
 def test_a_broken_runtime_is_reported_not_fatal(
@@ -230,7 +296,7 @@ def test_optimize_benchmarks_the_optimized_export(bench_run: Path, tmp_path: Pat
     import shutil
 
     run = tmp_path / "run"
-    shutil.copytree(bench_run, run)  # its export/ is plain: --optimize must re-export
+    shutil.copytree(bench_run, run)  # its bench/export is plain: --optimize must re-export
     rep = benchmark(
         run,
         runtimes="ort",
@@ -245,8 +311,13 @@ def test_optimize_benchmarks_the_optimized_export(bench_run: Path, tmp_path: Pat
     )
     assert rep.settings["optimize"] is True
     assert any(n.startswith("--optimize: kept the") for n in rep.notes), rep.notes
-    exported = json.loads((run / "export" / "export.json").read_text())
-    assert exported["optimize"]["kept"] in ("plain", "attention", "onnxruntime")
+    assert not (run / "export").exists()  # the run's own folder is never written
+    made = run / "bench" / "export"
+    kept = json.loads((made / "export.json").read_text())["optimize"]["kept"]
     res = rep.result("ort")
+    assert res.info["file"] == str(made / "model.onnx")
+    ops = {n.op_type for n in onnx.load(res.info["file"]).graph.node}
+    assert ("Attention" in ops) == (kept == "attention")
+    assert ("SkipLayerNormalization" in ops) == (kept == "onnxruntime")
     assert res.status == "ok" and res.top1_agreement == 1.0
     assert res.max_abs_diff is not None and res.max_abs_diff <= 1e-4

@@ -227,6 +227,15 @@ def test_optimize_verifies_the_fused_models_and_keeps_the_fastest(
     assert kept == ("fp32" if info["kept"] == "plain" else f"fp32-{info['kept']}")
 
 
+def test_optimize_without_verification_keeps_the_plain_model(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    report = export_onnx(trained_run, tmp_path / "model.onnx", optimize=True, verify=False)
+    assert report.optimize is not None and report.optimize["kept"] == "plain"
+    ops = {n.op_type for n in onnx.load(tmp_path / "model.onnx").graph.node}
+    assert "Attention" not in ops and "Softmax" in ops
+
+
 def test_fuse_attention_matches_eager_on_every_preset_shape() -> None:
     import torch
 

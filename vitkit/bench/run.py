@@ -63,6 +63,9 @@ def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
             raise UserError(f"unknown device '{n}' (use cpu, cuda or cuda:N)") from None
         if d.type not in ("cpu", "cuda"):
             raise UserError(f"bench measures cpu and cuda devices, not '{n}'")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if d.type == "cuda" and count and (d.index or 0) >= count:
+            raise UserError(f"--device {n}: this machine has {count} GPU(s)")
         if d not in out:
             out.append(d)
     if not out:
@@ -109,10 +112,26 @@ def _current(path: Path, lm: LoadedModel, precision: str) -> bool:
     return not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime
 
 
+def _fused(export_dir: Path) -> tuple[bool, bool]:
+    """(``--optimize`` was run, its fp32 model is a fused variant) for the export in a folder,
+    from its export.json; (False, False) when there is none."""
+    from vitkit.artifact import read_json
+
+    report = export_dir / "export.json"
+    try:
+        info = read_json(report).get("optimize") if report.is_file() else None
+    except UserError:
+        info = None
+    if not isinstance(info, dict):
+        return False, False
+    return True, info.get("kept", "plain") != "plain"
+
+
 def ensure_exports(
     lm: LoadedModel,
     precisions: set[str],
-    export_dir: Path,
+    search: list[Path],
+    make_in: Path,
     *,
     data_root: str | os.PathLike[str] | None,
     verify_images: int,
@@ -120,49 +139,51 @@ def ensure_exports(
     progress: ProgressFn,
     optimize: bool = False,
 ) -> tuple[dict[str, Path], dict[str, str], list[str]]:
-    """The ONNX files for ``precisions`` ("fp32", "fp16", "int8"): reused from ``export_dir`` when
-    current, else made there with ``export_onnx`` (verified; with ``optimize``, the fp32 model is
-    the fastest of the plain and fused variants). Returns (files, failures, notes)."""
-    from vitkit.artifact import read_json
+    """The ONNX files for ``precisions`` ("fp32", "fp16", "int8"): the first current one in the
+    ``search`` folders (RUN/export, then the bench's own), else made in ``make_in`` with
+    ``export_onnx`` (verified). Nothing in RUN/export is ever overwritten. The fp32 model must
+    match ``optimize``: a fused ``--optimize`` model is not timed as the plain one, nor the
+    reverse. Returns (files, failures, notes)."""
     from vitkit.export import export_onnx
 
-    main = export_dir / "model.onnx"
-    paths = {
-        "fp32": main,
-        "fp16": main.with_name("model.fp16.onnx"),
-        "int8": main.with_name("model.int8.onnx"),
-    }
-    have = {p for p in precisions if _current(paths[p], lm, p)}
-    if optimize and "fp32" in have:  # reuse an fp32 model only if --optimize made it
-        report_file = export_dir / "export.json"
-        made = read_json(report_file).get("optimize") if report_file.is_file() else None
-        if not made:
-            have.discard("fp32")
-    notes = [f"reused {paths[p]}" for p in sorted(have)]
-    if have >= precisions:
-        return {p: paths[p] for p in precisions}, {}, notes
-    missing = sorted(precisions - have)
+    names = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+    files: dict[str, Path] = {}
+    notes: list[str] = []
+    for folder in search:
+        optimized, fused = _fused(folder)
+        for p in sorted(precisions - set(files)):
+            path = folder / names[p]
+            wrong_variant = (not optimized) if optimize else fused
+            if p == "fp32" and wrong_variant:
+                continue
+            if _current(path, lm, p):
+                files[p] = path
+                notes.append(f"reused {path}")
+    missing = precisions - set(files)
+    if not missing:
+        return files, {}, notes
     progress("export", 0, 1)
     try:
         report = export_onnx(
             lm,
-            main,
-            fp16="fp16" in precisions or _current(paths["fp16"], lm, "fp16"),
-            int8="dynamic" if "int8" in precisions else None,
+            make_in / "model.onnx",
+            fp16="fp16" in missing,
+            int8="dynamic" if "int8" in missing else None,
             optimize=optimize,
             verify_images=verify_images,
             data_root=data_root,
             download=False,
             threads=threads,
         )
-    except VitkitError as e:
-        return {}, {p: f"export failed: {e}" for p in precisions}, notes
+    except Exception as e:  # any export failure skips the ONNX runtimes, never the benchmark
+        why = f"export failed: {e}" if isinstance(e, VitkitError) else f"export failed: {type(e).__name__}: {_first_line(e)}"  # fmt: skip
+        return files, dict.fromkeys(missing, why), notes
     progress("export", 1, 1)
-    notes.append(f"exported {', '.join(missing)} to {export_dir} (verified: {report.passed})")
+    notes.append(f"exported {', '.join(sorted(missing))} to {make_in} (verified: {report.passed})")
     if report.optimize:  # which fused variant the export kept, and how fast each was
         notes.extend(n for n in report.notes if n.startswith("--optimize"))
     failures: dict[str, str] = {}
-    for p in precisions:
+    for p in sorted(missing):
         try:
             rep = report.precision(p)
         except KeyError:
@@ -170,7 +191,9 @@ def ensure_exports(
             continue
         if not rep.passed:
             failures[p] = "export failed verification: " + "; ".join(rep.failures)
-    return {p: paths[p] for p in precisions if p not in failures}, failures, notes
+        else:
+            files[p] = make_in / names[p]
+    return files, failures, notes
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -308,7 +331,8 @@ def benchmark(
             files, failures, export_notes = ensure_exports(
                 lm,
                 needed,
-                lm.path / "export" if trained else out_dir / "export",
+                [lm.path / "export", out_dir / "export"] if trained else [out_dir / "export"],
+                out_dir / "export",
                 data_root=data_root,
                 verify_images=min(max(accuracy_images, 64), 1000),
                 threads=n_threads,
@@ -340,7 +364,7 @@ def benchmark(
         for n, d in plan:
             if results[(n, str(d))].status == "ok":
                 progress(f"prepare {n} ({d})", 0, 1)
-                with _recorded(results, (n, str(d))):
+                with _recorded(results, (n, str(d))), _on(str(d)):
                     runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
                 progress(f"prepare {n} ({d})", 1, 1)
         timings = _time(runners, results, images, sizes, warmup, min_time, rounds, progress)
@@ -444,6 +468,15 @@ def _plan(
     return plan, results
 
 
+def _on(device: str) -> contextlib.AbstractContextManager[Any]:
+    """Make ``device`` the current CUDA device (events, streams and synchronise act on the
+    current one); a no-op for the CPU."""
+    d = torch.device(device)
+    if d.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.device(d)
+
+
 @contextlib.contextmanager
 def _fresh_dynamo(graphs: int) -> Iterator[None]:
     """For ``graphs`` > 0 compiled shapes: start from a fresh torch.compile cache (graphs of
@@ -489,7 +522,8 @@ def _peaks(devs: list[torch.device], progress: ProgressFn) -> list[dict[str, Any
             continue
         for dt in [torch.float32] + ([torch.bfloat16] if d.type == "cuda" else []):
             progress(f"matmul peak {d} {dt}", 0, 1)
-            peaks.append(matmul_peak(d, dtype=dt))
+            with _on(str(d)):
+                peaks.append(matmul_peak(d, dtype=dt))
     return peaks
 
 
@@ -510,15 +544,17 @@ def _time(
     for b in sizes:
         x = _inputs(images, b)
         calls: dict[Key, Any] = {}
-        for key, runner in list(runners.items()):
-            with _recorded(results, key, f"batch {b}: "):
+        for key, runner in runners.items():
+            if results[key].status != "ok":  # failed at an earlier batch size: its reason stays
+                continue
+            with _recorded(results, key, f"batch {b}: "), _on(key[1]):
                 calls[key] = runner.bind(x)
         for r in range(rounds):
             for key, call in calls.items():
                 if results[key].status != "ok":
                     continue
                 progress("timing", done, total)
-                with _recorded(results, key, f"batch {b}: "):
+                with _recorded(results, key, f"batch {b}: "), _on(key[1]):
                     t = measure(
                         call,
                         warmup=warmup if r == 0 else min(warmup, 2),
@@ -556,7 +592,7 @@ def _score(
     for i, (key, runner) in enumerate(live):
         progress("accuracy", i, len(live))
         res = results[key]
-        with _recorded(results, key, "outputs: "):
+        with _recorded(results, key, "outputs: "), _on(key[1]):
             logits = runner.outputs(images, batch)  # a batch size already compiled / built
             res.max_abs_diff = float(np.abs(logits.astype(np.float64) - reference).max())
             res.top1_agreement = float((_top1(logits) == _top1(reference)).mean())

@@ -302,10 +302,20 @@ def _ort_cpu(precision: str) -> Callable[[BenchModel, torch.device], Runner]:
             cuda_timing=False,
             size_bytes=path.stat().st_size,
             precision=precision,
-            info=_ort_info(session) | {"file": str(path)},
+            info=_ort_info(session) | {"file": str(path), "onnx_precision": _precision(path)},
         )
 
     return prepare
+
+
+def _precision(path: Path) -> str | None:
+    """The precision an export records in its metadata (int8-dynamic, int8-static, ...)."""
+    from vitkit.export import read_onnx_metadata
+
+    try:
+        return str(read_onnx_metadata(path).get("precision"))
+    except UserError:
+        return None
 
 
 def _check_ort_cuda(device: torch.device) -> str | None:
@@ -341,8 +351,13 @@ def _loadable(name: str) -> bool:
 
 
 def _ort_gpu(precision: str, *, tensorrt: bool) -> Callable[[BenchModel, torch.device], Runner]:
-    """ONNX Runtime on CUDA with IO binding: inputs and outputs stay in torch CUDA tensors, and
-    ORT runs on torch's current stream, so the same CUDA events time it as time eager."""
+    """ONNX Runtime on CUDA with IO binding: inputs and outputs stay in torch CUDA tensors.
+
+    ORT is handed torch's current stream, but takes it only when it is not the default stream
+    (handle 0); on the default stream ORT runs on its own and synchronises at the end of every
+    ``Run``, so its samples are launch-to-completion latencies while eager's and compile's are
+    GPU times of pipelined calls (docs/bench.md says so).
+    """
 
     def prepare(bm: BenchModel, device: torch.device) -> Runner:
         import onnxruntime as ort
@@ -429,7 +444,13 @@ def _ort_gpu(precision: str, *, tensorrt: bool) -> Callable[[BenchModel, torch.d
             cuda_timing=True,
             size_bytes=path.stat().st_size,
             precision=precision,
-            info=_ort_info(first) | {"file": str(path), "io_binding": True, "tf32": False},
+            info=_ort_info(first)
+            | {
+                "file": str(path),
+                "io_binding": True,
+                # the CUDA EP's TF32 is off; TensorRT has no such switch (NVIDIA_TF32_OVERRIDE=0)
+                "tf32": "TensorRT default (NVIDIA_TF32_OVERRIDE=0 disables)" if tensorrt else False,
+            },
             close=sessions.clear,
         )
 
@@ -516,7 +537,7 @@ register_runtime(
 register_runtime(
     Runtime(
         "ort-int8",
-        "ONNX Runtime CPU EP, int8 ONNX (dynamic quantization of the weight matmuls)",
+        "ONNX Runtime CPU EP, int8 ONNX (the run's export, else dynamic quantization)",
         ("cpu",),
         ("cpu",),
         "int8",

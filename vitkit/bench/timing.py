@@ -138,7 +138,7 @@ def matmul_peak(
     """GFLOP/s of a square ``size`` GEMM on ``device`` (torch, the current thread count):
     the machine's practical matmul ceiling, measured in the same process as the benchmark."""
     device = torch.device(device)
-    cuda = device.type == "cuda"
+    cuda = device.type == "cuda"  # the caller makes it the current device (run._on)
     n = size or (8192 if cuda else 1024)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device, dtype)  # random data, never zeros

@@ -275,7 +275,10 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
         pv = only(softmax.output[0], "MatMul")
         tr = only(pv.output[0], "Transpose") if pv is not None else None
         rs = only(tr.output[0], "Reshape") if tr is not None else None
-        if rs is None or list(tr.attribute[0].ints) != [0, 2, 1, 3]:  # type: ignore[union-attr]
+        if rs is None or tr is None:
+            continue
+        perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
+        if perm != [0, 2, 1, 3]:  # heads back next to tokens: (B, S, H, D)
             continue
         end = rs.output[0]
         # the region: ancestors of `end`, walked back until the qkv projection
