@@ -100,23 +100,26 @@ def main() -> None:
     def save() -> None:  # after every step, atomically: a run cut short keeps what it measured
         write_json(RESULTS / f"{name}.full.json", full)
 
-    for model_name in filter(None, args.models.split(",")):
-        torch.manual_seed(0)
-        model = resolve_spec(model_name, image_size=32, patch_size=4, num_classes=10).build()
-        rep = benchmark(
-            model,
+    def bench(source: Any, out: Path, images: int) -> Any:
+        return benchmark(
+            source,
             runtimes=args.runtimes,
             devices=args.device,
             batch_sizes=args.batch_sizes,
             threads=args.threads,
             min_time=args.min_time,
             rounds=args.rounds,
-            accuracy_images=256,
+            accuracy_images=images,
             compile_mode=args.compile_mode,
             optimize=args.optimize,
-            out=tmp / model_name,
+            out=out,
             command="python " + " ".join(sys.argv),
         )
+
+    for model_name in filter(None, args.models.split(",")):
+        torch.manual_seed(0)
+        model = resolve_spec(model_name, image_size=32, patch_size=4, num_classes=10).build()
+        rep = bench(model, tmp / model_name, 256)
         results["architecture"].append(summary(rep))
         full[model_name] = rep.to_json()
         save()
@@ -129,20 +132,7 @@ def main() -> None:
                 [sys.executable, "-m", "vitkit", "train", "mnist-mini", "--out", str(run)],
                 check=True,
             )
-        rep = benchmark(
-            run,
-            runtimes=args.runtimes,
-            devices=args.device,
-            batch_sizes=args.batch_sizes,
-            threads=args.threads,
-            min_time=args.min_time,
-            rounds=args.rounds,
-            accuracy_images=1000,
-            compile_mode=args.compile_mode,
-            optimize=args.optimize,
-            out=tmp / "trained",
-            command="python " + " ".join(sys.argv),
-        )
+        rep = bench(run, tmp / "trained", 1000)
         results["trained"] = summary(rep) | {"run": str(run)}
         if (run / "summary.json").is_file():  # the training run's own figures (img/s, accuracy)
             results["trained"]["train_summary"] = json.loads((run / "summary.json").read_text())

@@ -26,6 +26,11 @@ class ConfigError(UserError):
     """Options that cannot go together (dim vs heads, patch vs image size, ...)."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message (at most 300 characters), or its type."""
+    return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
+
+
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:
     """Return ``"; did you mean 'a', 'b'?"`` for the closest names, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)

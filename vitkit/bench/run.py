@@ -45,7 +45,7 @@ from vitkit.bench.runtimes import (
 )
 from vitkit.bench.timing import Timing, cpu_info, gpu_info, matmul_peak, measure, set_threads
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import UserError, VitkitError
+from vitkit.errors import UserError, VitkitError, first_line
 
 DEFAULT_BATCH_SIZES = (1, 8, 64)
 ONNX_PRECISION = {"ort": "fp32", "ort-fp16": "fp16", "ort-int8": "int8", "trt": "fp32"}
@@ -85,10 +85,6 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
     if not sizes or any(b < 1 for b in sizes):
         raise UserError(f"--batch-sizes must be positive integers, got '{value}'")
     return sorted(dict.fromkeys(sizes))
-
-
-def _first_line(e: BaseException) -> str:
-    return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
 
 
 # -- exports -----------------------------------------------------------------------------------
@@ -176,7 +172,7 @@ def ensure_exports(
             threads=threads,
         )
     except Exception as e:  # any export failure skips the ONNX runtimes, never the benchmark
-        why = f"export failed: {e}" if isinstance(e, VitkitError) else f"export failed: {type(e).__name__}: {_first_line(e)}"  # fmt: skip
+        why = f"export failed: {e}" if isinstance(e, VitkitError) else f"export failed: {type(e).__name__}: {first_line(e)}"  # fmt: skip
         return files, dict.fromkeys(missing, why), notes
     progress("export", 1, 1)
     notes.append(f"exported {', '.join(sorted(missing))} to {make_in} (verified: {report.passed})")
@@ -231,10 +227,6 @@ def _inputs(images: np.ndarray, batch: int) -> torch.Tensor:
     reps = -(-batch // len(images))
     x = np.concatenate([images] * reps)[:batch] if reps > 1 else images[:batch]
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-
-
-def _top1(logits: np.ndarray) -> np.ndarray:
-    return np.asarray(logits.reshape(-1, logits.shape[-1]).argmax(axis=1))
 
 
 # -- the benchmark -------------------------------------------------------------------------------
@@ -511,7 +503,7 @@ def _recorded(results: dict[Key, RuntimeResult], key: Key, where: str = "") -> I
         results[key].status, results[key].reason = "skipped", str(e)
     except Exception as e:
         results[key].status = "failed"
-        results[key].reason = f"{where}{type(e).__name__}: {_first_line(e)}"
+        results[key].reason = f"{where}{type(e).__name__}: {first_line(e)}"
 
 
 def _peaks(devs: list[torch.device], progress: ProgressFn) -> list[dict[str, Any]]:
@@ -579,6 +571,8 @@ def _score(
 ) -> float | None:
     """Every runner's logits on the same images: top-1, agreement with and max |difference|
     from eager fp32 on the CPU. Returns eager's own top-1 (None without labels)."""
+    from vitkit.export.onnx import top1  # not at import: `import vitkit` stays light
+
     live = [(k, r) for k, r in runners.items() if results[k].status == "ok"]
     for key, runner in live:
         results[key].size_bytes = runner.size_bytes
@@ -595,12 +589,12 @@ def _score(
         with _recorded(results, key, "outputs: "), _on(key[1]):
             logits = runner.outputs(images, batch)  # a batch size already compiled / built
             res.max_abs_diff = float(np.abs(logits.astype(np.float64) - reference).max())
-            res.top1_agreement = float((_top1(logits) == _top1(reference)).mean())
+            res.top1_agreement = float((top1(logits) == top1(reference)).mean())
             if truth is not None:
-                res.accuracy = float((_top1(logits) == truth).mean())
+                res.accuracy = float((top1(logits) == truth).mean())
         res.info = dict(runner.info)  # compile time grows with the shapes compiled
     progress("accuracy", len(live), len(live))
-    return None if truth is None else float((_top1(reference) == truth).mean())
+    return None if truth is None else float((top1(reference) == truth).mean())
 
 
 def _rows(

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.errors import UserError, unknown_name
+from vitkit.errors import UserError, first_line, unknown_name
 
 
 class Skip(Exception):  # a signal, not an error: the runtime cannot run here
@@ -110,8 +110,6 @@ def default_runtimes(device: torch.device) -> list[str]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _first_line(e: BaseException) -> str:
-    return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
 
 
 def _module_bytes(module: nn.Module) -> int:
@@ -121,15 +119,11 @@ def _module_bytes(module: nn.Module) -> int:
 def _chunked(
     run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int, *, pad: bool
 ) -> np.ndarray:
-    """``run`` over ``x`` in chunks of ``batch``; ``pad`` fills the last chunk to ``batch`` rows
-    (for runtimes compiled for fixed shapes) and drops the padding from the result."""
-    outs = []
-    for i in range(0, len(x), batch):
-        c = x[i : i + batch]
-        valid = len(c)
-        if pad and valid < batch:
-            c = np.concatenate([c, np.repeat(c[-1:], batch - valid, axis=0)])
-        outs.append(run(np.ascontiguousarray(c, dtype=np.float32))[:valid])
+    """``run`` over ``x`` in chunks of ``batch`` (``pad``: the last one filled up to ``batch``,
+    for runtimes built for fixed shapes; the padding is dropped from the result)."""
+    from vitkit.export.onnx import chunks
+
+    outs = [run(c)[:valid] for c, valid in chunks(x, batch, pad=pad)]
     return np.concatenate(outs).astype(np.float32)
 
 
@@ -240,7 +234,7 @@ def _compile(bm: BenchModel, device: torch.device) -> Runner:
         try:
             call()  # compiles this shape: kept out of the warm-up and the timing
         except Exception as e:  # inductor / dynamo failures: the runtime is skipped, with why
-            raise Skip(f"torch.compile failed: {_first_line(e)}") from None
+            raise Skip(f"torch.compile failed: {first_line(e)}") from None
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         info["compile_seconds"] = round(info["compile_seconds"] + time.perf_counter() - t0, 2)
@@ -260,17 +254,13 @@ def _ort_providers() -> list[str]:
 
 
 def _session(path: Path, threads: int, providers: list[Any]) -> Any:
-    import onnxruntime as ort
+    """``ort_session`` with the benchmark's thread count; a model ORT cannot load is a skip."""
+    from vitkit.export.onnx import ort_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: the library never prints
-    options.intra_op_num_threads = threads  # the same number torch uses
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as e:  # ORT raises its own pybind exception types
-        raise Skip(f"ONNX Runtime cannot load {path.name}: {_first_line(e)}") from None
+        return ort_session(path, threads=threads, providers=providers)
+    except UserError as e:
+        raise Skip(str(e)) from None
 
 
 def _ort_info(session: Any) -> dict[str, Any]:

@@ -150,3 +150,34 @@ def model_overrides(
         pool=pool,
     )
     return {k: v for k, v in given.items() if v is not None}
+
+
+def run_or_model(
+    run: Path | None,
+    model: str | None,
+    overrides: dict[str, Any],
+    *,
+    seed: int,
+    quiet: bool,
+) -> Any:
+    """What `export` and `bench` work on: RUN (default: the most recent run under ./runs, named
+    unless ``quiet``), or an untrained ``--model`` built with ``overrides`` and ``seed``."""
+    if model is not None:
+        if run is not None:
+            raise fail("give a RUN or --model NAME, not both")
+        import torch
+
+        from vitkit.models import resolve_spec
+
+        spec = resolve_spec(model, **overrides)
+        torch.manual_seed(seed)
+        return spec.build()
+    if overrides:
+        raise fail("model options (--embed-dim, ...) go with --model; a run has its own")
+    if run is None:
+        from vitkit.export import latest_run
+
+        run = latest_run()
+        if not quiet:
+            console.print(f"using the most recent run: {run} (pass RUN to choose another)")
+    return run

@@ -27,9 +27,9 @@ from vitkit.cli._common import (
     Pool,
     console,
     emit_json,
-    fail,
     model_overrides,
     progress_bar,
+    run_or_model,
     user_errors,
 )
 
@@ -168,11 +168,10 @@ def bench_command(
     eager, achieved GFLOP/s against this machine's measured matmul peak, model size and top-1
     accuracy, in one table.
 
-    Exports it needs are reused from RUN/export, or made (verified) there. Writes
+    Exports it needs are reused from RUN/export, or made (verified) in OUT/export. Writes
     bench.json (machine, versions, thread counts, command line), bench.csv and bench.png.
     """
     from vitkit.bench import benchmark
-    from vitkit.export import latest_run
 
     overrides = model_overrides(
         image_size=image_size,
@@ -186,25 +185,7 @@ def bench_command(
         mlp_ratio=mlp_ratio,
         pool=pool,
     )
-    source: Any
-    if model is not None:
-        if run is not None:
-            raise fail("give a RUN or --model NAME, not both")
-        import torch
-
-        from vitkit.models import resolve_spec
-
-        spec = resolve_spec(model, **overrides)
-        torch.manual_seed(seed)
-        source = spec.build()
-    else:
-        if overrides:
-            raise fail("model options (--embed-dim, ...) go with --model; a run has its own")
-        if run is None:
-            run = latest_run()
-            if not json_:
-                console.print(f"using the most recent run: {run} (pass RUN to choose another)")
-        source = run
+    source = run_or_model(run, model, overrides, seed=seed, quiet=json_)
     command = "vitkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with progress_bar(not json_) as progress:
         report = benchmark(

@@ -29,6 +29,7 @@ from vitkit.cli._common import (
     fail,
     model_overrides,
     progress_bar,
+    run_or_model,
     user_errors,
 )
 from vitkit.errors import UserError
@@ -166,7 +167,7 @@ def export_command(
     preprocessing in the model's metadata, and export.json (the verification report). A model
     that fails verification is kept as *.failed.onnx and the command exits 1.
     """
-    from vitkit.export import Tolerances, export_onnx, latest_run
+    from vitkit.export import Tolerances, export_onnx
 
     if not onnx:  # pragma: no cover - the flag has no off switch; kept for the future formats
         raise fail("only --onnx export exists so far")
@@ -182,25 +183,7 @@ def export_command(
         mlp_ratio=mlp_ratio,
         pool=pool,
     )
-    source: Any
-    if model is not None:
-        if run is not None:
-            raise fail("give a RUN or --model NAME, not both")
-        import torch
-
-        from vitkit.models import resolve_spec
-
-        spec = resolve_spec(model, **overrides)
-        torch.manual_seed(seed)
-        source = spec.build()
-    else:
-        if overrides:
-            raise fail("model options (--embed-dim, ...) go with --model; a run has its own")
-        if run is None:
-            run = latest_run()
-            if not json_:
-                console.print(f"using the most recent run: {run} (pass RUN to choose another)")
-        source = run
+    source = run_or_model(run, model, overrides, seed=seed, quiet=json_)
     with progress_bar(not json_) as progress:
         report = export_onnx(
             source,

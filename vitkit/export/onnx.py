@@ -37,7 +37,7 @@ from torch import nn
 
 from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, read_json, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import UserError, VitkitError
+from vitkit.errors import UserError, VitkitError, first_line
 
 INPUT_NAME = "pixel_values"  # (batch, channels, image_size, image_size) float32, normalised
 OUTPUT_NAME = "logits"  # (batch, num_classes), or (batch, num_outputs, num_classes)
@@ -70,9 +70,10 @@ def ort_session(
     model: str | os.PathLike[str] | bytes | onnx.ModelProto,
     *,
     threads: int | None = None,
-    providers: Sequence[str] | None = None,
+    providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
 ) -> Any:
-    """An ``onnxruntime.InferenceSession`` (CPU unless ``providers`` say otherwise).
+    """An ``onnxruntime.InferenceSession`` (CPU unless ``providers`` say otherwise; a provider
+    is a name or a ``(name, options)`` pair).
 
     ``threads``: intra-op threads (default: ONNX Runtime's, one per physical core). A missing
     file, an unavailable provider or a model ORT cannot load is a one-line ``UserError``.
@@ -80,7 +81,8 @@ def ort_session(
     import onnxruntime as ort
 
     providers = list(providers or ["CPUExecutionProvider"])
-    missing = [p for p in providers if p not in ort.get_available_providers()]
+    names = [p if isinstance(p, str) else p[0] for p in providers]
+    missing = [p for p in names if p not in ort.get_available_providers()]
     if missing:
         have = ", ".join(ort.get_available_providers())
         raise UserError(f"ONNX Runtime here has no {', '.join(missing)} (it has: {have})")
@@ -102,7 +104,7 @@ def ort_session(
     try:
         return ort.InferenceSession(source, options, providers=providers)
     except Exception as e:  # ORT raises its own pybind exception types
-        raise UserError(f"ONNX Runtime cannot load {name}: {_first_line(e)}") from None
+        raise UserError(f"ONNX Runtime cannot load {name}: {first_line(e)}") from None
 
 
 def input_batch(session: Any) -> int | None:
@@ -195,7 +197,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends
-        raise UserError(f"cannot read {path} as ONNX: {_first_line(e)}") from None
+        raise UserError(f"cannot read {path} as ONNX: {first_line(e)}") from None
     raw = {p.key: p.value for p in model.metadata_props}
     if "vitkit_version" not in raw:
         raise UserError(
@@ -222,10 +224,6 @@ def _silenced() -> Iterator[None]:
     ):
         warnings.simplefilter("ignore")
         yield
-
-
-def _first_line(e: BaseException) -> str:
-    return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
 
 
 def export_graph(
@@ -256,7 +254,7 @@ def export_graph(
             )
         except Exception as e:  # anything torch.export cannot handle: fall back, say so
             notes.append(
-                f"the dynamo exporter failed ({_first_line(e)}); used the TorchScript exporter"
+                f"the dynamo exporter failed ({first_line(e)}); used the TorchScript exporter"
             )
     return (
         _export_torchscript(model, x, opset=opset, dynamic=batch == "dynamic"),
@@ -380,7 +378,7 @@ def verification_data(
                 lm.dataset, data_root=root, download=download, progress=progress, **options
             )
         except (VitkitError, OSError) as e:
-            notes.append(f"dataset '{lm.dataset}' is unavailable ({_first_line(e)})")
+            notes.append(f"dataset '{lm.dataset}' is unavailable ({first_line(e)})")
         if ds is not None and (ds.image_size, ds.channels) != (lm.image_size, lm.channels):
             notes.append(
                 f"dataset '{lm.dataset}' has {ds.image_size} px x {ds.channels} channel images, "
@@ -447,14 +445,15 @@ def _timed(fn: Any, x: np.ndarray) -> float:
     return len(x) / max(float(np.median(times)), 1e-9)
 
 
-def _top1(logits: np.ndarray) -> np.ndarray:
+def top1(logits: np.ndarray) -> np.ndarray:
+    """Top-1 class per image (per position for (N, K, C) logits), flattened."""
     return np.asarray(logits.reshape(-1, logits.shape[-1]).argmax(axis=1))
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     if labels is None:
         return None
-    return float((_top1(logits) == labels.reshape(-1)).mean())
+    return float((top1(logits) == labels.reshape(-1)).mean())
 
 
 @torch.inference_mode()
@@ -525,7 +524,7 @@ def check_model(model: onnx.ModelProto) -> str:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # ValidationError, InferenceError
-        return _first_line(e)
+        return first_line(e)
     return "ok"
 
 
@@ -586,7 +585,7 @@ def verify_onnx(
     every = np.concatenate(diffs)
     report.max_abs_diff = float(every.max())
     report.mean_abs_diff = float(every.mean())
-    agree = _top1(out) == _top1(ref)
+    agree = top1(out) == top1(ref)
     report.top1_agreement = float(agree.mean())
     report.accuracy = _accuracy(out, data.labels)
     if report.accuracy is not None and reference.accuracy is not None:
@@ -999,7 +998,7 @@ def _optimized(
         attention, n = fuse_attention(plain, num_heads=cfg.num_heads)
     except Exception as e:  # a graph the pass does not understand: keep going without it
         attention, n = plain, 0
-        info["notes"].append(f"--optimize: the attention fusion failed ({_first_line(e)})")
+        info["notes"].append(f"--optimize: the attention fusion failed ({first_line(e)})")
     if n:
         set_metadata(attention, meta)
         rep = check(attention, "fp32-attention", time.perf_counter() - t0)
@@ -1012,7 +1011,7 @@ def _optimized(
             plain, work, num_heads=cfg.num_heads, hidden_size=cfg.embed_dim
         )
     except Exception as e:  # ORT's optimizer raises its own errors on graphs it cannot fuse
-        info["notes"].append(f"--optimize: ONNX Runtime's optimizer failed ({_first_line(e)})")
+        info["notes"].append(f"--optimize: ONNX Runtime's optimizer failed ({first_line(e)})")
     else:
         set_metadata(fused, meta)
         rep = check(fused, "fp32-onnxruntime", time.perf_counter() - t0)
