@@ -217,6 +217,11 @@ def test_optimize_verifies_the_fused_models_and_keeps_the_fastest(
     assert by_name["onnxruntime"]["fused_ops"].get("SkipLayerNormalization", 0) > 0
     for c in info["candidates"]:
         assert c["report"]["passed"] and c["report"]["max_abs_diff"] <= 1e-4, c["name"]
+        # raced head to head against the plain model at batch 1 and 64: speedup is their
+        # geometric mean
+        by_batch = c["speedup_by_batch"]
+        assert set(by_batch) == {"1", "64"}
+        assert c["speedup"] == pytest.approx((by_batch["1"] * by_batch["64"]) ** 0.5, rel=1e-2)
     faster = [c for c in info["candidates"] if c["speedup"] > 1]
     expected = max(faster, key=lambda c: c["speedup"])["name"] if faster else "plain"
     assert info["kept"] == expected
@@ -423,3 +428,35 @@ def test_dedupe_nodes_drops_exact_repeats_only() -> None:
     assert dedupe_nodes(graph) == 1
     assert [n.name for n in graph.node] == ["a", "c"]
     assert dedupe_nodes(graph) == 0
+
+
+def test_race_times_every_model_at_each_batch_it_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vitkit.export.onnx import export_graph, race
+
+    model = create_model("vit-nano", image_size=28, in_chans=1, patch_size=7).eval()
+    dynamic, _, _ = export_graph(model, image_size=28, channels=1)
+    fixed, _, _ = export_graph(model, image_size=28, channels=1, batch=1, legacy=True)
+    monkeypatch.setattr(onnx_module, "RACE_SECONDS", 0.01)
+    order: list[str] = []
+    real = onnx_module.ort_session
+
+    def tracked(m: onnx.ModelProto, **kw: object) -> object:
+        session = real(m, **kw)  # type: ignore[arg-type]
+
+        class Spy:
+            def get_inputs(self) -> object:
+                return session.get_inputs()
+
+            def run(self, *a: object) -> object:
+                order.append("dynamic" if m is dynamic else "fixed")
+                return session.run(*a)
+
+        return Spy()
+
+    monkeypatch.setattr(onnx_module, "ort_session", tracked)
+    times = race({"dynamic": dynamic, "fixed": fixed}, None, batches=(1, 4), rounds=3)
+    assert set(times["dynamic"]) == {1, 4} and set(times["fixed"]) == {1}  # fixed: its size only
+    assert all(t > 0 for per in times.values() for t in per.values())
+    # interleaved: the models take turns (warm-ups, then round after round), not one block each
+    turns = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+    assert turns[:8] == ["dynamic", "fixed"] * 4

@@ -82,7 +82,7 @@ def export_command(
             "-o",
         ),
     ] = None,
-    opset: Annotated[int | None, _opt("ONNX opset (default 18).", _O, "--opset")] = None,
+    opset: Annotated[int | None, _opt("ONNX opset (default 20).", _O, "--opset")] = None,
     batch: Annotated[
         str, _opt("Batch axis: 'dynamic', or a fixed size N.", _O, "--batch")
     ] = "dynamic",
