@@ -10,6 +10,8 @@ Each benchmark's full report is saved next to the summary (benchmarks/results/on
 
     python benchmarks/onnx_vs_eager.py [--device cpu|cuda|cpu,cuda] [--models vit-tiny,vit-small]
         [--run runs/mnist-mini-vit-micro] [--skip-run] (--models '': the trained run only) [--min-time 2] [--threads N] [--tag NAME]
+        [--repeats N] (the architecture matrix N times: on a shared VM one run's ratios can be off
+        by 30 %; the summary's "speedups" gives each cell's median and range over the N runs)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,6 +93,7 @@ def main() -> None:
     p.add_argument("--compile-mode", default="default")
     p.add_argument("--optimize", action="store_true", help="ONNX from `vitkit export --optimize`")
     p.add_argument("--tag", default="", help="suffix of the result file (e.g. 'h100')")
+    p.add_argument("--repeats", type=int, default=1, help="architecture matrix runs (medians)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vitkit-onnx-vs-eager-"))
     results: dict[str, Any] = {"architecture": [], "trained": None}
@@ -116,14 +120,24 @@ def main() -> None:
             command="python " + " ".join(sys.argv),
         )
 
-    for model_name in filter(None, args.models.split(",")):
-        torch.manual_seed(0)
-        model = resolve_spec(model_name, image_size=32, patch_size=4, num_classes=10).build()
-        rep = bench(model, tmp / model_name, 256)
-        results["architecture"].append(summary(rep))
-        full[model_name] = rep.to_json()
-        save()
-        print(f"{model_name}: {rep.wall_seconds:.0f} s", file=sys.stderr, flush=True)
+    ratios: dict[str, list[float]] = {}
+    for repeat in range(args.repeats):
+        for model_name in filter(None, args.models.split(",")):
+            torch.manual_seed(0)
+            model = resolve_spec(model_name, image_size=32, patch_size=4, num_classes=10).build()
+            rep = bench(model, tmp / model_name, 256)  # later repeats reuse the exports
+            results["architecture"].append(summary(rep) | {"repeat": repeat})
+            full[model_name if repeat == 0 else f"{model_name}#{repeat}"] = rep.to_json()
+            for r in rep.rows:
+                if r.speedup is not None and r.runtime != "eager":
+                    key = f"{model_name} {r.device} batch {r.batch} {r.runtime}"
+                    ratios.setdefault(key, []).append(r.speedup)
+            save()
+            print(f"{model_name} #{repeat}: {rep.wall_seconds:.0f} s", file=sys.stderr, flush=True)
+    results["speedups"] = {  # speed-up over eager per cell: median and every run's figure
+        k: {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
+        for k, v in ratios.items()
+    }
     if not args.skip_run:
         run = Path(args.run) if args.run else None
         if run is None:
