@@ -456,6 +456,7 @@ def race(
     threads: int | None = None,
     batches: Sequence[int] = (1, RUN_BATCH),
     rounds: int = RACE_ROUNDS,
+    budget: float = RACE_BUDGET,
 ) -> dict[str, dict[int, float]]:
     """Median seconds per call of each model in ONNX Runtime (CPU) at each batch size, timed in
     interleaved rounds (every model once per round, a warm-up call first), so that a burst of
@@ -491,9 +492,9 @@ def race(
                     runs.append(time.perf_counter() - t0)
                 times[n].setdefault(b, []).extend(runs)
             r += 1
-            if r == 1:  # a slow model (large images) gets fewer rounds: at most ~RACE_BUDGET s
+            if r == 1:  # a slow model (large images) gets fewer rounds: about `budget` s
                 per_round = time.perf_counter() - begun
-                wanted = max(2, min(rounds, int(RACE_BUDGET / max(per_round, 1e-9))))
+                wanted = max(2, min(rounds, int(budget / max(per_round, 1e-9))))
     return {name: {b: float(np.median(t)) for b, t in per.items()} for name, per in times.items()}
 
 
