@@ -1,6 +1,7 @@
 """Which ONNX graph of the same model ONNX Runtime runs fastest on the CPU: opset 18 against 20
 (GELU as five ops or as one), with and without vitkit's attention fusion and ONNX Runtime's
-transformer optimizer, all raced head to head in one process (``vitkit.export.onnx.race``:
+transformer optimizer, and int8 dynamic from the plain and the fused graph, all raced head to
+head in one process (``vitkit.export.onnx.race``:
 interleaved rounds, medians), against the opset-18 export.
 
 One model (untrained, default vit-tiny at 32 px, patch 4, 10 classes); every graph is checked
@@ -23,7 +24,7 @@ import torch
 from _common import report
 
 from vitkit.export.onnx import export_graph, ort_session, race
-from vitkit.export.quantize import fuse_attention, optimize_transformer
+from vitkit.export.quantize import fuse_attention, optimize_transformer, quantize_int8_dynamic
 from vitkit.models import resolve_spec
 
 
@@ -48,6 +49,11 @@ def main() -> None:
         graphs["opset20+ort-optimizer"] = optimize_transformer(
             graphs["opset20"], Path(tmp), num_heads=cfg.num_heads, hidden_size=cfg.embed_dim
         )[0]
+        # int8 dynamic as `vitkit export --int8 dynamic` builds it, without and with --optimize
+        graphs["opset20 int8"] = quantize_int8_dynamic(graphs["opset20"], Path(tmp))
+        graphs["opset20+attention int8"] = quantize_int8_dynamic(
+            graphs["opset20+attention"], Path(tmp), attention=True
+        )
     x = np.random.default_rng(0).standard_normal((64, 3, 32, 32), dtype=np.float32)
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()

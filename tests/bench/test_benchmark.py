@@ -321,3 +321,23 @@ def test_optimize_benchmarks_the_optimized_export(bench_run: Path, tmp_path: Pat
     assert ("SkipLayerNormalization" in ops) == (kept == "onnxruntime")
     assert res.status == "ok" and res.top1_agreement == 1.0
     assert res.max_abs_diff is not None and res.max_abs_diff <= 1e-4
+
+
+def test_fused_reads_which_graph_each_export_came_from(tmp_path: Path) -> None:
+    import json
+
+    from vitkit.bench.run import _fused
+
+    assert _fused(tmp_path) == (False, {"fp32": False, "int8": False})  # no export.json
+    doc = {
+        "optimize": {"kept": "attention"},
+        "int8": {"mode": "auto", "chosen": "dynamic", "sources": {"dynamic": "attention", "static": "plain"}},
+    }  # fmt: skip
+    (tmp_path / "export.json").write_text(json.dumps(doc))
+    assert _fused(tmp_path) == (True, {"fp32": True, "int8": True})
+    doc["int8"]["chosen"] = "static"  # type: ignore[index]
+    (tmp_path / "export.json").write_text(json.dumps(doc))
+    assert _fused(tmp_path) == (True, {"fp32": True, "int8": False})
+    del doc["int8"]["sources"]  # type: ignore[attr-defined]  # an export from before the field
+    (tmp_path / "export.json").write_text(json.dumps(doc))
+    assert _fused(tmp_path) == (True, {"fp32": True, "int8": False})

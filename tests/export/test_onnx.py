@@ -460,3 +460,29 @@ def test_race_times_every_model_at_each_batch_it_accepts(monkeypatch: pytest.Mon
     # interleaved: the models take turns (warm-ups, then round after round), not one block each
     turns = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
     assert turns[:8] == ["dynamic", "fixed"] * 4
+
+
+@pytest.mark.parametrize("winner", ["attention", "plain"])
+def test_optimize_int8_is_quantized_from_the_kept_graph(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, winner: str
+) -> None:
+    def fixed_race(models: dict[str, onnx.ModelProto], *a: object, **kw: object) -> object:
+        # the winner twice as fast as everything else, at both batch sizes
+        return {
+            n: {1: 1.0 if n == winner else 2.0, 64: 1.0 if n == winner else 2.0} for n in models
+        }
+
+    monkeypatch.setattr(onnx_module, "race", fixed_race)
+    report = export_onnx(
+        trained_run, tmp_path / "model.onnx", optimize=True, int8="dynamic", verify_images=200
+    )
+    assert report.passed, report.failures
+    assert report.optimize is not None and report.optimize["kept"] == winner
+    assert report.int8 is not None
+    assert report.int8["sources"] == {"dynamic": winner}
+    ops = {n.op_type for n in onnx.load(tmp_path / "model.int8.onnx").graph.node}
+    # the fused model's attention projections are quantized too; the plain one has none
+    assert ("QAttention" in ops) == (winner == "attention")
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    rep8 = report.precision("int8")
+    assert rep8.passed and rep8.top1_agreement is not None and rep8.top1_agreement >= 0.97

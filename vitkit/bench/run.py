@@ -108,19 +108,23 @@ def _current(path: Path, lm: LoadedModel, precision: str) -> bool:
     return not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime
 
 
-def _fused(export_dir: Path) -> tuple[bool, bool]:
-    """(``--optimize`` was run, its fp32 model is a fused variant) for the export in a folder,
-    from its export.json; (False, False) when there is none."""
+def _fused(export_dir: Path) -> tuple[bool, dict[str, bool]]:
+    """(``--optimize`` was run, {precision: that model is built from a fused variant}) for the
+    fp32 and int8 models of the export in a folder, from its export.json."""
     from vitkit.artifact import read_json
 
     report = export_dir / "export.json"
     try:
-        info = read_json(report).get("optimize") if report.is_file() else None
+        doc = read_json(report) if report.is_file() else {}
     except UserError:
-        info = None
+        doc = {}
+    info, int8 = doc.get("optimize"), doc.get("int8")
     if not isinstance(info, dict):
-        return False, False
-    return True, info.get("kept", "plain") != "plain"
+        return False, {"fp32": False, "int8": False}
+    int8_source = "plain"
+    if isinstance(int8, dict) and isinstance(int8.get("sources"), dict):
+        int8_source = int8["sources"].get(int8.get("chosen"), "plain")
+    return True, {"fp32": info.get("kept", "plain") != "plain", "int8": int8_source != "plain"}
 
 
 def ensure_exports(
@@ -137,9 +141,9 @@ def ensure_exports(
 ) -> tuple[dict[str, Path], dict[str, str], list[str]]:
     """The ONNX files for ``precisions`` ("fp32", "fp16", "int8"): the first current one in the
     ``search`` folders (RUN/export, then the bench's own), else made in ``make_in`` with
-    ``export_onnx`` (verified). Nothing in RUN/export is ever overwritten. The fp32 model must
-    match ``optimize``: a fused ``--optimize`` model is not timed as the plain one, nor the
-    reverse. Returns (files, failures, notes)."""
+    ``export_onnx`` (verified). Nothing in RUN/export is ever overwritten. The fp32 and int8
+    models must match ``optimize``: a fused ``--optimize`` model (or an int8 one quantized from
+    it) is not timed as the plain one, nor the reverse. Returns (files, failures, notes)."""
     from vitkit.export import export_onnx
 
     names = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
@@ -149,8 +153,8 @@ def ensure_exports(
         optimized, fused = _fused(folder)
         for p in sorted(precisions - set(files)):
             path = folder / names[p]
-            wrong_variant = (not optimized) if optimize else fused
-            if p == "fp32" and wrong_variant:
+            wrong_variant = (not optimized) if optimize else fused.get(p, False)
+            if p in ("fp32", "int8") and wrong_variant:
                 continue
             if _current(path, lm, p):
                 files[p] = path

@@ -992,8 +992,11 @@ def export_onnx(
                 keep(half, check(half, "fp16", time.perf_counter() - t0), sibling(out_path, "fp16"))
             if int8:
                 assert data is not None or int8 == "dynamic"
+                fused = (
+                    fp32_model if optimize_info and optimize_info["kept"] == "attention" else None
+                )
                 model8, rep8, int8_info = _int8(
-                    int8, proto, data, work, check, meta, batch, reference is not None
+                    int8, proto, data, work, check, meta, batch, reference is not None, fused
                 )
                 keep(model8, rep8, sibling(out_path, "int8"))
 
@@ -1128,15 +1131,23 @@ def _int8(
     meta: Any,
     batch: str | int,
     verified: bool,
+    fused: onnx.ModelProto | None = None,
 ) -> tuple[onnx.ModelProto, PrecisionReport, dict[str, Any]]:
-    """Build the int8 model(s) of ``mode``; with "auto", keep the faster one that passes."""
+    """Build the int8 model(s) of ``mode``; with "auto", keep the faster one that passes.
+
+    ``fused``: the fused-attention fp32 model ``--optimize`` kept; dynamic int8 is built from
+    it (its attention projections quantized too), static QDQ from the plain ``proto``."""
     from vitkit.export.quantize import quantize_int8_dynamic, quantize_int8_static
 
     candidates: list[tuple[onnx.ModelProto, PrecisionReport]] = []
+    sources: dict[str, str] = {}
     for kind in ("dynamic", "static") if mode == "auto" else (mode,):
         t0 = time.perf_counter()
+        sources[kind] = "attention" if kind == "dynamic" and fused is not None else "plain"
         if kind == "dynamic":
-            model = quantize_int8_dynamic(proto, work)
+            model = quantize_int8_dynamic(
+                fused if fused is not None else proto, work, attention=fused is not None
+            )
         else:
             assert data is not None
             fixed = batch != "dynamic"
@@ -1150,7 +1161,7 @@ def _int8(
             )
         set_metadata(model, meta(f"int8-{kind}"))
         candidates.append((model, check(model, f"int8-{kind}", time.perf_counter() - t0)))
-    info: dict[str, Any] = {"mode": mode}
+    info: dict[str, Any] = {"mode": mode, "sources": sources}  # which fp32 graph each came from
     if data is not None and mode in ("static", "auto"):
         info["calibration"] = (
             f"{len(data.calibration):,} {'synthetic' if data.synthetic else 'training'} images"
