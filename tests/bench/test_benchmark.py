@@ -323,21 +323,42 @@ def test_optimize_benchmarks_the_optimized_export(bench_run: Path, tmp_path: Pat
     assert res.max_abs_diff is not None and res.max_abs_diff <= 1e-4
 
 
-def test_fused_reads_which_graph_each_export_came_from(tmp_path: Path) -> None:
-    import json
+def test_reuse_never_mixes_plain_and_fused_models(
+    bench_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitkit.artifact import load_model
+    from vitkit.bench.run import ensure_exports
+    from vitkit.export import export_onnx
+    from vitkit.export import onnx as onnx_module
 
-    from vitkit.bench.run import _fused
+    def attention_wins(models: dict[str, onnx.ModelProto], *a: object, **kw: object) -> object:
+        return {n: {1: 1.0 if n == "attention" else 2.0} for n in models}
 
-    assert _fused(tmp_path) == (False, {"fp32": False, "int8": False})  # no export.json
-    doc = {
-        "optimize": {"kept": "attention"},
-        "int8": {"mode": "auto", "chosen": "dynamic", "sources": {"dynamic": "attention", "static": "plain"}},
-    }  # fmt: skip
-    (tmp_path / "export.json").write_text(json.dumps(doc))
-    assert _fused(tmp_path) == (True, {"fp32": True, "int8": True})
-    doc["int8"]["chosen"] = "static"  # type: ignore[index]
-    (tmp_path / "export.json").write_text(json.dumps(doc))
-    assert _fused(tmp_path) == (True, {"fp32": True, "int8": False})
-    del doc["int8"]["sources"]  # type: ignore[attr-defined]  # an export from before the field
-    (tmp_path / "export.json").write_text(json.dumps(doc))
-    assert _fused(tmp_path) == (True, {"fp32": True, "int8": False})
+    monkeypatch.setattr(onnx_module, "race", attention_wins)
+    lm = load_model(bench_run)
+    folder = tmp_path / "export"
+    kw = {"verify_images": 64, "download": False}
+    export_onnx(lm, folder / "model.onnx", optimize=True, int8="dynamic", **kw)  # type: ignore[arg-type]
+    int8 = folder / "model.int8.onnx"
+    assert "QAttention" in {n.op_type for n in onnx.load(int8).graph.node}
+
+    def found(optimize: bool) -> dict[str, Path]:
+        files, _, _ = ensure_exports(
+            lm, {"fp32", "int8"}, [folder], tmp_path / f"made-{optimize}",
+            data_root=None, verify_images=64, threads=1,
+            progress=lambda *a: None, optimize=optimize,
+        )  # fmt: skip
+        return files
+
+    # the --optimize export's fused fp32 and QAttention int8: only for an --optimize bench
+    assert found(True) == {"fp32": folder / "model.onnx", "int8": int8}
+    plain = found(False)
+    assert plain["fp32"] != folder / "model.onnx" and plain["int8"] != int8
+    assert "QAttention" not in {n.op_type for n in onnx.load(plain["int8"]).graph.node}
+    # a later plain export without int8 rewrites model.onnx and export.json, not the fused
+    # model.int8.onnx beside them: it is judged by its own graph, and still not taken as plain
+    export_onnx(lm, folder / "model.onnx", **kw)  # type: ignore[arg-type]
+    assert int8.is_file()
+    again = found(False)
+    assert again["fp32"] == folder / "model.onnx" and again["int8"] != int8
+    assert found(True)["fp32"] != folder / "model.onnx"  # not an --optimize export any more

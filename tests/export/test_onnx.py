@@ -237,6 +237,7 @@ def test_optimize_without_verification_keeps_the_plain_model(
 ) -> None:
     report = export_onnx(trained_run, tmp_path / "model.onnx", optimize=True, verify=False)
     assert report.optimize is not None and report.optimize["kept"] == "plain"
+    assert any("with --no-verify no fused model is timed or kept" in n for n in report.notes)
     ops = {n.op_type for n in onnx.load(tmp_path / "model.onnx").graph.node}
     assert "Attention" not in ops and "Softmax" in ops
 
@@ -486,3 +487,19 @@ def test_optimize_int8_is_quantized_from_the_kept_graph(
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
     rep8 = report.precision("int8")
     assert rep8.passed and rep8.top1_agreement is not None and rep8.top1_agreement >= 0.97
+
+
+def test_optimize_races_a_fixed_batch_export_at_its_own_size(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    report = export_onnx(
+        trained_run, tmp_path / "model.onnx", batch=8, optimize=True, verify_images=64
+    )
+    assert report.passed, report.failures
+    info = report.optimize
+    assert info is not None
+    for c in info["candidates"]:
+        assert c["report"]["passed"], c["name"]
+        assert set(c["speedup_by_batch"]) == {"8"} and c["speedup"] is not None, c
+    faster = [c for c in info["candidates"] if c["speedup"] > 1]
+    assert info["kept"] == (max(faster, key=lambda c: c["speedup"])["name"] if faster else "plain")

@@ -108,23 +108,29 @@ def _current(path: Path, lm: LoadedModel, precision: str) -> bool:
     return not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime
 
 
-def _fused(export_dir: Path) -> tuple[bool, dict[str, bool]]:
-    """(``--optimize`` was run, {precision: that model is built from a fused variant}) for the
-    fp32 and int8 models of the export in a folder, from its export.json."""
+def _optimized(export_dir: Path) -> tuple[bool, str]:
+    """(``--optimize`` made the export in a folder, the fp32 variant it kept), from its
+    export.json; (False, "plain") when there is none."""
     from vitkit.artifact import read_json
 
     report = export_dir / "export.json"
     try:
-        doc = read_json(report) if report.is_file() else {}
+        info = read_json(report).get("optimize") if report.is_file() else None
     except UserError:
-        doc = {}
-    info, int8 = doc.get("optimize"), doc.get("int8")
+        info = None
     if not isinstance(info, dict):
-        return False, {"fp32": False, "int8": False}
-    int8_source = "plain"
-    if isinstance(int8, dict) and isinstance(int8.get("sources"), dict):
-        int8_source = int8["sources"].get(int8.get("chosen"), "plain")
-    return True, {"fp32": info.get("kept", "plain") != "plain", "int8": int8_source != "plain"}
+        return False, "plain"
+    return True, str(info.get("kept", "plain"))
+
+
+def _fused(path: Path) -> bool:
+    """Whether an ONNX file holds ONNX Runtime contrib ops (``com.microsoft``): a fused graph
+    from ``--optimize`` (Attention, QAttention, SkipLayerNormalization, ...). Read from the file
+    itself, so a stale file beside a newer export.json is judged by what it is."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(n.domain == "com.microsoft" for n in graph.node)
 
 
 def ensure_exports(
@@ -150,15 +156,20 @@ def ensure_exports(
     files: dict[str, Path] = {}
     notes: list[str] = []
     for folder in search:
-        optimized, fused = _fused(folder)
+        optimized, kept = _optimized(folder)
         for p in sorted(precisions - set(files)):
             path = folder / names[p]
-            wrong_variant = (not optimized) if optimize else fused.get(p, False)
-            if p in ("fp32", "int8") and wrong_variant:
+            if not _current(path, lm, p):
                 continue
-            if _current(path, lm, p):
-                files[p] = path
-                notes.append(f"reused {path}")
+            if p in ("fp32", "int8"):
+                if optimize:  # the --optimize export's own: int8 is fused when attention was kept
+                    want = kept != "plain" if p == "fp32" else kept == "attention"
+                    if not optimized or _fused(path) != want:
+                        continue
+                elif _fused(path):
+                    continue
+            files[p] = path
+            notes.append(f"reused {path}")
     missing = precisions - set(files)
     if not missing:
         return files, {}, notes

@@ -105,8 +105,9 @@ def bench_command(
     optimize: Annotated[
         bool,
         _opt(
-            "Benchmark the ONNX model of `vitkit export --optimize` (fused attention or ORT's "
-            "fusions, kept only if verified and faster); re-exported if RUN/export was not.",
+            "Benchmark the ONNX models of `vitkit export --optimize` (fp32: fused attention or "
+            "ORT's fusions, kept only if verified and faster; int8 quantized from the fused "
+            "attention model); re-exported if RUN/export was not.",
             _W,
             "--optimize",
         ),

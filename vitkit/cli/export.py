@@ -109,8 +109,9 @@ def export_command(
     optimize: Annotated[
         bool,
         _opt(
-            "ONNX Runtime's transformer fusions; the fused model is kept only if it verifies "
-            "and runs faster here.",
+            "Fused variants for ONNX Runtime (vitkit's attention fusion, ORT's transformer "
+            "optimizer), each verified and raced against the plain model here; the fastest is "
+            "kept. With --int8 dynamic, int8 is then quantized from the fused attention model.",
             _Q,
             "--optimize/--no-optimize",
         ),

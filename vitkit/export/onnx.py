@@ -41,9 +41,8 @@ from vitkit.errors import UserError, VitkitError, first_line
 
 INPUT_NAME = "pixel_values"  # (batch, channels, image_size, image_size) float32, normalised
 OUTPUT_NAME = "logits"  # (batch, num_classes), or (batch, num_outputs, num_classes)
-DEFAULT_OPSET = (
-    20  # Gelu is one ONNX op from 20 (ORT fuses it with its bias); 18 spells it out in 5
-)
+# Gelu is one ONNX op from opset 20 (ONNX Runtime fuses it with its bias); 18 spells it in 5
+DEFAULT_OPSET = 20
 MIN_OPSET = 17
 TRACE_BATCH = 2  # export with a batch >= 2 so the exporter cannot specialise the batch to 1
 VERIFY_BATCHES = (1, 2, 7)  # batch sizes run through ORT against eager (dynamic batch)
@@ -462,23 +461,26 @@ def race(
     interleaved rounds (every model once per round, a warm-up call first), so that a burst of
     load on the machine slows every model alike rather than the one it happened to hit.
 
-    ``images``: real inputs (their first ``batch`` rows; random ones without). A model with a
-    fixed batch size runs at that size only.
+    ``images``: real inputs (their first ``batch`` rows), shared by every model; without them,
+    or with fewer than ``batch``, random ones of each model's own input shape. A model with a
+    fixed batch size runs at that size only (pass it in ``batches``).
     """
     sessions = {name: ort_session(m, threads=threads) for name, m in models.items()}
     fixed = {name: input_batch(s) for name, s in sessions.items()}
-    shape = [
-        int(d) if isinstance(d, int) else 1
-        for d in next(iter(sessions.values())).get_inputs()[0].shape[1:]
-    ]
     times: dict[str, dict[int, list[float]]] = {name: {} for name in models}
-    for b in batches:
+
+    def feed(session: Any, b: int) -> dict[str, np.ndarray]:
+        spec = session.get_inputs()[0]
         if images is not None and len(images) >= b:
             x = np.ascontiguousarray(images[:b], dtype=np.float32)
         else:
+            shape = [d if isinstance(d, int) else 1 for d in spec.shape[1:]]
             x = np.random.default_rng(0).standard_normal((b, *shape), dtype=np.float32)
+        return {spec.name: x}
+
+    for b in batches:
         live = {n: s for n, s in sessions.items() if fixed[n] in (None, b)}
-        feeds = {n: {s.get_inputs()[0].name: x} for n, s in live.items()}
+        feeds = {n: feed(s, b) for n, s in live.items()}
         for n, s in live.items():
             s.run(None, feeds[n])  # warm-up
         r, wanted, begun = 0, rounds, time.perf_counter()
@@ -494,7 +496,7 @@ def race(
             r += 1
             if r == 1:  # a slow model (large images) gets fewer rounds: about `budget` s
                 per_round = time.perf_counter() - begun
-                wanted = max(2, min(rounds, int(budget / max(per_round, 1e-9))))
+                wanted = max(min(2, rounds), min(rounds, int(budget / max(per_round, 1e-9))))
     return {name: {b: float(np.median(t)) for b, t in per.items()} for name, per in times.items()}
 
 
@@ -976,6 +978,7 @@ def export_onnx(
                 meta("fp32"),
                 data.images if data is not None else None,
                 threads,
+                batch,
             )
             notes.extend(optimize_info.pop("notes"))
         keep(fp32_model, fp32_rep, out_path)
@@ -1046,6 +1049,7 @@ def _optimized(
     meta: dict[str, str],
     images: np.ndarray | None,
     threads: int | None,
+    batch: str | int = "dynamic",
 ) -> tuple[onnx.ModelProto, PrecisionReport, dict[str, Any]]:
     """Two fused variants of the fp32 model, each verified like any export: vitkit's attention
     fusion (``com.microsoft.Attention``) and ORT's transformer optimizer. Those that pass race
@@ -1084,7 +1088,12 @@ def _optimized(
         variants.append(("onnxruntime", fused, rep, stats))
     # --no-verify: an unverified fusion is never timed, never kept
     racing = {n: m for n, m, rep, _ in variants if rep.passed and rep.verified}
-    times = race({"plain": plain, **racing}, images, threads=threads) if racing else {}
+    sizes = (1, RUN_BATCH) if batch == "dynamic" else (int(batch),)  # a fixed batch: its own
+    times = (
+        race({"plain": plain, **racing}, images, threads=threads, batches=sizes) if racing else {}
+    )
+    if variants and not any(rep.verified for _, _, rep, _ in variants):
+        info["notes"].append("--optimize: with --no-verify no fused model is timed or kept")
     best: tuple[onnx.ModelProto, PrecisionReport] = (plain, plain_rep)
     best_speedup = 1.0
     for name, model, rep, ops in variants:
