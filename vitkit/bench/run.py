@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from vitkit.bench.runtimes import (
 from vitkit.bench.timing import Timing, cpu_info, gpu_info, matmul_peak, measure, set_threads
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import UserError, VitkitError, first_line
+
+if TYPE_CHECKING:
+    import onnx
 
 DEFAULT_BATCH_SIZES = (1, 8, 64)
 ONNX_PRECISION = {"ort": "fp32", "ort-fp16": "fp16", "ort-int8": "int8", "trt": "fp32"}
@@ -88,24 +91,27 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
 
 
 # -- exports -----------------------------------------------------------------------------------
-def _current(path: Path, lm: LoadedModel, precision: str) -> bool:
-    """``path`` is an export of this model (same spec, same precision, newer than the weights)."""
-    from vitkit.export import read_onnx_metadata
+def _current(path: Path, lm: LoadedModel, precision: str) -> onnx.ModelProto | None:
+    """The parsed ``path`` if it is an export of this model (same spec, same precision, dynamic
+    batch, newer than the weights), else None."""
+    from vitkit.export.onnx import load_onnx, read_onnx_metadata
 
     if not path.is_file():
-        return False
+        return None
     try:
-        meta = read_onnx_metadata(path)
+        model = load_onnx(path)
+        meta = read_onnx_metadata(model)
     except UserError:
-        return False
+        return None
     if meta.get("model_spec") != json.loads(json.dumps(lm.spec.to_dict())):
-        return False
+        return None
     if not str(meta.get("precision", "")).startswith(precision):
-        return False
+        return None
     if meta.get("batch", "dynamic") != "dynamic":
-        return False
+        return None
     weights = lm.path / MODEL_WEIGHTS
-    return not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime
+    fresh = not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime
+    return model if fresh else None
 
 
 def _optimized(export_dir: Path) -> tuple[bool, str]:
@@ -123,14 +129,11 @@ def _optimized(export_dir: Path) -> tuple[bool, str]:
     return True, str(info.get("kept", "plain"))
 
 
-def _fused(path: Path) -> bool:
-    """Whether an ONNX file holds ONNX Runtime contrib ops (``com.microsoft``): a fused graph
+def _fused(model: onnx.ModelProto) -> bool:
+    """Whether an ONNX model holds ONNX Runtime contrib ops (``com.microsoft``): a fused graph
     from ``--optimize`` (Attention, QAttention, SkipLayerNormalization, ...). Read from the file
     itself, so a stale file beside a newer export.json is judged by what it is."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return any(n.domain == "com.microsoft" for n in graph.node)
+    return any(n.domain == "com.microsoft" for n in model.graph.node)
 
 
 def ensure_exports(
@@ -159,14 +162,15 @@ def ensure_exports(
         optimized, kept = _optimized(folder)
         for p in sorted(precisions - set(files)):
             path = folder / names[p]
-            if not _current(path, lm, p):
+            model = _current(path, lm, p)
+            if model is None:
                 continue
             if p in ("fp32", "int8"):
                 if optimize:  # the --optimize export's own: int8 is fused when attention was kept
                     want = kept != "plain" if p == "fp32" else kept == "attention"
-                    if not optimized or _fused(path) != want:
+                    if not optimized or _fused(model) != want:
                         continue
-                elif _fused(path):
+                elif _fused(model):
                     continue
             files[p] = path
             notes.append(f"reused {path}")

@@ -186,21 +186,30 @@ def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
     )
 
 
-def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The vitkit metadata of an exported ``.onnx`` file, decoded.
+def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """An ONNX file, parsed; a missing or unreadable file is a one-line ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such ONNX file: {path}")
+    try:
+        return onnx.load(path, load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise UserError(f"cannot read {path} as ONNX: {first_line(e)}") from None
+
+
+def read_onnx_metadata(source: str | os.PathLike[str] | onnx.ModelProto) -> dict[str, Any]:
+    """The vitkit metadata of an exported ``.onnx`` file (or of a model already loaded with
+    ``load_onnx``), decoded.
 
     Keys: ``model_spec`` (``{"model", "config"}``, for ``ModelSpec.from_dict``), ``classes``,
     ``image_size``, ``channels``, ``num_outputs``, ``mean``, ``std``, ``input_name``,
     ``input_layout``, ``output_name``, ``output_layout``, ``batch`` ("dynamic" or an int),
     ``precision``, ``dataset``, ``trained``, ``vitkit_version``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no such ONNX file: {path}")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise UserError(f"cannot read {path} as ONNX: {first_line(e)}") from None
+    if isinstance(source, onnx.ModelProto):
+        model, path = source, "the model"
+    else:
+        model, path = load_onnx(source), str(source)
     raw = {p.key: p.value for p in model.metadata_props}
     if "vitkit_version" not in raw:
         raise UserError(
