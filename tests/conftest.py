@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,27 @@ def _isolated_data_root(
 ) -> None:
     """No test writes to the user's ~/.cache: the default data root is a temp folder."""
     monkeypatch.setenv("VITKIT_DATA", str(tmp_path_factory.getbasetemp() / "default-data-root"))
+
+
+@pytest.fixture(scope="session")
+def train_nano(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], Path]:
+    """``train_nano(name, epochs)``: a vit-nano (patch 7) run trained on the shipped mnist-mini
+    (a few seconds per epoch) in a fresh ``<name>/runs/mnist-mini-vit-nano`` folder."""
+    from vitkit.train import TrainConfig, train
+
+    def make(name: str, epochs: int) -> Path:
+        out = tmp_path_factory.mktemp(name) / "runs" / "mnist-mini-vit-nano"
+        config = TrainConfig(
+            dataset="mnist-mini",
+            model="vit-nano",
+            model_overrides={"patch_size": 7},
+            epochs=epochs,
+            batch_size=64,
+            lr=2e-3,
+            warmup_epochs=0.5,
+            seed=0,
+            out=str(out),
+        )
+        return train(config, data_root=tmp_path_factory.getbasetemp() / "default-data-root").run_dir
+
+    return make

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from vitkit.bench import BenchReport, benchmark
-from vitkit.train import TrainConfig, train
 
 # every CPU runtime; cuda is asked for too, so that its rows are skipped (or run) cleanly
 CPU_RUNTIMES = "eager,eager-bf16,compile,ort,ort-fp16,ort-int8,trt"
@@ -14,22 +14,9 @@ BENCH_THREADS = 1  # not the conftest's 2: proves the setting reaches torch and 
 
 
 @pytest.fixture(scope="session")
-def bench_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bench_run(train_nano: Callable[[str, int], Path]) -> Path:
     """vit-nano (patch 7) trained 3 epochs on the shipped mnist-mini (~10 s)."""
-    out = tmp_path_factory.mktemp("bench-run") / "runs" / "mnist-mini-vit-nano"
-    config = TrainConfig(
-        dataset="mnist-mini",
-        model="vit-nano",
-        model_overrides={"patch_size": 7},
-        epochs=3,
-        batch_size=64,
-        lr=2e-3,
-        warmup_epochs=0.5,
-        seed=0,
-        out=str(out),
-    )
-    root = tmp_path_factory.getbasetemp() / "default-data-root"
-    return train(config, data_root=root).run_dir
+    return train_nano("bench-run", 3)
 
 
 @pytest.fixture(scope="session")

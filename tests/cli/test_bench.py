@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,6 @@ from typer.testing import CliRunner
 
 from vitkit.cli import app
 from vitkit.cli._common import console
-from vitkit.train import TrainConfig, train
 
 runner = CliRunner()
 FAST = ["--batch-sizes", "1,2", "--min-time", "0.02", "--warmup", "1", "--rounds", "1"]
@@ -24,21 +24,9 @@ def one_error_line(result: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(train_nano: Callable[[str, int], Path]) -> Path:
     """vit-nano (patch 7), one epoch on mnist-mini: a few seconds."""
-    out = tmp_path_factory.mktemp("cli-bench") / "runs" / "mnist-mini-vit-nano"
-    config = TrainConfig(
-        dataset="mnist-mini",
-        model="vit-nano",
-        model_overrides={"patch_size": 7},
-        epochs=1,
-        batch_size=64,
-        lr=2e-3,
-        warmup_epochs=0.5,
-        seed=0,
-        out=str(out),
-    )
-    return train(config, data_root=tmp_path_factory.getbasetemp() / "default-data-root").run_dir
+    return train_nano("cli-bench", 1)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ from typer.testing import CliRunner
 
 from vitkit.cli.export import export_command
 from vitkit.export import onnx as onnx_module
-from vitkit.train import TrainConfig, train
 
 runner = CliRunner()
 app = typer.Typer()
@@ -32,22 +32,9 @@ def one_error_line(result: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(train_nano: Callable[[str, int], Path]) -> Path:
     """A short vit-nano run on mnist-mini (2 epochs, a few seconds)."""
-    out = tmp_path_factory.mktemp("cli-export") / "runs" / "mnist-mini-vit-nano"
-    config = TrainConfig(
-        dataset="mnist-mini",
-        model="vit-nano",
-        model_overrides={"patch_size": 7},
-        epochs=2,
-        batch_size=64,
-        lr=2e-3,
-        warmup_epochs=0.5,
-        seed=0,
-        out=str(out),
-    )
-    root = tmp_path_factory.getbasetemp() / "default-data-root"
-    return train(config, data_root=root).run_dir
+    return train_nano("cli-export", 2)
 
 
 @pytest.fixture
