@@ -112,6 +112,11 @@ def test_exports_are_made_beside_the_bench_then_reused(
     assert not (bench_run / "export").exists()  # the run's own export/ is never written
     assert report.result("ort").info["file"] == str(made / "model.onnx")
     assert report.result("ort-int8").info["onnx_precision"] == "int8-dynamic"
+    from vitkit.export.onnx import DEFAULT_OPSET
+
+    for name in ("ort", "ort-int8"):  # what was timed is recorded: opset, plain or fused graph
+        assert report.result(name).info["onnx_opset"] == DEFAULT_OPSET
+        assert report.result(name).info["onnx_fused"] is False
     again = benchmark(
         bench_run,
         runtimes="ort",

@@ -292,20 +292,32 @@ def _ort_cpu(precision: str) -> Callable[[BenchModel, torch.device], Runner]:
             cuda_timing=False,
             size_bytes=path.stat().st_size,
             precision=precision,
-            info=_ort_info(session) | {"file": str(path), "onnx_precision": _precision(path)},
+            info=_ort_info(session) | {"file": str(path)} | _onnx_facts(path),
         )
 
     return prepare
 
 
-def _precision(path: Path) -> str | None:
-    """The precision an export records in its metadata (int8-dynamic, int8-static, ...)."""
-    from vitkit.export import read_onnx_metadata
+def _onnx_facts(path: Path) -> dict[str, Any]:
+    """What a benchmarked ONNX file is: the precision its metadata records (int8-dynamic, ...),
+    the ONNX opset it was written at, and whether it holds ONNX-Runtime-only fused ops."""
+    from vitkit.export.onnx import load_onnx, read_onnx_metadata
 
     try:
-        return str(read_onnx_metadata(path).get("precision"))
+        model = load_onnx(path)
     except UserError:
-        return None
+        return {"onnx_precision": None, "onnx_opset": None, "onnx_fused": None}
+    try:
+        precision: str | None = str(read_onnx_metadata(model).get("precision"))
+    except UserError:
+        precision = None
+    return {
+        "onnx_precision": precision,
+        "onnx_opset": next(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+        ),
+        "onnx_fused": any(n.domain == "com.microsoft" for n in model.graph.node),
+    }
 
 
 def _check_ort_cuda(device: torch.device) -> str | None:
@@ -435,8 +447,9 @@ def _ort_gpu(precision: str, *, tensorrt: bool) -> Callable[[BenchModel, torch.d
             size_bytes=path.stat().st_size,
             precision=precision,
             info=_ort_info(first)
+            | {"file": str(path)}
+            | _onnx_facts(path)
             | {
-                "file": str(path),
                 "io_binding": True,
                 # the CUDA EP's TF32 is off; TensorRT has no such switch (NVIDIA_TF32_OVERRIDE=0)
                 "tf32": "TensorRT default (NVIDIA_TF32_OVERRIDE=0 disables)" if tensorrt else False,
