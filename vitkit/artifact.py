@@ -169,7 +169,7 @@ def load_model(
 
     ``weights`` picks another safetensors file in the run (e.g. ``checkpoint/last.safetensors``).
     """
-    from vitkit.errors import UserError
+    from vitkit.errors import UserError, state_dict_mismatch
     from vitkit.models import ModelSpec
 
     path = Path(path)
@@ -193,7 +193,7 @@ def load_model(
         model.load_state_dict(load_weights(weights_path))
     except RuntimeError as e:
         raise UserError(
-            f"{weights_path} does not fit {meta_path}: {str(e).splitlines()[0]}"
+            f"{weights_path} does not fit {meta_path}: {state_dict_mismatch(e)}"
         ) from None
     model.to(device).eval()
     cfg = spec.config

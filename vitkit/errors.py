@@ -1,7 +1,8 @@
 """Errors vitkit raises on purpose.
 
 ``UserError`` is anything the user can fix (bad name, bad size, missing file). The CLI turns it
-into one red line and exit code 1; every other exception is a bug and keeps its traceback.
+into one red line and exit code 1, as it does an ``OSError`` on a named file (a folder that is a
+file, a full disk); every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class ConfigError(UserError):
 def first_line(e: BaseException) -> str:
     """The first non-empty line of an exception's message (at most 300 characters), or its type."""
     return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
+
+
+def state_dict_mismatch(e: BaseException) -> str:
+    """The first concrete line of a ``load_state_dict`` error (``size mismatch for w: ...``,
+    ``Missing key(s) ...``) rather than its header."""
+    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    detail = next((s for s in lines if not s.startswith("Error(s) in loading")), None)
+    return (detail or first_line(e))[:300]
 
 
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:

@@ -172,7 +172,8 @@ class BenchReport:
             ax.set_xlabel("batch size")
             ax.set_ylabel(ylabel)
             ax.grid(True, which="both", alpha=0.3)
-        ax_tp.legend(fontsize=8, loc="best")
+        if series:
+            ax_tp.legend(fontsize=8, loc="best")
         cpu = self.machine.get("cpu", {}).get("model", "")
         gpus = ", ".join(g["name"] for g in self.machine.get("gpus", []))
         fig.suptitle(

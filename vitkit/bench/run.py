@@ -55,8 +55,8 @@ ONNX_PRECISION = {"ort": "fp32", "ort-fp16": "fp16", "ort-int8": "int8", "trt": 
 
 
 def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
-    """``"cpu,cuda"`` -> devices; a name torch does not know is a one-line error (a CUDA device
-    that is not there is not: its runtimes are reported as skipped)."""
+    """``"cpu,cuda"`` -> devices; a name torch does not know is a one-line error, and so is CUDA
+    asked for alone where there is none (beside cpu, its runtimes are reported as skipped)."""
     names = value.split(",") if isinstance(value, str) else list(value)
     out: list[torch.device] = []
     for n in (s.strip() for s in names if s.strip()):
@@ -73,6 +73,12 @@ def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
             out.append(d)
     if not out:
         raise UserError("--device is empty; use cpu, cuda or cpu,cuda")
+    if all(d.type == "cuda" for d in out) and not torch.cuda.is_available():
+        # beside cpu, a missing GPU is a row of skips; asked for alone, nothing could be measured
+        raise UserError(
+            f"--device {','.join(map(str, out))}: CUDA is not available here "
+            "(use --device cpu, or cpu,cuda to list the CUDA runtimes as skipped)"
+        )
     return out
 
 
@@ -238,6 +244,10 @@ def bench_data(
     )
     desc = data.describe()
     desc.pop("calibration_images", None)
+    if dataset and desc.get("synthetic"):  # asked for by name: no silent stand-in
+        why = next((n for n in data.notes if "unavailable" in n), "it could not be loaded")
+        hint = "" if download else "; pass --download to fetch it"
+        raise UserError(f"--data {dataset}: {why}{hint}")
     return data.images, data.labels, desc, list(data.notes)
 
 

@@ -38,7 +38,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def user_errors(fn: F) -> F:
-    """The CLI's error boundary: a ``UserError`` becomes one red line and exit code 1."""
+    """The CLI's error boundary: a ``UserError`` becomes one red line and exit code 1, and so
+    does an operating-system error on a named file (a data root or ``--out`` that is a file, a
+    folder that cannot be created, a full disk): the user fixes those, not us."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,8 +48,19 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except UserError as e:
             raise fail(str(e)) from None
+        except OSError as e:
+            if e.filename is None:
+                raise
+            raise fail(os_error_line(e)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError on a file: ``Not a directory: 'digit.png/mnist'``."""
+    what = e.strerror or type(e).__name__
+    names = " -> ".join(repr(str(f)) for f in (e.filename, e.filename2) if f is not None)
+    return f"{what}: {names}"
 
 
 def emit_json(obj: Any) -> None:

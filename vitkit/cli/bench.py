@@ -238,7 +238,10 @@ def _print(report: Any) -> None:
         if report.reference_accuracy is not None
         else ""
     )
-    console.print(f"accuracy on {data.get('source')}{acc}")
+    if report.settings.get("accuracy_images"):
+        console.print(f"accuracy on {data.get('source')}{acc}")
+    else:
+        console.print(f"inputs: {data.get('source')} · accuracy not measured (--accuracy-images 0)")
     console.print(report.table())
     skipped = report.skipped_table()
     if skipped is not None:

@@ -14,6 +14,7 @@ from vitkit.cli._common import (
     Json,
     console,
     emit_json,
+    fail,
     progress_bar,
     user_errors,
 )
@@ -193,6 +194,8 @@ def preview(
     from vitkit.artifact import atomic_write
     from vitkit.data.preview import make_preview
 
+    if n < 1:
+        raise fail(f"--n must be >= 1, got {n}")
     ds = open_dataset(
         name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
     )

@@ -167,7 +167,10 @@ def train_command(
     ] = None,
     device: Annotated[str | None, _opt("auto, cpu, cuda, cuda:N or mps.", _R)] = None,
     seed: Annotated[int | None, _opt("Random seed.", _R)] = None,
-    out: Annotated[Path | None, _opt("Run directory (default runs/<dataset>-<model>, with -2, -3, ... when taken).", _R)] = None,
+    out: Annotated[
+        Path | None,
+        _opt("Run directory (default runs/<dataset>-<model>, with -2, -3, ... when taken).", _R),
+    ] = None,
     resume: Annotated[Path | None, _opt("Continue the run in this directory.", _R)] = None,
     overwrite: Annotated[bool, _opt("Replace an existing --out directory.", _R)] = False,
     patience: Annotated[int | None, _opt("Early stopping: epochs without improvement.")] = None,

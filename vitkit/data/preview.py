@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vitkit.data.augment import AugmentConfig, BatchAugment
 from vitkit.data.catalog import Dataset
+from vitkit.errors import UserError
 
 
 def label_text(label: torch.Tensor, classes: list[str]) -> str:
@@ -30,9 +31,11 @@ def make_preview(
 
     ``augmented`` shows them after the dataset's default training augmentation.
     """
+    if n < 1:
+        raise UserError(f"the number of samples must be >= 1, got {n}")
     s = dataset[split]
     g = torch.Generator().manual_seed(seed)
-    n = max(1, min(n, len(s)))
+    n = min(n, len(s))
     idx = torch.randperm(len(s), generator=g)[:n]
     images, labels = s.images[idx], s.labels[idx]
     if augmented:

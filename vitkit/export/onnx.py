@@ -133,8 +133,18 @@ def run_onnx(session: Any, x: np.ndarray, *, batch_size: int | None = None) -> n
     A model with a dynamic batch takes ``x`` in one call, or in chunks of ``batch_size``; a model
     exported with a fixed batch gets chunks of exactly that size (the last one padded).
     """
-    name = session.get_inputs()[0].name
+    spec = session.get_inputs()[0]
+    name = spec.name
     x = np.ascontiguousarray(x, dtype=np.float32)
+    want = list(spec.shape[1:])
+    if len(want) != x.ndim - 1 or any(
+        isinstance(w, int) and w != have for w, have in zip(want, x.shape[1:], strict=False)
+    ):
+        shown = "x".join(str(w) if isinstance(w, int) else "?" for w in want)
+        raise UserError(
+            f"the ONNX model takes {shown} inputs, these images are "
+            f"{'x'.join(map(str, x.shape[1:]))} (was it exported from another model?)"
+        )
     fixed = input_batch(session)
     if fixed is None and (batch_size is None or batch_size >= len(x)):
         return np.asarray(session.run(None, {name: x})[0])
@@ -828,8 +838,22 @@ def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
 
 
 def _check_options(
-    batch: str | int, int8: str | None, opset: int, verify: bool, calib_images: int
+    batch: str | int,
+    int8: str | None,
+    opset: int,
+    verify: bool,
+    calib_images: int,
+    verify_images: int | None = None,
+    threads: int | None = None,
+    tolerances: Tolerances | None = None,
 ) -> None:
+    if verify_images is not None and verify_images < 1:
+        raise UserError(f"--verify-images must be >= 1, got {verify_images}")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    atol = (tolerances or Tolerances()).fp32_atol
+    if atol < 0:  # no model can pass it (a negative int8_max_drop demands a gain: allowed)
+        raise UserError(f"--atol must be >= 0, got {atol}")
     if batch != "dynamic" and (not isinstance(batch, int) or batch < 1):
         raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
     if int8 is not None and int8 not in INT8_MODES:
@@ -882,7 +906,7 @@ def export_onnx(
     """
     t_start = time.perf_counter()
     opset = opset or DEFAULT_OPSET
-    _check_options(batch, int8, opset, verify, calib_images)
+    _check_options(batch, int8, opset, verify, calib_images, verify_images, threads, tolerances)
     tol = tolerances or Tolerances()
     lm = as_loaded(source)
     trained = bool(lm.meta)

@@ -30,6 +30,8 @@ def default_patch_size(image_size: int) -> int:
     larger ones at most 14x14 (ViT's 224/16). The smallest divisor of ``image_size`` that gets
     there is taken.
     """
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
     target = 8 if image_size <= 64 else 14
     for p in range(4, image_size + 1):
         if image_size % p == 0 and image_size // p <= target:

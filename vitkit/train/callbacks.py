@@ -108,14 +108,19 @@ class TensorBoard(Callback):
 
 
 def read_epochs(metrics_path: Path) -> list[dict[str, Any]]:
-    """The epoch lines of a metrics.jsonl (the last one per epoch, so resumed runs read right)."""
+    """The epoch lines of a metrics.jsonl (the last one per epoch, so resumed runs read right).
+
+    A line that is not a JSON record (cut short by a killed process, or damaged) is skipped: the
+    log is a record of the run, not something to fail a finished run on."""
     by_epoch: dict[int, dict[str, Any]] = {}
     if metrics_path.is_file():
-        for line in metrics_path.read_text().splitlines():
-            if line.strip():
+        for line in metrics_path.read_text(errors="replace").splitlines():
+            try:
                 rec = json.loads(line)
-                if rec.get("kind") == "epoch":
-                    by_epoch[rec["epoch"]] = rec
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("kind") == "epoch" and "epoch" in rec:
+                by_epoch[rec["epoch"]] = rec
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 

@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 
 from vitkit.artifact import atomic_write, load_weights, save_weights, unwrap
-from vitkit.errors import UserError
+from vitkit.errors import UserError, first_line, state_dict_mismatch
 
 CHECKPOINT_DIR = "checkpoint"
 WEIGHTS = "last.safetensors"
@@ -85,19 +85,33 @@ def load_checkpoint(
     try:
         state = torch.load(d / STATE, map_location=device, weights_only=True)
     except Exception as e:  # truncated or foreign file
-        raise UserError(f"corrupt checkpoint {d / STATE}: {str(e).splitlines()[0]}") from None
-    with safe_open(str(d / WEIGHTS), "pt") as f:
-        weights_step = (f.metadata() or {}).get("step")
-    step = state["counters"]["step"]
+        why = first_line(e)
+        if "weights only load failed" in why.lower():  # not torch's advice to unpickle it
+            why = "it holds objects other than tensors and plain data (never unpickled)"
+        raise UserError(f"corrupt checkpoint {d / STATE}: {why}") from None
+    try:
+        with safe_open(str(d / WEIGHTS), "pt") as f:
+            weights_step = (f.metadata() or {}).get("step")
+        step = state["counters"]["step"]
+    except Exception as e:  # a truncated safetensors header, a state without counters
+        raise UserError(f"corrupt checkpoint in {d}: {first_line(e)}") from None
     if weights_step is not None and int(weights_step) != int(step):
         raise UserError(
             f"checkpoint in {d} is inconsistent (weights at step {weights_step}, "
             f"state at step {step})"
         )
-    unwrap(model).load_state_dict(load_weights(d / WEIGHTS))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"], device)
+    try:
+        unwrap(model).load_state_dict(load_weights(d / WEIGHTS))
+    except RuntimeError as e:  # another model's checkpoint copied in
+        raise UserError(
+            f"checkpoint {d / WEIGHTS} does not fit this run's model: {state_dict_mismatch(e)}"
+        ) from None
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"], device)
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"checkpoint {d / STATE} does not fit this run: {first_line(e)}") from None
     return dict(state["counters"])

@@ -82,11 +82,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in names:
-                raise ConfigError(f"unknown training option '{key}'{suggest(key, names)}")
-        return cls(**d)
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        out = {}
+        for key, value in d.items():
+            if key not in types:
+                raise ConfigError(f"unknown training option '{key}'{suggest(key, types)}")
+            out[key] = _typed(key, value, types[key])
+        return cls(**out)
 
     def merged(self, **updates: Any) -> TrainConfig:
         """A copy with ``updates`` applied; ``None`` values are ignored; dicts are merged."""
@@ -98,6 +100,23 @@ class TrainConfig:
                 raise ConfigError(f"unknown training option '{k}'{suggest(k, d)}")
             d[k] = {**d[k], **v} if isinstance(d[k], dict) and isinstance(v, dict) else v
         return TrainConfig.from_dict(d)
+
+
+def _typed(key: str, value: Any, kind: str) -> Any:
+    """``value`` checked against the field's annotation (a config file can hold anything)."""
+    is_num = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": is_num,
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "str | None": value is None or isinstance(value, str),
+    }.get(kind, isinstance(value, dict) if kind.startswith("dict") else True)
+    if not ok:
+        want = {"int": "an integer", "float": "a number", "bool": "true or false"}
+        what = want.get(kind, "a mapping" if kind.startswith("dict") else "a string")
+        raise ConfigError(f"training option '{key}' must be {what}, got {value!r}")
+    return float(value) if kind == "float" else value
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -152,6 +152,8 @@ def fit(
     train_seconds, images = 0.0, 0
     last_val: dict[str, Any] | None = None
     status = "completed"
+    if config.max_steps and state.step >= config.max_steps:  # a resumed run that was done
+        return FitResult(state, "max_steps", train_seconds=0.0, images=0, last_val=None)
 
     def step_lr() -> float:
         return float(optimizer.param_groups[0]["lr"])

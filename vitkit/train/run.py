@@ -15,14 +15,22 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import vitkit
-from vitkit.artifact import MODEL_JSON, MODEL_WEIGHTS, read_json, save_model, unwrap, write_json
+from vitkit.artifact import (
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    load_weights,
+    read_json,
+    save_model,
+    unwrap,
+    write_json,
+)
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
 from vitkit.data.loader import DeviceLoader
@@ -30,7 +38,14 @@ from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError
 from vitkit.models import resolve_spec
 from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
-from vitkit.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from vitkit.train.checkpoint import (
+    CHECKPOINT_DIR,
+    STATE,
+    WEIGHTS,
+    checkpoint_exists,
+    load_checkpoint,
+    save_checkpoint,
+)
 from vitkit.train.config import TrainConfig, recipe_for
 from vitkit.train.loop import FitState, StopFlag, evaluate_loader, fit
 from vitkit.train.optim import build_optimizer, build_scheduler
@@ -240,10 +255,21 @@ def train(
     """
     if resume is not None:
         run_dir = Path(resume)
-        saved = read_json(run_dir / TRAIN_JSON) if (run_dir / TRAIN_JSON).exists() else None
-        if saved is None or not checkpoint_exists(run_dir):
-            raise UserError(f"nothing to resume in {run_dir}: no {TRAIN_JSON} or checkpoint/")
-        config = TrainConfig.from_dict(saved["config"])
+        if not (run_dir / TRAIN_JSON).is_file():
+            raise UserError(f"nothing to resume in {run_dir}: no {TRAIN_JSON}")
+        if not checkpoint_exists(run_dir):
+            raise UserError(
+                f"nothing to resume in {run_dir}: no checkpoint "
+                f"({CHECKPOINT_DIR}/{WEIGHTS} and {CHECKPOINT_DIR}/{STATE})"
+            )
+        saved = read_json(run_dir / TRAIN_JSON)
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise UserError(f"{run_dir / TRAIN_JSON} holds no training config")
+        if (run_dir / MODEL_JSON).exists():  # the best weights so far must survive the resume
+            read_json(run_dir / MODEL_JSON)
+            load_weights(run_dir / MODEL_WEIGHTS)
+        # the run continues where it is now, even when it was copied or moved since it began
+        config = replace(TrainConfig.from_dict(saved["config"]), out=str(run_dir))
         data_root = data_root or saved.get("data_root")
     precheck(config)
     device = resolve_device(config.device)
@@ -476,8 +502,6 @@ def train(
 
 def _best_model(run_dir: Path, model: torch.nn.Module, dist_info: Dist) -> torch.nn.Module:
     """The best-by-validation weights (model.safetensors), in a fresh copy of the model."""
-    from vitkit.artifact import load_weights
-
     if not (run_dir / MODEL_WEIGHTS).exists():
         return model
     best = unwrap(model).spec.build().to(next(model.parameters()).device)

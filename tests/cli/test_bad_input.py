@@ -1,0 +1,184 @@
+"""Bad input across the commands: damaged or copied run directories, files where folders belong,
+values out of range. Each is one error line and exit code 1 (or, where the input is harmless,
+a clean success) — never a traceback, never a write outside the run that was named."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vitkit.cli import app
+
+runner = CliRunner()
+
+
+def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vit-nano run stopped by max_steps: weights, model.json, checkpoint/, metrics.jsonl."""
+    from vitkit.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("bad-input") / "run"
+    config = TrainConfig(
+        dataset="mnist-mini",
+        model="vit-nano",
+        model_overrides={"patch_size": 7},
+        epochs=1,
+        batch_size=64,
+        max_steps=3,
+        out=str(out),
+    )
+    return train(config, data_root=tmp_path_factory.getbasetemp() / "default-data-root").run_dir
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_resume_continues_in_the_copy_not_where_the_run_began(run: Path, tmp_path: Path) -> None:
+    before = snapshot(run)
+    copy = copy_of(run, tmp_path)
+    result = runner.invoke(app, ["train", "--resume", str(copy), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_dir"] == str(copy)
+    assert summary["steps"] == 3  # the run had reached max_steps: no extra step on resume
+    assert json.loads((copy / "summary.json").read_text())["resumed_from_step"] == 3
+    assert snapshot(run) == before  # the original run is untouched
+
+
+def _not_tensor_data(path: Path) -> None:
+    torch.save({"counters": {"step": 3}, "what": pathlib.PurePosixPath("x")}, path)
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (
+            lambda d: (d / "checkpoint/last.safetensors").write_bytes(b"\0" * 100),
+            "corrupt checkpoint",
+        ),
+        (lambda d: (d / "checkpoint/state.pt").write_bytes(b"garbage"), "corrupt checkpoint"),
+        (lambda d: _not_tensor_data(d / "checkpoint/state.pt"), "never unpickled"),
+        (lambda d: (d / "checkpoint/last.safetensors").unlink(), "no checkpoint (checkpoint/last"),
+        (lambda d: (d / "train.json").unlink(), "no train.json"),
+        (lambda d: (d / "train.json").write_text("[]"), "holds no training config"),
+        (lambda d: (d / "model.json").write_text('{"model": '), "corrupt JSON"),
+        (lambda d: (d / "model.safetensors").write_bytes(b"xx"), "corrupt weights file"),
+    ],
+)
+def test_damaged_run_cannot_resume(run: Path, tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    copy = copy_of(run, tmp_path)
+    damage(copy)
+    line = one_error_line(runner.invoke(app, ["train", "--resume", str(copy)]))
+    assert message in line
+    assert "weights_only" not in line  # never torch's advice to unpickle
+
+
+def test_checkpoint_of_another_model_names_the_mismatch(run: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from vitkit.models import create_model
+
+    copy = copy_of(run, tmp_path)
+    other = create_model("vit-nano", image_size=28, in_chans=1, patch_size=4, num_classes=10)
+    save_file(other.state_dict(), copy / "checkpoint" / "last.safetensors")
+    line = one_error_line(runner.invoke(app, ["train", "--resume", str(copy)]))
+    assert "does not fit" in line and "size mismatch for" in line
+
+
+def test_damaged_metrics_log_does_not_fail_a_resume(run: Path, tmp_path: Path) -> None:
+    copy = copy_of(run, tmp_path)
+    with open(copy / "metrics.jsonl", "ab") as f:
+        f.write(b'{"kind": "epoch", "ep\xf5\xff\n')  # a line cut short, and not UTF-8
+    result = runner.invoke(app, ["train", "--resume", str(copy), "--json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_config_file_value_of_the_wrong_type(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('epochs = "many"\n')
+    args = ["train", "mnist-mini", "--config", str(cfg), "--out", str(tmp_path / "r")]
+    assert "'epochs' must be an integer, got 'many'" in one_error_line(runner.invoke(app, args))
+
+
+def test_a_file_where_a_folder_belongs(tmp_path: Path) -> None:
+    f = tmp_path / "digit.png"
+    f.write_bytes(b"not a folder")
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--out", str(f)]))
+    assert "Not a directory" in line and str(f) in line
+    line = one_error_line(runner.invoke(app, ["data", "info", "mnist-mini", "--data-root", str(f)]))
+    assert "Not a directory" in line
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--verify-images", "0"], "--verify-images must be >= 1"),
+        (["--verify-images", "-5"], "--verify-images must be >= 1"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--atol", "-1"], "--atol must be >= 0"),
+    ],
+)
+def test_export_values_out_of_range(run: Path, tmp_path: Path, args: list[str], message: str) -> None:  # fmt: skip
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["export", str(run), "--onnx", "--out", str(out), *args])
+    assert message in one_error_line(result)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_other_values_out_of_range(tmp_path: Path) -> None:
+    out = tmp_path / "g.png"
+    line = one_error_line(runner.invoke(app, ["data", "preview", "mnist-mini", "--out", str(out), "--n", "0"]))  # fmt: skip
+    assert "--n must be >= 1" in line and not out.exists()
+    line = one_error_line(runner.invoke(app, ["models", "show", "vit-tiny", "--image-size", "-32"]))
+    assert "image_size must be a positive integer, got -32" in line
+
+
+def test_bench_refuses_what_it_cannot_honour(run: Path, tmp_path: Path) -> None:
+    base = ["bench", str(run), "--runtimes", "eager", "--batch-sizes", "1", "--out", str(tmp_path)]
+    line = one_error_line(runner.invoke(app, [*base, "--device", "cpu", "--data", "mnsit"]))
+    assert "did you mean 'mnist'" in line
+    if not torch.cuda.is_available():
+        line = one_error_line(runner.invoke(app, [*base, "--device", "cuda"]))
+        assert "CUDA is not available" in line
+
+
+def test_onnx_file_of_another_model(run: Path, tmp_path: Path) -> None:
+    from vitkit.export import export_onnx
+    from vitkit.models import create_model
+
+    other = create_model("vit-nano", image_size=32, num_classes=10).eval()
+    rep = export_onnx(other, tmp_path / "other.onnx", verify=False)
+    line = one_error_line(
+        runner.invoke(app, ["eval", str(run), "--onnx-file", rep.files[0], "--device", "cpu"])
+    )
+    assert "takes 3x32x32 inputs" in line and "1x28x28" in line
+
+
+def test_weights_that_do_not_fit_model_json(run: Path, tmp_path: Path) -> None:
+    copy = copy_of(run, tmp_path)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["config"]["embed_dim"] = 32
+    meta["config"]["num_heads"] = 2
+    (copy / "model.json").write_text(json.dumps(meta))
+    line = one_error_line(runner.invoke(app, ["eval", str(copy), "--device", "cpu"]))
+    assert "does not fit" in line and "size mismatch for" in line
