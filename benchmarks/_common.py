@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -32,12 +33,11 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    try:
-        import torchvision
+    import importlib
 
-        info["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
+    for name in ("torchvision", "onnx", "onnxruntime"):
+        with contextlib.suppress(ImportError):
+            info[name] = importlib.import_module(name).__version__
     import vitkit
 
     info["vitkit"] = vitkit.__version__

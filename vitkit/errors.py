@@ -2,7 +2,7 @@
 
 ``UserError`` is anything the user can fix (bad name, bad size, missing file). The CLI turns it
 into one red line and exit code 1, as it does an ``OSError`` on a named file (a folder that is a
-file, a full disk); every other exception is a bug and keeps its traceback.
+file, one that cannot be created); every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

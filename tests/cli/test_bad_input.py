@@ -62,6 +62,9 @@ def test_resume_continues_in_the_copy_not_where_the_run_began(run: Path, tmp_pat
     assert summary["run_dir"] == str(copy)
     assert summary["steps"] == 3  # the run had reached max_steps: no extra step on resume
     assert json.loads((copy / "summary.json").read_text())["resumed_from_step"] == 3
+    first = json.loads((run / "summary.json").read_text())
+    for key in ("train_images_per_s", "wall_seconds", "last_val"):  # nothing ran: kept as they were
+        assert summary[key] == first[key]
     assert snapshot(run) == before  # the original run is untouched
 
 
@@ -113,6 +116,27 @@ def test_damaged_metrics_log_does_not_fail_a_resume(run: Path, tmp_path: Path) -
     assert result.exit_code == 0, result.output
 
 
+def test_an_os_error_without_a_file_keeps_its_traceback() -> None:
+    from vitkit.cli._common import user_errors
+
+    @user_errors
+    def broken() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        broken()
+
+
+def test_config_values_from_python_callers_are_normalised() -> None:
+    import numpy as np
+
+    from vitkit.train import TrainConfig
+
+    c = TrainConfig.from_dict({"epochs": np.int64(3), "lr": 1, "out": Path("/tmp/r")})
+    assert (c.epochs, c.lr, c.out) == (3, 1.0, "/tmp/r")
+    assert type(c.epochs) is int and type(c.lr) is float and type(c.out) is str
+
+
 def test_config_file_value_of_the_wrong_type(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('epochs = "many"\n')
@@ -160,6 +184,38 @@ def test_bench_refuses_what_it_cannot_honour(run: Path, tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         line = one_error_line(runner.invoke(app, [*base, "--device", "cuda"]))
         assert "CUDA is not available" in line
+
+
+def test_bench_data_naming_the_runs_own_dataset_keeps_its_options(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from vitkit.train import TrainConfig, train
+
+    root = tmp_path / "tree"
+    for split in ("train", "test"):
+        for c, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+            (root / split / c).mkdir(parents=True)
+            for i in range(8):
+                Image.new("RGB", (20, 20), colour).save(root / split / c / f"{i}.png")
+    config = TrainConfig(
+        dataset=f"folder:{root}",
+        dataset_options={"image_size": 16},  # trained at 16 px from 20 px files
+        model="vit-nano",
+        epochs=1,
+        batch_size=8,
+        max_steps=1,
+        out=str(tmp_path / "run"),
+    )
+    run = train(config, data_root=tmp_path / "data").run_dir
+    args = ["bench", str(run), "--runtimes", "eager", "--batch-sizes", "1", "--device", "cpu"]
+    args += ["--min-time", "0.01", "--warmup", "0", "--rounds", "1", "--out", str(tmp_path / "b")]
+    result = runner.invoke(app, [*args, "--data", f"folder:{root}", "--data-root", str(tmp_path / "data"), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["synthetic"] is False  # its 16 px test images
+    other = tmp_path / "big"  # on disk, but 20 px: named, with the reason (not "--download")
+    shutil.copytree(root, other)
+    line = one_error_line(runner.invoke(app, [*args, "--data", f"folder:{other}", "--data-root", str(tmp_path / "data")]))  # fmt: skip
+    assert "20 px" in line and "16 px" in line and "--download" not in line
 
 
 def test_onnx_file_of_another_model(run: Path, tmp_path: Path) -> None:

@@ -231,9 +231,9 @@ def bench_data(
     synthetic), their labels (or None), a description, notes."""
     from vitkit.export.onnx import verification_data
 
-    source = (
-        replace(lm, dataset=dataset, meta={**lm.meta, "dataset_options": {}}) if dataset else lm
-    )
+    source = lm
+    if dataset and dataset != lm.dataset:  # another dataset: its own default options
+        source = replace(lm, dataset=dataset, meta={**lm.meta, "dataset_options": {}})
     data = verification_data(
         source,
         data_root=data_root,
@@ -245,8 +245,8 @@ def bench_data(
     desc = data.describe()
     desc.pop("calibration_images", None)
     if dataset and desc.get("synthetic"):  # asked for by name: no silent stand-in
-        why = next((n for n in data.notes if "unavailable" in n), "it could not be loaded")
-        hint = "" if download else "; pass --download to fetch it"
+        why = next((n for n in data.notes if n.startswith("dataset ")), "it could not be loaded")
+        hint = "; pass --download to fetch it" if "unavailable" in why and not download else ""
         raise UserError(f"--data {dataset}: {why}{hint}")
     return data.images, data.labels, desc, list(data.notes)
 

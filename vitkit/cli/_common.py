@@ -40,7 +40,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def user_errors(fn: F) -> F:
     """The CLI's error boundary: a ``UserError`` becomes one red line and exit code 1, and so
     does an operating-system error on a named file (a data root or ``--out`` that is a file, a
-    folder that cannot be created, a full disk): the user fixes those, not us."""
+    folder that cannot be created or written): the user fixes those, not us. An OSError with no
+    file name keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -83,7 +83,8 @@ def load_checkpoint(
     if not checkpoint_exists(run_dir):
         raise UserError(f"no checkpoint to resume in {run_dir} (expected {d}/{WEIGHTS}, {STATE})")
     try:
-        state = torch.load(d / STATE, map_location=device, weights_only=True)
+        # on the CPU: RNG states must stay CPU ByteTensors; the optimizer moves its own state
+        state = torch.load(d / STATE, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file
         why = first_line(e)
         if "weights only load failed" in why.lower():  # not torch's advice to unpickle it
@@ -111,7 +112,8 @@ def load_checkpoint(
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], device)
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        rng = state["rng"]
+    except (KeyError, ValueError) as e:  # another run's optimizer (parameter groups, sizes)
         raise UserError(f"checkpoint {d / STATE} does not fit this run: {first_line(e)}") from None
+    set_rng_state(rng, device)
     return dict(state["counters"])

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vitkit.errors import ConfigError, UserError, suggest
 
@@ -103,20 +107,33 @@ class TrainConfig:
 
 
 def _typed(key: str, value: Any, kind: str) -> Any:
-    """``value`` checked against the field's annotation (a config file can hold anything)."""
-    is_num = isinstance(value, int | float) and not isinstance(value, bool)
+    """``value`` checked against the field's annotation (a config file can hold anything) and
+    normalised: numpy numbers and paths, from Python callers, become plain ints/floats/strs."""
+    is_bool = isinstance(value, bool | np.bool_)
+    is_text = isinstance(value, str | os.PathLike)
     ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": is_num,
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "str | None": value is None or isinstance(value, str),
+        "int": isinstance(value, numbers.Integral) and not is_bool,
+        "float": isinstance(value, numbers.Real) and not is_bool,
+        "bool": is_bool,
+        "str": is_text,
+        "str | None": value is None or is_text,
     }.get(kind, isinstance(value, dict) if kind.startswith("dict") else True)
     if not ok:
         want = {"int": "an integer", "float": "a number", "bool": "true or false"}
         what = want.get(kind, "a mapping" if kind.startswith("dict") else "a string")
-        raise ConfigError(f"training option '{key}' must be {what}, got {value!r}")
-    return float(value) if kind == "float" else value
+        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if _numeric_text(value) else ""
+        raise ConfigError(f"training option '{key}' must be {what}, got {value!r}{hint}")
+    if value is None or kind.startswith("dict"):
+        return value
+    return {"int": int, "float": float, "bool": bool}.get(kind, os.fspath)(value)
+
+
+def _numeric_text(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

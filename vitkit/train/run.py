@@ -482,6 +482,14 @@ def train(
     }
     if dist_info.world_size > 1:
         summary["ddp"] = _ddp_weights_check(model, device)
+    previous = run_dir / SUMMARY_JSON
+    if resume is not None and result.images == 0 and previous.is_file():
+        # a resume with nothing left to do keeps the run's own figures (speed, time, last val)
+        with contextlib.suppress(UserError):
+            old = read_json(previous)
+            kept = ("last_val", "train_images_per_s", "train_gflops_per_s", "wall_seconds")
+            if isinstance(old, dict):
+                summary.update({k: old[k] for k in kept if k in old})
     if result.status != "interrupted" and "test" in ds.splits:
         best = _best_model(run_dir, model, dist_info) if dist_info.main else model
         test_loader = DeviceLoader(
