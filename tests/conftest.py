@@ -41,12 +41,12 @@ def _isolated_data_root(
 
 
 @pytest.fixture(scope="session")
-def train_nano(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], Path]:
-    """``train_nano(name, epochs)``: a vit-nano (patch 7) run trained on the shipped mnist-mini
-    (a few seconds per epoch) in a fresh ``<name>/runs/mnist-mini-vit-nano`` folder."""
+def train_nano(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``train_nano(name, epochs, max_steps=0)``: a vit-nano (patch 7) run trained on the shipped
+    mnist-mini (a few seconds per epoch) in a fresh ``<name>/runs/mnist-mini-vit-nano`` folder."""
     from vitkit.train import TrainConfig, train
 
-    def make(name: str, epochs: int) -> Path:
+    def make(name: str, epochs: int, max_steps: int = 0) -> Path:
         out = tmp_path_factory.mktemp(name) / "runs" / "mnist-mini-vit-nano"
         config = TrainConfig(
             dataset="mnist-mini",
@@ -57,6 +57,7 @@ def train_nano(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int],
             lr=2e-3,
             warmup_epochs=0.5,
             seed=0,
+            max_steps=max_steps,
             out=str(out),
         )
         return train(config, data_root=tmp_path_factory.getbasetemp() / "default-data-root").run_dir

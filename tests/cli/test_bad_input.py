@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,21 +27,9 @@ def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(train_nano: Callable[..., Path]) -> Path:
     """A vit-nano run stopped by max_steps: weights, model.json, checkpoint/, metrics.jsonl."""
-    from vitkit.train import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("bad-input") / "run"
-    config = TrainConfig(
-        dataset="mnist-mini",
-        model="vit-nano",
-        model_overrides={"patch_size": 7},
-        epochs=1,
-        batch_size=64,
-        max_steps=3,
-        out=str(out),
-    )
-    return train(config, data_root=tmp_path_factory.getbasetemp() / "default-data-root").run_dir
+    return train_nano("bad-input", 1, max_steps=3)
 
 
 def copy_of(run: Path, tmp_path: Path) -> Path:
