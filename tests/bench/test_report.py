@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from vitkit.bench import BenchReport
-from vitkit.bench.report import SCHEMA_PATH
+from vitkit.bench.report import DROP_ORDER, SCHEMA_PATH, _ms
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -73,3 +73,44 @@ def test_table_shows_every_cell_and_the_reasons(report: BenchReport) -> None:
     console.print(skipped)
     text = console.export_text()
     assert "cuda only" in text
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 250])
+def test_table_fits_the_terminal_by_leaving_columns_out(report: BenchReport, width: int) -> None:
+    """On a narrow terminal whole columns go (least needed first), never a figure cut to '1.…'."""
+    console = Console(width=width, record=True)
+    table, hidden = report.fit_table(console)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= width
+    body = "\n".join(lines)
+    assert "…" not in body or width < 70  # below the core columns' width Rich must cut
+    order = [c for c in DROP_ORDER if c != "device"]
+    assert hidden == order[: len(hidden)]  # dropped in DROP_ORDER, nothing skipped over
+    if width >= 80:
+        for col in ("runtime", "batch", "p50 ms", "img/s", "speed-up", "top-1"):
+            assert col in body
+        for r in report.rows:  # every cell's median is shown in full
+            assert _ms(r.p50_ms) in body
+    if width == 250:
+        assert hidden == []
+    else:
+        assert hidden and all(c not in lines[1] for c in hidden)
+    assert "device" not in lines[1]  # one device: the header names it
+
+
+def test_bench_cli_says_which_columns_it_left_out(bench_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vitkit.cli import app
+
+    doc = json.loads((bench_run / "bench" / "bench.json").read_text())
+    assert doc["rows"]
+    res = CliRunner().invoke(
+        app,
+        ["bench", str(bench_run), "--runtimes", "eager", "--batch-sizes", "1", "--min-time",
+         "0.05", "--warmup", "1", "--accuracy-images", "0", "--out", str(bench_run / "narrow")],
+        env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "left out at 80 columns: p90 ms" in " ".join(res.output.split())

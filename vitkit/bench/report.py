@@ -11,16 +11,25 @@ import csv
 import io
 import math
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitkit.artifact import atomic_path, atomic_write, write_json
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 SCHEMA_PATH = Path(__file__).with_name("bench.schema.json")
 SCHEMA_VERSION = 1
+
+TABLE_COLUMNS = (
+    "device", "runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s",
+    "speed-up", "GFLOP/s", "% peak", "size", "top-1", "Δ eager",
+)  # fmt: skip
+# left out, in this order, when the table is wider than the terminal
+DROP_ORDER = ("p90 ms", "GFLOP/s", "size", "Δ eager", "p99 ms", "% peak", "device")
 
 
 @dataclass
@@ -189,16 +198,14 @@ class BenchReport:
         return True
 
     # -- the table ---------------------------------------------------------------------------
-    def table(self) -> Table:
-        """The Rich table the CLI prints: one line per cell, grouped by device and batch size."""
+    def table(self, columns: Sequence[str] | None = None) -> Table:
+        """The Rich table the CLI prints: one line per cell, grouped by device and batch size.
+        ``columns``: which of ``TABLE_COLUMNS`` to show (default: all)."""
         from rich.table import Table
 
+        shown = [c for c in TABLE_COLUMNS if columns is None or c in columns]
         t = Table(show_lines=False, header_style="bold")
-        cols = (
-            "device", "runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s",
-            "speed-up", "GFLOP/s", "% peak", "size", "top-1", "Δ eager",
-        )  # fmt: skip
-        for c in cols:
+        for c in shown:
             t.add_column(c, justify="left" if c in ("device", "runtime") else "right", no_wrap=True)
         results = {(r.runtime, r.device): r for r in self.runtimes}
         last: tuple[str, int] | None = None
@@ -210,22 +217,43 @@ class BenchReport:
             speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
             if r.speedup is not None and r.runtime != "eager":
                 speed = f"[green]{speed}[/]" if r.speedup >= 1 else f"[red]{speed}[/]"
-            t.add_row(
-                r.device,
-                r.runtime,
-                str(r.batch),
-                _ms(r.p50_ms),
-                _ms(r.p90_ms),
-                _ms(r.p99_ms),
-                f"{r.images_per_s:,.0f}",
-                speed,
-                f"{r.gflops:,.1f}",
-                _share(r.peak_share),
-                _size(r.size_bytes),
-                _pct(r.accuracy),
-                "-" if res is None or res.max_abs_diff is None else f"{res.max_abs_diff:.1e}",
-            )
+            cells = {
+                "device": r.device,
+                "runtime": r.runtime,
+                "batch": str(r.batch),
+                "p50 ms": _ms(r.p50_ms),
+                "p90 ms": _ms(r.p90_ms),
+                "p99 ms": _ms(r.p99_ms),
+                "img/s": f"{r.images_per_s:,.0f}",
+                "speed-up": speed,
+                "GFLOP/s": f"{r.gflops:,.1f}",
+                "% peak": _share(r.peak_share),
+                "size": _size(r.size_bytes),
+                "top-1": _pct(r.accuracy),
+                "Δ eager": (
+                    "-" if res is None or res.max_abs_diff is None else f"{res.max_abs_diff:.1e}"
+                ),
+            }
+            t.add_row(*(cells[c] for c in shown))
         return t
+
+    def fit_table(self, console: Console) -> tuple[Table, list[str]]:
+        """The table at the console's width: on a narrow terminal the least needed columns go
+        first (``DROP_ORDER``) rather than every figure being cut to "1.…". Returns the table and
+        the columns left out (every figure stays in bench.json and bench.csv)."""
+        from rich.measure import Measurement
+
+        unbounded = console.options.update_width(100_000)  # measured at its natural width
+        hidden: list[str] = []
+        if len({r.device for r in self.rows}) <= 1:  # the header names the one device
+            hidden.append("device")
+        for drop in (None, *DROP_ORDER):
+            if drop is not None and drop not in hidden:
+                hidden.append(drop)
+            table = self.table([c for c in TABLE_COLUMNS if c not in hidden])
+            if Measurement.get(console, unbounded, table).maximum <= console.width:
+                break
+        return table, [c for c in hidden if c != "device"]
 
     def skipped_table(self) -> Table | None:
         """Runtimes that did not run, with the reason (None when every runtime ran)."""

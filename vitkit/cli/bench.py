@@ -242,7 +242,13 @@ def _print(report: Any) -> None:
         console.print(f"accuracy on {data.get('source')}{acc}")
     else:
         console.print(f"inputs: {data.get('source')} · accuracy not measured (--accuracy-images 0)")
-    console.print(report.table())
+    table, hidden = report.fit_table(console)
+    console.print(table)
+    if hidden:
+        console.print(
+            f"[dim]left out at {console.width} columns: {', '.join(hidden)}"
+            " (all in bench.json and bench.csv; a wider terminal shows them)[/]"
+        )
     skipped = report.skipped_table()
     if skipped is not None:
         console.print(skipped)
