@@ -264,10 +264,14 @@ class BenchReport:
             return None
         t = Table(header_style="bold", title="not measured", title_justify="left")
         for c in ("device", "runtime", "status", "reason"):
-            t.add_column(c, no_wrap=c != "reason")
+            t.add_column(c, no_wrap=c in ("device", "status"))
+        # one line per device, status and reason: no CUDA is one line, not one per CUDA runtime
+        groups: dict[tuple[str, str, str], list[str]] = {}
         for r in skipped:
-            colour = "yellow" if r.status == "skipped" else "red"
-            t.add_row(r.device, r.runtime, f"[{colour}]{r.status}[/]", r.reason or "")
+            groups.setdefault((r.device, r.status, r.reason or ""), []).append(r.runtime)
+        for (device, status, reason), runtimes in groups.items():
+            colour = "yellow" if status == "skipped" else "red"
+            t.add_row(device, ", ".join(runtimes), f"[{colour}]{status}[/]", reason)
         return t
 
 

@@ -542,9 +542,11 @@ def _peaks(devs: list[torch.device], progress: ProgressFn) -> list[dict[str, Any
         if d.type == "cuda" and not torch.cuda.is_available():
             continue
         for dt in [torch.float32] + ([torch.bfloat16] if d.type == "cuda" else []):
-            progress(f"matmul peak {d} {dt}", 0, 1)
+            what = f"matmul peak {d} {str(dt).removeprefix('torch.')}"
+            progress(what, 0, 1)
             with _on(str(d)):
                 peaks.append(matmul_peak(d, dtype=dt))
+            progress(what, 1, 1)
     return peaks
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -215,6 +216,8 @@ def _compile(bm: BenchModel, device: torch.device) -> Runner:
     # static shapes: one specialised graph per batch size (compiled when bound, before the
     # warm-up), never a slower dynamic-shape graph; the accuracy pass pads its chunks to the
     # largest benchmarked batch size, so it compiles nothing new
+    # inductor's C++ build warns "No CUDA runtime is found, using CUDA_HOME" on CPU-only machines
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     compiled = torch.compile(module, mode=bm.compile_mode, dynamic=False)
     info: dict[str, Any] = {"mode": bm.compile_mode, "compile_seconds": 0.0}
     runner = _torch_runner(
