@@ -168,3 +168,64 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert summary["ddp"]["in_sync"] is True
     assert len(summary["ddp"]["rank_weight_checksums"]) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]  # one run directory
+
+
+def _step(step: int = 20, total: int = 140) -> object:
+    from vitkit.train.callbacks import StepInfo
+
+    return StepInfo(
+        step=step, total_steps=total, epoch=0, epochs=2, batch=step, batches=70,
+        loss=2.2891, lr=1.5e-3, images_per_s=3743.0, elapsed=1.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [50, 60, 80, 100, 160])
+def test_live_line_fits_the_terminal(width: int) -> None:
+    """The live line never wraps: the bar shrinks, then step, lr, img/s, % are left out."""
+    from vitkit.cli.train import LiveView
+
+    line = LiveView()._render(_step(), width=width).plain  # type: ignore[arg-type]
+    assert len(line) <= width, line
+    for must in ("epoch 1/2", "loss 2.2891", "ETA", "val -"):
+        assert must in line
+    if width >= 120:
+        assert "█" * 4 in line and "░" * 26 in line  # 30-cell bar, 14% done
+        assert "lr 1.50e-03" in line and "step 20/140" in line and "3,743 img/s" in line
+    if width <= 80:
+        assert "step 20/140" not in line
+
+
+def test_train_in_a_pipe_prints_progress_lines_and_warns_of_a_long_warmup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a terminal (CI, nohup): plain progress lines instead of a live display; the header
+    names the --max-steps cap and says when the warm-up outlasts the run."""
+    import vitkit.cli.train as train_cli
+
+    monkeypatch.setattr(train_cli, "PLAIN_EVERY", 0.0)
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["train", "mnist-mini", *TINY, "--epochs", "2", "--max-steps", "6",
+         "--warmup-epochs", "3", "--log-every", "1", "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert "stops at step 6 (--max-steps)" in err
+    assert "the lr never reaches" in err
+    progress = [ln for ln in result.stderr.splitlines() if ln.strip().startswith("epoch 1/2 ·")]
+    assert len(progress) >= 5 and "step 6/6" in progress[-1], result.stderr
+    assert "\n\n" not in result.stderr  # no blank line left by a live display
+
+
+def test_print_config_shows_the_recipe_merged_with_options_and_trains_nothing(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "mnist-mini", "--epochs", "3", "--out", str(out), "--print-config"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cfg = json.loads(result.stdout)
+    assert cfg["epochs"] == 3 and cfg["dataset"] == "mnist-mini"
+    assert cfg["model_overrides"]["patch_size"] == 7  # from the mnist-mini recipe
+    assert not out.exists()

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from vitkit.cli._common import (
@@ -23,7 +22,6 @@ from vitkit.cli._common import (
     Heads,
     Json,
     MlpRatio,
-    PatchSize,
     Pool,
     console,
     emit_json,
@@ -42,14 +40,22 @@ def _opt(help: str, panel: str = _T, *names: str) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=panel)
 
 
-class LiveView(Callback):
-    """A Rich live panel on stderr: progress, loss, lr, img/s, ETA, last validation accuracy."""
+PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
 
-    def __init__(self) -> None:
+
+class LiveView(Callback):
+    """Training on stderr. On a terminal: a live line (progress bar, loss, lr, img/s, ETA, last
+    validation accuracy) fitted to the terminal's width. In a pipe or a log file (CI, nohup) no
+    live display: the same figures as a plain line every ``plain_every`` seconds, so a long epoch
+    is never silent. Epoch lines either way."""
+
+    def __init__(self, *, plain_every: float | None = None) -> None:
         self.live: Live | None = None
         self.last_val: str = "-"
         self.start: StartInfo | None = None
         self.t0 = time.perf_counter()
+        self.plain_every = PLAIN_EVERY if plain_every is None else plain_every
+        self.last_plain = 0.0
 
     def on_start(self, info: StartInfo) -> None:
         self.start = info
@@ -60,45 +66,79 @@ class LiveView(Callback):
             f"({info.params / 1e6:.2f}M params, {info.gflops:.3f} GFLOPs/img) · {info.device}"
             f"{' x' + str(info.world_size) if info.world_size > 1 else ''}{resumed}"
         )
+        planned = cfg["epochs"] * info.steps_per_epoch
+        cap = (
+            f" · stops at step {info.total_steps:,} (--max-steps)"
+            if info.total_steps < planned
+            else ""
+        )
         console.print(
             f"  {info.train_size:,} train / {info.val_size:,} val images · {cfg['epochs']} epochs"
-            f" x {info.steps_per_epoch} steps of {cfg['batch_size']} · lr {cfg['lr']:g} · "
+            f" x {info.steps_per_epoch} steps of {cfg['batch_size']}{cap} · lr {cfg['lr']:g} · "
             f"wd {cfg['weight_decay']:g} · warmup {cfg['warmup_epochs']:g} ep · "
             f"ls {cfg['label_smoothing']:g} · mixup {cfg['mixup']:g} / cutmix {cfg['cutmix']:g}"
         )
+        warmup_steps = int(cfg["warmup_epochs"] * info.steps_per_epoch)
+        if warmup_steps >= info.total_steps > 0:
+            console.print(
+                f"  [yellow]note:[/] the warm-up ({cfg['warmup_epochs']:g} epochs, {warmup_steps:,}"
+                f" steps) is as long as the whole run ({info.total_steps:,} steps): the lr never"
+                f" reaches {cfg['lr']:g} (--warmup-epochs sets it)"
+            )
         if info.run_dir:
             console.print(f"  run: {info.run_dir}")
-        self.t0 = time.perf_counter()
-        self.live = Live(self._render(None), console=console, refresh_per_second=4, transient=True)
-        self.live.start()
+        self.t0 = self.last_plain = time.perf_counter()
+        if console.is_terminal:
+            self.live = Live(
+                self._render(None), console=console, refresh_per_second=4, transient=True
+            )
+            self.live.start()
 
-    def _render(self, s: StepInfo | None) -> Table:
-        t = Table.grid(padding=(0, 2))
-        if s is None:
-            t.add_row("starting…")
-            return t
+    def _fields(self, s: StepInfo) -> tuple[float, dict[str, str]]:
         done = s.step / max(s.total_steps, 1)
         elapsed = time.perf_counter() - self.t0
         steps_run = s.step - (self.start.resumed_from_step if self.start else 0)
         eta = elapsed / max(steps_run, 1) * (s.total_steps - s.step)
-        bar_w = 30
-        bar = "█" * int(done * bar_w) + "░" * (bar_w - int(done * bar_w))
-        t.add_row(
-            Text(f"epoch {s.epoch + 1}/{s.epochs}", style="bold"),
-            bar,
-            f"{100 * done:5.1f}%",
-            f"step {s.step}/{s.total_steps}",
-            f"loss {s.loss:.4f}",
-            f"lr {s.lr:.2e}",
-            f"{s.images_per_s:,.0f} img/s",
-            f"ETA {_hms(eta)}",
-            f"val {self.last_val}",
-        )
-        return t
+        return done, {
+            "epoch": f"epoch {s.epoch + 1}/{s.epochs}",
+            "pct": f"{100 * done:5.1f}%",
+            "step": f"step {s.step}/{s.total_steps}",
+            "loss": f"loss {s.loss:.4f}",
+            "lr": f"lr {s.lr:.2e}",
+            "speed": f"{s.images_per_s:,.0f} img/s",
+            "eta": f"ETA {_hms(eta)}",
+            "val": f"val {self.last_val}",
+        }
+
+    def _render(self, s: StepInfo | None, width: int | None = None) -> Text:
+        """One line no wider than the terminal: the bar shrinks first (30 down to 10 cells),
+        then step, lr, img/s and the percentage are left out, in that order."""
+        if s is None:
+            return Text("starting…")
+        width = width or console.width
+        done, fields = self._fields(s)
+        for drop in (None, "step", "lr", "speed", "pct"):
+            if drop is not None:
+                del fields[drop]
+            text = "  ".join(fields.values())
+            bar_w = min(30, width - len(text) - 2)
+            if bar_w >= 10:
+                break
+        bar_w = max(bar_w, 0)
+        filled = int(done * bar_w)
+        head, _, tail = text.partition("  ")
+        line = Text(head, style="bold")
+        if bar_w:
+            line.append("  " + "█" * filled + "░" * (bar_w - filled))
+        line.append("  " + tail)
+        return line
 
     def on_step(self, info: StepInfo) -> None:
         if self.live:
             self.live.update(self._render(info))
+        elif time.perf_counter() - self.last_plain >= self.plain_every:
+            self.last_plain = time.perf_counter()
+            console.print("  " + " · ".join(self._fields(info)[1].values()), soft_wrap=True)
 
     def on_epoch(self, info: EpochInfo) -> None:
         if info.val:
@@ -110,6 +150,7 @@ class LiveView(Callback):
             f"epoch {info.epoch + 1:>3}/{info.epochs}  loss {info.train_loss:.4f}  "
             f"val {self.last_val}{best}  {info.images_per_s:,.0f} img/s  {info.seconds:.1f} s"
         )
+        self.last_plain = time.perf_counter()
 
     def on_end(self, summary: dict[str, Any]) -> None:
         self.stop()
@@ -142,7 +183,14 @@ def train_command(
     embed_dim: EmbedDim = None,
     depth: Depth = None,
     heads: Heads = None,
-    patch_size: PatchSize = None,
+    patch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Patch side in pixels (default: the dataset's recipe, e.g. 7 for MNIST's 28 px;"
+            " else 4 for 28-32 px, 16 for 224 px).",
+            rich_help_panel="Model",
+        ),
+    ] = None,
     mlp_ratio: MlpRatio = None,
     dropout: Dropout = None,
     drop_path: DropPath = None,
@@ -176,7 +224,14 @@ def train_command(
     patience: Annotated[int | None, _opt("Early stopping: epochs without improvement.")] = None,
     val_fraction: Annotated[float | None, _opt("Train share held out when no val split.")] = None,
     max_steps: Annotated[int | None, _opt("Stop after this many steps (smoke tests).", _R)] = None,
-    log_every: Annotated[int | None, _opt("Steps between metric lines.", _R)] = None,
+    log_every: Annotated[
+        int | None,
+        _opt(
+            "Steps between metric lines (metrics.jsonl, the live view; in a pipe a progress"
+            " line at most every 30 s).",
+            _R,
+        ),
+    ] = None,
     tensorboard: Annotated[bool | None, _opt("TensorBoard events in RUN/tb.", _R)] = None,
     image_size: Annotated[
         int | None, _opt("folder: datasets: resize to this side.", "Data")
@@ -187,9 +242,18 @@ def train_command(
         Path | None, _opt("JSON/TOML/YAML file of defaults; options here win.", _R)
     ] = None,
     data_root: DataRoot = None,
+    print_config: Annotated[
+        bool,
+        _opt(
+            "Print the settings this run would use (recipe, config file and options merged) as"
+            " JSON on stdout, and exit without training.",
+            _R,
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
     """Train a Vision Transformer on DATASET with that dataset's recipe; every option overrides it.
+    See the recipe with --print-config.
 
     Writes runs/<name>/: model.json + model.safetensors (best weights), train.json, metrics.jsonl,
     summary.json, curves.png and checkpoint/. Ctrl-C saves a checkpoint: continue with --resume.
@@ -274,6 +338,13 @@ def train_command(
             max_steps=max_steps,
             log_every=log_every,
             tensorboard=tensorboard,
+        )
+        if print_config:
+            emit_json(cfg.to_dict())
+            return
+    if print_config:
+        raise fail(
+            "--print-config shows a new run's settings; a resumed run's are in its train.json"
         )
     try:
         with progress_bar(not json_ and rank0) as progress:

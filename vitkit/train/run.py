@@ -8,6 +8,7 @@ CPU; every rank holds the dataset and trains on its shard of each epoch; rank 0 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import shutil
@@ -375,6 +376,8 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if config.compile:
+        # inductor's C++ build warns "No CUDA runtime is found, using CUDA_HOME" on CPU-only hosts
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         net = torch.compile(net)  # type: ignore[assignment]
 
     meta = {
