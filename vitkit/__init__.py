@@ -9,19 +9,45 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from vitkit.artifact import LoadedModel, load_model
-from vitkit.bench import BenchReport, benchmark
-from vitkit.data import list_datasets, load_dataset
-from vitkit.errors import UserError, VitkitError
-from vitkit.eval import (
-    AttentionMap,
-    EvalReport,
-    Prediction,
-    attention_maps,
-    evaluate,
-    predict,
-)
-from vitkit.models import ModelSpec, ViTConfig, create_model, list_models, resolve_spec
+from typing import TYPE_CHECKING
+
+from vitkit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vitkit.artifact import LoadedModel, load_model
+    from vitkit.bench import BenchReport, benchmark
+    from vitkit.data import list_datasets, load_dataset
+    from vitkit.errors import UserError, VitkitError
+    from vitkit.eval.attention import AttentionMap, attention_maps
+    from vitkit.eval.evaluate import EvalReport, evaluate
+    from vitkit.eval.predict import Prediction, predict
+    from vitkit.models import ModelSpec, ViTConfig, create_model, list_models, resolve_spec
+
+# the public API, imported on first use: `vitkit --help` starts without importing torch
+_LAZY = {
+    "LoadedModel": "vitkit.artifact",
+    "load_model": "vitkit.artifact",
+    "BenchReport": "vitkit.bench",
+    "benchmark": "vitkit.bench",
+    "list_datasets": "vitkit.data",
+    "load_dataset": "vitkit.data",
+    "UserError": "vitkit.errors",
+    "VitkitError": "vitkit.errors",
+    "AttentionMap": "vitkit.eval",
+    "EvalReport": "vitkit.eval",
+    "Prediction": "vitkit.eval",
+    "attention_maps": "vitkit.eval",
+    "evaluate": "vitkit.eval",
+    "predict": "vitkit.eval",
+    "ModelSpec": "vitkit.models",
+    "ViTConfig": "vitkit.models",
+    "create_model": "vitkit.models",
+    "list_models": "vitkit.models",
+    "resolve_spec": "vitkit.models",
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 __all__ = [
     "AttentionMap",

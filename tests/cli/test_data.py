@@ -39,6 +39,11 @@ def test_data_download_then_cached(tmp_path: Path) -> None:
         runner.invoke(app, ["data", "list", "--json", "--data-root", str(tmp_path)]).stdout
     )
     assert {r["name"]: r["cached"] for r in listing}["mnist-mini"] is True
+    # `data get` / `data inspect`: hidden aliases of download / info (the words users try first)
+    got = json.loads(runner.invoke(app, ["data", "get", *args[2:]]).stdout)
+    assert got == second
+    inspect = runner.invoke(app, ["data", "inspect", "mnist-mini", "--data-root", str(tmp_path)])
+    assert inspect.exit_code == 0 and "class balance" in inspect.output
 
 
 def test_data_info_json_computes_stats(tmp_path: Path) -> None:

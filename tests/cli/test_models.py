@@ -56,4 +56,24 @@ def test_models_show_bad_heads() -> None:
 
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
-    assert result.exit_code == 0 and __version__ in result.output
+    assert result.exit_code == 0 and result.stdout.strip() == f"vitkit {__version__}"
+
+
+def test_cli_starts_without_importing_torch() -> None:
+    """`vitkit --help` and shell completion (which runs the program on every TAB) stay fast:
+    the package and the CLI import torch only when a command needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vitkit, vitkit.cli, vitkit.train.callbacks; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "vitkit.create_model; assert 'torch' in sys.modules; "
+        "import vitkit.train as t; assert t.TrainConfig.__name__ == 'TrainConfig'; "
+        "assert {'benchmark', 'load_model', 'evaluate'} <= set(dir(vitkit))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    bad = subprocess.run(
+        [sys.executable, "-c", "import vitkit; vitkit.nonesuch"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "has no attribute 'nonesuch'" in bad.stderr

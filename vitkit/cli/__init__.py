@@ -8,7 +8,6 @@ import typer
 
 from vitkit import __version__
 from vitkit.cli import data, models
-from vitkit.cli._common import console
 from vitkit.cli.bench import bench_command
 from vitkit.cli.eval import eval_command, explain_command, predict_command
 from vitkit.cli.export import export_command
@@ -33,7 +32,7 @@ app.command("bench")(bench_command)
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"vitkit {__version__}")
+        print(f"vitkit {__version__}")  # stdout, as every tool does: $(vitkit --version)
         raise typer.Exit()
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,8 +22,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import UserError
+
+if TYPE_CHECKING:
+    from vitkit.data.types import ProgressFn
 
 # human output (tables, progress) goes to stderr; stdout carries only --json documents
 console = Console(stderr=True, highlight=False)
@@ -72,9 +74,11 @@ def emit_json(obj: Any) -> None:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
-    """A Rich progress bar on stderr driven by the library's ``progress(desc, done, total)``."""
-    if not enabled:
-        yield no_progress
+    """A Rich progress bar on stderr driven by the library's ``progress(desc, done, total)``.
+    Only on a terminal: in a pipe or a log file a bar is never drawn, and Rich would still leave
+    a blank line where it stood."""
+    if not enabled or not console.is_terminal:
+        yield _no_progress
         return
     columns = (
         SpinnerColumn(),
@@ -92,6 +96,11 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
             bar.update(tasks[description], completed=completed, total=total)
 
         yield update
+
+
+def _no_progress(description: str, completed: int, total: int | None) -> None:
+    """The progress callback that shows nothing (vitkit.data.types.no_progress, without
+    importing the data package, and torch with it, when the CLI starts)."""
 
 
 # -- shared options ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,10 +18,14 @@ from vitkit.cli._common import (
     progress_bar,
     user_errors,
 )
-from vitkit.data import get_dataset_spec, list_datasets, load_dataset
-from vitkit.data.catalog import Dataset, default_data_root, is_cached
 
-app = typer.Typer(help="Get, cache, inspect and preview datasets.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from vitkit.data.catalog import Dataset
+
+app = typer.Typer(
+    help="Datasets: list the catalog, download (and cache), info (inspect), preview.",
+    no_args_is_help=True,
+)
 
 Name = Annotated[
     str, typer.Argument(help="Dataset: a name from `vitkit data list` or folder:PATH.")
@@ -50,6 +54,8 @@ def options(image_size: int | None, channels: int | None, grid: int | None) -> d
 def open_dataset(
     name: str, data_root: Path | None, opts: dict[str, Any], *, quiet: bool, download: bool = True
 ) -> Dataset:
+    from vitkit.data import load_dataset  # here, not at import: `--help` needs no torch
+
     with progress_bar(not quiet) as progress:
         return load_dataset(name, data_root=data_root, download=download, progress=progress, **opts)
 
@@ -58,6 +64,9 @@ def open_dataset(
 @user_errors
 def list_(data_root: DataRoot = None, json_: Json = False) -> None:
     """Every dataset in the catalog: classes, image size, split sizes, cached or not."""
+    from vitkit.data import get_dataset_spec, list_datasets
+    from vitkit.data.catalog import default_data_root, is_cached
+
     rows: list[dict[str, Any]] = []
     for name in list_datasets():
         spec = get_dataset_spec(name)
@@ -94,6 +103,7 @@ def list_(data_root: DataRoot = None, json_: Json = False) -> None:
 
 
 @app.command()
+@app.command("get", hidden=True)  # the words users reach for first
 @user_errors
 def download(
     name: Name,
@@ -106,6 +116,8 @@ def download(
     json_: Json = False,
 ) -> None:
     """Fetch a dataset (checksums verified) and cache it as uint8 tensors for fast loading."""
+    from vitkit.data import load_dataset
+
     t0 = time.perf_counter()
     with progress_bar(not json_) as progress:
         ds = load_dataset(
@@ -140,6 +152,7 @@ def download(
 
 
 @app.command()
+@app.command("inspect", hidden=True)
 @user_errors
 def info(
     name: Name,

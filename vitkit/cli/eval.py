@@ -4,16 +4,17 @@ one image. Thin: the work is in ``vitkit.eval``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitkit.artifact import LoadedModel, load_model
 from vitkit.cli._common import Json, console, emit_json, progress_bar, user_errors
 from vitkit.errors import UserError
-from vitkit.eval.evaluate import ECE_BINS
+
+if TYPE_CHECKING:
+    from vitkit.artifact import LoadedModel
 
 Run = Annotated[
     Path, typer.Argument(help="A run directory (from `vitkit train`) or its model.json.")
@@ -31,6 +32,7 @@ ONNX_MISSING = "no ONNX export at {path}; make one with: vitkit export {run} --o
 
 
 def _load(run: Path, device: str) -> LoadedModel:
+    from vitkit.artifact import load_model  # here, not at import: `--help` needs no torch
     from vitkit.train.run import resolve_device
 
     return load_model(run, device=str(resolve_device(device)))
@@ -127,6 +129,8 @@ def eval_command(
             f"top-1 [bold]{_pct(report.top1)}[/] ({report.correct:,}/{report.n:,}) · "
             f"top-5 {_pct(report.top5)}"
         )
+    from vitkit.eval.evaluate import ECE_BINS
+
     console.print(
         f"ECE {report.ece:.4f} ({ECE_BINS} bins) · loss {report.loss:.4f} · "
         f"macro F1 {report.macro['f1']:.4f}"

@@ -229,8 +229,8 @@ def _print(report: Any) -> None:
             f"{eager['images_per_s']:,.0f} img/s"
         )
     table = Table()
-    for col in ("precision", "size", "max|Δ|", "agree", "top-1", "img/s", "×fp32", ""):
-        left = col in ("precision", "")
+    for col in ("precision", "size", "max|Δ|", "agree", "top-1", "img/s", "vs fp32", "check"):
+        left = col in ("precision", "check")
         table.add_column(col, justify="left" if left else "right", no_wrap=True)
     fp32 = next((p for p in report.precisions if p.precision.startswith("fp32")), None)
     for p in report.precisions:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 from rich.table import Table
 
@@ -27,12 +26,16 @@ from vitkit.cli._common import (
     model_overrides,
     user_errors,
 )
-from vitkit.models import get_entry, list_models, resolve_spec
+
+if TYPE_CHECKING:
+    import torch
 
 app = typer.Typer(help="List the registered models and inspect one.", no_args_is_help=True)
 
 
 def _row(name: str, **overrides: Any) -> dict[str, Any]:
+    from vitkit.models import get_entry, resolve_spec  # here: `--help` needs no torch
+
     spec = resolve_spec(name, **overrides)
     c = spec.config
     return {
@@ -56,6 +59,8 @@ def list_(
     json_: Json = False,
 ) -> None:
     """Every registered model with its size and cost at one input size (default 32 px, 10 classes)."""
+    from vitkit.models import list_models
+
     rows = [_row(n, image_size=image_size, num_classes=num_classes) for n in list_models()]
     if json_:
         emit_json(rows)
@@ -78,6 +83,8 @@ def list_(
 
 def layer_summary(model: torch.nn.Module, image_size: int, in_chans: int) -> list[dict[str, Any]]:
     """One row per top-level part and per block: name, type, output shape, parameters."""
+    import torch
+
     parts: list[tuple[str, torch.nn.Module]] = []
     for name, child in model.named_children():
         if isinstance(child, torch.nn.ModuleList):
@@ -130,6 +137,8 @@ def show(
     json_: Json = False,
 ) -> None:
     """The resolved config of one model, its parameters, FLOPs and a per-layer summary."""
+    from vitkit.models import resolve_spec
+
     spec = resolve_spec(
         name,
         **model_overrides(

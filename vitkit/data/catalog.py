@@ -74,7 +74,8 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     try:
         return _DATASETS[name]
     except KeyError:
-        raise unknown_name("dataset", name, [*_DATASETS, "folder:PATH"]) from None
+        names = [n for n in _DATASETS if n != "folder"]  # spelled folder:PATH
+        raise unknown_name("dataset", name, [*names, "folder:PATH"]) from None
 
 
 def default_data_root() -> Path:

@@ -1,8 +1,28 @@
 """Training: TrainConfig, the loop, optimizer/schedule, checkpoints, callbacks."""
 
-from vitkit.train.config import TrainConfig
-from vitkit.train.loop import FitState, NonFiniteLoss, StopFlag, fit
-from vitkit.train.run import TrainResult, resolve_config, train
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vitkit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vitkit.train.config import TrainConfig
+    from vitkit.train.loop import FitState, NonFiniteLoss, StopFlag, fit
+    from vitkit.train.run import TrainResult, resolve_config, train
+
+# imported on first use: the CLI's callbacks (vitkit.train.callbacks) need no torch
+_LAZY = {
+    "TrainConfig": "vitkit.train.config",
+    "FitState": "vitkit.train.loop",
+    "NonFiniteLoss": "vitkit.train.loop",
+    "StopFlag": "vitkit.train.loop",
+    "fit": "vitkit.train.loop",
+    "TrainResult": "vitkit.train.run",
+    "resolve_config": "vitkit.train.run",
+    "train": "vitkit.train.run",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 __all__ = [
     "FitState",

@@ -1,0 +1,28 @@
+"""Package attributes imported on first use (PEP 562), so that ``vitkit --help`` (and shell
+completion, which runs the program on every TAB) starts without importing torch."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_exports(
+    package: str, namespace: dict[str, Any], exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package``: ``exports`` maps a public name to the
+    module that defines it; the first lookup imports it and caches it in ``namespace``."""
+
+    def getattr_(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module '{package}' has no attribute '{name}'")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value  # later lookups never reach this function
+        return value
+
+    def dir_() -> list[str]:
+        return sorted({*namespace, *exports})
+
+    return getattr_, dir_
