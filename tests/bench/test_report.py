@@ -73,6 +73,11 @@ def test_table_shows_every_cell_and_the_reasons(report: BenchReport) -> None:
     console.print(skipped)
     text = console.export_text()
     assert "cuda only" in text
+    # one line per device and reason: without CUDA every CUDA runtime shares one line
+    not_run = [r for r in report.runtimes if r.status != "ok"]
+    reasons = {(r.device, r.status, r.reason) for r in not_run}
+    body = [ln for ln in text.splitlines() if ln.startswith("│ c")]  # rows begin with cpu/cuda
+    assert len(body) == len(reasons) < len(not_run)
 
 
 @pytest.mark.parametrize("width", [60, 80, 100, 250])
