@@ -77,3 +77,23 @@ def test_cli_starts_without_importing_torch() -> None:
         [sys.executable, "-c", "import vitkit; vitkit.nonesuch"], capture_output=True, text=True
     )
     assert bad.returncode == 1 and "has no attribute 'nonesuch'" in bad.stderr
+
+
+def test_command_help_is_reflowed_for_the_terminal() -> None:
+    """Typer keeps a docstring's line breaks; the CLI joins each paragraph's lines so that Rich
+    wraps help at the terminal's width, not at the source's 100 columns."""
+    from vitkit.cli import app as root
+
+    def docs(group):  # type: ignore[no-untyped-def]
+        for info in group.registered_commands:
+            yield info.callback.__doc__ or ""
+        for sub in group.registered_groups:
+            yield from docs(sub.typer_instance)
+
+    texts = list(docs(root))
+    assert len(texts) >= 10
+    for doc in texts:
+        assert "\n" not in doc.replace("\n\n", ""), doc
+    result = runner.invoke(root, ["--help"], env={"COLUMNS": "80"})
+    lines = [ln for ln in result.output.splitlines() if "│ bench" in ln]
+    assert lines and "in one table" in result.output

@@ -164,10 +164,12 @@ def bench_command(
     seed: Annotated[int, _opt("Seed of an untrained --model's weights.", "Model", "--seed")] = 0,
     json_: Json = False,
 ) -> None:
-    """Benchmark RUN (or --model NAME) in eager PyTorch, torch.compile and ONNX Runtime
-    (CPU, CUDA, TensorRT EP), on CPU and CUDA: p50/p90/p99 latency, images/s, speed-up over
-    eager, achieved GFLOP/s against this machine's measured matmul peak, model size and top-1
-    accuracy, in one table.
+    """Benchmark RUN (or --model NAME): eager PyTorch, torch.compile and ONNX Runtime, on CPU and
+    CUDA, in one table.
+
+    Every runtime (ONNX Runtime on CPU, CUDA and the TensorRT EP among them) gets the same inputs
+    and thread count. Reported: p50/p90/p99 latency, images/s, speed-up over eager, achieved
+    GFLOP/s against this machine's measured matmul peak, model size and top-1 accuracy.
 
     Exports it needs are reused from RUN/export, or made (verified) in OUT/export. Writes
     bench.json (machine, versions, thread counts, command line), bench.csv and bench.png.

@@ -253,10 +253,10 @@ def train_command(
     json_: Json = False,
 ) -> None:
     """Train a Vision Transformer on DATASET with that dataset's recipe; every option overrides it.
-    See the recipe with --print-config.
 
     Writes runs/<name>/: model.json + model.safetensors (best weights), train.json, metrics.jsonl,
     summary.json, curves.png and checkpoint/. Ctrl-C saves a checkpoint: continue with --resume.
+    See the recipe, merged with your options, with --print-config.
     """
     from vitkit.train import StopFlag, train
     from vitkit.train.config import read_config_file
