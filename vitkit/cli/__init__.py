@@ -50,10 +50,10 @@ def _reflow(group: typer.Typer) -> None:
     """Docstrings are wrapped at 100 columns in the source and Typer keeps those line breaks, so
     Rich's own wrapping at the terminal's width left ragged lines. Join each paragraph's lines."""
     for info in group.registered_commands:
-        doc = info.callback.__doc__ if info.callback else None
-        if doc:
-            paragraphs = inspect.cleandoc(doc).split("\n\n")
-            info.callback.__doc__ = "\n\n".join(" ".join(p.split()) for p in paragraphs)  # type: ignore[union-attr]
+        fn = info.callback
+        if fn is not None and fn.__doc__:
+            paragraphs = inspect.cleandoc(fn.__doc__).split("\n\n")
+            fn.__doc__ = "\n\n".join(" ".join(p.split()) for p in paragraphs)
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
             _reflow(sub.typer_instance)
