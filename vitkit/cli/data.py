@@ -193,7 +193,7 @@ def preview(
     name: Name,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     split: Annotated[str, typer.Option(help="Split to sample from.")] = "train",
-    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 64,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 64,
     augmented: Annotated[bool, typer.Option(help="Show them after training augmentation.")] = False,
     seed: Annotated[int, typer.Option(help="Which samples (and augmentations).")] = 0,
     data_root: DataRoot = None,

@@ -66,7 +66,7 @@ def list_(
         emit_json(rows)
         return
     table = Table(title=f"vitkit models at {image_size}x{image_size}, {num_classes} classes")
-    for col in ("name", "embed dim", "depth", "heads", "patch", "params", "GFLOPs"):
+    for col in ("name", "embed dim", "depth", "heads", "patch", "params", "GFLOP/image"):
         table.add_column(col, justify="left" if col == "name" else "right")
     for r in rows:
         table.add_row(
@@ -178,7 +178,7 @@ def show(
         cfg.add_row(k, str(v))
     cfg.add_row("tokens", str(c.num_tokens))
     cfg.add_row("params", f"{c.num_params():,}")
-    cfg.add_row("GFLOPs / image", f"{c.flops() / 1e9:.4f}")
+    cfg.add_row("GFLOP/image", f"{c.flops() / 1e9:.4f}")
     console.print(cfg)
     t = Table(title="layers")
     for col in ("name", "type", "output", "params"):

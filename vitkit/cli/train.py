@@ -63,7 +63,7 @@ class LiveView(Callback):
         resumed = f", resumed at step {info.resumed_from_step}" if info.resumed_from_step else ""
         console.print(
             f"[bold]vitkit train[/] {cfg['dataset']} · {info.model} "
-            f"({info.params / 1e6:.2f}M params, {info.gflops:.3f} GFLOPs/img) · {info.device}"
+            f"({info.params / 1e6:.2f}M params, {info.gflops:.3f} GFLOP/image) · {info.device}"
             f"{' x' + str(info.world_size) if info.world_size > 1 else ''}{resumed}"
         )
         planned = cfg["epochs"] * info.steps_per_epoch
