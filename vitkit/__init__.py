@@ -47,7 +47,8 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
+if not TYPE_CHECKING:  # type checkers see the real imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 __all__ = [
     "AttentionMap",

@@ -119,3 +119,15 @@ def test_bench_cli_says_which_columns_it_left_out(bench_run: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "left out at 80 columns: p90 ms" in " ".join(res.output.split())
+
+
+def test_a_table_of_several_devices_keeps_its_device_column(report: BenchReport) -> None:
+    from dataclasses import replace
+
+    two = replace(report, rows=[*report.rows, *(replace(r, device="cuda") for r in report.rows)])
+    console = Console(width=76, record=True)
+    table, hidden = two.fit_table(console)
+    console.print(table)
+    text = console.export_text()
+    assert "device" in text.splitlines()[1] and "device" not in hidden
+    assert hidden and "…" not in text  # other columns went instead

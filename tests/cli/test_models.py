@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from vitkit import __version__
@@ -70,7 +71,8 @@ def test_cli_starts_without_importing_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'; "
         "vitkit.create_model; assert 'torch' in sys.modules; "
         "import vitkit.train as t; assert t.TrainConfig.__name__ == 'TrainConfig'; "
-        "assert {'benchmark', 'load_model', 'evaluate'} <= set(dir(vitkit))"
+        "assert {'benchmark', 'load_model', 'evaluate'} <= set(dir(vitkit)); "
+        "assert vitkit.models.list_models() and vitkit.data.list_datasets()"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     bad = subprocess.run(
@@ -97,3 +99,18 @@ def test_command_help_is_reflowed_for_the_terminal() -> None:
     result = runner.invoke(root, ["--help"], env={"COLUMNS": "80"})
     lines = [ln for ln in result.output.splitlines() if "│ bench" in ln]
     assert lines and "in one table" in result.output
+
+
+def test_live_output_only_on_a_real_interactive_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FORCE_COLOR in a pipe makes Rich call stderr a terminal: colours yes, redrawn frames no."""
+    import io
+
+    from vitkit.cli import _common
+
+    monkeypatch.setattr(_common.console, "is_interactive", True)
+    # _file, not file: undoing `file` would pin the console to this test's stderr for good
+    monkeypatch.setattr(_common.console, "_file", io.StringIO())
+    assert _common.live_output() is False
+    with _common.progress_bar() as progress:
+        progress("task", 1, 2)  # the no-op callback: nothing drawn into the pipe
+    assert _common.console.file.getvalue() == ""

@@ -212,7 +212,7 @@ def test_train_in_a_pipe_prints_progress_lines_and_warns_of_a_long_warmup(
     assert result.exit_code == 0, result.output
     err = " ".join(result.stderr.split())
     assert "stops at step 6 (--max-steps)" in err
-    assert "the lr never reaches" in err
+    assert "the lr climbs" in err and "never decays" in err
     progress = [ln for ln in result.stderr.splitlines() if ln.strip().startswith("epoch 1/2 ·")]
     assert len(progress) >= 5 and "step 6/6" in progress[-1], result.stderr
     assert "\n\n" not in result.stderr  # no blank line left by a live display
@@ -229,3 +229,9 @@ def test_print_config_shows_the_recipe_merged_with_options_and_trains_nothing(
     assert cfg["epochs"] == 3 and cfg["dataset"] == "mnist-mini"
     assert cfg["model_overrides"]["patch_size"] == 7  # from the mnist-mini recipe
     assert not out.exists()
+
+
+def test_print_config_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "mnist-mini", "--model", "vit-tinyy", "--print-config"])
+    assert "did you mean 'vit-tiny'" in one_error_line(result)
+    assert result.stdout == ""

@@ -29,7 +29,8 @@ TABLE_COLUMNS = (
     "speed-up", "GFLOP/s", "% peak", "size", "top-1", "Δ eager",
 )  # fmt: skip
 # left out, in this order, when the table is wider than the terminal
-DROP_ORDER = ("p90 ms", "GFLOP/s", "size", "Δ eager", "p99 ms", "% peak", "device")
+# (device is never left out of a table with several devices; with one, the header names it)
+DROP_ORDER = ("p90 ms", "GFLOP/s", "size", "Δ eager", "p99 ms", "% peak")
 
 
 @dataclass
@@ -248,7 +249,7 @@ class BenchReport:
         if len({r.device for r in self.rows}) <= 1:  # the header names the one device
             hidden.append("device")
         for drop in (None, *DROP_ORDER):
-            if drop is not None and drop not in hidden:
+            if drop is not None:
                 hidden.append(drop)
             table = self.table([c for c in TABLE_COLUMNS if c not in hidden])
             if Measurement.get(console, unbounded, table).maximum <= console.width:

@@ -72,12 +72,20 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def live_output() -> bool:
+    """Whether stderr can show a live display (a bar, a line redrawn in place): an interactive
+    terminal (not TERM=dumb, not TTY_INTERACTIVE=0), and a real one (FORCE_COLOR in a pipe gets
+    colours, not redrawn frames in its log)."""
+    isatty = getattr(console.file, "isatty", None)
+    return console.is_interactive and bool(isatty and isatty())
+
+
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
     """A Rich progress bar on stderr driven by the library's ``progress(desc, done, total)``.
     Only on a terminal: in a pipe or a log file a bar is never drawn, and Rich would still leave
     a blank line where it stood."""
-    if not enabled or not console.is_terminal:
+    if not enabled or not live_output():
         yield _no_progress
         return
     columns = (

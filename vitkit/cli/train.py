@@ -26,6 +26,7 @@ from vitkit.cli._common import (
     console,
     emit_json,
     fail,
+    live_output,
     model_overrides,
     progress_bar,
     user_errors,
@@ -82,13 +83,13 @@ class LiveView(Callback):
         if warmup_steps >= info.total_steps > 0:
             console.print(
                 f"  [yellow]note:[/] the warm-up ({cfg['warmup_epochs']:g} epochs, {warmup_steps:,}"
-                f" steps) is as long as the whole run ({info.total_steps:,} steps): the lr never"
-                f" reaches {cfg['lr']:g} (--warmup-epochs sets it)"
+                f" steps) is as long as the whole run ({info.total_steps:,} steps): the lr climbs"
+                f" towards {cfg['lr']:g} all run long and never decays (--warmup-epochs sets it)"
             )
         if info.run_dir:
             console.print(f"  run: {info.run_dir}")
         self.t0 = self.last_plain = time.perf_counter()
-        if console.is_terminal:
+        if live_output():
             self.live = Live(
                 self._render(None), console=console, refresh_per_second=4, transient=True
             )
@@ -340,7 +341,13 @@ def train_command(
             tensorboard=tensorboard,
         )
         if print_config:
-            emit_json(cfg.to_dict())
+            from vitkit.train.run import precheck
+
+            precheck(
+                cfg
+            )  # what the run would refuse (unknown model, no such device) fails here too
+            if rank0:
+                emit_json(cfg.to_dict())
             return
     if print_config:
         raise fail(

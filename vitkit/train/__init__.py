@@ -22,7 +22,8 @@ _LAZY = {
     "resolve_config": "vitkit.train.run",
     "train": "vitkit.train.run",
 }
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
+if not TYPE_CHECKING:  # type checkers see the real imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 __all__ = [
     "FitState",
