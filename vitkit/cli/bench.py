@@ -227,12 +227,16 @@ def _print(report: Any) -> None:
         f"{report.settings['image_size']}px · {report.params:,} params · "
         f"{report.flops_per_image / 1e9:.3f} GFLOP/image"
     )
-    peaks = ", ".join(f"{p['device']} {p['dtype']} {p['gflops']:,.0f}" for p in report.peaks)
+    peaks = ", ".join(
+        f"{p['device']} {p['dtype']} {p['gflops']:,.0f} GFLOP/s" for p in report.peaks
+    )
     console.print(
-        f"CPU {cpu['model']} ({', '.join(cpu['isa']) or 'no AVX'}) · "
-        + (f"GPU {gpus} · " if gpus else "")
-        + f"threads: torch {report.threads['torch']}, ONNX Runtime {report.threads['onnxruntime']}"
-        + f" · matmul peak GFLOP/s: {peaks}"
+        f"CPU {cpu['model']} ({', '.join(cpu['isa']) or 'no AVX'})"
+        + (f" · GPU {gpus}" if gpus else "")
+    )
+    console.print(
+        f"threads: torch {report.threads['torch']}, ONNX Runtime {report.threads['onnxruntime']}"
+        f" · matmul peak: {peaks or '-'}"
     )
     data = report.data
     acc = (
