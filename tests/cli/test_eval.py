@@ -136,6 +136,7 @@ def test_eval_multi_output_human_output(
         "exact match 50.00% (1/2)" in result.stderr and "per position 100.0 50.0" in result.stderr
     )
     assert "(all positions)" in result.stderr
+    assert "#1 empty a → empty b (" in result.stderr  # one image's labels never split by a wrap
     doc = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert doc["exact_match"] == 0.5 and doc["per_position"] == [1.0, 0.5]
     assert (tmp_path / "ev" / "wrong.png").is_file()

@@ -146,12 +146,16 @@ def eval_command(
     if len(report.per_class) > PER_CLASS_ROWS:
         console.print(f"({len(report.per_class) - PER_CLASS_ROWS} more classes in eval.json)")
     if report.wrong:
-        shown = ", ".join(
-            f"#{w.index} {escape(' '.join(w.true))}→{escape(' '.join(w.predicted))} "
-            f"({100 * w.confidence:.0f}%)"
+        from rich.columns import Columns
+
+        # one cell per image, so a narrow terminal wraps between images, never inside one
+        shown = [
+            f"#{w.index} {escape(' '.join(w.true))} → {escape(' '.join(w.predicted))}"
+            f" ({100 * w.confidence:.0f}%)"
             for w in report.wrong[:5]
-        )
-        console.print(f"most confidently wrong: {shown}")
+        ]
+        console.print("most confidently wrong:")
+        console.print(Columns(shown, padding=(0, 3)))
     for note in saved.notes:
         console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
     console.print(
