@@ -114,3 +114,22 @@ def test_live_output_only_on_a_real_interactive_terminal(monkeypatch: pytest.Mon
     with _common.progress_bar() as progress:
         progress("task", 1, 2)  # the no-op callback: nothing drawn into the pipe
     assert _common.console.file.getvalue() == ""
+
+
+def test_status_lines_wrap_only_between_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At any width a status line breaks at its " · " separators, never inside a value."""
+    import io
+
+    from vitkit.cli import _common
+
+    for width in (30, 50, 200):
+        buf = io.StringIO()
+        monkeypatch.setattr(_common.console, "_file", buf)
+        monkeypatch.setattr(_common.console, "_width", width)
+        _common.status("  [bold]vitkit x[/] run · 1,000 images · cpu · 341 img/s · top-1 97.80%")
+        lines = buf.getvalue().splitlines()
+        assert all(len(ln) <= width for ln in lines)
+        fields = [f.strip() for ln in lines for f in ln.split(" · ")]
+        assert fields == ["vitkit x run", "1,000 images", "cpu", "341 img/s", "top-1 97.80%"]
+        assert lines[0].startswith("  vitkit") and all(ln.startswith("    ") for ln in lines[1:])
+        assert (len(lines) == 1) == (width == 200)

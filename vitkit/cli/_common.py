@@ -72,6 +72,25 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def status(line: str) -> None:
+    """Print a line of " · "-separated fields (Rich markup within a field), wrapped only at the
+    separators: at the terminal's width a value is never split from its unit or label
+    ("0.78 s", "top-1 97.80%"). Continuation lines are indented two spaces more."""
+    from rich.text import Text
+
+    lead = len(line) - len(line.lstrip(" "))
+    fields = [Text.from_markup(f) for f in line.strip(" ").split(" · ")]
+    current = Text(" " * lead) + fields[0]
+    for field in fields[1:]:
+        if current.cell_len + 3 + field.cell_len <= console.width:
+            current.append(" · ")
+            current.append_text(field)
+        else:
+            console.print(current)
+            current = Text(" " * (lead + 2)) + field
+    console.print(current)
+
+
 def live_output() -> bool:
     """Whether stderr can show a live display (a bar, a line redrawn in place): an interactive
     terminal (not TERM=dumb, not TTY_INTERACTIVE=0), and a real one (FORCE_COLOR in a pipe gets

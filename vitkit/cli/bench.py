@@ -30,6 +30,7 @@ from vitkit.cli._common import (
     model_overrides,
     progress_bar,
     run_or_model,
+    status,
     user_errors,
 )
 
@@ -222,7 +223,7 @@ def _print(report: Any) -> None:
     cpu = report.machine["cpu"]
     gpus = ", ".join(g["name"] for g in report.machine["gpus"])
     what = report.run or f"untrained {report.model['model']}"
-    console.print(
+    status(
         f"[bold]vitkit bench[/] {what} · {report.model['model']} "
         f"{report.settings['image_size']}px · {report.params:,} params · "
         f"{report.flops_per_image / 1e9:.3f} GFLOP/image"
@@ -230,13 +231,18 @@ def _print(report: Any) -> None:
     peaks = ", ".join(
         f"{p['device']} {p['dtype']} {p['gflops']:,.0f} GFLOP/s" for p in report.peaks
     )
-    console.print(
+    status(
         f"CPU {cpu['model']} ({', '.join(cpu['isa']) or 'no AVX'})"
         + (f" · GPU {gpus}" if gpus else "")
     )
-    console.print(
-        f"threads: torch {report.threads['torch']}, ONNX Runtime {report.threads['onnxruntime']}"
-        f" · matmul peak: {peaks or '-'}"
+    status(
+        f"threads: torch {report.threads['torch']}"
+        + (
+            f", ONNX Runtime {report.threads['onnxruntime']}"
+            if report.threads["onnxruntime"]
+            else ""
+        )
+        + f" · matmul peak: {peaks or '-'}"
     )
     data = report.data
     acc = (
@@ -245,9 +251,9 @@ def _print(report: Any) -> None:
         else ""
     )
     if report.settings.get("accuracy_images"):
-        console.print(f"accuracy on {data.get('source')}{acc}")
+        status(f"accuracy on {data.get('source')}{acc}")
     else:
-        console.print(f"inputs: {data.get('source')} · accuracy not measured (--accuracy-images 0)")
+        status(f"inputs: {data.get('source')} · accuracy not measured (--accuracy-images 0)")
     table, hidden = report.fit_table(console)
     console.print(table)
     if hidden:

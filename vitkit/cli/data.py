@@ -16,6 +16,7 @@ from vitkit.cli._common import (
     emit_json,
     fail,
     progress_bar,
+    status,
     user_errors,
 )
 
@@ -138,9 +139,9 @@ def download(
         return
     sizes = ", ".join(f"{k} {v:,}" for k, v in info["splits"].items())
     how = "already cached" if ds.from_cache else "cached"
-    console.print(
-        f"[green]✓[/] {name}: {sizes} images of {ds.image_size}x{ds.image_size}x"
-        f"{ds.channels}, {ds.num_classes} classes ({how}, {info['seconds']} s)"
+    status(
+        f"[green]✓[/] {name}: {sizes} images · {ds.image_size}x{ds.image_size}x{ds.channels}"
+        f" · {ds.num_classes} classes · {how} in {info['seconds']} s"
     )
     skipped = ds.info.get("skipped")
     if skipped and skipped.get("count"):

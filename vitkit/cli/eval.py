@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitkit.cli._common import Json, console, emit_json, progress_bar, user_errors
+from vitkit.cli._common import Json, console, emit_json, progress_bar, status, user_errors
 from vitkit.errors import UserError
 
 if TYPE_CHECKING:
@@ -114,24 +114,24 @@ def eval_command(
             {**report.to_json(), "files": [str(f) for f in saved.files], "notes": saved.notes}
         )
         return
-    console.print(
+    status(
         f"[bold]vitkit eval[/] {escape(str(report.run))} · {escape(report.dataset)} {escape(split)} · "
         f"{report.n:,} images · {report.device} · {report.images_per_s:,.0f} img/s"
     )
     if report.num_outputs > 1:
         positions = " ".join(f"{100 * p:.1f}" for p in report.per_position or [])
-        console.print(
+        status(
             f"exact match [bold]{_pct(report.exact_match)}[/] ({report.correct:,}/{report.n:,}) · "
             f"per position {positions} % · top-1 {_pct(report.top1)} · top-5 {_pct(report.top5)}"
         )
     else:
-        console.print(
+        status(
             f"top-1 [bold]{_pct(report.top1)}[/] ({report.correct:,}/{report.n:,}) · "
             f"top-5 {_pct(report.top5)}"
         )
     from vitkit.eval.evaluate import ECE_BINS
 
-    console.print(
+    status(
         f"ECE {report.ece:.4f} ({ECE_BINS} bins) · loss {report.loss:.4f} · "
         f"macro F1 {report.macro['f1']:.4f}"
     )

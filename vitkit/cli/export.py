@@ -30,6 +30,7 @@ from vitkit.cli._common import (
     model_overrides,
     progress_bar,
     run_or_model,
+    status,
     user_errors,
 )
 from vitkit.errors import UserError
@@ -217,15 +218,15 @@ def export_command(
 def _print(report: Any) -> None:
     name = report.model["model"]
     what = report.run or f"untrained {name}"
-    console.print(
-        f"[bold]vitkit export[/] {what} · {name} · {report.exporter} exporter, opset "
-        f"{report.opset}, batch {report.batch} · export {report.export_seconds:.1f} s"
+    status(
+        f"[bold]vitkit export[/] {what} · {name} · {report.exporter} exporter · opset "
+        f"{report.opset} · batch {report.batch} · export {report.export_seconds:.1f} s"
     )
     eager = report.eager
     if report.verified:
-        acc = f"top-1 {_pct(eager['accuracy'])}, " if eager["accuracy"] is not None else ""
-        console.print(
-            f"verified on {report.data['source']} · eager PyTorch {acc}"
+        acc = f" top-1 {_pct(eager['accuracy'])}" if eager["accuracy"] is not None else ""
+        status(
+            f"verified on {report.data['source']} · eager PyTorch{acc} · "
             f"{eager['images_per_s']:,.0f} img/s"
         )
     table = Table()

@@ -29,6 +29,7 @@ from vitkit.cli._common import (
     live_output,
     model_overrides,
     progress_bar,
+    status,
     user_errors,
 )
 from vitkit.train.callbacks import Callback, EpochInfo, StartInfo, StepInfo
@@ -62,7 +63,7 @@ class LiveView(Callback):
         self.start = info
         cfg = info.config
         resumed = f", resumed at step {info.resumed_from_step}" if info.resumed_from_step else ""
-        console.print(
+        status(
             f"[bold]vitkit train[/] {cfg['dataset']} · {info.model} "
             f"({info.params / 1e6:.2f}M params, {info.gflops:.3f} GFLOP/image) · {info.device}"
             f"{' x' + str(info.world_size) if info.world_size > 1 else ''}{resumed}"
@@ -73,7 +74,7 @@ class LiveView(Callback):
             if info.total_steps < planned
             else ""
         )
-        console.print(
+        status(
             f"  {info.train_size:,} train / {info.val_size:,} val images · {cfg['epochs']} epochs"
             f" x {info.steps_per_epoch} steps of {cfg['batch_size']}{cap} · lr {cfg['lr']:g} · "
             f"wd {cfg['weight_decay']:g} · warmup {cfg['warmup_epochs']:g} ep · "
