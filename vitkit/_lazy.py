@@ -16,16 +16,15 @@ def lazy_exports(
 
     def getattr_(name: str) -> Any:
         module = exports.get(name)
-        if module is None:  # a subpackage (vitkit.models), as the eager imports used to bind
+        if module is not None:
+            value = getattr(importlib.import_module(module), name)
+        else:  # a subpackage (vitkit.models), as the eager imports used to bind
             try:
                 value = importlib.import_module(f"{package}.{name}")
             except ModuleNotFoundError as e:
                 if e.name != f"{package}.{name}":
                     raise
                 raise AttributeError(f"module '{package}' has no attribute '{name}'") from None
-            namespace[name] = value
-            return value
-        value = getattr(importlib.import_module(module), name)
         namespace[name] = value  # later lookups never reach this function
         return value
 

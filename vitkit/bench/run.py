@@ -135,13 +135,6 @@ def _optimized(export_dir: Path) -> tuple[bool, str]:
     return True, str(info.get("kept", "plain"))
 
 
-def _fused(model: onnx.ModelProto) -> bool:
-    """Whether an ONNX model holds ONNX Runtime contrib ops (``com.microsoft``): a fused graph
-    from ``--optimize`` (Attention, QAttention, SkipLayerNormalization, ...). Read from the file
-    itself, so a stale file beside a newer export.json is judged by what it is."""
-    return any(n.domain == "com.microsoft" for n in model.graph.node)
-
-
 def ensure_exports(
     lm: LoadedModel,
     precisions: set[str],
@@ -160,6 +153,7 @@ def ensure_exports(
     models must match ``optimize``: a fused ``--optimize`` model (or an int8 one quantized from
     it) is not timed as the plain one, nor the reverse. Returns (files, failures, notes)."""
     from vitkit.export import export_onnx
+    from vitkit.export.onnx import is_fused
 
     names = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
     files: dict[str, Path] = {}
@@ -174,9 +168,9 @@ def ensure_exports(
             if p in ("fp32", "int8"):
                 if optimize:  # the --optimize export's own: int8 is fused when attention was kept
                     want = kept != "plain" if p == "fp32" else kept == "attention"
-                    if not optimized or _fused(model) != want:
+                    if not optimized or is_fused(model) != want:
                         continue
-                elif _fused(model):
+                elif is_fused(model):  # judged by the file itself, not by export.json
                     continue
             files[p] = path
             notes.append(f"reused {path}")

@@ -304,7 +304,7 @@ def _ort_cpu(precision: str) -> Callable[[BenchModel, torch.device], Runner]:
 def _onnx_facts(path: Path) -> dict[str, Any]:
     """What a benchmarked ONNX file is: the precision its metadata records (int8-dynamic, ...),
     the ONNX opset it was written at, and whether it holds ONNX-Runtime-only fused ops."""
-    from vitkit.export.onnx import load_onnx, read_onnx_metadata
+    from vitkit.export.onnx import is_fused, load_onnx, read_onnx_metadata
 
     try:
         model = load_onnx(path)
@@ -319,7 +319,7 @@ def _onnx_facts(path: Path) -> dict[str, Any]:
         "onnx_opset": next(
             (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
         ),
-        "onnx_fused": any(n.domain == "com.microsoft" for n in model.graph.node),
+        "onnx_fused": is_fused(model),
     }
 
 

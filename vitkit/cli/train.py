@@ -80,10 +80,9 @@ class LiveView(Callback):
             f"wd {cfg['weight_decay']:g} · warmup {cfg['warmup_epochs']:g} ep · "
             f"ls {cfg['label_smoothing']:g} · mixup {cfg['mixup']:g} / cutmix {cfg['cutmix']:g}"
         )
-        warmup_steps = int(cfg["warmup_epochs"] * info.steps_per_epoch)
-        if warmup_steps >= info.total_steps > 0:
+        if info.warmup_steps >= info.total_steps > 0:
             console.print(
-                f"  [yellow]note:[/] the warm-up ({cfg['warmup_epochs']:g} epochs, {warmup_steps:,}"
+                f"  [yellow]note:[/] the warm-up ({cfg['warmup_epochs']:g} epochs, {info.warmup_steps:,}"
                 f" steps) is as long as the whole run ({info.total_steps:,} steps): the lr climbs"
                 f" towards {cfg['lr']:g} all run long and never decays (--warmup-epochs sets it)"
             )
@@ -344,9 +343,8 @@ def train_command(
         if print_config:
             from vitkit.train.run import precheck
 
-            precheck(
-                cfg
-            )  # what the run would refuse (unknown model, no such device) fails here too
+            # what the run would refuse (unknown model, no such device) fails here too
+            precheck(cfg)
             if rank0:
                 emit_json(cfg.to_dict())
             return

@@ -207,6 +207,13 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise UserError(f"cannot read {path} as ONNX: {first_line(e)}") from None
 
 
+def is_fused(model: onnx.ModelProto) -> bool:
+    """Whether an ONNX model holds ONNX Runtime contrib ops (``com.microsoft``): a fused graph
+    from ``--optimize`` (Attention, QAttention, SkipLayerNormalization, ...), which only ONNX
+    Runtime can run."""
+    return any(n.domain == "com.microsoft" for n in model.graph.node)
+
+
 def read_onnx_metadata(source: str | os.PathLike[str] | onnx.ModelProto) -> dict[str, Any]:
     """The vitkit metadata of an exported ``.onnx`` file (or of a model already loaded with
     ``load_onnx``), decoded.

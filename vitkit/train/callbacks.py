@@ -51,6 +51,7 @@ class StartInfo:
     val_size: int
     steps_per_epoch: int
     total_steps: int
+    warmup_steps: int  # linear LR warm-up (the schedule's own figure)
     device: str
     resumed_from_step: int
     world_size: int

@@ -437,6 +437,7 @@ def train(
         val_size=len(val_split) if val_split else 0,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
+        warmup_steps=warmup_steps,
         device=str(device),
         resumed_from_step=resumed_from,
         world_size=dist_info.world_size,
