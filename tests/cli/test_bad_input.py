@@ -227,3 +227,33 @@ def test_weights_that_do_not_fit_model_json(run: Path, tmp_path: Path) -> None:
     (copy / "model.json").write_text(json.dumps(meta))
     line = one_error_line(runner.invoke(app, ["eval", str(copy), "--device", "cpu"]))
     assert "does not fit" in line and "size mismatch for" in line
+
+
+def test_error_lines_keep_square_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hints name extras like 'vitkit[tensorboard]': Rich must print them, not read markup."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # `import tensorboard` fails
+    result = runner.invoke(app, ["train", "mnist-mini", "--tensorboard", "--print-config"])
+    assert "pip install 'vitkit[tensorboard]'" in one_error_line(result)
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (mode 0600); the final file gets open()'s mode."""
+    import os
+
+    from vitkit.artifact import atomic_path, atomic_write, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_path(tmp_path / "b.onnx") as p:
+            p.write_bytes(b"x")
+        os.umask(0o077)
+        with atomic_write(tmp_path / "c.bin") as f:
+            f.write(b"y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.onnx").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "c.bin").stat().st_mode & 0o777 == 0o600

@@ -135,6 +135,35 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
+def test_non_finite_loss_before_any_checkpoint_says_nothing_was_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = loop_module.loss_fn
+
+    def poisoned(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        return real(logits, y, smoothing) * float("nan")
+
+    monkeypatch.setattr(loop_module, "loss_fn", poisoned)
+    cfg = tiny(tmp_path, val_fraction=0.0)
+    with pytest.raises(NonFiniteLoss, match=r"at step 1 .*before the first checkpoint") as e:
+        train(cfg)
+    assert "kept the last good" not in str(e.value)
+    assert not (Path(cfg.out or "") / "checkpoint").exists()
+
+
+def test_resume_with_foreign_best_weights_is_a_user_error(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from vitkit.errors import UserError
+
+    stop = StopFlag()
+    first = train(tiny(tmp_path, "split"), callbacks=[StopAt(stop, 75)], stop=stop)
+    assert first.interrupted and (first.run_dir / "model.safetensors").is_file()  # epoch 1 best
+    save_file({"head.weight": torch.zeros(3, 3)}, str(first.run_dir / "model.safetensors"))
+    with pytest.raises(UserError, match=r"model.safetensors does not fit this run's model"):
+        train(TrainConfig(), resume=first.run_dir)
+
+
 def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Path) -> None:
     cfg = tiny(
         tmp_path,

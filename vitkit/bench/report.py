@@ -258,6 +258,7 @@ class BenchReport:
 
     def skipped_table(self) -> Table | None:
         """Runtimes that did not run, with the reason (None when every runtime ran)."""
+        from rich.markup import escape
         from rich.table import Table
 
         skipped = [r for r in self.runtimes if r.status != "ok"]
@@ -272,7 +273,7 @@ class BenchReport:
             groups.setdefault((r.device, r.status, r.reason or ""), []).append(r.runtime)
         for (device, status, reason), runtimes in groups.items():
             colour = "yellow" if status == "skipped" else "red"
-            t.add_row(device, ", ".join(runtimes), f"[{colour}]{status}[/]", reason)
+            t.add_row(device, ", ".join(runtimes), f"[{colour}]{status}[/]", escape(reason))
         return t
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from vitkit.cli._common import (
     Depth,
@@ -265,5 +266,5 @@ def _print(report: Any) -> None:
     if skipped is not None:
         console.print(skipped)
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"{report.wall_seconds:.1f} s in all · wrote {', '.join(report.files)}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitkit.cli._common import (
@@ -256,5 +257,5 @@ def _print(report: Any) -> None:
     if report.int8 and report.int8.get("mode") == "auto":
         console.print(f"int8 auto: kept {report.int8['chosen']}: {report.int8['reason']}")
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"{report.total_seconds:.1f} s in all · wrote {', '.join(report.files)}")

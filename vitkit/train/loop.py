@@ -291,8 +291,13 @@ def _multi(val: dict[str, Any]) -> bool:
 
 
 def _non_finite(loss: Tensor, state: FitState) -> NonFiniteLoss:
+    kept = (
+        f"stopped and kept the last good checkpoint (step {state.checkpoint_step}) and the best "
+        "weights"
+        if state.checkpoint_step
+        else "stopped before the first checkpoint, so nothing was kept"
+    )
     return NonFiniteLoss(
         f"loss became {float(loss.detach())} at step {state.step + 1} (epoch {state.epoch + 1}); "
-        f"stopped and kept the last good checkpoint (step {state.checkpoint_step}) and the best "
-        f"weights; try a lower --lr or --grad-clip"
+        f"{kept}; try a lower --lr or --grad-clip"
     )

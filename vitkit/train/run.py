@@ -36,7 +36,7 @@ from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import ConfigError, UserError
+from vitkit.errors import ConfigError, UserError, state_dict_mismatch
 from vitkit.models import resolve_spec
 from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
 from vitkit.train.checkpoint import (
@@ -302,6 +302,8 @@ def train(
         **config.model_overrides,
     )
     model = spec.build().to(device)
+    if resume is not None and dist_info.main:  # best weights that do not fit: say so now, not
+        _best_model(run_dir, model)  # after the resumed epochs have run
 
     augment = AugmentConfig.preset(
         ds.spec.augment if config.augment else "none",
@@ -495,7 +497,7 @@ def train(
             if isinstance(old, dict):
                 summary.update({k: old[k] for k in kept if k in old})
     if result.status != "interrupted" and "test" in ds.splits:
-        best = _best_model(run_dir, model, dist_info) if dist_info.main else model
+        best = _best_model(run_dir, model) if dist_info.main else model
         test_loader = DeviceLoader(
             ds["test"], batch_size=config.eval_batch_size, shuffle=False, drop_last=False, **common
         )
@@ -512,12 +514,17 @@ def train(
     return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
 
 
-def _best_model(run_dir: Path, model: torch.nn.Module, dist_info: Dist) -> torch.nn.Module:
+def _best_model(run_dir: Path, model: torch.nn.Module) -> torch.nn.Module:
     """The best-by-validation weights (model.safetensors), in a fresh copy of the model."""
     if not (run_dir / MODEL_WEIGHTS).exists():
         return model
     best = unwrap(model).spec.build().to(next(model.parameters()).device)
-    best.load_state_dict(load_weights(run_dir / MODEL_WEIGHTS))
+    try:
+        best.load_state_dict(load_weights(run_dir / MODEL_WEIGHTS))
+    except RuntimeError as e:  # another model's weights copied in
+        raise UserError(
+            f"{run_dir / MODEL_WEIGHTS} does not fit this run's model: {state_dict_mismatch(e)}"
+        ) from None
     return best.eval()
 
 
