@@ -174,6 +174,21 @@ class LoadedModel:
     def num_outputs(self) -> int:
         return int(self.spec.config.num_outputs)
 
+    def dataset_source(self) -> tuple[str, dict[str, Any]] | None:
+        """The dataset the model was trained on as ``load_dataset`` takes it, or None: its name
+        (a ``folder:`` dataset by the absolute path recorded at training, so it opens from any
+        directory) and the recorded options it accepts. eval, export and bench all use this."""
+        from vitkit.data.catalog import FOLDER_PREFIX, get_dataset_spec
+
+        if not self.dataset:
+            return None
+        name, spec = self.dataset, get_dataset_spec(self.dataset)
+        recorded = self.meta.get("dataset_options") or {}
+        options = {k: v for k, v in recorded.items() if k in spec.options}
+        if name.startswith(FOLDER_PREFIX) and recorded.get("path"):
+            name = FOLDER_PREFIX + str(recorded["path"])
+        return name, options
+
 
 def load_model(
     path: str | os.PathLike[str], *, device: str = "cpu", weights: str | None = None

@@ -25,7 +25,7 @@ from vitkit.export import (
     verify_onnx,
 )
 from vitkit.export import onnx as onnx_module
-from vitkit.models import ModelSpec, create_model, list_models
+from vitkit.models import ModelSpec, create_model, list_models, resolve_spec
 
 
 def eager(lm: LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -503,3 +503,40 @@ def test_optimize_races_a_fixed_batch_export_at_its_own_size(
         assert set(c["speedup_by_batch"]) == {"8"} and c["speedup"] is not None, c
     faster = [c for c in info["candidates"] if c["speedup"] > 1]
     assert info["kept"] == (max(faster, key=lambda c: c["speedup"])["name"] if faster else "plain")
+
+
+def test_verification_finds_a_relative_folder_dataset_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run trained on `folder:pics` (relative) records the absolute path; export and bench
+    verify on those images from another directory, as eval does (not on synthetic ones)."""
+    from PIL import Image
+
+    from vitkit.export import verification_data
+
+    for split, n in (("train", 4), ("test", 3)):
+        for c, colour in (("cat", (220, 30, 30)), ("dog", (30, 200, 30))):
+            for i in range(n):
+                p = tmp_path / "work" / "pics" / split / c / f"{i}.png"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (16, 16), colour).save(p)
+    monkeypatch.chdir(tmp_path / "work")
+    ds = load_dataset("folder:pics", data_root=tmp_path / "cache")
+    spec = resolve_spec("vit-nano", image_size=16, patch_size=4, num_classes=2)
+    lm = LoadedModel(
+        model=spec.build().eval(),
+        spec=spec,
+        classes=ds.classes,
+        image_size=16,
+        channels=3,
+        mean=[0.5] * 3,
+        std=[0.5] * 3,
+        dataset="folder:pics",
+        meta={"dataset_options": ds.options},
+        path=tmp_path / "run",
+    )
+    source = lm.dataset_source()
+    assert source is not None and source[0] == f"folder:{tmp_path / 'work' / 'pics'}"
+    monkeypatch.chdir(tmp_path)  # where folder:pics does not exist
+    data = verification_data(lm, data_root=tmp_path / "cache", download=False)
+    assert not data.synthetic and data.labels is not None and len(data.labels) == 6, data.notes

@@ -194,13 +194,11 @@ def open_dataset(
     name = data or lm.dataset
     if not name:
         raise UserError(f"{lm.path} records no dataset; pass one with --data")
-    spec = get_dataset_spec(name)
+    get_dataset_spec(name)  # an unknown name: the registry's error, with suggestions
     options: dict[str, Any] = {}
-    if name == lm.dataset:
-        recorded = lm.meta.get("dataset_options") or {}
-        options = {k: v for k, v in recorded.items() if k in spec.options}
-        if name.startswith(FOLDER_PREFIX) and recorded.get("path"):
-            name = FOLDER_PREFIX + str(recorded["path"])  # absolute: works from any directory
+    source = lm.dataset_source()
+    if name == lm.dataset and source is not None:
+        name, options = source
     elif name.startswith(FOLDER_PREFIX):
         options = {"image_size": lm.image_size, "channels": lm.channels}
     root = data_root if data_root is not None else run_settings(lm)["data_root"]

@@ -393,19 +393,15 @@ def verification_data(
     """Real test images of the run's dataset (model.json "dataset" + "dataset_options"; data
     root: ``data_root``, else train.json's, else the default), or synthetic ones when the
     dataset cannot be had; ``notes`` says which and why."""
-    from vitkit.data import get_dataset_spec, load_dataset
+    from vitkit.data import load_dataset
 
     notes: list[str] = []
     ds = None
     if lm.dataset:
         try:
-            spec = get_dataset_spec(lm.dataset)
-            recorded = lm.meta.get("dataset_options") or {}
-            options = {k: v for k, v in recorded.items() if k in spec.options}
+            name, options = lm.dataset_source() or (lm.dataset, {})
             root = data_root if data_root is not None else run_data_root(lm.path)
-            ds = load_dataset(
-                lm.dataset, data_root=root, download=download, progress=progress, **options
-            )
+            ds = load_dataset(name, data_root=root, download=download, progress=progress, **options)
         except (VitkitError, OSError) as e:
             notes.append(f"dataset '{lm.dataset}' is unavailable ({first_line(e)})")
         if ds is not None and (ds.image_size, ds.channels) != (lm.image_size, lm.channels):
