@@ -150,6 +150,8 @@ def test_wrong_tolerance_fails_and_keeps_no_unverified_model(
     trained_run: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "model.onnx"
+    for stale in (out, tmp_path / "model.fp16.onnx"):  # an earlier export's, under real names
+        stale.write_bytes(b"an earlier export")
     report = export_onnx(
         trained_run,
         out,
@@ -173,6 +175,7 @@ def test_wrong_tolerance_fails_and_keeps_no_unverified_model(
 
 
 def test_int8_gate_failure_says_by_how_much(trained_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "model.int8.onnx").write_bytes(b"an earlier export's int8 model")
     report = export_onnx(
         trained_run,
         tmp_path / "model.onnx",
