@@ -146,3 +146,51 @@ def test_unknown_model_suggests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["export", "--model", "vit-tinyy"])
     assert "did you mean 'vit-tiny'" in one_error_line(result)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_table_fits_the_terminal_by_leaving_columns_out(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns (and in a pipe, where Rich assumes 80) figures used to be cut to "1,9…"."""
+    from types import SimpleNamespace
+
+    from vitkit.cli import _common
+    from vitkit.cli import export as export_cli
+
+    def precision(name: str, ips: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            precision=name,
+            size_bytes=1_920_000,
+            max_abs_diff=2.6e-6,
+            top1_agreement=1.0,
+            accuracy=0.978,
+            images_per_s=ips,
+            verified=True,
+            passed=True,
+        )
+
+    report = SimpleNamespace(
+        model={"model": "vit-micro"},
+        run="runs/mnist-mini-vit-micro",
+        exporter="dynamo",
+        opset=20,
+        batch="dynamic",
+        export_seconds=4.5,
+        eager={"accuracy": 0.978, "images_per_s": 1609},
+        verified=True,
+        data={"source": "mnist-mini test split (1,000 of 1,000 images)"},
+        precisions=[precision("fp32-onnxruntime", 2400), precision("int8-dynamic", 3600)],
+        int8=None,
+        notes=[],
+        total_seconds=24.7,
+        files=["model.onnx"],
+    )
+    monkeypatch.setattr(_common.console, "width", width)
+    with _common.console.capture() as out:
+        export_cli._print(report)
+    text = out.get()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "1.50x" in text and "100.00%" in text  # speed and agreement survive every width
+    assert ("left out at" in text) == (width < 120)

@@ -28,6 +28,7 @@ from vitkit.cli._common import (
     console,
     emit_json,
     fail,
+    fit_columns,
     model_overrides,
     progress_bar,
     run_or_model,
@@ -216,6 +217,10 @@ def export_command(
         raise fail("verification failed: " + "; ".join(report.failures))
 
 
+TABLE_COLUMNS = ("precision", "size", "max|Δ|", "agree", "top-1", "img/s", "vs fp32", "check")
+DROP_ORDER = ("img/s", "size", "max|Δ|")  # on a narrow terminal: "vs fp32" still says speed
+
+
 def _print(report: Any) -> None:
     name = report.model["model"]
     what = report.run or f"untrained {name}"
@@ -230,10 +235,7 @@ def _print(report: Any) -> None:
             f"verified on {report.data['source']} · eager PyTorch{acc} · "
             f"{eager['images_per_s']:,.0f} img/s"
         )
-    table = Table()
-    for col in ("precision", "size", "max|Δ|", "agree", "top-1", "img/s", "vs fp32", "check"):
-        left = col in ("precision", "check")
-        table.add_column(col, justify="left" if left else "right", no_wrap=True)
+    rows = []
     fp32 = next((p for p in report.precisions if p.precision.startswith("fp32")), None)
     for p in report.precisions:
         ratio = "-"
@@ -243,17 +245,34 @@ def _print(report: Any) -> None:
             result = "[yellow]checker only[/]" if p.passed else "[red]FAILED[/]"
         else:
             result = "[green]ok[/]" if p.passed else "[red]FAILED[/]"
-        table.add_row(
-            p.precision,
-            _size(p.size_bytes),
-            "-" if p.max_abs_diff is None else f"{p.max_abs_diff:.1e}",
-            _pct(p.top1_agreement),
-            _pct(p.accuracy),
-            "-" if p.images_per_s is None else f"{p.images_per_s:,.0f}",
-            ratio,
-            result,
+        rows.append(
+            {
+                "precision": p.precision,
+                "size": _size(p.size_bytes),
+                "max|Δ|": "-" if p.max_abs_diff is None else f"{p.max_abs_diff:.1e}",
+                "agree": _pct(p.top1_agreement),
+                "top-1": _pct(p.accuracy),
+                "img/s": "-" if p.images_per_s is None else f"{p.images_per_s:,.0f}",
+                "vs fp32": ratio,
+                "check": result,
+            }
         )
+
+    def build(columns: list[str]) -> Table:
+        table = Table()
+        for col in columns:
+            left = col in ("precision", "check")
+            table.add_column(col, justify="left" if left else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        return table
+
+    table, hidden = fit_columns(build, TABLE_COLUMNS, DROP_ORDER)
     console.print(table)
+    if hidden:
+        console.print(
+            f"[dim]left out at {console.width} columns: {', '.join(hidden)} (in export.json)[/]"
+        )
     if report.int8 and report.int8.get("mode") == "auto":
         console.print(f"int8 auto: kept {report.int8['chosen']}: {report.int8['reason']}")
     for note in report.notes:
