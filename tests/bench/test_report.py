@@ -131,3 +131,19 @@ def test_a_table_of_several_devices_keeps_its_device_column(report: BenchReport)
     text = console.export_text()
     assert "device" in text.splitlines()[1] and "device" not in hidden
     assert hidden and "…" not in text  # other columns went instead
+
+
+def test_a_busy_machine_is_named_in_the_notes(report: BenchReport) -> None:
+    """A 1,000x speed-up measured while other work shared the CPU must not read as a result."""
+    import dataclasses
+
+    from vitkit.bench.run import _busy_notes
+
+    rows = list(report.rows)
+    assert report.machine["load_average"] is None or len(report.machine["load_average"]) == 3
+    assert not [n for n in _busy_notes(rows, [0.9, 1.0, 1.0], 1) if "load average" in n]
+    busy = _busy_notes(rows, [4.2, 3.0, 2.0], 2)
+    assert any("load average was 4.2" in n and "rerun on a quiet machine" in n for n in busy)
+    shaky = dataclasses.replace(rows[0], p90_ms=rows[0].p50_ms * 3)
+    notes = _busy_notes([shaky, *rows[1:]], None, 1)
+    assert any(f"{shaky.runtime} batch {shaky.batch} (cpu)" in n for n in notes), notes

@@ -383,9 +383,11 @@ def benchmark(
                     runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
                 progress(f"prepare {n} ({d})", 1, 1)
         timings = _time(runners, results, images, sizes, warmup, min_time, rounds, progress)
+        load = _load_average()
         ref_acc = _score(runners, results, module, acc_images, acc_labels, max(sizes), progress)
         flops = int(module.flops()) if hasattr(module, "flops") else 0
         rows = _rows(timings, results, flops, peaks)
+        notes.extend(_busy_notes(rows, load, n_threads))
     finally:
         stack.close()
         for runner in runners.values():
@@ -412,6 +414,7 @@ def benchmark(
             "cpu": cpu_info(),
             "gpus": [gpu_info(d) for d in devs if d.type == "cuda" and torch.cuda.is_available()],
             "platform": platform.platform(),
+            "load_average": load,  # 1, 5, 15 min, read when the timing ended (None: not known)
         },
         versions=_versions(versions()),
         threads={
@@ -452,6 +455,40 @@ def benchmark(
 
 
 # -- the phases --------------------------------------------------------------------------------
+UNSTABLE_P90 = 2.0  # a cell whose p90 is over twice its p50 was disturbed while it ran
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not on this platform
+        return None
+
+
+def _busy_notes(rows: list[BenchRow], load: list[float] | None, threads: int) -> list[str]:
+    """Say so when other work shared the CPU: a speed-up of 1,000x from a busy machine must not
+    read as a result. Two signs: the load average (less this benchmark's own threads) and cells
+    whose p90 is over ``UNSTABLE_P90`` x their p50."""
+    cpu = [r for r in rows if r.device == "cpu"]
+    notes: list[str] = []
+    cores = os.cpu_count() or 1
+    if cpu and load is not None and load[0] - threads >= 1.0:
+        notes.append(
+            f"the load average was {load[0]:.1f} on {cores} logical cores while this ran with "
+            f"{threads} thread(s): other processes shared the CPU, so the CPU figures may be "
+            "off; rerun on a quiet machine"
+        )
+    unstable = [r for r in rows if r.p90_ms > UNSTABLE_P90 * r.p50_ms]
+    if unstable:
+        shown = ", ".join(f"{r.runtime} batch {r.batch} ({r.device})" for r in unstable[:4])
+        more = f" and {len(unstable) - 4} more" if len(unstable) > 4 else ""
+        notes.append(
+            f"unsteady timings (p90 over {UNSTABLE_P90:g}x p50): {shown}{more}; something else "
+            "was running, so compare those cells with care"
+        )
+    return notes
+
+
 Key = tuple[str, str]  # (runtime, device)
 
 
@@ -639,8 +676,11 @@ def _rows(
         speedup = Timing(base).p50 / tm.p50 if base and results[("eager", dev)].status == "ok" else None  # fmt: skip
         ips = b / tm.p50
         gflops = flops * ips / 1e9
+        # a share of a GEMM in the same arithmetic only: an int8 row against the fp32 GEMM
+        # reads 200% and means nothing (there is no int8 or CPU half-precision yardstick)
         half = res.precision in ("bf16", "fp16") and dev.startswith("cuda")
-        peak = peak_of.get((dev, "bfloat16" if half else "float32"))
+        yardstick = "bfloat16" if half else "float32" if res.precision == "fp32" else None
+        peak = peak_of.get((dev, yardstick)) if yardstick else None
         s = tm.summary()
         rows.append(
             BenchRow(
