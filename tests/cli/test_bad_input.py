@@ -68,7 +68,7 @@ def _not_tensor_data(path: Path) -> None:
             lambda d: (d / "checkpoint/last.safetensors").write_bytes(b"\0" * 100),
             "corrupt checkpoint",
         ),
-        (lambda d: (d / "checkpoint/state.pt").write_bytes(b"garbage"), "corrupt checkpoint"),
+        (lambda d: (d / "checkpoint/state.pt").write_bytes(b"garbage"), "not a PyTorch checkpoint"),
         (lambda d: _not_tensor_data(d / "checkpoint/state.pt"), "never unpickled"),
         (lambda d: (d / "checkpoint/last.safetensors").unlink(), "no checkpoint (checkpoint/last"),
         (lambda d: (d / "train.json").unlink(), "no train.json"),

@@ -163,6 +163,20 @@ def test_predict_table_json_and_directory(run: Path, images: Path) -> None:
     assert f"│ 1 │ {gray['label']}" in human.stderr
 
 
+def test_predict_with_an_onnx_file_names_the_file(run: Path, images: Path, tmp_path: Path) -> None:
+    from vitkit.export import export_onnx
+
+    onnx_file = tmp_path / "mine.onnx"  # the title names the file that answered
+    export_onnx(run, onnx_file, legacy=True, verify=False)
+    result = runner.invoke(app, ["predict", str(onnx_file), str(images / "a-gray.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["model_file"] == str(onnx_file) and doc["predictions"][0]["topk"]
+    human = runner.invoke(app, ["predict", str(onnx_file), str(images / "a-gray.png")])
+    assert human.exit_code == 0, human.output
+    assert "mine.onnx" in " ".join(human.stderr.split())
+
+
 def test_predict_skips_unreadable_files(run: Path, images: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")

@@ -223,8 +223,10 @@ def bench_data(
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], list[str]]:
     """Normalised images (real test images when the run's dataset, or ``dataset``, is here; else
     synthetic), their labels (or None), a description, notes."""
+    from vitkit.data import get_dataset_spec
     from vitkit.export.onnx import verification_data
 
+    spec = get_dataset_spec(dataset) if dataset else None  # an unknown name fails here, named
     source = lm
     if dataset and dataset != lm.dataset:  # another dataset: its own default options
         source = replace(lm, dataset=dataset, meta={**lm.meta, "dataset_options": {}})
@@ -240,7 +242,8 @@ def bench_data(
     desc.pop("calibration_images", None)
     if dataset and desc.get("synthetic"):  # asked for by name: no silent stand-in
         why = next((n for n in data.notes if n.startswith("dataset ")), "it could not be loaded")
-        hint = "; pass --download to fetch it" if "unavailable" in why and not download else ""
+        fetchable = spec is not None and spec.name != "folder" and "unavailable" in why
+        hint = "; pass --download to fetch it" if fetchable and not download else ""
         raise UserError(f"--data {dataset}: {why}{hint}")
     return data.images, data.labels, desc, list(data.notes)
 

@@ -91,7 +91,9 @@ def list_(data_root: DataRoot = None, json_: Json = False) -> None:
     for col in ("name", "classes", "size", "outputs", "train", "test", "cached"):
         table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
     for r in rows:
-        size = f"{r['image_size']}x{r['image_size']}x{r['channels']}" if r["image_size"] else "any"
+        size = f"{r['image_size']}x{r['image_size']}x{r['channels']}" if r["image_size"] else None
+        if size is None:  # chosen at load time: any size for folders, by --grid for layouts
+            size = "any" if r["name"].startswith("folder") else "by options"
         table.add_row(
             r["name"],
             str(r["classes"] or "-"),
@@ -149,7 +151,7 @@ def download(
             f"[yellow]skipped {skipped['count']} unreadable images[/], first: "
             + ", ".join(skipped["first"])
         )
-    console.print(f"files: {ds.cache_dir}")
+    console.print(f"cached in: {ds.cache_dir}")
 
 
 @app.command()

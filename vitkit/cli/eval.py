@@ -196,10 +196,12 @@ def predict_command(
         raise UserError(
             f"none of the {len(preds)} image(s) could be read" + (f": {reason}" if reason else "")
         )
+    source = run if run.suffix == ".onnx" else lm.path  # the .onnx file itself, not its folder
     if json_:
         emit_json(
             {
                 "run": str(lm.path),
+                "model_file": str(source),
                 "predictions": [p.to_json() for p in preds],
                 "read": len(good),
                 "skipped": len(preds) - len(good),
@@ -207,7 +209,7 @@ def predict_command(
         )
         return
     multi = lm.num_outputs > 1
-    table = Table(title=f"vitkit predict · {escape(str(lm.path))}")
+    table = Table(title=f"vitkit predict · {escape(str(source))}")
     table.add_column("image", overflow="fold")
     if multi:
         table.add_column("position", justify="right")

@@ -9,6 +9,7 @@ and is read with ``torch.load(weights_only=True)``: nothing is unpickled.
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,9 @@ def load_checkpoint(
         state = torch.load(d / STATE, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file
         why = first_line(e)
-        if "weights only load failed" in why.lower():  # not torch's advice to unpickle it
+        if not zipfile.is_zipfile(d / STATE):  # torch.save writes a zip archive
+            why = "not a PyTorch checkpoint (no torch.save archive)"
+        elif "weights only load failed" in why.lower():  # not torch's advice to unpickle it
             why = "it holds objects other than tensors and plain data (never unpickled)"
         raise UserError(f"corrupt checkpoint {d / STATE}: {why}") from None
     try:
