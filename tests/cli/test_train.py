@@ -92,6 +92,20 @@ def test_config_file_and_cli_override(tmp_path: Path) -> None:
     assert saved["batch_size"] == 16 and saved["max_steps"] == 3 and saved["model"] == "vit-nano"
 
 
+def test_resume_with_max_steps_extends_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = runner.invoke(
+        app, ["train", "mnist-mini", *TINY, "--max-steps", "3", "--out", str(out)]
+    )
+    assert first.exit_code == 0, first.output
+    more = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "6", "--lr", "1"])
+    assert more.exit_code == 0, more.output
+    err = " ".join(more.stderr.split())
+    assert f"extending {out}: max-steps 3 -> 6" in err
+    assert "options other than --epochs and --max-steps are ignored" in err  # --lr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+
+
 def test_sigint_leaves_a_resumable_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [

@@ -164,6 +164,26 @@ def test_resume_with_foreign_best_weights_is_a_user_error(tmp_path: Path) -> Non
         train(TrainConfig(), resume=first.run_dir)
 
 
+def test_a_resumed_run_can_be_extended(tmp_path: Path) -> None:
+    """A run stopped by its --max-steps cap continues when the resume raises the cap."""
+    from vitkit.errors import UserError
+
+    first = train(tiny(tmp_path, "short", max_steps=30))
+    assert first.status == "max_steps" and first.summary["steps"] == 30
+    same = train(TrainConfig(), resume=first.run_dir)  # nothing left to do at the old cap
+    assert same.summary["steps"] == 30
+    longer = train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 60})
+    assert longer.status == "max_steps" and longer.summary["steps"] == 60
+    assert longer.summary["resumed_from_step"] == 30
+    saved = json.loads((first.run_dir / "train.json").read_text())
+    assert saved["config"]["max_steps"] == 60
+    assert saved["extended"] == [{"at_step": 30, "max_steps": [30, 60]}]
+    with pytest.raises(UserError, match="can change only epochs and max_steps, not lr"):
+        train(TrainConfig(), resume=first.run_dir, extend={"lr": 1})
+    with pytest.raises(UserError, match="pass resume= too"):
+        train(tiny(tmp_path, "x"), extend={"epochs": 3})
+
+
 def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Path) -> None:
     cfg = tiny(
         tmp_path,

@@ -220,7 +220,14 @@ def train_command(
         Path | None,
         _opt("Run directory (default runs/<dataset>-<model>, with -2, -3, ... when taken).", _R),
     ] = None,
-    resume: Annotated[Path | None, _opt("Continue the run in this directory.", _R)] = None,
+    resume: Annotated[
+        Path | None,
+        _opt(
+            "Continue the run in this directory, with its own settings; --epochs and "
+            "--max-steps (0: no cap) may extend it.",
+            _R,
+        ),
+    ] = None,
     overwrite: Annotated[bool, _opt("Replace an existing --out directory.", _R)] = False,
     patience: Annotated[int | None, _opt("Early stopping: epochs without improvement.")] = None,
     val_fraction: Annotated[float | None, _opt("Train share held out when no val split.")] = None,
@@ -270,10 +277,26 @@ def train_command(
     view = LiveView() if (not json_ and rank0) else None
     if resume is not None:
         cfg = None
+        extend = {
+            k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None
+        }
+        if rank0 and extend and (resume / "train.json").is_file():
+            from rich.markup import escape
+
+            from vitkit.artifact import read_json
+
+            doc = read_json(resume / "train.json")
+            saved = (doc.get("config") if isinstance(doc, dict) else None) or {}
+            change = ", ".join(
+                f"{k.replace('_', '-')} {saved.get(k)} -> {v}" for k, v in extend.items()
+            )
+            console.print(
+                f"[yellow]note:[/] extending {escape(str(resume))}: {change}; the learning-rate "
+                "schedule is recomputed for the new length from the step the run is at"
+            )
         given = [
             dataset,
             model,
-            epochs,
             batch_size,
             lr,
             weight_decay,
@@ -283,14 +306,13 @@ def train_command(
             patch_size,
             config,
             out,
-            max_steps,
             device,
             seed,
         ]
         if rank0 and any(v is not None for v in given):
             console.print(
                 f"[yellow]note:[/] resuming {resume} with its own train.json; "
-                "the other options given are ignored"
+                "options other than --epochs and --max-steps are ignored"
             )
     else:
         if dataset is None:
@@ -357,6 +379,7 @@ def train_command(
             result = train(
                 cfg if cfg is not None else _placeholder(),
                 resume=resume,
+                extend=extend if resume is not None else None,
                 callbacks=[view] if view else [],
                 progress=progress,
                 stop=stop,

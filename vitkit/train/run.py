@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from vitkit.train.loop import FitState, StopFlag, evaluate_loader, fit
 from vitkit.train.optim import build_optimizer, build_scheduler
 
 TRAIN_JSON = "train.json"
+EXTENDABLE = ("epochs", "max_steps")  # what a resumed run may change (train(extend=...))
 SUMMARY_JSON = "summary.json"
 
 
@@ -248,12 +249,19 @@ def train(
     stop: StopFlag | None = None,
     data_root: str | os.PathLike[str] | None = None,
     command: list[str] | None = None,
+    extend: Mapping[str, int] | None = None,
 ) -> TrainResult:
     """Train ``config`` (or resume the run at ``resume``) and return where the run went.
 
+    ``extend`` (with ``resume``): a new ``epochs`` and/or ``max_steps`` for the resumed run,
+    to continue one that finished or hit its cap; the learning-rate schedule is recomputed
+    for the new length from the step the run is at, and train.json records the change.
     Raises ``UserError`` for bad options before any work; ``NonFiniteLoss`` if the loss
     diverges (the last checkpoint and best weights stay on disk).
     """
+    extended: dict[str, Any] = {}
+    if extend and resume is None:
+        raise UserError("extend= changes a resumed run; pass resume= too")
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / TRAIN_JSON).is_file():
@@ -271,6 +279,16 @@ def train(
             load_weights(run_dir / MODEL_WEIGHTS)
         # the run continues where it is now, even when it was copied or moved since it began
         config = replace(TrainConfig.from_dict(saved["config"]), out=str(run_dir))
+        if extend:
+            bad = sorted(set(extend) - set(EXTENDABLE))
+            if bad:
+                raise UserError(
+                    f"a resumed run can change only {' and '.join(EXTENDABLE)}, not {', '.join(bad)}"
+                )
+            before = {k: getattr(config, k) for k in extend}
+            config = TrainConfig.from_dict({**config.to_dict(), **extend})
+            config.validate()
+            extended = {k: [before[k], v] for k, v in extend.items() if before[k] != v}
         data_root = data_root or saved.get("data_root")
     precheck(config)
     device = resolve_device(config.device)
@@ -396,6 +414,12 @@ def train(
     listeners: list[Callback] = []
     if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if extended:  # the run's record follows it: a later --resume continues the same way
+            saved = read_json(run_dir / TRAIN_JSON)
+            history = [*saved.get("extended", []), {"at_step": state.step, **extended}]
+            write_json(
+                run_dir / TRAIN_JSON, {**saved, "config": config.to_dict(), "extended": history}
+            )
         if resume is None:
             write_json(
                 run_dir / TRAIN_JSON,
