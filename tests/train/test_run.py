@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,58 @@ def test_existing_out_is_refused(tmp_path: Path) -> None:
         train(cfg)
     cfg.overwrite = True
     assert train(cfg).status == "max_steps"
+
+
+def test_a_checkpoint_save_cut_off_keeps_a_complete_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights and state are replaced as one unit: a crash or a second Ctrl-C between the two
+    used to leave weights at step N+1 beside a state at step N, and no resumable checkpoint."""
+    from vitkit.train import checkpoint as ck
+    from vitkit.train.optim import build_scheduler
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = build_scheduler(opt, total_steps=10, warmup_steps=0, lr=0.1, min_lr=0.0)
+    cpu = torch.device("cpu")
+
+    def save(step: int) -> None:
+        with torch.no_grad():
+            model.weight.fill_(step)
+        ck.save_checkpoint(
+            tmp_path, model=model, optimizer=opt, scheduler=sched, scaler=None,
+            counters={"step": step}, device=cpu,
+        )  # fmt: skip
+
+    def resumed_step() -> int:
+        counters = ck.load_checkpoint(
+            tmp_path, model=model, optimizer=opt, scheduler=sched, scaler=None, device=cpu
+        )
+        assert float(model.weight[0, 0].detach()) == counters["step"]  # weights and state agree
+        return int(counters["step"])
+
+    save(1)
+    real = os.replace
+
+    def cut_after_first(src: Any, dst: Any) -> None:
+        if Path(dst).name == "checkpoint":  # checkpoint/ moved aside, .new not yet in place
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", cut_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        save(2)
+    monkeypatch.setattr(ck.os, "replace", real)
+    assert not (tmp_path / "checkpoint").exists() and ck.checkpoint_exists(tmp_path)
+    assert resumed_step() == 2  # the complete new pair
+    save(3)  # the next save tidies up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+    def weights_then_crash(path: Any, *a: Any, **k: Any) -> None:
+        Path(path).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck, "save_weights", weights_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        save(4)
+    assert resumed_step() == 3  # the cut-off save touched nothing that was complete

@@ -9,6 +9,8 @@ and is read with ``torch.load(weights_only=True)``: nothing is unpickled.
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,23 @@ WEIGHTS = "last.safetensors"
 STATE = "state.pt"
 
 
-def checkpoint_exists(run_dir: Path) -> bool:
-    d = run_dir / CHECKPOINT_DIR
+def _complete(d: Path) -> bool:
     return (d / WEIGHTS).is_file() and (d / STATE).is_file()
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """Where the run's checkpoint is: ``checkpoint/``, or, when a save was cut off while it
+    swapped folders (a crash, a second Ctrl-C), the complete ``checkpoint.new/`` it was writing
+    (newer) or the ``checkpoint.old/`` it was replacing."""
+    final = run_dir / CHECKPOINT_DIR
+    for d in (final, final.with_name(final.name + ".new"), final.with_name(final.name + ".old")):
+        if _complete(d):
+            return d
+    return final
+
+
+def checkpoint_exists(run_dir: Path) -> bool:
+    return _complete(checkpoint_dir(run_dir))
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -52,11 +68,12 @@ def save_checkpoint(
     counters: dict[str, Any],
     device: torch.device,
 ) -> None:
-    """Write the weights, then the state (each atomically); ``counters['step']`` ties them."""
-    d = run_dir / CHECKPOINT_DIR
-    d.mkdir(parents=True, exist_ok=True)
+    """Write the weights and the state (``counters['step']`` ties them) as one unit: both go
+    to ``checkpoint.new/``, which then replaces ``checkpoint/``. Cut off at any point, the run
+    keeps a complete pair, the new one or the previous one (``checkpoint_dir`` finds it)."""
+    final = run_dir / CHECKPOINT_DIR
+    new, old = final.with_name(final.name + ".new"), final.with_name(final.name + ".old")
     step = int(counters["step"])
-    save_weights(d / WEIGHTS, model, metadata={"step": str(step)})
     state = {
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -66,8 +83,16 @@ def save_checkpoint(
     }
     buf = io.BytesIO()
     torch.save(state, buf)
-    with atomic_write(d / STATE) as f:
+    shutil.rmtree(new, ignore_errors=True)  # a save cut off earlier
+    new.mkdir(parents=True)
+    save_weights(new / WEIGHTS, model, metadata={"step": str(step)})
+    with atomic_write(new / STATE) as f:  # last: a complete folder has both files
         f.write(buf.getvalue())
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(
@@ -80,7 +105,7 @@ def load_checkpoint(
     device: torch.device,
 ) -> dict[str, Any]:
     """Restore everything saved by ``save_checkpoint``; returns the counters."""
-    d = run_dir / CHECKPOINT_DIR
+    d = checkpoint_dir(run_dir)
     if not checkpoint_exists(run_dir):
         raise UserError(f"no checkpoint to resume in {run_dir} (expected {d}/{WEIGHTS}, {STATE})")
     try:
