@@ -152,6 +152,27 @@ def test_non_finite_loss_before_any_checkpoint_says_nothing_was_kept(
     assert not (Path(cfg.out or "") / "checkpoint").exists()
 
 
+def test_non_finite_validation_loss_stops_before_saving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights can blow up while every training loss was finite: the validation loss says so,
+    and such weights are never saved as best or as the checkpoint."""
+    real = loop_module.evaluate_loader
+    calls = {"n": 0}
+
+    def poisoned(*a: Any, **k: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        out = real(*a, **k)
+        return {**out, "loss": float("nan")} if calls["n"] == 2 else out
+
+    monkeypatch.setattr(loop_module, "evaluate_loader", poisoned)
+    cfg = tiny(tmp_path)
+    with pytest.raises(NonFiniteLoss, match=r"validation loss became nan after step 140 .*step 70"):
+        train(cfg)
+    state = torch.load(Path(cfg.out or "") / "checkpoint" / "state.pt", weights_only=True)
+    assert state["counters"]["step"] == 70  # epoch 1's, not the diverged epoch 2's
+
+
 def test_resume_with_foreign_best_weights_is_a_user_error(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

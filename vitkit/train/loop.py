@@ -8,6 +8,7 @@ and are read every ``log_every`` steps.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -249,6 +250,10 @@ def fit(
         if not epoch_done and not hit_max:
             break  # defensive: the loader ended early
         val = evaluate_loader(model, val_loader, autocast_dtype) if val_loader else None
+        if val is not None and not math.isfinite(val["loss"]):
+            # weights gone to inf/NaN though each training loss was finite: never saved as
+            # best or as a checkpoint
+            raise _non_finite(torch.tensor(val["loss"]), state, where="validation loss")
         last_val = val
         acc = val["exact"] if val and _multi(val) else (val["acc"] if val else None)
         is_best = acc is not None and (state.best_acc is None or acc > state.best_acc)
@@ -290,7 +295,7 @@ def _multi(val: dict[str, Any]) -> bool:
     return len(val["per_position"]) > 1
 
 
-def _non_finite(loss: Tensor, state: FitState) -> NonFiniteLoss:
+def _non_finite(loss: Tensor, state: FitState, where: str = "loss") -> NonFiniteLoss:
     kept = (
         f"stopped and kept the last good checkpoint (step {state.checkpoint_step}) and the best "
         "weights"
@@ -298,6 +303,8 @@ def _non_finite(loss: Tensor, state: FitState) -> NonFiniteLoss:
         else "stopped before the first checkpoint, so nothing was kept"
     )
     return NonFiniteLoss(
-        f"loss became {float(loss.detach())} at step {state.step + 1} (epoch {state.epoch + 1}); "
+        f"{where} became {float(loss.detach())} "
+        + (f"at step {state.step + 1}" if where == "loss" else f"after step {state.step}")
+        + f" (epoch {state.epoch + 1}); "
         f"{kept}; try a lower --lr or --grad-clip"
     )
