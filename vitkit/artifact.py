@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -70,10 +71,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float as ``None``: ``json`` would write a bare ``NaN``,
+    which is not JSON and which strict parsers (jq, JavaScript, Go) reject."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented JSON (NaN and infinities as null), atomically."""
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
+        json.dump(strict_json(obj), f, indent=2, sort_keys=False, allow_nan=False)
         f.write("\n")
 
 

@@ -257,3 +257,17 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.onnx").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "c.bin").stat().st_mode & 0o777 == 0o600
+
+
+def test_json_never_holds_a_bare_nan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A diverged run's figures are NaN: `--json` and the files must still be strict JSON."""
+    from vitkit.artifact import read_json, write_json
+    from vitkit.cli._common import emit_json
+
+    doc = {"loss": float("nan"), "ece": float("inf"), "ok": [1.5, float("-inf")], "n": 3}
+    emit_json(doc)
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "Infinity" not in out
+    assert json.loads(out) == {"loss": None, "ece": None, "ok": [1.5, None], "n": 3}
+    write_json(tmp_path / "x.json", doc)
+    assert read_json(tmp_path / "x.json")["loss"] is None

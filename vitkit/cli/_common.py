@@ -70,7 +70,9 @@ def os_error_line(e: OSError) -> str:
 
 def emit_json(obj: Any) -> None:
     """Print one JSON document on stdout (and nothing else)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    from vitkit.artifact import strict_json
+
+    sys.stdout.write(json.dumps(strict_json(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vitkit.artifact import strict_json
+
 
 @dataclass
 class StepInfo:
@@ -75,7 +77,7 @@ class MetricsFile(Callback):
 
     def _write(self, kind: str, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps({"kind": kind, **record}) + "\n")
+            f.write(json.dumps(strict_json({"kind": kind, **record}), allow_nan=False) + "\n")
 
     def on_step(self, info: StepInfo) -> None:
         self._write("step", asdict(info))
