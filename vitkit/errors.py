@@ -8,6 +8,7 @@ file, one that cannot be created); every other exception is a bug and keeps its 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -27,9 +28,14 @@ class ConfigError(UserError):
     """Options that cannot go together (dim vs heads, patch vs image size, ...)."""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes some libraries put in messages
+
+
 def first_line(e: BaseException) -> str:
-    """The first non-empty line of an exception's message (at most 300 characters), or its type."""
-    return next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)[:300]
+    """The first non-empty line of an exception's message (at most 300 characters, colour codes
+    removed), or its type."""
+    text = _ANSI.sub("", str(e))
+    return next((s for s in text.splitlines() if s.strip()), type(e).__name__)[:300]
 
 
 def state_dict_mismatch(e: BaseException) -> str:

@@ -297,6 +297,29 @@ def test_dynamo_failure_falls_back_to_torchscript(monkeypatch: pytest.MonkeyPatc
     assert onnx_module.check_model(proto) == "ok"
 
 
+def test_ctrl_c_during_the_dynamo_export_is_not_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.export wraps a KeyboardInterrupt in its own error: that must stop the export, not
+    send it to the TorchScript exporter; and colour codes never reach a note."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Failed to export the model with torch.export.") from e
+
+    monkeypatch.setattr(onnx_module, "_export_dynamo", interrupted)
+    model = create_model("vit-nano", image_size=28, in_chans=1, patch_size=7).eval()
+    with pytest.raises(KeyboardInterrupt):
+        export_graph(model, image_size=28, channels=1)
+
+    def coloured(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("\x1b[96mcannot trace\x1b[0m this")
+
+    monkeypatch.setattr(onnx_module, "_export_dynamo", coloured)
+    _, _, notes = export_graph(model, image_size=28, channels=1)
+    assert "cannot trace this" in notes[0] and "\x1b" not in notes[0]
+
+
 def test_untrained_multi_output_module_verifies_on_synthetic_images(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model("vit-nano", image_size=28, in_chans=1, patch_size=7, num_outputs=2)

@@ -282,6 +282,8 @@ def export_graph(
                 notes,
             )
         except Exception as e:  # anything torch.export cannot handle: fall back, say so
+            if _interrupted(e):  # Ctrl-C, which torch.export wraps in an export error
+                raise KeyboardInterrupt from None
             notes.append(
                 f"the dynamo exporter failed ({first_line(e)}); used the TorchScript exporter"
             )
@@ -290,6 +292,17 @@ def export_graph(
         "torchscript",
         notes,
     )
+
+
+def _interrupted(e: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt) or "KeyboardInterrupt" in str(cur):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _export_dynamo(
