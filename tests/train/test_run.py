@@ -230,6 +230,17 @@ def test_existing_out_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="already exists; use --resume"):
         train(cfg)
     cfg.overwrite = True
+    # a replacement that cannot start (its data is missing) leaves the old run as it was
+    missing = TrainConfig(
+        **{
+            **cfg.to_dict(),
+            "dataset": f"folder:{tmp_path / 'nothing'}",
+            "model_overrides": {"patch_size": 4},
+        }
+    )
+    with pytest.raises(UserError, match="nothing"):
+        train(missing)
+    assert (Path(cfg.out or "") / "model.safetensors").is_file()
     assert train(cfg).status == "max_steps"
 
 

@@ -186,7 +186,8 @@ def prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
             )
         if not (run_dir / MODEL_JSON).exists() and not (run_dir / TRAIN_JSON).exists():
             raise UserError(f"refusing to overwrite {run_dir}: it is not a vitkit run directory")
-        shutil.rmtree(run_dir)
+        # removed only once the new run has its data and model (train): a run that cannot
+        # start (no data, no network) leaves the old one as it was
     return run_dir
 
 
@@ -413,6 +414,8 @@ def train(
     }
     listeners: list[Callback] = []
     if dist_info.main:
+        if resume is None and config.overwrite and run_dir.is_dir():
+            shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
         run_dir.mkdir(parents=True, exist_ok=True)
         if extended:  # the run's record follows it: a later --resume continues the same way
             saved = read_json(run_dir / TRAIN_JSON)
