@@ -203,6 +203,35 @@ class LoadedModel:
         return name, options
 
 
+def _check_meta(meta: Any) -> Any:
+    """The ModelSpec of a model.json, after checking the fields vitkit reads from it."""
+    from vitkit.models import ModelSpec
+
+    if not isinstance(meta, dict):
+        raise TypeError(f"it holds {type(meta).__name__}, not an object")
+    if not isinstance(meta.get("model"), str) or not isinstance(meta.get("config"), dict):
+        raise TypeError("'model' must be a name and 'config' an object")
+    spec = ModelSpec.from_dict(meta)
+    channels = spec.config.in_chans
+    classes = meta.get("classes")
+    if classes is not None and not (
+        isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+    ):
+        raise TypeError("'classes' must be a list of names")
+    for key in ("mean", "std"):
+        v = meta.get(key)
+        numbers = isinstance(v, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+        )
+        if v is not None and not (numbers and len(v) == channels):
+            raise TypeError(f"'{key}' must be {channels} number(s), got {v!r}")
+    if meta.get("dataset") is not None and not isinstance(meta["dataset"], str):
+        raise TypeError(f"'dataset' must be a name, got {meta['dataset']!r}")
+    if not isinstance(meta.get("dataset_options") or {}, dict):
+        raise TypeError("'dataset_options' must be an object")
+    return spec
+
+
 def load_model(
     path: str | os.PathLike[str], *, device: str = "cpu", weights: str | None = None
 ) -> LoadedModel:
@@ -210,8 +239,7 @@ def load_model(
 
     ``weights`` picks another safetensors file in the run (e.g. ``checkpoint/last.safetensors``).
     """
-    from vitkit.errors import UserError, state_dict_mismatch
-    from vitkit.models import ModelSpec
+    from vitkit.errors import UserError, first_line, state_dict_mismatch
 
     path = Path(path)
     if path.is_dir():
@@ -225,7 +253,12 @@ def load_model(
     if not path.exists():
         raise UserError(f"no such run: {path}")
     meta = read_json(meta_path)
-    spec = ModelSpec.from_dict(meta)
+    try:
+        spec = _check_meta(meta)
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # valid JSON, wrong shape
+        raise UserError(f"{meta_path} is not a valid model.json: {first_line(e)}") from None
+    except UserError as e:
+        raise UserError(f"{meta_path} is not a valid model.json: {e}") from None
     model = spec.build()
     weights_path = run_dir / (weights or MODEL_WEIGHTS)
     if path.suffix == ".safetensors":

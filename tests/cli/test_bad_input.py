@@ -85,6 +85,89 @@ def test_damaged_run_cannot_resume(run: Path, tmp_path: Path, damage, message: s
     assert "weights_only" not in line  # never torch's advice to unpickle
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "null",
+        '{"model": 5, "config": {}}',
+        '{"model": ["a"], "config": {}}',
+        '{"model": "vit-nano", "config": [1]}',
+        "MODEL_JSON_WITH classes=5",
+        'MODEL_JSON_WITH mean="x"',
+        "MODEL_JSON_WITH mean=[0.5, 0.5]",
+        "MODEL_JSON_WITH dataset=7",
+        'MODEL_JSON_WITH mlp_ratio="2"',
+    ],
+)
+@pytest.mark.parametrize("command", ["eval", "export", "bench"])
+def test_model_json_of_the_wrong_shape(
+    run: Path, tmp_path: Path, content: str, command: str
+) -> None:
+    """Valid JSON with wrong types in model.json: one line naming the file, never a traceback."""
+    copy = copy_of(run, tmp_path)
+    if content.startswith("MODEL_JSON_WITH "):
+        meta = json.loads((copy / "model.json").read_text())
+        key, value = content.removeprefix("MODEL_JSON_WITH ").split("=", 1)
+        if key == "mlp_ratio":
+            meta["config"][key] = json.loads(value)
+        else:
+            meta[key] = json.loads(value)
+        content = json.dumps(meta)
+    (copy / "model.json").write_text(content)
+    line = one_error_line(runner.invoke(app, [command, str(copy)]))
+    assert "model.json" in line, line
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--warmup-epochs", "inf"], "warmup epochs must be a finite number"),
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--mlp-ratio", "nan"], "mlp_ratio must be a finite number"),
+        (["--seed", "99999999999999999999999"], "seed must be in [0, 2**63)"),
+    ],
+)
+def test_non_finite_and_huge_numbers(args: list[str], message: str) -> None:
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", *args, "--print-config"]))
+    assert message in line
+
+
+def test_a_model_too_large_to_build_is_one_line() -> None:
+    # patch size scales with the image: 10000x10000 patches, 57 billion parameters
+    line = one_error_line(
+        runner.invoke(app, ["models", "show", "vit-tiny", "--image-size", "100000"])
+    )
+    assert "57,605,360,458 parameters" in line
+    line = one_error_line(
+        runner.invoke(
+            app, ["models", "show", "vit-tiny", "--image-size", "4096", "--patch-size", "4"]
+        )
+    )
+    assert "1,048,577 tokens" in line
+
+
+def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
+    copy = copy_of(run, tmp_path)
+    saved = json.loads((copy / "train.json").read_text())
+    (copy / "train.json").write_text(json.dumps({**saved, "data_root": 5}))
+    assert "data_root must be a path" in one_error_line(
+        runner.invoke(app, ["train", "--resume", str(copy)])
+    )
+    (copy / "train.json").write_text("[1]")
+    result = runner.invoke(app, ["eval", str(copy), "--json"])  # eval falls back to defaults
+    assert result.exit_code == 0, result.output
+    bad_yaml = tmp_path / "c.yaml"
+    bad_yaml.write_text("epochs: [1\n")
+    assert "cannot parse" in one_error_line(
+        runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)])
+    )
+    latin = tmp_path / "c.json"
+    latin.write_bytes(b'{"lr": "\xe9"}')
+    assert "not UTF-8" in one_error_line(
+        runner.invoke(app, ["train", "mnist-mini", "--config", str(latin)])
+    )
+
+
 def test_checkpoint_of_another_model_names_the_mismatch(run: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

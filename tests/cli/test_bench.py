@@ -107,6 +107,7 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--embed-dim", "128"], "go with --model"),
         (["--compile-mode", "turbo"], "unknown --compile-mode"),
         (["--data", "cifar1O"], "unknown dataset 'cifar1O'; did you mean 'cifar10'"),
+        (["--min-time", "nan"], "--min-time > 0"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:

@@ -134,6 +134,7 @@ def test_untrained_model_is_exported_on_synthetic_images(
         (["--model", "vit-nano"], "give a RUN or --model NAME, not both"),
         (["--embed-dim", "128"], "go with --model"),
         (["--out", "model.bin"], "--out must name a .onnx file"),
+        (["--atol", "nan"], "fp32_atol must be a finite number"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:

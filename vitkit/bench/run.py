@@ -19,6 +19,7 @@ import copy
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import shutil
@@ -295,7 +296,7 @@ def benchmark(
     from vitkit.export.onnx import as_loaded, versions
 
     t_start = time.perf_counter()
-    if warmup < 0 or min_time <= 0 or rounds < 1 or accuracy_images < 0:
+    if warmup < 0 or not 0 < min_time < math.inf or rounds < 1 or accuracy_images < 0:
         raise UserError("--warmup >= 0, --min-time > 0, --rounds >= 1, --accuracy-images >= 0")
     if compile_mode not in (
         "default",

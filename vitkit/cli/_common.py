@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from vitkit.errors import UserError
+from vitkit.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from vitkit.data.types import ProgressFn
@@ -57,8 +57,16 @@ def user_errors(fn: F) -> F:
             if e.filename is None:
                 raise
             raise fail(os_error_line(e)) from None
+        except (MemoryError, RuntimeError) as e:  # torch's OutOfMemoryError is a RuntimeError
+            if not isinstance(e, MemoryError) and not _out_of_memory(e):
+                raise
+            raise fail(f"out of memory: {first_line(e)}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)
 
 
 def os_error_line(e: OSError) -> str:
@@ -243,6 +251,8 @@ def run_or_model(
         from vitkit.models import resolve_spec
 
         spec = resolve_spec(model, **overrides)
+        if not 0 <= seed < 2**63:
+            raise fail(f"--seed must be in [0, 2**63), got {seed}")
         torch.manual_seed(seed)
         return spec.build()
     if overrides:

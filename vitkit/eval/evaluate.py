@@ -169,12 +169,15 @@ class SavedFiles:
 def run_settings(lm: LoadedModel) -> dict[str, Any]:
     """What the run's train.json says about evaluating it: data root, eval batch size, amp."""
     path = lm.path / "train.json"
-    saved = read_json(path) if path.is_file() else {}
-    config = saved.get("config") or {}
-    return {
-        "data_root": saved.get("data_root") or None,
-        "batch_size": int(config.get("eval_batch_size") or DEFAULT_BATCH_SIZE),
-        "amp": bool(config.get("amp", False)),
+    doc = read_json(path) if path.is_file() else {}
+    saved: dict[str, Any] = doc if isinstance(doc, dict) else {}
+    config: dict[str, Any] = saved["config"] if isinstance(saved.get("config"), dict) else {}
+    root, batch = saved.get("data_root"), config.get("eval_batch_size")
+    ok_batch = isinstance(batch, int) and not isinstance(batch, bool) and batch > 0
+    return {  # a damaged train.json: the defaults, not a traceback
+        "data_root": root if isinstance(root, str) and root else None,
+        "batch_size": batch if ok_batch else DEFAULT_BATCH_SIZE,
+        "amp": config.get("amp") is True,
     }
 
 

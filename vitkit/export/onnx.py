@@ -20,6 +20,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 import os
 import platform
 import tempfile
@@ -867,9 +868,12 @@ def _check_options(
         raise UserError(f"--verify-images must be >= 1, got {verify_images}")
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
-    atol = (tolerances or Tolerances()).fp32_atol
-    if atol < 0:  # no model can pass it (a negative int8_max_drop demands a gain: allowed)
-        raise UserError(f"--atol must be >= 0, got {atol}")
+    tol = tolerances or Tolerances()
+    for name, value in asdict(tol).items():  # NaN would pass every check vacuously
+        if not math.isfinite(value):
+            raise UserError(f"tolerance {name} must be a finite number, got {value}")
+    if tol.fp32_atol < 0:  # no model can pass it (a negative int8_max_drop demands a gain: ok)
+        raise UserError(f"--atol must be >= 0, got {tol.fp32_atol}")
     if batch != "dynamic" and (not isinstance(batch, int) or batch < 1):
         raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
     if int8 is not None and int8 not in INT8_MODES:

@@ -10,6 +10,7 @@ ImageNet-sized inputs (224 px).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from vitkit.models._registry import register_model
 from vitkit.models.layers import Block, PatchEmbed, resample_pos_embed
 
 POOLS = ("cls", "mean")
+MAX_TOKENS = 65_536  # 256x256 patches: far past any ViT recipe, still a buildable model
+MAX_PARAMS = 4_000_000_000  # ViT-g is 1B; more would not fit in memory anyway (16 GB fp32)
 
 
 def default_patch_size(image_size: int) -> int:
@@ -89,13 +92,29 @@ class ViTConfig:
                 f"patch_size {self.patch_size} does not divide image_size {self.image_size}"
                 f" (patch sizes that do: {', '.join(map(str, divs))})"
             )
+        for name in ("mlp_ratio", "dropout", "attn_dropout", "drop_path"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
         for name in ("dropout", "attn_dropout", "drop_path"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {v}")
-        if self.pool not in POOLS:
+        if self.num_tokens > MAX_TOKENS:
+            raise ConfigError(
+                f"image_size {self.image_size} with patch_size {self.patch_size} makes "
+                f"{self.num_tokens:,} tokens; at most {MAX_TOKENS:,} (a larger patch_size, or a "
+                "smaller image_size)"
+            )
+        if self.num_params() > MAX_PARAMS:
+            raise ConfigError(
+                f"this model would have {self.num_params():,} parameters (patch_size "
+                f"{self.patch_size}, embed_dim {self.embed_dim}, depth {self.depth}); at most "
+                f"{MAX_PARAMS:,}"
+            )
+        if not isinstance(self.pool, str) or self.pool not in POOLS:
             raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got '{self.pool}'")
 
     # -- derived sizes ----------------------------------------------------------------------

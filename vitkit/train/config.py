@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vitkit.errors import ConfigError, UserError, suggest
+from vitkit.errors import ConfigError, UserError, first_line, suggest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,8 +66,17 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
+        for f in dataclasses.fields(self):  # nan passes every comparison below; inf overflows
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name.replace('_', ' ')} must be a finite number, got {v}")
+        check(0 <= self.seed < 2**63, f"seed must be in [0, 2**63), got {self.seed}")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        check(
+            self.eval_batch_size >= 1,
+            f"eval batch size must be >= 1, got {self.eval_batch_size}",
+        )
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(0 <= self.min_lr <= self.lr, f"min-lr must be in [0, lr], got {self.min_lr}")
         check(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
@@ -141,7 +151,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"cannot parse {path}: not UTF-8 text ({e.reason})") from None
     try:
         if path.suffix == ".json":
             data = json.loads(text)
@@ -157,6 +170,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise UserError(f"config file must be .json, .toml or .yaml, got {path.name}")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, ValueError) as e:
         raise UserError(f"cannot parse {path}: {e}") from None
+    except Exception as e:  # yaml.YAMLError (PyYAML is optional: no import here to name it)
+        if type(e).__module__.split(".")[0] != "yaml":
+            raise
+        raise UserError(f"cannot parse {path}: {first_line(e)}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of options")
     return {k.replace("-", "_"): v for k, v in data.items()}

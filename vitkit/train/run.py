@@ -36,7 +36,7 @@ from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import ConfigError, UserError, state_dict_mismatch
+from vitkit.errors import ConfigError, UserError, first_line, state_dict_mismatch
 from vitkit.models import resolve_spec
 from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
 from vitkit.train.checkpoint import (
@@ -279,7 +279,16 @@ def train(
             read_json(run_dir / MODEL_JSON)
             load_weights(run_dir / MODEL_WEIGHTS)
         # the run continues where it is now, even when it was copied or moved since it began
-        config = replace(TrainConfig.from_dict(saved["config"]), out=str(run_dir))
+        try:
+            config = replace(TrainConfig.from_dict(saved["config"]), out=str(run_dir))
+            config.validate()
+        except (TypeError, ValueError, AttributeError) as e:  # valid JSON, wrong types
+            raise UserError(
+                f"{run_dir / TRAIN_JSON} holds a damaged config: {first_line(e)}"
+            ) from None
+        root = saved.get("data_root")
+        if root is not None and not isinstance(root, str):
+            raise UserError(f"{run_dir / TRAIN_JSON}: data_root must be a path, got {root!r}")
         if extend:
             bad = sorted(set(extend) - set(EXTENDABLE))
             if bad:
