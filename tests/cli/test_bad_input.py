@@ -57,6 +57,12 @@ def test_resume_continues_in_the_copy_not_where_the_run_began(run: Path, tmp_pat
     assert snapshot(run) == before  # the original run is untouched
 
 
+def _edit_state(path: Path, **changes: object) -> None:
+    state = torch.load(path, weights_only=True)
+    counters = {**state["counters"], **changes.pop("counters", {})}  # type: ignore[dict-item]
+    torch.save({**state, "counters": counters, **changes}, path)
+
+
 def _not_tensor_data(path: Path) -> None:
     torch.save({"counters": {"step": 3}, "what": pathlib.PurePosixPath("x")}, path)
 
@@ -70,6 +76,9 @@ def _not_tensor_data(path: Path) -> None:
         ),
         (lambda d: (d / "checkpoint/state.pt").write_bytes(b"garbage"), "not a PyTorch checkpoint"),
         (lambda d: _not_tensor_data(d / "checkpoint/state.pt"), "never unpickled"),
+        (lambda d: _edit_state(d / "checkpoint/state.pt", counters={"x": 1}), "counters"),
+        (lambda d: _edit_state(d / "checkpoint/state.pt", counters={"step": "3"}), "counters"),
+        (lambda d: _edit_state(d / "checkpoint/state.pt", rng={"cpu": None}), "RNG state"),
         (lambda d: (d / "checkpoint/last.safetensors").unlink(), "no checkpoint (checkpoint/last"),
         (lambda d: (d / "train.json").unlink(), "no train.json"),
         (lambda d: (d / "train.json").write_text("[]"), "holds no training config"),

@@ -124,7 +124,8 @@ def load_checkpoint(
         step = state["counters"]["step"]
     except Exception as e:  # a truncated safetensors header, a state without counters
         raise UserError(f"corrupt checkpoint in {d}: {first_line(e)}") from None
-    if weights_step is not None and int(weights_step) != int(step):
+    _check_counters(state, d / STATE)
+    if weights_step is not None and str(weights_step) != str(step):
         raise UserError(
             f"checkpoint in {d} is inconsistent (weights at step {weights_step}, "
             f"state at step {step})"
@@ -143,5 +144,27 @@ def load_checkpoint(
         rng = state["rng"]
     except (KeyError, ValueError) as e:  # another run's optimizer (parameter groups, sizes)
         raise UserError(f"checkpoint {d / STATE} does not fit this run: {first_line(e)}") from None
-    set_rng_state(rng, device)
+    try:
+        set_rng_state(rng, device)
+    except (TypeError, RuntimeError, KeyError) as e:
+        raise UserError(f"corrupt checkpoint {d / STATE}: its RNG state: {first_line(e)}") from None
     return dict(state["counters"])
+
+
+COUNTERS = ("epoch", "batch", "step", "best_epoch", "epochs_since_best", "checkpoint_step")
+
+
+def _check_counters(state: Any, path: Path) -> None:
+    """The counters a resume continues from (``FitState``): known keys, integers, a number or
+    null for ``best_acc``."""
+    counters = state.get("counters") if isinstance(state, dict) else None
+    ok = isinstance(counters, dict) and not set(counters) - {*COUNTERS, "best_acc"}
+    if ok:
+        assert isinstance(counters, dict)
+        ints = [counters.get(k, 0) for k in COUNTERS]
+        best = counters.get("best_acc")
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in ints) and (
+            best is None or (isinstance(best, (int, float)) and not isinstance(best, bool))
+        )
+    if not ok:
+        raise UserError(f"corrupt checkpoint {path}: its step counters are damaged")
