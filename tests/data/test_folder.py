@@ -291,3 +291,15 @@ def test_cifar10_jpeg_folder(cifar10_jpeg: Path, record_property: Any) -> None:
         want = torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)
         assert torch.equal(train.images[i], want)
     assert len(fp) == 16 and fp_seconds < 1.5  # names, sizes, mtimes only: no file reads
+
+
+def test_class_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """A class folder named in another encoding: one line saying so (the fingerprint raised
+    UnicodeEncodeError), while image file names may be anything."""
+    _save(tmp_path / "train" / "cat" / "a.png", COLOURS["cat"])
+    bad = os.path.join(os.fsencode(tmp_path / "train"), b"d\xffg")
+    os.makedirs(bad)
+    Image.new("RGB", (16, 16), COLOURS["dog"]).save(os.fsdecode(os.path.join(bad, b"\xe9.png")))
+    assert len(fingerprint(tmp_path)) == 16
+    with pytest.raises(UserError, match="not valid UTF-8: 'd.g'"):
+        _load(tmp_path)

@@ -206,6 +206,20 @@ def test_a_resumed_run_can_be_extended(tmp_path: Path) -> None:
         train(tiny(tmp_path, "x"), extend={"epochs": 3})
 
 
+def test_a_single_class_dataset_is_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from vitkit.errors import UserError
+
+    for i in range(4):
+        p = tmp_path / "one" / "train" / "cat" / f"{i}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), (200, 10, 10)).save(p)
+    cfg = tiny(tmp_path, dataset=f"folder:{tmp_path / 'one'}", model_overrides={"patch_size": 4})
+    with pytest.raises(UserError, match=r"1 class \(cat\); a classifier needs two or more"):
+        train(cfg, data_root=tmp_path / "cache")
+
+
 def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Path) -> None:
     cfg = tiny(
         tmp_path,

@@ -318,6 +318,11 @@ def train(
     )
     if dist_info.main:
         dist_info.barrier()
+    if ds.num_classes < 2:  # every prediction right by construction: 100% and meaningless
+        raise UserError(
+            f"dataset '{config.dataset}' has {ds.num_classes} class ({', '.join(ds.classes)}); "
+            "a classifier needs two or more"
+        )
     train_split, val_split = split_validation(ds, config.val_fraction, config.seed)
 
     # model, through the registry, sized by the data

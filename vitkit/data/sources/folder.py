@@ -88,6 +88,14 @@ def _classes(path: Path) -> list[str]:
     classes = _subdirs(path / "train")
     if not classes:
         raise UserError(f"{path / 'train'} has no class folders (expected {_LAYOUT})")
+    for name in classes:  # names go into model.json, ONNX metadata and the terminal
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise UserError(
+                f"class folder name is not valid UTF-8: '{shown}' in {path / 'train'}; rename it"
+            ) from None
     for split in SPLITS[1:]:
         if (path / split).is_dir():
             extra = sorted(set(_subdirs(path / split)) - set(classes))
@@ -133,7 +141,8 @@ def fingerprint(path: Path) -> str:
             for entry in _walk(str(sdir / name)):
                 st = entry.stat()
                 parts.append(f"{entry.path[cut:]}\0{st.st_size}\0{st.st_mtime_ns}\n")
-    return hashlib.blake2b("".join(parts).encode(), digest_size=8).hexdigest()
+    text = "".join(parts).encode("utf-8", "surrogateescape")  # file names need not be UTF-8
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
 # -- decoding --------------------------------------------------------------------------------
