@@ -68,6 +68,16 @@ def test_wrong_local_file_is_refused(tmp_path: Path) -> None:
         load_dataset("mnist", data_root=tmp_path, download=False)
 
 
+def test_damaged_gzip_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "mnist"
+    d.mkdir()
+    blob = bytearray(gzip.compress(idx_bytes(np.arange(28 * 28 * 50, dtype=np.uint8) % 7)))
+    blob[20:40] = b"\xff" * 20  # a valid gzip header over a damaged deflate stream
+    (d / "train-images-idx3-ubyte.gz").write_bytes(bytes(blob))
+    with pytest.raises(UserError, match="cannot read .*; delete it and run again"):
+        load_dataset("mnist", data_root=tmp_path, download=False)
+
+
 def test_parse_idx_rejects_garbage_and_truncation() -> None:
     good = idx_bytes(np.arange(12, dtype=np.uint8).reshape(3, 4))
     np.testing.assert_array_equal(parse_idx(good, source="x"), np.arange(12).reshape(3, 4))

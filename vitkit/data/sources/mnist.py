@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.resources
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +96,8 @@ def _read_idx(ctx: SourceContext, f: IdxFile, mirrors: tuple[str, ...], dataset:
     ctx.progress(f"read {path.name}", 0, 1)
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as e:
-        raise UserError(f"{dataset}: cannot read {path}: {e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a damaged deflate stream
+        raise UserError(f"{dataset}: cannot read {path}: {e}; delete it and run again") from None
     if f.raw_md5 is not None and hashlib.md5(data).hexdigest() != f.raw_md5:
         raise UserError(
             f"{dataset}: {path} does not match the official {f.name} (md5 of its bytes is"
