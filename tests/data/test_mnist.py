@@ -100,3 +100,19 @@ def test_mnist_mini_images_are_real_mnist_test_images(mnist_root: Path, tmp_path
     mini = load_dataset("mnist-mini", data_root=tmp_path)["test"].images
     flat = {bytes(x.numpy().tobytes()) for x in full}
     assert all(bytes(x.numpy().tobytes()) in flat for x in mini[:50])
+
+
+@pytest.mark.parametrize(
+    "meta", ["[]", '{"format": FORMAT}', '{"format": FORMAT, "splits": ["train"], "classes": null}']
+)
+def test_a_damaged_cache_is_rebuilt(tmp_path: Path, meta: str) -> None:
+    import json
+
+    from vitkit.data.cache import CACHE_FORMAT
+
+    first = load_dataset("mnist-mini", data_root=tmp_path)
+    path = first.cache_dir / "meta.json"
+    path.write_text(meta.replace("FORMAT", json.dumps(CACHE_FORMAT)))
+    again = load_dataset("mnist-mini", data_root=tmp_path)
+    assert not again.from_cache and again.classes == first.classes
+    assert load_dataset("mnist-mini", data_root=tmp_path).from_cache  # rewritten whole

@@ -64,10 +64,17 @@ def load_cache(directory: Path) -> tuple[RawDataset, dict[str, Any]] | None:
         meta = read_json(meta_path)
     except Exception:
         return None
-    if meta.get("format") != CACHE_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        return None
+    names, classes = meta.get("splits"), meta.get("classes")
+    if not isinstance(names, (list, dict)) or not isinstance(classes, list):
+        return None  # a damaged meta.json: rebuild
+    if not isinstance(meta.get("info", {}), dict):
+        return None
+    if not all(isinstance(meta.get(k), list) for k in ("mean", "std")):
         return None
     splits = {}
-    for name in meta["splits"]:
+    for name in names:
         path = directory / f"{name}.safetensors"
         if not path.is_file():
             return None
@@ -76,7 +83,7 @@ def load_cache(directory: Path) -> tuple[RawDataset, dict[str, Any]] | None:
             splits[name] = Split(tensors["images"], tensors["labels"])
         except Exception:  # truncated or foreign file: rebuild
             return None
-    raw = RawDataset(splits=splits, classes=list(meta["classes"]), info=meta.get("info", {}))
+    raw = RawDataset(splits=splits, classes=[str(c) for c in classes], info=meta.get("info", {}))
     return raw, meta
 
 
