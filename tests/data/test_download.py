@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import socket
 import tarfile
 import threading
@@ -266,6 +267,9 @@ def test_safe_extract_good_archive(tmp_path: Path, name: str) -> None:
     _assert_extracted(dest)
     assert _leftovers(tmp_path) == sorted([name, "out"])  # no temp directory left
     assert calls[-1] == (f"extract {name}", len(_FILES), len(_FILES))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert dest.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
 
 
 def test_safe_extract_merges_into_an_existing_directory(tmp_path: Path) -> None:

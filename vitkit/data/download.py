@@ -375,6 +375,9 @@ def safe_extract(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
+        mask = os.umask(0)  # mkdtemp makes it 0700; the extracted folder keeps a mkdir's mode
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)
     except OSError as e:
         raise DownloadError(f"cannot extract into {dest}: {_one_line(e)}") from None
     try:
