@@ -220,6 +220,28 @@ def test_a_single_class_dataset_is_refused(tmp_path: Path) -> None:
         train(cfg, data_root=tmp_path / "cache")
 
 
+def test_a_run_on_a_relative_folder_resumes_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    for c, colour in (("cat", (200, 10, 10)), ("dog", (10, 200, 10))):
+        for i in range(40):
+            p = tmp_path / "work" / "pics" / "train" / c / f"{i}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), colour).save(p)
+    monkeypatch.chdir(tmp_path / "work")
+    cfg = tiny(tmp_path, dataset="folder:pics", model_overrides={"patch_size": 4}, batch_size=8)
+    stop = StopFlag()
+    first = train(cfg, data_root=tmp_path / "cache", callbacks=[StopAt(stop, 3)], stop=stop)
+    saved = json.loads((first.run_dir / "train.json").read_text())
+    assert saved["config"]["dataset"] == f"folder:{tmp_path / 'work' / 'pics'}"
+    monkeypatch.chdir(tmp_path)  # where folder:pics does not exist
+    resumed = train(TrainConfig(), resume=first.run_dir)
+    assert first.interrupted and resumed.status == "completed"
+    assert resumed.summary["resumed_from_step"] == first.summary["steps"]
+
+
 def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Path) -> None:
     cfg = tiny(
         tmp_path,

@@ -34,6 +34,7 @@ from vitkit.artifact import (
 )
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
+from vitkit.data.catalog import FOLDER_PREFIX
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, state_dict_mismatch
@@ -441,7 +442,9 @@ def train(
             write_json(
                 run_dir / TRAIN_JSON,
                 {
-                    "config": config.to_dict(),
+                    # a relative folder: path as an absolute one, so --resume works from any
+                    # directory (model.json records it so for eval, export and bench)
+                    "config": {**config.to_dict(), "dataset": _absolute(config.dataset)},
                     "command": command or sys.argv,
                     "data_root": str(data_root) if data_root else None,
                     "machine": machine_info(device),
@@ -553,6 +556,12 @@ def train(
         for cb in listeners:
             cb.on_end(summary)
     return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+
+
+def _absolute(dataset: str) -> str:
+    if not dataset.startswith(FOLDER_PREFIX):
+        return dataset
+    return FOLDER_PREFIX + str(Path(dataset[len(FOLDER_PREFIX) :]).expanduser().resolve())
 
 
 def _best_model(run_dir: Path, model: torch.nn.Module) -> torch.nn.Module:
