@@ -121,3 +121,11 @@ def test_option_for_other_dataset_is_refused(tmp_path: Path) -> None:
         app, ["data", "info", "mnist-mini", "--grid", "3", "--data-root", str(tmp_path)]
     )
     assert result.exit_code == 1 and "has no option 'grid'" in result.stderr
+
+
+def test_data_preview_refuses_a_name_that_is_not_png(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["data", "preview", "mnist-mini", "--out", str(tmp_path / "x.jpg"), "-n", "4"]
+    )
+    assert result.exit_code == 1 and "--out must be a .png file" in result.stderr
+    assert not (tmp_path / "x.jpg").exists()

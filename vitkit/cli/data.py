@@ -212,6 +212,8 @@ def preview(
 
     if n < 1:
         raise fail(f"--n must be >= 1, got {n}")
+    if out.suffix.lower() != ".png":  # a PNG under another name would mislead every viewer
+        raise fail(f"--out must be a .png file, got {out}")
     ds = open_dataset(
         name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
     )
