@@ -49,7 +49,7 @@ def runs_here(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     line = one_error_line(runner.invoke(app, ["export", "--onnx"]))
-    assert "no run to export" in line and "vitkit train mnist-mini" in line
+    assert "no run given and none found" in line and "vitkit train mnist-mini" in line
 
 
 def test_default_run_acceptance_export_in_json(runs_here: Path) -> None:

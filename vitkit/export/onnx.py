@@ -848,7 +848,7 @@ def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
     if not found:
         where = f"{runs}/ has no run directories" if runs.is_dir() else f"no {runs}/ directory here"
         raise UserError(
-            f"no run to export: {where}; train one with `vitkit train mnist-mini` "
+            f"no run given and none found: {where}; train one with `vitkit train mnist-mini` "
             "(or pass RUN, or --model NAME for an untrained model)"
         )
     return found[-1].parent
