@@ -114,6 +114,10 @@ def precheck(config: TrainConfig) -> None:
     """Every check that needs no data: dataset name, model options, device. Raises UserError."""
     config.validate()
     spec = get_dataset_spec(config.dataset)
+    for key in config.dataset_options:  # what load_dataset would refuse, refused up front
+        if key not in spec.options:
+            allowed = ", ".join(spec.options) or "none"
+            raise ConfigError(f"dataset '{spec.name}' has no option '{key}' (options: {allowed})")
     known = {
         "image_size": spec.image_size or config.dataset_options.get("image_size"),
         "in_chans": spec.channels or config.dataset_options.get("channels"),
