@@ -131,7 +131,11 @@ def _typed(key: str, value: Any, kind: str) -> Any:
     if not ok:
         want = {"int": "an integer", "float": "a number", "bool": "true or false"}
         what = want.get(kind, "a mapping" if kind.startswith("dict") else "a string")
-        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if _numeric_text(value) else ""
+        hint = (
+            " (a number in quotes is text; and YAML reads 1e-3 as text: write 1.0e-3)"
+            if _numeric_text(value)
+            else ""
+        )
         raise ConfigError(f"training option '{key}' must be {what}, got {value!r}{hint}")
     if value is None or kind.startswith("dict"):
         return value
