@@ -301,5 +301,5 @@ def test_class_names_that_are_not_utf8(tmp_path: Path) -> None:
     os.makedirs(bad)
     Image.new("RGB", (16, 16), COLOURS["dog"]).save(os.fsdecode(os.path.join(bad, b"\xe9.png")))
     assert len(fingerprint(tmp_path)) == 16
-    with pytest.raises(UserError, match="not valid UTF-8: 'd.g'"):
+    with pytest.raises(UserError, match=r"not valid UTF-8: 'd.g'"):
         _load(tmp_path)

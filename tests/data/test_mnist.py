@@ -74,7 +74,7 @@ def test_damaged_gzip_is_refused(tmp_path: Path) -> None:
     blob = bytearray(gzip.compress(idx_bytes(np.arange(28 * 28 * 50, dtype=np.uint8) % 7)))
     blob[20:40] = b"\xff" * 20  # a valid gzip header over a damaged deflate stream
     (d / "train-images-idx3-ubyte.gz").write_bytes(bytes(blob))
-    with pytest.raises(UserError, match="cannot read .*; delete it and run again"):
+    with pytest.raises(UserError, match=r"cannot read .*; delete it and run again"):
         load_dataset("mnist", data_root=tmp_path, download=False)
 
 
