@@ -19,8 +19,17 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: set it straight back
+def umask() -> int:
+    """The process umask. Linux shows it in /proc/self/status; elsewhere reading it means
+    setting it, which another thread could see for an instant, so that is the fallback."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -30,7 +39,8 @@ def _new_file(path: Path, suffix: str) -> tuple[int, str]:
     makes it 0600, which would leave runs and exports unreadable to other users)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
+    with contextlib.suppress(OSError):  # a file system without modes: keep mkstemp's
+        os.chmod(tmp, 0o666 & ~umask())
     return fd, tmp
 
 

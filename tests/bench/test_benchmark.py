@@ -78,7 +78,7 @@ def test_rows_are_consistent(report: BenchReport) -> None:
         assert row.gflops == pytest.approx(flops * row.images_per_s / 1e9, rel=1e-2)
         if row.precision == "fp32":
             assert row.peak_share is not None and row.peak_share > 0
-        else:  # int8 and CPU fp16 have no GEMM of their own arithmetic to be a share of
+        else:  # int8, and bf16/fp16 on the CPU, have no GEMM of their own arithmetic
             assert row.peak_share is None, row
         assert row.size_bytes and row.size_bytes > 0
         base = report.row("eager", row.batch, row.device)

@@ -133,7 +133,7 @@ def test_model_json_of_the_wrong_shape(
         (["--warmup-epochs", "inf"], "warmup epochs must be a finite number"),
         (["--lr", "nan"], "lr must be a finite number"),
         (["--mlp-ratio", "nan"], "mlp_ratio must be a finite number"),
-        (["--seed", "99999999999999999999999"], "seed must be in [0, 2**63)"),
+        (["--seed", "99999999999999999999999"], "seed must be in [-2**63, 2**64)"),
         (["--image-size", "64"], "dataset 'mnist-mini' has no option 'image_size'"),
     ],
 )
@@ -153,7 +153,7 @@ def test_a_model_too_large_to_build_is_one_line() -> None:
             app, ["models", "show", "vit-tiny", "--image-size", "4096", "--patch-size", "4"]
         )
     )
-    assert "1,048,577 tokens" in line
+    assert "1,048,576 patches" in line
 
 
 def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
@@ -364,3 +364,12 @@ def test_json_never_holds_a_bare_nan(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads(out) == {"loss": None, "ece": None, "ok": [1.5, None], "n": 3}
     write_json(tmp_path / "x.json", doc)
     assert read_json(tmp_path / "x.json")["loss"] is None
+
+
+def test_eval_data_works_when_the_recorded_dataset_is_gone(run: Path, tmp_path: Path) -> None:
+    """--data names the dataset: the one model.json records (renamed, a plugin's) is not read."""
+    copy = copy_of(run, tmp_path)
+    meta = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**meta, "dataset": "mnist-old"}))
+    result = runner.invoke(app, ["eval", str(copy), "--data", "mnist-mini", "--json"])
+    assert result.exit_code == 0, result.output

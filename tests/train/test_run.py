@@ -186,7 +186,7 @@ def test_resume_with_foreign_best_weights_is_a_user_error(tmp_path: Path) -> Non
         train(TrainConfig(), resume=first.run_dir)
 
 
-def test_a_resumed_run_can_be_extended(tmp_path: Path) -> None:
+def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by its --max-steps cap continues when the resume raises the cap."""
     from vitkit.errors import UserError
 
@@ -202,6 +202,26 @@ def test_a_resumed_run_can_be_extended(tmp_path: Path) -> None:
     assert saved["extended"] == [{"at_step": 30, "max_steps": [30, 60]}]
     with pytest.raises(UserError, match="can change only epochs and max_steps, not lr"):
         train(TrainConfig(), resume=first.run_dir, extend={"lr": 1})
+    with pytest.raises(UserError, match=r"at step 60, its --max-steps cap .*--max-steps 0"):
+        train(TrainConfig(), resume=first.run_dir, extend={"epochs": 3})  # still capped
+    done = train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 0})  # uncapped
+    assert done.status == "completed" and done.summary["steps"] == 2 * 70  # tiny: 2 epochs
+    with pytest.raises(UserError, match=r"has done 2 epoch.*--epochs must be more"):
+        train(TrainConfig(), resume=first.run_dir, extend={"epochs": 1})
+    import vitkit.train.run as run_module
+
+    real_fit, seen = run_module.fit, []
+
+    def fit(*a: Any, **k: Any) -> Any:  # the lr the first resumed step will use
+        seen.append(k["optimizer"].param_groups[0]["lr"])
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(run_module, "fit", fit)
+    more = train(TrainConfig(), resume=first.run_dir, extend={"epochs": 3})
+    assert more.status == "completed" and more.summary["steps"] == 3 * 70
+    # the new schedule's lr at step 140 of 210, not the old one's final min_lr (restored with
+    # the optimizer's state)
+    assert seen[0] > 0.1 * tiny(tmp_path).lr, seen
     with pytest.raises(UserError, match="pass resume= too"):
         train(tiny(tmp_path, "x"), extend={"epochs": 3})
 

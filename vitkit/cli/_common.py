@@ -251,8 +251,8 @@ def run_or_model(
         from vitkit.models import resolve_spec
 
         spec = resolve_spec(model, **overrides)
-        if not 0 <= seed < 2**63:
-            raise fail(f"--seed must be in [0, 2**63), got {seed}")
+        if not -(2**63) <= seed < 2**64:  # the range torch.manual_seed takes
+            raise fail(f"--seed must be in [-2**63, 2**64), got {seed}")
         torch.manual_seed(seed)
         return spec.build()
     if overrides:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from vitkit.cli._common import (
@@ -281,19 +282,20 @@ def train_command(
             k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None
         }
         if rank0 and extend and (resume / "train.json").is_file():
-            from rich.markup import escape
-
             from vitkit.artifact import read_json
 
             doc = read_json(resume / "train.json")
             saved = (doc.get("config") if isinstance(doc, dict) else None) or {}
+            changes = {k: v for k, v in extend.items() if saved.get(k) != v}
             change = ", ".join(
-                f"{k.replace('_', '-')} {saved.get(k)} -> {v}" for k, v in extend.items()
+                f"{k.replace('_', '-')} {saved.get(k)} -> {v}" for k, v in changes.items()
             )
-            console.print(
-                f"[yellow]note:[/] extending {escape(str(resume))}: {change}; the learning-rate "
-                "schedule is recomputed for the new length from the step the run is at"
-            )
+            if changes:  # printed before the run starts, so the header follows it
+                console.print(
+                    f"[yellow]note:[/] extending {escape(str(resume))}: {change}; the "
+                    "learning-rate schedule is recomputed for the new length from the step the "
+                    "run is at"
+                )
         given = [
             dataset,
             model,
@@ -311,7 +313,7 @@ def train_command(
         ]
         if rank0 and any(v is not None for v in given):
             console.print(
-                f"[yellow]note:[/] resuming {resume} with its own train.json; "
+                f"[yellow]note:[/] resuming {escape(str(resume))} with its own train.json; "
                 "options other than --epochs and --max-steps are ignored"
             )
     else:

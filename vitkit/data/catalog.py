@@ -161,15 +161,20 @@ class Dataset:
         }
 
 
-def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    given = {k: v for k, v in options.items() if v is not None}
-    for key in given:
-        if key not in spec.options:
+def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
+    """Refuse an option the dataset's builder does not take (None values mean "not given")."""
+    for key, value in given.items():
+        if value is not None and key not in spec.options:
             allowed = ", ".join(spec.options) or "none"
             raise ConfigError(
                 f"dataset '{spec.name}' has no option '{key}'{suggest(key, spec.options)}"
                 f" (options: {allowed})"
             )
+
+
+def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    given = {k: v for k, v in options.items() if v is not None}
+    check_dataset_options(spec, given)
     resolved = {**spec.options, **given}
     if name.startswith(FOLDER_PREFIX):
         path = Path(name[len(FOLDER_PREFIX) :]).expanduser()

@@ -27,7 +27,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from vitkit.artifact import atomic_write
+from vitkit.artifact import atomic_write, umask
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import UserError
 
@@ -375,9 +375,7 @@ def safe_extract(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
-        mask = os.umask(0)  # mkdtemp makes it 0700; the extracted folder keeps a mkdir's mode
-        os.umask(mask)
-        tmp.chmod(0o777 & ~mask)
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700; keep a plain mkdir's mode
     except OSError as e:
         raise DownloadError(f"cannot extract into {dest}: {_one_line(e)}") from None
     try:

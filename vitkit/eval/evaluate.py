@@ -199,8 +199,8 @@ def open_dataset(
         raise UserError(f"{lm.path} records no dataset; pass one with --data")
     get_dataset_spec(name)  # an unknown name: the registry's error, with suggestions
     options: dict[str, Any] = {}
-    source = lm.dataset_source()
-    if name == lm.dataset and source is not None:
+    source = lm.dataset_source() if name == lm.dataset else None
+    if source is not None:
         name, options = source
     elif name.startswith(FOLDER_PREFIX):
         options = {"image_size": lm.image_size, "channels": lm.channels}

@@ -22,7 +22,7 @@ from vitkit.models._registry import register_model
 from vitkit.models.layers import Block, PatchEmbed, resample_pos_embed
 
 POOLS = ("cls", "mean")
-MAX_TOKENS = 65_536  # 256x256 patches: far past any ViT recipe, still a buildable model
+MAX_TOKENS = 65_536  # patches (256x256): far past any ViT recipe, still a buildable model
 MAX_PARAMS = 4_000_000_000  # ViT-g is 1B; more would not fit in memory anyway (16 GB fp32)
 
 
@@ -102,11 +102,11 @@ class ViTConfig:
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {v}")
-        if self.num_tokens > MAX_TOKENS:
+        if self.grid_size**2 > MAX_TOKENS:
             raise ConfigError(
                 f"image_size {self.image_size} with patch_size {self.patch_size} makes "
-                f"{self.num_tokens:,} tokens; at most {MAX_TOKENS:,} (a larger patch_size, or a "
-                "smaller image_size)"
+                f"{self.grid_size**2:,} patches; at most {MAX_TOKENS:,} (a larger patch_size, or "
+                "a smaller image_size)"
             )
         if self.num_params() > MAX_PARAMS:
             raise ConfigError(

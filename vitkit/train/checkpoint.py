@@ -8,9 +8,11 @@ and is read with ``torch.load(weights_only=True)``: nothing is unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -83,16 +85,25 @@ def save_checkpoint(
     }
     buf = io.BytesIO()
     torch.save(state, buf)
-    shutil.rmtree(new, ignore_errors=True)  # a save cut off earlier
+    _clear(new)  # a save cut off earlier
     new.mkdir(parents=True)
     save_weights(new / WEIGHTS, model, metadata={"step": str(step)})
     with atomic_write(new / STATE) as f:  # last: a complete folder has both files
         f.write(buf.getvalue())
     if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        _clear(old)
         os.replace(final, old)
     os.replace(new, final)
-    shutil.rmtree(old, ignore_errors=True)
+    _clear(old)
+
+
+def _clear(path: Path) -> None:
+    """Remove a folder; one that will not go (a file held open on NFS or Windows) is moved
+    out of the way instead, so the next save never trips over it."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        with contextlib.suppress(OSError):
+            os.replace(path, path.with_name(f"{path.name}-stale-{os.getpid()}-{time.time_ns()}"))
 
 
 def load_checkpoint(

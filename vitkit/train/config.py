@@ -70,7 +70,9 @@ class TrainConfig:
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name.replace('_', ' ')} must be a finite number, got {v}")
-        check(0 <= self.seed < 2**63, f"seed must be in [0, 2**63), got {self.seed}")
+        check(  # the range torch.manual_seed takes
+            -(2**63) <= self.seed < 2**64, f"seed must be in [-2**63, 2**64), got {self.seed}"
+        )
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         check(

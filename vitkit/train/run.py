@@ -34,7 +34,7 @@ from vitkit.artifact import (
 )
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
-from vitkit.data.catalog import FOLDER_PREFIX
+from vitkit.data.catalog import FOLDER_PREFIX, check_dataset_options
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, state_dict_mismatch
@@ -114,10 +114,8 @@ def precheck(config: TrainConfig) -> None:
     """Every check that needs no data: dataset name, model options, device. Raises UserError."""
     config.validate()
     spec = get_dataset_spec(config.dataset)
-    for key in config.dataset_options:  # what load_dataset would refuse, refused up front
-        if key not in spec.options:
-            allowed = ", ".join(spec.options) or "none"
-            raise ConfigError(f"dataset '{spec.name}' has no option '{key}' (options: {allowed})")
+    given = {k: v for k, v in config.dataset_options.items() if v is not None}
+    check_dataset_options(spec, given)  # what load_dataset would refuse, refused up front
     known = {
         "image_size": spec.image_size or config.dataset_options.get("image_size"),
         "in_chans": spec.channels or config.dataset_options.get("channels"),
@@ -407,6 +405,13 @@ def train(
             )
         )
     resumed_from = state.step
+    if extended:
+        _check_extension(run_dir, config, state, extended)
+        # the new schedule from this step on: the optimizer's saved lr is the old schedule's
+        for group, base, fn in zip(
+            optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["lr"] = base * fn(scheduler.last_epoch)
 
     net: torch.nn.Module = model
     if dist_info.world_size > 1:
@@ -560,6 +565,22 @@ def train(
         for cb in listeners:
             cb.on_end(summary)
     return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+
+
+def _check_extension(
+    run_dir: Path, config: TrainConfig, state: FitState, extended: dict[str, Any]
+) -> None:
+    """An extension must leave the run something to do: refuse one that would train nothing."""
+    if "epochs" in extended and config.epochs <= state.epoch:
+        raise UserError(
+            f"{run_dir} has done {state.epoch} epoch(s); --epochs must be more to train further"
+        )
+    if config.max_steps and state.step >= config.max_steps:
+        hint = "a larger --max-steps, or --max-steps 0 for none"
+        raise UserError(
+            f"{run_dir} is at step {state.step}, its --max-steps cap ({config.max_steps}): pass "
+            f"{hint} to train further"
+        )
 
 
 def _absolute(dataset: str) -> str:
