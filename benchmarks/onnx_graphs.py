@@ -1,6 +1,6 @@
 """Which ONNX graph of the same model ONNX Runtime runs fastest on the CPU: opset 18 against 20
 (GELU as five ops or as one), with and without vitkit's attention fusion and ONNX Runtime's
-transformer optimizer, and int8 dynamic from the plain and the fused graph, all raced head to
+transformer optimizer (and both together), and int8 dynamic from the plain and the fused graph, all raced head to
 head in one process (``vitkit.export.onnx.race``:
 interleaved rounds, medians), against the opset-18 export.
 
@@ -48,6 +48,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         graphs["opset20+ort-optimizer"] = optimize_transformer(
             graphs["opset20"], Path(tmp), num_heads=cfg.num_heads, hidden_size=cfg.embed_dim
+        )[0]
+        # both: fused attention, then ORT's SkipLayerNormalization / BiasGelu around it
+        graphs["opset20+attention+ort-optimizer"] = optimize_transformer(
+            graphs["opset20+attention"],
+            Path(tmp),
+            num_heads=cfg.num_heads,
+            hidden_size=cfg.embed_dim,
         )[0]
         # int8 dynamic as `vitkit export --int8 dynamic` builds it, without and with --optimize
         graphs["opset20 int8"] = quantize_int8_dynamic(graphs["opset20"], Path(tmp))
