@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,19 +242,13 @@ class BenchReport:
         """The table at the console's width: on a narrow terminal the least needed columns go
         first (``DROP_ORDER``) rather than every figure being cut to "1.…". Returns the table and
         the columns left out (every figure stays in bench.json and bench.csv)."""
-        from rich.measure import Measurement
-
-        unbounded = console.options.update_width(100_000)  # measured at its natural width
-        hidden: list[str] = []
-        if len({r.device for r in self.rows}) <= 1:  # the header names the one device
-            hidden.append("device")
-        for drop in (None, *DROP_ORDER):
-            if drop is not None:
-                hidden.append(drop)
-            table = self.table([c for c in TABLE_COLUMNS if c not in hidden])
-            if Measurement.get(console, unbounded, table).maximum <= console.width:
-                break
-        return table, [c for c in hidden if c != "device"]
+        one_device = len({r.device for r in self.rows}) <= 1  # the header names the one device
+        return fit_columns(
+            console,
+            self.table,
+            [c for c in TABLE_COLUMNS if not (one_device and c == "device")],
+            DROP_ORDER,
+        )
 
     def skipped_table(self) -> Table | None:
         """Runtimes that did not run, with the reason (None when every runtime ran)."""
@@ -307,3 +301,25 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_clean(v) for v in obj]
     return obj
+
+
+def fit_columns(
+    console: Console,
+    build: Callable[[list[str]], Table],
+    columns: Sequence[str],
+    drop_order: Sequence[str],
+) -> tuple[Table, list[str]]:
+    """``build(columns)`` at the console's width: rather than cutting every figure to "1.…",
+    the columns of ``drop_order`` are left out, first ones first, until the table fits.
+    Returns the table and the columns left out (bench's and export's tables both use it)."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update_width(100_000)  # measured at its natural width
+    hidden: list[str] = []
+    for drop in (None, *drop_order):
+        if drop is not None:
+            hidden.append(drop)
+        table = build([c for c in columns if c not in hidden])
+        if Measurement.get(console, unbounded, table).maximum <= console.width:
+            break
+    return table, hidden

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -22,7 +22,6 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from vitkit.errors import UserError, first_line
 
@@ -82,25 +81,6 @@ def emit_json(obj: Any) -> None:
 
     sys.stdout.write(json.dumps(strict_json(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
-
-
-def fit_columns(
-    build: Callable[[list[str]], Table], columns: Sequence[str], drop_order: Sequence[str]
-) -> tuple[Table, list[str]]:
-    """``build(columns)`` at the terminal's width: rather than cutting every figure to "1.…",
-    the columns of ``drop_order`` are left out, first ones first, until the table fits.
-    Returns the table and the columns left out (the caller says where they are)."""
-    from rich.measure import Measurement
-
-    unbounded = console.options.update_width(100_000)  # measured at its natural width
-    hidden: list[str] = []
-    for drop in (None, *drop_order):
-        if drop is not None:
-            hidden.append(drop)
-        table = build([c for c in columns if c not in hidden])
-        if Measurement.get(console, unbounded, table).maximum <= console.width:
-            break
-    return table, hidden
 
 
 def status(line: str) -> None:

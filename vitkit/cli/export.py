@@ -28,7 +28,6 @@ from vitkit.cli._common import (
     console,
     emit_json,
     fail,
-    fit_columns,
     model_overrides,
     progress_bar,
     run_or_model,
@@ -267,7 +266,9 @@ def _print(report: Any) -> None:
             table.add_row(*(row[c] for c in columns))
         return table
 
-    table, hidden = fit_columns(build, TABLE_COLUMNS, DROP_ORDER)
+    from vitkit.bench.report import fit_columns
+
+    table, hidden = fit_columns(console, build, TABLE_COLUMNS, DROP_ORDER)
     console.print(table)
     if hidden:
         console.print(

@@ -87,8 +87,17 @@ class LiveView(Callback):
                 f" steps) is as long as the whole run ({info.total_steps:,} steps): the lr climbs"
                 f" towards {cfg['lr']:g} all run long and never decays (--warmup-epochs sets it)"
             )
+        if info.extended:
+            change = ", ".join(
+                f"{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in info.extended.items()
+            )
+            console.print(
+                f"  [yellow]note:[/] extending {escape(str(info.run_dir))}: {change}; the "
+                "learning-rate schedule is recomputed for the new length from the step the run "
+                "is at"
+            )
         if info.run_dir:
-            console.print(f"  run: {info.run_dir}")
+            console.print(f"  run: {escape(str(info.run_dir))}")
         self.t0 = self.last_plain = time.perf_counter()
         if live_output():
             self.live = Live(
@@ -281,21 +290,6 @@ def train_command(
         extend = {
             k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None
         }
-        if rank0 and extend and (resume / "train.json").is_file():
-            from vitkit.artifact import read_json
-
-            doc = read_json(resume / "train.json")
-            saved = (doc.get("config") if isinstance(doc, dict) else None) or {}
-            changes = {k: v for k, v in extend.items() if saved.get(k) != v}
-            change = ", ".join(
-                f"{k.replace('_', '-')} {saved.get(k)} -> {v}" for k, v in changes.items()
-            )
-            if changes:  # printed before the run starts, so the header follows it
-                console.print(
-                    f"[yellow]note:[/] extending {escape(str(resume))}: {change}; the "
-                    "learning-rate schedule is recomputed for the new length from the step the "
-                    "run is at"
-                )
         given = [
             dataset,
             model,

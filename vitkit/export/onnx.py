@@ -1011,7 +1011,7 @@ def export_onnx(
         if rep.passed and failed.exists():
             failed.unlink()  # a stale failure from an earlier export
         if not rep.passed:
-            _drop_stale(path)
+            path.unlink(missing_ok=True)  # an earlier export's, under the real name
         files.append(str(target))
         precisions.append(rep)
 
@@ -1040,7 +1040,7 @@ def export_onnx(
         if not fp32_rep.passed and (fp16 or int8):
             notes.append("fp32 failed verification: fp16 and int8 were not built from it")
             for tag in ("fp16",) * bool(fp16) + ("int8",) * bool(int8):
-                _drop_stale(sibling(out_path, tag))
+                sibling(out_path, tag).unlink(missing_ok=True)
         else:
             if fp16:
                 from vitkit.export.quantize import to_fp16
@@ -1095,13 +1095,6 @@ def export_onnx(
     report.total_seconds = round(time.perf_counter() - t_start, 2)
     write_json(report.report_path, report.to_json())
     return report
-
-
-def _drop_stale(path: Path) -> None:
-    """An earlier export's model under the name a model that just failed would have had: it
-    goes, so a failing export never leaves a model under its real name (even an old one)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 def _optimized(

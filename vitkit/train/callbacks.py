@@ -57,6 +57,7 @@ class StartInfo:
     device: str
     resumed_from_step: int
     world_size: int
+    extended: dict[str, Any] = field(default_factory=dict)  # option -> [old, new] on a resume
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -36,11 +36,14 @@ def checkpoint_dir(run_dir: Path) -> Path:
     """Where the run's checkpoint is: ``checkpoint/``, or, when a save was cut off while it
     swapped folders (a crash, a second Ctrl-C), the complete ``checkpoint.new/`` it was writing
     (newer) or the ``checkpoint.old/`` it was replacing."""
+    final, new, old = _folders(run_dir)
+    return next((d for d in (final, new, old) if _complete(d)), final)
+
+
+def _folders(run_dir: Path) -> tuple[Path, Path, Path]:
+    """checkpoint/, the checkpoint.new/ a save writes, the checkpoint.old/ it replaces."""
     final = run_dir / CHECKPOINT_DIR
-    for d in (final, final.with_name(final.name + ".new"), final.with_name(final.name + ".old")):
-        if _complete(d):
-            return d
-    return final
+    return final, final.with_name(final.name + ".new"), final.with_name(final.name + ".old")
 
 
 def checkpoint_exists(run_dir: Path) -> bool:
@@ -73,8 +76,7 @@ def save_checkpoint(
     """Write the weights and the state (``counters['step']`` ties them) as one unit: both go
     to ``checkpoint.new/``, which then replaces ``checkpoint/``. Cut off at any point, the run
     keeps a complete pair, the new one or the previous one (``checkpoint_dir`` finds it)."""
-    final = run_dir / CHECKPOINT_DIR
-    new, old = final.with_name(final.name + ".new"), final.with_name(final.name + ".old")
+    final, new, old = _folders(run_dir)
     step = int(counters["step"])
     state = {
         "optimizer": optimizer.state_dict(),

@@ -180,7 +180,7 @@ def fit(
                 logits = model(x)
                 loss = loss_fn(logits, y, smoothing)
             if check_every_step and not torch.isfinite(loss):
-                raise _non_finite(loss, state)
+                raise _non_finite(float(loss.detach()), state)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -210,7 +210,7 @@ def fit(
             if state.step % config.log_every == 0 or last:
                 mean_loss = float(window_loss) / window_n  # one sync per report
                 if not torch.isfinite(torch.tensor(mean_loss)):
-                    raise _non_finite(torch.tensor(mean_loss), state)
+                    raise _non_finite(float(mean_loss), state)
                 now = time.perf_counter()
                 info = StepInfo(
                     step=state.step,
@@ -253,7 +253,7 @@ def fit(
         if val is not None and not math.isfinite(val["loss"]):
             # weights gone to inf/NaN though each training loss was finite: never saved as
             # best or as a checkpoint
-            raise _non_finite(torch.tensor(val["loss"]), state, where="validation loss")
+            raise _non_finite(val["loss"], state, where="validation loss")
         last_val = val
         acc = val["exact"] if val and _multi(val) else (val["acc"] if val else None)
         is_best = acc is not None and (state.best_acc is None or acc > state.best_acc)
@@ -295,7 +295,7 @@ def _multi(val: dict[str, Any]) -> bool:
     return len(val["per_position"]) > 1
 
 
-def _non_finite(loss: Tensor, state: FitState, where: str = "loss") -> NonFiniteLoss:
+def _non_finite(value: float, state: FitState, where: str = "loss") -> NonFiniteLoss:
     kept = (
         f"stopped and kept the last good checkpoint (step {state.checkpoint_step}) and the best "
         "weights"
@@ -303,7 +303,7 @@ def _non_finite(loss: Tensor, state: FitState, where: str = "loss") -> NonFinite
         else "stopped before the first checkpoint, so nothing was kept"
     )
     return NonFiniteLoss(
-        f"{where} became {float(loss.detach())} "
+        f"{where} became {value} "
         + (f"at step {state.step + 1}" if where == "loss" else f"after step {state.step}")
         + f" (epoch {state.epoch + 1}); "
         f"{kept}; try a lower --lr or --grad-clip"

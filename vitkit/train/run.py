@@ -442,7 +442,6 @@ def train(
             shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
         run_dir.mkdir(parents=True, exist_ok=True)
         if extended:  # the run's record follows it: a later --resume continues the same way
-            saved = read_json(run_dir / TRAIN_JSON)
             history = [*saved.get("extended", []), {"at_step": state.step, **extended}]
             write_json(
                 run_dir / TRAIN_JSON, {**saved, "config": config.to_dict(), "extended": history}
@@ -496,6 +495,7 @@ def train(
         device=str(device),
         resumed_from_step=resumed_from,
         world_size=dist_info.world_size,
+        extended=extended,
     )
     for cb in listeners:
         cb.on_start(start)
