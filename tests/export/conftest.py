@@ -17,13 +17,16 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
-    """vit-nano (patch 7) trained 3 epochs on the shipped mnist-mini: ~30% top-1, ~10 s."""
+    """vit-nano (patch 7) trained 6 epochs on the shipped mnist-mini: ~40% top-1, ~7 s.
+
+    At 3 epochs (~30%) the predictions sat so close to each other that the static int8 gate
+    (<= 0.5 points) passed or failed with float rounding in training."""
     out = tmp_path_factory.mktemp("export-run") / "run"
     config = TrainConfig(
         dataset="mnist-mini",
         model="vit-nano",
         model_overrides={"patch_size": 7},
-        epochs=3,
+        epochs=6,
         batch_size=64,
         lr=2e-3,
         warmup_epochs=0.5,

@@ -55,10 +55,29 @@ class Attention(nn.Module):
         b, _, n, _ = x.shape
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, -1)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, queries: int | None = None) -> Tensor:
+        """(B, N, D) -> (B, N, D); with ``queries=Q``, the output of the first Q tokens only."""
+        if queries is not None:
+            return self._forward_queries(x, queries)
         q, k, v = self._qkv(x)
         p = self.attn_drop if self.training else 0.0
         return self._out(F.scaled_dot_product_attention(q, k, v, dropout_p=p))
+
+    def _forward_queries(self, x: Tensor, queries: int) -> Tensor:
+        # Every token is still a key and a value; only the first `queries` rows are projected to
+        # queries, attended and projected out. The scores are (queries x N): for one class token
+        # a single row, where a fused kernel saves nothing, and the explicit form exports to a
+        # smaller ONNX graph than SDPA's with a different query length.
+        b, n, d = x.shape
+        w, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, :queries], w[:d], None if bias is None else bias[:d])
+        kv = F.linear(x, w[d:], None if bias is None else bias[d:])
+        q = q.reshape(b, queries, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = kv.reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attn = ((q * self.head_dim**-0.5) @ kv[0].transpose(-2, -1)).softmax(dim=-1)
+        if self.training and self.attn_drop > 0:
+            attn = F.dropout(attn, self.attn_drop)
+        return self._out(attn @ kv[1])
 
     def forward_with_attn(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Same output as ``forward`` (in eval mode) plus the attention probabilities (B, H, N, N)."""
@@ -124,8 +143,13 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path1(self.attn(self.norm1(x)))
+    def forward(self, x: Tensor, *, queries: int | None = None) -> Tensor:
+        """(B, N, D) -> (B, N, D); with ``queries=Q``, (B, Q, D): the first Q tokens' outputs only
+        (every token still attended to), the same values as ``forward(x)[:, :Q]`` for less work."""
+        if queries is None:
+            x = x + self.drop_path1(self.attn(self.norm1(x)))
+        else:
+            x = x[:, :queries] + self.drop_path1(self.attn(self.norm1(x), queries=queries))
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
     def forward_with_attn(self, x: Tensor) -> tuple[Tensor, Tensor]:

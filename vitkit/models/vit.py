@@ -158,13 +158,23 @@ class ViTConfig:
         return patch + tokens + self.depth * block + 2 * d + d * out + out
 
     def flops(self) -> int:
-        """Forward FLOPs per image (2 x multiply-adds of every matmul/conv, as FlopCounterMode)."""
+        """FLOPs of ``forward`` per image (2 x multiply-adds of every matmul/conv, as
+        FlopCounterMode counts them).
+
+        With ``pool='cls'`` the last block computes the class token's output alone (keys and
+        values still for every token), as ``VisionTransformer.forward`` does.
+        """
         d, h, t = self.embed_dim, self.mlp_hidden, self.num_tokens
         n = self.grid_size**2
+
+        def block(q: int) -> int:  # q query tokens out of t
+            qkv = 2 * q * d * d + 2 * t * d * 2 * d
+            return qkv + 2 * 2 * q * t * d + 2 * q * d * d + 2 * 2 * q * d * h
+
         patch = 2 * n * self.in_chans * self.patch_size**2 * d
-        block = 2 * t * d * 3 * d + 2 * 2 * t * t * d + 2 * t * d * d + 2 * 2 * t * d * h
+        blocks = (self.depth - 1) * block(t) + block(1 if self.pool == "cls" else t)
         head = 2 * d * self.num_classes * self.num_outputs
-        return patch + self.depth * block + head
+        return patch + blocks + head
 
 
 def _near_divisible(dim: int, heads: int) -> str:
@@ -255,7 +265,19 @@ class VisionTransformer(nn.Module):
         return x if k == 1 else x.unflatten(-1, (k, self.config.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+        """Image (B, C, H, W) -> logits; equal to ``forward_head(forward_features(x))``.
+
+        With ``pool='cls'`` nothing reads the patch tokens after the last block, so that block
+        computes the class token's output alone (every token still serves as key and value): the
+        same logits and gradients, for ~1/depth less work (``ViTConfig.flops`` counts it so).
+        """
+        if self.config.pool != "cls":
+            return self.forward_head(self.forward_features(x))
+        x = self._embed(x)
+        *blocks, last = self.blocks
+        for block in blocks:
+            x = block(x)
+        return self.forward_head(self.norm(last(x, queries=1)))
 
     def forward_attention(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits plus every block's attention probabilities, each (B, heads, T, T).
