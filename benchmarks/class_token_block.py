@@ -1,7 +1,8 @@
 """What computing the last block for the class token alone buys: ``VisionTransformer.forward``
 (pool='cls') against the full path ``forward_head(forward_features(x))`` of the same weights.
 
-Per model, in one process, the two take turns (interleaved rounds, medians): eager inference at
+Per model, in one process, the two take turns cell by cell (interleaved rounds, medians; a
+shared machine's speed can shift for minutes, so each pair runs back to back): eager inference at
 batch 1 and 64, a training step (forward + backward + fused AdamW) at batch 128, and ONNX
 Runtime fp32 on each one's export with the attention fusion (what ``export --optimize`` keeps)
 at batch 1 and 64. Logits and gradients of the two are checked equal first.
@@ -106,12 +107,12 @@ def bench_model(name: str, threads: int, rounds: int, seconds: float) -> dict[st
             per[f"ort b{b}"] = lambda s=sess, xn=xn: s.run(None, {"pixel_values": xn})
         cells[variant] = per
     times: dict[str, dict[str, list[float]]] = {v: {} for v in cells}
-    for _ in range(rounds):
-        for variant, per in cells.items():
-            model.eval()
-            with torch.inference_mode():
-                for cell, fn in per.items():
-                    times[variant].setdefault(cell, []).append(_median_time(fn, seconds))
+    model.eval()
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for cell in cells["full"]:  # the two variants back to back, cell by cell
+                for variant, per in cells.items():
+                    times[variant].setdefault(cell, []).append(_median_time(per[cell], seconds))
     # training: fresh copies of the weights per variant, so both step the same model
     for _ in range(rounds):
         for variant in cells:
@@ -129,6 +130,10 @@ def bench_model(name: str, threads: int, rounds: int, seconds: float) -> dict[st
         "flops_per_image": {"full": _full_flops(model), "class-token": model.flops()},
         "max_abs_diff": {"logits": logit_diff, "gradients": grad_diff, "onnx": onnx_diff},
         "p50_ms": {v: {c: round(t * 1e3, 3) for c, t in per.items()} for v, per in med.items()},
+        "rounds_ms": {
+            v: {c: [round(t * 1e3, 3) for t in ts] for c, ts in per.items()}
+            for v, per in times.items()
+        },
         "speedup": {c: round(med["full"][c] / med["class-token"][c], 3) for c in med["full"]},
     }
 

@@ -2,7 +2,8 @@
 
 Each case is the exact command in docs/benchmarks.md; the run's summary.json is collected.
 Long: mnist-mini ~2.5 min, mnist ~16 min (1 thread), cifar10-jpeg 5 epochs ~14 min (1 thread)
-on a 2-core CPU. Pass case names to run only some: mnist-mini, mnist, cifar10-cpu.
+on a 2-core CPU. Pass case names to run only some: mnist-mini, mnist, cifar10-cpu (the results
+file keeps the other cases' last results, each with its date and command).
 
     python benchmarks/train_recipes.py [mnist-mini] [mnist] [cifar10-cpu]
 """
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import SHARED_DATA, cifar10_jpeg_tree, report
+from _common import RESULTS, SHARED_DATA, cifar10_jpeg_tree, report
 
 
 def main() -> None:
@@ -67,6 +68,8 @@ def main() -> None:
         results.append(
             {
                 "case": name,
+                "date": time.strftime("%Y-%m-%d"),
+                "script": "python benchmarks/train_recipes.py " + " ".join(wanted),
                 "command": " ".join(cmd),
                 "env": env,
                 "command_seconds": round(time.perf_counter() - t0, 1),
@@ -85,7 +88,21 @@ def main() -> None:
                 },
             }
         )
-    report("train_recipes", {"results": results})
+    # cases not run this time keep their last result (each one says when and how it was made)
+    kept = []
+    previous = RESULTS / "train_recipes.json"
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        for r in old.get("results", []):
+            if r.get("case") not in wanted:
+                kept.append(
+                    r
+                    | {
+                        "date": r.get("date", old.get("date")),
+                        "script": r.get("script", old.get("command")),
+                    }
+                )
+    report("train_recipes", {"results": kept + results})
 
 
 if __name__ == "__main__":
