@@ -2,7 +2,8 @@
 (pool='cls') against the full path ``forward_head(forward_features(x))`` of the same weights.
 
 Per model, in one process, the two take turns cell by cell (interleaved rounds, medians; a
-shared machine's speed can shift for minutes, so each pair runs back to back): eager inference at
+shared machine's speed can shift for minutes, so each pair runs back to back, first one then the
+other going first): eager inference at
 batch 1 and 64, a training step (forward + backward + fused AdamW) at batch 128, and ONNX
 Runtime fp32 on each one's export with the attention fusion (what ``export --optimize`` keeps)
 at batch 1 and 64. Logits and gradients of the two are checked equal first.
@@ -52,6 +53,11 @@ def _median_time(fn: Callable[[], Any], seconds: float) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _order(round_: int) -> tuple[str, str]:
+    """Which variant goes first: alternates by round, so neither always runs second."""
+    return ("full", "class-token") if round_ % 2 == 0 else ("class-token", "full")
 
 
 def bench_model(name: str, threads: int, rounds: int, seconds: float) -> dict[str, Any]:
@@ -109,13 +115,14 @@ def bench_model(name: str, threads: int, rounds: int, seconds: float) -> dict[st
     times: dict[str, dict[str, list[float]]] = {v: {} for v in cells}
     model.eval()
     with torch.inference_mode():
-        for _ in range(rounds):
+        for r in range(rounds):
             for cell in cells["full"]:  # the two variants back to back, cell by cell
-                for variant, per in cells.items():
-                    times[variant].setdefault(cell, []).append(_median_time(per[cell], seconds))
+                for variant in _order(r):
+                    fn = cells[variant][cell]
+                    times[variant].setdefault(cell, []).append(_median_time(fn, seconds))
     # training: fresh copies of the weights per variant, so both step the same model
-    for _ in range(rounds):
-        for variant in cells:
+    for r in range(rounds):
+        for variant in _order(r):
             m = create_model(name, image_size=size, in_chans=chans, num_classes=10)
             m.load_state_dict(model.state_dict())
             m.train()

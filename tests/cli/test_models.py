@@ -37,6 +37,10 @@ def test_models_show_json_with_overrides() -> None:
     assert info["config"]["image_size"] == 28 and info["config"]["patch_size"] == 4
     assert info["params"] == sum(layer["params"] for layer in info["layers"])
     assert info["layers"][0]["output"] == [1, 49, 64]
+    by_name = {layer["name"]: layer["output"] for layer in info["layers"]}
+    assert by_name["blocks.2"] == [1, 50, 64] and by_name["blocks.3"] == [1, 1, 64]  # class token
+    human = runner.invoke(app, ["models", "show", "vit-nano"])
+    assert "blocks.3 computes the class token alone" in " ".join(human.stderr.split())
 
 
 def test_models_show_unknown_name_is_one_line() -> None:

@@ -247,6 +247,21 @@ def test_optimize_without_verification_keeps_the_plain_model(
     assert "Attention" not in ops and "Softmax" in ops
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+def test_class_token_block_weights_are_folded_to_initializers(legacy: bool) -> None:
+    """The last block's q and kv weights are slices of qkv: folded, so int8 can quantize them."""
+    from vitkit.export.quantize import weight_nodes
+
+    model = create_model("vit-nano", image_size=16, patch_size=4, num_classes=5).eval()
+    proto, exporter, _ = export_graph(model, image_size=16, channels=3, legacy=legacy)
+    assert exporter == ("torchscript" if legacy else "dynamo")
+    inits = {i.name for i in proto.graph.initializer}
+    over_weights = [n.op_type for n in proto.graph.node if n.input and n.input[0] in inits]
+    assert "Slice" not in over_weights and "Transpose" not in over_weights
+    # 4 blocks x (qkv, proj, fc1, fc2), the class-token block's qkv as q and kv, the head
+    assert len(weight_nodes(proto)) == 4 * 4 + 1 + 1
+
+
 def test_fuse_attention_matches_eager_on_every_preset_shape() -> None:
     import torch
 

@@ -192,6 +192,26 @@ def test_class_token_last_block_gives_the_full_models_logits_and_gradients(qkv_b
     torch.testing.assert_close(block(h, queries=3), block(h)[:, :3], atol=1e-5, rtol=1e-4)
 
 
+def test_class_token_last_block_regularisation() -> None:
+    """Dropouts off in eval mode; stochastic depth on both branches of the class-token block."""
+    torch.manual_seed(0)
+    kw = dict(dropout=0.3, attn_dropout=0.3, drop_path=0.5)
+    m = create_model("vit-nano", **kw).eval()
+    x = torch.randn(8, 3, 32, 32)
+
+    def full(x: torch.Tensor) -> torch.Tensor:
+        return m.forward_head(m.forward_features(x))
+
+    torch.testing.assert_close(m(x), full(x), atol=1e-5, rtol=1e-4)
+    # drop_path alone draws the same (B, 1, 1) masks in the same order on both paths
+    m = create_model("vit-nano", depth=2, drop_path=0.9).train()
+    outs = []
+    for fn in (m, full):
+        torch.manual_seed(1)
+        outs.append(fn(x))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-4)
+
+
 def test_class_token_last_block_runs_less() -> None:
     """Fewer FLOPs counted for forward than for the full path, and the analytic count follows."""
     m = create_model("vit-tiny").eval()

@@ -186,3 +186,8 @@ def show(
     for r in layers:
         t.add_row(r["name"], r["type"], str(tuple(r["output"] or ())), f"{r['params']:,}")
     console.print(t)
+    if c.pool == "cls":
+        console.print(
+            f"[dim]blocks.{c.depth - 1} computes the class token alone: nothing reads the other"
+            f" tokens after it (forward_features still returns all {c.num_tokens})[/dim]"
+        )

@@ -324,14 +324,22 @@ def _export_dynamo(
             verbose=False,
         )
     assert program is not None
-    # The exporter folds constants of at most 8,192 elements. Fold the rest too: the class-token
-    # block slices its qkv weight into q and kv, and int8 only quantizes weights that are
-    # initializers (0.4 s for vit-tiny or vit-base).
+    _fold_weights(program.model)
+    return program.model_proto
+
+
+def _fold_weights(model: Any) -> None:
+    """Fold, in place, the constant subgraphs over weights that the exporters leave.
+
+    The class-token block slices its packed qkv weight into q and kv. The dynamo exporter folds
+    only constants of at most 8,192 elements and the TorchScript one leaves the slices too, so
+    they would run on every call, and int8 only quantizes weights that are initializers.
+    ``model``: an ``onnx_ir`` model (the dynamo exporter's, folded without a copy).
+    """
     import onnxscript.optimizer
 
-    return onnxscript.optimizer.optimize(
-        program.model_proto, input_size_limit=2**62, output_size_limit=2**62
-    )
+    onnxscript.optimizer.fold_constants(model, input_size_limit=2**62, output_size_limit=2**62)
+    onnxscript.optimizer.remove_unused_nodes(model)
 
 
 def _export_torchscript(
@@ -351,7 +359,11 @@ def _export_torchscript(
             opset_version=opset,
             do_constant_folding=True,
         )
-    return onnx.load_from_string(buf.getvalue())
+    from onnxscript import ir
+
+    model = ir.serde.deserialize_model(onnx.load_from_string(buf.getvalue()))
+    _fold_weights(model)
+    return ir.serde.serialize_model(model)
 
 
 # -- verification data -----------------------------------------------------------------------------

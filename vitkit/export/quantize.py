@@ -147,8 +147,9 @@ def quantize_int8_dynamic(
 
     ``attention``: ``model`` has fused ``com.microsoft.Attention`` nodes (``fuse_attention``);
     their qkv projection is quantized too (ONNX Runtime's ``QAttention``: int8 input and
-    weight, the attention itself in float). On the 2-core CPU that int8 model ran 1.19x faster
-    than the plain graph's at batch 1 and 1.13x at batch 64 (``benchmarks/onnx_graphs.py``).
+    weight, the attention itself in float). On the 2-core CPU that int8 model ran 1.19-1.44x
+    faster than the plain graph's at batch 1 and 1.10-1.28x at batch 64 in three runs of
+    ``benchmarks/onnx_graphs.py`` (docs/export.md).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -2,8 +2,9 @@
 
 Read top to bottom: PatchEmbed turns an image into tokens, Block = pre-norm Attention + Mlp with
 residuals and stochastic depth. Attention uses ``F.scaled_dot_product_attention`` (flash / memory
-efficient kernels where the device has them); ``Attention.attention_map`` is the explicit,
-slower path used only when a caller asks for the attention probabilities.
+efficient kernels where the device has them); ``Attention.forward_with_attn`` is the explicit,
+slower path used only when a caller asks for the attention probabilities, and ``queries=``
+(the class-token block: one query row, nothing for a fused kernel to save) is explicit too.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class Attention(nn.Module):
         # queries, attended and projected out. The scores are (queries x N): for one class token
         # a single row, where a fused kernel saves nothing, and the explicit form exports to a
         # smaller ONNX graph than SDPA's with a different query length.
-        b, n, d = x.shape
+        b, n, _ = x.shape
+        d = self.qkv.in_features  # a Python int: the slices below trace to constants
         w, bias = self.qkv.weight, self.qkv.bias
         q = F.linear(x[:, :queries], w[:d], None if bias is None else bias[:d])
         kv = F.linear(x, w[d:], None if bias is None else bias[d:])

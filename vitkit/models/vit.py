@@ -282,8 +282,9 @@ class VisionTransformer(nn.Module):
     def forward_attention(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits plus every block's attention probabilities, each (B, heads, T, T).
 
-        An opt-in path with explicit softmax attention, for visualisation; ``forward`` stays on
-        the fused SDPA kernel.
+        An opt-in path with explicit softmax attention and every block in full, for
+        visualisation; ``forward`` stays on the fused SDPA kernel (but for the class-token
+        block's one-row attention).
         """
         x = self._embed(x)
         maps = []
