@@ -361,9 +361,9 @@ def _export_torchscript(
         )
     from onnxscript import ir
 
-    model = ir.serde.deserialize_model(onnx.load_from_string(buf.getvalue()))
-    _fold_weights(model)
-    return ir.serde.serialize_model(model)
+    graph = ir.serde.deserialize_model(onnx.load_from_string(buf.getvalue()))
+    _fold_weights(graph)
+    return ir.serde.serialize_model(graph)
 
 
 # -- verification data -----------------------------------------------------------------------------
