@@ -217,8 +217,8 @@ def test_optimize_verifies_the_fused_models_and_keeps_the_fastest(
     by_name = {c["name"]: c for c in info["candidates"]}
     assert set(by_name) == {"attention", "onnxruntime"}
     depth = report.model["config"]["depth"]
-    # every block but the class-token one (queries for one token only: plain ops)
-    assert by_name["attention"]["fused_ops"] == {"Attention": depth - 1}
+    # every block; the class-token one (queries for one token only) as MultiHeadAttention
+    assert by_name["attention"]["fused_ops"] == {"Attention": depth - 1, "MultiHeadAttention": 1}
     assert by_name["onnxruntime"]["fused_ops"].get("SkipLayerNormalization", 0) > 0
     for c in info["candidates"]:
         assert c["report"]["passed"] and c["report"]["max_abs_diff"] <= 1e-4, c["name"]
@@ -269,7 +269,7 @@ def test_fuse_attention_matches_eager_on_every_preset_shape() -> None:
     from vitkit.export.onnx import export_graph, ort_session
     from vitkit.export.quantize import fuse_attention
 
-    for pool, qkv_bias in (("cls", True), ("mean", False)):
+    for pool, qkv_bias in (("cls", True), ("cls", False), ("mean", False)):
         torch.manual_seed(0)
         model = vitkit.create_model(
             "vit-nano", image_size=16, patch_size=4, num_classes=5, pool=pool, qkv_bias=qkv_bias
@@ -279,10 +279,13 @@ def test_fuse_attention_matches_eager_on_every_preset_shape() -> None:
                 param.add_(torch.randn_like(param) * 0.05)  # no shared (deduplicated) weights
         plain, _, _ = export_graph(model, image_size=16, channels=3)
         fused, n = fuse_attention(plain, num_heads=model.spec.config.num_heads)
-        # the class-token block (queries for one token only) stays as plain ops
+        # the class-token block (queries for one token only) becomes MultiHeadAttention
         cls_block = int(pool == "cls")
-        assert n == model.spec.config.depth - cls_block
-        assert [node.op_type for node in fused.graph.node].count("Softmax") == cls_block
+        ops = [node.op_type for node in fused.graph.node]
+        assert n == model.spec.config.depth
+        assert ops.count("Attention") == n - cls_block
+        assert ops.count("MultiHeadAttention") == cls_block
+        assert "Softmax" not in ops
         onnx.checker.check_model(fused)
         x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
         with torch.no_grad():

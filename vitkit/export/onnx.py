@@ -16,6 +16,7 @@ never prints: ``export_onnx`` returns an ``ExportReport`` and the CLI decides wh
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import io
@@ -1148,7 +1149,9 @@ def _optimized(
     if n:
         set_metadata(attention, meta)
         rep = check(attention, "fp32-attention", time.perf_counter() - t0)
-        variants.append(("attention", attention, rep, {"Attention": n}))
+        ops = collections.Counter(node.op_type for node in attention.graph.node)
+        fused_ops = {op: ops[op] for op in ("Attention", "MultiHeadAttention") if ops[op]}
+        variants.append(("attention", attention, rep, fused_ops))
     elif not info["notes"]:
         info["notes"].append("--optimize: no attention block matched the fusion pattern")
     t0 = time.perf_counter()

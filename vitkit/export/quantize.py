@@ -254,15 +254,19 @@ def optimize_transformer(
 
 
 def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.ModelProto, int]:
-    """Replace every ViT self-attention subgraph with ONNX Runtime's fused ``com.microsoft.
-    Attention`` node; returns (new model, how many were fused).
+    """Replace every ViT self-attention subgraph with one of ONNX Runtime's fused attention
+    nodes; returns (new model, how many were fused).
 
-    The match is structural: a ``MatMul`` by a (D, 3D) weight (+ its bias ``Add``) whose output
-    reaches, only through nodes used by nothing else, a ``Softmax`` -> ``MatMul`` -> ``Transpose``
-    -> ``Reshape`` back to (B, S, D). That region becomes ``Attention(x, W, b)`` with the
-    default 1/sqrt(head) scale; q, k, v must be packed as [q | k | v] with the heads in order
-    (as ``layers.Attention`` packs them). Anything that does not match is left as it is, and the
-    caller verifies the result against eager (``export_onnx --optimize`` does).
+    The match is structural: a ``Softmax`` -> ``MatMul`` -> ``Transpose`` -> ``Reshape`` back to
+    (B, S, D), reached only through nodes used by nothing else from either
+    - one ``MatMul`` by a (D, 3D) weight (+ its bias ``Add``): the region becomes
+      ``com.microsoft.Attention(x, W, b)``; q, k, v packed as [q | k | v] with the heads in
+      order (as ``layers.Attention`` packs them); or
+    - a (D, D) and a (D, 2D) ``MatMul`` (+ bias ``Add``): queries for some tokens, keys and values
+      packed [k | v] for all (the class-token block, ``Attention._forward_queries``). Both
+      projections stay; the rest becomes ``Split`` + ``com.microsoft.MultiHeadAttention``.
+    Both use the default 1/sqrt(head) scale. Anything that does not match is left as it is, and
+    the caller verifies the result against eager (``export_onnx --optimize`` does).
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -279,12 +283,34 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
         users = consumers.get(name, [])
         return users[0] if len(users) == 1 and users[0].op_type == op else None
 
-    def weight(n: onnx.NodeProto) -> onnx.TensorProto | None:
-        w = inits.get(n.input[1]) if len(n.input) == 2 else None
-        ok = w is not None and len(w.dims) == 2 and w.dims[1] == 3 * w.dims[0]
-        return w if ok else None
+    def packs(n: onnx.NodeProto) -> int:
+        """How many of q, k, v a ``MatMul`` projects to (its weight is (D, k*D)); 0: none."""
+        if n.op_type != "MatMul" or len(n.input) != 2 or n.input[1] not in inits:
+            return 0
+        dims = list(inits[n.input[1]].dims)
+        ok = len(dims) == 2 and dims[1] in (dims[0], 2 * dims[0], 3 * dims[0])
+        return dims[1] // dims[0] if ok else 0
 
-    replaced: dict[int, onnx.NodeProto] = {}  # id(first node of a region) -> Attention node
+    def bias_of(proj: onnx.NodeProto, region: list[onnx.NodeProto]) -> onnx.NodeProto | None:
+        return next(
+            (
+                n
+                for n in region
+                if n.op_type == "Add"
+                and proj.output[0] in n.input
+                and any(i in inits and len(inits[i].dims) == 1 for i in n.input)
+            ),
+            None,
+        )
+
+    def bias_values(add: onnx.NodeProto | None, width: int) -> np.ndarray:
+        if add is None:
+            return np.zeros(width, np.float32)
+        return onnx.numpy_helper.to_array(inits[next(i for i in add.input if i in inits)])
+
+    position = {id(n): i for i, n in enumerate(g.node)}
+    replaced: dict[int, onnx.NodeProto] = {}  # id(qkv projection) -> Attention node
+    after: dict[int, list[onnx.NodeProto]] = {}  # id(a kept node) -> nodes to insert after it
     dropped: set[int] = set()
     fused = 0
     for softmax in [n for n in g.node if n.op_type == "Softmax"]:
@@ -297,36 +323,26 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
         if perm != [0, 2, 1, 3]:  # heads back next to tokens: (B, S, H, D)
             continue
         end = rs.output[0]
-        # the region: ancestors of `end`, walked back until the qkv projection
+        # the region: ancestors of `end`, walked back until the q/k/v projections
         region: list[onnx.NodeProto] = []
-        qkv: onnx.NodeProto | None = None
+        projs: list[onnx.NodeProto] = []
         stack, seen = [rs], set()
         while stack:
             n = stack.pop()
             if id(n) in seen:
                 continue
             seen.add(id(n))
-            if n.op_type == "MatMul" and weight(n) is not None:
-                qkv = n
+            if packs(n):
+                projs.append(n)
                 continue
             region.append(n)
             stack.extend(producer[i] for i in n.input if i in producer)
             if len(region) > 64:  # not an attention block: do not scan the whole graph
                 break
-        if qkv is None or len(region) > 64:
+        kinds = sorted(packs(p) for p in projs)
+        if kinds not in ([3], [1, 2]) or len(region) > 64:
             continue
-        w = weight(qkv)
-        assert w is not None
-        bias = next(
-            (
-                n
-                for n in region
-                if n.op_type == "Add"
-                and qkv.output[0] in n.input
-                and any(i in inits and len(inits[i].dims) == 1 for i in n.input)
-            ),
-            None,
-        )
+        proj_out = {p.output[0] for p in projs}
         names = {o for n in region for o in n.output}
         inside = {id(n) for n in region}
         closed = all(
@@ -334,30 +350,65 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
             for n in region
             for o in n.output
             if o != end
-        ) and all(id(c) in inside for c in consumers.get(qkv.output[0], []))
+        ) and all(id(c) in inside for o in proj_out for c in consumers.get(o, []))
         sources_ok = all(
-            i in names or i in inits or i == qkv.output[0] or i == ""
-            for n in region
-            for i in n.input
+            i in names or i in inits or i in proj_out or i == "" for n in region for i in n.input
         )
         if not (closed and sources_ok) or any(id(n) in dropped for n in region):
             continue
-        if bias is not None:
-            b_name = next(i for i in bias.input if i in inits)
-        else:
-            b_name = f"{qkv.name or qkv.output[0]}_zero_bias"
-            g.initializer.append(
-                onnx.numpy_helper.from_array(np.zeros(w.dims[1], np.float32), b_name)
+        if kinds == [3]:
+            (qkv,) = projs
+            bias = bias_of(qkv, region)
+            if bias is not None:
+                b_name = next(i for i in bias.input if i in inits)
+            else:
+                b_name = f"{qkv.name or qkv.output[0]}_zero_bias"
+                g.initializer.append(
+                    onnx.numpy_helper.from_array(
+                        np.zeros(inits[qkv.input[1]].dims[1], np.float32), b_name
+                    )
+                )
+            replaced[id(qkv)] = onnx.helper.make_node(
+                "Attention",
+                [qkv.input[0], qkv.input[1], b_name],
+                [end],
+                name=f"Attention_{fused}",
+                domain="com.microsoft",
+                num_heads=num_heads,
             )
-        node = onnx.helper.make_node(
-            "Attention",
-            [qkv.input[0], w.name, b_name],
-            [end],
-            name=f"Attention_{fused}",
-            domain="com.microsoft",
-            num_heads=num_heads,
-        )
-        replaced[id(qkv)] = node
+        else:
+            q, kv = sorted(projs, key=packs)
+            d = int(inits[q.input[1]].dims[1])
+            if int(inits[kv.input[1]].dims[0]) != d:
+                continue
+            b_q, b_kv = bias_of(q, region), bias_of(kv, region)
+            base = f"MultiHeadAttention_{fused}"
+            mha_inputs = [q.output[0], f"{base}_k", f"{base}_v"]
+            if b_q is not None or b_kv is not None:  # MultiHeadAttention adds [b_q | b_k | b_v]
+                bias = np.concatenate([bias_values(b_q, d), bias_values(b_kv, 2 * d)])
+                g.initializer.append(onnx.numpy_helper.from_array(bias, f"{base}_bias"))
+                mha_inputs.append(f"{base}_bias")
+            g.initializer.append(
+                onnx.numpy_helper.from_array(np.array([d, d], np.int64), f"{base}_split")
+            )
+            last = max(projs, key=lambda p: position[id(p)])
+            after[id(last)] = [
+                onnx.helper.make_node(
+                    "Split",
+                    [kv.output[0], f"{base}_split"],
+                    [f"{base}_k", f"{base}_v"],
+                    name=f"{base}_split_kv",
+                    axis=-1,
+                ),
+                onnx.helper.make_node(
+                    "MultiHeadAttention",
+                    mha_inputs,
+                    [end],
+                    name=base,
+                    domain="com.microsoft",
+                    num_heads=num_heads,
+                ),
+            ]
         dropped.update(inside)
         fused += 1
     if not fused:
@@ -368,6 +419,7 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
             nodes.append(replaced[id(n)])
         elif id(n) not in dropped:
             nodes.append(n)
+        nodes.extend(after.get(id(n), []))
     copies = [onnx.NodeProto() for _ in nodes]
     for dst, src in zip(copies, nodes, strict=True):
         dst.CopyFrom(src)
