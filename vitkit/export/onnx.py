@@ -1149,8 +1149,8 @@ def _optimized(
     if n:
         set_metadata(attention, meta)
         rep = check(attention, "fp32-attention", time.perf_counter() - t0)
-        ops = collections.Counter(node.op_type for node in attention.graph.node)
-        fused_ops = {op: ops[op] for op in ("Attention", "MultiHeadAttention") if ops[op]}
+        count = collections.Counter(node.op_type for node in attention.graph.node)
+        fused_ops = {op: count[op] for op in ("Attention", "MultiHeadAttention") if count[op]}
         variants.append(("attention", attention, rep, fused_ops))
     elif not info["notes"]:
         info["notes"].append("--optimize: no attention block matched the fusion pattern")

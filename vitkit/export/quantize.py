@@ -385,8 +385,8 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
             base = f"MultiHeadAttention_{fused}"
             mha_inputs = [q.output[0], f"{base}_k", f"{base}_v"]
             if b_q is not None or b_kv is not None:  # MultiHeadAttention adds [b_q | b_k | b_v]
-                bias = np.concatenate([bias_values(b_q, d), bias_values(b_kv, 2 * d)])
-                g.initializer.append(onnx.numpy_helper.from_array(bias, f"{base}_bias"))
+                packed = np.concatenate([bias_values(b_q, d), bias_values(b_kv, 2 * d)])
+                g.initializer.append(onnx.numpy_helper.from_array(packed, f"{base}_bias"))
                 mha_inputs.append(f"{base}_bias")
             g.initializer.append(
                 onnx.numpy_helper.from_array(np.array([d, d], np.int64), f"{base}_split")
