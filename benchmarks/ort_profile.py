@@ -2,8 +2,7 @@
 
 The graph is what ``vitkit export --optimize`` keeps (opset 20 + vitkit's attention fusion) for an
 untrained model; ``--plain`` profiles the plain export instead. Each node's median kernel time
-over ``--runs`` calls (after 20 warm-up calls), summed per operator type, and the class-token
-block's nodes (everything after the last fused ``Attention`` node) on their own.
+over ``--runs`` calls (after 20 warm-up calls), summed per operator type.
 
     python benchmarks/ort_profile.py [--model vit-tiny] [--batch 1] [--threads 2] [--runs 300]
 """
@@ -66,9 +65,6 @@ def main() -> None:
     per_op: collections.Counter[str] = collections.Counter()
     for n, us in node_us.items():
         per_op[op_of[n]] += us
-    names = [n.name for n in graph.graph.node]
-    fused = [i for i, n in enumerate(graph.graph.node) if n.op_type == "Attention"]
-    tail = set(names[fused[-1] + 1 :]) if fused else set()
     report(
         "ort_profile",
         {
@@ -81,8 +77,6 @@ def main() -> None:
             "kernel_us_total": round(total, 1),
             "per_op_us": {k: round(v, 1) for k, v in per_op.most_common()},
             "per_op_share": {k: round(v / total, 3) for k, v in per_op.most_common()},
-            # ORT renames the nodes it fuses itself; those of the tail are not counted here
-            "after_last_attention_us": round(sum(node_us.get(n, 0.0) for n in tail), 1),
         },
     )
 
