@@ -382,10 +382,12 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
             if int(inits[kv.input[1]].dims[0]) != d:
                 continue
             b_q, b_kv = bias_of(q, region), bias_of(kv, region)
+            packed = np.concatenate([bias_values(b_q, d), bias_values(b_kv, 2 * d)])
+            if packed.shape != (3 * d,):  # a broadcast bias of another shape: not this pattern
+                continue
             base = f"MultiHeadAttention_{fused}"
             mha_inputs = [q.output[0], f"{base}_k", f"{base}_v"]
             if b_q is not None or b_kv is not None:  # MultiHeadAttention adds [b_q | b_k | b_v]
-                packed = np.concatenate([bias_values(b_q, d), bias_values(b_kv, 2 * d)])
                 g.initializer.append(onnx.numpy_helper.from_array(packed, f"{base}_bias"))
                 mha_inputs.append(f"{base}_bias")
             g.initializer.append(
