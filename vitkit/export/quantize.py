@@ -291,22 +291,16 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
         ok = len(dims) == 2 and dims[1] in (dims[0], 2 * dims[0], 3 * dims[0])
         return dims[1] // dims[0] if ok else 0
 
-    def bias_of(proj: onnx.NodeProto, region: list[onnx.NodeProto]) -> onnx.NodeProto | None:
-        return next(
-            (
-                n
-                for n in region
-                if n.op_type == "Add"
-                and proj.output[0] in n.input
-                and any(i in inits and len(inits[i].dims) == 1 for i in n.input)
-            ),
-            None,
-        )
+    def bias_of(proj: onnx.NodeProto, region: list[onnx.NodeProto]) -> str | None:
+        """The 1-D initializer a region's ``Add`` puts on ``proj``'s output (None: no bias)."""
+        adds = (n for n in region if n.op_type == "Add" and proj.output[0] in n.input)
+        biases = (i for n in adds for i in n.input if i in inits and len(inits[i].dims) == 1)
+        return next(biases, None)
 
-    def bias_values(add: onnx.NodeProto | None, width: int) -> np.ndarray:
-        if add is None:
+    def bias_values(name: str | None, width: int) -> np.ndarray:
+        if name is None:
             return np.zeros(width, np.float32)
-        return onnx.numpy_helper.to_array(inits[next(i for i in add.input if i in inits)])
+        return onnx.numpy_helper.to_array(inits[name])
 
     position = {id(n): i for i, n in enumerate(g.node)}
     replaced: dict[int, onnx.NodeProto] = {}  # id(qkv projection) -> Attention node
@@ -358,10 +352,8 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
             continue
         if kinds == [3]:
             (qkv,) = projs
-            bias = bias_of(qkv, region)
-            if bias is not None:
-                b_name = next(i for i in bias.input if i in inits)
-            else:
+            b_name = bias_of(qkv, region)
+            if b_name is None:
                 b_name = f"{qkv.name or qkv.output[0]}_zero_bias"
                 g.initializer.append(
                     onnx.numpy_helper.from_array(
