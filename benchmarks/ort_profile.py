@@ -4,6 +4,11 @@ The graph is what ``vitkit export --optimize`` keeps (opset 20 + vitkit's attent
 untrained model; ``--plain`` profiles the plain export instead. Each node's median kernel time
 over ``--runs`` calls (after 20 warm-up calls), summed per operator type.
 
+``--threads 1,2`` profiles one session per thread count in the same process (their calls in
+alternating blocks, so that both see the same machine) and adds each operator type's time at the
+later counts over its time at the first: 0.5 is perfect scaling, 1.0 or more means the extra
+thread only cost synchronisation.
+
     python benchmarks/ort_profile.py [--model vit-tiny] [--batch 1] [--threads 2] [--runs 300]
 """
 
@@ -15,6 +20,7 @@ import json
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -30,7 +36,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vit-tiny")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", default="2", help="intra-op threads; a list (1,2) compares them")
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--plain", action="store_true", help="the plain export, not the fused one")
     args = p.parse_args()
@@ -41,18 +47,51 @@ def main() -> None:
     if not args.plain:
         graph, _ = fuse_attention(graph, num_heads=spec.config.num_heads)
     x = np.random.default_rng(0).standard_normal((args.batch, 3, 32, 32), dtype=np.float32)
+    counts = [int(t) for t in args.threads.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = args.threads
-        opts.inter_op_num_threads = 1
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(
-            graph.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-        )
-        for _ in range(20 + args.runs):
-            session.run(None, {"pixel_values": x})
-        events = json.loads(Path(session.end_profiling()).read_text())
+        sessions = {}
+        for n in counts:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = n
+            opts.inter_op_num_threads = 1
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(tmp) / f"profile-{n}")
+            sessions[n] = ort.InferenceSession(
+                graph.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+            )
+        block = 20  # calls per session in turn: the first block of each is the warm-up
+        for _ in range(0, 20 + args.runs, block):
+            for session in sessions.values():
+                for _ in range(block):
+                    session.run(None, {"pixel_values": x})
+        profiles = {n: _per_op(Path(s.end_profiling())) for n, s in sessions.items()}
+    first = profiles[counts[0]]
+    result: dict[str, Any] = {
+        "model": args.model,
+        "graph": "plain" if args.plain else "opset20+attention",
+        "batch": args.batch,
+        "threads": counts[0] if len(counts) == 1 else counts,
+        "runs": args.runs,
+        **first,
+    }
+    if len(counts) > 1:
+        result["by_threads"] = {str(n): profiles[n] for n in counts}
+        result["time_ratio_vs_first"] = {
+            str(n): {
+                op: round(us / first["per_op_us"][op], 3)
+                for op, us in profiles[n]["per_op_us"].items()
+                if first["per_op_us"].get(op)
+            }
+            | {"total": round(profiles[n]["kernel_us_total"] / first["kernel_us_total"], 3)}
+            for n in counts[1:]
+        }
+    name = "ort_profile" if len(counts) == 1 else "ort_profile_threads"
+    report(name, result)
+
+
+def _per_op(profile: Path) -> dict[str, Any]:
+    """Each node's median kernel time (warm-up calls out), summed per operator type."""
+    events = json.loads(profile.read_text())
     times: dict[str, list[float]] = collections.defaultdict(list)
     op_of: dict[str, str] = {}
     for e in events:
@@ -60,25 +99,17 @@ def main() -> None:
             name = e["name"].removesuffix("_kernel_time")
             times[name].append(e["dur"])
             op_of[name] = e["args"].get("op_name", "?")
-    node_us = {n: statistics.median(ts[20:] or ts) for n, ts in times.items()}  # warm-up out
+    node_us = {n: statistics.median(ts[20:] or ts) for n, ts in times.items()}
     total = sum(node_us.values())
     per_op: collections.Counter[str] = collections.Counter()
     for n, us in node_us.items():
         per_op[op_of[n]] += us
-    report(
-        "ort_profile",
-        {
-            "model": args.model,
-            "graph": "plain" if args.plain else "opset20+attention",
-            "batch": args.batch,
-            "threads": args.threads,
-            "runs": args.runs,
-            "nodes_run": len(node_us),
-            "kernel_us_total": round(total, 1),
-            "per_op_us": {k: round(v, 1) for k, v in per_op.most_common()},
-            "per_op_share": {k: round(v / total, 3) for k, v in per_op.most_common()},
-        },
-    )
+    return {
+        "nodes_run": len(node_us),
+        "kernel_us_total": round(total, 1),
+        "per_op_us": {k: round(v, 1) for k, v in per_op.most_common()},
+        "per_op_share": {k: round(v / total, 3) for k, v in per_op.most_common()},
+    }
 
 
 if __name__ == "__main__":
