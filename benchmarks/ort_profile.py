@@ -9,7 +9,7 @@ alternating blocks, so that both see the same machine) and adds each operator ty
 later counts over its time at the first: 0.5 is perfect scaling, 1.0 or more means the extra
 thread only cost synchronisation.
 
-    python benchmarks/ort_profile.py [--model vit-tiny] [--batch 1] [--threads 2] [--runs 300]
+    python benchmarks/ort_profile.py [--model vit-tiny] [--batch 1] [--threads 2] [--runs 300] [--heads N]
 """
 
 from __future__ import annotations
@@ -38,10 +38,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", default="2", help="intra-op threads; a list (1,2) compares them")
     p.add_argument("--runs", type=int, default=300)
+    p.add_argument("--heads", type=int, help="override the preset's attention heads")
     p.add_argument("--plain", action="store_true", help="the plain export, not the fused one")
     args = p.parse_args()
     torch.manual_seed(0)
-    spec = resolve_spec(args.model, image_size=32, patch_size=4, num_classes=10)
+    spec = resolve_spec(
+        args.model, image_size=32, patch_size=4, num_classes=10, num_heads=args.heads
+    )
     model = spec.build().eval()
     graph, _, _ = export_graph(model, image_size=32, channels=3)
     if not args.plain:
@@ -70,6 +73,7 @@ def main() -> None:
         "model": args.model,
         "graph": "plain" if args.plain else "opset20+attention",
         "batch": args.batch,
+        "heads": spec.config.num_heads,
         "threads": counts[0] if len(counts) == 1 else counts,
         "runs": args.runs,
         **first,
@@ -86,6 +90,7 @@ def main() -> None:
             for n in counts[1:]
         }
     name = "ort_profile" if len(counts) == 1 else "ort_profile_threads"
+    name += f"_heads{args.heads}" if args.heads else ""
     report(name, result)
 
 
