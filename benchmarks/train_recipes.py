@@ -101,7 +101,11 @@ def main() -> None:
                         "date": r.get("date", old.get("date")),
                         "script": r.get("script", old.get("command")),
                     }
-                    | ({"note": r.get("note", old["note"])} if "note" in old or "note" in r else {})
+                    | (
+                        {"note": r["note"] if "note" in r else old["note"]}
+                        if "note" in old or "note" in r
+                        else {}
+                    )
                 )
     report("train_recipes", {"results": kept + results})
 
