@@ -31,6 +31,8 @@ from vitkit.export.onnx import export_graph
 from vitkit.export.quantize import fuse_attention
 from vitkit.models import resolve_spec
 
+WARMUP = 20  # calls per session in turn; each session's first block is its warm-up, left out
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,10 +64,9 @@ def main() -> None:
             sessions[n] = ort.InferenceSession(
                 graph.SerializeToString(), opts, providers=["CPUExecutionProvider"]
             )
-        block = 20  # calls per session in turn: the first block of each is the warm-up
-        for _ in range(0, 20 + args.runs, block):
+        for _ in range(0, WARMUP + args.runs, WARMUP):
             for session in sessions.values():
-                for _ in range(block):
+                for _ in range(WARMUP):
                     session.run(None, {"pixel_values": x})
         profiles = {n: _per_op(Path(s.end_profiling())) for n, s in sessions.items()}
     first = profiles[counts[0]]
@@ -104,7 +105,7 @@ def _per_op(profile: Path) -> dict[str, Any]:
             name = e["name"].removesuffix("_kernel_time")
             times[name].append(e["dur"])
             op_of[name] = e["args"].get("op_name", "?")
-    node_us = {n: statistics.median(ts[20:] or ts) for n, ts in times.items()}
+    node_us = {n: statistics.median(ts[WARMUP:] or ts) for n, ts in times.items()}
     total = sum(node_us.values())
     per_op: collections.Counter[str] = collections.Counter()
     for n, us in node_us.items():

@@ -95,17 +95,14 @@ def main() -> None:
         old = json.loads(previous.read_text())
         for r in old.get("results", []):
             if r.get("case") not in wanted:
+                note = r.get("note", old.get("note"))
                 kept.append(
                     r
                     | {
                         "date": r.get("date", old.get("date")),
                         "script": r.get("script", old.get("command")),
                     }
-                    | (
-                        {"note": r["note"] if "note" in r else old["note"]}
-                        if "note" in old or "note" in r
-                        else {}
-                    )
+                    | ({"note": note} if note is not None else {})
                 )
     report("train_recipes", {"results": kept + results})
 
