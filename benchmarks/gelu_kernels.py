@@ -13,8 +13,10 @@ gains from a second thread. This times, per call and at 1 and 2 threads, in alte
 - ``torch gelu(x+b)``: eager, what ``vitkit bench``'s eager row runs.
 
 Each ONNX graph chains 12 nodes (or node groups) so the per-call time excludes most of the
-session's run overhead. Batch 8 (8x the work per call) is timed beside batch 1: a kernel that
-scales there but not at batch 1 pays a fixed cost per parallel region.
+session's run overhead. Every block starts once the block before has left no thread spinning
+(``vitkit.bench.timing.settle``): ONNX Runtime's workers spin ~60 ms after a call, longer than
+a block here. Batch 8 (8x the work per call) is timed beside batch 1. Last, ONNX Runtime's
+profiler times ``BiasGelu`` between the two MLP ``MatMul``s, where it sits in the model.
 
     python benchmarks/gelu_kernels.py [--rounds 20] [--batches 1,8]
 """
@@ -22,8 +24,11 @@ scales there but not at batch 1 pays a fixed cost per parallel region.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -31,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from _common import report
 from onnx import TensorProto, helper, numpy_helper
+
+from vitkit.bench.timing import settle
 
 TOKENS, HIDDEN, DEPTH = 65, 768, 12  # vit-tiny's MLP at 32 px, patch 4, batch 1
 CALLS = 50  # timed session runs per block
@@ -98,6 +105,7 @@ def measure(batch: int, rounds: int, rng: np.random.Generator) -> dict[str, obje
     for _ in range(rounds):
         for (name, threads), (fn, per_run) in calls.items():
             torch.set_num_threads(threads)
+            settle()  # the last block's spinning threads (another session's, torch's) go idle
             for _ in range(5):
                 fn()
             t0 = time.perf_counter()
@@ -116,6 +124,62 @@ def measure(batch: int, rounds: int, rng: np.random.Generator) -> dict[str, obje
     }
 
 
+def after_matmul(rounds: int, rng: np.random.Generator) -> dict[str, dict[str, float]]:
+    """ONNX Runtime's profile of vit-tiny's MLP shape at batch 1: 12 x (MatMul 192->768, BiasGelu,
+    MatMul 768->192), so each BiasGelu reads what a MatMul just wrote, as in the model. Median
+    kernel time per node type (us) at 1 and 2 threads, sessions in alternating blocks of 20."""
+    nodes, inits, x = [], [], "x"
+    for i in range(DEPTH):
+        for name, shape in (
+            (f"w1_{i}", (192, HIDDEN)),
+            (f"b1_{i}", (HIDDEN,)),
+            (f"w2_{i}", (HIDDEN, 192)),
+        ):
+            inits.append(
+                numpy_helper.from_array(
+                    (0.05 * rng.standard_normal(shape)).astype(np.float32), name
+                )
+            )
+        nodes += [
+            helper.make_node("MatMul", [x, f"w1_{i}"], [f"m{i}"]),
+            helper.make_node("BiasGelu", [f"m{i}", f"b1_{i}"], [f"g{i}"], domain="com.microsoft"),
+            helper.make_node("MatMul", [f"g{i}", f"w2_{i}"], [f"y{i}"]),
+        ]
+        x = f"y{i}"
+    io = [[1, TOKENS, 192]]
+    g = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, io[0])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, io[0])],
+        inits,
+    )  # fmt: skip
+    opsets = [helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(g, opset_imports=opsets).SerializeToString()
+    feed = {"x": rng.standard_normal((1, TOKENS, 192)).astype(np.float32)}
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {}
+        for threads in (1, 2):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(tmp) / f"mlp{threads}")
+            sessions[threads] = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        for _ in range(rounds):
+            for sess in sessions.values():
+                settle()
+                for _ in range(20):
+                    sess.run(None, feed)
+        for threads, sess in sessions.items():
+            per: dict[str, list[float]] = {}
+            for e in json.loads(Path(sess.end_profiling()).read_text()):
+                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                    per.setdefault(e["args"]["op_name"], []).append(e["dur"])
+            result[f"@{threads}"] = {op: round(statistics.median(v), 1) for op, v in per.items()}
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
@@ -128,6 +192,7 @@ def main() -> None:
         {
             "rounds": args.rounds,
             "by_batch": {str(b): measure(b, args.rounds, rng) for b in batches},
+            "after_matmul_us": after_matmul(args.rounds, rng),
         },
     )
 

@@ -21,6 +21,8 @@ import onnxruntime as ort
 from _common import report
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
+from vitkit.bench.timing import settle
+
 D, HEADS, TOKENS, DEPTH = 192, 3, 65, 12  # vit-tiny at 32 px, patch 4 (64 patches + cls)
 HEAD = D // HEADS
 
@@ -89,6 +91,7 @@ def main() -> None:
         times: dict[str, list[float]] = {k: [] for k in sessions}
         for _ in range(args.rounds):
             for k, s in sessions.items():
+                settle()  # the other session's workers stop spinning first
                 for _ in range(calls):
                     t0 = time.perf_counter()
                     s.run(None, {"x": x})

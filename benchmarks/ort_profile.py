@@ -27,6 +27,7 @@ import onnxruntime as ort
 import torch
 from _common import report
 
+from vitkit.bench.timing import settle
 from vitkit.export.onnx import export_graph
 from vitkit.export.quantize import fuse_attention
 from vitkit.models import resolve_spec
@@ -66,6 +67,7 @@ def main() -> None:
             )
         for _ in range(0, WARMUP + args.runs, WARMUP):
             for session in sessions.values():
+                settle()  # the other session's workers stop spinning first
                 for _ in range(WARMUP):
                     session.run(None, {"pixel_values": x})
         profiles = {n: _per_op(Path(s.end_profiling())) for n, s in sessions.items()}

@@ -252,6 +252,45 @@ def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Pa
     assert (tmp_path / "out" / "bench.json").is_file()
 
 
+def test_every_cell_starts_after_the_last_cells_threads_settle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime's workers spin ~50 ms after a call: a cell timed in that window (eager after
+    ort, in the interleaved rounds) would share the cores with them."""
+    import vitkit
+    from vitkit.bench import run as run_module
+
+    order: list[str] = []
+    real_settle, real_measure = run_module.settle, run_module.measure
+
+    def settle() -> float:
+        order.append("settle")
+        return real_settle()
+
+    def measure(*args: object, **kwargs: object) -> object:
+        order.append("measure")
+        return real_measure(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "settle", settle)
+    monkeypatch.setattr(run_module, "measure", measure)
+    model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3)
+    rep = benchmark(
+        model,
+        runtimes="eager,ort",
+        devices="cpu",
+        batch_sizes=[1, 2],
+        warmup=1,
+        min_time=0.02,
+        rounds=2,
+        accuracy_images=8,
+        out=tmp_path / "out",
+    )
+    pairs = zip(order, [*order[1:], ""], strict=True)
+    cells = [o for o, nxt in pairs if o == "settle" and nxt == "measure"]
+    assert len(cells) == 2 * 2 * 2  # runtimes x batch sizes x rounds, each settled first
+    assert 0 <= rep.settings["settle_max_s"] <= 0.6
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

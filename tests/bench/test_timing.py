@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 import torch
 
-from vitkit.bench.timing import Timing, cpu_info, matmul_peak, measure, set_threads
+from vitkit.bench.timing import Timing, cpu_info, matmul_peak, measure, set_threads, settle
 from vitkit.errors import UserError
 
 
@@ -64,3 +65,34 @@ def test_cuda_timing_path_is_not_taken_without_cuda() -> None:
     # and asking is a clear torch error rather than a silent wrong number
     with pytest.raises((RuntimeError, AssertionError, AttributeError)):
         measure(lambda: None, warmup=0, min_time=0.01, cuda=True)
+
+
+def _spin_for(seconds: float) -> threading.Thread:
+    """A thread that keeps one core busy for ``seconds``, like a thread pool spinning."""
+
+    def spin() -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    return t
+
+
+def test_settle_returns_at_once_when_the_process_is_idle() -> None:
+    assert settle(window=0.01, limit=2.0) < 0.2
+
+
+def test_settle_waits_for_a_spinning_thread_to_stop() -> None:
+    spinner = _spin_for(0.3)
+    waited = settle(window=0.01, limit=3.0)
+    assert 0.2 <= waited < 2.5  # until the spin ended, not the limit
+    assert not spinner.is_alive()
+
+
+def test_settle_gives_up_at_its_limit() -> None:
+    spinner = _spin_for(1.5)
+    waited = settle(window=0.01, limit=0.1)
+    assert 0.1 <= waited < 0.8
+    spinner.join()

@@ -503,7 +503,21 @@ def test_race_times_every_model_at_each_batch_it_accepts(monkeypatch: pytest.Mon
         return Spy()
 
     monkeypatch.setattr(onnx_module, "ort_session", tracked)
+    from itertools import pairwise
+
+    from vitkit.bench import timing
+
+    real_settle = timing.settle
+
+    def settle() -> float:  # each turn starts once the last session's workers stop spinning
+        order.append("settle")
+        return real_settle()
+
+    monkeypatch.setattr(timing, "settle", settle)
     times = race({"dynamic": dynamic, "fixed": fixed}, None, batches=(1, 4), rounds=3)
+    # a settle before every timed turn: 2 models x 3 rounds at batch 1, 1 x 3 at batch 4
+    assert sum(o == "settle" and n != "settle" for o, n in pairwise(order)) == 9
+    order = [o for o in order if o != "settle"]
     assert set(times["dynamic"]) == {1, 4} and set(times["fixed"]) == {1}  # fixed: its size only
     assert all(t > 0 for per in times.values() for t in per.values())
     # interleaved: the models take turns (warm-ups, then round after round), not one block each

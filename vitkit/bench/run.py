@@ -3,7 +3,8 @@
     run / model ─► exports it needs (reused from RUN/export when current)
                  ─► one Runner per (runtime, device)        (runtimes.py; skipped ones say why)
                  ─► per batch size: the same input tensor to every runner, timed in
-                    interleaved rounds (timing.py), so machine drift hits all runtimes alike
+                    interleaved rounds (timing.py), so machine drift hits all runtimes alike;
+                    each cell waits until the last cell's spinning threads are idle
                  ─► logits of every runner on the same real test images: accuracy, agreement
                  ─► BenchReport (report.py): JSON, CSV, PNG, a table
 
@@ -44,7 +45,15 @@ from vitkit.bench.runtimes import (
     get_runtime,
     parse_runtimes,
 )
-from vitkit.bench.timing import Timing, cpu_info, gpu_info, matmul_peak, measure, set_threads
+from vitkit.bench.timing import (
+    Timing,
+    cpu_info,
+    gpu_info,
+    matmul_peak,
+    measure,
+    set_threads,
+    settle,
+)
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import UserError, VitkitError, first_line
 
@@ -386,7 +395,9 @@ def benchmark(
                 with _recorded(results, (n, str(d))), _on(str(d)):
                     runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
                 progress(f"prepare {n} ({d})", 1, 1)
-        timings = _time(runners, results, images, sizes, warmup, min_time, rounds, progress)
+        timings, settled = _time(
+            runners, results, images, sizes, warmup, min_time, rounds, progress
+        )
         load = _load_average()
         ref_acc = _score(runners, results, module, acc_images, acc_labels, max(sizes), progress)
         flops = int(module.flops()) if hasattr(module, "flops") else 0
@@ -434,6 +445,7 @@ def benchmark(
             "warmup": warmup,
             "min_time_s": min_time,
             "rounds": rounds,
+            "settle_max_s": round(settled, 3),  # longest wait for idle threads before a cell
             "compile_mode": compile_mode,
             "optimize": optimize,
             "accuracy_images": len(acc_images),
@@ -594,9 +606,11 @@ def _time(
     min_time: float,
     rounds: int,
     progress: ProgressFn,
-) -> dict[tuple[str, str, int], list[float]]:
-    """Per batch size: every runner on the same tensor, timed in interleaved rounds."""
+) -> tuple[dict[tuple[str, str, int], list[float]], float]:
+    """Per batch size: every runner on the same tensor, timed in interleaved rounds, each cell
+    started once the process is idle (``settle``). Returns the samples and the longest wait."""
     timings: dict[tuple[str, str, int], list[float]] = {}
+    settled: list[float] = []
     total, done = len(sizes) * rounds * max(1, len(runners)), 0
     min_runs = -(-5 // rounds)  # at least 5 timed calls per cell over all rounds
     for b in sizes:
@@ -612,6 +626,7 @@ def _time(
                 if results[key].status != "ok":
                     continue
                 progress("timing", done, total)
+                settled.append(settle())  # the previous cell's thread pool stops spinning first
                 with _recorded(results, key, f"batch {b}: "), _on(key[1]):
                     t = measure(
                         call,
@@ -623,7 +638,7 @@ def _time(
                     timings.setdefault((*key, b), []).extend(t.samples)
                 done += 1
     progress("timing", total, total)
-    return timings
+    return timings, max(settled, default=0.0)
 
 
 def _score(

@@ -5,6 +5,8 @@
   before it is read. Returns every sample; ``Timing`` gives p50/p90/p99.
 - ``matmul_peak(device)``: a short square GEMM timed the same way, the yardstick the achieved
   GFLOP/s of each cell is divided by (CPUs here differ 2x or more between AVX2 and AVX-512 parts).
+- ``settle()``: wait until the threads another runtime left spinning are idle, so a cell never
+  shares the cores with the cell before it.
 - ``cpu_info()``: the CPU model and the instruction-set flags that decide its speed.
 """
 
@@ -102,6 +104,25 @@ def measure(
         samples.append(dt)
         spent += dt
     return Timing(samples, warmup, "perf_counter")
+
+
+def settle(*, window: float = 0.01, busy_cores: float = 0.25, limit: float = 0.5) -> float:
+    """Wait until this process's threads are idle and return the seconds waited.
+
+    Thread pools spin after their work ends: ONNX Runtime's intra-op workers for ~60 ms, torch's
+    OpenMP threads for ~10 ms (measured on a 2-core VM; the spin is counted in iterations, so it
+    varies by CPU). A runtime timed inside that window shares the cores with them: eager vit-tiny
+    at batch 1 ran ~2.2x slower there. This sleeps in ``window`` steps until the process used
+    less than ``busy_cores`` cores over one (CPU time of all threads / wall time), or ``limit``
+    seconds have passed."""
+    start = time.perf_counter()
+    while True:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        time.sleep(window)
+        busy = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+        waited = time.perf_counter() - start
+        if busy < busy_cores or waited >= limit:
+            return waited
 
 
 def _measure_cuda(

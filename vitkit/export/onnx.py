@@ -515,12 +515,15 @@ def race(
 ) -> dict[str, dict[int, float]]:
     """Median seconds per call of each model in ONNX Runtime (CPU) at each batch size, timed in
     interleaved rounds (every model once per round, a warm-up call first), so that a burst of
-    load on the machine slows every model alike rather than the one it happened to hit.
+    load on the machine slows every model alike rather than the one it happened to hit. Each
+    model's turn starts once the last one's thread pool has stopped spinning (``settle``).
 
     ``images``: real inputs (their first ``batch`` rows), shared by every model; without them,
     or with fewer than ``batch``, random ones of each model's own input shape. A model with a
     fixed batch size runs at that size only (pass it in ``batches``).
     """
+    from vitkit.bench.timing import settle  # at call time: vitkit.bench imports this module
+
     sessions = {name: ort_session(m, threads=threads) for name, m in models.items()}
     fixed = {name: input_batch(s) for name, s in sessions.items()}
     times: dict[str, dict[int, list[float]]] = {name: {} for name in models}
@@ -542,6 +545,7 @@ def race(
         r, wanted, begun = 0, rounds, time.perf_counter()
         while r < wanted:
             for n, s in live.items():
+                settle()
                 runs: list[float] = []
                 start = time.perf_counter()
                 while not runs or time.perf_counter() - start < RACE_SECONDS:
