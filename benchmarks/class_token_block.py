@@ -25,6 +25,7 @@ from _common import report
 from torch import Tensor, nn
 
 from vitkit import create_model
+from vitkit.bench.timing import settle
 from vitkit.export.onnx import export_graph, ort_session
 from vitkit.export.quantize import fuse_attention
 from vitkit.train.loop import loss_fn
@@ -45,6 +46,7 @@ class Full(nn.Module):
 
 
 def _median_time(fn: Callable[[], Any], seconds: float) -> float:
+    settle()  # the last cell's thread pool (ONNX Runtime's workers spin ~60 ms) goes idle first
     fn()
     times: list[float] = []
     end = time.perf_counter() + seconds
