@@ -95,18 +95,20 @@ def main() -> None:
         for i in range(args.pairs):
             modes = ("settle", "no wait") if i % 2 == 0 else ("no wait", "settle")
             for mode in modes:
-                run_module.settle = real_settle if mode == "settle" else (lambda: 0.0)  # type: ignore[assignment]
-                rep = benchmark(
-                    model,
-                    runtimes=",".join(RUNTIMES),
-                    devices="cpu",
-                    batch_sizes=[1],
-                    threads=args.threads,
-                    accuracy_images=0,
-                    optimize=True,
-                    out=out,
-                )
-                run_module.settle = real_settle  # type: ignore[assignment]
+                run_module.settle = real_settle if mode == "settle" else (lambda **_: 0.0)  # type: ignore[assignment]
+                try:
+                    rep = benchmark(
+                        model,
+                        runtimes=",".join(RUNTIMES),
+                        devices="cpu",
+                        batch_sizes=[1],
+                        threads=args.threads,
+                        accuracy_images=0,
+                        optimize=True,
+                        out=out,
+                    )
+                finally:
+                    run_module.settle = real_settle  # type: ignore[assignment]
                 if mode == "settle":
                     waits.append(rep.settings["settle_max_s"])
                 row = {

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import torch
 
+from vitkit.bench import timing
 from vitkit.bench.timing import Timing, cpu_info, matmul_peak, measure, set_threads, settle
 from vitkit.errors import UserError
 
@@ -67,32 +69,61 @@ def test_cuda_timing_path_is_not_taken_without_cuda() -> None:
         measure(lambda: None, warmup=0, min_time=0.01, cuda=True)
 
 
-def _spin_for(seconds: float) -> threading.Thread:
-    """A thread that keeps one core busy for ``seconds``, like a thread pool spinning."""
+class FakeClock:
+    """time.perf_counter / process_time / sleep for settle(): ``busy(t)`` cores in use at t."""
 
-    def spin() -> None:
-        end = time.perf_counter() + seconds
+    def __init__(self, busy: Callable[[float], float]) -> None:
+        self.wall = self.cpu = 0.0
+        self.busy = busy
+
+    def perf_counter(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+    def sleep(self, dt: float) -> None:
+        self.cpu += dt * self.busy(self.wall)
+        self.wall += dt
+
+
+def _settle_with(
+    monkeypatch: pytest.MonkeyPatch, busy: Callable[[float], float], **kw: float
+) -> float:
+    monkeypatch.setattr(timing, "time", FakeClock(busy))
+    return settle(window=0.01, **kw)  # type: ignore[arg-type]
+
+
+def test_settle_on_an_idle_process_waits_two_quiet_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _settle_with(monkeypatch, lambda t: 0.0) == pytest.approx(0.02)
+
+
+def test_settle_waits_until_a_spinning_pool_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited = _settle_with(monkeypatch, lambda t: 1.0 if t < 0.3 else 0.05, limit=2.0)
+    assert 0.3 <= waited <= 0.33
+
+
+def test_settle_is_not_fooled_by_one_quiet_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spinning thread the host descheduled for one window reads idle for that window."""
+    busy = lambda t: 0.0 if 0.1 <= t < 0.11 else (1.0 if t < 0.3 else 0.0)  # noqa: E731
+    assert _settle_with(monkeypatch, busy, limit=2.0) >= 0.3
+
+
+def test_settle_gives_up_at_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited = _settle_with(monkeypatch, lambda t: 1.0, limit=0.1)
+    assert 0.1 <= waited <= 0.11 + 1e-9
+
+
+def test_settle_sees_a_real_spinning_thread() -> None:
+    end = time.perf_counter() + 0.3
+
+    def spin() -> None:  # keeps one core busy, like a thread pool spinning
         while time.perf_counter() < end:
             pass
 
-    t = threading.Thread(target=spin, daemon=True)
-    t.start()
-    return t
-
-
-def test_settle_returns_at_once_when_the_process_is_idle() -> None:
-    assert settle(window=0.01, limit=2.0) < 0.2
-
-
-def test_settle_waits_for_a_spinning_thread_to_stop() -> None:
-    spinner = _spin_for(0.3)
-    waited = settle(window=0.01, limit=3.0)
-    assert 0.2 <= waited < 2.5  # until the spin ended, not the limit
-    assert not spinner.is_alive()
-
-
-def test_settle_gives_up_at_its_limit() -> None:
-    spinner = _spin_for(1.5)
-    waited = settle(window=0.01, limit=0.1)
-    assert 0.1 <= waited < 0.8
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    waited = settle(limit=3.0)
+    assert 0.15 <= waited < 2.5  # roughly until the spin ended, well before the limit
+    assert settle(limit=3.0) < 0.2  # and then the process is idle
     spinner.join()

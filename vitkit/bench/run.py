@@ -46,6 +46,7 @@ from vitkit.bench.runtimes import (
     parse_runtimes,
 )
 from vitkit.bench.timing import (
+    SETTLE_LIMIT,
     Timing,
     cpu_info,
     gpu_info,
@@ -395,7 +396,7 @@ def benchmark(
                 with _recorded(results, (n, str(d))), _on(str(d)):
                     runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
                 progress(f"prepare {n} ({d})", 1, 1)
-        timings, settled = _time(
+        timings, settled, stayed_busy = _time(
             runners, results, images, sizes, warmup, min_time, rounds, progress
         )
         load = _load_average()
@@ -403,6 +404,13 @@ def benchmark(
         flops = int(module.flops()) if hasattr(module, "flops") else 0
         rows = _rows(timings, results, flops, peaks)
         notes.extend(_busy_notes(rows, load, n_threads))
+        if stayed_busy:
+            notes.append(
+                f"a thread in this process stayed busy through the wait before {stayed_busy} "
+                "timed cell(s) (settle: it never used under a quarter of a core), so those "
+                "cells shared the cores with it; OMP_WAIT_POLICY=ACTIVE or a busy thread of "
+                "your own does this"
+            )
     finally:
         stack.close()
         for runner in runners.values():
@@ -606,11 +614,13 @@ def _time(
     min_time: float,
     rounds: int,
     progress: ProgressFn,
-) -> tuple[dict[tuple[str, str, int], list[float]], float]:
+) -> tuple[dict[tuple[str, str, int], list[float]], float, int]:
     """Per batch size: every runner on the same tensor, timed in interleaved rounds, each cell
-    started once the process is idle (``settle``). Returns the samples and the longest wait."""
+    started once the process is idle (``settle``). Returns the samples, the longest wait and
+    how many cells a thread stayed busy before (after the first, waits are cut short)."""
     timings: dict[tuple[str, str, int], list[float]] = {}
     settled: list[float] = []
+    limit, stayed_busy = SETTLE_LIMIT, 0
     total, done = len(sizes) * rounds * max(1, len(runners)), 0
     min_runs = -(-5 // rounds)  # at least 5 timed calls per cell over all rounds
     for b in sizes:
@@ -626,7 +636,9 @@ def _time(
                 if results[key].status != "ok":
                     continue
                 progress("timing", done, total)
-                settled.append(settle())  # the previous cell's thread pool stops spinning first
+                settled.append(settle(limit=limit))  # the last cell's threads stop spinning
+                if settled[-1] >= limit:  # something never stops: say so, and stop paying for it
+                    stayed_busy, limit = stayed_busy + 1, 0.05
                 with _recorded(results, key, f"batch {b}: "), _on(key[1]):
                     t = measure(
                         call,
@@ -638,7 +650,7 @@ def _time(
                     timings.setdefault((*key, b), []).extend(t.samples)
                 done += 1
     progress("timing", total, total)
-    return timings, max(settled, default=0.0)
+    return timings, max(settled, default=0.0), stayed_busy
 
 
 def _score(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,22 +107,37 @@ def measure(
     return Timing(samples, warmup, "perf_counter")
 
 
-def settle(*, window: float = 0.01, busy_cores: float = 0.25, limit: float = 0.5) -> float:
+SETTLE_LIMIT = 0.5  # seconds settle() waits at most by default
+# Windows' process clock advances in ~15.6 ms ticks: a shorter window reads 0 or >= 1.5 cores
+SETTLE_WINDOW = 0.05 if sys.platform == "win32" else 0.01
+
+
+def settle(
+    *,
+    window: float = SETTLE_WINDOW,
+    quiet: int = 2,
+    busy_cores: float = 0.25,
+    limit: float = SETTLE_LIMIT,
+) -> float:
     """Wait until this process's threads are idle and return the seconds waited.
 
     Thread pools spin after their work ends: ONNX Runtime's intra-op workers for ~60 ms, torch's
     OpenMP threads for ~10 ms (measured on a 2-core VM; the spin is counted in iterations, so it
     varies by CPU). A runtime timed inside that window shares the cores with them: eager vit-tiny
     at batch 1 ran ~2.2x slower there. This sleeps in ``window`` steps until the process used
-    less than ``busy_cores`` cores over one (CPU time of all threads / wall time), or ``limit``
-    seconds have passed."""
+    less than ``busy_cores`` cores (CPU time of all its threads / wall time) in ``quiet``
+    windows in a row (one quiet window can be a spinning thread the host descheduled), or
+    ``limit`` seconds have passed: a caller that gets ``limit`` or more back knows a thread
+    stayed busy."""
     start = time.perf_counter()
+    calm = 0
     while True:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         time.sleep(window)
         busy = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+        calm = calm + 1 if busy < busy_cores else 0
         waited = time.perf_counter() - start
-        if busy < busy_cores or waited >= limit:
+        if calm >= quiet or waited >= limit:
             return waited
 
 
