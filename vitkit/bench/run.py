@@ -47,6 +47,7 @@ from vitkit.bench.runtimes import (
 )
 from vitkit.bench.timing import (
     SETTLE_LIMIT,
+    SETTLE_SHORT,
     Timing,
     cpu_info,
     gpu_info,
@@ -638,7 +639,7 @@ def _time(
                 progress("timing", done, total)
                 settled.append(settle(limit=limit))  # the last cell's threads stop spinning
                 if settled[-1] >= limit:  # something never stops: say so, and stop paying for it
-                    stayed_busy, limit = stayed_busy + 1, 0.05
+                    stayed_busy, limit = stayed_busy + 1, SETTLE_SHORT
                 with _recorded(results, key, f"batch {b}: "), _on(key[1]):
                     t = measure(
                         call,

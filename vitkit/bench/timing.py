@@ -108,6 +108,7 @@ def measure(
 
 
 SETTLE_LIMIT = 0.5  # seconds settle() waits at most by default
+SETTLE_SHORT = 0.1  # the limit once a thread stayed busy: past ORT's ~60 ms spin + 2 windows
 # Windows' process clock advances in ~15.6 ms ticks: a shorter window reads 0 or >= 1.5 cores
 SETTLE_WINDOW = 0.05 if sys.platform == "win32" else 0.01
 
