@@ -229,21 +229,24 @@ def test_a_broken_runtime_is_reported_not_fatal(
     assert [r.runtime for r in rep.rows] == ["eager"]
 
 
-def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Path) -> None:
+def _nano_bench(tmp_path: Path, **kwargs: object) -> BenchReport:
+    """A short eager + ort benchmark of an untrained vit-nano (16 px, patch 4) on the CPU."""
     import vitkit
 
     model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3)
-    rep = benchmark(
+    return benchmark(
         model,
         runtimes="eager,ort",
         devices="cpu",
-        batch_sizes=[1, 3],
         warmup=1,
         min_time=0.02,
-        rounds=1,
-        accuracy_images=16,
         out=tmp_path / "out",
+        **kwargs,  # type: ignore[arg-type]
     )
+
+
+def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Path) -> None:
+    rep = _nano_bench(tmp_path, batch_sizes=[1, 3], rounds=1, accuracy_images=16)
     assert rep.run is None and rep.data["synthetic"] is True
     ort = rep.result("ort")
     assert ort.accuracy is None and ort.top1_agreement == 1.0
@@ -258,7 +261,6 @@ def test_every_cell_starts_after_the_last_cells_threads_settle(
     """ONNX Runtime's workers spin ~60 ms after a call: a cell timed in that window (eager after
     ort, in the interleaved rounds) would share the cores with them. The longest wait is
     recorded; a thread that never stops is named in a note, and later waits are cut short."""
-    import vitkit
     from vitkit.bench import run as run_module
 
     order: list[str] = []
@@ -277,18 +279,7 @@ def test_every_cell_starts_after_the_last_cells_threads_settle(
 
     monkeypatch.setattr(run_module, "settle", settle)
     monkeypatch.setattr(run_module, "measure", measure)
-    model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3)
-    rep = benchmark(
-        model,
-        runtimes="eager,ort",
-        devices="cpu",
-        batch_sizes=[1, 2],
-        warmup=1,
-        min_time=0.02,
-        rounds=2,
-        accuracy_images=8,
-        out=tmp_path / "out",
-    )
+    rep = _nano_bench(tmp_path, batch_sizes=[1, 2], rounds=2, accuracy_images=8)
     pairs = zip(order, [*order[1:], ""], strict=True)
     cells = [o for o, nxt in pairs if o == "settle" and nxt == "measure"]
     assert len(cells) == 2 * 2 * 2  # runtimes x batch sizes x rounds, each settled first

@@ -620,8 +620,7 @@ def _time(
     started once the process is idle (``settle``). Returns the samples, the longest wait and
     how many cells a thread stayed busy before (after the first, waits are cut short)."""
     timings: dict[tuple[str, str, int], list[float]] = {}
-    settled: list[float] = []
-    limit, stayed_busy = SETTLE_LIMIT, 0
+    longest, limit, stayed_busy = 0.0, SETTLE_LIMIT, 0
     total, done = len(sizes) * rounds * max(1, len(runners)), 0
     min_runs = -(-5 // rounds)  # at least 5 timed calls per cell over all rounds
     for b in sizes:
@@ -637,8 +636,9 @@ def _time(
                 if results[key].status != "ok":
                     continue
                 progress("timing", done, total)
-                settled.append(settle(limit=limit))  # the last cell's threads stop spinning
-                if settled[-1] >= limit:  # something never stops: say so, and stop paying for it
+                waited = settle(limit=limit)  # the last cell's threads stop spinning
+                longest = max(longest, waited)
+                if waited >= limit:  # something never stops: say so, and stop paying for it
                     stayed_busy, limit = stayed_busy + 1, SETTLE_SHORT
                 with _recorded(results, key, f"batch {b}: "), _on(key[1]):
                     t = measure(
@@ -651,7 +651,7 @@ def _time(
                     timings.setdefault((*key, b), []).extend(t.samples)
                 done += 1
     progress("timing", total, total)
-    return timings, max(settled, default=0.0), stayed_busy
+    return timings, longest, stayed_busy
 
 
 def _score(
