@@ -255,6 +255,31 @@ def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Pa
     assert (tmp_path / "out" / "bench.json").is_file()
 
 
+def test_an_export_of_other_weights_is_not_reused(tmp_path: Path) -> None:
+    """Same spec, same --out, other weights (another seed, or another run): the ONNX file in
+    out/export is not these weights, so it is made anew, and ONNX Runtime agrees with eager."""
+    import vitkit
+
+    first = _nano_bench(tmp_path, batch_sizes=[2], rounds=1, accuracy_images=8)
+    made = tmp_path / "out" / "export" / "model.onnx"
+    assert first.result("ort").top1_agreement == 1.0
+    torch.manual_seed(2)
+    other = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3)
+    again = benchmark(
+        other, runtimes="eager,ort", devices="cpu", warmup=1, min_time=0.02,
+        batch_sizes=[2], rounds=1, accuracy_images=8, out=tmp_path / "out",
+    )  # fmt: skip
+    assert f"reused {made}" not in again.notes, again.notes
+    assert any(n.startswith("exported fp32") for n in again.notes), again.notes
+    ort = again.result("ort")
+    assert ort.top1_agreement == 1.0 and ort.max_abs_diff is not None and ort.max_abs_diff < 1e-4
+    same = benchmark(
+        other, runtimes="ort", devices="cpu", warmup=1, min_time=0.02,
+        batch_sizes=[2], rounds=1, accuracy_images=0, out=tmp_path / "out",
+    )  # fmt: skip
+    assert f"reused {made}" in same.notes, same.notes  # the same weights: reused
+
+
 def test_every_cell_starts_after_the_last_cells_threads_settle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

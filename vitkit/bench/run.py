@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.artifact import MODEL_WEIGHTS, LoadedModel, unwrap
+from vitkit.artifact import LoadedModel, unwrap
 from vitkit.bench.report import SCHEMA_VERSION, BenchReport, BenchRow, RuntimeResult
 from vitkit.bench.runtimes import (
     BenchModel,
@@ -109,9 +109,13 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
 
 
 # -- exports -----------------------------------------------------------------------------------
-def _current(path: Path, lm: LoadedModel, precision: str) -> onnx.ModelProto | None:
-    """The parsed ``path`` if it is an export of this model (same spec, same precision, dynamic
-    batch, newer than the weights), else None."""
+def _current(
+    path: Path, lm: LoadedModel, precision: str, fingerprint: str
+) -> onnx.ModelProto | None:
+    """The parsed ``path`` if it is an export of this model (same spec, same weights by
+    ``weights_fingerprint``, same precision, dynamic batch), else None. The weights are compared
+    by content, not by file times: an untrained ``--model`` (another ``--seed``) or another run
+    benchmarked into the same ``--out`` has the same spec and other weights."""
     from vitkit.export.onnx import load_onnx, read_onnx_metadata
 
     if not path.is_file():
@@ -127,9 +131,7 @@ def _current(path: Path, lm: LoadedModel, precision: str) -> onnx.ModelProto | N
         return None
     if meta.get("batch", "dynamic") != "dynamic":
         return None
-    weights = lm.path / MODEL_WEIGHTS
-    fresh = not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime
-    return model if fresh else None
+    return model if meta.get("weights_sha256") == fingerprint else None
 
 
 def _optimized(export_dir: Path) -> tuple[bool, str]:
@@ -165,16 +167,17 @@ def ensure_exports(
     models must match ``optimize``: a fused ``--optimize`` model (or an int8 one quantized from
     it) is not timed as the plain one, nor the reverse. Returns (files, failures, notes)."""
     from vitkit.export import export_onnx
-    from vitkit.export.onnx import is_fused
+    from vitkit.export.onnx import is_fused, weights_fingerprint
 
     names = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
     files: dict[str, Path] = {}
     notes: list[str] = []
+    fingerprint = weights_fingerprint(lm.model)
     for folder in search:
         optimized, kept = _optimized(folder)
         for p in sorted(precisions - set(files)):
             path = folder / names[p]
-            model = _current(path, lm, p)
+            model = _current(path, lm, p, fingerprint)
             if model is None:
                 continue
             if p in ("fp32", "int8"):

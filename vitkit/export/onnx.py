@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import math
@@ -159,6 +160,18 @@ def run_onnx(session: Any, x: np.ndarray, *, batch_size: int | None = None) -> n
 _JSON_KEYS = ("model_spec", "classes", "image_size", "channels", "num_outputs", "mean", "std")
 
 
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short hash of a module's weights (every state_dict tensor's name, dtype, shape and
+    bytes): tells whether an export was made from these weights (``vitkit bench`` reuses one only
+    then), whatever the files' times say."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
 def onnx_metadata(lm: LoadedModel, *, precision: str, batch: str | int) -> dict[str, str]:
     """The ``metadata_props`` of an exported model: everything a consumer needs besides it."""
     from vitkit import __version__
@@ -167,6 +180,7 @@ def onnx_metadata(lm: LoadedModel, *, precision: str, batch: str | int) -> dict[
     return {
         "vitkit_version": __version__,
         "model_spec": json.dumps(lm.spec.to_dict()),
+        "weights_sha256": weights_fingerprint(lm.model),
         "classes": json.dumps(lm.classes),
         "image_size": str(lm.image_size),
         "channels": str(lm.channels),
@@ -223,7 +237,9 @@ def read_onnx_metadata(source: str | os.PathLike[str] | onnx.ModelProto) -> dict
     Keys: ``model_spec`` (``{"model", "config"}``, for ``ModelSpec.from_dict``), ``classes``,
     ``image_size``, ``channels``, ``num_outputs``, ``mean``, ``std``, ``input_name``,
     ``input_layout``, ``output_name``, ``output_layout``, ``batch`` ("dynamic" or an int),
-    ``precision``, ``dataset``, ``trained``, ``vitkit_version``.
+    ``precision``, ``dataset``, ``trained``, ``vitkit_version``, ``weights_sha256`` (the first 32
+    hex digits of ``weights_fingerprint`` of the source model; absent from exports made before
+    it was recorded, which ``vitkit bench`` therefore makes anew).
     """
     if isinstance(source, onnx.ModelProto):
         model, path = source, "the model"
