@@ -431,3 +431,46 @@ def test_reuse_never_mixes_plain_and_fused_models(
     again = found(False)
     assert again["fp32"] == folder / "model.onnx" and again["int8"] != int8
     assert found(True)["fp32"] != folder / "model.onnx"  # not an --optimize export any more
+
+
+def _eager_bench(run: Path, **kwargs: object) -> BenchReport:
+    return benchmark(
+        run, runtimes="eager", devices="cpu", warmup=1, min_time=0.02, rounds=1, write=False,
+        **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_a_folder_of_some_classes_is_scored_against_the_models_classes(
+    bench_run: Path, tmp_path: Path
+) -> None:
+    """--data folder:PATH with 3s and 7s only: labels are mapped onto the model's classes (eval's
+    figure, image for image); a folder with a class the model does not know is an error."""
+    import numpy as np
+    from PIL import Image
+
+    from vitkit.data import load_dataset
+    from vitkit.eval import evaluate
+
+    test = load_dataset("mnist-mini")["test"]
+    for split in ("train", "test"):  # a folder dataset needs train/
+        for c in ("3", "7"):
+            (tmp_path / "digits" / split / c).mkdir(parents=True)
+            for k, i in enumerate(torch.nonzero(test.labels == int(c)).flatten()[:12].tolist()):
+                Image.fromarray(test.images[i, 0].numpy()).save(tmp_path / "digits" / split / c / f"{k}.png")  # fmt: skip
+    folder = f"folder:{tmp_path / 'digits'}"
+    rep = _eager_bench(bench_run, dataset=folder, batch_sizes=[1], accuracy_images=24)
+    want = evaluate(bench_run, folder)
+    assert rep.data["images"] == want.n == 24 and not rep.data["synthetic"]
+    assert rep.result("eager").accuracy == pytest.approx(want.acc) and want.acc > 0.2
+    for split in ("train", "test"):
+        (tmp_path / "pets" / split / "cat").mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "pets" / split / "cat" / "0.png")  # fmt: skip
+    with pytest.raises(UserError, match="classes the model was not trained on: 'cat'"):
+        _eager_bench(bench_run, dataset=f"folder:{tmp_path / 'pets'}", batch_sizes=[1])
+
+
+def test_the_accuracy_images_do_not_depend_on_the_batch_sizes(bench_run: Path) -> None:
+    small = _eager_bench(bench_run, batch_sizes=[1], accuracy_images=40)
+    large = _eager_bench(bench_run, batch_sizes=[1, 64], accuracy_images=40)
+    assert small.data == large.data and small.data["images"] == 40
+    assert small.result("eager").accuracy == large.result("eager").accuracy

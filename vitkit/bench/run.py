@@ -244,7 +244,10 @@ def bench_data(
     spec = get_dataset_spec(dataset) if dataset else None  # an unknown name fails here, named
     source = lm
     if dataset and dataset != lm.dataset:  # another dataset: its own default options
-        source = replace(lm, dataset=dataset, meta={**lm.meta, "dataset_options": {}})
+        # (a folder of the user's images is decoded at the model's size and channels, as eval does)
+        options = {"image_size": lm.image_size, "channels": lm.channels}
+        options = options if spec is not None and spec.name == "folder" else {}
+        source = replace(lm, dataset=dataset, meta={**lm.meta, "dataset_options": options})
     data = verification_data(
         source,
         data_root=data_root,
@@ -344,10 +347,11 @@ def benchmark(
 
         # data: real test images when the dataset is here, else synthetic (agreement only)
         progress("data", 0, 1)
+        # (the accuracy images, whatever the batch sizes; a timed batch repeats them if short)
         images, labels, data_desc, data_notes = bench_data(
             lm,
             dataset=dataset,
-            images=max(accuracy_images, max(sizes)),
+            images=max(1, accuracy_images),
             data_root=data_root,
             download=download,
             progress=progress,

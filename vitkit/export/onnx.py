@@ -414,11 +414,10 @@ def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> np.ndarr
 
 
 def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
-    """``n`` seeded-random indices of ``n_total`` (sorted), or all of them."""
-    if n is None or n >= n_total:
-        return torch.arange(n_total)
+    """``n`` seeded-random indices of ``n_total`` (all of them, shuffled, when ``n`` is None or
+    larger). Nested: the first ``k`` of a larger sample are the sample of ``k``."""
     perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
-    return perm[:n].sort().values
+    return perm if n is None else perm[:n]
 
 
 def run_data_root(run_dir: Path) -> str | None:
@@ -462,6 +461,15 @@ def verification_data(
             ds = None
     else:
         notes.append("the model records no dataset (untrained)")
+    remap = None
+    if ds is not None:
+        from vitkit.eval.evaluate import label_map
+
+        try:  # labels as the model's class indices: a folder may hold some classes, in any order
+            remap = label_map(lm, ds)
+        except UserError as e:
+            notes.append(f"{e}")  # "dataset 'NAME' has classes the model was not trained on: ..."
+            ds = None
     if ds is None:
         n = verify_images or 256
         g = torch.Generator().manual_seed(seed)
@@ -486,7 +494,7 @@ def verification_data(
     cidx = _subset(len(train), calib_images, seed + 1)
     return VerifyData(
         images=_normalize(split.images[idx], lm.mean, lm.std),
-        labels=split.labels[idx].numpy(),
+        labels=(split.labels[idx] if remap is None else remap[split.labels[idx]]).numpy(),
         calibration=_normalize(train.images[cidx], lm.mean, lm.std),
         source=f"{ds.name} {split_name} split ({len(idx):,} of {len(split):,} images)",
         synthetic=False,
