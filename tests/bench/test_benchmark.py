@@ -323,7 +323,8 @@ def test_every_cell_starts_after_the_last_cells_threads_settle(
         ({"batch_sizes": "1,x"}, "--batch-sizes must be integers"),
         ({"batch_sizes": [0]}, "positive"),
         ({"threads": 0}, "--threads must be >= 1"),
-        ({"min_time": 0}, "--min-time > 0"),
+        ({"min_time": 0}, "--min-time must be > 0 seconds, got 0"),
+        ({"warmup": -1}, "--warmup must be >= 0, got -1"),
         ({"compile_mode": "fastest"}, "unknown --compile-mode"),
     ],
 )
@@ -474,3 +475,18 @@ def test_the_accuracy_images_do_not_depend_on_the_batch_sizes(bench_run: Path) -
     large = _eager_bench(bench_run, batch_sizes=[1, 64], accuracy_images=40)
     assert small.data == large.data and small.data["images"] == 40
     assert small.result("eager").accuracy == large.result("eager").accuracy
+
+
+def test_more_threads_than_cpus_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads beyond the logical CPUs time-share the cores: a note says so (4x and more: an
+    error, the runtimes' pools are not built for it)."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    threads_before = torch.get_num_threads()
+    rep = _nano_bench(tmp_path, batch_sizes=[1], rounds=1, accuracy_images=0, threads=2)
+    assert rep.threads["torch"] == 2
+    assert any("2 threads on 1 logical CPU(s)" in n for n in rep.notes), rep.notes
+    with pytest.raises(UserError, match="more than 4x this machine's 1 logical CPU"):
+        _nano_bench(tmp_path, batch_sizes=[1], threads=5)
+    assert torch.get_num_threads() == threads_before

@@ -52,6 +52,10 @@ def test_csv_has_every_cell_and_every_skipped_runtime(report: BenchReport, bench
     not_run = [r for r in rows if r["status"] != "ok"]
     assert len(not_run) == sum(r.status != "ok" for r in report.runtimes)
     assert all(r["reason"] for r in not_run)
+    for r in ok:  # Δ eager and the top-1 agreement, as the table and bench.json have them
+        rt = report.result(r["runtime"], r["device"])
+        assert float(r["max_abs_diff"]) == rt.max_abs_diff
+        assert float(r["top1_agreement"]) == rt.top1_agreement
 
 
 def test_png_is_written(report: BenchReport, bench_run: Path) -> None:
@@ -147,3 +151,21 @@ def test_a_busy_machine_is_named_in_the_notes(report: BenchReport) -> None:
     shaky = dataclasses.replace(rows[0], p90_ms=rows[0].p50_ms * 3)
     notes = _busy_notes([shaky, *rows[1:]], None, 1)
     assert any(f"{shaky.runtime} batch {shaky.batch} (cpu)" in n for n in notes), notes
+
+
+def test_bench_json_is_written_first(
+    report: BenchReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG (or CSV) path that fails late does not lose the figures: bench.json is already there."""
+    import copy
+
+    rep = copy.deepcopy(report)
+
+    def broken(path: Path) -> bool:
+        raise OSError(f"cannot write {path}")
+
+    monkeypatch.setattr(rep, "plot", broken)
+    with pytest.raises(OSError, match="cannot write"):
+        rep.write(tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert len(doc["rows"]) == len(report.rows)

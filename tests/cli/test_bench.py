@@ -107,10 +107,17 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--embed-dim", "128"], "go with --model"),
         (["--compile-mode", "turbo"], "unknown --compile-mode"),
         (["--data", "cifar1O"], "unknown dataset 'cifar1O'; did you mean 'cifar10'"),
-        (["--min-time", "nan"], "--min-time > 0"),
+        (["--min-time", "nan"], "--min-time must be > 0 seconds, got nan"),
+        (["--rounds", "0"], "--rounds must be >= 1, got 0"),
+        (["--accuracy-images", "-5"], "--accuracy-images must be >= 0, got -5"),
+        (["--threads", "99999999999"], "more than 4x this machine's"),
+        (["--out", "afile"], "--out afile is a file, not a folder"),
+        (["--plot", "afile/x.png"], "--plot afile/x.png: afile is a file, not a folder"),
+        (["--csv", "."], "--csv . is a folder; give a file name"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
+    Path("afile").write_text("not a folder")  # runs_here's cwd is tmp_path
     result = runner.invoke(app, ["bench", str(runs_here), *args])
     assert message in one_error_line(result)
     assert not (runs_here / "bench").exists()

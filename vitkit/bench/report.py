@@ -113,34 +113,39 @@ class BenchReport:
     def write(
         self, out_dir: Path, *, csv_path: Path | None = None, plot_path: Path | None = None
     ) -> list[str]:
-        """bench.json, bench.csv and bench.png in ``out_dir`` (+ the extra paths asked for)."""
+        """bench.json, bench.csv and bench.png in ``out_dir`` (+ the extra paths asked for).
+
+        bench.json goes first, so the figures are kept even if a CSV or PNG path fails."""
+        import importlib.util
+
         out_dir.mkdir(parents=True, exist_ok=True)
-        written: list[str] = []
-        for path in dict.fromkeys([out_dir / "bench.csv", *([csv_path] if csv_path else [])]):
+        csvs = list(dict.fromkeys([out_dir / "bench.csv", *([csv_path] if csv_path else [])]))
+        pngs = list(dict.fromkeys([out_dir / "bench.png", *([plot_path] if plot_path else [])]))
+        if importlib.util.find_spec("matplotlib") is None:
+            self.notes.append("matplotlib is not installed: no PNG (pip install 'vitkit[plot]')")
+            pngs = []
+        json_path = out_dir / "bench.json"
+        self.files = [str(p) for p in (json_path, *csvs, *pngs)]
+        write_json(json_path, self.to_json())
+        for path in csvs:
             with atomic_write(path, "w") as f:
                 f.write(self.to_csv())
-            written.append(str(path))
-        for path in dict.fromkeys([out_dir / "bench.png", *([plot_path] if plot_path else [])]):
-            if self.plot(path):
-                written.append(str(path))
-            else:
-                self.notes.append(
-                    "matplotlib is not installed: no PNG (pip install 'vitkit[plot]')"
-                )
-                break
-        json_path = out_dir / "bench.json"
-        self.files = [str(json_path), *written]
-        write_json(json_path, self.to_json())
+        for path in pngs:
+            self.plot(path)
         return self.files
 
     def to_csv(self) -> str:
         """One line per timed cell, then one per runtime that did not run (status + reason)."""
         buf = io.StringIO()
-        cols = [f.name for f in BenchRow.__dataclass_fields__.values()] + ["status", "reason"]
+        agree = ["top1_agreement", "max_abs_diff"]  # the runtime's, against eager fp32 (Δ eager)
+        cols = [f.name for f in BenchRow.__dataclass_fields__.values()] + agree
+        cols += ["status", "reason"]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for r in self.rows:
-            w.writerow({**asdict(r), "status": "ok", "reason": ""})
+            rt = self.result(r.runtime, r.device)
+            extra = {"top1_agreement": rt.top1_agreement, "max_abs_diff": rt.max_abs_diff}
+            w.writerow({**asdict(r), **extra, "status": "ok", "reason": ""})
         for rt in self.runtimes:
             if rt.status != "ok":
                 w.writerow(

@@ -313,8 +313,15 @@ def benchmark(
     from vitkit.export.onnx import as_loaded, versions
 
     t_start = time.perf_counter()
-    if warmup < 0 or not 0 < min_time < math.inf or rounds < 1 or accuracy_images < 0:
-        raise UserError("--warmup >= 0, --min-time > 0, --rounds >= 1, --accuracy-images >= 0")
+    for flag, value, ok in (
+        ("--warmup", warmup, warmup >= 0),
+        ("--min-time", min_time, 0 < min_time < math.inf),
+        ("--rounds", rounds, rounds >= 1),
+        ("--accuracy-images", accuracy_images, accuracy_images >= 0),
+    ):
+        if not ok:
+            need = {"--warmup": ">= 0", "--min-time": "> 0 seconds", "--rounds": ">= 1"}
+            raise UserError(f"{flag} must be {need.get(flag, '>= 0')}, got {value}")
     if compile_mode not in (
         "default",
         "reduce-overhead",
@@ -332,6 +339,8 @@ def benchmark(
         if out is not None
         else (lm.path / "bench" if trained else Path("bench") / lm.spec.name)
     )
+    if write:  # before minutes of timing, not after
+        check_outputs(out_dir, csv_path, plot_path)
     threads_before = torch.get_num_threads()
     n_threads = set_threads(threads)
     workdir = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
@@ -343,6 +352,13 @@ def benchmark(
             module = copy.deepcopy(module).to("cpu", torch.float32)
         module.eval()
         notes: list[str] = []
+        cpus = os.cpu_count() or 1
+        if n_threads > cpus:
+            notes.append(
+                f"{n_threads} threads on {cpus} logical CPU(s): the threads time-share the cores, "
+                "so a runtime's figures depend on how its thread pool copes with that, not only "
+                f"on its kernels; use --threads {cpus} or fewer to compare runtimes"
+            )
         plan, results = _plan(names, devs, notes)
 
         # data: real test images when the dataset is here, else synthetic (agreement only)
@@ -484,6 +500,32 @@ def benchmark(
             plot_path=Path(plot_path) if plot_path else None,
         )
     return report
+
+
+def check_outputs(
+    out_dir: Path, csv_path: str | os.PathLike[str] | None, plot_path: str | os.PathLike[str] | None
+) -> None:
+    """One-line errors for output paths that cannot be written, checked before the benchmark."""
+
+    def blocked(path: Path) -> Path | None:
+        """The first ancestor of ``path`` that exists and is not a folder (None: all fine)."""
+        for parent in path.parents:
+            if parent.exists():
+                return None if parent.is_dir() else parent
+        return None
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder")
+    if (b := blocked(out_dir)) is not None:
+        raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
+    for flag, value in (("--csv", csv_path), ("--plot", plot_path)):
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise UserError(f"{flag} {path} is a folder; give a file name")
+        if (b := blocked(path)) is not None:
+            raise UserError(f"{flag} {path}: {b} is a file, not a folder")
 
 
 # -- the phases --------------------------------------------------------------------------------

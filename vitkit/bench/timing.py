@@ -233,12 +233,24 @@ def gpu_info(device: torch.device) -> dict[str, Any]:
     }
 
 
-def set_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads (the same number goes to ONNX Runtime) and return it."""
-    if threads is not None:
-        if threads < 1:
-            from vitkit.errors import UserError
+MAX_THREADS_PER_CPU = 4  # --threads above this many per logical CPU is refused
 
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (the same number goes to ONNX Runtime) and return it.
+
+    At most ``MAX_THREADS_PER_CPU`` per logical CPU: thread pools that large only time-share
+    the cores (and a huge count crashes the runtimes' pools)."""
+    if threads is not None:
+        from vitkit.errors import UserError
+
+        if threads < 1:
             raise UserError(f"--threads must be >= 1, got {threads}")
+        cpus = os.cpu_count() or 1
+        if threads > MAX_THREADS_PER_CPU * cpus:
+            raise UserError(
+                f"--threads {threads} is more than {MAX_THREADS_PER_CPU}x this machine's {cpus} "
+                f"logical CPU(s); use at most {cpus} for figures that mean something"
+            )
         torch.set_num_threads(threads)
     return torch.get_num_threads()
