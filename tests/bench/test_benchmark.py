@@ -490,3 +490,22 @@ def test_more_threads_than_cpus_is_named(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(UserError, match="more than 4x this machine's 1 logical CPU"):
         _nano_bench(tmp_path, batch_sizes=[1], threads=5)
     assert torch.get_num_threads() == threads_before
+
+
+def test_a_failed_download_is_an_error_not_synthetic_images(
+    bench_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--download asks for the run's real images: when they cannot be had, say so (exit 1)
+    instead of timing and scoring synthetic ones."""
+    import vitkit.data
+
+    def offline(name: str, **kwargs: object) -> None:
+        raise UserError(f"cannot download {name}: no network")
+
+    monkeypatch.setattr(vitkit.data, "load_dataset", offline)
+    with pytest.raises(
+        UserError, match=r"--download: dataset 'mnist-mini' is unavailable \(cannot download"
+    ):
+        _eager_bench(bench_run, batch_sizes=[1], download=True)
+    rep = _eager_bench(bench_run, batch_sizes=[1], accuracy_images=4)  # without it: a note
+    assert rep.data["synthetic"] and any("cannot download" in n for n in rep.notes)

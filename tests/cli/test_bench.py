@@ -114,6 +114,7 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--out", "afile"], "--out afile is a file, not a folder"),
         (["--plot", "afile/x.png"], "--plot afile/x.png: afile is a file, not a folder"),
         (["--csv", "."], "--csv . is a folder; give a file name"),
+        (["--data-root", "afile"], "--data-root afile is a file, not a folder"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
