@@ -320,6 +320,7 @@ def test_every_cell_starts_after_the_last_cells_threads_settle(
         ({"runtimes": ","}, "--runtimes is empty"),
         ({"devices": "tpu"}, "unknown device 'tpu'"),
         ({"devices": "mps"}, "cpu and cuda devices"),
+        ({"devices": "cpu:1"}, "the CPU takes no index"),
         ({"batch_sizes": "1,x"}, "--batch-sizes must be integers"),
         ({"batch_sizes": [0]}, "positive"),
         ({"threads": 0}, "--threads must be >= 1"),
@@ -509,3 +510,9 @@ def test_a_failed_download_is_an_error_not_synthetic_images(
         _eager_bench(bench_run, batch_sizes=[1], download=True)
     rep = _eager_bench(bench_run, batch_sizes=[1], accuracy_images=4)  # without it: a note
     assert rep.data["synthetic"] and any("cannot download" in n for n in rep.notes)
+
+
+def test_cuda_and_cuda_0_are_one_device() -> None:
+    from vitkit.bench.run import parse_devices
+
+    assert [str(d) for d in parse_devices("cpu,cuda,cuda:0,cpu")] == ["cpu", "cuda"]

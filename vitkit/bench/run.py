@@ -66,6 +66,16 @@ DEFAULT_BATCH_SIZES = (1, 8, 64)
 ONNX_PRECISION = {"ort": "fp32", "ort-fp16": "fp16", "ort-int8": "int8", "trt": "fp32"}
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """cuda and cuda:N are one device when N is the current GPU."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+
+
 def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
     """``"cpu,cuda"`` -> devices; a name torch does not know is a one-line error, and so is CUDA
     asked for alone where there is none (beside cpu, its runtimes are reported as skipped)."""
@@ -78,10 +88,12 @@ def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
             raise UserError(f"unknown device '{n}' (use cpu, cuda or cuda:N)") from None
         if d.type not in ("cpu", "cuda"):
             raise UserError(f"bench measures cpu and cuda devices, not '{n}'")
+        if d.type == "cpu" and d.index is not None:
+            raise UserError(f"--device {n}: the CPU takes no index (use cpu; --threads sets cores)")
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if d.type == "cuda" and count and (d.index or 0) >= count:
             raise UserError(f"--device {n}: this machine has {count} GPU(s)")
-        if d not in out:
+        if not any(_same_device(o, d) for o in out):
             out.append(d)
     if not out:
         raise UserError("--device is empty; use cpu, cuda or cpu,cuda")
