@@ -458,7 +458,8 @@ def test_a_folder_of_some_classes_is_scored_against_the_models_classes(
         for c in ("3", "7"):
             (tmp_path / "digits" / split / c).mkdir(parents=True)
             for k, i in enumerate(torch.nonzero(test.labels == int(c)).flatten()[:12].tolist()):
-                Image.fromarray(test.images[i, 0].numpy()).save(tmp_path / "digits" / split / c / f"{k}.png")  # fmt: skip
+                img = Image.fromarray(test.images[i, 0].numpy()).resize((36, 36))  # not 28 px
+                img.save(tmp_path / "digits" / split / c / f"{k}.png")
     folder = f"folder:{tmp_path / 'digits'}"
     rep = _eager_bench(bench_run, dataset=folder, batch_sizes=[1], accuracy_images=24)
     want = evaluate(bench_run, folder)
@@ -467,8 +468,35 @@ def test_a_folder_of_some_classes_is_scored_against_the_models_classes(
     for split in ("train", "test"):
         (tmp_path / "pets" / split / "cat").mkdir(parents=True)
         Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "pets" / split / "cat" / "0.png")  # fmt: skip
+    pets = f"folder:{tmp_path / 'pets'}"
     with pytest.raises(UserError, match="classes the model was not trained on: 'cat'"):
-        _eager_bench(bench_run, dataset=f"folder:{tmp_path / 'pets'}", batch_sizes=[1])
+        _eager_bench(bench_run, dataset=pets, batch_sizes=[1])
+    import vitkit
+
+    bare = vitkit.create_model("vit-nano", image_size=28, patch_size=7, in_chans=1, num_classes=2)
+    rep = _eager_bench(bare, dataset=pets, batch_sizes=[1], accuracy_images=2)  # untrained
+    assert not rep.data["synthetic"]  # its own class indices: timing and agreement on real images
+
+
+def test_exports_for_the_bench_are_verified_on_1000_images(
+    bench_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever --accuracy-images: at 100 images one flipped image failed the 0.5-point gate."""
+    import vitkit.export
+
+    seen: dict[str, object] = {}
+
+    def fake_export(*args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(vitkit.export, "export_onnx", fake_export)
+    rep = benchmark(
+        bench_run, runtimes="ort", devices="cpu", batch_sizes=[1], warmup=1, min_time=0.02,
+        rounds=1, accuracy_images=8, out=tmp_path / "b", write=False,
+    )  # fmt: skip
+    assert seen["verify_images"] == 1000
+    assert rep.result("ort").status == "skipped" and "stop here" in str(rep.result("ort").reason)
 
 
 def test_the_accuracy_images_do_not_depend_on_the_batch_sizes(bench_run: Path) -> None:

@@ -294,10 +294,14 @@ def test_bench_data_naming_the_runs_own_dataset_keeps_its_options(tmp_path: Path
     result = runner.invoke(app, [*args, "--data", f"folder:{root}", "--data-root", str(tmp_path / "data"), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"]["synthetic"] is False  # its 16 px test images
-    other = tmp_path / "big"  # on disk, but 20 px: named, with the reason (not "--download")
+    other = tmp_path / "big"  # another folder of 20 px files: decoded at 16 px, as eval does
     shutil.copytree(root, other)
-    line = one_error_line(runner.invoke(app, [*args, "--data", f"folder:{other}", "--data-root", str(tmp_path / "data")]))  # fmt: skip
-    assert "20 px" in line and "16 px" in line and "--download" not in line
+    result = runner.invoke(app, [*args, "--data", f"folder:{other}", "--data-root", str(tmp_path / "data"), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["reference_accuracy"] is not None
+    # on disk, but 28 px grey: named, with the reason (not "--download")
+    line = one_error_line(runner.invoke(app, [*args, "--data", "mnist-mini"]))
+    assert "28 px" in line and "16 px" in line and "--download" not in line
 
 
 def test_onnx_file_of_another_model(run: Path, tmp_path: Path) -> None:

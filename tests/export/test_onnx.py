@@ -25,6 +25,7 @@ from vitkit.export import (
     verify_onnx,
 )
 from vitkit.export import onnx as onnx_module
+from vitkit.export.onnx import weights_fingerprint
 from vitkit.models import ModelSpec, create_model, list_models, resolve_spec
 
 
@@ -87,6 +88,8 @@ def test_metadata_round_trips_to_classes_and_preprocessing(
         assert ModelSpec.from_dict(meta["model_spec"]) == loaded.spec
         assert meta["input_name"] == "pixel_values" and meta["batch"] == "dynamic"
         assert meta["trained"] is True and meta["dataset"] == "mnist-mini"
+        # every precision names the weights it was made from, as a fresh load hashes them
+        assert meta["weights_sha256"] == weights_fingerprint(load_model(trained_run).model)
     # a consumer with only the .onnx file: raw pixels + metadata -> the run's predictions
     meta = read_onnx_metadata(exported.out)
     pixels = load_dataset("mnist-mini", data_root=None)["test"].images[:8].numpy()

@@ -131,7 +131,11 @@ class BenchReport:
             with atomic_write(path, "w") as f:
                 f.write(self.to_csv())
         for path in pngs:
-            self.plot(path)
+            if not self.plot(path):  # matplotlib found but would not import: say so
+                self.notes.append("matplotlib would not import: no PNG")
+                self.files = [f for f in self.files if f not in {str(p) for p in pngs}]
+                write_json(json_path, self.to_json())
+                break
         return self.files
 
     def to_csv(self) -> str:

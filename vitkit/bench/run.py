@@ -275,9 +275,13 @@ def bench_data(
         calib_images=1,
         download=download,
         progress=progress,
+        trained=bool(lm.meta),
     )
     desc = data.describe()
     desc.pop("calibration_images", None)
+    foreign = next((n for n in data.notes if "classes the model was not trained on" in n), None)
+    if dataset and foreign:  # images of classes the model does not know: no accuracy to give
+        raise UserError(f"--data {dataset}: {foreign.removesuffix(': no accuracy figures')}")
     if (dataset or (download and lm.dataset)) and desc.get("synthetic"):
         # asked for by name, or to be downloaded: no silent stand-in
         why = next((n for n in data.notes if n.startswith("dataset ")), "it could not be loaded")

@@ -438,10 +438,13 @@ def verification_data(
     download: bool = True,
     seed: int = 0,
     progress: ProgressFn = no_progress,
+    trained: bool | None = None,
 ) -> VerifyData:
     """Real test images of the run's dataset (model.json "dataset" + "dataset_options"; data
     root: ``data_root``, else train.json's, else the default), or synthetic ones when the
-    dataset cannot be had; ``notes`` says which and why."""
+    dataset cannot be had; ``notes`` says which and why. For a trained model (``trained``,
+    default: it has model.json metadata) the labels become its class indices, as eval maps
+    them; a dataset with classes it does not know keeps its images but loses its labels."""
     from vitkit.data import load_dataset
 
     notes: list[str] = []
@@ -459,17 +462,23 @@ def verification_data(
                 f"the model takes {lm.image_size} px x {lm.channels}"
             )
             ds = None
+        if ds is not None and ds.num_outputs != lm.num_outputs:
+            notes.append(
+                f"dataset '{lm.dataset}' has {ds.num_outputs} label(s) per image, the model "
+                f"predicts {lm.num_outputs}"
+            )
+            ds = None
     else:
         notes.append("the model records no dataset (untrained)")
-    remap = None
-    if ds is not None:
+    remap, labelled = None, True
+    if ds is not None and (bool(lm.meta) if trained is None else trained):
         from vitkit.eval.evaluate import label_map
 
-        try:  # labels as the model's class indices: a folder may hold some classes, in any order
+        try:  # a folder may hold some of the classes, in any order
             remap = label_map(lm, ds)
-        except UserError as e:
-            notes.append(f"{e}")  # "dataset 'NAME' has classes the model was not trained on: ..."
-            ds = None
+        except UserError as e:  # "dataset 'NAME' has classes the model was not trained on: ..."
+            notes.append(f"{e}: no accuracy figures")
+            labelled = False
     if ds is None:
         n = verify_images or 256
         g = torch.Generator().manual_seed(seed)
@@ -494,7 +503,11 @@ def verification_data(
     cidx = _subset(len(train), calib_images, seed + 1)
     return VerifyData(
         images=_normalize(split.images[idx], lm.mean, lm.std),
-        labels=(split.labels[idx] if remap is None else remap[split.labels[idx]]).numpy(),
+        labels=(
+            None
+            if not labelled
+            else (split.labels[idx] if remap is None else remap[split.labels[idx]]).numpy()
+        ),
         calibration=_normalize(train.images[cidx], lm.mean, lm.std),
         source=f"{ds.name} {split_name} split ({len(idx):,} of {len(split):,} images)",
         synthetic=False,
