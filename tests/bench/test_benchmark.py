@@ -544,3 +544,14 @@ def test_cuda_and_cuda_0_are_one_device() -> None:
     from vitkit.bench.run import parse_devices
 
     assert [str(d) for d in parse_devices("cpu,cuda,cuda:0,cpu")] == ["cpu", "cuda"]
+
+
+def test_a_multi_output_model_on_single_label_data_is_named() -> None:
+    import vitkit
+
+    model = vitkit.create_model(
+        "vit-nano", image_size=28, patch_size=7, in_chans=1, num_classes=10, num_outputs=2
+    )
+    with pytest.raises(UserError, match=r"has 1 label\(s\) per image, the model predicts 2"):
+        benchmark(model, dataset="mnist-mini", runtimes="eager", devices="cpu", batch_sizes=[1],
+                  warmup=1, min_time=0.02, rounds=1, accuracy_images=8, write=False)  # fmt: skip
