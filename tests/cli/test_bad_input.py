@@ -313,7 +313,33 @@ def test_onnx_file_of_another_model(run: Path, tmp_path: Path) -> None:
     line = one_error_line(
         runner.invoke(app, ["eval", str(run), "--onnx-file", rep.files[0], "--device", "cpu"])
     )
-    assert "takes 3x32x32 inputs" in line and "1x28x28" in line
+    assert "is an export of another model" in line and "vitkit eval" in line
+    five = create_model("vit-nano", image_size=28, patch_size=7, in_chans=1, num_classes=5).eval()
+    rep = export_onnx(five, tmp_path / "five.onnx", verify=False)  # 5 classes: it crashed
+    line = one_error_line(
+        runner.invoke(app, ["eval", str(run), "--onnx-file", rep.files[0], "--device", "cpu"])
+    )
+    assert "is an export of another model" in line
+
+
+def test_onnx_file_of_other_weights(run: Path, tmp_path: Path) -> None:
+    """The run's export, scored for a run with other weights (or a stale RUN/export after the
+    weights changed): refused, not reported as that run's accuracy."""
+    from vitkit.artifact import load_model, save_weights
+    from vitkit.export import export_onnx
+
+    rep = export_onnx(run, tmp_path / "export" / "model.onnx", verify=False)
+    copy = copy_of(run, tmp_path)
+    model = load_model(copy).model
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    save_weights(copy / "model.safetensors", model)
+    args = ["eval", str(copy), "--onnx-file", rep.files[0], "--device", "cpu"]
+    line = one_error_line(runner.invoke(app, args))
+    assert "exported from other weights" in line and "vitkit export" in line
+    assert not (copy / "eval").exists()
+    result = runner.invoke(app, ["eval", str(run), "--onnx-file", rep.files[0], "--device", "cpu"])
+    assert result.exit_code == 0, result.output  # its own weights: evaluated
 
 
 def test_weights_that_do_not_fit_model_json(run: Path, tmp_path: Path) -> None:
@@ -377,3 +403,12 @@ def test_eval_data_works_when_the_recorded_dataset_is_gone(run: Path, tmp_path: 
     (copy / "model.json").write_text(json.dumps({**meta, "dataset": "mnist-old"}))
     result = runner.invoke(app, ["eval", str(copy), "--data", "mnist-mini", "--json"])
     assert result.exit_code == 0, result.output
+
+
+def test_export_data_root_naming_a_file(run: Path, tmp_path: Path) -> None:
+    """It fell back to synthetic images, skipping the int8 accuracy gate."""
+    (tmp_path / "afile").write_text("not a folder")
+    args = ["export", str(run), "--onnx", "--out", str(tmp_path / "m.onnx")]
+    line = one_error_line(runner.invoke(app, [*args, "--data-root", str(tmp_path / "afile")]))
+    assert "--data-root" in line and "is a file, not a folder" in line
+    assert not (tmp_path / "m.onnx").exists()

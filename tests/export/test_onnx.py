@@ -605,3 +605,22 @@ def test_verification_finds_a_relative_folder_dataset_from_any_directory(
     monkeypatch.chdir(tmp_path)  # where folder:pics does not exist
     data = verification_data(lm, data_root=tmp_path / "cache", download=False)
     assert not data.synthetic and data.labels is not None and len(data.labels) == 6, data.notes
+
+
+def test_an_fp32_export_removes_siblings_of_other_weights(tmp_path: Path) -> None:
+    """Re-exporting fp32 only beside an earlier fp16/int8 export: kept if they are these weights,
+    removed (with a note) if they are another model's, so the folder never mixes two models."""
+    torch.manual_seed(0)
+    a = create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    torch.manual_seed(1)
+    b = create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    out = tmp_path / "model.onnx"
+    export_onnx(a, out, fp16=True, int8="dynamic", verify=False)
+    again = export_onnx(a, out, verify=False)
+    assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "model.fp16.onnx").is_file()
+    assert not [n for n in again.notes if n.startswith("removed")]
+    other = export_onnx(b, out, verify=False)
+    assert (
+        not (tmp_path / "model.int8.onnx").exists() and not (tmp_path / "model.fp16.onnx").exists()
+    )
+    assert "removed model.int8.onnx: an earlier export of other weights" in other.notes

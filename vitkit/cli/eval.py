@@ -88,11 +88,12 @@ def eval_command(
 
     lm = _load(run, device)
     if onnx or onnx_file is not None:
-        from vitkit.eval.evaluate import OnnxModule
+        from vitkit.eval.evaluate import OnnxModule, check_onnx_matches
 
         path = onnx_file if onnx_file is not None else lm.path / "export" / "model.onnx"
         if not Path(path).is_file():
             raise UserError(ONNX_MISSING.format(path=path, run=run))
+        check_onnx_matches(lm, path)  # another model's or other weights' file: refused
         lm.model = OnnxModule(path)
     with progress_bar(not json_) as progress:
         report = evaluate(
@@ -106,7 +107,7 @@ def eval_command(
             progress=progress,
         )
     if onnx or onnx_file is not None:
-        report.device = f"onnxruntime-cpu ({Path(lm.model.path).name})"
+        report.device = f"onnxruntime-cpu ({lm.model.path})"
     out_dir = out if out is not None else lm.path / "eval"
     saved = report.save(out_dir)
     if json_:

@@ -10,6 +10,7 @@ run's test split is the ``test_acc`` of its summary.json, image for image.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -396,6 +397,33 @@ class OnnxModule(torch.nn.Module):
         from vitkit.export import run_onnx
 
         return torch.from_numpy(run_onnx(self.session, x.detach().float().cpu().numpy()))
+
+
+def check_onnx_matches(lm: LoadedModel, path: str | os.PathLike[str]) -> None:
+    """Refuse (one line) an ONNX file that is not an export of ``lm``: another model spec or
+    classes, or other weights (its ``weights_sha256``; exports made before vitkit recorded it
+    are taken on trust). Scored with this run's preprocessing and classes, it would report
+    another model's accuracy as this run's."""
+    from vitkit.export import read_onnx_metadata
+    from vitkit.export.onnx import weights_fingerprint
+
+    meta = read_onnx_metadata(path)  # no vitkit metadata: a one-line error
+    alone = f"evaluate it on its own: vitkit eval {path}"
+    spec = meta.get("model_spec")
+    if spec != json.loads(json.dumps(lm.spec.to_dict())):
+        name = spec.get("model") if isinstance(spec, dict) else None
+        raise UserError(
+            f"{path} is an export of another model ({name or 'unknown'}, not this run's "
+            f"{lm.spec.name} of the same configuration); {alone}"
+        )
+    if lm.classes and meta.get("classes") and list(meta["classes"]) != list(lm.classes):
+        raise UserError(f"{path} was exported with other classes than {lm.path}; {alone}")
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and recorded != weights_fingerprint(lm.model):
+        raise UserError(
+            f"{path} was exported from other weights than {lm.path}'s (weights_sha256 differs): "
+            f"re-export with `vitkit export {lm.path} --onnx`, or {alone}"
+        )
 
 
 def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:

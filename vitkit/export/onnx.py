@@ -449,6 +449,8 @@ def verification_data(
 
     notes: list[str] = []
     ds = None
+    if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
+        raise UserError(f"--data-root {data_root} is a file, not a folder")
     if lm.dataset:
         try:
             name, options = lm.dataset_source() or (lm.dataset, {})
@@ -894,6 +896,14 @@ def report_path(out: Path) -> Path:
     )
 
 
+def _weights_of(path: Path) -> str | None:
+    """The ``weights_sha256`` an exported file records (None: none, or not readable)."""
+    try:
+        return read_onnx_metadata(path).get("weights_sha256")
+    except UserError:
+        return None
+
+
 def sibling(out: Path, tag: str) -> Path:
     """``model.onnx`` -> ``model.<tag>.onnx``."""
     return out.with_name(f"{out.stem}.{tag}.onnx")
@@ -1098,6 +1108,11 @@ def export_onnx(
             )
             notes.extend(optimize_info.pop("notes"))
         keep(fp32_model, fp32_rep, out_path)
+        for tag, asked in (("fp16", fp16), ("int8", int8)):  # an earlier export's, of other weights
+            old = sibling(out_path, tag)
+            if not asked and old.is_file() and _weights_of(old) != meta("fp32")["weights_sha256"]:
+                old.unlink()
+                notes.append(f"removed {old.name}: an earlier export of other weights")
         if not fp32_rep.passed and (fp16 or int8):
             notes.append("fp32 failed verification: fp16 and int8 were not built from it")
             for tag in ("fp16",) * bool(fp16) + ("int8",) * bool(int8):
