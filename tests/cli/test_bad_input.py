@@ -412,3 +412,12 @@ def test_export_data_root_naming_a_file(run: Path, tmp_path: Path) -> None:
     line = one_error_line(runner.invoke(app, [*args, "--data-root", str(tmp_path / "afile")]))
     assert "--data-root" in line and "is a file, not a folder" in line
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_export_to_a_folder_that_takes_no_files(run: Path) -> None:
+    """The error names --out's folder, not the scratch folder export makes inside it."""
+    line = one_error_line(
+        runner.invoke(app, ["export", str(run), "--onnx", "--out", "/proc/m.onnx"])
+    )
+    assert "cannot write to /proc (--out /proc/m.onnx)" in line and ".vitkit-export" not in line

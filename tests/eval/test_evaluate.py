@@ -110,6 +110,10 @@ def test_save_writes_json_and_figures(
     saved = report.save(tmp_path / "bare")
     assert [f.name for f in saved.files] == ["eval.json"]
     assert "vitkit[plot]" in saved.notes[0]
+    # over an earlier eval's folder: its figures go, they would contradict the new eval.json
+    report.save(tmp_path / "eval")
+    assert not (tmp_path / "eval" / "confusion.png").exists()
+    assert not (tmp_path / "eval" / "wrong.png").exists()
 
 
 # -- other datasets ----------------------------------------------------------------------------------

@@ -134,6 +134,8 @@ class EvalReport:
         saved = SavedFiles()
         write_json(out_dir / EVAL_JSON, self.to_json())
         saved.files.append(out_dir / EVAL_JSON)
+        for stale in (CONFUSION_PNG, WRONG_PNG):  # an earlier eval's: only this one's may stay
+            (out_dir / stale).unlink(missing_ok=True)
         title = f"{self.dataset} {self.split}: top-1 {100 * self.top1:.2f}%"
         if not plot_confusion(
             torch.tensor(self.confusion), self.classes, out_dir / CONFUSION_PNG, title=title

@@ -1090,7 +1090,13 @@ def export_onnx(
     int8_info: dict[str, Any] | None = None
     optimize_info: dict[str, Any] | None = None
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".vitkit-export-", dir=out_path.parent) as tmp:
+    try:  # the first file made in the output folder: an unwritable one is named here
+        scratch = tempfile.TemporaryDirectory(prefix=".vitkit-export-", dir=out_path.parent)
+    except OSError as e:
+        raise UserError(
+            f"cannot write to {out_path.parent} (--out {out_path}): {e.strerror}"
+        ) from None
+    with scratch as tmp:
         work = Path(tmp)
         fp32_rep = check(proto, "fp32", export_seconds)
         fp32_model = proto
