@@ -19,7 +19,6 @@ import contextlib
 import copy
 import datetime
 import gc
-import json
 import math
 import os
 import platform
@@ -131,7 +130,7 @@ def _current(
     ``weights_fingerprint``, same precision, dynamic batch), else None. The weights are compared
     by content, not by file times: an untrained ``--model`` (another ``--seed``) or another run
     benchmarked into the same ``--out`` has the same spec and other weights."""
-    from vitkit.export.onnx import load_onnx, read_onnx_metadata
+    from vitkit.export.onnx import exports_spec_of, load_onnx, read_onnx_metadata
 
     if not path.is_file():
         return None
@@ -140,7 +139,7 @@ def _current(
         meta = read_onnx_metadata(model)
     except UserError:
         return None
-    if meta.get("model_spec") != json.loads(json.dumps(lm.spec.to_dict())):
+    if not exports_spec_of(meta, lm):
         return None
     if not str(meta.get("precision", "")).startswith(precision):
         return None
@@ -260,8 +259,6 @@ def bench_data(
     from vitkit.export.onnx import verification_data
 
     spec = get_dataset_spec(dataset) if dataset else None  # an unknown name fails here, named
-    if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
-        raise UserError(f"--data-root {data_root} is a file, not a folder")
     source = lm
     if dataset and dataset != lm.dataset:  # another dataset: its own default options
         # (a folder of the user's images is decoded at the model's size and channels, as eval does)
@@ -338,15 +335,14 @@ def benchmark(
     from vitkit.export.onnx import as_loaded, versions
 
     t_start = time.perf_counter()
-    for flag, value, ok in (
-        ("--warmup", warmup, warmup >= 0),
-        ("--min-time", min_time, 0 < min_time < math.inf),
-        ("--rounds", rounds, rounds >= 1),
-        ("--accuracy-images", accuracy_images, accuracy_images >= 0),
+    for flag, value, ok, need in (
+        ("--warmup", warmup, warmup >= 0, ">= 0"),
+        ("--min-time", min_time, 0 < min_time < math.inf, "> 0 seconds"),
+        ("--rounds", rounds, rounds >= 1, ">= 1"),
+        ("--accuracy-images", accuracy_images, accuracy_images >= 0, ">= 0"),
     ):
         if not ok:
-            need = {"--warmup": ">= 0", "--min-time": "> 0 seconds", "--rounds": ">= 1"}
-            raise UserError(f"{flag} must be {need.get(flag, '>= 0')}, got {value}")
+            raise UserError(f"{flag} must be {need}, got {value}")
     if compile_mode not in (
         "default",
         "reduce-overhead",

@@ -10,7 +10,6 @@ run's test split is the ``test_acc`` of its summary.json, image for image.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -407,12 +406,12 @@ def check_onnx_matches(lm: LoadedModel, path: str | os.PathLike[str]) -> None:
     are taken on trust). Scored with this run's preprocessing and classes, it would report
     another model's accuracy as this run's."""
     from vitkit.export import read_onnx_metadata
-    from vitkit.export.onnx import weights_fingerprint
+    from vitkit.export.onnx import exports_spec_of, weights_fingerprint
 
     meta = read_onnx_metadata(path)  # no vitkit metadata: a one-line error
     alone = f"evaluate it on its own: vitkit eval {path}"
-    spec = meta.get("model_spec")
-    if spec != json.loads(json.dumps(lm.spec.to_dict())):
+    if not exports_spec_of(meta, lm):
+        spec = meta.get("model_spec")
         name = spec.get("model") if isinstance(spec, dict) else None
         raise UserError(
             f"{path} is an export of another model ({name or 'unknown'}, not this run's "

@@ -172,6 +172,11 @@ def weights_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:32]
 
 
+def exports_spec_of(meta: dict[str, Any], lm: LoadedModel) -> bool:
+    """Whether decoded export metadata (``read_onnx_metadata``) records ``lm``'s model spec."""
+    return meta.get("model_spec") == json.loads(json.dumps(lm.spec.to_dict()))
+
+
 def onnx_metadata(lm: LoadedModel, *, precision: str, batch: str | int) -> dict[str, str]:
     """The ``metadata_props`` of an exported model: everything a consumer needs besides it."""
     from vitkit import __version__
@@ -1045,8 +1050,10 @@ def export_onnx(
     finally:
         module.train(was_training)
 
+    base_meta = onnx_metadata(lm, precision="fp32", batch=batch)  # the weights hashed once
+
     def meta(precision: str) -> dict[str, str]:
-        return onnx_metadata(lm, precision=precision, batch=batch)
+        return {**base_meta, "precision": precision}
 
     def check(model: onnx.ModelProto, precision: str, built: float) -> PrecisionReport:
         progress(f"verify {precision}", 0, 1)
@@ -1116,7 +1123,7 @@ def export_onnx(
         keep(fp32_model, fp32_rep, out_path)
         for tag, asked in (("fp16", fp16), ("int8", int8)):  # an earlier export's, of other weights
             old = sibling(out_path, tag)
-            if not asked and old.is_file() and _weights_of(old) != meta("fp32")["weights_sha256"]:
+            if not asked and old.is_file() and _weights_of(old) != base_meta["weights_sha256"]:
                 old.unlink()
                 notes.append(f"removed {old.name}: an earlier export of other weights")
         if not fp32_rep.passed and (fp16 or int8):
