@@ -1,6 +1,6 @@
 """The run directory format and the one way vitkit writes files (atomically).
 
-Layout (see docs/run-directory.md)::
+Layout (docs/train.md, "The run directory")::
 
     runs/<name>/model.json          spec, classes, preprocessing
     runs/<name>/model.safetensors   weights
@@ -16,7 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vitkit.models import ModelSpec
 
 
 def umask() -> int:
@@ -182,8 +185,8 @@ def save_model(run_dir: str | os.PathLike[str], model: Any, meta: dict[str, Any]
 class LoadedModel:
     """A model with what it needs to be used: classes and preprocessing, from model.json."""
 
-    model: Any  # nn.Module, in eval mode
-    spec: Any  # ModelSpec
+    model: Any  # a vitkit Model in eval mode, or an OnnxModule for an exported .onnx file
+    spec: ModelSpec
     classes: list[str]
     image_size: int
     channels: int
@@ -248,10 +251,17 @@ def load_model(
     """Load a run directory (or a model.json next to its model.safetensors) for inference.
 
     ``weights`` picks another safetensors file in the run (e.g. ``checkpoint/last.safetensors``).
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; one that is not here is a ``UserError``.
+    A ``.onnx`` file made by ``vitkit export`` loads too, to run with ONNX Runtime on the CPU
+    (its classes and preprocessing come from its metadata).
     """
     from vitkit.errors import UserError, first_line, state_dict_mismatch
 
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such run or model file: {path}")
+    if path.suffix == ".onnx" and path.is_file():
+        return _load_onnx(path, device=device, weights=weights)
     if path.is_dir():
         run_dir, meta_path = path, path / MODEL_JSON
     elif path.suffix == ".json":
@@ -259,9 +269,10 @@ def load_model(
     elif path.suffix == ".safetensors":
         run_dir, meta_path = path.parent, path.parent / MODEL_JSON
     else:
-        raise UserError(f"not a run directory or model.json: {path}")
-    if not path.exists():
-        raise UserError(f"no such run: {path}")
+        raise UserError(f"not a run directory, model.json, .safetensors or .onnx file: {path}")
+    from vitkit.train.run import resolve_device
+
+    dev = resolve_device(device, option="device")
     meta = read_json(meta_path)
     try:
         spec = _check_meta(meta)
@@ -279,7 +290,7 @@ def load_model(
         raise UserError(
             f"{weights_path} does not fit {meta_path}: {state_dict_mismatch(e)}"
         ) from None
-    model.to(device).eval()
+    model.to(dev).eval()
     cfg = spec.config
     return LoadedModel(
         model=model,
@@ -293,3 +304,18 @@ def load_model(
         meta=meta,
         path=run_dir,
     )
+
+
+def _load_onnx(path: Path, *, device: str, weights: str | None) -> LoadedModel:
+    from vitkit.errors import UserError
+
+    if weights is not None:
+        raise UserError(f"{path} is an ONNX file: it holds its weights, weights= does not apply")
+    if device not in ("cpu", "auto"):
+        raise UserError(
+            f"{path} runs with ONNX Runtime on the CPU; device '{device}' does not apply "
+            "(load the run directory to use another device)"
+        )
+    from vitkit.eval.evaluate import load_onnx_model
+
+    return load_onnx_model(path)

@@ -342,6 +342,31 @@ def test_onnx_file_of_other_weights(run: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output  # its own weights: evaluated
 
 
+def test_an_onnx_file_evaluated_on_its_own(run: Path, tmp_path: Path) -> None:
+    """What the refusals above suggest works: `vitkit eval FILE.onnx` scores the file with its own
+    classes and preprocessing (its metadata), on the dataset it records, and writes beside it."""
+    from vitkit.export import export_onnx
+
+    rep = export_onnx(run, tmp_path / "export" / "model.onnx", verify=False)
+    onnx_file = Path(rep.files[0])
+    result = runner.invoke(app, ["eval", str(onnx_file), "--json"])
+    assert result.exit_code == 0, result.output
+    alone = json.loads(result.stdout)
+    assert alone["device"] == f"onnxruntime-cpu ({onnx_file})" and alone["run"] == str(onnx_file)
+    assert alone["dataset"] == "mnist-mini" and alone["n"] == 1000
+    assert (tmp_path / "export" / "eval-model" / "eval.json").is_file()
+    result = runner.invoke(app, ["eval", str(run), "--onnx-file", str(onnx_file), "--json", "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert alone["top1"] == json.loads(result.stdout)["top1"]  # the same file, the same score
+    line = one_error_line(runner.invoke(app, ["eval", str(onnx_file), "--onnx"]))
+    assert "is an ONNX file already" in line
+    line = one_error_line(runner.invoke(app, ["eval", str(onnx_file), "--device", "cuda"]))
+    assert "runs with ONNX Runtime on the CPU" in line
+    out = tmp_path / "x.png"
+    line = one_error_line(runner.invoke(app, ["explain", str(onnx_file), str(onnx_file), "--out", str(out)]))  # fmt: skip
+    assert "attention maps need the PyTorch model" in line
+
+
 def test_weights_that_do_not_fit_model_json(run: Path, tmp_path: Path) -> None:
     copy = copy_of(run, tmp_path)
     meta = json.loads((copy / "model.json").read_text())

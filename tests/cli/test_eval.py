@@ -160,6 +160,7 @@ def test_predict_table_json_and_directory(run: Path, images: Path) -> None:
     assert [t["class"] for t in gray["topk"]] == [t["class"] for t in rgba["topk"]]
     for a, b in zip(gray["topk"], rgba["topk"], strict=True):
         assert a["prob"] == pytest.approx(b["prob"], abs=1e-6)
+    assert doc["model_file"] == str(run / "model.safetensors")  # the file that answered
     human = runner.invoke(app, ["predict", str(run), str(images / "a-gray.png")])
     assert human.exit_code == 0, human.output
     assert "(28x28 L)" in human.stderr and "probability" in human.stderr

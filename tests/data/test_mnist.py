@@ -95,6 +95,14 @@ def test_mnist_mini_is_shipped_stratified_and_offline(tmp_path: Path) -> None:
     assert ds["train"].images.dtype == torch.uint8 and ds.image_size == 28 and ds.channels == 1
 
 
+def test_a_dataset_prints_in_one_line(tmp_path: Path) -> None:
+    ds = load_dataset("mnist-mini", data_root=tmp_path)  # the default repr printed every pixel
+    assert repr(ds) == "Dataset('mnist-mini', {train: 5,000, test: 1,000}, 1x28x28, 10 classes)"
+    assert repr(ds["test"]) == (
+        "Split(images=uint8(1000, 1, 28, 28), labels=int64(1000,), device=cpu)"
+    )
+
+
 def test_mnist_mini_images_are_real_mnist_test_images(mnist_root: Path, tmp_path: Path) -> None:
     full = load_dataset("mnist", data_root=mnist_root, download=False)["test"].images
     mini = load_dataset("mnist-mini", data_root=tmp_path)["test"].images

@@ -151,3 +151,14 @@ def test_size_and_split_mismatches_are_refused(mnist_model: LoadedModel, tmp_pat
         evaluate(mnist_model, split="tset")
     with pytest.raises(UserError, match="batch size must be >= 1"):
         evaluate(mnist_model, batch_size=0)
+
+
+def test_an_onnx_export_of_a_folder_run_finds_its_folder(cifar_run: Path, tmp_path: Path) -> None:
+    """The export records the run's dataset options (the folder's path), so the .onnx file
+    alone is scored on the run's test images, with the run's own result."""
+    from vitkit.export import export_onnx
+
+    rep = export_onnx(cifar_run, tmp_path / "m.onnx", verify=False)
+    alone = evaluate(rep.files[0])
+    assert alone.device == f"onnxruntime-cpu ({rep.files[0]})"
+    assert alone.n == 100 and alone.correct == evaluate(cifar_run).correct

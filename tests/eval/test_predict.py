@@ -118,3 +118,57 @@ def test_unreadable_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
         predict(mnist_model, good, topk=0)
     (p,) = predict(mnist_model, good, topk=50)  # more than the classes: all of them
     assert len(p.topk[0]) == 10 and sum(c.prob for c in p.topk[0]) == pytest.approx(1.0)
+
+
+def test_arrays_and_tensors(mnist_model: LoadedModel) -> None:
+    """Numpy arrays (PIL's layout) and tensors (torchvision's), one image or a batch, uint8 or
+    float in [0, 1]: the probabilities of the same pixels through evaluation."""
+    test = load_dataset("mnist-mini")["test"]
+    images = test.images[:40]
+    probs = compute_logits(mnist_model, test.subset(torch.arange(40))).softmax(-1)
+    best = [str(int(i)) for i in probs.argmax(-1)]
+    for batch in (images, images[:, 0], images.numpy().transpose(0, 2, 3, 1), images[:, 0].numpy()):
+        preds = predict(mnist_model, batch, topk=1)
+        assert [p.label for p in preds] == best
+        assert [p.confidence for p in preds] == pytest.approx(
+            probs.max(-1).values.tolist(), abs=1e-6
+        )
+    one = images[3]
+    for image in (one, one[0], one[0].numpy(), one.numpy().transpose(1, 2, 0), one.float() / 255):
+        (p,) = predict(mnist_model, image, topk=1)
+        assert p.source == "<image 0>" and p.label == best[3]
+        assert p.confidence == pytest.approx(float(probs[3].max()), abs=1e-6)
+    rgb = np.repeat(one[0].numpy()[:, :, None], 3, axis=2)  # colour in, converted to the model's L
+    assert predict(mnist_model, rgb)[0].label == best[3]
+    bad = [
+        (b"digit.png", "cannot read bytes as images"),
+        (3, "cannot read an object of type int"),
+        ([one.float()], r"float image must hold values in \[0, 1\]"),
+        (np.zeros((28, 28), np.int32), "must be uint8 or float"),
+        (np.zeros((0, 0), np.uint8), r"an empty image \(0x0 pixels\)"),
+        (Image.new("L", (0, 0)), r"an empty image \(0x0 pixels\)"),
+        (np.zeros((2, 2, 2, 2, 2), np.uint8), "is not an image or a batch"),
+    ]
+    for image, message in bad:
+        with pytest.raises(UserError, match=message):
+            predict(mnist_model, image)  # type: ignore[arg-type]
+
+
+def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> None:
+    from vitkit.export import export_onnx
+
+    with pytest.raises(UserError, match="no such run or model file"):
+        load_model(tmp_path / "nope")
+    with pytest.raises(UserError, match=r"unknown device in device='gpu'"):
+        load_model(mnist_run, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match=r"device='cuda' was asked for .* use device='cpu'"):
+            load_model(mnist_run, device="cuda")
+    rep = export_onnx(mnist_run, tmp_path / "m.onnx", verify=False)
+    lm = load_model(rep.files[0])  # ONNX Runtime, classes and preprocessing from the metadata
+    assert lm.classes == load_model(mnist_run).classes and lm.dataset == "mnist-mini"
+    test = load_dataset("mnist-mini")["test"]
+    want = [p.label for p in predict(mnist_run, test.images[:20])]
+    assert [p.label for p in predict(lm, test.images[:20])] == want
+    with pytest.raises(UserError, match="runs with ONNX Runtime on the CPU"):
+        load_model(rep.files[0], device="cuda")

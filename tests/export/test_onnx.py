@@ -88,6 +88,8 @@ def test_metadata_round_trips_to_classes_and_preprocessing(
         assert ModelSpec.from_dict(meta["model_spec"]) == loaded.spec
         assert meta["input_name"] == "pixel_values" and meta["batch"] == "dynamic"
         assert meta["trained"] is True and meta["dataset"] == "mnist-mini"
+        # what the run recorded of its dataset, so `vitkit eval FILE.onnx` opens the same one
+        assert meta["dataset_options"] == (loaded.meta.get("dataset_options") or {})
         # every precision names the weights it was made from, as a fresh load hashes them
         assert meta["weights_sha256"] == weights_fingerprint(load_model(trained_run).model)
     # a consumer with only the .onnx file: raw pixels + metadata -> the run's predictions

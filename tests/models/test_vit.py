@@ -296,3 +296,22 @@ def test_matches_timm_with_copied_weights() -> None:
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_forward_names_the_input_it_takes() -> None:
+    """A wrong size was cropped silently (29-34 px on a 28 px model) or failed deep inside."""
+    m = create_model("vit-nano", image_size=28, in_chans=1, patch_size=7).eval()
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    for shape in [(1, 1, 34, 34), (1, 1, 56, 56), (1, 1, 28, 35), (1, 3, 28, 28), (1, 28, 28)]:
+        with pytest.raises(ValueError, match=r"takes images of shape \(B, 1, 28, 28\)"):
+            m(torch.randn(shape))
+    with pytest.raises(ValueError, match=r"normalised float images; got torch\.uint8"):
+        m(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+
+
+def test_create_model_is_typed_as_a_model() -> None:
+    from vitkit.models import Model
+
+    m = create_model("vit-nano")
+    assert isinstance(m, Model) and m.num_params() > 0 and m.flops() > 0
+    assert m.spec.name == "vit-nano"

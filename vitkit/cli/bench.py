@@ -124,7 +124,8 @@ def bench_command(
     data_root: Annotated[
         Path | None,
         _opt(
-            "Where datasets live (default: $VITKIT_DATA, else ~/.cache/vitkit/data).",
+            "Where datasets live (default: the run's, else $VITKIT_DATA, else "
+            "~/.cache/vitkit/data).",
             _A,
             "--data-root",
         ),

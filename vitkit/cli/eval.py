@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 Run = Annotated[
     Path, typer.Argument(help="A run directory (from `vitkit train`) or its model.json.")
 ]
+RunOrOnnx = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory (from `vitkit train`), its model.json, or a .onnx file from "
+        "`vitkit export` (run with ONNX Runtime on the CPU)."
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 RunDataRoot = Annotated[
     Path | None,
@@ -35,6 +42,8 @@ def _load(run: Path, device: str) -> LoadedModel:
     from vitkit.artifact import load_model  # here, not at import: `--help` needs no torch
     from vitkit.train.run import resolve_device
 
+    if run.suffix == ".onnx":  # ONNX Runtime on the CPU; any other --device is an error there
+        return load_model(run, device="cpu" if device == "auto" else device)
     return load_model(run, device=str(resolve_device(device)))
 
 
@@ -45,7 +54,7 @@ def _pct(x: float | None) -> str:
 # -- eval -----------------------------------------------------------------------------------------
 @user_errors
 def eval_command(
-    run: Run,
+    run: RunOrOnnx,
     data: Annotated[
         str | None,
         typer.Option(
@@ -71,7 +80,11 @@ def eval_command(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Where eval.json and the PNGs go (default RUN/eval)."),
+        typer.Option(
+            "--out",
+            help="Where eval.json and the PNGs go (default RUN/eval; for a .onnx file, "
+            "eval-<name> beside it).",
+        ),
     ] = None,
     data_root: RunDataRoot = None,
     no_download: Annotated[
@@ -86,6 +99,11 @@ def eval_command(
     """
     from vitkit.eval import evaluate
 
+    is_onnx = run.suffix == ".onnx"
+    if is_onnx and (onnx or onnx_file is not None):
+        raise UserError(
+            f"{run} is an ONNX file already; --onnx and --onnx-file apply to a run directory"
+        )
     lm = _load(run, device)
     if onnx or onnx_file is not None:
         from vitkit.eval.evaluate import OnnxModule, check_onnx_matches
@@ -106,9 +124,11 @@ def eval_command(
             download=not no_download,
             progress=progress,
         )
-    if onnx or onnx_file is not None:
-        report.device = f"onnxruntime-cpu ({lm.model.path})"
-    out_dir = out if out is not None else lm.path / "eval"
+    if is_onnx:
+        report.run = str(run)
+        out_dir = out if out is not None else run.parent / f"eval-{run.stem}"
+    else:
+        out_dir = out if out is not None else lm.path / "eval"
     saved = report.save(out_dir)
     if json_:
         emit_json(
@@ -167,7 +187,7 @@ def eval_command(
 # -- predict --------------------------------------------------------------------------------------
 @user_errors
 def predict_command(
-    run: Run,
+    run: RunOrOnnx,
     images: Annotated[
         list[Path],
         typer.Argument(help="Image files (PNG, JPEG, WebP, BMP, ...) or directories of them."),
@@ -184,12 +204,9 @@ def predict_command(
     from vitkit.eval import expand_inputs, predict
 
     files = expand_inputs(images)
-    if run.suffix == ".onnx":
-        from vitkit.eval.evaluate import load_onnx_model
-
-        lm = load_onnx_model(run)  # ONNX Runtime on the CPU, preprocessing from the metadata
-    else:
-        lm = _load(run, device)
+    lm = _load(
+        run, device
+    )  # a .onnx file: ONNX Runtime on the CPU, preprocessing from its metadata
     preds = predict(lm, files, topk=topk, skip_unreadable=True)
     good = [p for p in preds if p.ok]
     if not good:
@@ -197,7 +214,10 @@ def predict_command(
         raise UserError(
             f"none of the {len(preds)} image(s) could be read" + (f": {reason}" if reason else "")
         )
-    source = run if run.suffix == ".onnx" else lm.path  # the .onnx file itself, not its folder
+    from vitkit.artifact import MODEL_WEIGHTS
+
+    # the file that computed the predictions: the .onnx file itself, or the run's weights
+    source = run if run.suffix == ".onnx" else lm.path / MODEL_WEIGHTS
     if json_:
         emit_json(
             {

@@ -117,6 +117,13 @@ class Dataset:
         labels = next(iter(self.splits.values())).labels
         return 1 if labels.ndim == 1 else int(labels.shape[1])
 
+    def __repr__(self) -> str:  # not the default one, which prints every pixel
+        splits = ", ".join(f"{k}: {len(v):,}" for k, v in self.splits.items())
+        return (
+            f"Dataset('{self.name}', {{{splits}}}, {self.channels}x{self.image_size}x"
+            f"{self.image_size}, {self.num_classes} classes)"
+        )
+
     def __getitem__(self, split: str) -> Split:
         try:
             return self.splits[split]

@@ -37,6 +37,12 @@ class Split:
     def __len__(self) -> int:
         return len(self.images)
 
+    def __repr__(self) -> str:  # not the default one, which prints every pixel
+        return (
+            f"Split(images=uint8{tuple(self.images.shape)}, "
+            f"labels=int64{tuple(self.labels.shape)}, device={self.images.device})"
+        )
+
     def subset(self, index: torch.Tensor) -> Split:
         return Split(self.images[index], self.labels[index])
 

@@ -29,7 +29,7 @@ from torch import Tensor
 from vitkit.artifact import LoadedModel
 from vitkit.errors import UserError
 from vitkit.eval.predict import Prediction, as_loaded, model_device, prepare, topk_from_logits
-from vitkit.eval.preprocess import ImageInput, normalize, open_image
+from vitkit.eval.preprocess import ImageInput, array_to_pil, normalize, open_image, split_images
 
 METHODS = ("rollout", "last-layer")
 
@@ -122,10 +122,13 @@ def attention_maps(
     lm = as_loaded(model)
     net = lm.model
     if not hasattr(net, "forward_attention"):
+        if hasattr(net, "session"):  # an ONNX file (OnnxModule)
+            raise UserError(
+                f"attention maps need the PyTorch model: pass the run directory, not an ONNX "
+                f"file ({lm.spec.name})"
+            )
         raise UserError(f"model '{lm.spec.name}' has no attention maps (no forward_attention)")
-    inputs: list[ImageInput] = (
-        [images] if isinstance(images, (Image.Image, str, os.PathLike)) else list(images)
-    )
+    inputs = split_images(images)
     out = []
     device = model_device(lm)
     for i, image in enumerate(inputs):
@@ -136,7 +139,10 @@ def attention_maps(
         ].cpu()
         pred = Prediction(source=source, size=size, mode=mode)
         pred.topk = topk_from_logits(logits.cpu(), lm.classes, topk)[0]
-        shown = image if isinstance(image, Image.Image) else open_image(image)
+        if isinstance(image, (np.ndarray, torch.Tensor)):
+            shown = array_to_pil(image)
+        else:
+            shown = image if isinstance(image, Image.Image) else open_image(image)
         out.append(AttentionMap(map=grid, method=method, prediction=pred, image=shown))
     return out
 

@@ -198,7 +198,10 @@ def open_dataset(
     """
     name = data or lm.dataset
     if not name:
-        raise UserError(f"{lm.path} records no dataset; pass one with --data")
+        raise UserError(
+            f"{lm.path} records no dataset; name one (--data on the command line, "
+            "dataset= in Python)"
+        )
     get_dataset_spec(name)  # an unknown name: the registry's error, with suggestions
     options: dict[str, Any] = {}
     source = lm.dataset_source() if name == lm.dataset else None
@@ -497,7 +500,8 @@ def evaluate(
         logits, labels, classes, images=s.images, dataset=ds.name, split=split
     )
     report.run = str(lm.path)
-    report.device = str(model_device(lm))
+    onnx_path = getattr(lm.model, "path", None) if hasattr(lm.model, "session") else None
+    report.device = f"onnxruntime-cpu ({onnx_path})" if onnx_path else str(model_device(lm))
     report.seconds = round(seconds, 3)
     report.images_per_s = round(len(s) / seconds, 1) if seconds > 0 else 0.0
     return report

@@ -1,4 +1,4 @@
-"""predict(): top-k classes with probabilities for image files or PIL images."""
+"""predict(): top-k classes with probabilities for image files, PIL images or arrays."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
 from vitkit.artifact import LoadedModel, load_model
 from vitkit.errors import UserError
-from vitkit.eval.preprocess import ImageInput, normalize, read_image, to_uint8
+from vitkit.eval.preprocess import (
+    ACCEPTED,
+    ImageInput,
+    array_to_pil,
+    normalize,
+    read_image,
+    split_images,
+    to_uint8,
+)
 
 
 @dataclass
@@ -32,7 +41,7 @@ class ClassProb:
 class Prediction:
     """What the model says about one image; ``error`` is set (and ``topk`` empty) if unreadable."""
 
-    source: str  # the file path, or "<image N>" for a PIL image
+    source: str  # the file path, or "<image N>" for a PIL image or an array
     topk: list[list[ClassProb]] = field(default_factory=list)  # per output position, best first
     size: tuple[int, int] | None = None  # the input's (width, height) before resizing
     mode: str | None = None  # the input's PIL mode (L, RGB, RGBA, I;16, ...)
@@ -86,12 +95,18 @@ def model_device(lm: LoadedModel) -> torch.device:
 
 
 def prepare(
-    lm: LoadedModel, image: ImageInput, index: int = 0
+    lm: LoadedModel, image: object, index: int = 0
 ) -> tuple[Tensor, str, tuple[int, int], str]:
     """One input -> ((C, S, S) uint8, source name, original (w, h), original mode)."""
+    if isinstance(image, (np.ndarray, Tensor)):
+        image = array_to_pil(image)
     if isinstance(image, Image.Image):
         x = to_uint8(image, channels=lm.channels, size=lm.image_size)
         return x, f"<image {index}>", image.size, image.mode
+    if not isinstance(image, (str, os.PathLike)):
+        raise UserError(
+            f"cannot read an object of type {type(image).__name__} as an image: pass {ACCEPTED}"
+        )
     x, size, mode = read_image(image, channels=lm.channels, size=lm.image_size)
     return x, str(image), size, mode
 
@@ -125,8 +140,11 @@ def predict(
     batch_size: int = 64,
     skip_unreadable: bool = False,
 ) -> list[Prediction]:
-    """Classify image files or PIL images, preprocessed exactly as the model was trained.
+    """Classify image files, PIL images or arrays, preprocessed exactly as the model was trained.
 
+    ``images``: one image or a sequence of them; a numpy array is one image (H, W) or (H, W, C)
+    (C of 1, 3 or 4), or a batch (N, H, W) / (N, H, W, C); a tensor one image (H, W) or
+    (C, H, W), or a batch (N, H, W) / (N, C, H, W). Arrays are uint8, or float in [0, 1].
     Any size, any mode (grayscale, RGB, RGBA, palette, 16-bit): converted to the model's channels,
     resized to its image size, normalised with its mean and std (all from model.json). Runs on
     the device the model is on. An unreadable file raises ``UserError``, or with
@@ -137,9 +155,7 @@ def predict(
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     lm = as_loaded(model)
-    inputs: list[ImageInput] = (
-        [images] if isinstance(images, (Image.Image, str, os.PathLike)) else list(images)
-    )
+    inputs = split_images(images)
     results: list[Prediction] = []
     pending: list[tuple[int, Tensor]] = []
     for i, image in enumerate(inputs):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
@@ -22,7 +24,12 @@ from vitkit.data.augment import AugmentConfig, BatchAugment
 from vitkit.data.sources.folder import IMAGE_EXTENSIONS, convert_image
 from vitkit.errors import UserError
 
-ImageInput = Image.Image | str | os.PathLike[str]
+ImageInput = Image.Image | str | os.PathLike[str] | np.ndarray | Tensor
+IMAGE_TYPES = (Image.Image, str, os.PathLike)
+ACCEPTED = (
+    "a file path, a PIL image, a numpy array (H, W) or (H, W, C) or a tensor (C, H, W), "
+    "uint8 or float in [0, 1]"
+)
 
 # what PIL raises on a truncated, corrupt or non-image file
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -37,9 +44,71 @@ def _unreadable(path: Path, e: BaseException) -> UserError:
 
 def to_uint8(img: Image.Image, *, channels: int, size: int) -> Tensor:
     """A PIL image -> (channels, size, size) uint8, as the folder: loader decodes a file."""
+    if img.width == 0 or img.height == 0:
+        raise UserError(f"an empty image ({img.width}x{img.height} pixels)")
     a = convert_image(img, channels=channels, size=size)
     # a contiguous copy: torch.from_numpy warns on PIL's read-only buffer
     return torch.from_numpy(a.transpose(2, 0, 1).copy())
+
+
+def _channels_last(a: np.ndarray) -> bool:
+    return a.ndim == 3 and a.shape[-1] in (1, 3, 4)
+
+
+def split_images(images: object) -> list[Any]:
+    """What ``predict`` and ``attention_maps`` take, as a list of single images.
+
+    One path or PIL image; a numpy array (H, W) or (H, W, C) with C in 1, 3, 4 (PIL's layout),
+    or a tensor (H, W) or (C, H, W) (torchvision's), is one image. An array (N, H, W, C) or
+    (N, H, W), or a tensor (N, C, H, W) or (N, H, W), is N images. Anything else iterable is a
+    sequence of images; each is checked when it is read."""
+    if isinstance(images, IMAGE_TYPES):
+        return [images]
+    if isinstance(images, Tensor):
+        one = images.ndim == 2 or (images.ndim == 3 and images.shape[0] in (1, 3, 4))
+        if one:
+            return [images]
+        if images.ndim in (3, 4):
+            return list(images)
+        raise UserError(f"a tensor of shape {tuple(images.shape)} is not an image or a batch")
+    if isinstance(images, np.ndarray):
+        if images.ndim == 2 or _channels_last(images):
+            return [images]
+        if images.ndim in (3, 4):
+            return list(images)
+        raise UserError(f"an array of shape {images.shape} is not an image or a batch")
+    if isinstance(images, (bytes, bytearray)):
+        raise UserError(f"cannot read bytes as images: pass {ACCEPTED}")
+    try:
+        return list(images)  # type: ignore[call-overload]
+    except TypeError:
+        raise UserError(
+            f"cannot read an object of type {type(images).__name__} as images: pass {ACCEPTED}"
+        ) from None
+
+
+def array_to_pil(a: np.ndarray | Tensor) -> Image.Image:
+    """One image as an array -> a PIL image: numpy (H, W) / (H, W, C), tensor (H, W) / (C, H, W);
+    uint8 as it is, floats in [0, 1] scaled to 0-255 (rounded)."""
+    if isinstance(a, Tensor):
+        t = a.detach().cpu()
+        a = (t.permute(1, 2, 0) if t.ndim == 3 else t).numpy()
+    if not (a.ndim == 2 or _channels_last(a)):
+        raise UserError(f"an array of shape {a.shape} is not one image: pass {ACCEPTED}")
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if np.issubdtype(a.dtype, np.floating):
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0 and hi <= 1.0):
+            raise UserError(f"a float image must hold values in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+        a = np.rint(a * 255.0).astype(np.uint8)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        raise UserError(f"an image array must be uint8 or float in [0, 1], got {a.dtype}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise UserError(f"an empty image ({a.shape[1]}x{a.shape[0]} pixels)")
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:

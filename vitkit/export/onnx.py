@@ -157,7 +157,16 @@ def run_onnx(session: Any, x: np.ndarray, *, batch_size: int | None = None) -> n
 
 
 # -- metadata --------------------------------------------------------------------------------------
-_JSON_KEYS = ("model_spec", "classes", "image_size", "channels", "num_outputs", "mean", "std")
+_JSON_KEYS = (
+    "model_spec",
+    "classes",
+    "image_size",
+    "channels",
+    "num_outputs",
+    "mean",
+    "std",
+    "dataset_options",
+)
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -201,6 +210,7 @@ def onnx_metadata(lm: LoadedModel, *, precision: str, batch: str | int) -> dict[
         "batch": str(batch),
         "precision": precision,
         "dataset": lm.dataset or "",
+        "dataset_options": json.dumps(lm.meta.get("dataset_options") or {}),
         "trained": "true" if lm.meta else "false",
     }
 
@@ -242,7 +252,8 @@ def read_onnx_metadata(source: str | os.PathLike[str] | onnx.ModelProto) -> dict
     Keys: ``model_spec`` (``{"model", "config"}``, for ``ModelSpec.from_dict``), ``classes``,
     ``image_size``, ``channels``, ``num_outputs``, ``mean``, ``std``, ``input_name``,
     ``input_layout``, ``output_name``, ``output_layout``, ``batch`` ("dynamic" or an int),
-    ``precision``, ``dataset``, ``trained``, ``vitkit_version``, ``weights_sha256`` (the first 32
+    ``precision``, ``dataset``, ``dataset_options`` (what the run recorded, e.g. a ``folder:``
+    dataset's path), ``trained``, ``vitkit_version``, ``weights_sha256`` (the first 32
     hex digits of ``weights_fingerprint`` of the source model; absent from exports made before
     it was recorded, which ``vitkit bench`` therefore makes anew).
     """
@@ -1123,9 +1134,16 @@ def export_onnx(
         keep(fp32_model, fp32_rep, out_path)
         for tag, asked in (("fp16", fp16), ("int8", int8)):  # an earlier export's, of other weights
             old = sibling(out_path, tag)
-            if not asked and old.is_file() and _weights_of(old) != base_meta["weights_sha256"]:
-                old.unlink()
-                notes.append(f"removed {old.name}: an earlier export of other weights")
+            if not asked and old.is_file():
+                recorded = _weights_of(old)
+                if recorded != base_meta["weights_sha256"]:
+                    old.unlink()
+                    notes.append(
+                        f"removed {old.name}: an earlier export of other weights"
+                        if recorded is not None
+                        else f"removed {old.name}: an earlier export that records no weights "
+                        "hash, so it may be of other weights"
+                    )
         if not fp32_rep.passed and (fp16 or int8):
             notes.append("fp32 failed verification: fp16 and int8 were not built from it")
             for tag in ("fp16",) * bool(fp16) + ("int8",) * bool(int8):

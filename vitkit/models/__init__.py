@@ -1,6 +1,7 @@
 """The model registry and the ViT family. Importing this module registers the presets."""
 
 from vitkit.models._registry import (
+    Model,
     ModelEntry,
     ModelSpec,
     create_model,
@@ -12,6 +13,7 @@ from vitkit.models._registry import (
 from vitkit.models.vit import VisionTransformer, ViTConfig, default_patch_size
 
 __all__ = [
+    "Model",
     "ModelEntry",
     "ModelSpec",
     "ViTConfig",

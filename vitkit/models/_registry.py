@@ -17,11 +17,25 @@ from torch import nn
 from vitkit.errors import ConfigError, unknown_name
 
 
+class Model(nn.Module):
+    """What every registered builder returns: an image classifier that knows its ``spec`` (set
+    by ``ModelSpec.build``), its parameter count and its forward FLOPs per image."""
+
+    spec: ModelSpec
+
+    def num_params(self, trainable_only: bool = True) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def flops(self) -> int:
+        """Forward FLOPs per image (multiply-adds count 2)."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     make_config: Callable[..., Any]  # keyword overrides -> resolved config dataclass
-    builder: Callable[[Any], nn.Module]  # config -> module
+    builder: Callable[[Any], Model]  # config -> module
     description: str = ""
 
 
@@ -31,7 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def register_model(
-    name: str, *, builder: Callable[[Any], nn.Module], description: str = ""
+    name: str, *, builder: Callable[[Any], Model], description: str = ""
 ) -> Callable[[F], F]:
     """Decorator: register a preset (``**overrides -> config``) under ``name``; refuses duplicates."""
 
@@ -64,9 +78,9 @@ class ModelSpec:
     name: str
     config: Any  # a config dataclass (ViTConfig for the ViT family)
 
-    def build(self) -> nn.Module:
+    def build(self) -> Model:
         model = get_entry(self.name).builder(self.config)
-        model.spec = self  # type: ignore[assignment]
+        model.spec = self
         return model
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,7 +103,7 @@ def resolve_spec(name: str, **overrides: Any) -> ModelSpec:
     return ModelSpec(name, config)
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def create_model(name: str, **overrides: Any) -> Model:
     """Build the model ``name`` with ``overrides`` (image_size, num_classes, embed_dim, ...).
 
     The returned module carries ``.spec`` (a ``ModelSpec``) so it can be saved and rebuilt.

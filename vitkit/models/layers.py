@@ -19,11 +19,24 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, *, image_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
+        self.image_size, self.in_chans = image_size, in_chans
         self.grid_size = image_size // patch_size
         self.num_patches = self.grid_size * self.grid_size
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        c, s = self.in_chans, self.image_size
+        if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
+            # the convolution would crop a larger image silently, or fail deep inside on a smaller one
+            raise ValueError(
+                f"this model takes images of shape (B, {c}, {s}, {s}); got {tuple(x.shape)} "
+                "(resize first, or use vitkit.predict, which does)"
+            )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"this model takes normalised float images; got {x.dtype} "
+                "(vitkit.predict normalises uint8 images as the model was trained)"
+            )
         return self.proj(x).flatten(2).transpose(1, 2)
 
 

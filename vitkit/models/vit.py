@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from vitkit.errors import ConfigError, suggest
-from vitkit.models._registry import register_model
+from vitkit.models._registry import Model, register_model
 from vitkit.models.layers import Block, PatchEmbed, resample_pos_embed
 
 POOLS = ("cls", "mean")
@@ -186,7 +186,7 @@ def _trunc_normal(t: Tensor, std: float = 0.02) -> None:
     nn.init.trunc_normal_(t, std=std, a=-2 * std, b=2 * std)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(Model):
     """ViT (Dosovitskiy et al., 2021) with pre-norm blocks and SDPA attention."""
 
     def __init__(self, config: ViTConfig) -> None:
@@ -295,9 +295,6 @@ class VisionTransformer(nn.Module):
         return self.forward_head(self.norm(x)), maps
 
     # -- sizes ------------------------------------------------------------------------------
-    def num_params(self, trainable_only: bool = True) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     def flops(self) -> int:
         """Analytic forward FLOPs per image (see ``ViTConfig.flops``)."""
         return self.config.flops()

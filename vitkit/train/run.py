@@ -69,8 +69,14 @@ class TrainResult:
 
 
 # -- options --------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error."""
+def resolve_device(name: str, *, option: str = "--device") -> torch.device:
+    """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error.
+
+    ``option`` names the setting in those errors: the CLI's ``--device``, or a library
+    function's ``device`` parameter."""
+    cli = option == "--device"
+    asked = f"--device {name}" if cli else f"{option}='{name}'"
+    instead = "--device cpu" if cli else f"{option}='cpu'"
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -80,19 +86,19 @@ def resolve_device(name: str) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise UserError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
+        raise UserError(f"unknown device in {asked} (use auto, cpu, cuda, cuda:N or mps)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(
-                "--device cuda was asked for but CUDA is not available here "
-                "(no GPU, or a CPU-only PyTorch build); use --device cpu"
+                f"{asked} was asked for but CUDA is not available here "
+                f"(no GPU, or a CPU-only PyTorch build); use {instead}"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) here")
+            raise UserError(f"{asked}: only {torch.cuda.device_count()} GPU(s) here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps was asked for but MPS is not available here")
+        raise UserError(f"{asked} was asked for but MPS is not available here")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"unsupported device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
+        raise UserError(f"unsupported device in {asked} (use auto, cpu, cuda, cuda:N or mps)")
     return dev
 
 
