@@ -249,3 +249,16 @@ def test_print_config_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "mnist-mini", "--model", "vit-tinyy", "--print-config"])
     assert "did you mean 'vit-tiny'" in one_error_line(result)
     assert result.stdout == ""
+
+
+def test_a_diverged_run_prints_its_summary_with_json(tmp_path: Path) -> None:
+    """--json scripts get the summary.json a diverged run leaves (status "diverged") on stdout,
+    and the error line on stderr, exit code 1."""
+    out = tmp_path / "nan"
+    args = ["train", "mnist-mini", *TINY, "--epochs", "1"]
+    result = runner.invoke(app, [*args, "--lr", "1e10", "--warmup-epochs", "0", "--out", str(out), "--json"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "diverged" and "became" in doc["error"]
+    assert doc == json.loads((out / "summary.json").read_text())
+    assert result.stderr.strip().splitlines() == [f"error: {doc['error']}"]

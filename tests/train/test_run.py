@@ -134,6 +134,89 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(
     assert state["counters"]["step"] == 78  # the end of epoch 1 (5000 // 64 steps)
     weights = load_weights(run / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+    # it ends with a summary.json, as every other ending does
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["checkpoint_step"] == 78
+    assert "loss became nan at step 80" in summary["error"] and summary["epochs_done"] == 1
+
+
+def test_a_run_killed_between_checkpoints_resumes_with_each_step_logged_once(
+    tmp_path: Path,
+) -> None:
+    """Lines past the checkpoint (a kill -9 after it) are dropped on resume, not logged twice."""
+    stop = StopFlag()
+    cfg = tiny(tmp_path, epochs=1)
+    train(cfg, callbacks=[StopAt(stop, 30)], stop=stop)  # checkpoint at step 30
+    metrics = Path(cfg.out or "") / "metrics.jsonl"
+    ghost = [json.dumps({"kind": "step", "step": k, "loss": 9.0}) + "\n" for k in (40, 50)]
+    with open(metrics, "a") as f:  # what a run killed at step ~55 had written after it
+        f.writelines(ghost)
+    train(TrainConfig(), resume=Path(cfg.out or ""))
+    steps = [
+        r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if r["kind"] == "step"
+    ]
+    assert (
+        steps == sorted(set(steps))
+        and 40 in steps
+        and 9.0 not in [r.get("loss") for r in map(json.loads, metrics.read_text().splitlines())]
+    )
+
+
+def test_a_resume_on_changed_data_says_so(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from vitkit.train.run import data_changed
+
+    root = tmp_path / "imgs"
+    for split, n in (("train", 12), ("test", 4)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("L", (16, 16), color=40 * i + (c == "b") * 100).save(
+                    root / split / c / f"{i}.png"
+                )
+    cfg = tiny(
+        tmp_path,
+        dataset=f"folder:{root}",
+        epochs=2,
+        batch_size=8,
+        model_overrides={"patch_size": 4},
+    )
+    stop = StopFlag()
+    train(cfg, callbacks=[StopAt(stop, 2)], stop=stop, data_root=tmp_path / "data")
+    run = Path(cfg.out or "")
+    saved = json.loads((run / "train.json").read_text())["data"]
+    assert saved["sizes"] == {"train": 22, "val": 2, "test": 8}
+    Image.new("L", (16, 16)).save(root / "train" / "a" / "new.png")
+    notes: list[str] = []
+
+    class Notes(Callback):
+        def on_start(self, info: Any) -> None:
+            notes.extend(info.notes)
+
+    train(TrainConfig(), resume=run, callbacks=[Notes()], data_root=tmp_path / "data")
+    assert len(notes) == 1 and "the dataset changed since the run began" in notes[0]
+    assert "train 22 -> 23" in notes[0]
+    same = {"sizes": saved["sizes"], "cache_key": "x"}
+    assert data_changed(same, {**same}) is None and data_changed(None, same) is None
+    assert "other files" in (data_changed(same, {**same, "cache_key": "y"}) or "")
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
+    """`kill`, `timeout`, SLURM and `docker stop` send SIGTERM: a checkpoint, not a lost run."""
+    import signal
+
+    class Term(Callback):
+        def on_step(self, info: StepInfo) -> None:
+            if info.step == 20:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    result = train(tiny(tmp_path, epochs=1), callbacks=[Term()])
+    assert result.status == "interrupted" and result.summary["steps"] == 20
+    state = torch.load(result.run_dir / "checkpoint" / "state.pt", weights_only=True)
+    assert state["counters"]["step"] == 20
+    assert signal.getsignal(signal.SIGTERM) is before  # restored after the run
 
 
 def test_non_finite_loss_before_any_checkpoint_says_nothing_was_kept(

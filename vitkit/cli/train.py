@@ -96,6 +96,8 @@ class LiveView(Callback):
                 "learning-rate schedule is recomputed for the new length from the step the run "
                 "is at"
             )
+        for note in info.notes:
+            console.print(f"  [yellow]note:[/] {escape(note)}")
         if info.run_dir:
             console.print(f"  run: {escape(str(info.run_dir))}")
         self.t0 = self.last_plain = time.perf_counter()
@@ -385,6 +387,8 @@ def train_command(
     except NonFiniteLoss as e:
         if view:
             view.stop()
+        if json_ and e.summary is not None and rank0:
+            emit_json(e.summary)  # the summary.json a diverged run leaves, then the error line
         raise fail(str(e)) from None
     finally:
         if view:

@@ -58,6 +58,7 @@ class StartInfo:
     resumed_from_step: int
     world_size: int
     extended: dict[str, Any] = field(default_factory=dict)  # option -> [old, new] on a resume
+    notes: list[str] = field(default_factory=list)  # what the user should know, e.g. changed data
     extra: dict[str, Any] = field(default_factory=dict)
 
 

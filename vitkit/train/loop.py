@@ -26,7 +26,10 @@ from vitkit.train.config import TrainConfig
 
 
 class NonFiniteLoss(UserError):
-    """The loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
+    """The loss became NaN or infinite: the run stops, keeping its last good checkpoint.
+    ``summary`` is what ``train`` wrote to summary.json (status "diverged")."""
+
+    summary: dict[str, Any] | None = None
 
 
 class StopFlag:

@@ -26,6 +26,7 @@ import vitkit
 from vitkit.artifact import (
     MODEL_JSON,
     MODEL_WEIGHTS,
+    atomic_write,
     load_weights,
     read_json,
     save_model,
@@ -49,7 +50,7 @@ from vitkit.train.checkpoint import (
     save_checkpoint,
 )
 from vitkit.train.config import TrainConfig, recipe_for
-from vitkit.train.loop import FitState, StopFlag, evaluate_loader, fit
+from vitkit.train.loop import FitState, NonFiniteLoss, StopFlag, evaluate_loader, fit
 from vitkit.train.optim import build_optimizer, build_scheduler
 
 TRAIN_JSON = "train.json"
@@ -61,7 +62,7 @@ SUMMARY_JSON = "summary.json"
 class TrainResult:
     run_dir: Path
     summary: dict[str, Any]
-    status: str  # completed | early_stopped | interrupted | max_steps
+    status: str  # completed | early_stopped | interrupted | max_steps (summary.json: diverged too)
 
     @property
     def interrupted(self) -> bool:
@@ -230,7 +231,8 @@ def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Split, Sp
 
 @contextlib.contextmanager
 def sigint_to(stop: StopFlag) -> Iterator[None]:
-    """First Ctrl-C: finish the step, checkpoint, exit. Second Ctrl-C: stop at once."""
+    """First Ctrl-C (or SIGTERM: `kill`, `timeout`, SLURM, `docker stop`): finish the step,
+    checkpoint, exit. A second one: stop at once."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -242,11 +244,60 @@ def sigint_to(stop: StopFlag) -> Iterator[None]:
             raise KeyboardInterrupt
         stop.request()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def trim_metrics(path: Path, step: int) -> int:
+    """Drop the lines of ``metrics.jsonl`` past ``step`` (the checkpoint a resume starts from):
+    a run killed between checkpoints logged steps it will now run again. Returns the lines
+    dropped; a damaged line is kept as it is."""
+    import json
+
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            past = int(json.loads(line).get("step", 0)) > step
+        except (ValueError, TypeError, AttributeError):
+            past = False
+        if past:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        with atomic_write(path, "w") as f:
+            f.writelines(kept)
+    return dropped
+
+
+def data_record(ds: Dataset, train: Split, val: Split | None) -> dict[str, Any]:
+    """What train.json keeps of the data a run began on, for a resume to compare with: the
+    split sizes and the cache key (the dataset's options and, for a folder, its fingerprint)."""
+    sizes = {"train": len(train), "val": len(val) if val is not None else 0}
+    sizes |= {k: len(v) for k, v in ds.splits.items() if k not in ("train", "val")}
+    return {"sizes": sizes, "cache_key": ds.cache_dir.name}
+
+
+def data_changed(saved: Any, now: dict[str, Any]) -> str | None:
+    """A note when the data a resumed run finds differs from what it began on, else None."""
+    if not isinstance(saved, dict):
+        return None  # a run from before train.json recorded it
+    old, new = saved.get("sizes") or {}, now["sizes"]
+    diffs = [f"{k} {old.get(k, 0):,} -> {new.get(k, 0):,}" for k in new if old.get(k, 0) != new[k]]
+    if not diffs and saved.get("cache_key") == now["cache_key"]:
+        return None
+    what = ", ".join(diffs) + " images" if diffs else "the same sizes, other files"
+    return (
+        f"the dataset changed since the run began ({what}): the resumed run trains on it as it "
+        "is now, so it will not reach the weights of an uninterrupted run"
+    )
 
 
 # -- train ----------------------------------------------------------------------------------------
@@ -443,6 +494,7 @@ def train(
         "input_layout": "NCHW, float32, (x/255 - mean)/std",
     }
     listeners: list[Callback] = []
+    notes: list[str] = []
     if dist_info.main:
         if resume is None and config.overwrite and run_dir.is_dir():
             shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
@@ -464,8 +516,14 @@ def train(
                     "machine": machine_info(device),
                     "world_size": dist_info.world_size,
                     "model": spec.to_dict(),
+                    "data": data_record(ds, train_split, val_split),
                 },
             )
+        else:
+            trim_metrics(run_dir / "metrics.jsonl", state.step)
+            changed = data_changed(saved.get("data"), data_record(ds, train_split, val_split))
+            if changed:
+                notes.append(changed)
         listeners.append(MetricsFile(run_dir / "metrics.jsonl"))
         if config.tensorboard:
             listeners.append(TensorBoard(run_dir / "tb"))
@@ -502,13 +560,14 @@ def train(
         resumed_from_step=resumed_from,
         world_size=dist_info.world_size,
         extended=extended,
+        notes=notes,
     )
     for cb in listeners:
         cb.on_start(start)
 
     stop = stop or StopFlag()
     t0 = time.perf_counter()
-    with sigint_to(stop):
+    with sigint_to(stop), _diverged(run_dir if dist_info.main else None, config, state, t0):
         result = fit(
             net,
             config=config,
@@ -571,6 +630,34 @@ def train(
         for cb in listeners:
             cb.on_end(summary)
     return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+
+
+@contextlib.contextmanager
+def _diverged(
+    run_dir: Path | None, config: TrainConfig, state: FitState, t0: float
+) -> Iterator[None]:
+    """A non-finite loss ends the run with a summary.json that says so (status "diverged", the
+    error, the checkpoint kept), as every other ending has one; the error is raised again, with
+    that summary on it for the CLI's --json."""
+    try:
+        yield
+    except NonFiniteLoss as e:
+        e.summary = {
+            "status": "diverged",
+            "error": str(e),
+            "run_dir": str(run_dir),
+            "dataset": config.dataset,
+            "model": config.model,
+            "epochs_done": state.epoch,
+            "steps": state.step,
+            "checkpoint_step": state.checkpoint_step,
+            "best_val_acc": state.best_acc,
+            "best_epoch": state.best_epoch + 1,
+            "wall_seconds": round(time.perf_counter() - t0, 2),
+        }
+        if run_dir is not None:
+            write_json(run_dir / SUMMARY_JSON, e.summary)
+        raise
 
 
 def _check_extension(
