@@ -436,3 +436,14 @@ def test_a_checkpoint_save_cut_off_keeps_a_complete_pair(
     with pytest.raises(KeyboardInterrupt):
         save(4)
     assert resumed_step() == 3  # the cut-off save touched nothing that was complete
+
+
+def test_an_early_stopped_run_resumes_to_nothing_unless_extended(tmp_path: Path) -> None:
+    """It trained one more epoch (and stopped again) at every resume."""
+    cfg = tiny(tmp_path, epochs=6, lr=1e-9, min_lr=0.0, warmup_epochs=0, patience=1)
+    first = train(cfg)  # lr ~0: validation never improves after epoch 1
+    assert first.status == "early_stopped" and first.summary["epochs_done"] == 2
+    again = train(TrainConfig(), resume=first.run_dir)
+    assert again.status == "early_stopped" and again.summary["steps"] == first.summary["steps"]
+    more = train(TrainConfig(), resume=first.run_dir, extend={"epochs": 8})
+    assert more.summary["epochs_done"] == 3  # patience counts afresh: one more epoch, then stop

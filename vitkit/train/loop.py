@@ -158,6 +158,9 @@ def fit(
     status = "completed"
     if config.max_steps and state.step >= config.max_steps:  # a resumed run that was done
         return FitResult(state, "max_steps", train_seconds=0.0, images=0, last_val=None)
+    if config.patience and state.batch == 0 and state.epochs_since_best >= config.patience:
+        # a resumed run that had stopped early: its patience is still spent
+        return FitResult(state, "early_stopped", train_seconds=0.0, images=0, last_val=None)
 
     def step_lr() -> float:
         return float(optimizer.param_groups[0]["lr"])
