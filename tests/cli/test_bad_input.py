@@ -230,9 +230,12 @@ def test_a_file_where_a_folder_belongs(tmp_path: Path) -> None:
     f = tmp_path / "digit.png"
     f.write_bytes(b"not a folder")
     line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--out", str(f)]))
-    assert "Not a directory" in line and str(f) in line
+    assert f"{f} is a file, not a folder" in line
     line = one_error_line(runner.invoke(app, ["data", "info", "mnist-mini", "--data-root", str(f)]))
-    assert "Not a directory" in line
+    assert f"{f} is a file, not a folder" in line
+    out = f / "grid.png"  # it read "File exists: '.../digit.png'"
+    line = one_error_line(runner.invoke(app, ["data", "preview", "mnist-mini", "--out", str(out)]))
+    assert line == f"error: {f} is a file, not a folder"
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,17 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 def os_error_line(e: OSError) -> str:
-    """One line for an OSError on a file: ``Not a directory: 'digit.png/mnist'``."""
+    """One line for an OSError on a file: ``Permission denied: 'runs/x'``; a file where a folder
+    is needed is named as such (``grid.png is a file, not a folder (for grid.png/x.png)``)."""
+    import errno
+    from pathlib import Path
+
+    if e.errno in (errno.EEXIST, errno.ENOTDIR) and e.filename2 is None:
+        target = Path(str(e.filename))
+        blocker = next((p for p in (target, *target.parents) if p.is_file()), None)
+        if blocker is not None:
+            via = "" if blocker == target else f" (for {target})"
+            return f"{blocker} is a file, not a folder{via}"
     what = e.strerror or type(e).__name__
     names = " -> ".join(repr(str(f)) for f in (e.filename, e.filename2) if f is not None)
     return f"{what}: {names}"
