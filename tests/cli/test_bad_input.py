@@ -368,6 +368,13 @@ def test_an_onnx_file_evaluated_on_its_own(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.png"
     line = one_error_line(runner.invoke(app, ["explain", str(onnx_file), str(onnx_file), "--out", str(out)]))  # fmt: skip
     assert "attention maps need the PyTorch model" in line
+    for cmd in (["export", str(onnx_file), "--out", str(tmp_path / "x.onnx")], ["bench", str(onnx_file)]):  # fmt: skip
+        line = one_error_line(runner.invoke(app, cmd))  # exports crashed, bench timed nothing
+        assert "is an ONNX file: export and bench work from the PyTorch weights" in line
+    folder = tmp_path / "run.onnx"  # a run directory named like a file: still a run
+    shutil.copytree(run, folder)
+    result = runner.invoke(app, ["eval", str(folder), "--json", "--device", "cpu"])
+    assert result.exit_code == 0 and (folder / "eval" / "eval.json").is_file(), result.output
 
 
 def test_weights_that_do_not_fit_model_json(run: Path, tmp_path: Path) -> None:

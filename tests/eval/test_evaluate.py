@@ -153,12 +153,46 @@ def test_size_and_split_mismatches_are_refused(mnist_model: LoadedModel, tmp_pat
         evaluate(mnist_model, batch_size=0)
 
 
-def test_an_onnx_export_of_a_folder_run_finds_its_folder(cifar_run: Path, tmp_path: Path) -> None:
-    """The export records the run's dataset options (the folder's path), so the .onnx file
-    alone is scored on the run's test images, with the run's own result."""
+def test_an_onnx_export_of_a_folder_run_finds_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run trained on a relative folder: path, exported, then scored from another directory by
+    its .onnx file alone. The file's metadata carries the run's dataset options (the folder's
+    absolute path), and a file in RUN/export/ takes RUN's data root and eval settings."""
+    from vitkit.eval.evaluate import run_settings
     from vitkit.export import export_onnx
+    from vitkit.train import TrainConfig, train
 
-    rep = export_onnx(cifar_run, tmp_path / "m.onnx", verify=False)
-    alone = evaluate(rep.files[0])
+    work = tmp_path / "work"
+    for split, n in (("train", 16), ("test", 6)):
+        for c, shade in (("dark", 30), ("light", 220)):
+            (work / "imgs" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("L", (16, 16), color=shade + i).save(
+                    work / "imgs" / split / c / f"{i}.png"
+                )
+    monkeypatch.chdir(work)
+    droot = tmp_path / "droot"
+    result = train(
+        TrainConfig(
+            dataset="folder:imgs",  # relative: only the recorded options say where it is
+            model="vit-nano",
+            model_overrides={"patch_size": 4},
+            epochs=1,
+            batch_size=8,
+            eval_batch_size=5,
+            val_fraction=0.0,
+            seed=0,
+            device="cpu",
+            out=str(tmp_path / "run"),
+        ),
+        data_root=droot,
+    )
+    rep = export_onnx(result.run_dir, result.run_dir / "export" / "model.onnx", verify=False)
+    monkeypatch.chdir(tmp_path)  # "folder:imgs" names nothing here
+    onnx_model = vitkit.load_model(rep.files[0])
+    assert run_settings(onnx_model) == run_settings(vitkit.load_model(result.run_dir))
+    assert run_settings(onnx_model)["data_root"] == str(droot)
+    alone = evaluate(onnx_model, download=False)
+    assert alone.n == 12 and alone.correct == evaluate(result.run_dir, download=False).correct
     assert alone.device == f"onnxruntime-cpu ({rep.files[0]})"
-    assert alone.n == 100 and alone.correct == evaluate(cifar_run).correct

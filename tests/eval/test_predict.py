@@ -127,7 +127,7 @@ def test_arrays_and_tensors(mnist_model: LoadedModel) -> None:
     images = test.images[:40]
     probs = compute_logits(mnist_model, test.subset(torch.arange(40))).softmax(-1)
     best = [str(int(i)) for i in probs.argmax(-1)]
-    for batch in (images, images[:, 0], images.numpy().transpose(0, 2, 3, 1), images[:, 0].numpy()):
+    for batch in (images, images.numpy().transpose(0, 2, 3, 1), images[:, 0].numpy()):
         preds = predict(mnist_model, batch, topk=1)
         assert [p.label for p in preds] == best
         assert [p.confidence for p in preds] == pytest.approx(
@@ -140,6 +140,10 @@ def test_arrays_and_tensors(mnist_model: LoadedModel) -> None:
         assert p.confidence == pytest.approx(float(probs[3].max()), abs=1e-6)
     rgb = np.repeat(one[0].numpy()[:, :, None], 3, axis=2)  # colour in, converted to the model's L
     assert predict(mnist_model, rgb)[0].label == best[3]
+    for n in (1, 3, 4):  # (N, C, H, W) is N images, whatever N
+        assert len(predict(mnist_model, images[:n])) == n
+    assert len(predict(mnist_model, images[:3, 0])) == 1  # (3, H, W) is one (C, H, W) image
+    assert predict(mnist_model, one.to(torch.bfloat16) / 255)[0].label == best[3]
     bad = [
         (b"digit.png", "cannot read bytes as images"),
         (3, "cannot read an object of type int"),
@@ -148,10 +152,26 @@ def test_arrays_and_tensors(mnist_model: LoadedModel) -> None:
         (np.zeros((0, 0), np.uint8), r"an empty image \(0x0 pixels\)"),
         (Image.new("L", (0, 0)), r"an empty image \(0x0 pixels\)"),
         (np.zeros((2, 2, 2, 2, 2), np.uint8), "is not an image or a batch"),
+        (images[:5, 0], r"tensor of shape \(5, 28, 28\) is neither one image"),  # (N, H, W)
+        (images[:3, 0].numpy(), r"shape \(3, 28, 28\) is ambiguous"),  # 3 images, or CHW?
+        (images[0].permute(1, 2, 0), r"tensor of shape \(28, 28, 1\) is neither"),  # HWC tensor
+        (np.zeros((28, 28, 2), np.uint8), "is ambiguous"),
     ]
     for image, message in bad:
         with pytest.raises(UserError, match=message):
             predict(mnist_model, image)  # type: ignore[arg-type]
+    (p,) = predict(mnist_model, [one.float()], skip_unreadable=True)
+    assert p.source == "<image 0>" and "[0, 1]" in (p.error or "")  # not the array printed
+
+
+def test_an_array_of_paths_is_a_sequence(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    test = load_dataset("mnist-mini")["test"]
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(test.images[i, 0].numpy()).save(files[-1])
+    want = [p.label for p in predict(mnist_model, files)]
+    assert [p.label for p in predict(mnist_model, np.array([str(f) for f in files]))] == want
 
 
 def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> None:

@@ -307,6 +307,9 @@ def test_forward_names_the_input_it_takes() -> None:
             m(torch.randn(shape))
     with pytest.raises(ValueError, match=r"normalised float images; got torch\.uint8"):
         m(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+    traced = torch.fx.symbolic_trace(m)  # FX quantization and feature extractors trace it
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(traced(x), m(x))
 
 
 def test_create_model_is_typed_as_a_model() -> None:

@@ -150,7 +150,7 @@ def test_a_run_killed_between_checkpoints_resumes_with_each_step_logged_once(
     metrics = Path(cfg.out or "") / "metrics.jsonl"
     ghost = [json.dumps({"kind": "step", "step": k, "loss": 9.0}) + "\n" for k in (40, 50)]
     with open(metrics, "a") as f:  # what a run killed at step ~55 had written after it
-        f.writelines(ghost)
+        f.writelines([*ghost, '{"kind": "step", "st'])  # the last line cut short by the kill
     train(TrainConfig(), resume=Path(cfg.out or ""))
     steps = [
         r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if r["kind"] == "step"
@@ -195,8 +195,9 @@ def test_a_resume_on_changed_data_says_so(tmp_path: Path) -> None:
             notes.extend(info.notes)
 
     train(TrainConfig(), resume=run, callbacks=[Notes()], data_root=tmp_path / "data")
-    assert len(notes) == 1 and "the dataset changed since the run began" in notes[0]
+    assert len(notes) == 1 and "the dataset differs from the one the run began on" in notes[0]
     assert "train 22 -> 23" in notes[0]
+    assert json.loads((run / "summary.json").read_text())["notes"] == notes  # --json sees it
     same = {"sizes": saved["sizes"], "cache_key": "x"}
     assert data_changed(same, {**same}) is None and data_changed(None, same) is None
     assert "other files" in (data_changed(same, {**same, "cache_key": "y"}) or "")
@@ -206,13 +207,16 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
     """`kill`, `timeout`, SLURM and `docker stop` send SIGTERM: a checkpoint, not a lost run."""
     import signal
 
-    class Term(Callback):
+    class Term(Callback):  # two at once, as a job scheduler and torchrun may send them
         def on_step(self, info: StepInfo) -> None:
             if info.step == 20:
                 os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.getsignal(signal.SIGTERM)
-    result = train(tiny(tmp_path, epochs=1), callbacks=[Term()])
+    stop = StopFlag()
+    result = train(tiny(tmp_path, epochs=1), callbacks=[Term()], stop=stop)
+    assert stop.signal == signal.SIGTERM  # the CLI exits 128 + 15
     assert result.status == "interrupted" and result.summary["steps"] == 20
     state = torch.load(result.run_dir / "checkpoint" / "state.pt", weights_only=True)
     assert state["counters"]["step"] == 20

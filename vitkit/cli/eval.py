@@ -42,9 +42,13 @@ def _load(run: Path, device: str) -> LoadedModel:
     from vitkit.artifact import load_model  # here, not at import: `--help` needs no torch
     from vitkit.train.run import resolve_device
 
-    if run.suffix == ".onnx":  # ONNX Runtime on the CPU; any other --device is an error there
+    if _is_onnx(run):  # ONNX Runtime on the CPU; any other --device is an error there
         return load_model(run, device="cpu" if device == "auto" else device)
     return load_model(run, device=str(resolve_device(device)))
+
+
+def _is_onnx(run: Path) -> bool:
+    return run.suffix == ".onnx" and run.is_file()  # a run directory may be named x.onnx
 
 
 def _pct(x: float | None) -> str:
@@ -99,7 +103,7 @@ def eval_command(
     """
     from vitkit.eval import evaluate
 
-    is_onnx = run.suffix == ".onnx"
+    is_onnx = _is_onnx(run)
     if is_onnx and (onnx or onnx_file is not None):
         raise UserError(
             f"{run} is an ONNX file already; --onnx and --onnx-file apply to a run directory"
@@ -217,7 +221,7 @@ def predict_command(
     from vitkit.artifact import MODEL_WEIGHTS
 
     # the file that computed the predictions: the .onnx file itself, or the run's weights
-    source = run if run.suffix == ".onnx" else lm.path / MODEL_WEIGHTS
+    source = run if _is_onnx(run) else lm.path / MODEL_WEIGHTS
     if json_:
         emit_json(
             {

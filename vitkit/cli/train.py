@@ -403,7 +403,7 @@ def train_command(
                 f"[yellow]interrupted[/] at step {s['steps']}: checkpoint saved. "
                 f"Resume with:\n  {cmd}"
             )
-        raise typer.Exit(130)
+        raise typer.Exit(128 + (stop.signal or 2))  # 130 for Ctrl-C, 143 for SIGTERM
     if not rank0:
         return
     if json_:

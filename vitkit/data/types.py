@@ -39,8 +39,9 @@ class Split:
 
     def __repr__(self) -> str:  # not the default one, which prints every pixel
         return (
-            f"Split(images=uint8{tuple(self.images.shape)}, "
-            f"labels=int64{tuple(self.labels.shape)}, device={self.images.device})"
+            f"Split(images={str(self.images.dtype).removeprefix('torch.')}"
+            f"{tuple(self.images.shape)}, labels={str(self.labels.dtype).removeprefix('torch.')}"
+            f"{tuple(self.labels.shape)}, device={self.images.device})"
         )
 
     def subset(self, index: torch.Tensor) -> Split:

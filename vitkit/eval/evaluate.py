@@ -169,8 +169,12 @@ class SavedFiles:
 
 # -- the dataset ------------------------------------------------------------------------------
 def run_settings(lm: LoadedModel) -> dict[str, Any]:
-    """What the run's train.json says about evaluating it: data root, eval batch size, amp."""
+    """What the run's train.json says about evaluating it: data root, eval batch size, amp.
+
+    For an exported .onnx file in ``RUN/export/`` (``lm.path`` is that folder), RUN's."""
     path = lm.path / "train.json"
+    if not path.is_file() and lm.path.name == "export" and hasattr(lm.model, "session"):
+        path = lm.path.parent / "train.json"
     doc = read_json(path) if path.is_file() else {}
     saved: dict[str, Any] = doc if isinstance(doc, dict) else {}
     config: dict[str, Any] = saved["config"] if isinstance(saved.get("config"), dict) else {}

@@ -143,8 +143,9 @@ def predict(
     """Classify image files, PIL images or arrays, preprocessed exactly as the model was trained.
 
     ``images``: one image or a sequence of them; a numpy array is one image (H, W) or (H, W, C)
-    (C of 1, 3 or 4), or a batch (N, H, W) / (N, H, W, C); a tensor one image (H, W) or
-    (C, H, W), or a batch (N, H, W) / (N, C, H, W). Arrays are uint8, or float in [0, 1].
+    (C of 1, 3 or 4), or a batch (N, H, W, C) or (N, H, W); a tensor one image (H, W) or
+    (C, H, W), or a batch (N, C, H, W); a shape that reads both ways is refused
+    (``split_images``). Arrays are uint8, bool, or float in [0, 1].
     Any size, any mode (grayscale, RGB, RGBA, palette, 16-bit): converted to the model's channels,
     resized to its image size, normalised with its mean and std (all from model.json). Runs on
     the device the model is on. An unreadable file raises ``UserError``, or with
@@ -164,7 +165,8 @@ def predict(
         except UserError as e:
             if not skip_unreadable:
                 raise
-            results.append(Prediction(source=str(image), error=str(e)))
+            name = image if isinstance(image, (str, os.PathLike)) else f"<image {i}>"
+            results.append(Prediction(source=str(name), error=str(e)))
             continue
         results.append(Prediction(source=source, size=size, mode=mode))
         pending.append((len(results) - 1, x))

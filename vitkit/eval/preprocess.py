@@ -58,23 +58,39 @@ def _channels_last(a: np.ndarray) -> bool:
 def split_images(images: object) -> list[Any]:
     """What ``predict`` and ``attention_maps`` take, as a list of single images.
 
-    One path or PIL image; a numpy array (H, W) or (H, W, C) with C in 1, 3, 4 (PIL's layout),
-    or a tensor (H, W) or (C, H, W) (torchvision's), is one image. An array (N, H, W, C) or
-    (N, H, W), or a tensor (N, C, H, W) or (N, H, W), is N images. Anything else iterable is a
-    sequence of images; each is checked when it is read."""
+    One path or PIL image. A numpy array in PIL's layout: one image (H, W) or (H, W, C) with C
+    of 1, 3 or 4, or a batch (N, H, W, C), or (N, H, W) of grayscale images. A tensor in
+    torchvision's: one image (H, W) or (C, H, W) with C of 1, 3 or 4, or a batch (N, C, H, W).
+    A shape that reads both ways, a numpy (3, 28, 28) (three images, or one channels-first
+    image?), is refused rather than guessed. Anything else iterable (a list, an array of
+    paths) is a sequence of images; each is checked when it is read."""
     if isinstance(images, IMAGE_TYPES):
         return [images]
     if isinstance(images, Tensor):
-        one = images.ndim == 2 or (images.ndim == 3 and images.shape[0] in (1, 3, 4))
-        if one:
+        shape = tuple(images.shape)
+        if images.ndim == 2 or (images.ndim == 3 and shape[0] in (1, 3, 4)):
             return [images]
-        if images.ndim in (3, 4):
+        if images.ndim == 4:
             return list(images)
-        raise UserError(f"a tensor of shape {tuple(images.shape)} is not an image or a batch")
+        raise UserError(
+            f"a tensor of shape {shape} is neither one image, (H, W) or (C, H, W) with C of "
+            "1, 3 or 4, nor a batch (N, C, H, W)"
+        )
     if isinstance(images, np.ndarray):
-        if images.ndim == 2 or _channels_last(images):
+        if images.dtype.kind in "USO":  # file paths (or objects) in an array: a sequence
+            return list(images)
+        if images.ndim == 2:
             return [images]
-        if images.ndim in (3, 4):
+        if images.ndim == 3:
+            if images.shape[-1] == 2 or (
+                images.shape[0] in (1, 3, 4) and not _channels_last(images)
+            ):
+                raise UserError(
+                    f"an array of shape {images.shape} is ambiguous: pass one image as "
+                    "(H, W, C), a batch as (N, H, W, C), or a list of arrays"
+                )
+            return [images] if _channels_last(images) else list(images)
+        if images.ndim == 4:
             return list(images)
         raise UserError(f"an array of shape {images.shape} is not an image or a batch")
     if isinstance(images, (bytes, bytearray)):
@@ -89,12 +105,17 @@ def split_images(images: object) -> list[Any]:
 
 def array_to_pil(a: np.ndarray | Tensor) -> Image.Image:
     """One image as an array -> a PIL image: numpy (H, W) / (H, W, C), tensor (H, W) / (C, H, W);
-    uint8 as it is, floats in [0, 1] scaled to 0-255 (rounded)."""
+    uint8 as it is, floats in [0, 1] scaled to 0-255 (rounded), bool as 0 / 255."""
+    shape = tuple(a.shape)
     if isinstance(a, Tensor):
         t = a.detach().cpu()
+        if t.is_floating_point():
+            t = t.float()  # bfloat16 and float16 have no numpy twin PIL reads
+        if not (t.ndim == 2 or (t.ndim == 3 and t.shape[0] in (1, 3, 4))):
+            raise UserError(f"a tensor of shape {shape} is not one (H, W) or (C, H, W) image")
         a = (t.permute(1, 2, 0) if t.ndim == 3 else t).numpy()
     if not (a.ndim == 2 or _channels_last(a)):
-        raise UserError(f"an array of shape {a.shape} is not one image: pass {ACCEPTED}")
+        raise UserError(f"an array of shape {shape} is not one image: pass {ACCEPTED}")
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if np.issubdtype(a.dtype, np.floating):

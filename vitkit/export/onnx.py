@@ -881,8 +881,8 @@ def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> Loade
     from vitkit.artifact import load_model
 
     if isinstance(source, LoadedModel):
-        return source
-    if isinstance(source, nn.Module):
+        lm = source
+    elif isinstance(source, nn.Module) and not hasattr(source, "session"):
         module = unwrap(source)
         spec = getattr(module, "spec", None)
         if spec is None:
@@ -900,7 +900,14 @@ def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> Loade
             meta={},
             path=Path("exports") / spec.name,
         )
-    return load_model(source)
+    else:
+        lm = load_model(source)  # type: ignore[arg-type]
+    if hasattr(lm.model, "session"):  # an exported .onnx file: no PyTorch weights to work from
+        raise UserError(
+            f"{getattr(lm.model, 'path', source)} is an ONNX file: export and bench work from "
+            "the PyTorch weights; pass the run directory"
+        )
+    return lm
 
 
 def report_path(out: Path) -> Path:

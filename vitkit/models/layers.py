@@ -14,6 +14,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _tracing() -> bool:
+    """Under torch.fx's symbolic trace or TorchScript's tracer (a shape is a proxy there)."""
+    fx = getattr(torch.fx, "_symbolic_trace", None)
+    symbolic = getattr(fx, "is_fx_tracing_symbolic_tracing", None) or getattr(
+        fx, "is_fx_tracing", None
+    )
+    return bool(torch.jit.is_tracing() or (symbolic is not None and symbolic()))
+
+
 class PatchEmbed(nn.Module):
     """Image (B, C, H, W) -> tokens (B, N, D) with one strided convolution."""
 
@@ -26,6 +35,8 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         c, s = self.in_chans, self.image_size
+        if _tracing():  # symbolic tracers cannot branch on shapes; torch.export/compile can
+            return self.proj(x).flatten(2).transpose(1, 2)
         if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
             # the convolution would crop a larger image silently, or fail deep inside on a smaller one
             raise ValueError(

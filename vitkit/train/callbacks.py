@@ -153,7 +153,8 @@ def plot_curves(metrics_path: Path, out: Path) -> bool:
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # no validation: nothing in the accuracy plot
+            ax.legend()
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")

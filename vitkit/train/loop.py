@@ -37,9 +37,12 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal: int | None = None  # the signal that asked, if one did (SIGINT, SIGTERM)
 
-    def request(self) -> None:
+    def request(self, signum: int | None = None) -> None:
         self.requested = True
+        if signum is not None and self.signal is None:
+            self.signal = signum
 
 
 @dataclass

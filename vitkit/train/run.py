@@ -231,8 +231,9 @@ def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Split, Sp
 
 @contextlib.contextmanager
 def sigint_to(stop: StopFlag) -> Iterator[None]:
-    """First Ctrl-C (or SIGTERM: `kill`, `timeout`, SLURM, `docker stop`): finish the step,
-    checkpoint, exit. A second one: stop at once."""
+    """Ctrl-C or SIGTERM (`kill`, `timeout`, SLURM, `docker stop`): finish the step, checkpoint,
+    exit. A second Ctrl-C stops at once; SIGTERMs never do (a job scheduler and torchrun may
+    each send one at the same moment, and SIGKILL follows if the checkpoint takes too long)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -240,9 +241,9 @@ def sigint_to(stop: StopFlag) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.requested:
+        if stop.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        stop.request()
+        stop.request(signum)
 
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, handler) for sig in signals}
@@ -262,17 +263,17 @@ def trim_metrics(path: Path, step: int) -> int:
     if not path.is_file():
         return 0
     kept, dropped = [], 0
-    for line in path.read_text().splitlines(keepends=True):
+    for line in path.read_bytes().splitlines(keepends=True):
         try:
             past = int(json.loads(line).get("step", 0)) > step
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError):  # UnicodeDecodeError is a ValueError
             past = False
-        if past:
+        if past or not line.endswith(b"\n"):  # a line cut short by the kill goes too
             dropped += 1
         else:
             kept.append(line)
     if dropped:
-        with atomic_write(path, "w") as f:
+        with atomic_write(path, "wb") as f:
             f.writelines(kept)
     return dropped
 
@@ -295,8 +296,9 @@ def data_changed(saved: Any, now: dict[str, Any]) -> str | None:
         return None
     what = ", ".join(diffs) + " images" if diffs else "the same sizes, other files"
     return (
-        f"the dataset changed since the run began ({what}): the resumed run trains on it as it "
-        "is now, so it will not reach the weights of an uninterrupted run"
+        f"the dataset differs from the one the run began on ({what}; for a folder, file times "
+        "count too): the resumed run trains on it as it is now, and may not reach the weights "
+        "of an uninterrupted run"
     )
 
 
@@ -569,7 +571,17 @@ def train(
 
     stop = stop or StopFlag()
     t0 = time.perf_counter()
-    with sigint_to(stop), _diverged(run_dir if dist_info.main else None, config, state, t0):
+    with (
+        sigint_to(stop),
+        _diverged(
+            run_dir if dist_info.main else None,
+            config,
+            state,
+            t0,
+            params=spec.config.num_params(),
+            device=device,
+        ),
+    ):
         result = fit(
             net,
             config=config,
@@ -606,6 +618,8 @@ def train(
         "device": str(device),
         "world_size": dist_info.world_size,
     }
+    if notes:
+        summary["notes"] = notes
     if dist_info.world_size > 1:
         summary["ddp"] = _ddp_weights_check(model, device)
     previous = run_dir / SUMMARY_JSON
@@ -636,7 +650,13 @@ def train(
 
 @contextlib.contextmanager
 def _diverged(
-    run_dir: Path | None, config: TrainConfig, state: FitState, t0: float
+    run_dir: Path | None,
+    config: TrainConfig,
+    state: FitState,
+    t0: float,
+    *,
+    params: int,
+    device: torch.device,
 ) -> Iterator[None]:
     """A non-finite loss ends the run with a summary.json that says so (status "diverged", the
     error, the checkpoint kept), as every other ending has one; the error is raised again, with
@@ -650,6 +670,8 @@ def _diverged(
             "run_dir": str(run_dir),
             "dataset": config.dataset,
             "model": config.model,
+            "params": params,
+            "device": str(device),
             "epochs_done": state.epoch,
             "steps": state.step,
             "checkpoint_step": state.checkpoint_step,
