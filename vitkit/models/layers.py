@@ -17,9 +17,7 @@ from torch import Tensor, nn
 def _tracing() -> bool:
     """Under torch.fx's symbolic trace or TorchScript's tracer (a shape is a proxy there)."""
     fx = getattr(torch.fx, "_symbolic_trace", None)
-    symbolic = getattr(fx, "is_fx_symbolic_tracing", None) or getattr(
-        fx, "is_fx_tracing", None
-    )
+    symbolic = getattr(fx, "is_fx_symbolic_tracing", None) or getattr(fx, "is_fx_tracing", None)
     return bool(torch.jit.is_tracing() or (symbolic is not None and symbolic()))
 
 
