@@ -59,6 +59,8 @@ def test_run_directory_and_load_model(tmp_path: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_done"] == 2
     assert 0.3 < summary["test_acc"] <= 1.0  # it learned something in two epochs
+    # a count over 1,000 images: three decimals at most, not float32's 0.28999999165534973
+    assert round(summary["test_acc"], 3) == summary["test_acc"]
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines if x["kind"] == "epoch"] == [0, 1]
     loaded = load_model(run)
