@@ -453,3 +453,22 @@ def test_an_early_stopped_run_resumes_to_nothing_unless_extended(tmp_path: Path)
     assert again.status == "early_stopped" and again.summary["steps"] == first.summary["steps"]
     more = train(TrainConfig(), resume=first.run_dir, extend={"epochs": 8})
     assert more.summary["epochs_done"] == 3  # patience counts afresh: one more epoch, then stop
+
+
+def test_a_mid_epoch_resume_logs_the_uninterrupted_epoch_loss(tmp_path: Path) -> None:
+    """The resumed epoch's train_loss counted only the steps after the stop, and wall_seconds
+    only the last segment: the curves and the time read differently from an unbroken run."""
+
+    def epoch_losses(run: Path) -> list[float]:
+        lines = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        return [r["train_loss"] for r in lines if r["kind"] == "epoch"]
+
+    full = train(tiny(tmp_path, "full", epochs=1))
+    stop = StopFlag()
+    first = train(tiny(tmp_path, "split", epochs=1), callbacks=[StopAt(stop, 30)], stop=stop)
+    resumed = train(TrainConfig(), resume=tmp_path / "split")
+    assert epoch_losses(resumed.run_dir) == pytest.approx(epoch_losses(full.run_dir), rel=1e-5)
+    total = resumed.summary["wall_seconds_total"]
+    assert total == pytest.approx(
+        first.summary["wall_seconds"] + resumed.summary["wall_seconds"], abs=0.02
+    )

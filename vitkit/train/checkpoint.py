@@ -165,19 +165,20 @@ def load_checkpoint(
 
 
 COUNTERS = ("epoch", "batch", "step", "best_epoch", "epochs_since_best", "checkpoint_step")
+FLOATS = ("best_acc", "epoch_loss_sum")  # a number, or null (checkpoints before it: absent)
 
 
 def _check_counters(state: Any, path: Path) -> None:
     """The counters a resume continues from (``FitState``): known keys, integers, a number or
     null for ``best_acc``."""
     counters = state.get("counters") if isinstance(state, dict) else None
-    ok = isinstance(counters, dict) and not set(counters) - {*COUNTERS, "best_acc"}
+    ok = isinstance(counters, dict) and not set(counters) - {*COUNTERS, *FLOATS}
     if ok:
         assert isinstance(counters, dict)
         ints = [counters.get(k, 0) for k in COUNTERS]
-        best = counters.get("best_acc")
-        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in ints) and (
-            best is None or (isinstance(best, (int, float)) and not isinstance(best, bool))
+        floats = [counters.get(k) for k in FLOATS]
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in ints) and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in floats
         )
     if not ok:
         raise UserError(f"corrupt checkpoint {path}: its step counters are damaged")

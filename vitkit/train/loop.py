@@ -56,6 +56,7 @@ class FitState:
     best_epoch: int = -1
     epochs_since_best: int = 0
     checkpoint_step: int = 0  # step of the last checkpoint written
+    epoch_loss_sum: float = 0.0  # the current epoch's batch losses so far (a mid-epoch stop)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,8 +179,10 @@ def fit(
         epoch_imgs = 0
         window_loss = torch.zeros((), device=device)
         window_n = 0
-        epoch_loss = torch.zeros((), device=device)
-        epoch_n = 0
+        # resumed mid-epoch: the epoch's mean loss counts the batches before the stop too
+        carried = float(state.epoch_loss_sum or 0.0) if state.batch else 0.0
+        epoch_loss = torch.full((), carried, device=device)
+        epoch_n = state.batch
         interrupted = hit_max = False
         for x, y in train_loader.iter_from(state.batch):
             with torch.autocast(
@@ -253,6 +256,7 @@ def fit(
         train_loss = float(epoch_loss) / max(epoch_n, 1)
         if interrupted:
             state.checkpoint_step = state.step
+            state.epoch_loss_sum = float(epoch_loss)
             save("checkpoint", state)
             status = "interrupted"
             break
@@ -273,7 +277,9 @@ def fit(
         else:
             state.epochs_since_best += 1
         if epoch_done:
-            state.epoch, state.batch = epoch + 1, 0
+            state.epoch, state.batch, state.epoch_loss_sum = epoch + 1, 0, 0.0
+        else:  # --max-steps mid-epoch: an extension resumes inside this epoch
+            state.epoch_loss_sum = float(epoch_loss)
         state.checkpoint_step = state.step
         save("checkpoint", state)
         info_e = EpochInfo(

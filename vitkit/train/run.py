@@ -623,13 +623,21 @@ def train(
     if dist_info.world_size > 1:
         summary["ddp"] = _ddp_weights_check(model, device)
     previous = run_dir / SUMMARY_JSON
-    if resume is not None and result.images == 0 and previous.is_file():
-        # a resume with nothing left to do keeps the run's own figures (speed, time, last val)
+    summary["wall_seconds_total"] = summary["wall_seconds"]
+    if resume is not None and previous.is_file():
         with contextlib.suppress(UserError):
-            old = read_json(previous)
-            kept = ("last_val", "train_images_per_s", "train_gflops_per_s", "wall_seconds")
-            if isinstance(old, dict):
-                summary.update({k: old[k] for k in kept if k in old})
+            prev = read_json(previous)
+            if isinstance(prev, dict):
+                spent = prev.get("wall_seconds_total", prev.get("wall_seconds"))
+                if isinstance(spent, (int, float)) and not isinstance(spent, bool):
+                    # every segment of an interrupted and resumed run (wall_seconds: this one)
+                    summary["wall_seconds_total"] = round(spent + wall, 2)
+                if result.images == 0:
+                    # a resume with nothing left to do keeps the run's own figures
+                    kept = ("last_val", "train_images_per_s", "train_gflops_per_s", "wall_seconds")
+                    summary.update({k: prev[k] for k in kept if k in prev})
+                    if isinstance(spent, (int, float)) and not isinstance(spent, bool):
+                        summary["wall_seconds_total"] = spent
     if result.status != "interrupted" and "test" in ds.splits:
         best = _best_model(run_dir, model) if dist_info.main else model
         test_loader = DeviceLoader(
