@@ -99,6 +99,13 @@ def test_data_preview_augmented(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 4 and out.is_file()
+    # more than the split holds: all of them, said so (it capped silently)
+    args = ["data", "preview", "mnist-mini", "--split", "test", "--out", str(out), "--n", "5000"]
+    result = runner.invoke(app, [*args, "--data-root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "the test split has 1,000 images; all are shown" in result.stderr
+    result = runner.invoke(app, [*args, "--data-root", str(tmp_path), "--json"])
+    assert json.loads(result.stdout)["n"] == 1000
 
 
 def test_unknown_dataset_is_one_line(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitkit.cli._common import (
@@ -218,9 +219,14 @@ def preview(
         name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
     )
     image = make_preview(ds, split=split, n=n, augmented=augmented, seed=seed)
+    shown = min(n, len(ds[split]))  # the split's size caps it
     with atomic_write(out) as f:
         image.save(f, format="PNG")
     if json_:
-        emit_json({"out": str(out), "split": split, "n": n, "size": list(image.size)})
+        emit_json({"out": str(out), "split": split, "n": shown, "size": list(image.size)})
     else:
-        console.print(f"wrote {out} ({image.size[0]}x{image.size[1]})")
+        if shown < n:
+            console.print(
+                f"[yellow]note:[/] the {escape(split)} split has {shown:,} images; all are shown"
+            )
+        console.print(f"wrote {out} ({image.size[0]}x{image.size[1]}, {shown:,} images)")
