@@ -195,4 +195,4 @@ def test_an_onnx_export_of_a_folder_run_finds_its_folder(
     assert run_settings(onnx_model)["data_root"] == str(droot)
     alone = evaluate(onnx_model, download=False)
     assert alone.n == 12 and alone.correct == evaluate(result.run_dir, download=False).correct
-    assert alone.device == f"onnxruntime-cpu ({rep.files[0]})"
+    assert alone.device == f"onnxruntime-cpu ({rep.files[0]})" and alone.run == rep.files[0]

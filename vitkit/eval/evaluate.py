@@ -503,8 +503,9 @@ def evaluate(
     report = report_from_logits(
         logits, labels, classes, images=s.images, dataset=ds.name, split=split
     )
-    report.run = str(lm.path)
     onnx_path = getattr(lm.model, "path", None) if hasattr(lm.model, "session") else None
+    # a .onnx file loaded on its own (its metadata names a precision) is the model, not a run
+    report.run = str(onnx_path) if onnx_path and "precision" in lm.meta else str(lm.path)
     report.device = f"onnxruntime-cpu ({onnx_path})" if onnx_path else str(model_device(lm))
     report.seconds = round(seconds, 3)
     report.images_per_s = round(len(s) / seconds, 1) if seconds > 0 else 0.0
