@@ -200,6 +200,12 @@ class LoadedModel:
     def num_outputs(self) -> int:
         return int(self.spec.config.num_outputs)
 
+    @property
+    def onnx_file(self) -> str | None:
+        """The .onnx file ONNX Runtime runs for this model (an ``OnnxModule``), or None for a
+        PyTorch one."""
+        return str(self.model.path) if hasattr(self.model, "session") else None
+
     def dataset_source(self) -> tuple[str, dict[str, Any]] | None:
         """The dataset the model was trained on as ``load_dataset`` takes it, or None: its name
         (a ``folder:`` dataset by the absolute path recorded at training, so it opens from any
@@ -245,6 +251,11 @@ def _check_meta(meta: Any) -> Any:
     return spec
 
 
+def is_onnx_file(path: str | os.PathLike[str]) -> bool:
+    """A .onnx file (a run directory may be named ``x.onnx``)."""
+    return Path(path).suffix == ".onnx" and Path(path).is_file()
+
+
 def load_model(
     path: str | os.PathLike[str], *, device: str = "cpu", weights: str | None = None
 ) -> LoadedModel:
@@ -260,7 +271,7 @@ def load_model(
     path = Path(path)
     if not path.exists():
         raise UserError(f"no such run or model file: {path}")
-    if path.suffix == ".onnx" and path.is_file():
+    if is_onnx_file(path):
         return _load_onnx(path, device=device, weights=weights)
     if path.is_dir():
         run_dir, meta_path = path, path / MODEL_JSON

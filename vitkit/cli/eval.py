@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from vitkit.artifact import MODEL_WEIGHTS, is_onnx_file
 from vitkit.cli._common import Json, console, emit_json, progress_bar, status, user_errors
 from vitkit.errors import UserError
 
@@ -42,13 +43,9 @@ def _load(run: Path, device: str) -> LoadedModel:
     from vitkit.artifact import load_model  # here, not at import: `--help` needs no torch
     from vitkit.train.run import resolve_device
 
-    if _is_onnx(run):  # ONNX Runtime on the CPU; any other --device is an error there
+    if is_onnx_file(run):  # ONNX Runtime on the CPU; any other --device is an error there
         return load_model(run, device="cpu" if device == "auto" else device)
     return load_model(run, device=str(resolve_device(device)))
-
-
-def _is_onnx(run: Path) -> bool:
-    return run.suffix == ".onnx" and run.is_file()  # a run directory may be named x.onnx
 
 
 def _pct(x: float | None) -> str:
@@ -103,7 +100,7 @@ def eval_command(
     """
     from vitkit.eval import evaluate
 
-    is_onnx = _is_onnx(run)
+    is_onnx = is_onnx_file(run)
     if is_onnx and (onnx or onnx_file is not None):
         raise UserError(
             f"{run} is an ONNX file already; --onnx and --onnx-file apply to a run directory"
@@ -208,9 +205,7 @@ def predict_command(
     from vitkit.eval import expand_inputs, predict
 
     files = expand_inputs(images)
-    lm = _load(
-        run, device
-    )  # a .onnx file: ONNX Runtime on the CPU, preprocessing from its metadata
+    lm = _load(run, device)  # a .onnx file: ONNX Runtime on the CPU, its metadata's preprocessing
     preds = predict(lm, files, topk=topk, skip_unreadable=True)
     good = [p for p in preds if p.ok]
     if not good:
@@ -218,10 +213,8 @@ def predict_command(
         raise UserError(
             f"none of the {len(preds)} image(s) could be read" + (f": {reason}" if reason else "")
         )
-    from vitkit.artifact import MODEL_WEIGHTS
-
     # the file that computed the predictions: the .onnx file itself, or the run's weights
-    source = run if _is_onnx(run) else lm.path / MODEL_WEIGHTS
+    source = run if is_onnx_file(run) else lm.path / MODEL_WEIGHTS
     if json_:
         emit_json(
             {

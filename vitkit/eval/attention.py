@@ -122,7 +122,7 @@ def attention_maps(
     lm = as_loaded(model)
     net = lm.model
     if not hasattr(net, "forward_attention"):
-        if hasattr(net, "session"):  # an ONNX file (OnnxModule)
+        if lm.onnx_file:
             raise UserError(
                 f"attention maps need the PyTorch model: pass the run directory, not an ONNX "
                 f"file ({lm.spec.name})"

@@ -173,7 +173,7 @@ def run_settings(lm: LoadedModel) -> dict[str, Any]:
 
     For an exported .onnx file in ``RUN/export/`` (``lm.path`` is that folder), RUN's."""
     path = lm.path / "train.json"
-    if not path.is_file() and lm.path.name == "export" and hasattr(lm.model, "session"):
+    if not path.is_file() and lm.path.name == "export" and lm.onnx_file:
         path = lm.path.parent / "train.json"
     doc = read_json(path) if path.is_file() else {}
     saved: dict[str, Any] = doc if isinstance(doc, dict) else {}
@@ -503,9 +503,9 @@ def evaluate(
     report = report_from_logits(
         logits, labels, classes, images=s.images, dataset=ds.name, split=split
     )
-    onnx_path = getattr(lm.model, "path", None) if hasattr(lm.model, "session") else None
+    onnx_path = lm.onnx_file
     # a .onnx file loaded on its own (its metadata names a precision) is the model, not a run
-    report.run = str(onnx_path) if onnx_path and "precision" in lm.meta else str(lm.path)
+    report.run = onnx_path if onnx_path and "precision" in lm.meta else str(lm.path)
     report.device = f"onnxruntime-cpu ({onnx_path})" if onnx_path else str(model_device(lm))
     report.seconds = round(seconds, 3)
     report.images_per_s = round(len(s) / seconds, 1) if seconds > 0 else 0.0

@@ -882,7 +882,7 @@ def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> Loade
 
     if isinstance(source, LoadedModel):
         lm = source
-    elif isinstance(source, nn.Module) and not hasattr(source, "session"):
+    elif isinstance(source, nn.Module):
         module = unwrap(source)
         spec = getattr(module, "spec", None)
         if spec is None:
@@ -901,11 +901,11 @@ def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> Loade
             path=Path("exports") / spec.name,
         )
     else:
-        lm = load_model(source)  # type: ignore[arg-type]
-    if hasattr(lm.model, "session"):  # an exported .onnx file: no PyTorch weights to work from
+        lm = load_model(source)
+    if lm.onnx_file:  # an exported .onnx file: no PyTorch weights to work from
         raise UserError(
-            f"{getattr(lm.model, 'path', source)} is an ONNX file: export and bench work from "
-            "the PyTorch weights; pass the run directory"
+            f"{lm.onnx_file} is an ONNX file: export and bench work from the PyTorch weights; "
+            "pass the run directory"
         )
     return lm
 

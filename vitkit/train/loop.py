@@ -61,6 +61,10 @@ class FitState:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def patience_spent(self, patience: int) -> bool:
+        """``patience`` epochs (0: no early stopping) have passed without a better validation."""
+        return bool(patience) and self.epochs_since_best >= patience
+
 
 @dataclass
 class FitResult:
@@ -163,7 +167,7 @@ def fit(
     status = "completed"
     if config.max_steps and state.step >= config.max_steps:  # a resumed run that was done
         return FitResult(state, "max_steps", train_seconds=0.0, images=0, last_val=None)
-    if config.patience and state.batch == 0 and state.epochs_since_best >= config.patience:
+    if state.batch == 0 and state.patience_spent(config.patience):
         # a resumed run that had stopped early: its patience is still spent
         return FitResult(state, "early_stopped", train_seconds=0.0, images=0, last_val=None)
 
@@ -299,7 +303,7 @@ def fit(
         if hit_max:
             status = "max_steps"
             break
-        if config.patience and state.epochs_since_best >= config.patience:
+        if state.patience_spent(config.patience):
             status = "early_stopped"
             break
     return FitResult(

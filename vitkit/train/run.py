@@ -466,7 +466,7 @@ def train(
     resumed_from = state.step
     if extended:
         _check_extension(run_dir, config, state, extended)
-        if config.patience and state.epochs_since_best >= config.patience:
+        if state.patience_spent(config.patience):
             state.epochs_since_best = 0  # an early-stopped run, extended: patience afresh
         # the new schedule from this step on: the optimizer's saved lr is the old schedule's
         for group, base, fn in zip(
