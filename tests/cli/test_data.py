@@ -27,6 +27,9 @@ def test_data_list_json(tmp_path: Path) -> None:
     } <= set(rows)
     assert rows["mnist"]["splits"] == {"train": 60000, "test": 10000}
     assert rows["mnist-mini"]["cached"] is False
+    # every named dataset knows its class count before it is downloaded (cifar100 showed "-")
+    assert rows["cifar100"]["classes"] == 100 and rows["cifar10"]["classes"] == 10
+    assert rows["folder:PATH"]["classes"] is None
 
 
 def test_data_download_then_cached(tmp_path: Path) -> None:

@@ -318,6 +318,22 @@ GRID_RECIPE: dict[str, Any] = {
 }
 
 # -- the catalog --------------------------------------------------------------------------------
+# CIFAR-100's fine labels in the order of the archive's meta file (alphabetical); the archive's
+# own list is what a loaded dataset uses, this one lets `data list` and `train` know the count.
+_CIFAR100_FINE = tuple(
+    """
+    apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+    butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch
+    crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house
+    kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle
+    mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree
+    plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew
+    skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank
+    telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf
+    woman worm
+    """.split()  # noqa: SIM905 (a hundred names, one per line otherwise)
+)
+
 _DIGITS = tuple(str(i) for i in range(10))
 _MNIST_LICENSE = "MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0"
 
@@ -409,7 +425,7 @@ register_dataset(
         recipe=NATURAL_RECIPE,
         description="CIFAR-100 (fine labels), official python archive",
         builder="vitkit.data.sources.cifar:build_cifar100",
-        classes=None,
+        classes=_CIFAR100_FINE,
         image_size=32,
         channels=3,
         splits={"train": 50000, "test": 10000},
