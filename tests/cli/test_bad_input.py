@@ -456,3 +456,19 @@ def test_export_to_a_folder_that_takes_no_files(run: Path) -> None:
         runner.invoke(app, ["export", str(run), "--onnx", "--out", "/proc/m.onnx"])
     )
     assert "cannot write to /proc (--out /proc/m.onnx)" in line and ".vitkit-export" not in line
+
+
+def test_ctrl_c_before_training_says_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a command starts up (imports, a download, loading data) is one line and 130,
+    not Typer's silent exit."""
+    import vitkit.data
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vitkit.data, "load_dataset", interrupted)
+    result = runner.invoke(app, ["data", "info", "mnist-mini", "--data-root", str(tmp_path)])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip() == "interrupted"

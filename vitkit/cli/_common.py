@@ -44,7 +44,8 @@ def user_errors(fn: F) -> F:
     """The CLI's error boundary: a ``UserError`` becomes one red line and exit code 1, and so
     does an operating-system error on a named file (a data root or ``--out`` that is a file, a
     folder that cannot be created or written): the user fixes those, not us. An OSError with no
-    file name keeps its traceback."""
+    file name keeps its traceback. Ctrl-C outside a training loop (which checkpoints on its own)
+    says "interrupted" and exits 130, as a shell expects; Typer exits 130 without a word."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +53,9 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except UserError as e:
             raise fail(str(e)) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
         except OSError as e:
             if e.filename is None:
                 raise
