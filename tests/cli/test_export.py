@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from vitkit.cli.export import export_command
 from vitkit.export import onnx as onnx_module
+from vitkit.export.onnx import newest_opset
 
 runner = CliRunner()
 app = typer.Typer()
@@ -130,6 +131,9 @@ def test_untrained_model_is_exported_on_synthetic_images(
         (["--batch", "big"], "--batch must be 'dynamic' or a positive integer"),
         (["--int8", "int4"], "--int8 must be one of auto, dynamic, static"),
         (["--opset", "9"], "--opset must be 17 to"),
+        # past what torch's exporter converts to, it wrote a model that failed to check
+        (["--opset", str(newest_opset() + 1)], f"--opset must be 17 to {newest_opset()} "),
+        (["--opset", "21", "--legacy-exporter"], "--opset must be 17 to 20 (what torch's"),
         (["--int8", "auto", "--no-verify"], "needs verification"),
         (["--model", "vit-nano"], "give a RUN or --model NAME, not both"),
         (["--embed-dim", "128"], "go with --model"),

@@ -84,7 +84,15 @@ def export_command(
             "-o",
         ),
     ] = None,
-    opset: Annotated[int | None, _opt("ONNX opset (default 20).", _O, "--opset")] = None,
+    opset: Annotated[
+        int | None,
+        _opt(
+            "ONNX opset, 17 to the newest torch's exporter writes (25 with onnxscript 0.7; 20 "
+            "with --legacy-exporter). Default 20.",
+            _O,
+            "--opset",
+        ),
+    ] = None,
     batch: Annotated[
         str, _opt("Batch axis: 'dynamic', or a fixed size N.", _O, "--batch")
     ] = "dynamic",

@@ -948,6 +948,24 @@ def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
     return found[-1].parent
 
 
+def newest_opset(legacy: bool = False) -> int:
+    """The newest opset an export can ask for here: onnx's newest, capped by what torch's exporter
+    converts to. The dynamo exporter converts its graph with onnxscript's version converter (up to
+    opset 25 in onnxscript 0.7); asked for more, it keeps opset-18 declarations over newer ops, a
+    model that does not check. The TorchScript exporter stops at torch's own maximum (20)."""
+    newest = onnx.defs.onnx_opset_version()
+    try:
+        if legacy:
+            from torch.onnx import _constants
+
+            return min(newest, int(_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET))
+        from onnxscript.version_converter import _version_converter
+
+        return min(newest, int(_version_converter.SUPPORTED_MAX_ONNX_OPSET))
+    except (ImportError, AttributeError, TypeError, ValueError):  # private names: may move
+        return newest
+
+
 def _check_options(
     batch: str | int,
     int8: str | None,
@@ -957,6 +975,7 @@ def _check_options(
     verify_images: int | None = None,
     threads: int | None = None,
     tolerances: Tolerances | None = None,
+    legacy: bool = False,
 ) -> None:
     if verify_images is not None and verify_images < 1:
         raise UserError(f"--verify-images must be >= 1, got {verify_images}")
@@ -972,9 +991,12 @@ def _check_options(
         raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
     if int8 is not None and int8 not in INT8_MODES:
         raise UserError(f"--int8 must be one of {', '.join(INT8_MODES)}, got '{int8}'")
-    newest = onnx.defs.onnx_opset_version()
+    newest = newest_opset(legacy)
     if not MIN_OPSET <= opset <= newest:
-        raise UserError(f"--opset must be {MIN_OPSET} to {newest} (this onnx), got {opset}")
+        by = "torch's TorchScript exporter" if legacy else "this onnx and torch's exporter"
+        raise UserError(
+            f"--opset must be {MIN_OPSET} to {newest} (what {by} can write), got {opset}"
+        )
     if int8 == "auto" and not verify:
         raise UserError(
             "--int8 auto measures both int8 modes and needs verification; "
@@ -1020,7 +1042,9 @@ def export_onnx(
     """
     t_start = time.perf_counter()
     opset = opset or DEFAULT_OPSET
-    _check_options(batch, int8, opset, verify, calib_images, verify_images, threads, tolerances)
+    _check_options(
+        batch, int8, opset, verify, calib_images, verify_images, threads, tolerances, legacy
+    )
     tol = tolerances or Tolerances()
     lm = as_loaded(source)
     trained = bool(lm.meta)
