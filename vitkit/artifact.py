@@ -41,7 +41,10 @@ def _new_file(path: Path, suffix: str) -> tuple[int, str]:
     """A temp file beside ``path`` with the mode a plain ``open()`` would give (``mkstemp``
     makes it 0600, which would leave runs and exports unreadable to other users)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:  # name the file being written, not the temp name nobody asked for
+        raise OSError(e.errno, e.strerror, str(path)) from None
     with contextlib.suppress(OSError):  # a file system without modes: keep mkstemp's
         os.chmod(tmp, 0o666 & ~umask())
     return fd, tmp

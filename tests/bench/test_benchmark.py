@@ -345,6 +345,8 @@ def test_registry_lists_every_runtime_once() -> None:
         assert get_runtime(n).name == n
     with pytest.raises(ValueError, match="already registered"):
         runtimes_module.register_runtime(get_runtime("eager"))
+    # as users type them: `--runtimes ORT` was "unknown runtime 'ORT'"
+    assert runtimes_module.parse_runtimes("ORT, Eager,ort") == ["ort", "eager"]
 
 
 def test_compile_gets_a_fresh_cache_and_never_falls_back_silently() -> None:

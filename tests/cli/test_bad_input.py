@@ -417,6 +417,16 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
     assert (tmp_path / "c.bin").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_unwritable_target_is_named_not_its_temp_file() -> None:
+    from vitkit.artifact import atomic_write
+    from vitkit.cli._common import os_error_line
+
+    with pytest.raises(OSError) as e, atomic_write("/proc/x.csv") as f:
+        f.write(b"y")
+    assert os_error_line(e.value).endswith(": '/proc/x.csv'")
+
+
 def test_json_never_holds_a_bare_nan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A diverged run's figures are NaN: `--json` and the files must still be strict JSON."""
     from vitkit.artifact import read_json, write_json

@@ -115,13 +115,42 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--plot", "afile/x.png"], "--plot afile/x.png: afile is a file, not a folder"),
         (["--csv", "."], "--csv . is a folder; give a file name"),
         (["--data-root", "afile"], "--data-root afile is a file, not a folder"),
+        # --plot weights.safetensors replaced the weights with a PNG; --csv bench.json the report
+        (["--plot", "model.safetensors"], "--plot must name a .png file, got model.safetensors"),
+        (["--csv", "out/bench.json"], "--csv must name a .csv file"),
+        (["--out", "{run}"], "is the run itself: bench's own exports would replace"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
     Path("afile").write_text("not a folder")  # runs_here's cwd is tmp_path
+    args = [a.replace("{run}", str(runs_here)) for a in args]
     result = runner.invoke(app, ["bench", str(runs_here), *args])
     assert message in one_error_line(result)
     assert not (runs_here / "bench").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_unwritable_outputs_fail_before_measuring(runs_here: Path) -> None:
+    """A --csv in a folder that takes no files failed after every cell was timed, naming a temp
+    file; now before, naming the option."""
+    line = one_error_line(runner.invoke(app, ["bench", str(runs_here), "--csv", "/proc/x.csv"]))
+    assert line.startswith("error: cannot write to /proc (--csv /proc/x.csv)")
+    assert not (runs_here / "bench").exists()
+
+
+def test_plot_without_matplotlib_fails_up_front(
+    runs_here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    line = one_error_line(runner.invoke(app, ["bench", str(runs_here), "--plot", "x.png"]))
+    assert "--plot x.png needs matplotlib" in line
 
 
 def test_unknown_model_and_bad_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

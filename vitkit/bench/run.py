@@ -19,6 +19,7 @@ import contextlib
 import copy
 import datetime
 import gc
+import importlib.util
 import math
 import os
 import platform
@@ -361,7 +362,7 @@ def benchmark(
         else (lm.path / "bench" if trained else Path("bench") / lm.spec.name)
     )
     if write:  # before minutes of timing, not after
-        check_outputs(out_dir, csv_path, plot_path)
+        check_outputs(out_dir, csv_path, plot_path, lm.path if trained else None)
     threads_before = torch.get_num_threads()
     n_threads = set_threads(threads)
     workdir = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
@@ -524,9 +525,16 @@ def benchmark(
 
 
 def check_outputs(
-    out_dir: Path, csv_path: str | os.PathLike[str] | None, plot_path: str | os.PathLike[str] | None
+    out_dir: Path,
+    csv_path: str | os.PathLike[str] | None,
+    plot_path: str | os.PathLike[str] | None,
+    run_dir: Path | None = None,
 ) -> None:
-    """One-line errors for output paths that cannot be written, checked before the benchmark."""
+    """One-line errors for output paths that cannot be written, checked before the benchmark:
+    a file where a folder is needed, a folder that refuses files, ``--out`` on the run itself
+    (bench's exports would replace ``vitkit export``'s), ``--csv``/``--plot`` not named .csv/.png
+    (``--plot weights.safetensors`` replaced the weights with a PNG), ``--plot`` without
+    matplotlib."""
 
     def blocked(path: Path) -> Path | None:
         """The first ancestor of ``path`` that exists and is not a folder (None: all fine)."""
@@ -535,18 +543,41 @@ def check_outputs(
                 return None if parent.is_dir() else parent
         return None
 
+    def writable(folder: Path, what: str) -> None:
+        """Make (and remove) a file in ``folder``'s nearest existing ancestor."""
+        there = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if there is None:
+            return
+        try:
+            with tempfile.TemporaryFile(dir=there):
+                pass
+        except OSError as e:
+            raise UserError(f"cannot write to {there} ({what}): {e.strerror}") from None
+
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
     if (b := blocked(out_dir)) is not None:
         raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
-    for flag, value in (("--csv", csv_path), ("--plot", plot_path)):
+    if run_dir is not None and out_dir.resolve() == run_dir.resolve():
+        raise UserError(
+            f"--out {out_dir} is the run itself: bench's own exports would replace those of "
+            f"`vitkit export` in {run_dir / 'export'}; name another folder (default "
+            f"{run_dir / 'bench'})"
+        )
+    writable(out_dir, f"--out {out_dir}")
+    for flag, value, suffix in (("--csv", csv_path, ".csv"), ("--plot", plot_path, ".png")):
         if value is None:
             continue
         path = Path(value)
         if path.is_dir():
             raise UserError(f"{flag} {path} is a folder; give a file name")
+        if path.suffix.lower() != suffix:
+            raise UserError(f"{flag} must name a {suffix} file, got {path}")
         if (b := blocked(path)) is not None:
             raise UserError(f"{flag} {path}: {b} is a file, not a folder")
+        writable(path.parent, f"{flag} {path}")
+    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UserError(f"--plot {plot_path} needs matplotlib: pip install 'vitkit[plot]'")
 
 
 # -- the phases --------------------------------------------------------------------------------

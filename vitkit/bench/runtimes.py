@@ -568,7 +568,7 @@ def parse_runtimes(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
     names = value.split(",") if isinstance(value, str) else list(value)
-    names = [n.strip() for n in names if n.strip()]
+    names = [n.strip().lower() for n in names if n.strip()]  # ORT, Eager: the same runtimes
     if not names:
         raise UserError("--runtimes is empty; choose from " + ", ".join(list_runtimes()))
     for n in names:
