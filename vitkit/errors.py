@@ -31,11 +31,15 @@ class ConfigError(UserError):
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes some libraries put in messages
 
 
-def first_line(e: BaseException) -> str:
-    """The first non-empty line of an exception's message (at most 300 characters, colour codes
-    removed), or its type."""
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (colour codes removed), or its type.
+    Another library's line is cut at ``limit`` characters, with an ellipsis; a ``UserError``'s
+    never is: it is ours, one line by design, and its end says what to do."""
     text = _ANSI.sub("", str(e))
-    return next((s for s in text.splitlines() if s.strip()), type(e).__name__)[:300]
+    line = next((s for s in text.splitlines() if s.strip()), type(e).__name__)
+    if isinstance(e, UserError) or len(line) <= limit:
+        return line
+    return line[: limit - 1] + "…"
 
 
 def state_dict_mismatch(e: BaseException) -> str:

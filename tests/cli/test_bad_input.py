@@ -482,3 +482,14 @@ def test_ctrl_c_before_training_says_interrupted(
     result = runner.invoke(app, ["data", "info", "mnist-mini", "--data-root", str(tmp_path)])
     assert result.exit_code == 130, result.output
     assert result.stderr.strip() == "interrupted"
+
+
+def test_our_error_lines_are_never_cut() -> None:
+    """A long UserError ended mid-word (`place the file at .../train-images-idx3-`): the end of
+    ours says what to do. Another library's line is cut, visibly."""
+    from vitkit.errors import UserError, first_line
+
+    ours = UserError("no network: " + "x" * 400 + " place the file at /data/mnist/file.gz")
+    assert first_line(ours).endswith("place the file at /data/mnist/file.gz")
+    theirs = first_line(RuntimeError("checker: " + "y" * 400 + "\nsecond line"))
+    assert len(theirs) == 300 and theirs.endswith("…")
