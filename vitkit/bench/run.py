@@ -48,9 +48,12 @@ from vitkit.bench.runtimes import (
 from vitkit.bench.timing import (
     SETTLE_LIMIT,
     SETTLE_SHORT,
+    UNSTEADY_P90,
     Timing,
+    busy_note,
     cpu_info,
     gpu_info,
+    load_average,
     matmul_peak,
     measure,
     set_threads,
@@ -445,7 +448,7 @@ def benchmark(
         timings, settled, stayed_busy = _time(
             runners, results, images, sizes, warmup, min_time, rounds, progress
         )
-        load = _load_average()
+        load = load_average()
         ref_acc = _score(runners, results, module, acc_images, acc_labels, max(sizes), progress)
         flops = int(module.flops()) if hasattr(module, "flops") else 0
         rows = _rows(timings, results, flops, peaks)
@@ -581,35 +584,20 @@ def check_outputs(
 
 
 # -- the phases --------------------------------------------------------------------------------
-UNSTABLE_P90 = 2.0  # a cell whose p90 is over twice its p50 was disturbed while it ran
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):  # not on this platform
-        return None
-
-
 def _busy_notes(rows: list[BenchRow], load: list[float] | None, threads: int) -> list[str]:
     """Say so when other work shared the CPU: a speed-up of 1,000x from a busy machine must not
     read as a result. Two signs: the load average (less this benchmark's own threads) and cells
-    whose p90 is over ``UNSTABLE_P90`` x their p50."""
+    whose p90 is over ``UNSTEADY_P90`` x their p50."""
     cpu = [r for r in rows if r.device == "cpu"]
     notes: list[str] = []
-    cores = os.cpu_count() or 1
-    if cpu and load is not None and load[0] - threads >= 1.0:
-        notes.append(
-            f"the load average was {load[0]:.1f} on {cores} logical cores while this ran with "
-            f"{threads} thread(s): other processes shared the CPU, so the CPU figures may be "
-            "off; rerun on a quiet machine"
-        )
-    unstable = [r for r in rows if r.p90_ms > UNSTABLE_P90 * r.p50_ms]
+    if cpu and (busy := busy_note(load, threads)):
+        notes.append(busy)
+    unstable = [r for r in rows if r.p90_ms > UNSTEADY_P90 * r.p50_ms]
     if unstable:
         shown = ", ".join(f"{r.runtime} batch {r.batch} ({r.device})" for r in unstable[:4])
         more = f" and {len(unstable) - 4} more" if len(unstable) > 4 else ""
         notes.append(
-            f"unsteady timings (p90 over {UNSTABLE_P90:g}x p50): {shown}{more}; something else "
+            f"unsteady timings (p90 over {UNSTEADY_P90:g}x p50): {shown}{more}; something else "
             "was running, so compare those cells with care"
         )
     return notes

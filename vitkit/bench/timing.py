@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,35 @@ def gpu_info(device: torch.device) -> dict[str, Any]:
 
 
 MAX_THREADS_PER_CPU = 4  # --threads above this many per logical CPU is refused
+UNSTEADY_P90 = 2.0  # timings whose p90 is over twice their p50 were disturbed while they ran
+
+
+def unsteady(times: Sequence[float]) -> bool:
+    """Whether a cell's timings were disturbed: p90 over ``UNSTEADY_P90`` x p50."""
+    if len(times) < 5:
+        return False
+    p50, p90 = np.percentile(np.asarray(times, dtype=np.float64), [50, 90])
+    return bool(p90 > UNSTEADY_P90 * p50)
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_note(load: list[float] | None, threads: int) -> str | None:
+    """A note when other processes shared the CPU (the load average less our own threads is 1
+    or more): a speed-up from a busy machine must not read as a result."""
+    if load is None or load[0] - threads < 1.0:
+        return None
+    return (
+        f"the load average was {load[0]:.1f} on {os.cpu_count() or 1} logical cores while this "
+        f"ran with {threads} thread(s): other processes shared the CPU, so the CPU figures may "
+        "be off; rerun on a quiet machine"
+    )
 
 
 def set_threads(threads: int | None) -> int:

@@ -142,7 +142,12 @@ def export_command(
         float, _opt("fp32: max |logit difference| allowed against eager.", _V, "--atol")
     ] = 1e-4,
     threads: Annotated[
-        int | None, _opt("ONNX Runtime intra-op threads (default: its own).", _V, "--threads")
+        int | None,
+        _opt(
+            "ONNX Runtime intra-op threads (default: torch's, one per core; recorded in export.json).",
+            _V,
+            "--threads",
+        ),
     ] = None,
     data_root: Annotated[
         Path | None,

@@ -541,11 +541,15 @@ class EagerReference:
     logits: np.ndarray  # (N, C) or (N, K, C)
     accuracy: float | None  # top-1 on the labels (per position for K > 1)
     images_per_s: float
+    unsteady: bool = False  # its timed calls were disturbed (p90 over 2x p50)
 
 
-def _timed(fn: Any, x: np.ndarray) -> float:
+def _timed(fn: Any, x: np.ndarray) -> tuple[float, bool]:
     """Images per second of ``fn`` on one batch of RUN_BATCH images: a warm-up call, then the
-    median of SPEED_MIN_RUNS to SPEED_MAX_RUNS timed calls (as many as fit in SPEED_SECONDS)."""
+    median of SPEED_MIN_RUNS to SPEED_MAX_RUNS timed calls (as many as fit in SPEED_SECONDS);
+    and whether those calls were unsteady (something else was running)."""
+    from vitkit.bench.timing import unsteady  # here: `import vitkit.export` stays light
+
     x = x[:RUN_BATCH]
     fn(x)
     times: list[float] = []
@@ -556,7 +560,29 @@ def _timed(fn: Any, x: np.ndarray) -> float:
         t0 = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - t0)
-    return len(x) / max(float(np.median(times)), 1e-9)
+    return len(x) / max(float(np.median(times)), 1e-9), unsteady(times)
+
+
+def _speed_notes(
+    reference: EagerReference, precisions: list[PrecisionReport], threads: int
+) -> list[str]:
+    """Say so when the img/s column was measured on a busy machine (as bench does): under load
+    the int8-over-fp32 ratio of one export has read 0.57x, and 2.38x a minute later."""
+    from vitkit.bench.timing import busy_note, load_average
+
+    shaky = ["eager"] if reference.unsteady else []
+    shaky += [p.precision for p in precisions if p.speed_unsteady]
+    notes = [n for n in [busy_note(load_average(), threads)] if n]
+    if shaky:
+        notes.append(
+            f"unsteady img/s ({', '.join(shaky)}: p90 over 2x p50): something else was running"
+        )
+    if notes:
+        notes.append(
+            "the img/s and vs fp32 columns are a quick check; `vitkit bench` times the runtimes "
+            "in interleaved rounds"
+        )
+    return notes
 
 
 def race(
@@ -636,10 +662,12 @@ def eager_reference(model: nn.Module, data: VerifyData) -> EagerReference:
         return np.concatenate(outs)
 
     logits = run(data.images)
+    images_per_s, shaky = _timed(run, data.images)
     return EagerReference(
         logits=logits,
         accuracy=_accuracy(logits, data.labels),
-        images_per_s=_timed(run, data.images),
+        images_per_s=images_per_s,
+        unsteady=shaky,
     )
 
 
@@ -661,6 +689,7 @@ class PrecisionReport:
     accuracy: float | None = None  # top-1 on the labels
     accuracy_drop_points: float | None = None  # eager accuracy - this one, in points
     images_per_s: float | None = None  # ORT, batch RUN_BATCH, median of timed batches
+    speed_unsteady: bool = False  # those timed batches were disturbed (p90 over 2x p50)
     build_seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -760,7 +789,9 @@ def verify_onnx(
     report.accuracy = _accuracy(out, data.labels)
     if report.accuracy is not None and reference.accuracy is not None:
         report.accuracy_drop_points = 100 * (reference.accuracy - report.accuracy)
-    report.images_per_s = _timed(lambda x: run_onnx(session, x, batch_size=RUN_BATCH), data.images)
+    report.images_per_s, report.speed_unsteady = _timed(
+        lambda x: run_onnx(session, x, batch_size=RUN_BATCH), data.images
+    )
     where = (
         f"batch sizes {', '.join(map(str, sizes))} and {len(data.images):,} images in batches "
         f"of {fixed or RUN_BATCH}"
@@ -1046,6 +1077,7 @@ def export_onnx(
         batch, int8, opset, verify, calib_images, verify_images, threads, tolerances, legacy
     )
     tol = tolerances or Tolerances()
+    threads = threads or torch.get_num_threads()  # eager's count, so that img/s compare
     lm = as_loaded(source)
     trained = bool(lm.meta)
     default = lm.path / "export" / "model.onnx" if trained else lm.path / "model.onnx"
@@ -1082,7 +1114,7 @@ def export_onnx(
                 lm,
                 data_root=data_root,
                 verify_images=verify_images,
-                calib_images=calib_images,
+                calib_images=calib_images if int8 in ("static", "auto") else 0,
                 download=download,
                 progress=progress,
             )
@@ -1176,7 +1208,8 @@ def export_onnx(
                         "hash, so it may be of other weights"
                     )
         if not fp32_rep.passed and (fp16 or int8):
-            notes.append("fp32 failed verification: fp16 and int8 were not built from it")
+            skipped = " and ".join(n for n, asked in (("fp16", fp16), ("int8", int8)) if asked)
+            notes.append(f"fp32 failed verification: {skipped} not built from it")
             for tag in ("fp16",) * bool(fp16) + ("int8",) * bool(int8):
                 sibling(out_path, tag).unlink(missing_ok=True)
         else:
@@ -1199,6 +1232,8 @@ def export_onnx(
                 keep(model8, rep8, sibling(out_path, "int8"))
 
     failures = [f for p in precisions for f in p.failures]
+    if reference is not None:
+        notes.extend(_speed_notes(reference, precisions, threads))
     report = ExportReport(
         passed=not failures,
         verified=reference is not None,
