@@ -106,6 +106,16 @@ def test_cuda_and_cpu_only_runtimes_are_skipped_with_reasons(report: BenchReport
     assert not [row for row in report.rows if row.device == "cuda"]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA machine")
+def test_no_baseline_note_for_a_device_that_is_not_here() -> None:
+    """`--runtimes eager-bf16` without CUDA said "eager fp32 added on cuda": nothing was."""
+    from vitkit.bench.run import _plan
+
+    notes: list[str] = []
+    _plan(["eager-bf16", "ort"], [torch.device("cpu"), torch.device("cuda")], notes)
+    assert notes == ["eager fp32 added on cpu: it is the baseline of every speed-up"]
+
+
 def test_exports_are_made_beside_the_bench_then_reused(
     report: BenchReport, bench_run: Path
 ) -> None:
@@ -149,6 +159,7 @@ def test_the_runs_own_exports_are_used_but_never_overwritten(
     export_onnx(run, run / "fixed" / "model.onnx", batch=4, verify=False)
     fixed = (run / "fixed" / "model.onnx").read_bytes()
     user = (run / "export" / "model.onnx").read_bytes()
+    (run / "export" / "model.int8.onnx").write_bytes(b"cut short")  # damaged: said, not silent
     rep = benchmark(
         run,
         runtimes="ort,ort-int8",
@@ -163,7 +174,10 @@ def test_the_runs_own_exports_are_used_but_never_overwritten(
     assert rep.result("ort").info["file"] == str(run / "export" / "model.onnx")  # reused
     assert rep.result("ort-int8").info["file"] == str(run / "bench" / "export" / "model.int8.onnx")
     assert (run / "export" / "model.onnx").read_bytes() == user
-    assert not (run / "export" / "model.int8.onnx").exists()
+    assert (run / "export" / "model.int8.onnx").read_bytes() == b"cut short"
+    assert any(
+        n.startswith(f"passed over {run / 'export' / 'model.int8.onnx'}: ") for n in rep.notes
+    )
     assert (run / "fixed" / "model.onnx").read_bytes() == fixed
 
 
@@ -248,6 +262,9 @@ def _nano_bench(tmp_path: Path, **kwargs: object) -> BenchReport:
 def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Path) -> None:
     rep = _nano_bench(tmp_path, batch_sizes=[1, 3], rounds=1, accuracy_images=16)
     assert rep.run is None and rep.data["synthetic"] is True
+    # the export's "verified on synthetic images" read as if bench had verified something
+    assert not [n for n in rep.notes if "verified" in n]
+    assert any(n.startswith("synthetic (uniform random) inputs") for n in rep.notes)
     ort = rep.result("ort")
     assert ort.accuracy is None and ort.top1_agreement == 1.0
     assert ort.max_abs_diff is not None and ort.max_abs_diff < 1e-4

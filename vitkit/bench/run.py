@@ -128,12 +128,13 @@ VERIFY_IMAGES = 1000  # test images an export made for the bench is verified on 
 
 
 def _current(
-    path: Path, lm: LoadedModel, precision: str, fingerprint: str
+    path: Path, lm: LoadedModel, precision: str, fingerprint: str, notes: list[str]
 ) -> onnx.ModelProto | None:
     """The parsed ``path`` if it is an export of this model (same spec, same weights by
     ``weights_fingerprint``, same precision, dynamic batch), else None. The weights are compared
     by content, not by file times: an untrained ``--model`` (another ``--seed``) or another run
-    benchmarked into the same ``--out`` has the same spec and other weights."""
+    benchmarked into the same ``--out`` has the same spec and other weights. A file that cannot
+    be read is passed over with a note (not in silence: it may be the user's)."""
     from vitkit.export.onnx import exports_spec_of, load_onnx, read_onnx_metadata
 
     if not path.is_file():
@@ -141,7 +142,8 @@ def _current(
     try:
         model = load_onnx(path)
         meta = read_onnx_metadata(model)
-    except UserError:
+    except UserError as e:
+        notes.append(f"passed over {path}: {first_line(e)}")
         return None
     if not exports_spec_of(meta, lm):
         return None
@@ -195,7 +197,7 @@ def ensure_exports(
         optimized, kept = _optimized(folder)
         for p in sorted(precisions - set(files)):
             path = folder / names[p]
-            model = _current(path, lm, p, fingerprint)
+            model = _current(path, lm, p, fingerprint, notes)
             if model is None:
                 continue
             if p in ("fp32", "int8"):
@@ -289,7 +291,14 @@ def bench_data(
         fetchable = spec is not None and spec.name != "folder" and "unavailable" in why
         hint = "; pass --download to fetch it" if fetchable and not download else ""
         raise UserError(f"{f'--data {dataset}' if dataset else '--download'}: {why}{hint}")
-    return data.images, data.labels, desc, list(data.notes)
+    notes = [  # the export's wording; here nothing is verified, runtimes are compared
+        "synthetic (uniform random) inputs: no accuracy figures, only each runtime's agreement "
+        "with eager"
+        if n.startswith("verified on synthetic")
+        else n
+        for n in data.notes
+    ]
+    return data.images, data.labels, desc, notes
 
 
 def _inputs(images: np.ndarray, batch: int) -> torch.Tensor:
@@ -616,7 +625,7 @@ def _plan(
         chosen = names if names is not None else default_runtimes(d)
         if "eager" not in chosen:
             chosen = ["eager", *chosen]
-            if names is not None:
+            if names is not None and get_runtime("eager").why_not(d) is None:  # not on no CUDA
                 notes.append(f"eager fp32 added on {d}: it is the baseline of every speed-up")
         plan.extend((n, d) for n in chosen)
     results: dict[Key, RuntimeResult] = {}

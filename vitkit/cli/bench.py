@@ -252,7 +252,9 @@ def _print(report: Any) -> None:
         if report.reference_accuracy is not None
         else ""
     )
-    if report.settings.get("accuracy_images"):
+    if data.get("synthetic"):
+        status(f"inputs: {data.get('source')} · no labels: agreement with eager only")
+    elif report.settings.get("accuracy_images"):
         status(f"accuracy on {data.get('source')}{acc}")
     else:
         status(f"inputs: {data.get('source')} · accuracy not measured (--accuracy-images 0)")
