@@ -133,6 +133,19 @@ def test_folder_with_a_subset_of_the_classes(mnist_model: LoadedModel, tmp_path:
     assert report.correct == int((logits.argmax(-1) == test.labels[both]).sum())
 
 
+def test_unreadable_files_in_a_folder_are_named_in_the_report(
+    mnist_model: LoadedModel, tmp_path: Path
+) -> None:
+    """A truncated PNG was left out of n with no word in eval's output or eval.json."""
+    blank = np.zeros((28, 28), np.uint8)
+    root = _write_folder(tmp_path / "digits", {"1": [blank, blank], "2": [blank]})
+    (root / "test" / "2" / "zz.png").write_bytes(b"\x89PNG cut short")
+    report = evaluate(mnist_model, f"folder:{root}")
+    assert report.n == 3
+    assert report.notes == [f"skipped 1 unreadable image(s) in folder:{root}, first: test/2/zz.png"]
+    assert report.to_json()["notes"] == report.notes
+
+
 def test_class_mismatch_is_refused(mnist_model: LoadedModel, tmp_path: Path) -> None:
     blank = np.zeros((28, 28), np.uint8)
     root = _write_folder(tmp_path / "pets", {"cat": [blank], "dog": [blank], "7": [blank]})

@@ -146,12 +146,8 @@ def download(
         f"[green]✓[/] {name}: {sizes} images · {ds.image_size}x{ds.image_size}x{ds.channels}"
         f" · {ds.num_classes} classes · {how} in {info['seconds']} s"
     )
-    skipped = ds.info.get("skipped")
-    if skipped and skipped.get("count"):
-        console.print(
-            f"[yellow]skipped {skipped['count']} unreadable images[/], first: "
-            + ", ".join(skipped["first"])
-        )
+    if skipped := ds.skipped_note():
+        console.print(f"[yellow]{escape(skipped)}[/]", soft_wrap=True)
     console.print(f"cached in: {ds.cache_dir}")
 
 

@@ -133,7 +133,11 @@ def eval_command(
     saved = report.save(out_dir)
     if json_:
         emit_json(
-            {**report.to_json(), "files": [str(f) for f in saved.files], "notes": saved.notes}
+            {
+                **report.to_json(),
+                "files": [str(f) for f in saved.files],
+                "notes": [*report.notes, *saved.notes],
+            }
         )
         return
     status(
@@ -178,7 +182,7 @@ def eval_command(
         ]
         console.print("most confidently wrong:")
         console.print(Columns(shown, padding=(0, 3)))
-    for note in saved.notes:
+    for note in [*report.notes, *saved.notes]:
         console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
     console.print(
         f"wrote {escape(str(out_dir))}/: " + ", ".join(f.name for f in saved.files), soft_wrap=True

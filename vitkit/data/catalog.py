@@ -117,6 +117,17 @@ class Dataset:
         labels = next(iter(self.splits.values())).labels
         return 1 if labels.ndim == 1 else int(labels.shape[1])
 
+    def skipped_note(self) -> str | None:
+        """``"skipped 3 unreadable images in folder:x, first: a.png, b.png"`` when a folder had
+        files it could not decode (left out of every split), else None."""
+        skipped = self.info.get("skipped") or {}
+        if not skipped.get("count"):
+            return None
+        first = ", ".join(skipped.get("first") or [])
+        return f"skipped {skipped['count']:,} unreadable image(s) in {self.name}" + (
+            f", first: {first}" if first else ""
+        )
+
     def __repr__(self) -> str:  # not the default one, which prints every pixel
         splits = ", ".join(f"{k}: {len(v):,}" for k, v in self.splits.items())
         return (

@@ -93,6 +93,7 @@ class EvalReport:
     device: str = "cpu"
     seconds: float = 0.0
     images_per_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. unreadable images left out
     wrong_images: Tensor | None = field(default=None, repr=False, compare=False)  # uint8
 
     def to_json(self) -> dict[str, Any]:
@@ -122,6 +123,7 @@ class EvalReport:
             device=self.device,
             seconds=self.seconds,
             images_per_s=self.images_per_s,
+            notes=self.notes,
         )
         return out
 
@@ -509,4 +511,6 @@ def evaluate(
     report.device = f"onnxruntime-cpu ({onnx_path})" if onnx_path else str(model_device(lm))
     report.seconds = round(seconds, 3)
     report.images_per_s = round(len(s) / seconds, 1) if seconds > 0 else 0.0
+    if skipped := ds.skipped_note():  # a folder's unreadable files are not in n: say so
+        report.notes.append(skipped)
     return report

@@ -498,7 +498,7 @@ def train(
         "input_layout": "NCHW, float32, (x/255 - mean)/std",
     }
     listeners: list[Callback] = []
-    notes: list[str] = []
+    notes: list[str] = [n for n in [ds.skipped_note()] if n]
     if dist_info.main:
         if resume is None and config.overwrite and run_dir.is_dir():
             shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
