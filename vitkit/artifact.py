@@ -240,6 +240,10 @@ def _check_meta(meta: Any) -> Any:
         isinstance(classes, list) and all(isinstance(c, str) for c in classes)
     ):
         raise TypeError("'classes' must be a list of names")
+    if classes and len(classes) != spec.config.num_classes:  # else: wrong labels, or IndexError
+        raise ValueError(
+            f"it names {len(classes)} classes for a model of {spec.config.num_classes} outputs"
+        )
     for key in ("mean", "std"):
         v = meta.get(key)
         numbers = isinstance(v, list) and all(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from vitkit.cli import app
@@ -106,9 +107,10 @@ def test_damaged_run_cannot_resume(run: Path, tmp_path: Path, damage, message: s
         "MODEL_JSON_WITH mean=[0.5, 0.5]",
         "MODEL_JSON_WITH dataset=7",
         'MODEL_JSON_WITH mlp_ratio="2"',
+        'MODEL_JSON_WITH classes=["only one"]',  # predict: IndexError; with too many, wrong names
     ],
 )
-@pytest.mark.parametrize("command", ["eval", "export", "bench"])
+@pytest.mark.parametrize("command", ["eval", "export", "bench", "predict"])
 def test_model_json_of_the_wrong_shape(
     run: Path, tmp_path: Path, content: str, command: str
 ) -> None:
@@ -123,8 +125,13 @@ def test_model_json_of_the_wrong_shape(
             meta[key] = json.loads(value)
         content = json.dumps(meta)
     (copy / "model.json").write_text(content)
-    line = one_error_line(runner.invoke(app, [command, str(copy)]))
+    image = tmp_path / "x.png"
+    Image.new("L", (8, 8)).save(image)
+    args = [command, str(copy), *([str(image)] if command == "predict" else [])]
+    line = one_error_line(runner.invoke(app, args))
     assert "model.json" in line, line
+    if "only one" in content:
+        assert "names 1 classes for a model of" in line, line
 
 
 @pytest.mark.parametrize(
