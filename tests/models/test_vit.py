@@ -95,6 +95,7 @@ def test_multi_output_head_shape() -> None:
         (dict(pool="max"), "pool must be one of"),
         (dict(dropout=1.5), "dropout must be in"),
         (dict(depth=0), "depth must be a positive integer"),
+        (dict(mlp_ratio=0.001), "mlp_ratio 0.001 gives an MLP width of 0 at embed_dim 192"),
         (dict(embed_dimm=64), "did you mean 'embed_dim'"),
     ],
 )
