@@ -500,3 +500,14 @@ def test_our_error_lines_are_never_cut() -> None:
     assert first_line(ours).endswith("place the file at /data/mnist/file.gz")
     theirs = first_line(RuntimeError("checker: " + "y" * 400 + "\nsecond line"))
     assert len(theirs) == 300 and theirs.endswith("…")
+
+
+def test_training_on_a_folder_without_train_split(tmp_path: Path) -> None:
+    """A folder of images to score (no train/) loads, and training on it says what is missing."""
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / c / "x.png")
+    args = ["train", f"folder:{tmp_path / 'imgs'}", "--model", "vit-nano", "--patch-size", "4"]
+    line = one_error_line(runner.invoke(app, [*args, "--out", str(tmp_path / "run")]))
+    assert "has no train split to train on (it has: test)" in line
+    assert "PATH/train/<class>/" in line

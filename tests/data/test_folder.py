@@ -203,10 +203,28 @@ def test_layout_errors(tmp_path: Path, make: str) -> None:
         _load(root)
     msg = str(err.value)
     assert "\n" not in msg and str(root) in msg
-    assert ("no images" in msg) if make == "no-images" else ("train/<class>" in msg)
-    if make in ("nothing", "no-train"):
+    # no-train: test/ alone is a layout (images to score), and its class folder holds none
+    assert ("no images" in msg) if make in ("no-images", "no-train") else ("train/<class>" in msg)
+    if make == "nothing":
         with pytest.raises(UserError, match="train/<class>"):
             fingerprint(root)
+
+
+def test_images_to_score_need_no_train_folder(tmp_path: Path) -> None:
+    """`eval --data folder:PATH` with PATH/test/<class>/ only, or PATH/<class>/ with no split
+    folders at all, said "has no train/ folder"."""
+    _save(tmp_path / "only-test" / "test" / "dog" / "a.png", (1, 2, 3))
+    _save(tmp_path / "only-test" / "test" / "cat" / "b.png", (4, 5, 6))
+    raw = _load(tmp_path / "only-test")
+    assert set(raw.splits) == {"test"} and raw.classes == ["cat", "dog"]
+    assert raw.splits["test"].labels.tolist() == [0, 1]
+    _save(tmp_path / "flat" / "dog" / "a.png", (1, 2, 3))
+    _save(tmp_path / "flat" / "cat" / "b.png", (4, 5, 6))
+    _save(tmp_path / "flat" / "cat" / "c.png", (7, 8, 9))
+    flat = _load(tmp_path / "flat")
+    assert set(flat.splits) == {"test"} and flat.classes == ["cat", "dog"]
+    assert flat.splits["test"].labels.tolist() == [0, 0, 1]
+    assert fingerprint(tmp_path / "flat") != fingerprint(tmp_path / "only-test")
 
 
 def test_all_files_unreadable(tmp_path: Path) -> None:

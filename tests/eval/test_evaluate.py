@@ -133,6 +133,20 @@ def test_folder_with_a_subset_of_the_classes(mnist_model: LoadedModel, tmp_path:
     assert report.correct == int((logits.argmax(-1) == test.labels[both]).sum())
 
 
+def test_a_folder_of_class_folders_is_scored_as_its_test_split(
+    mnist_model: LoadedModel, tmp_path: Path
+) -> None:
+    """docs/eval.md's `--data folder:~/digits`: PATH/<class>/*.png, no train/ (it needed one)."""
+    test = load_dataset("mnist-mini")["test"]
+    for c in ("3", "7"):
+        (tmp_path / "digits" / c).mkdir(parents=True)
+        for i in torch.nonzero(test.labels == int(c)).flatten()[:4].tolist():
+            Image.fromarray(test.images[i, 0].numpy()).save(tmp_path / "digits" / c / f"{i}.png")
+    report = evaluate(mnist_model, f"folder:{tmp_path / 'digits'}")
+    assert report.split == "test" and report.n == 8
+    assert [c.support for c in report.per_class] == [0, 0, 0, 4, 0, 0, 0, 4, 0, 0]
+
+
 def test_unreadable_files_in_a_folder_are_named_in_the_report(
     mnist_model: LoadedModel, tmp_path: Path
 ) -> None:

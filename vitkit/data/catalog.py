@@ -246,9 +246,10 @@ def load_dataset(
         )
         t0 = time.perf_counter()
         raw = spec.load_builder()(ctx)
-        if "train" not in raw.splits:
-            raise UserError(f"dataset '{name}' has no train split")
-        mean, std = channel_stats(raw.splits["train"].images)
+        if not raw.splits:
+            raise UserError(f"dataset '{name}' has no splits")
+        # the train split's statistics (a folder of images to score may have no train/)
+        mean, std = channel_stats(raw.splits.get("train", next(iter(raw.splits.values()))).images)
         meta: dict[str, Any] = {
             "mean": mean,
             "std": std,

@@ -517,7 +517,7 @@ def verification_data(
         notes.append(f"dataset '{ds.name}' has no test or val split: verified on train images")
     split = ds.splits[split_name]
     idx = _subset(len(split), verify_images, seed)
-    train = ds.splits["train"]
+    train = ds.splits.get("train", split)  # a folder of images to score may have no train/
     cidx = _subset(len(train), calib_images, seed + 1)
     return VerifyData(
         images=_normalize(split.images[idx], lm.mean, lm.std),

@@ -380,6 +380,11 @@ def train(
     )
     if dist_info.main:
         dist_info.barrier()
+    if "train" not in ds.splits:  # a folder: of images to score, with no train/ of its own
+        raise UserError(
+            f"dataset '{config.dataset}' has no train split to train on (it has: "
+            f"{', '.join(ds.splits)}); a folder: dataset trains on PATH/train/<class>/"
+        )
     if ds.num_classes < 2:  # every prediction right by construction: 100% and meaningless
         raise UserError(
             f"dataset '{config.dataset}' has {ds.num_classes} class ({', '.join(ds.classes)}); "

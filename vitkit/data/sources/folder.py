@@ -1,7 +1,9 @@
 """Any ImageFolder tree: ``PATH/{train,val,test}/<class>/*.jpg`` decoded to uint8 tensors.
 
 Class names are the sorted subdirectories of ``train/``; ``val/`` and ``test/`` are optional and
-may lack classes but not add any. Files are decoded with PIL in a thread pool (PIL releases the
+may lack classes but not add any. Without ``train/`` (images to score, not to train on) the
+classes are those of the splits there are; a folder with no split folders at all,
+``PATH/<class>/*.jpg``, is one split named ``test``, what ``vitkit eval`` reads by default. Files are decoded with PIL in a thread pool (PIL releases the
 GIL while it decodes) in chunks that write straight into one preallocated array; images of at
 most 64x64 pixels use one thread, since per-file Python work rules there (CIFAR-10 JPEGs on 2
 cores: 60,000 files in 6.4 s on one thread, 8.3 s on two). Unreadable files are skipped and listed in ``info["skipped"]``, never a crash. ``fingerprint`` is the cheap
@@ -28,7 +30,7 @@ from vitkit.data.types import RawDataset, SourceContext, Split
 from vitkit.errors import ConfigError, UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
-SPLITS = ("train", "val", "test")  # train is required, the others are optional
+SPLITS = ("train", "val", "test")  # each optional; training needs train/
 _WIDE_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})  # grayscale, > 8 bits
 SINGLE_CHANNEL_MODES = _WIDE_MODES | {"1", "L"}
 PROBE_FILES = 64  # headers read (spread over train/) to choose channels and size
@@ -37,7 +39,10 @@ SMALL_IMAGE_PIXELS = 64 * 64  # at or below this, one thread: Python overhead, n
 CHUNK = 256  # images per task; also how often progress is reported
 SKIPPED_SHOWN = 5  # relative paths of skipped files kept in info["skipped"]["first"]
 
-_LAYOUT = "PATH/train/<class>/*.jpg (also .png, .bmp, ...), optional PATH/val/ and PATH/test/"
+_LAYOUT = (
+    "PATH/train/<class>/*.jpg (also .png, .bmp, ...), optional PATH/val/ and PATH/test/; or "
+    "PATH/<class>/*.jpg, read as a test split"
+)
 
 
 @dataclass
@@ -79,41 +84,49 @@ def _subdirs(directory: Path) -> list[str]:
 def _check_root(path: Path) -> None:
     if not path.is_dir():
         raise UserError(f"folder dataset not found: {path} (expected {_LAYOUT})")
-    if not (path / "train").is_dir():
-        raise UserError(f"{path} has no train/ folder (expected {_LAYOUT})")
 
 
-def _classes(path: Path) -> list[str]:
-    """Sorted class names of train/; val/ and test/ may not add classes of their own."""
-    classes = _subdirs(path / "train")
+def _layout(path: Path) -> list[tuple[str, Path]]:
+    """(split, folder) pairs: the split folders there are, in SPLITS order, or, when there are
+    none, the folder itself as the test split (its subfolders are the classes)."""
+    splits = [(s, path / s) for s in SPLITS if (path / s).is_dir()]
+    return splits or [("test", path)]
+
+
+def _classes(path: Path, layout: list[tuple[str, Path]]) -> list[str]:
+    """Sorted class names of train/ (val/ and test/ may not add classes of their own); without
+    train/, of every split there is."""
+    first = layout[0][1]
+    if layout[0][0] == "train":
+        classes = _subdirs(first)
+    else:
+        classes = sorted({c for _, d in layout for c in _subdirs(d)})
     if not classes:
-        raise UserError(f"{path / 'train'} has no class folders (expected {_LAYOUT})")
+        raise UserError(f"{first} has no class folders (expected {_LAYOUT})")
     for name in classes:  # names go into model.json, ONNX metadata and the terminal
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
             shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             raise UserError(
-                f"class folder name is not valid UTF-8: '{shown}' in {path / 'train'}; rename it"
+                f"class folder name is not valid UTF-8: '{shown}' in {first}; rename it"
             ) from None
-    for split in SPLITS[1:]:
-        if (path / split).is_dir():
-            extra = sorted(set(_subdirs(path / split)) - set(classes))
-            if extra:
-                names = ", ".join(f"'{c}'" for c in extra)
-                raise UserError(f"{path / split} has classes that train/ lacks: {names}")
+    for _, sdir in layout[1:]:
+        extra = sorted(set(_subdirs(sdir)) - set(classes))
+        if extra:
+            names = ", ".join(f"'{c}'" for c in extra)
+            raise UserError(f"{sdir} has classes that train/ lacks: {names}")
     return classes
 
 
 def _scan(path: Path) -> tuple[list[str], list[_SplitFiles]]:
-    classes = _classes(path)
+    layout = _layout(path)
+    classes = _classes(path, layout)
     splits = []
-    for split in SPLITS:
-        if not (path / split).is_dir():
-            continue
+    for split, sdir in layout:
         sf = _SplitFiles(split)
         for label, name in enumerate(classes):
-            cdir = path / split / name
+            cdir = sdir / name
             if cdir.is_dir():
                 for entry in _walk(str(cdir)):
                     sf.files.append(Path(entry.path))
@@ -132,10 +145,7 @@ def fingerprint(path: Path) -> str:
     _check_root(path)
     cut = len(str(path)) + 1
     parts = []
-    for split in SPLITS:
-        sdir = path / split
-        if not sdir.is_dir():
-            continue
+    for split, sdir in _layout(path):
         for name in _subdirs(sdir):
             parts.append(f"{split}/{name}/\n")
             for entry in _walk(str(sdir / name)):
@@ -293,14 +303,15 @@ def build_folder(ctx: SourceContext) -> RawDataset:
     channels = _option(ctx.options, "channels", (1, 3))
     _check_root(root)
     classes, found = _scan(root)
+    first = root / found[0].name if (root / found[0].name).is_dir() else root
     if not found[0].files:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise UserError(f"no images found in {root / 'train'} (expected {_LAYOUT}; {exts})")
+        raise UserError(f"no images found in {first} (expected {_LAYOUT}; {exts})")
     splits = [s for s in found if s.files]  # an empty val/ or test/ is left out
 
     probe = _probe(splits[0].files)
     if not probe:
-        raise UserError(f"no readable images in {root / 'train'}: every file failed to open")
+        raise UserError(f"no readable images in {first}: every file failed to open")
     if channels is None:
         channels = 1 if all(mode in SINGLE_CHANNEL_MODES for mode, _ in probe) else 3
     resize = image_size is not None
@@ -335,8 +346,8 @@ def build_folder(ctx: SourceContext) -> RawDataset:
             skipped_paths += [sf.files[i].relative_to(root).as_posix() for i in bad[:room]]
         if len(images):
             out[sf.name] = Split(images, labels)
-    if "train" not in out:
-        raise UserError(f"no readable images in {root / 'train'}: every file failed to decode")
+    if found[0].name not in out:
+        raise UserError(f"no readable images in {first}: every file failed to decode")
     info = {
         "path": str(root),
         "image_size": image_size,
