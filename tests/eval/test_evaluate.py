@@ -223,3 +223,16 @@ def test_an_onnx_export_of_a_folder_run_finds_its_folder(
     alone = evaluate(onnx_model, download=False)
     assert alone.n == 12 and alone.correct == evaluate(result.run_dir, download=False).correct
     assert alone.device == f"onnxruntime-cpu ({rep.files[0]})" and alone.run == rep.files[0]
+
+
+def test_no_wrong_predictions_figure_keeps_its_title(tmp_path: Path) -> None:
+    """With nothing wrong the figure was one image wide (220 px), its title cut at both ends."""
+    from vitkit.eval.plots import plot_wrong
+
+    title = "most confidently wrong (0 shown)"
+    empty = torch.zeros(0, dtype=torch.long)
+    images = torch.zeros(0, 1, 28, 28, dtype=torch.uint8)
+    assert plot_wrong(
+        images, empty, empty, torch.zeros(0), ["0", "1"], tmp_path / "w.png", title=title
+    )
+    assert Image.open(tmp_path / "w.png").width >= 0.09 * len(title) * 100

@@ -77,9 +77,19 @@ def test_presets_have_the_documented_widths() -> None:
         assert (c.embed_dim, c.depth, c.num_heads) == (d, depth, heads)
 
 
-@pytest.mark.parametrize("image_size,patch", [(28, 4), (32, 4), (224, 16), (56, 7), (64, 8)])
+@pytest.mark.parametrize(
+    "image_size,patch", [(28, 4), (32, 4), (30, 5), (8, 4), (224, 16), (56, 7), (64, 8)]
+)
 def test_default_patch_size(image_size: int, patch: int) -> None:
     assert resolve_spec("vit-nano", image_size=image_size).config.patch_size == patch
+
+
+@pytest.mark.parametrize("image_size", [13, 29, 31, 4])
+def test_no_default_patch_gives_a_single_token(image_size: int) -> None:
+    """A prime size got patch = image size: a one-token ViT, built without a word."""
+    with pytest.raises(ConfigError, match=f"cuts image size {image_size} into a grid of 2x2"):
+        resolve_spec("vit-nano", image_size=image_size)
+    assert resolve_spec("vit-nano", image_size=image_size, patch_size=image_size)  # if asked
 
 
 def test_multi_output_head_shape() -> None:

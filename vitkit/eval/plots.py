@@ -99,7 +99,8 @@ def plot_wrong(
     n = len(images)
     cols = max(1, min(5, math.ceil(math.sqrt(n)))) if n else 1
     rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    width = max(2.2 * cols, 0.09 * len(title) + 0.5)  # one image's width cut the title short
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     if n == 0:

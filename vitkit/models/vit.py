@@ -27,19 +27,23 @@ MAX_PARAMS = 4_000_000_000  # ViT-g is 1B; more would not fit in memory anyway (
 
 
 def default_patch_size(image_size: int) -> int:
-    """Patch side for an image side: 4 for 28-32 px, 16 for 224 px.
+    """Patch side for an image side: 4 for 28 and 32 px, 5 for 30, 16 for 224.
 
     Small images (<= 64 px) aim at a grid of at most 8x8 tokens with patches of at least 4 px;
     larger ones at most 14x14 (ViT's 224/16). The smallest divisor of ``image_size`` that gets
-    there is taken.
+    there is taken, as long as it leaves a grid of at least 2x2: a prime size such as 29 or 31
+    would get a single patch (one token: no attention to speak of), so it is a ``ConfigError``.
     """
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
     target = 8 if image_size <= 64 else 14
-    for p in range(4, image_size + 1):
+    for p in range(4, image_size // 2 + 1):
         if image_size % p == 0 and image_size // p <= target:
             return p
-    raise ConfigError(f"no patch size >= 4 divides image size {image_size}; pass patch_size")
+    raise ConfigError(
+        f"no patch size of 4 px or more cuts image size {image_size} into a grid of 2x2 to "
+        f"{target}x{target} patches; pass patch_size (--patch-size), or resize the images"
+    )
 
 
 @dataclass
