@@ -194,6 +194,11 @@ def test_predict_skips_unreadable_files(run: Path, images: Path, tmp_path: Path)
     assert doc["skipped"] == 1 and "cannot read" in doc["predictions"][0]["error"]
     line = one_error_line(runner.invoke(app, ["predict", str(run), str(bad)]))
     assert "none of the 1 image(s) could be read" in line and "bad.png" in line
+    # --json: the document says why for each file (stdout was empty), and the exit code is 1
+    result = runner.invoke(app, ["predict", str(run), str(bad), "--json"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["read"] == 0 and "cannot read" in doc["predictions"][0]["error"]
     line = one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "empty")]))
     assert "could be read" in line and "no such file" in line
     (tmp_path / "dir").mkdir()

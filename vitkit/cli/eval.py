@@ -212,14 +212,9 @@ def predict_command(
     lm = _load(run, device)  # a .onnx file: ONNX Runtime on the CPU, its metadata's preprocessing
     preds = predict(lm, files, topk=topk, skip_unreadable=True)
     good = [p for p in preds if p.ok]
-    if not good:
-        reason = preds[0].error if preds else None
-        raise UserError(
-            f"none of the {len(preds)} image(s) could be read" + (f": {reason}" if reason else "")
-        )
     # the file that computed the predictions: the .onnx file itself, or the run's weights
     source = run if is_onnx_file(run) else lm.path / MODEL_WEIGHTS
-    if json_:
+    if json_:  # every file's outcome, its error included, even when none could be read
         emit_json(
             {
                 "run": str(lm.path),
@@ -229,6 +224,12 @@ def predict_command(
                 "skipped": len(preds) - len(good),
             }
         )
+    if not good:
+        reason = preds[0].error if preds else None
+        raise UserError(
+            f"none of the {len(preds)} image(s) could be read" + (f": {reason}" if reason else "")
+        )
+    if json_:
         return
     multi = lm.num_outputs > 1
     table = Table(title=f"vitkit predict · {escape(str(source))}")
