@@ -568,14 +568,15 @@ def _speed_notes(
 ) -> list[str]:
     """Say so when the img/s column was measured on a busy machine (as bench does): under load
     the int8-over-fp32 ratio of one export has read 0.57x, and 2.38x a minute later."""
-    from vitkit.bench.timing import busy_note, load_average
+    from vitkit.bench.timing import UNSTEADY_P90, busy_note, load_average
 
     shaky = ["eager"] if reference.unsteady else []
     shaky += [p.precision for p in precisions if p.speed_unsteady]
     notes = [n for n in [busy_note(load_average(), threads)] if n]
     if shaky:
         notes.append(
-            f"unsteady img/s ({', '.join(shaky)}: p90 over 2x p50): something else was running"
+            f"unsteady img/s ({', '.join(shaky)}: p90 over {UNSTEADY_P90:g}x p50): something "
+            "else was running"
         )
     if notes:
         notes.append(

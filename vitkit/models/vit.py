@@ -102,7 +102,7 @@ class ViTConfig:
                 raise ConfigError(f"{name} must be a finite number, got {v!r}")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
-        if int(self.embed_dim * self.mlp_ratio) < 1:  # Linear(dim, 0): a block with no MLP
+        if self.mlp_hidden < 1:  # Linear(dim, 0): a block with no MLP
             raise ConfigError(
                 f"mlp_ratio {self.mlp_ratio:g} gives an MLP width of 0 at embed_dim "
                 f"{self.embed_dim} (the width is embed_dim x mlp_ratio, rounded down)"

@@ -3,11 +3,13 @@
 Class names are the sorted subdirectories of ``train/``; ``val/`` and ``test/`` are optional and
 may lack classes but not add any. Without ``train/`` (images to score, not to train on) the
 classes are those of the splits there are; a folder with no split folders at all,
-``PATH/<class>/*.jpg``, is one split named ``test``, what ``vitkit eval`` reads by default. Files are decoded with PIL in a thread pool (PIL releases the
-GIL while it decodes) in chunks that write straight into one preallocated array; images of at
-most 64x64 pixels use one thread, since per-file Python work rules there (CIFAR-10 JPEGs on 2
-cores: 60,000 files in 6.4 s on one thread, 8.3 s on two). Unreadable files are skipped and listed in ``info["skipped"]``, never a crash. ``fingerprint`` is the cheap
-cache key: names, sizes and mtimes, no file reads.
+``PATH/<class>/*.jpg``, is one split named ``test``, what ``vitkit eval`` reads by default.
+
+Files are decoded with PIL in a thread pool (PIL releases the GIL while it decodes) in chunks
+that write straight into one preallocated array; images of at most 64x64 pixels use one thread,
+since per-file Python work rules there (CIFAR-10 JPEGs on 2 cores: 60,000 files in 6.4 s on one
+thread, 8.3 s on two). Unreadable files are skipped and listed in ``info["skipped"]``, never a
+crash. ``fingerprint`` is the cheap cache key: names, sizes and mtimes, no file reads.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ _LAYOUT = (
 @dataclass
 class _SplitFiles:
     name: str
+    folder: Path  # PATH/<name>, or PATH itself for a tree with no split folders
     files: list[Path] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
 
@@ -93,7 +96,7 @@ def _layout(path: Path) -> list[tuple[str, Path]]:
     return splits or [("test", path)]
 
 
-def _classes(path: Path, layout: list[tuple[str, Path]]) -> list[str]:
+def _classes(layout: list[tuple[str, Path]]) -> list[str]:
     """Sorted class names of train/ (val/ and test/ may not add classes of their own); without
     train/, of every split there is."""
     first = layout[0][1]
@@ -121,10 +124,10 @@ def _classes(path: Path, layout: list[tuple[str, Path]]) -> list[str]:
 
 def _scan(path: Path) -> tuple[list[str], list[_SplitFiles]]:
     layout = _layout(path)
-    classes = _classes(path, layout)
+    classes = _classes(layout)
     splits = []
     for split, sdir in layout:
-        sf = _SplitFiles(split)
+        sf = _SplitFiles(split, sdir)
         for label, name in enumerate(classes):
             cdir = sdir / name
             if cdir.is_dir():
@@ -303,7 +306,7 @@ def build_folder(ctx: SourceContext) -> RawDataset:
     channels = _option(ctx.options, "channels", (1, 3))
     _check_root(root)
     classes, found = _scan(root)
-    first = root / found[0].name if (root / found[0].name).is_dir() else root
+    first = found[0].folder
     if not found[0].files:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise UserError(f"no images found in {first} (expected {_LAYOUT}; {exts})")
