@@ -158,6 +158,11 @@ def test_unreadable_files_in_a_folder_are_named_in_the_report(
     assert report.n == 3
     assert report.notes == [f"skipped 1 unreadable image(s) in folder:{root}, first: test/2/zz.png"]
     assert report.to_json()["notes"] == report.notes
+    # three identical blank images under two labels: one at least is wrong, and named by its
+    # file (the index alone did not say which, and skipped files shift the indices)
+    files = ["test/1/000.png", "test/1/001.png", "test/2/000.png"]
+    assert report.wrong and all(w.file == files[w.index] for w in report.wrong)
+    assert report.to_json()["most_confident_wrong"][0]["file"] == report.wrong[0].file
 
 
 def test_class_mismatch_is_refused(mnist_model: LoadedModel, tmp_path: Path) -> None:

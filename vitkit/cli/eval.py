@@ -176,7 +176,8 @@ def eval_command(
 
         # one cell per image, so a narrow terminal wraps between images, never inside one
         shown = [
-            f"#{w.index} {escape(' '.join(w.true))} → {escape(' '.join(w.predicted))}"
+            f"{escape(w.file) if w.file else f'#{w.index}'} {escape(' '.join(w.true))} → "
+            f"{escape(' '.join(w.predicted))}"
             f" ({100 * w.confidence:.0f}%)"
             for w in report.wrong[:5]
         ]

@@ -128,6 +128,12 @@ class Dataset:
             f", first: {first}" if first else ""
         )
 
+    def file_of(self, split: str, index: int) -> str | None:
+        """The file (relative to the folder) of image ``index`` of ``split``, for a ``folder:``
+        dataset; None for the others (and for a cache made before vitkit recorded it)."""
+        files = (self.info.get("files") or {}).get(split)
+        return str(files[index]) if isinstance(files, list) and 0 <= index < len(files) else None
+
     def __repr__(self) -> str:  # not the default one, which prints every pixel
         splits = ", ".join(f"{k}: {len(v):,}" for k, v in self.splits.items())
         return (
@@ -175,7 +181,7 @@ class Dataset:
             "splits": {k: len(v) for k, v in self.splits.items()},
             "options": self.options,
             "cache_dir": str(self.cache_dir),
-            "info": self.info,
+            "info": {k: v for k, v in self.info.items() if k != "files"},  # a line per image
         }
 
 

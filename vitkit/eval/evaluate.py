@@ -54,11 +54,15 @@ class WrongPrediction:
     true: list[str]  # one name per output position
     predicted: list[str]
     confidence: float  # the model's probability for its (wrong) prediction
+    file: str | None = None  # a folder: dataset's file, relative to the folder
 
     def to_json(self) -> dict[str, Any]:
         single = len(self.true) == 1
+        out: dict[str, Any] = {"index": self.index}
+        if self.file is not None:
+            out["file"] = self.file
         return {
-            "index": self.index,
+            **out,
             "true": self.true[0] if single else self.true,
             "predicted": self.predicted[0] if single else self.predicted,
             "confidence": self.confidence,
@@ -513,4 +517,6 @@ def evaluate(
     report.images_per_s = round(len(s) / seconds, 1) if seconds > 0 else 0.0
     if skipped := ds.skipped_note():  # a folder's unreadable files are not in n: say so
         report.notes.append(skipped)
+    for w in report.wrong:  # which of the user's files it was, not only its index
+        w.file = ds.file_of(split, w.index)
     return report

@@ -331,6 +331,7 @@ def build_folder(ctx: SourceContext) -> RawDataset:
     workers = _workers(max(a * b for _, (a, b) in probe))
 
     out: dict[str, Split] = {}
+    names: dict[str, list[str]] = {}  # per split, the file of each kept image (for eval)
     skipped_paths: list[str] = []
     skipped_count = 0
     t0 = time.perf_counter()
@@ -349,6 +350,10 @@ def build_folder(ctx: SourceContext) -> RawDataset:
             skipped_paths += [sf.files[i].relative_to(root).as_posix() for i in bad[:room]]
         if len(images):
             out[sf.name] = Split(images, labels)
+            dropped = set(bad)
+            names[sf.name] = [
+                _shown(f.relative_to(root)) for i, f in enumerate(sf.files) if i not in dropped
+            ]
     if found[0].name not in out:
         raise UserError(f"no readable images in {first}: every file failed to decode")
     info = {
@@ -359,5 +364,12 @@ def build_folder(ctx: SourceContext) -> RawDataset:
         "skipped": {"count": skipped_count, "first": skipped_paths},
         "decode_workers": workers,
         "decode_seconds": round(time.perf_counter() - t0, 2),
+        "files": names,
     }
     return RawDataset(splits=out, classes=classes, info=info)
+
+
+def _shown(path: Path) -> str:
+    """A relative path as text that JSON and a terminal take (a name that is not UTF-8 gets
+    replacement characters)."""
+    return path.as_posix().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
