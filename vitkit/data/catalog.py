@@ -131,7 +131,8 @@ class Dataset:
     def file_of(self, split: str, index: int) -> str | None:
         """The file (relative to the folder) of image ``index`` of ``split``, for a ``folder:``
         dataset; None for the others (and for a cache made before vitkit recorded it)."""
-        files = (self.info.get("files") or {}).get(split)
+        by_split = self.info.get("split_files")
+        files = by_split.get(split) if isinstance(by_split, dict) else None
         return str(files[index]) if isinstance(files, list) and 0 <= index < len(files) else None
 
     def __repr__(self) -> str:  # not the default one, which prints every pixel
@@ -181,7 +182,7 @@ class Dataset:
             "splits": {k: len(v) for k, v in self.splits.items()},
             "options": self.options,
             "cache_dir": str(self.cache_dir),
-            "info": {k: v for k, v in self.info.items() if k != "files"},  # a line per image
+            "info": {k: v for k, v in self.info.items() if k != "split_files"},  # one per image
         }
 
 

@@ -364,7 +364,7 @@ def build_folder(ctx: SourceContext) -> RawDataset:
         "skipped": {"count": skipped_count, "first": skipped_paths},
         "decode_workers": workers,
         "decode_seconds": round(time.perf_counter() - t0, 2),
-        "files": names,
+        "split_files": names,
     }
     return RawDataset(splits=out, classes=classes, info=info)
 
