@@ -128,6 +128,10 @@ def test_folder_with_a_subset_of_the_classes(mnist_model: LoadedModel, tmp_path:
     report = evaluate(mnist_model, f"folder:{root}")
     assert report.n == 16 and report.classes == mnist_model.classes
     assert [c.support for c in report.per_class] == [0, 0, 0, 8, 0, 0, 0, 8, 0, 0]
+    # macro F1 counts the 8 absent classes as 0; macro_present averages classes 3 and 7 only
+    f1 = {c.name: c.f1 for c in report.per_class}
+    assert report.macro_present["f1"] == pytest.approx((f1["3"] + f1["7"]) / 2)
+    assert report.macro["f1"] == pytest.approx((f1["3"] + f1["7"]) / 10)
     both = torch.cat([idx["3"], idx["7"]])
     logits = compute_logits(mnist_model, test.subset(both))
     assert report.correct == int((logits.argmax(-1) == test.labels[both]).sum())

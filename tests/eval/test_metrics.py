@@ -42,6 +42,9 @@ def test_precision_recall_f1_by_hand_with_empty_classes() -> None:
     assert avg["macro"]["precision"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 5)
     assert avg["macro"]["recall"] == pytest.approx((2 / 3 + 2 / 3 + 0.5) / 5)
     assert avg["macro"]["f1"] == pytest.approx(2 / 5)
+    # over the 3 classes with samples only (a test set of some of the model's classes)
+    assert avg["macro_present"]["f1"] == pytest.approx(2 / 3)
+    assert avg["macro_present"]["precision"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
     assert avg["weighted"]["f1"] == pytest.approx((3 * 2 / 3 + 3 * 2 / 3 + 2 * 2 / 3) / 8)
     assert avg["weighted"]["recall"] == pytest.approx(5 / 8)  # weighted recall = accuracy
 

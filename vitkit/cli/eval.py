@@ -157,9 +157,15 @@ def eval_command(
         )
     from vitkit.eval.evaluate import ECE_BINS
 
+    present = sum(c.support > 0 for c in report.per_class)
+    subset = (  # a test set of some of the model's classes: macro F1 counts the others as 0
+        f" ({report.macro_present['f1']:.4f} over the {present} classes present)"
+        if present < len(report.per_class)
+        else ""
+    )
     status(
         f"ECE {report.ece:.4f} ({ECE_BINS} bins) · loss {report.loss:.4f} · "
-        f"macro F1 {report.macro['f1']:.4f}"
+        f"macro F1 {report.macro['f1']:.4f}{subset}"
     )
     table = Table(title="per class" + (" (all positions)" if report.num_outputs > 1 else ""))
     for col in ("class", "precision", "recall", "F1", "support"):

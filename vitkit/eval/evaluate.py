@@ -98,6 +98,8 @@ class EvalReport:
     seconds: float = 0.0
     images_per_s: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. unreadable images left out
+    # the macro averages over the classes with samples only (a subset of the model's classes)
+    macro_present: dict[str, float] = field(default_factory=dict)
     wrong_images: Tensor | None = field(default=None, repr=False, compare=False)  # uint8
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +120,7 @@ class EvalReport:
             loss=self.loss,
             ece=self.ece,
             macro=self.macro,
+            macro_present=self.macro_present,
             weighted=self.weighted,
             per_class=[dataclasses.asdict(c) for c in self.per_class],
             confusion={"classes": self.classes, "matrix": self.confusion},
@@ -387,6 +390,7 @@ def report_from_logits(
             for c in range(num_classes)
         ],
         macro=avg["macro"],
+        macro_present=avg["macro_present"],
         weighted=avg["weighted"],
         confusion=cm.tolist(),
         wrong=wrong,

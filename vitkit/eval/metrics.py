@@ -84,19 +84,19 @@ def precision_recall_f1(cm: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 def averages(
     precision: Tensor, recall: Tensor, f1: Tensor, support: Tensor
 ) -> dict[str, dict[str, float]]:
-    """Macro (every class counts once, empty ones too) and support-weighted averages."""
+    """Macro (every class counts once, empty ones too), macro over the classes present (support
+    above 0: a test set of 2 of 10 classes, all right, reads 1.0 there and 0.2 in ``macro``) and
+    support-weighted averages."""
     w = support.double()
     total = float(w.sum())
-    macro = {
-        "precision": float(precision.mean()),
-        "recall": float(recall.mean()),
-        "f1": float(f1.mean()),
+    present = support > 0
+    scores = (("precision", precision), ("recall", recall), ("f1", f1))
+    macro = {name: float(v.mean()) for name, v in scores}
+    macro_present = {
+        name: float(v[present].mean()) if bool(present.any()) else 0.0 for name, v in scores
     }
-    weighted = {
-        name: float((v * w).sum() / total) if total > 0 else 0.0
-        for name, v in (("precision", precision), ("recall", recall), ("f1", f1))
-    }
-    return {"macro": macro, "weighted": weighted}
+    weighted = {name: float((v * w).sum() / total) if total > 0 else 0.0 for name, v in scores}
+    return {"macro": macro, "macro_present": macro_present, "weighted": weighted}
 
 
 def calibration_bins(
