@@ -131,14 +131,9 @@ def eval_command(
     else:
         out_dir = out if out is not None else lm.path / "eval"
     saved = report.save(out_dir)
+    notes = [*report.notes, *saved.notes]
     if json_:
-        emit_json(
-            {
-                **report.to_json(),
-                "files": [str(f) for f in saved.files],
-                "notes": [*report.notes, *saved.notes],
-            }
-        )
+        emit_json({**report.to_json(), "files": [str(f) for f in saved.files], "notes": notes})
         return
     status(
         f"[bold]vitkit eval[/] {escape(str(report.run))} · {escape(report.dataset)} {escape(split)} · "
@@ -157,7 +152,7 @@ def eval_command(
         )
     from vitkit.eval.evaluate import ECE_BINS
 
-    present = sum(c.support > 0 for c in report.per_class)
+    present = report.classes_present
     subset = (  # a test set of some of the model's classes: macro F1 counts the others as 0
         f" ({report.macro_present['f1']:.4f} over the {present} classes present)"
         if present < len(report.per_class)
@@ -189,7 +184,7 @@ def eval_command(
         ]
         console.print("most confidently wrong:")
         console.print(Columns(shown, padding=(0, 3)))
-    for note in [*report.notes, *saved.notes]:
+    for note in notes:
         console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
     console.print(
         f"wrote {escape(str(out_dir))}/: " + ", ".join(f.name for f in saved.files), soft_wrap=True

@@ -102,6 +102,11 @@ class EvalReport:
     macro_present: dict[str, float] = field(default_factory=dict)
     wrong_images: Tensor | None = field(default=None, repr=False, compare=False)  # uint8
 
+    @property
+    def classes_present(self) -> int:
+        """Classes with samples here (``macro_present`` averages over these)."""
+        return sum(c.support > 0 for c in self.per_class)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "run": self.run,

@@ -606,21 +606,14 @@ def train(
     wall = time.perf_counter() - t0
 
     summary: dict[str, Any] = {
-        "status": result.status,
-        "run_dir": str(run_dir),
-        "dataset": config.dataset,
-        "model": config.model,
-        "params": spec.config.num_params(),
+        **_summary_head(
+            result.status, run_dir, config, state, params=spec.config.num_params(), device=device
+        ),
         "gflops_per_image": round(spec.config.flops() / 1e9, 5),
-        "epochs_done": state.epoch,
-        "steps": state.step,
-        "best_val_acc": state.best_acc,
-        "best_epoch": state.best_epoch + 1,
         "last_val": result.last_val,
         "train_images_per_s": round(result.images_per_s, 1),
         "train_gflops_per_s": round(result.images_per_s * 3 * spec.config.flops() / 1e9, 2),
         "wall_seconds": round(wall, 2),
-        "device": str(device),
         "world_size": dist_info.world_size,
     }
     if notes:
@@ -634,14 +627,16 @@ def train(
             prev = read_json(previous)
             if isinstance(prev, dict):
                 spent = prev.get("wall_seconds_total", prev.get("wall_seconds"))
-                if isinstance(spent, (int, float)) and not isinstance(spent, bool):
-                    # every segment of an interrupted and resumed run (wall_seconds: this one)
+                if not isinstance(spent, (int, float)) or isinstance(spent, bool):
+                    spent = None
+                # every segment of an interrupted and resumed run (wall_seconds: this one)
+                if spent is not None:
                     summary["wall_seconds_total"] = round(spent + wall, 2)
                 if result.images == 0:
                     # a resume with nothing left to do keeps the run's own figures
                     kept = ("last_val", "train_images_per_s", "train_gflops_per_s", "wall_seconds")
                     summary.update({k: prev[k] for k in kept if k in prev})
-                    if isinstance(spent, (int, float)) and not isinstance(spent, bool):
+                    if spent is not None:
                         summary["wall_seconds_total"] = spent
     if result.status != "interrupted" and "test" in ds.splits:
         best = _best_model(run_dir, model) if dist_info.main else model
@@ -661,6 +656,30 @@ def train(
     return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
 
 
+def _summary_head(
+    status: str,
+    run_dir: Path | None,
+    config: TrainConfig,
+    state: FitState,
+    *,
+    params: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """What every summary.json starts with, however the run ended."""
+    return {
+        "status": status,
+        "run_dir": str(run_dir),
+        "dataset": config.dataset,
+        "model": config.model,
+        "params": params,
+        "device": str(device),
+        "epochs_done": state.epoch,
+        "steps": state.step,
+        "best_val_acc": state.best_acc,
+        "best_epoch": state.best_epoch + 1,
+    }
+
+
 @contextlib.contextmanager
 def _diverged(
     run_dir: Path | None,
@@ -678,18 +697,9 @@ def _diverged(
         yield
     except NonFiniteLoss as e:
         e.summary = {
-            "status": "diverged",
+            **_summary_head("diverged", run_dir, config, state, params=params, device=device),
             "error": str(e),
-            "run_dir": str(run_dir),
-            "dataset": config.dataset,
-            "model": config.model,
-            "params": params,
-            "device": str(device),
-            "epochs_done": state.epoch,
-            "steps": state.step,
             "checkpoint_step": state.checkpoint_step,
-            "best_val_acc": state.best_acc,
-            "best_epoch": state.best_epoch + 1,
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
         if run_dir is not None:
