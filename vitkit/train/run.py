@@ -322,45 +322,12 @@ def train(
     Raises ``UserError`` for bad options before any work; ``NonFiniteLoss`` if the loss
     diverges (the last checkpoint and best weights stay on disk).
     """
+    saved: dict[str, Any] = {}
     extended: dict[str, Any] = {}
     if extend and resume is None:
         raise UserError("extend= changes a resumed run; pass resume= too")
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / TRAIN_JSON).is_file():
-            raise UserError(f"nothing to resume in {run_dir}: no {TRAIN_JSON}")
-        if not checkpoint_exists(run_dir):
-            raise UserError(
-                f"nothing to resume in {run_dir}: no checkpoint "
-                f"({CHECKPOINT_DIR}/{WEIGHTS} and {CHECKPOINT_DIR}/{STATE})"
-            )
-        saved = read_json(run_dir / TRAIN_JSON)
-        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
-            raise UserError(f"{run_dir / TRAIN_JSON} holds no training config")
-        if (run_dir / MODEL_JSON).exists():  # the best weights so far must survive the resume
-            read_json(run_dir / MODEL_JSON)
-            load_weights(run_dir / MODEL_WEIGHTS)
-        # the run continues where it is now, even when it was copied or moved since it began
-        try:
-            config = replace(TrainConfig.from_dict(saved["config"]), out=str(run_dir))
-            config.validate()
-        except (TypeError, ValueError, AttributeError) as e:  # valid JSON, wrong types
-            raise UserError(
-                f"{run_dir / TRAIN_JSON} holds a damaged config: {first_line(e)}"
-            ) from None
-        root = saved.get("data_root")
-        if root is not None and not isinstance(root, str):
-            raise UserError(f"{run_dir / TRAIN_JSON}: data_root must be a path, got {root!r}")
-        if extend:
-            bad = sorted(set(extend) - set(EXTENDABLE))
-            if bad:
-                raise UserError(
-                    f"a resumed run can change only {' and '.join(EXTENDABLE)}, not {', '.join(bad)}"
-                )
-            before = {k: getattr(config, k) for k in extend}
-            config = TrainConfig.from_dict({**config.to_dict(), **extend})
-            config.validate()
-            extended = {k: [before[k], v] for k, v in extend.items() if before[k] != v}
+        config, saved, extended = _resumed_config(Path(resume), extend)
         data_root = data_root or saved.get("data_root")
     precheck(config)
     device = resolve_device(config.device)
@@ -620,24 +587,9 @@ def train(
         summary["notes"] = notes
     if dist_info.world_size > 1:
         summary["ddp"] = _ddp_weights_check(model, device)
-    previous = run_dir / SUMMARY_JSON
     summary["wall_seconds_total"] = summary["wall_seconds"]
-    if resume is not None and previous.is_file():
-        with contextlib.suppress(UserError):
-            prev = read_json(previous)
-            if isinstance(prev, dict):
-                spent = prev.get("wall_seconds_total", prev.get("wall_seconds"))
-                if not isinstance(spent, (int, float)) or isinstance(spent, bool):
-                    spent = None
-                # every segment of an interrupted and resumed run (wall_seconds: this one)
-                if spent is not None:
-                    summary["wall_seconds_total"] = round(spent + wall, 2)
-                if result.images == 0:
-                    # a resume with nothing left to do keeps the run's own figures
-                    kept = ("last_val", "train_images_per_s", "train_gflops_per_s", "wall_seconds")
-                    summary.update({k: prev[k] for k in kept if k in prev})
-                    if spent is not None:
-                        summary["wall_seconds_total"] = spent
+    if resume is not None:
+        _carry_over(summary, run_dir / SUMMARY_JSON, wall, trained=result.images > 0)
     if result.status != "interrupted" and "test" in ds.splits:
         best = _best_model(run_dir, model) if dist_info.main else model
         test_loader = DeviceLoader(
@@ -654,6 +606,69 @@ def train(
         for cb in listeners:
             cb.on_end(summary)
     return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+
+
+def _resumed_config(
+    run_dir: Path, extend: Mapping[str, int] | None
+) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """The config of the run to resume (its train.json), checked, with ``extend`` applied;
+    with train.json's content and the changes ``extend`` made (``{name: [old, new]}``)."""
+    extended: dict[str, Any] = {}
+    if not (run_dir / TRAIN_JSON).is_file():
+        raise UserError(f"nothing to resume in {run_dir}: no {TRAIN_JSON}")
+    if not checkpoint_exists(run_dir):
+        raise UserError(
+            f"nothing to resume in {run_dir}: no checkpoint "
+            f"({CHECKPOINT_DIR}/{WEIGHTS} and {CHECKPOINT_DIR}/{STATE})"
+        )
+    saved = read_json(run_dir / TRAIN_JSON)
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise UserError(f"{run_dir / TRAIN_JSON} holds no training config")
+    if (run_dir / MODEL_JSON).exists():  # the best weights so far must survive the resume
+        read_json(run_dir / MODEL_JSON)
+        load_weights(run_dir / MODEL_WEIGHTS)
+    # the run continues where it is now, even when it was copied or moved since it began
+    try:
+        config = replace(TrainConfig.from_dict(saved["config"]), out=str(run_dir))
+        config.validate()
+    except (TypeError, ValueError, AttributeError) as e:  # valid JSON, wrong types
+        raise UserError(f"{run_dir / TRAIN_JSON} holds a damaged config: {first_line(e)}") from None
+    root = saved.get("data_root")
+    if root is not None and not isinstance(root, str):
+        raise UserError(f"{run_dir / TRAIN_JSON}: data_root must be a path, got {root!r}")
+    if extend:
+        bad = sorted(set(extend) - set(EXTENDABLE))
+        if bad:
+            raise UserError(
+                f"a resumed run can change only {' and '.join(EXTENDABLE)}, not {', '.join(bad)}"
+            )
+        before = {k: getattr(config, k) for k in extend}
+        config = TrainConfig.from_dict({**config.to_dict(), **extend})
+        config.validate()
+        extended = {k: [before[k], v] for k, v in extend.items() if before[k] != v}
+    return config, saved, extended
+
+
+def _carry_over(summary: dict[str, Any], previous: Path, wall: float, *, trained: bool) -> None:
+    """A resumed run's summary from the one before it: ``wall_seconds_total`` adds up every
+    segment of an interrupted and resumed run (``wall_seconds``: this one); a resume with
+    nothing left to train keeps the run's own figures. An unreadable summary adds nothing."""
+    if not previous.is_file():
+        return
+    with contextlib.suppress(UserError):
+        prev = read_json(previous)
+        if not isinstance(prev, dict):
+            return
+        spent = prev.get("wall_seconds_total", prev.get("wall_seconds"))
+        if not isinstance(spent, (int, float)) or isinstance(spent, bool):
+            spent = None
+        if spent is not None:
+            summary["wall_seconds_total"] = round(spent + wall, 2)
+        if not trained:
+            kept = ("last_val", "train_images_per_s", "train_gflops_per_s", "wall_seconds")
+            summary.update({k: prev[k] for k in kept if k in prev})
+            if spent is not None:
+                summary["wall_seconds_total"] = spent
 
 
 def _summary_head(
