@@ -225,6 +225,10 @@ class LoadedModel:
         return name, options
 
 
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _check_meta(meta: Any) -> Any:
     """The ModelSpec of a model.json, after checking the fields vitkit reads from it."""
     from vitkit.models import ModelSpec
@@ -244,13 +248,12 @@ def _check_meta(meta: Any) -> Any:
         raise ValueError(
             f"it names {len(classes)} classes for a model of {spec.config.num_classes} outputs"
         )
-    for key in ("mean", "std"):
+    for key in ("mean", "std"):  # the normalisation it was trained with: no guess will do
         v = meta.get(key)
-        numbers = isinstance(v, list) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
-        )
-        if v is not None and not (numbers and len(v) == channels):
-            raise TypeError(f"'{key}' must be {channels} number(s), got {v!r}")
+        if not (isinstance(v, list) and len(v) == channels and all(map(_finite_number, v))):
+            raise TypeError(f"'{key}' must be {channels} finite number(s), got {v!r}")
+    if any(x <= 0 for x in meta["std"]):
+        raise ValueError(f"'std' must be positive, got {meta['std']!r}")
     if meta.get("dataset") is not None and not isinstance(meta["dataset"], str):
         raise TypeError(f"'dataset' must be a name, got {meta['dataset']!r}")
     if not isinstance(meta.get("dataset_options") or {}, dict):
@@ -316,8 +319,8 @@ def load_model(
         classes=list(meta.get("classes") or []),
         image_size=cfg.image_size,
         channels=cfg.in_chans,
-        mean=list(meta.get("mean") or [0.5] * cfg.in_chans),
-        std=list(meta.get("std") or [0.5] * cfg.in_chans),
+        mean=list(meta["mean"]),
+        std=list(meta["std"]),
         dataset=meta.get("dataset"),
         meta=meta,
         path=run_dir,

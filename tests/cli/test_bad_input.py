@@ -105,6 +105,10 @@ def test_damaged_run_cannot_resume(run: Path, tmp_path: Path, damage, message: s
         "MODEL_JSON_WITH classes=5",
         'MODEL_JSON_WITH mean="x"',
         "MODEL_JSON_WITH mean=[0.5, 0.5]",
+        "MODEL_JSON_WITH mean=null",  # was: 0.5 guessed, 31% on mnist-mini and exit 0
+        "MODEL_JSON_WITH std=[0.0]",  # was: eval read top-1 10%, loss nan, exit 0
+        "MODEL_JSON_WITH std=[-1.0]",
+        "MODEL_JSON_WITH std=[NaN]",
         "MODEL_JSON_WITH dataset=7",
         'MODEL_JSON_WITH mlp_ratio="2"',
         'MODEL_JSON_WITH classes=["only one"]',  # predict: IndexError; with too many, wrong names
@@ -324,12 +328,19 @@ def test_onnx_file_of_another_model(run: Path, tmp_path: Path) -> None:
         runner.invoke(app, ["eval", str(run), "--onnx-file", rep.files[0], "--device", "cpu"])
     )
     assert "is an export of another model" in line and "vitkit eval" in line
+    assert "another vit-nano configuration: image_size 32 vs 28" in line, line
+    micro = create_model("vit-micro", image_size=28, in_chans=1, num_classes=10).eval()
+    rep = export_onnx(micro, tmp_path / "micro.onnx", verify=False)
+    line = one_error_line(
+        runner.invoke(app, ["eval", str(run), "--onnx-file", rep.files[0], "--device", "cpu"])
+    )  # it said "vit-micro, not this run's vit-nano of the same configuration"
+    assert "(vit-micro, not this run's vit-nano)" in line, line
     five = create_model("vit-nano", image_size=28, patch_size=7, in_chans=1, num_classes=5).eval()
     rep = export_onnx(five, tmp_path / "five.onnx", verify=False)  # 5 classes: it crashed
     line = one_error_line(
         runner.invoke(app, ["eval", str(run), "--onnx-file", rep.files[0], "--device", "cpu"])
     )
-    assert "is an export of another model" in line
+    assert "is an export of another model" in line and "num_classes 5 vs 10" in line, line
 
 
 def test_onnx_file_of_other_weights(run: Path, tmp_path: Path) -> None:

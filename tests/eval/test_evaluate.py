@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -245,3 +246,18 @@ def test_no_wrong_predictions_figure_keeps_its_title(tmp_path: Path) -> None:
         images, empty, empty, torch.zeros(0), ["0", "1"], tmp_path / "w.png", title=title
     )
     assert Image.open(tmp_path / "w.png").width >= 0.09 * len(title) * 100
+
+
+def test_a_run_whose_folder_moved_is_told_how_to_name_it(
+    mnist_model: LoadedModel, tmp_path: Path
+) -> None:
+    """The error showed where the images were expected, not that `--data` can point elsewhere."""
+    gone = f"folder:{tmp_path / 'moved-away'}"
+    meta = {**mnist_model.meta, "dataset": gone, "dataset_options": {"image_size": 28}}
+    moved = dataclasses.replace(mnist_model, dataset=gone, meta=meta)
+    with pytest.raises(UserError, match=r"not found.*--data folder:PATH") as err:
+        evaluate(moved)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError) as named:  # a --data the user named: its own error, as it was
+        evaluate(moved, gone)
+    assert "--data folder:PATH" not in str(named.value)

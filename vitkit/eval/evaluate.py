@@ -10,6 +10,7 @@ run's test split is the ``test_acc`` of its summary.json, image for image.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -228,7 +229,15 @@ def open_dataset(
     elif name.startswith(FOLDER_PREFIX):
         options = {"image_size": lm.image_size, "channels": lm.channels}
     root = data_root if data_root is not None else run_settings(lm)["data_root"]
-    return load_dataset(name, data_root=root, download=download, progress=progress, **options)
+    try:
+        return load_dataset(name, data_root=root, download=download, progress=progress, **options)
+    except UserError as e:
+        if data or not name.startswith(FOLDER_PREFIX) or "not found" not in str(e):
+            raise
+        raise UserError(  # the run's own folder, moved or on another machine
+            f"{e}; if the images are elsewhere now, name them (--data folder:PATH on the command "
+            "line, dataset= in Python)"
+        ) from None
 
 
 def label_map(lm: LoadedModel, ds: Dataset) -> Tensor | None:
@@ -433,11 +442,8 @@ def check_onnx_matches(lm: LoadedModel, path: str | os.PathLike[str]) -> None:
     meta = read_onnx_metadata(path)  # no vitkit metadata: a one-line error
     alone = f"evaluate it on its own: vitkit eval {path}"
     if not exports_spec_of(meta, lm):
-        spec = meta.get("model_spec")
-        name = spec.get("model") if isinstance(spec, dict) else None
         raise UserError(
-            f"{path} is an export of another model ({name or 'unknown'}, not this run's "
-            f"{lm.spec.name} of the same configuration); {alone}"
+            f"{path} is an export of another model ({_spec_difference(meta, lm)}); {alone}"
         )
     if lm.classes and meta.get("classes") and list(meta["classes"]) != list(lm.classes):
         raise UserError(f"{path} was exported with other classes than {lm.path}; {alone}")
@@ -447,6 +453,21 @@ def check_onnx_matches(lm: LoadedModel, path: str | os.PathLike[str]) -> None:
             f"{path} was exported from other weights than {lm.path}'s (weights_sha256 differs): "
             f"re-export with `vitkit export {lm.path} --onnx`, or {alone}"
         )
+
+
+def _spec_difference(meta: dict[str, Any], lm: LoadedModel) -> str:
+    """How an export's recorded model spec differs from ``lm``'s, in a few words."""
+    spec = meta.get("model_spec")
+    name = spec.get("model") if isinstance(spec, dict) else None
+    if name != lm.spec.name:
+        return f"{name or 'unknown'}, not this run's {lm.spec.name}"
+    theirs = spec.get("config") if isinstance(spec, dict) else None
+    ours = json.loads(json.dumps(lm.spec.to_dict()))["config"]
+    if not isinstance(theirs, dict):
+        return f"a {name} with no configuration recorded"
+    keys = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
+    shown = ", ".join(f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in keys[:3])
+    return f"another {name} configuration: {shown}{', ...' if len(keys) > 3 else ''}"
 
 
 def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
