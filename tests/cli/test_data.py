@@ -139,3 +139,34 @@ def test_data_preview_refuses_a_name_that_is_not_png(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1 and "--out must be a .png file" in result.stderr
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_folder_needs_a_path(tmp_path: Path) -> None:
+    """`folder:` with no path read the current directory (a repository's PNGs) as a dataset."""
+    result = runner.invoke(app, ["data", "info", "folder:", "--data-root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "folder: needs a path" in result.output
+
+
+def test_info_and_preview_name_skipped_files_and_preview_finds_the_only_split(
+    tmp_path: Path,
+) -> None:
+    """`data info` and `data preview` said nothing of unreadable files (download did); preview
+    of PATH/<class>/ images to score failed on its default split, train."""
+    for c in ("0", "1"):
+        for i in range(2):
+            (tmp_path / "digits" / c).mkdir(parents=True, exist_ok=True)
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "digits" / c / f"{i}.png")
+    (tmp_path / "digits" / "1" / "zz.png").write_bytes(b"\x89PNG cut short")
+    common = ["--data-root", str(tmp_path / "root")]
+    name = f"folder:{tmp_path / 'digits'}"
+    info = runner.invoke(app, ["data", "info", name, *common])
+    assert info.exit_code == 0, info.output
+    assert "skipped 1 unreadable image(s)" in info.output and "1/zz.png" in info.output
+    out = tmp_path / "p.png"
+    preview = runner.invoke(app, ["data", "preview", name, "-o", str(out), *common])
+    assert preview.exit_code == 0, preview.output
+    assert "skipped 1 unreadable image(s)" in preview.output and "4 images" in preview.output
+    assert Image.open(out).size[0] > 0
+    as_json = runner.invoke(app, ["data", "preview", name, "-o", str(out), "--json", *common])
+    assert json.loads(as_json.stdout)["split"] == "test"

@@ -321,3 +321,48 @@ def test_class_names_that_are_not_utf8(tmp_path: Path) -> None:
     assert len(fingerprint(tmp_path)) == 16
     with pytest.raises(UserError, match=r"not valid UTF-8: 'd.g'"):
         _load(tmp_path)
+
+
+def test_class_folders_without_images_are_refused(tree: Path) -> None:
+    """An empty train/ class folder, or one of notes, became a class with no image: a dead
+    output in training, and eval refused the run's own data for 'classes the model lacks'."""
+    (tree / "train" / "zz_empty").mkdir()
+    (tree / "train" / "notes").mkdir()
+    (tree / "train" / "notes" / "readme.txt").write_text("hi")
+    with pytest.raises(UserError, match=r"with no images: 'notes', 'zz_empty'") as err:
+        _load(tree)
+    assert str(tree / "train") in str(err.value) and "\n" not in str(err.value)
+    # a class that only the test split lacks, or that is empty there, is fine
+    (tree / "train" / "zz_empty").rmdir()
+    (tree / "train" / "notes" / "readme.txt").unlink()
+    (tree / "train" / "notes").rmdir()
+    (tree / "test" / "dog").mkdir()
+    assert _load(tree).classes == ["cat", "dog", "owl", "yak"]
+    # images to score (no train/): a class folder with nothing in it
+    _save(tmp := tree.parent / "flat" / "cat" / "a.png", (1, 2, 3))
+    (tmp.parent.parent / "dog").mkdir()
+    with pytest.raises(UserError, match="with no images: 'dog'"):
+        _load(tree.parent / "flat")
+
+
+def test_symlinked_folders_are_followed_and_loops_passed_over(tmp_path: Path) -> None:
+    """A symlinked class folder is read; a link back up (``ln -s .. loop``) failed the whole
+    dataset with 'Too many levels of symbolic links'."""
+    from vitkit.eval.preprocess import expand_inputs
+
+    elsewhere = tmp_path / "elsewhere"
+    _save(elsewhere / "b.png", COLOURS["dog"])
+    root = tmp_path / "ds"
+    _save(root / "train" / "cat" / "a.png", COLOURS["cat"])
+    (root / "train" / "dog").mkdir()
+    (root / "train" / "dog" / "more").symlink_to(elsewhere)
+    (root / "train" / "cat" / "loop").symlink_to(root / "train")
+    (elsewhere / "sub").mkdir()  # a cycle of two links: sub/up -> other, other/down -> elsewhere
+    (elsewhere / "sub" / "up").symlink_to(tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "down").symlink_to(elsewhere)
+    raw = _load(root)
+    assert raw.classes == ["cat", "dog"] and raw.splits["train"].labels.tolist() == [0, 1]
+    # predict reads the same files from the same tree (rglob passed the symlinked folder over)
+    names = [p.relative_to(root).as_posix() for p in expand_inputs([root])]
+    assert names == ["train/cat/a.png", "train/dog/more/b.png"]

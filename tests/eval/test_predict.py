@@ -143,6 +143,9 @@ def test_arrays_and_tensors(mnist_model: LoadedModel) -> None:
     for n in (1, 3, 4):  # (N, C, H, W) is N images, whatever N
         assert len(predict(mnist_model, images[:n])) == n
     assert len(predict(mnist_model, images[:3, 0])) == 1  # (3, H, W) is one (C, H, W) image
+    # a numpy (1, H, W): one grayscale image read either way (a loop's last chunk of one failed)
+    (p,) = predict(mnist_model, images[3:4, 0].numpy(), topk=1)
+    assert p.label == best[3]
     assert predict(mnist_model, one.to(torch.bfloat16) / 255)[0].label == best[3]
     bad = [
         (b"digit.png", "cannot read bytes as images"),
@@ -156,6 +159,7 @@ def test_arrays_and_tensors(mnist_model: LoadedModel) -> None:
         (images[:3, 0].numpy(), r"shape \(3, 28, 28\) is ambiguous"),  # 3 images, or CHW?
         (images[0].permute(1, 2, 0), r"tensor of shape \(28, 28, 1\) is neither"),  # HWC tensor
         (np.zeros((28, 28, 2), np.uint8), "is ambiguous"),
+        (np.zeros((4, 28, 28, 2), np.uint8), r"shape \(4, 28, 28, 2\) is not a batch"),
     ]
     for image, message in bad:
         with pytest.raises(UserError, match=message):

@@ -59,7 +59,16 @@ def open_dataset(
     from vitkit.data import load_dataset  # here, not at import: `--help` needs no torch
 
     with progress_bar(not quiet) as progress:
-        return load_dataset(name, data_root=data_root, download=download, progress=progress, **opts)
+        ds = load_dataset(name, data_root=data_root, download=download, progress=progress, **opts)
+    if not quiet:
+        _note_skipped(ds)
+    return ds
+
+
+def _note_skipped(ds: Dataset) -> None:
+    """The files a folder: dataset passed over, on the terminal (JSON has ``info.skipped``)."""
+    if skipped := ds.skipped_note():
+        console.print(f"[yellow]{escape(skipped)}[/]", soft_wrap=True)
 
 
 @app.command("list")
@@ -146,8 +155,7 @@ def download(
         f"[green]✓[/] {name}: {sizes} images · {ds.image_size}x{ds.image_size}x{ds.channels}"
         f" · {ds.num_classes} classes · {how} in {info['seconds']} s"
     )
-    if skipped := ds.skipped_note():
-        console.print(f"[yellow]{escape(skipped)}[/]", soft_wrap=True)
+    _note_skipped(ds)
     console.print(f"cached in: {ds.cache_dir}")
 
 
@@ -192,7 +200,10 @@ def info(
 def preview(
     name: Name,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
-    split: Annotated[str, typer.Option(help="Split to sample from.")] = "train",
+    split: Annotated[
+        str | None,
+        typer.Option(help="Split to sample from.  [default: train, or the dataset's only split]"),
+    ] = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 64,
     augmented: Annotated[bool, typer.Option(help="Show them after training augmentation.")] = False,
     seed: Annotated[int, typer.Option(help="Which samples (and augmentations).")] = 0,
@@ -214,6 +225,8 @@ def preview(
     ds = open_dataset(
         name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
     )
+    if split is None:  # a folder of images to score has a test split alone
+        split = "train" if "train" in ds.splits or len(ds.splits) != 1 else next(iter(ds.splits))
     image = make_preview(ds, split=split, n=n, augmented=augmented, seed=seed)
     shown = min(n, len(ds[split]))  # the split's size caps it
     with atomic_write(out) as f:

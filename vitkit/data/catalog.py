@@ -202,10 +202,13 @@ def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> d
     check_dataset_options(spec, given)
     resolved = {**spec.options, **given}
     if name.startswith(FOLDER_PREFIX):
+        if not name[len(FOLDER_PREFIX) :].strip():  # Path("") is the current directory
+            raise UserError("folder: needs a path: folder:PATH, e.g. folder:~/digits")
         path = Path(name[len(FOLDER_PREFIX) :]).expanduser()
         if not path.is_dir():
             raise UserError(
-                f"folder dataset not found: {path} (expected {path}/train/<class>/*.jpg)"
+                f"folder dataset not found: {path} (expected {path}/train/<class>/*.jpg, or "
+                f"{path}/<class>/*.jpg for images to score)"
             )
         resolved["path"] = str(path.resolve())
     return resolved

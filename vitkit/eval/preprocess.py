@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from vitkit.data.augment import AugmentConfig, BatchAugment
-from vitkit.data.sources.folder import IMAGE_EXTENSIONS, convert_image
+from vitkit.data.sources.folder import IMAGE_EXTENSIONS, convert_image, walk_images
 from vitkit.errors import UserError
 
 ImageInput = Image.Image | str | os.PathLike[str] | np.ndarray | Tensor
@@ -62,7 +62,7 @@ def split_images(images: object) -> list[Any]:
     of 1, 3 or 4, or a batch (N, H, W, C), or (N, H, W) of grayscale images. A tensor in
     torchvision's: one image (H, W) or (C, H, W) with C of 1, 3 or 4, or a batch (N, C, H, W).
     A shape that reads both ways, a numpy (3, 28, 28) (three images, or one channels-first
-    image?), is refused rather than guessed. Anything else iterable (a list, an array of
+    image?), is refused rather than guessed; (1, H, W) is one grayscale image either way. Anything else iterable (a list, an array of
     paths) is a sequence of images; each is checked when it is read."""
     if isinstance(images, IMAGE_TYPES):
         return [images]
@@ -82,6 +82,8 @@ def split_images(images: object) -> list[Any]:
         if images.ndim == 2:
             return [images]
         if images.ndim == 3:
+            if images.shape[0] == 1 and not _channels_last(images):
+                return [images[0]]  # one grayscale image, read either way
             if images.shape[-1] == 2 or (
                 images.shape[0] in (1, 3, 4) and not _channels_last(images)
             ):
@@ -91,6 +93,11 @@ def split_images(images: object) -> list[Any]:
                 )
             return [images] if _channels_last(images) else list(images)
         if images.ndim == 4:
+            if images.shape[-1] not in (1, 3, 4):
+                raise UserError(
+                    f"an array of shape {images.shape} is not a batch (N, H, W, C) with C of "
+                    "1, 3 or 4"
+                )
             return list(images)
         raise UserError(f"an array of shape {images.shape} is not an image or a batch")
     if isinstance(images, (bytes, bytearray)):
@@ -186,13 +193,8 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                and f.is_file()
-            )
+            # symlinked folders followed, as a folder: dataset does (rglob passed them over)
+            found = sorted(Path(e.path) for e in walk_images(str(p)))
             if not found:
                 exts = ", ".join(sorted(IMAGE_EXTENSIONS))
                 raise UserError(f"no image files in {p} (looked for {exts})")

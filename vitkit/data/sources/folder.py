@@ -66,15 +66,25 @@ def _is_image(entry: os.DirEntry[str]) -> bool:
     )
 
 
-def _walk(directory: str) -> Iterator[os.DirEntry[str]]:
-    """Image files under ``directory`` (recursively, hidden names skipped), in sorted order."""
+def walk_images(directory: str, _chain: frozenset[str] = frozenset()) -> Iterator[os.DirEntry[str]]:
+    """Image files under ``directory`` (recursively, hidden names skipped), in sorted order.
+
+    Symlinked folders are followed, except one that leads back into its own path (``ln -s ..
+    loop``: it would read every sibling class's images into this class, then fail), or to a
+    folder this walk is already inside."""
+    here = os.path.realpath(directory)
+    _chain = _chain | {here}
     with os.scandir(directory) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            yield from _walk(entry.path)
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if target in _chain or here.startswith(target.rstrip(os.sep) + os.sep):
+                    continue
+            yield from walk_images(entry.path, _chain)
         elif _is_image(entry):
             yield entry
 
@@ -131,10 +141,21 @@ def _scan(path: Path) -> tuple[list[str], list[_SplitFiles]]:
         for label, name in enumerate(classes):
             cdir = sdir / name
             if cdir.is_dir():
-                for entry in _walk(str(cdir)):
+                for entry in walk_images(str(cdir)):
                     sf.files.append(Path(entry.path))
                     sf.labels.append(label)
         splits.append(sf)
+    # a class with no images to learn (train/), or none at all: a dead output, or a folder of
+    # notes taken for a class (torchvision's ImageFolder refuses these too)
+    counted = splits[:1] if layout[0][0] == "train" else splits
+    found = {label for sf in counted for label in sf.labels}
+    empty = [name for label, name in enumerate(classes) if label not in found]
+    if empty:
+        where = layout[0][1] if layout[0][0] == "train" else path
+        names = ", ".join(f"'{c}'" for c in empty)
+        raise UserError(
+            f"class folder(s) in {where} with no images: {names}; add images or remove them"
+        )
     return classes, splits
 
 
@@ -151,7 +172,7 @@ def fingerprint(path: Path) -> str:
     for split, sdir in _layout(path):
         for name in _subdirs(sdir):
             parts.append(f"{split}/{name}/\n")
-            for entry in _walk(str(sdir / name)):
+            for entry in walk_images(str(sdir / name)):
                 st = entry.stat()
                 parts.append(f"{entry.path[cut:]}\0{st.st_size}\0{st.st_mtime_ns}\n")
     text = "".join(parts).encode("utf-8", "surrogateescape")  # file names need not be UTF-8
