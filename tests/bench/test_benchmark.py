@@ -542,6 +542,16 @@ def test_more_threads_than_cpus_is_named(tmp_path: Path, monkeypatch: pytest.Mon
     assert torch.get_num_threads() == threads_before
 
 
+def test_an_untrained_model_with_fewer_classes_than_the_data_is_refused(tmp_path: Path) -> None:
+    """`--model vit-nano --num-classes 5 --data mnist-mini` scored 5 outputs against 10 labels
+    (top-1 10%, exit 0), where other mismatches (size, outputs) were one-line errors."""
+    import vitkit
+
+    model = vitkit.create_model("vit-nano", image_size=28, patch_size=7, in_chans=1, num_classes=5)
+    with pytest.raises(UserError, match="has 10 classes, the model predicts 5"):
+        benchmark(model, runtimes="eager", devices="cpu", dataset="mnist-mini", out=tmp_path)
+
+
 def test_a_peak_measured_low_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A load spike while the GEMM yardstick was timed read eager at 226% of 'peak', no word."""
     from vitkit.bench import run as run_module

@@ -110,6 +110,8 @@ def test_wrong_tolerance_exits_nonzero_with_the_report(runs_here: Path) -> None:
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert report["passed"] is False and "1e-12" in report["failures"][0]
+    # stderr says why (it was empty under --json: a script saw a silent exit 1)
+    assert "error: verification failed: fp32" in result.stderr.strip().splitlines()[-1]
 
 
 def test_untrained_model_is_exported_on_synthetic_images(

@@ -334,6 +334,36 @@ def test_speed_figures_from_a_busy_machine_say_so(
     assert doc["data"]["calibration_images"] == 0
 
 
+def test_eager_and_onnx_runtime_get_the_same_threads(trained_run: Path, tmp_path: Path) -> None:
+    """`--threads 100` was taken, ONNX Runtime ran on 100 and eager on torch's 2: img/s and
+    'vs fp32' compared unlike with unlike. bench refused the same count."""
+    import os
+
+    from vitkit.bench import timing
+
+    before = torch.get_num_threads()
+    want = 1 if before > 1 else 2
+    seen: list[int] = []
+    real = onnx_module.eager_reference
+
+    def spy(model: torch.nn.Module, data: onnx_module.VerifyData) -> onnx_module.EagerReference:
+        seen.append(torch.get_num_threads())
+        return real(model, data)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(onnx_module, "eager_reference", spy)
+        report = export_onnx(
+            trained_run, tmp_path / "m.onnx", legacy=True, verify_images=10, threads=want
+        )
+    assert report.passed, report.failures
+    doc = json.loads(Path(report.report_path).read_text())
+    assert seen == [want] and doc["threads"] == want and doc["eager"]["torch_threads"] == want
+    assert torch.get_num_threads() == before  # the caller's count, as it was
+    too_many = timing.MAX_THREADS_PER_CPU * (os.cpu_count() or 1) + 1
+    with pytest.raises(UserError, match=f"--threads {too_many} is more than"):
+        export_onnx(trained_run, tmp_path / "n.onnx", legacy=True, threads=too_many)
+
+
 def test_dynamo_failure_falls_back_to_torchscript(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cannot trace this\nmore detail")

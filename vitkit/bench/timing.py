@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,21 +266,37 @@ def busy_note(load: list[float] | None, threads: int) -> str | None:
     )
 
 
+def check_threads(threads: int | None) -> None:
+    """A ``--threads`` the runtimes can use: 1 or more, and at most ``MAX_THREADS_PER_CPU`` per
+    logical CPU (pools that large only time-share the cores, and a huge count crashes them)."""
+    if threads is None:
+        return
+    from vitkit.errors import UserError
+
+    if threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    cpus = os.cpu_count() or 1
+    if threads > MAX_THREADS_PER_CPU * cpus:
+        raise UserError(
+            f"--threads {threads} is more than {MAX_THREADS_PER_CPU}x this machine's {cpus} "
+            f"logical CPU(s); use at most {cpus} for figures that mean something"
+        )
+
+
 def set_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads (the same number goes to ONNX Runtime) and return it.
-
-    At most ``MAX_THREADS_PER_CPU`` per logical CPU: thread pools that large only time-share
-    the cores (and a huge count crashes the runtimes' pools)."""
+    """Set torch's intra-op threads (the same number goes to ONNX Runtime) and return it."""
+    check_threads(threads)
     if threads is not None:
-        from vitkit.errors import UserError
-
-        if threads < 1:
-            raise UserError(f"--threads must be >= 1, got {threads}")
-        cpus = os.cpu_count() or 1
-        if threads > MAX_THREADS_PER_CPU * cpus:
-            raise UserError(
-                f"--threads {threads} is more than {MAX_THREADS_PER_CPU}x this machine's {cpus} "
-                f"logical CPU(s); use at most {cpus} for figures that mean something"
-            )
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for a block, then the caller's count again."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

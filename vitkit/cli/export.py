@@ -144,7 +144,8 @@ def export_command(
     threads: Annotated[
         int | None,
         _opt(
-            "ONNX Runtime intra-op threads (default: torch's, one per core; recorded in export.json).",
+            "Intra-op threads of ONNX Runtime and of the eager reference alike (default: torch's, "
+            "one per core; recorded in export.json).",
             _V,
             "--threads",
         ),
@@ -221,11 +222,9 @@ def export_command(
         )
     if json_:
         emit_json(report.to_json())
-        if not report.passed:
-            raise typer.Exit(1)
-        return
-    _print(report)
-    if not report.passed:
+    else:
+        _print(report)
+    if not report.passed:  # on stderr under --json too: a script sees why it exited 1
         raise fail("verification failed: " + "; ".join(report.failures))
 
 

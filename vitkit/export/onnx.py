@@ -486,6 +486,13 @@ def verification_data(
                 f"predicts {lm.num_outputs}"
             )
             ds = None
+        untrained = not (bool(lm.meta) if trained is None else trained)
+        k = lm.spec.config.num_classes
+        if ds is not None and untrained and ds.num_classes > k:  # labels past its outputs
+            notes.append(
+                f"dataset '{lm.dataset}' has {ds.num_classes} classes, the model predicts {k}"
+            )
+            ds = None
     else:
         notes.append("the model records no dataset (untrained)")
     remap, labelled = None, True
@@ -1011,8 +1018,9 @@ def _check_options(
 ) -> None:
     if verify_images is not None and verify_images < 1:
         raise UserError(f"--verify-images must be >= 1, got {verify_images}")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
+    from vitkit.bench.timing import check_threads  # here: `import vitkit.export` stays light
+
+    check_threads(threads)  # as bench: eager and ONNX Runtime both get that many
     tol = tolerances or Tolerances()
     for name, value in asdict(tol).items():  # NaN would pass every check vacuously
         if not math.isfinite(value):
@@ -1121,7 +1129,12 @@ def export_onnx(
             )
             progress("verification data", 1, 1)
             notes.extend(data.notes)
-        reference = eager_reference(module, data) if verify and data is not None else None
+        reference = None
+        if verify and data is not None:
+            from vitkit.bench.timing import torch_threads
+
+            with torch_threads(threads):  # ONNX Runtime's count: their img/s compare
+                reference = eager_reference(module, data)
     finally:
         module.train(was_training)
 
@@ -1253,7 +1266,7 @@ def export_onnx(
             "accuracy": reference.accuracy if reference else None,
             "images_per_s": round(reference.images_per_s, 1) if reference else None,
             "batch": RUN_BATCH,
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": threads,
         },
         tolerances=asdict(tol),
         precisions=precisions,
