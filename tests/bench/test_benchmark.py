@@ -289,6 +289,10 @@ def test_an_export_of_other_weights_is_not_reused(tmp_path: Path) -> None:
         batch_sizes=[2], rounds=1, accuracy_images=8, out=tmp_path / "out",
     )  # fmt: skip
     assert f"reused {made}" not in again.notes, again.notes
+    # and says why (a user who had just exported wondered why bench exported again)
+    assert (
+        f"passed over {made}: exported from other weights (weights_sha256 differs)" in again.notes
+    )
     assert any(n.startswith("exported fp32") for n in again.notes), again.notes
     ort = again.result("ort")
     assert ort.top1_agreement == 1.0 and ort.max_abs_diff is not None and ort.max_abs_diff < 1e-4

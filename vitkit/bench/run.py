@@ -133,8 +133,8 @@ def _current(
     """The parsed ``path`` if it is an export of this model (same spec, same weights by
     ``weights_fingerprint``, same precision, dynamic batch), else None. The weights are compared
     by content, not by file times: an untrained ``--model`` (another ``--seed``) or another run
-    benchmarked into the same ``--out`` has the same spec and other weights. A file that cannot
-    be read is passed over with a note (not in silence: it may be the user's)."""
+    benchmarked into the same ``--out`` has the same spec and other weights. A file passed over
+    gets a note saying why (not in silence: it may be the user's, just exported)."""
     from vitkit.export.onnx import exports_spec_of, load_onnx, read_onnx_metadata
 
     if not path.is_file():
@@ -145,13 +145,19 @@ def _current(
     except UserError as e:
         notes.append(f"passed over {path}: {first_line(e)}")
         return None
+    why = None
     if not exports_spec_of(meta, lm):
+        why = "an export of another model"
+    elif not str(meta.get("precision", "")).startswith(precision):
+        why = f"its precision is {meta.get('precision', 'not recorded')}, not {precision}"
+    elif meta.get("batch", "dynamic") != "dynamic":
+        why = f"a fixed batch-{meta['batch']} export (bench times every batch size)"
+    elif meta.get("weights_sha256") != fingerprint:
+        why = "exported from other weights (weights_sha256 differs)"
+    if why is not None:
+        notes.append(f"passed over {path}: {why}")
         return None
-    if not str(meta.get("precision", "")).startswith(precision):
-        return None
-    if meta.get("batch", "dynamic") != "dynamic":
-        return None
-    return model if meta.get("weights_sha256") == fingerprint else None
+    return model
 
 
 def _optimized(export_dir: Path) -> tuple[bool, str]:
@@ -204,8 +210,10 @@ def ensure_exports(
                 if optimize:  # the --optimize export's own: int8 is fused when attention was kept
                     want = kept != "plain" if p == "fp32" else kept == "attention"
                     if not optimized or is_fused(model) != want:
+                        notes.append(f"passed over {path}: not the --optimize export's model")
                         continue
                 elif is_fused(model):  # judged by the file itself, not by export.json
+                    notes.append(f"passed over {path}: a fused --optimize model (pass --optimize)")
                     continue
             files[p] = path
             notes.append(f"reused {path}")
