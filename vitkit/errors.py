@@ -47,7 +47,9 @@ def state_dict_mismatch(e: BaseException) -> str:
     ``Missing key(s) ...``) rather than its header."""
     lines = [s.strip() for s in str(e).splitlines() if s.strip()]
     detail = next((s for s in lines if not s.startswith("Error(s) in loading")), None)
-    return (detail or first_line(e))[:300]
+    if detail is None:
+        return first_line(e)
+    return detail if len(detail) <= 300 else detail[:299] + "…"  # a long key list, cut visibly
 
 
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:

@@ -243,6 +243,9 @@ def test_a_broken_runtime_is_reported_not_fatal(
     assert rep.result("eager").status == "ok"  # added as the baseline, and it ran
     assert any("baseline" in n for n in rep.notes)
     assert [r.runtime for r in rep.rows] == ["eager"]
+    # nothing scored: the data says so (it read "1 of 1,000 images", labelled)
+    assert rep.data["images"] == 0 and rep.data["labelled"] is False
+    assert "timing inputs only" in rep.data["source"]
 
 
 def _nano_bench(tmp_path: Path, **kwargs: object) -> BenchReport:
@@ -350,6 +353,8 @@ def test_every_cell_starts_after_the_last_cells_threads_settle(
         ({"min_time": 0}, "--min-time must be > 0 seconds, got 0"),
         ({"warmup": -1}, "--warmup must be >= 0, got -1"),
         ({"compile_mode": "fastest"}, "unknown --compile-mode"),
+        ({"compile_mode": "fast"}, "(modes: default, reduce-overhead, max-autotune,"),
+        ({"compile_mode": "max-autotun"}, "did you mean 'max-autotune'"),
     ],
 )
 def test_bad_options_are_one_line_user_errors(kwargs: dict[str, object], message: str) -> None:
@@ -592,6 +597,7 @@ def test_cuda_and_cuda_0_are_one_device() -> None:
     from vitkit.bench.run import parse_devices
 
     assert [str(d) for d in parse_devices("cpu,cuda,cuda:0,cpu")] == ["cpu", "cuda"]
+    assert [str(d) for d in parse_devices("CPU")] == ["cpu"]  # as --runtimes ORT is ort
 
 
 def test_a_multi_output_model_on_single_label_data_is_named() -> None:

@@ -511,6 +511,12 @@ def test_our_error_lines_are_never_cut() -> None:
     assert first_line(ours).endswith("place the file at /data/mnist/file.gz")
     theirs = first_line(RuntimeError("checker: " + "y" * 400 + "\nsecond line"))
     assert len(theirs) == 300 and theirs.endswith("…")
+    # a weights mismatch listing many keys was cut mid-key with no sign of it
+    from vitkit.errors import state_dict_mismatch
+
+    keys = ", ".join(f'"blocks.{i}.mlp.fc1.bias"' for i in range(30))
+    line = state_dict_mismatch(RuntimeError(f"Error(s) in loading:\n\tMissing key(s): {keys}"))
+    assert line.startswith("Missing key(s)") and len(line) == 300 and line.endswith("…")
 
 
 def test_training_on_a_folder_without_train_split(tmp_path: Path) -> None:

@@ -201,3 +201,14 @@ def test_table_fits_the_terminal_by_leaving_columns_out(
     assert max(len(line) for line in text.splitlines()) <= width
     assert "1.50x" in text and "100.00%" in text  # speed and agreement survive every width
     assert ("left out at" in text) == (width < 120)
+
+
+def test_no_verify_shows_no_empty_columns(runs_here: Path) -> None:
+    """--no-verify measures nothing: its table said "left out at 80 columns: img/s", of a
+    column that would only have held dashes."""
+    result = runner.invoke(app, ["export", str(runs_here), "--legacy-exporter", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert "left out" not in result.stderr
+    assert "checker only" in result.stderr
+    for column in ("img/s", "agree", "top-1", "vs fp32"):
+        assert column not in result.stderr, column

@@ -325,7 +325,7 @@ def fit_columns(
 
     unbounded = console.options.update_width(100_000)  # measured at its natural width
     hidden: list[str] = []
-    for drop in (None, *drop_order):
+    for drop in (None, *(d for d in drop_order if d in columns)):
         if drop is not None:
             hidden.append(drop)
         table = build([c for c in columns if c not in hidden])

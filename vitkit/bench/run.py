@@ -60,7 +60,7 @@ from vitkit.bench.timing import (
     settle,
 )
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import UserError, VitkitError, first_line
+from vitkit.errors import UserError, VitkitError, first_line, suggest
 
 if TYPE_CHECKING:
     import onnx
@@ -79,12 +79,15 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return (current if a.index is None else a.index) == (current if b.index is None else b.index)
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
     """``"cpu,cuda"`` -> devices; a name torch does not know is a one-line error, and so is CUDA
     asked for alone where there is none (beside cpu, its runtimes are reported as skipped)."""
     names = value.split(",") if isinstance(value, str) else list(value)
     out: list[torch.device] = []
-    for n in (s.strip() for s in names if s.strip()):
+    for n in (s.strip().lower() for s in names if s.strip()):  # CPU as cpu, as runtimes are
         try:
             d = torch.device(n)
         except RuntimeError:
@@ -364,13 +367,11 @@ def benchmark(
     ):
         if not ok:
             raise UserError(f"{flag} must be {need}, got {value}")
-    if compile_mode not in (
-        "default",
-        "reduce-overhead",
-        "max-autotune",
-        "max-autotune-no-cudagraphs",
-    ):
-        raise UserError(f"unknown --compile-mode '{compile_mode}'")
+    if compile_mode not in COMPILE_MODES:
+        raise UserError(
+            f"unknown --compile-mode '{compile_mode}'{suggest(compile_mode, COMPILE_MODES)} "
+            f"(modes: {', '.join(COMPILE_MODES)})"
+        )
     names = parse_runtimes(runtimes)
     devs = parse_devices(devices)
     sizes = parse_batch_sizes(batch_sizes)
@@ -417,6 +418,9 @@ def benchmark(
         notes.extend(data_notes)
         acc_images = images[:accuracy_images]
         acc_labels = labels[:accuracy_images] if labels is not None else None
+        if not accuracy_images:  # one image to time with, none scored: not "1 of N, labelled"
+            data_desc = {**data_desc, "images": 0, "labelled": False}
+            data_desc["source"] = f"{data_desc['source']}; timing inputs only (--accuracy-images 0)"
         progress("data", 1, 1)
 
         # the exports the ONNX runtimes need

@@ -280,7 +280,11 @@ def _print(report: Any) -> None:
 
     from vitkit.bench.report import fit_columns
 
-    table, hidden = fit_columns(console, build, TABLE_COLUMNS, DROP_ORDER)
+    # with --no-verify nothing was measured: those columns are not shown (nor "left out")
+    shown = [
+        c for c in TABLE_COLUMNS if c in ("precision", "check") or any(r[c] != "-" for r in rows)
+    ]
+    table, hidden = fit_columns(console, build, shown, DROP_ORDER)
     console.print(table)
     if hidden:
         console.print(
