@@ -37,9 +37,12 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     never is: it is ours, one line by design, and its end says what to do."""
     text = _ANSI.sub("", str(e))
     line = next((s for s in text.splitlines() if s.strip()), type(e).__name__)
-    if isinstance(e, UserError) or len(line) <= limit:
-        return line
-    return line[: limit - 1] + "…"
+    return line if isinstance(e, UserError) else _cut(line, limit)
+
+
+def _cut(line: str, limit: int) -> str:
+    """``line`` cut to ``limit`` characters, visibly (an ellipsis) when it was longer."""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def state_dict_mismatch(e: BaseException) -> str:
@@ -47,9 +50,7 @@ def state_dict_mismatch(e: BaseException) -> str:
     ``Missing key(s) ...``) rather than its header."""
     lines = [s.strip() for s in str(e).splitlines() if s.strip()]
     detail = next((s for s in lines if not s.startswith("Error(s) in loading")), None)
-    if detail is None:
-        return first_line(e)
-    return detail if len(detail) <= 300 else detail[:299] + "…"  # a long key list, cut visibly
+    return first_line(e) if detail is None else _cut(detail, 300)  # a long key list
 
 
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:

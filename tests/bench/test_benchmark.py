@@ -277,6 +277,31 @@ def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Pa
     assert (tmp_path / "out" / "bench.json").is_file()
 
 
+def test_each_export_passed_over_is_named_with_its_reason(tmp_path: Path) -> None:
+    import vitkit
+    from vitkit.bench.run import _current
+    from vitkit.export import export_onnx
+    from vitkit.export.onnx import as_loaded, weights_fingerprint
+
+    model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    lm = as_loaded(model)
+    fixed = Path(export_onnx(model, tmp_path / "f" / "model.onnx", batch=4, verify=False).files[0])
+    plain = Path(export_onnx(model, tmp_path / "p" / "model.onnx", verify=False).files[0])
+    other = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=5).eval()
+    alien = Path(export_onnx(other, tmp_path / "o" / "model.onnx", verify=False).files[0])
+    fp = weights_fingerprint(model)
+    notes: list[str] = []
+    assert _current(fixed, lm, "fp32", fp, notes) is None
+    assert _current(plain, lm, "int8", fp, notes) is None
+    assert _current(alien, lm, "fp32", fp, notes) is None
+    assert _current(plain, lm, "fp32", fp, notes) is not None  # current: no note
+    assert notes == [
+        f"passed over {fixed}: a fixed batch-4 export (bench times every batch size)",
+        f"passed over {plain}: its precision is fp32, not int8",
+        f"passed over {alien}: an export of another model",
+    ]
+
+
 def test_an_export_of_other_weights_is_not_reused(tmp_path: Path) -> None:
     """Same spec, same --out, other weights (another seed, or another run): the ONNX file in
     out/export is not these weights, so it is made anew, and ONNX Runtime agrees with eager."""
@@ -549,6 +574,38 @@ def test_more_threads_than_cpus_is_named(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(UserError, match="more than 4x this machine's 1 logical CPU"):
         _nano_bench(tmp_path, batch_sizes=[1], threads=5)
     assert torch.get_num_threads() == threads_before
+
+
+def test_the_higher_peak_is_kept_and_a_failed_second_one_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitkit.bench import run as run_module
+
+    real = run_module.matmul_peak
+    calls: list[int] = []
+
+    def low_then_real(device: torch.device, dtype: torch.dtype) -> dict[str, object]:
+        calls.append(1)
+        peak = real(device, dtype=dtype, min_time=0.05)
+        return {**peak, "gflops": 1e-6} if len(calls) == 1 else peak
+
+    monkeypatch.setattr(run_module, "matmul_peak", low_then_real)
+    rep = _nano_bench(tmp_path, batch_sizes=[1], rounds=1, accuracy_images=0)
+    (peak,) = rep.peaks
+    assert peak["measured"][0] == 1e-6 and peak["gflops"] == peak["measured"][1] > 1
+    assert not any("% peak over 100%" in n for n in rep.notes), rep.notes
+
+    def fails_second(device: torch.device, dtype: torch.dtype) -> dict[str, object]:
+        calls.append(1)
+        if len(calls) % 2 == 0:
+            raise RuntimeError("CUDA out of memory")
+        return {"device": str(device), "dtype": "float32", "size": 8, "gflops": 100.0}
+
+    calls.clear()
+    monkeypatch.setattr(run_module, "matmul_peak", fails_second)
+    rep = _nano_bench(tmp_path, batch_sizes=[1], rounds=1, accuracy_images=0)
+    assert rep.rows and rep.peaks[0]["gflops"] == 100.0 and rep.peaks[0]["measured"] == [100.0]
+    assert any("timed once" in n and "CUDA out of memory" in n for n in rep.notes), rep.notes
 
 
 def test_an_untrained_model_with_fewer_classes_than_the_data_is_refused(tmp_path: Path) -> None:

@@ -389,6 +389,11 @@ def test_an_onnx_file_evaluated_on_its_own(run: Path, tmp_path: Path) -> None:
     for cmd in (["export", str(onnx_file), "--out", str(tmp_path / "x.onnx")], ["bench", str(onnx_file)]):  # fmt: skip
         line = one_error_line(runner.invoke(app, cmd))  # exports crashed, bench timed nothing
         assert "is an ONNX file: export and bench work from the PyTorch weights" in line
+        assert f"`vitkit eval {onnx_file}` scores the file alone" in line
+    shutil.copy(run / "model.json", tmp_path / "model.json")  # RUN/export/model.onnx: RUN named
+    line = one_error_line(runner.invoke(app, ["bench", str(onnx_file)]))
+    assert f"pass {tmp_path} (bench times its ONNX exports" in line
+    (tmp_path / "model.json").unlink()
     folder = tmp_path / "run.onnx"  # a run directory named like a file: still a run
     shutil.copytree(run, folder)
     result = runner.invoke(app, ["eval", str(folder), "--json", "--device", "cpu"])

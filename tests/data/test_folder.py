@@ -323,31 +323,43 @@ def test_class_names_that_are_not_utf8(tmp_path: Path) -> None:
         _load(tmp_path)
 
 
-def test_class_folders_without_images_are_refused(tree: Path) -> None:
-    """An empty train/ class folder, or one of notes, became a class with no image: a dead
-    output in training, and eval refused the run's own data for 'classes the model lacks'."""
+def test_class_folders_without_images_are_refused(tree: Path, tmp_path: Path) -> None:
+    """An empty train/ class folder, or one of notes, or of unreadable files, became a class with
+    no image: a dead output in training. Checked on the loaded data, cache hits included."""
+    from vitkit.data import load_dataset
+
     (tree / "train" / "zz_empty").mkdir()
     (tree / "train" / "notes").mkdir()
     (tree / "train" / "notes" / "readme.txt").write_text("hi")
-    with pytest.raises(UserError, match=r"with no images: 'notes', 'zz_empty'") as err:
-        _load(tree)
-    assert str(tree / "train") in str(err.value) and "\n" not in str(err.value)
+    (tree / "train" / "broken").mkdir()
+    (tree / "train" / "broken" / "x.png").write_bytes(b"\x89PNG cut short")
+    for _ in range(2):  # the second load: from a cache, if one were written
+        with pytest.raises(
+            UserError, match=r"no readable images: 'broken', 'notes', 'zz_empty'"
+        ) as err:
+            load_dataset(f"folder:{tree}", data_root=tmp_path / "root", image_size=16)
+        assert str(tree / "train") in str(err.value) and "\n" not in str(err.value)
     # a class that only the test split lacks, or that is empty there, is fine
-    (tree / "train" / "zz_empty").rmdir()
-    (tree / "train" / "notes" / "readme.txt").unlink()
-    (tree / "train" / "notes").rmdir()
+    for name in ("zz_empty", "notes", "broken"):
+        for f in (tree / "train" / name).iterdir():
+            f.unlink()
+        (tree / "train" / name).rmdir()
     (tree / "test" / "dog").mkdir()
-    assert _load(tree).classes == ["cat", "dog", "owl", "yak"]
-    # images to score (no train/): a class folder with nothing in it
-    _save(tmp := tree.parent / "flat" / "cat" / "a.png", (1, 2, 3))
-    (tmp.parent.parent / "dog").mkdir()
-    with pytest.raises(UserError, match="with no images: 'dog'"):
-        _load(tree.parent / "flat")
+    ds = load_dataset(f"folder:{tree}", data_root=tmp_path / "root", image_size=16)
+    assert ds.classes == ["cat", "dog", "owl", "yak"]
+    # images to score (no train/): a folder with no images in it is no class, and no error
+    _save(tree.parent / "flat" / "cat" / "a.png", (1, 2, 3))
+    _save(tree.parent / "flat" / "owl" / "b.png", (4, 5, 6))
+    (tree.parent / "flat" / "dog").mkdir()
+    (tree.parent / "flat" / "notes").mkdir()
+    (tree.parent / "flat" / "notes" / "readme.txt").write_text("hi")
+    flat = _load(tree.parent / "flat")
+    assert flat.classes == ["cat", "owl"] and flat.splits["test"].labels.tolist() == [0, 1]
 
 
 def test_symlinked_folders_are_followed_and_loops_passed_over(tmp_path: Path) -> None:
     """A symlinked class folder is read; a link back up (``ln -s .. loop``) failed the whole
-    dataset with 'Too many levels of symbolic links'."""
+    dataset with 'Too many levels of symbolic links', and so did a link to itself."""
     from vitkit.eval.preprocess import expand_inputs
 
     elsewhere = tmp_path / "elsewhere"
@@ -357,12 +369,29 @@ def test_symlinked_folders_are_followed_and_loops_passed_over(tmp_path: Path) ->
     (root / "train" / "dog").mkdir()
     (root / "train" / "dog" / "more").symlink_to(elsewhere)
     (root / "train" / "cat" / "loop").symlink_to(root / "train")
+    (root / "train" / "cat" / "self").symlink_to(root / "train" / "cat" / "self")
     (elsewhere / "sub").mkdir()  # a cycle of two links: sub/up -> other, other/down -> elsewhere
     (elsewhere / "sub" / "up").symlink_to(tmp_path / "other")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "down").symlink_to(elsewhere)
+    (elsewhere / "back").symlink_to(root / "train")  # from outside, back into the split
     raw = _load(root)
     assert raw.classes == ["cat", "dog"] and raw.splits["train"].labels.tolist() == [0, 1]
     # predict reads the same files from the same tree (rglob passed the symlinked folder over)
     names = [p.relative_to(root).as_posix() for p in expand_inputs([root])]
     assert names == ["train/cat/a.png", "train/dog/more/b.png"]
+
+
+@pytest.mark.parametrize("target", ["split", "root", "other-class"])
+def test_a_class_folder_linked_to_its_split_or_another_class_is_refused(
+    tmp_path: Path, target: str
+) -> None:
+    """`ln -s ../train train/cat` read dog's and owl's images as cat's, without a word."""
+    root = tmp_path / "ds"
+    _save(root / "train" / "dog" / "1.png", COLOURS["dog"])
+    _save(root / "train" / "owl" / "1.png", COLOURS["owl"])
+    to = {"split": root / "train", "root": root, "other-class": root / "train" / "owl"}[target]
+    (root / "train" / "cat").symlink_to(to)
+    with pytest.raises(UserError, match=r"is a link to .* read twice") as err:
+        _load(root)
+    assert str(root / "train" / "cat") in str(err.value)

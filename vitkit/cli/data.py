@@ -202,7 +202,7 @@ def preview(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     split: Annotated[
         str | None,
-        typer.Option(help="Split to sample from.  [default: train, or the dataset's only split]"),
+        typer.Option(help="Split to sample from.  [default: train, else the dataset's first]"),
     ] = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 64,
     augmented: Annotated[bool, typer.Option(help="Show them after training augmentation.")] = False,
@@ -226,7 +226,7 @@ def preview(
         name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
     )
     if split is None:  # a folder of images to score has a test split alone
-        split = "train" if "train" in ds.splits or len(ds.splits) != 1 else next(iter(ds.splits))
+        split = "train" if "train" in ds.splits else next(iter(ds.splits))
     image = make_preview(ds, split=split, n=n, augmented=augmented, seed=seed)
     shown = min(n, len(ds[split]))  # the split's size caps it
     with atomic_write(out) as f:

@@ -280,7 +280,8 @@ def _print(report: Any) -> None:
 
     from vitkit.bench.report import fit_columns
 
-    # with --no-verify nothing was measured: those columns are not shown (nor "left out")
+    # a column of dashes only (all of them with --no-verify; top-1 on synthetic images) is not
+    # shown, nor named as "left out"
     shown = [
         c for c in TABLE_COLUMNS if c in ("precision", "check") or any(r[c] != "-" for r in rows)
     ]

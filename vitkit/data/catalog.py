@@ -258,9 +258,16 @@ def load_dataset(
         raw = spec.load_builder()(ctx)
         if not raw.splits:
             raise UserError(f"dataset '{name}' has no splits")
+    else:
+        raw, meta = cached
+    if spec.name == "folder":  # on a cache hit too: a cache made before this check
+        from vitkit.data.sources.folder import check_train_classes
+
+        check_train_classes(raw, opts["path"])
+    if cached is None:
         # the train split's statistics (a folder of images to score may have no train/)
         mean, std = channel_stats(raw.splits.get("train", next(iter(raw.splits.values()))).images)
-        meta: dict[str, Any] = {
+        meta = {
             "mean": mean,
             "std": std,
             "options": key_opts,
@@ -269,8 +276,6 @@ def load_dataset(
         progress("write cache", 0, 1)
         save_cache(cdir, raw, meta)
         progress("write cache", 1, 1)
-    else:
-        raw, meta = cached
     return Dataset(
         name=name,
         spec=spec,

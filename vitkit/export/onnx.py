@@ -465,6 +465,7 @@ def verification_data(
 
     notes: list[str] = []
     ds = None
+    trained = bool(lm.meta) if trained is None else trained
     if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} is a file, not a folder")
     if lm.dataset:
@@ -486,9 +487,8 @@ def verification_data(
                 f"predicts {lm.num_outputs}"
             )
             ds = None
-        untrained = not (bool(lm.meta) if trained is None else trained)
         k = lm.spec.config.num_classes
-        if ds is not None and untrained and ds.num_classes > k:  # labels past its outputs
+        if ds is not None and not trained and ds.num_classes > k:  # labels past its outputs
             notes.append(
                 f"dataset '{lm.dataset}' has {ds.num_classes} classes, the model predicts {k}"
             )
@@ -496,7 +496,7 @@ def verification_data(
     else:
         notes.append("the model records no dataset (untrained)")
     remap, labelled = None, True
-    if ds is not None and (bool(lm.meta) if trained is None else trained):
+    if ds is not None and trained:
         from vitkit.eval.evaluate import label_map
 
         try:  # a folder may hold some of the classes, in any order
@@ -942,9 +942,12 @@ def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> Loade
     else:
         lm = load_model(source)
     if lm.onnx_file:  # an exported .onnx file: no PyTorch weights to work from
+        run = Path(lm.onnx_file).parent.parent  # RUN/export/model*.onnx
+        which = str(run) if (run / MODEL_JSON).is_file() else "the run directory"
         raise UserError(
             f"{lm.onnx_file} is an ONNX file: export and bench work from the PyTorch weights; "
-            "pass the run directory"
+            f"pass {which} (bench times its ONNX exports beside eager PyTorch; "
+            f"`vitkit eval {lm.onnx_file}` scores the file alone)"
         )
     return lm
 

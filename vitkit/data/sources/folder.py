@@ -59,34 +59,73 @@ class _SplitFiles:
 
 
 def _is_image(entry: os.DirEntry[str]) -> bool:
+    try:
+        is_file = entry.is_file()
+    except OSError:  # a link to itself (ELOOP)
+        return False
     return (
         not entry.name.startswith(".")
         and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
-        and entry.is_file()
+        and is_file
     )
 
 
-def walk_images(directory: str, _chain: frozenset[str] = frozenset()) -> Iterator[os.DirEntry[str]]:
+def _within(outer: str, inner: str) -> bool:
+    """Whether the real path ``inner`` is ``outer`` or lies under it."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def walk_images(directory: str, *, split: str | None = None) -> Iterator[os.DirEntry[str]]:
     """Image files under ``directory`` (recursively, hidden names skipped), in sorted order.
 
-    Symlinked folders are followed, except one that leads back into its own path (``ln -s ..
-    loop``: it would read every sibling class's images into this class, then fail), or to a
-    folder this walk is already inside."""
-    here = os.path.realpath(directory)
-    _chain = _chain | {here}
+    Symlinked folders are followed, except a link that would read something twice or forever:
+    into ``directory`` itself or to a folder above it (``ln -s .. loop``), to a folder this
+    walk has been in, above the folder it is in, a link to itself, a cycle of links. ``split``
+    (the real path of a dataset's split folder, ``directory`` being one of its classes) widens
+    the first rule to the split: a link into it would read other classes' images as this one's."""
+    home = split or os.path.realpath(directory)
+    yield from _walk(directory, home, frozenset({home}))
+
+
+def _walk(directory: str, home: str, followed: frozenset[str]) -> Iterator[os.DirEntry[str]]:
     with os.scandir(directory) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if target in _chain or here.startswith(target.rstrip(os.sep) + os.sep):
-                    continue
-            yield from walk_images(entry.path, _chain)
-        elif _is_image(entry):
-            yield entry
+        try:
+            is_dir = entry.is_dir()
+        except OSError:  # a link to itself, or a cycle of links (ELOOP): nothing to read
+            continue
+        if not is_dir:
+            if _is_image(entry):
+                yield entry
+            continue
+        if not entry.is_symlink():
+            yield from _walk(entry.path, home, followed)
+            continue
+        target = os.path.realpath(entry.path)  # real paths at links only: most trees have none
+        if not (
+            target in followed
+            or _within(target, home)
+            or _within(home, target)
+            or _within(target, os.path.realpath(directory))
+        ):
+            yield from _walk(entry.path, home, followed | {target})
+
+
+def _class_images(sdir: Path, name: str) -> Iterator[os.DirEntry[str]]:
+    """The images of class ``name`` in split folder ``sdir``; a class folder that is a link to
+    its split, to a folder above it, or into another class's folder is a ``UserError``."""
+    cdir = sdir / name
+    split = os.path.realpath(sdir)
+    real = os.path.realpath(cdir)
+    if real != os.path.join(split, name) and (_within(real, split) or _within(split, real)):
+        what = "its own split folder or one above it" if _within(real, split) else "another class"
+        raise UserError(
+            f"class folder {cdir} is a link to {real}, {what}: its images would be read twice"
+        )
+    yield from walk_images(str(cdir), split=split)
 
 
 def _subdirs(directory: Path) -> list[str]:
@@ -139,24 +178,39 @@ def _scan(path: Path) -> tuple[list[str], list[_SplitFiles]]:
     for split, sdir in layout:
         sf = _SplitFiles(split, sdir)
         for label, name in enumerate(classes):
-            cdir = sdir / name
-            if cdir.is_dir():
-                for entry in walk_images(str(cdir)):
+            if (sdir / name).is_dir():
+                for entry in _class_images(sdir, name):
                     sf.files.append(Path(entry.path))
                     sf.labels.append(label)
         splits.append(sf)
-    # a class with no images to learn (train/), or none at all: a dead output, or a folder of
-    # notes taken for a class (torchvision's ImageFolder refuses these too)
-    counted = splits[:1] if layout[0][0] == "train" else splits
-    found = {label for sf in counted for label in sf.labels}
-    empty = [name for label, name in enumerate(classes) if label not in found]
-    if empty:
-        where = layout[0][1] if layout[0][0] == "train" else path
-        names = ", ".join(f"'{c}'" for c in empty)
-        raise UserError(
-            f"class folder(s) in {where} with no images: {names}; add images or remove them"
-        )
+    if layout[0][0] != "train":  # images to score: a folder of no images (notes/) is no class
+        kept = sorted({label for sf in splits for label in sf.labels})
+        if not kept:
+            raise UserError(f"no images in the class folders of {path} (expected {_LAYOUT})")
+        new = {old: i for i, old in enumerate(kept)}
+        classes = [classes[i] for i in kept]
+        for sf in splits:
+            sf.labels = [new[label] for label in sf.labels]
     return classes, splits
+
+
+def check_train_classes(raw: RawDataset, path: str) -> None:
+    """Every class of a folder dataset's train split has images it could read: one without is a
+    class the model can never learn (torchvision's ImageFolder refuses empty class folders too).
+    Checked on the loaded data, so a class of unreadable files and an old cache are caught."""
+    train = raw.splits.get("train")
+    if train is None:
+        return
+    counts = torch.bincount(train.labels.reshape(-1), minlength=len(raw.classes)).tolist()
+    empty = [c for c, n in zip(raw.classes, counts, strict=False) if n == 0]
+    if empty:
+        shown = ", ".join(f"'{c}'" for c in empty[:5]) + (
+            f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        )
+        raise UserError(
+            f"class folder(s) in {Path(path) / 'train'} with no readable images: {shown}; add "
+            "images or remove them"
+        )
 
 
 def fingerprint(path: Path) -> str:
@@ -172,7 +226,7 @@ def fingerprint(path: Path) -> str:
     for split, sdir in _layout(path):
         for name in _subdirs(sdir):
             parts.append(f"{split}/{name}/\n")
-            for entry in walk_images(str(sdir / name)):
+            for entry in _class_images(sdir, name):
                 st = entry.stat()
                 parts.append(f"{entry.path[cut:]}\0{st.st_size}\0{st.st_mtime_ns}\n")
     text = "".join(parts).encode("utf-8", "surrogateescape")  # file names need not be UTF-8
