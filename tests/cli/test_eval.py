@@ -200,7 +200,11 @@ def test_predict_skips_unreadable_files(run: Path, images: Path, tmp_path: Path)
     doc = json.loads(result.stdout)
     assert doc["read"] == 0 and "cannot read" in doc["predictions"][0]["error"]
     line = one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "empty")]))
-    assert "could be read" in line and "no such file" in line
+    assert line.endswith(f"no such file or directory: {tmp_path / 'empty'}")
+    # a mistyped path beside good ones: an error up front (it was skipped, exit 0)
+    typo = tmp_path / "a-grey.png"
+    line = one_error_line(runner.invoke(app, ["predict", str(run), str(images / "a-gray.png"), str(typo)]))  # fmt: skip
+    assert line.endswith(f"no such file or directory: {typo}")
     (tmp_path / "dir").mkdir()
     line = one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "dir")]))
     assert "no image files in" in line

@@ -205,11 +205,16 @@ def predict_command(
 ) -> None:
     """Top-k classes with probabilities for each image, preprocessed as RUN was trained.
 
-    Any size, colour or grayscale. Unreadable files are reported and skipped; the exit code is 1
-    when none could be read.
+    Any size, colour or grayscale. A path that does not exist is an error (a typo is not
+    skipped); unreadable files are reported and skipped, and the exit code is 1 when none could
+    be read.
     """
     from vitkit.eval import expand_inputs, predict
 
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise UserError(f"no such file or directory: {', '.join(missing[:3])}{more}")
     files = expand_inputs(images)
     lm = _load(run, device)  # a .onnx file: ONNX Runtime on the CPU, its metadata's preprocessing
     preds = predict(lm, files, topk=topk, skip_unreadable=True)
