@@ -403,6 +403,11 @@ def benchmark(
                 f"on its kernels; use --threads {cpus} or fewer to compare runtimes"
             )
         plan, results = _plan(names, devs, notes)
+        if compile_mode == "reduce-overhead" and ("compile", torch.device("cpu")) in plan:
+            notes.append(  # CUDA graphs are its point; the CPU has none to capture
+                "--compile-mode reduce-overhead captures CUDA graphs: on the CPU it compiles as "
+                "'default' does"
+            )
 
         # data: real test images when the dataset is here, else synthetic (agreement only)
         progress("data", 0, 1)
