@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class VitkitError(Exception):
@@ -51,6 +51,12 @@ def state_dict_mismatch(e: BaseException) -> str:
     lines = [s.strip() for s in str(e).splitlines() if s.strip()]
     detail = next((s for s in lines if not s.startswith("Error(s) in loading")), None)
     return first_line(e) if detail is None else _cut(detail, 300)  # a long key list
+
+
+def listed(items: Sequence[str], shown: int = 5) -> str:
+    """``"a, b, c and 4 more"``: the first ``shown`` items, and how many were left out."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:

@@ -400,7 +400,7 @@ def test_reduce_overhead_on_the_cpu_is_named(
     def cannot(bm: object, device: torch.device) -> Runner:
         raise Skip("not compiled in this test")
 
-    stub = replace(runtimes_module._RUNTIMES["compile"], prepare=cannot)
+    stub = replace(runtimes_module._RUNTIMES["compile"], prepare=cannot, check=lambda d: None)
     monkeypatch.setattr(
         runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, "compile": stub}
     )
@@ -691,3 +691,23 @@ def test_a_multi_output_model_on_single_label_data_is_named() -> None:
     with pytest.raises(UserError, match=r"has 1 label\(s\) per image, the model predicts 2"):
         benchmark(model, dataset="mnist-mini", runtimes="eager", devices="cpu", batch_sizes=[1],
                   warmup=1, min_time=0.02, rounds=1, accuracy_images=8, write=False)  # fmt: skip
+
+
+def test_tf32_rows_have_no_fp32_yardstick() -> None:
+    """TensorRT's fp32 may run TF32 maths: against the fp32 GEMM it could pass 100% (and the
+    busy-machine note would then blame the wrong cause). Checked on fake cells: no GPU here."""
+    from vitkit.bench.report import RuntimeResult
+    from vitkit.bench.run import _rows
+
+    def result(name: str, info: dict[str, object]) -> RuntimeResult:
+        return RuntimeResult(name, "cuda", name, "fp32", "ok", info=info)
+
+    results = {
+        ("eager", "cuda"): result("eager", {}),
+        ("trt", "cuda"): result("trt", {"tf32": "TensorRT default"}),
+    }
+    timings = {("eager", "cuda", 1): [1e-3] * 5, ("trt", "cuda", 1): [1e-4] * 5}
+    peaks = [{"device": "cuda", "dtype": "float32", "size": 8, "gflops": 1.0}]
+    rows = {r.runtime: r for r in _rows(timings, results, 10**6, peaks)}
+    assert rows["eager"].peak_share == pytest.approx(1.0)
+    assert rows["trt"].peak_share is None and rows["trt"].speedup == pytest.approx(10.0)

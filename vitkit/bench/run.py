@@ -60,7 +60,7 @@ from vitkit.bench.timing import (
     settle,
 )
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import UserError, VitkitError, first_line, suggest
+from vitkit.errors import UserError, VitkitError, first_line, listed, suggest
 
 if TYPE_CHECKING:
     import onnx
@@ -403,7 +403,8 @@ def benchmark(
                 f"on its kernels; use --threads {cpus} or fewer to compare runtimes"
             )
         plan, results = _plan(names, devs, notes)
-        if compile_mode == "reduce-overhead" and ("compile", torch.device("cpu")) in plan:
+        compiles_on_cpu = results.get(("compile", "cpu"))
+        if compile_mode == "reduce-overhead" and compiles_on_cpu and compiles_on_cpu.status == "ok":
             notes.append(  # CUDA graphs are its point; the CPU has none to capture
                 "--compile-mode reduce-overhead captures CUDA graphs: on the CPU it compiles as "
                 "'default' does"
@@ -626,10 +627,9 @@ def _busy_notes(rows: list[BenchRow], load: list[float] | None, threads: int) ->
         notes.append(busy)
     unstable = [r for r in rows if r.p90_ms > UNSTEADY_P90 * r.p50_ms]
     if unstable:
-        shown = ", ".join(f"{r.runtime} batch {r.batch} ({r.device})" for r in unstable[:4])
-        more = f" and {len(unstable) - 4} more" if len(unstable) > 4 else ""
+        shown = listed([f"{r.runtime} batch {r.batch} ({r.device})" for r in unstable], 4)
         notes.append(
-            f"unsteady timings (p90 over {UNSTEADY_P90:g}x p50): {shown}{more}; something else "
+            f"unsteady timings (p90 over {UNSTEADY_P90:g}x p50): {shown}; something else "
             "was running, so compare those cells with care"
         )
     return notes

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from vitkit.artifact import MODEL_WEIGHTS, is_onnx_file
 from vitkit.cli._common import Json, console, emit_json, progress_bar, status, user_errors
-from vitkit.errors import UserError
+from vitkit.errors import UserError, listed
 
 if TYPE_CHECKING:
     from vitkit.artifact import LoadedModel
@@ -213,8 +213,7 @@ def predict_command(
 
     missing = [str(p) for p in images if not p.exists()]
     if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise UserError(f"no such file or directory: {', '.join(missing[:3])}{more}")
+        raise UserError(f"no such file or directory: {listed(missing, 3)}")
     files = expand_inputs(images)
     lm = _load(run, device)  # a .onnx file: ONNX Runtime on the CPU, its metadata's preprocessing
     preds = predict(lm, files, topk=topk, skip_unreadable=True)

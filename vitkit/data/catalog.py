@@ -223,6 +223,14 @@ def dataset_dir(name: str, spec: DatasetSpec, options: dict[str, Any], data_root
     return data_root / spec.name
 
 
+def _check_folder(spec: DatasetSpec, raw: RawDataset, opts: dict[str, Any]) -> None:
+    """A folder dataset's train classes all have images it could read (see the source)."""
+    if spec.name == "folder":
+        from vitkit.data.sources.folder import check_train_classes
+
+        check_train_classes(raw, opts["path"])
+
+
 def load_dataset(
     name: str,
     *,
@@ -250,7 +258,10 @@ def load_dataset(
     cdir = directory / "cache" / cache_key(key_opts)
     cached = None if rebuild else load_cache(cdir)
     from_cache = cached is not None
-    if cached is None:
+    if cached is not None:
+        raw, meta = cached
+        _check_folder(spec, raw, opts)  # a cache made before the check
+    else:
         ctx = SourceContext(
             root=directory, download=download, progress=progress, options=opts, data_root=root
         )
@@ -258,13 +269,7 @@ def load_dataset(
         raw = spec.load_builder()(ctx)
         if not raw.splits:
             raise UserError(f"dataset '{name}' has no splits")
-    else:
-        raw, meta = cached
-    if spec.name == "folder":  # on a cache hit too: a cache made before this check
-        from vitkit.data.sources.folder import check_train_classes
-
-        check_train_classes(raw, opts["path"])
-    if cached is None:
+        _check_folder(spec, raw, opts)  # before it is cached
         # the train split's statistics (a folder of images to score may have no train/)
         mean, std = channel_stats(raw.splits.get("train", next(iter(raw.splits.values()))).images)
         meta = {

@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageOps
 
 from vitkit.data.types import RawDataset, SourceContext, Split
-from vitkit.errors import ConfigError, UserError
+from vitkit.errors import ConfigError, UserError, listed
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")  # each optional; training needs train/
@@ -59,15 +59,19 @@ class _SplitFiles:
 
 
 def _is_image(entry: os.DirEntry[str]) -> bool:
-    try:
-        is_file = entry.is_file()
-    except OSError:  # a link to itself (ELOOP)
-        return False
     return (
         not entry.name.startswith(".")
         and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
-        and is_file
+        and entry.is_file()
     )
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder, or a link to one; a link to itself or a cycle of links (ELOOP) is neither."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _within(outer: str, inner: str) -> bool:
@@ -79,10 +83,11 @@ def walk_images(directory: str, *, split: str | None = None) -> Iterator[os.DirE
     """Image files under ``directory`` (recursively, hidden names skipped), in sorted order.
 
     Symlinked folders are followed, except a link that would read something twice or forever:
-    into ``directory`` itself or to a folder above it (``ln -s .. loop``), to a folder this
-    walk has been in, above the folder it is in, a link to itself, a cycle of links. ``split``
-    (the real path of a dataset's split folder, ``directory`` being one of its classes) widens
-    the first rule to the split: a link into it would read other classes' images as this one's."""
+    into ``directory`` itself or to a folder above it (``ln -s .. loop``), to a target this walk
+    has already followed, above the folder it is in, a link to itself, a cycle of links.
+    ``split`` (the real path of a dataset's split folder, ``directory`` being one of its
+    classes) widens the first rule to the split: a link into it would read other classes'
+    images as this one's."""
     home = split or os.path.realpath(directory)
     yield from _walk(directory, home, frozenset({home}))
 
@@ -93,11 +98,7 @@ def _walk(directory: str, home: str, followed: frozenset[str]) -> Iterator[os.Di
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        try:
-            is_dir = entry.is_dir()
-        except OSError:  # a link to itself, or a cycle of links (ELOOP): nothing to read
-            continue
-        if not is_dir:
+        if not _is_dir(entry):
             if _is_image(entry):
                 yield entry
             continue
@@ -121,7 +122,11 @@ def _class_images(sdir: Path, name: str) -> Iterator[os.DirEntry[str]]:
     split = os.path.realpath(sdir)
     real = os.path.realpath(cdir)
     if real != os.path.join(split, name) and (_within(real, split) or _within(split, real)):
-        what = "its own split folder or one above it" if _within(real, split) else "another class"
+        what = (
+            "its own split folder or one above it"
+            if _within(real, split)
+            else "another class's folder or one inside the split"
+        )
         raise UserError(
             f"class folder {cdir} is a link to {real}, {what}: its images would be read twice"
         )
@@ -130,7 +135,7 @@ def _class_images(sdir: Path, name: str) -> Iterator[os.DirEntry[str]]:
 
 def _subdirs(directory: Path) -> list[str]:
     with os.scandir(directory) as it:
-        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        return sorted(e.name for e in it if _is_dir(e) and not e.name.startswith("."))
 
 
 def _check_root(path: Path) -> None:
@@ -183,7 +188,9 @@ def _scan(path: Path) -> tuple[list[str], list[_SplitFiles]]:
                     sf.files.append(Path(entry.path))
                     sf.labels.append(label)
         splits.append(sf)
-    if layout[0][0] != "train":  # images to score: a folder of no images (notes/) is no class
+    if layout[0][0] == "train":  # refused before any decoding; unreadable ones after it
+        _refuse_empty(classes, [splits[0].labels.count(i) for i in range(len(classes))], path)
+    else:  # images to score: a folder of no image files (notes/) is no class
         kept = sorted({label for sf in splits for label in sf.labels})
         if not kept:
             raise UserError(f"no images in the class folders of {path} (expected {_LAYOUT})")
@@ -199,16 +206,16 @@ def check_train_classes(raw: RawDataset, path: str) -> None:
     class the model can never learn (torchvision's ImageFolder refuses empty class folders too).
     Checked on the loaded data, so a class of unreadable files and an old cache are caught."""
     train = raw.splits.get("train")
-    if train is None:
-        return
-    counts = torch.bincount(train.labels.reshape(-1), minlength=len(raw.classes)).tolist()
-    empty = [c for c, n in zip(raw.classes, counts, strict=False) if n == 0]
+    if train is not None:
+        counts = torch.bincount(train.labels.reshape(-1), minlength=len(raw.classes)).tolist()
+        _refuse_empty(raw.classes, counts, Path(path))
+
+
+def _refuse_empty(classes: list[str], counts: list[int], path: Path) -> None:
+    empty = [f"'{c}'" for c, n in zip(classes, counts, strict=True) if n == 0]
     if empty:
-        shown = ", ".join(f"'{c}'" for c in empty[:5]) + (
-            f" and {len(empty) - 5} more" if len(empty) > 5 else ""
-        )
         raise UserError(
-            f"class folder(s) in {Path(path) / 'train'} with no readable images: {shown}; add "
+            f"class folder(s) in {path / 'train'} with no readable images: {listed(empty)}; add "
             "images or remove them"
         )
 
