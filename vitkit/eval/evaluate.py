@@ -26,7 +26,7 @@ from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.catalog import FOLDER_PREFIX
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import UserError
+from vitkit.errors import UserError, listed
 from vitkit.eval import metrics
 from vitkit.eval.predict import as_loaded, model_device
 
@@ -466,8 +466,9 @@ def _spec_difference(meta: dict[str, Any], lm: LoadedModel) -> str:
     if not isinstance(theirs, dict):
         return f"a {name} with no configuration recorded"
     keys = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
-    shown = ", ".join(f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in keys[:3])
-    return f"another {name} configuration: {shown}{', ...' if len(keys) > 3 else ''}"
+    return f"another {name} configuration: " + listed(
+        [f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in keys], 3
+    )
 
 
 def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:

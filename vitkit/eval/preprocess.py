@@ -62,8 +62,9 @@ def split_images(images: object) -> list[Any]:
     of 1, 3 or 4, or a batch (N, H, W, C), or (N, H, W) of grayscale images. A tensor in
     torchvision's: one image (H, W) or (C, H, W) with C of 1, 3 or 4, or a batch (N, C, H, W).
     A shape that reads both ways, a numpy (3, 28, 28) (three images, or one channels-first
-    image?), is refused rather than guessed; (1, H, W) is one grayscale image either way. Anything else iterable (a list, an array of
-    paths) is a sequence of images; each is checked when it is read."""
+    image?), is refused rather than guessed; (1, H, W) is one grayscale image either way.
+    Anything else iterable (a list, an array of paths) is a sequence of images; each is checked
+    when it is read."""
     if isinstance(images, IMAGE_TYPES):
         return [images]
     if isinstance(images, Tensor):

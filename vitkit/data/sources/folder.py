@@ -212,7 +212,7 @@ def check_train_classes(raw: RawDataset, path: str) -> None:
 
 
 def _refuse_empty(classes: list[str], counts: list[int], path: Path) -> None:
-    empty = [f"'{c}'" for c, n in zip(classes, counts, strict=True) if n == 0]
+    empty = [f"'{c}'" for c, n in zip(classes, counts, strict=False) if n == 0]
     if empty:
         raise UserError(
             f"class folder(s) in {path / 'train'} with no readable images: {listed(empty)}; add "
