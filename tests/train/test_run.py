@@ -167,6 +167,7 @@ def test_a_run_killed_between_checkpoints_resumes_with_each_step_logged_once(
 def test_a_resume_on_changed_data_says_so(tmp_path: Path) -> None:
     from PIL import Image
 
+    from vitkit.errors import UserError
     from vitkit.train.run import data_changed
 
     root = tmp_path / "imgs"
@@ -203,6 +204,19 @@ def test_a_resume_on_changed_data_says_so(tmp_path: Path) -> None:
     same = {"sizes": saved["sizes"], "cache_key": "x"}
     assert data_changed(same, {**same}) is None and data_changed(None, same) is None
     assert "other files" in (data_changed(same, {**same, "cache_key": "y"}) or "")
+    # a class folder renamed: same count, labels re-sorted. The resume went on with every image
+    # under the other class's index (exit 0); it is refused, by train.json's record or, for a
+    # run from before it kept one, by model.json's classes
+    assert saved["classes"] == ["a", "b"]
+    (root / "train" / "a").rename(root / "train" / "z")
+    (root / "test" / "a").rename(root / "test" / "z")
+    with pytest.raises(UserError, match=r"began on the classes a, b; .* now has b, z: resuming"):
+        train(TrainConfig(), resume=run, data_root=tmp_path / "data")
+    record = json.loads((run / "train.json").read_text())
+    record["data"].pop("classes")
+    (run / "train.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match="would train on other labels"):
+        train(TrainConfig(), resume=run, data_root=tmp_path / "data")
 
 
 def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:

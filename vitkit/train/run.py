@@ -38,7 +38,7 @@ from vitkit.data.augment import AugmentConfig
 from vitkit.data.catalog import FOLDER_PREFIX, check_dataset_options
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import ConfigError, UserError, first_line, state_dict_mismatch
+from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
 from vitkit.models import resolve_spec
 from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
 from vitkit.train.checkpoint import (
@@ -283,7 +283,24 @@ def data_record(ds: Dataset, train: Split, val: Split | None) -> dict[str, Any]:
     split sizes and the cache key (the dataset's options and, for a folder, its fingerprint)."""
     sizes = {"train": len(train), "val": len(val) if val is not None else 0}
     sizes |= {k: len(v) for k, v in ds.splits.items() if k not in ("train", "val")}
-    return {"sizes": sizes, "cache_key": ds.cache_dir.name}
+    return {"sizes": sizes, "cache_key": ds.cache_dir.name, "classes": ds.classes}
+
+
+def check_same_classes(run_dir: Path, saved: Any, ds: Dataset) -> None:
+    """A resumed run's dataset must have the classes it began with, in the same order: a class
+    folder renamed (``airplane`` -> ``zebra``) re-sorts the labels, and the run would go on
+    training with every image under another class's index. From train.json's data record, else
+    (runs from before it recorded them) model.json's."""
+    before = saved.get("classes") if isinstance(saved, dict) else None
+    if before is None and (run_dir / MODEL_JSON).is_file():
+        meta = read_json(run_dir / MODEL_JSON)
+        before = meta.get("classes") if isinstance(meta, dict) else None
+    if isinstance(before, list) and list(before) != list(ds.classes):
+        raise UserError(
+            f"{run_dir} began on the classes {listed(before)}; '{ds.name}' now has "
+            f"{listed(ds.classes)}: resuming would train on other labels (restore the data, or "
+            "train a new run)"
+        )
 
 
 def data_changed(saved: Any, now: dict[str, Any]) -> str | None:
@@ -358,6 +375,8 @@ def train(
             "a classifier needs two or more"
         )
     train_split, val_split = split_validation(ds, config.val_fraction, config.seed)
+    if resume is not None:
+        check_same_classes(run_dir, saved.get("data"), ds)
 
     # model, through the registry, sized by the data
     spec = resolve_spec(
