@@ -58,3 +58,24 @@ def test_validate_catches_bad_values() -> None:
         resolve_config("mnist-mini", epochs=0)
     with pytest.raises(ConfigError, match="val fraction"):
         resolve_config("mnist-mini", val_fraction=1.5)
+
+
+def test_model_overrides_in_a_file_are_checked_like_the_top_level(tmp_path: Path) -> None:
+    """`model_overrides: {num_classes: 3}` crashed the run with a TypeError traceback ("multiple
+    values for keyword argument"), `{embed_dim: "64"}` too, and `{qkv_bias: "no"}` trained with
+    the biases on (a non-empty string is true)."""
+    bad = [
+        ({"num_classes": 3}, "cannot set 'num_classes': the dataset decides it"),
+        ({"image_size": 56}, "cannot set 'image_size'"),
+        ({"embed_dim": "64"}, r"'model_overrides.embed_dim' must be an integer, got '64'"),
+        ({"qkv_bias": "no"}, r"'model_overrides.qkv_bias' must be true or false"),
+        ({"mlp_ratio": True}, r"'model_overrides.mlp_ratio' must be a number"),
+    ]
+    for overrides, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig.from_dict({"model_overrides": overrides})
+        with pytest.raises(UserError, match="model_overrides"):  # ConfigError is one
+            resolve_config("mnist-mini", file_options={"model_overrides": overrides})
+    # names as at the top level: - or _; values kept as given
+    cfg = TrainConfig.from_dict({"model_overrides": {"embed-dim": 32, "num_heads": 2}})
+    assert cfg.model_overrides == {"embed_dim": 32, "num_heads": 2}

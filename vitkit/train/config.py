@@ -104,6 +104,8 @@ class TrainConfig:
             if key not in types:
                 raise ConfigError(f"unknown training option '{key}'{suggest(key, types)}")
             out[key] = _typed(key, value, types[key])
+        if "model_overrides" in out:
+            out["model_overrides"] = _model_overrides(out["model_overrides"])
         return cls(**out)
 
     def merged(self, **updates: Any) -> TrainConfig:
@@ -116,6 +118,30 @@ class TrainConfig:
                 raise ConfigError(f"unknown training option '{k}'{suggest(k, d)}")
             d[k] = {**d[k], **v} if isinstance(d[k], dict) and isinstance(v, dict) else v
         return TrainConfig.from_dict(d)
+
+
+FROM_DATA = ("image_size", "in_chans", "num_classes", "num_outputs")  # the dataset sets these
+
+
+def _model_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A config file's ``model_overrides`` checked as the top level is: names (``-`` or ``_``),
+    types against ViTConfig's fields; the sizes the dataset decides are refused (they crashed
+    the run with a traceback: "got multiple values for keyword argument 'num_classes'")."""
+    from vitkit.models.vit import ViTConfig
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(ViTConfig)}
+    out = {}
+    for key, value in overrides.items():
+        name = str(key).replace("-", "_")
+        if name in FROM_DATA:
+            raise ConfigError(
+                f"model_overrides cannot set '{name}': the dataset decides it (a folder: "
+                "dataset's image size and channels are --image-size and --channels)"
+            )
+        out[name] = (
+            _typed(f"model_overrides.{name}", value, types[name]) if name in types else value
+        )
+    return out
 
 
 def _typed(key: str, value: Any, kind: str) -> Any:
