@@ -98,11 +98,13 @@ def test_resume_with_max_steps_extends_the_run(tmp_path: Path) -> None:
         app, ["train", "mnist-mini", *TINY, "--max-steps", "3", "--out", str(out)]
     )
     assert first.exit_code == 0, first.output
-    more = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "6", "--lr", "1"])
+    args = ["train", "--resume", str(out), "--max-steps", "6", "--lr", "1", "--patience", "2"]
+    more = runner.invoke(app, [*args, "--no-aug"])
     assert more.exit_code == 0, more.output
     err = " ".join(more.stderr.split())
     assert f"extending {out}: max-steps 3 -> 6" in err
-    assert "options other than --epochs and --max-steps are ignored" in err  # --lr
+    # each ignored option named (--patience, --no-aug and most others were ignored unsaid)
+    assert "ignored: --lr, --no-aug, --patience (only --epochs and --max-steps" in err, err
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
 
 

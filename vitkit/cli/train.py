@@ -181,8 +181,21 @@ def _hms(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _given_on_the_command_line(ctx: typer.Context, *, keep: tuple[str, ...]) -> list[str]:
+    """The options given other values than their defaults (as typed: ``--lr``, ``--no-aug``),
+    but those in ``keep``."""
+    given = []
+    for p in ctx.command.params:
+        if p.name is None or p.name in keep or ctx.params.get(p.name) == p.default:
+            continue
+        off = ctx.params.get(p.name) is False and getattr(p, "secondary_opts", None)
+        given.append((p.secondary_opts if off else p.opts or [str(p.name)])[0])
+    return given
+
+
 @user_errors
 def train_command(
+    ctx: typer.Context,
     dataset: Annotated[
         str | None,
         typer.Argument(
@@ -292,25 +305,14 @@ def train_command(
         extend = {
             k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None
         }
-        given = [
-            dataset,
-            model,
-            batch_size,
-            lr,
-            weight_decay,
-            embed_dim,
-            depth,
-            heads,
-            patch_size,
-            config,
-            out,
-            device,
-            seed,
-        ]
-        if rank0 and any(v is not None for v in given):
+        honoured = ("resume", "epochs", "max_steps", "data_root", "json_", "print_config")
+        ignored = _given_on_the_command_line(ctx, keep=honoured)
+        if rank0 and ignored:
             console.print(
                 f"[yellow]note:[/] resuming {escape(str(resume))} with its own train.json; "
-                "options other than --epochs and --max-steps are ignored"
+                f"ignored: {', '.join(ignored)} (only --epochs and --max-steps change a resumed "
+                "run)",
+                soft_wrap=True,
             )
     else:
         if dataset is None:
