@@ -264,3 +264,18 @@ def test_a_diverged_run_prints_its_summary_with_json(tmp_path: Path) -> None:
     assert doc["status"] == "diverged" and "became" in doc["error"]
     assert doc == json.loads((out / "summary.json").read_text())
     assert result.stderr.strip().splitlines() == [f"error: {doc['error']}"]
+
+
+def test_a_print_config_file_runs_on_its_own(tmp_path: Path) -> None:
+    """`vitkit train --config cfg.json` with the file from --print-config said "give a DATASET",
+    though the file names it."""
+    cfg = runner.invoke(app, ["train", "mnist-mini", *TINY, "--max-steps", "2", "--print-config"])
+    assert cfg.exit_code == 0, cfg.output
+    (tmp_path / "cfg.json").write_text(cfg.stdout)
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "--config", str(tmp_path / "cfg.json"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "train.json").read_text())["config"]
+    assert saved["dataset"] == "mnist-mini" and saved["max_steps"] == 2

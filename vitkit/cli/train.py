@@ -315,9 +315,11 @@ def train_command(
                 soft_wrap=True,
             )
     else:
+        file_options = read_config_file(config) if config else None
+        if dataset is None and file_options and isinstance(file_options.get("dataset"), str):
+            dataset = file_options["dataset"]  # a --print-config file runs on its own
         if dataset is None:
             raise fail("give a DATASET (see `vitkit data list`) or --resume RUN")
-        file_options = read_config_file(config) if config else None
         dataset_options = {
             k: v
             for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
