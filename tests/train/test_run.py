@@ -489,3 +489,12 @@ def test_a_mid_epoch_resume_logs_the_uninterrupted_epoch_loss(tmp_path: Path) ->
     assert total == pytest.approx(
         first.summary["wall_seconds"] + resumed.summary["wall_seconds"], abs=0.02
     )
+
+
+def test_patience_without_validation_is_named(tmp_path: Path) -> None:
+    """--patience with --val-fraction 0 trained every epoch without a word."""
+    result = train(tiny(tmp_path, val_fraction=0.0, patience=1, max_steps=3))
+    notes = result.summary.get("notes", [])
+    assert any("--patience 1 does nothing here: there is no validation split" in n for n in notes)
+    quiet = train(tiny(tmp_path, "with-val", patience=1, max_steps=3))
+    assert not any("--patience" in n for n in quiet.summary.get("notes", []))

@@ -490,6 +490,11 @@ def train(
     }
     listeners: list[Callback] = []
     notes: list[str] = [n for n in [ds.skipped_note()] if n]
+    if config.patience and val_split is None:  # early stopping watches validation accuracy
+        notes.append(
+            f"--patience {config.patience} does nothing here: there is no validation split "
+            "(--val-fraction 0), so the run trains all its epochs"
+        )
     if dist_info.main:
         if resume is None and config.overwrite and run_dir.is_dir():
             shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
