@@ -106,6 +106,8 @@ def test_resume_with_max_steps_extends_the_run(tmp_path: Path) -> None:
     # each ignored option named (--patience, --no-aug and most others were ignored unsaid)
     assert "ignored: --lr, --no-aug, --patience (only --epochs and --max-steps" in err, err
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
+    again = runner.invoke(app, ["train", "mnist-mini", "--resume", str(out), "--max-steps", "7"])
+    assert "ignored: DATASET (only" in " ".join(again.stderr.split())
 
 
 def test_sigint_leaves_a_resumable_run(tmp_path: Path) -> None:
@@ -279,3 +281,7 @@ def test_a_print_config_file_runs_on_its_own(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "train.json").read_text())["config"]
     assert saved["dataset"] == "mnist-mini" and saved["max_steps"] == 2
+    # another DATASET with that file: said, not silent (the file's recipe was for mnist-mini)
+    other = runner.invoke(app, ["train", "mnist-grid", "--config", str(tmp_path / "cfg.json"), "--print-config"])  # fmt: skip
+    assert other.exit_code == 0, other.output
+    assert "was written for 'mnist-mini'; training 'mnist-grid'" in " ".join(other.stderr.split())

@@ -79,3 +79,6 @@ def test_model_overrides_in_a_file_are_checked_like_the_top_level(tmp_path: Path
     # names as at the top level: - or _; values kept as given
     cfg = TrainConfig.from_dict({"model_overrides": {"embed-dim": 32, "num_heads": 2}})
     assert cfg.model_overrides == {"embed_dim": 32, "num_heads": 2}
+    # None is "not given" (a train.json may hold it): still read, so such runs still resume
+    cfg = TrainConfig.from_dict({"model_overrides": {"dropout": None, "num_classes": None}})
+    assert cfg.model_overrides == {"dropout": None, "num_classes": None}

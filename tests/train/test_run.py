@@ -305,10 +305,12 @@ def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.Monke
     assert saved["extended"] == [{"at_step": 30, "max_steps": [30, 60]}]
     with pytest.raises(UserError, match="can change only epochs and max_steps, not lr"):
         train(TrainConfig(), resume=first.run_dir, extend={"lr": 1})
-    with pytest.raises(UserError, match=r"at step 60, past its --max-steps cap .*--max-steps 0"):
+    with pytest.raises(
+        UserError, match=r"at step 60, at or past its --max-steps cap .*--max-steps 0"
+    ):
         train(TrainConfig(), resume=first.run_dir, extend={"epochs": 3})  # still capped
     # a smaller cap asked for: named as the one asked for (it read "its cap (40)")
-    with pytest.raises(UserError, match=r"at step 60, past --max-steps \(40\)"):
+    with pytest.raises(UserError, match=r"at step 60, at or past --max-steps \(40\)"):
         train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 40})
     done = train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 0})  # uncapped
     assert done.status == "completed" and done.summary["steps"] == 2 * 70  # tiny: 2 epochs

@@ -189,7 +189,10 @@ def _given_on_the_command_line(ctx: typer.Context, *, keep: tuple[str, ...]) -> 
         if p.name is None or p.name in keep or ctx.params.get(p.name) == p.default:
             continue
         off = ctx.params.get(p.name) is False and getattr(p, "secondary_opts", None)
-        given.append((p.secondary_opts if off else p.opts or [str(p.name)])[0])
+        if p.param_type_name == "argument":
+            given.append(str(p.name).upper())  # DATASET, not "dataset"
+        else:
+            given.append((p.secondary_opts if off else p.opts or [str(p.name)])[0])
     return given
 
 
@@ -316,8 +319,15 @@ def train_command(
             )
     else:
         file_options = read_config_file(config) if config else None
-        if dataset is None and file_options and isinstance(file_options.get("dataset"), str):
-            dataset = file_options["dataset"]  # a --print-config file runs on its own
+        named = file_options.get("dataset") if file_options else None
+        if dataset is None and isinstance(named, str):
+            dataset = named  # a --print-config file runs on its own
+        elif isinstance(named, str) and named != dataset and rank0:
+            console.print(
+                f"[yellow]note:[/] {escape(str(config))} was written for '{escape(named)}'; "
+                f"training '{escape(str(dataset))}' with its other settings",
+                soft_wrap=True,
+            )
         if dataset is None:
             raise fail("give a DATASET (see `vitkit data list`) or --resume RUN")
         dataset_options = {

@@ -130,9 +130,12 @@ def _model_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     from vitkit.models.vit import ViTConfig
 
     types = {f.name: str(f.type) for f in dataclasses.fields(ViTConfig)}
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in overrides.items():
         name = str(key).replace("-", "_")
+        if value is None:  # "not given", as resolve_spec reads it (older train.json files hold it)
+            out[name] = None
+            continue
         if name in FROM_DATA:
             raise ConfigError(
                 f"model_overrides cannot set '{name}': the dataset decides it (a folder: "

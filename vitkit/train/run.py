@@ -758,7 +758,7 @@ def _check_extension(
         hint = "a larger --max-steps, or --max-steps 0 for none"
         cap = "--max-steps" if "max_steps" in extended else "its --max-steps cap"
         raise UserError(
-            f"{run_dir} is at step {state.step}, past {cap} ({config.max_steps}): pass "
+            f"{run_dir} is at step {state.step}, at or past {cap} ({config.max_steps}): pass "
             f"{hint} to train further"
         )
 
