@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -500,3 +504,68 @@ def test_patience_without_validation_is_named(tmp_path: Path) -> None:
     assert any("--patience 1 does nothing here: there is no validation split" in n for n in notes)
     quiet = train(tiny(tmp_path, "with-val", patience=1, max_steps=3))
     assert not any("--patience" in n for n in quiet.summary.get("notes", []))
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
+    """Two trains into one run directory both 'succeeded', each overwriting the other's
+    checkpoints. The one that comes second is refused, naming the holder; the lock goes with
+    the first, and its file with it."""
+    from vitkit.errors import UserError
+    from vitkit.train.run import RunLock
+
+    cfg = tiny(tmp_path, epochs=1, max_steps=2)
+    held = RunLock(Path(cfg.out or ""))
+    assert held.acquire()
+    assert not RunLock(Path(cfg.out or "")).acquire()  # another open file: as another process
+    with pytest.raises(UserError, match=rf"run is in use: another vitkit train \(pid {os.getpid()}"):
+        train(cfg)
+    assert not Path(cfg.out or "").exists()  # refused before any work
+    held.release()
+    assert not held.path.exists()
+    result = train(cfg)
+    assert result.status == "max_steps"
+    assert not held.path.exists()  # released with the train
+    assert held.acquire()
+    with pytest.raises(UserError, match="in use"):  # a resume is refused too
+        train(cfg, resume=result.run_dir)
+    held.release()
+
+
+def test_a_lock_dies_with_its_process(tmp_path: Path) -> None:
+    """A killed train (kill -9, OOM) leaves no lock behind to block its resume."""
+    from vitkit.train.run import RunLock
+
+    code = (
+        "import sys, time; from pathlib import Path; from vitkit.train.run import RunLock; "
+        f"assert RunLock(Path({str(tmp_path / 'run')!r})).acquire(); print('held', flush=True); "
+        "time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        lock = RunLock(tmp_path / "run")
+        assert not lock.acquire()
+        assert lock.holder() == f"pid {proc.pid}"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lock.acquire()  # the file is still there; its lock is not
+    lock.release()
+
+
+def test_default_run_names_step_past_a_run_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitkit.train.run import RunLock, claim_run_dir
+
+    runs = tmp_path / "runs"
+    cfg = replace(tiny(tmp_path), out="")
+    (runs / "mnist-mini-vit-nano-2").mkdir(parents=True)  # taken: exists
+    other = RunLock(runs / "mnist-mini-vit-nano")  # taken: another train is starting in it
+    assert other.acquire()
+    monkeypatch.chdir(tmp_path)
+    with contextlib.ExitStack() as held:
+        assert claim_run_dir(cfg, False, held) == Path("runs/mnist-mini-vit-nano-3")
+        assert not RunLock(runs / "mnist-mini-vit-nano-3").acquire()
+    assert RunLock(runs / "mnist-mini-vit-nano-3").acquire()  # released with `held`
+    other.release()

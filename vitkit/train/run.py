@@ -8,6 +8,7 @@ CPU; every rank holds the dataset and trains on its shard of each epoch; rank 0 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import platform
@@ -15,7 +16,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -173,19 +174,108 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
 
 
 # -- run directory --------------------------------------------------------------------------------
-def default_run_dir(config: TrainConfig, runs: Path = Path("runs")) -> Path:
+class RunLock:
+    """The one process training in a run directory holds this: an advisory ``flock`` on
+    ``.<run>.lock`` beside the run (not in it: ``--overwrite`` removes the run). The kernel
+    drops it when the process dies, however it dies, so a stale lock never blocks a resume; the
+    file is removed on release. Where ``fcntl`` is absent (Windows) every acquire succeeds."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir = run_dir.resolve()  # `--out .`, and one run reached by two names
+        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False while another process holds it."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return True
+        while True:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            try:  # the holder before us may have removed the file between our open and lock
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def holder(self) -> str:
+        """``pid 1234`` of the process holding it, as far as its file says."""
+        with contextlib.suppress(OSError, ValueError):
+            return f"pid {int(self.path.read_text())}"
+        return "another process"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # before the unlock: a waiting acquire sees a new file
+            os.close(self._fd)
+            self._fd = None
+
+
+def default_run_dir(
+    config: TrainConfig,
+    runs: Path = Path("runs"),
+    *,
+    free: Callable[[Path], bool] = lambda path: not path.exists(),
+) -> Path:
+    """``runs/<dataset>-<model>``, or the first of ``-2``, ``-3``, ... that is ``free``."""
     name = config.dataset.removeprefix("folder:").rstrip("/").split("/")[-1] or "folder"
     base = runs / f"{name}-{config.model}"
-    if not base.exists():
-        return base
-    i = 2
-    while (runs / f"{base.name}-{i}").exists():
-        i += 1
-    return runs / f"{base.name}-{i}"
+    numbered = (runs / f"{base.name}-{i}" for i in itertools.count(2))
+    return next(path for path in itertools.chain([base], numbered) if free(path))
 
 
-def prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
+def claim_run_dir(config: TrainConfig, resume: bool, held: contextlib.ExitStack) -> Path:
+    """The run directory, checked and locked for this process until ``held`` closes
+    (``RunLock``). With no ``--out``, the first free name: two trains started at once get
+    ``x`` and ``x-2``."""
+    if config.out or resume:
+        run_dir = Path(config.out or ".")
+        lock = _lock(run_dir)
+        if lock is None:
+            raise UserError(
+                f"{run_dir} is in use: another vitkit train ({RunLock(run_dir).holder()}) is "
+                "writing to it; wait for it to end, or train into another --out"
+            )
+    else:
+        locks: dict[Path, RunLock] = {}
+
+        def free(path: Path) -> bool:
+            lock = None if path.exists() else _lock(path)
+            if lock is not None and path.exists():  # made by another process meanwhile
+                lock.release()
+                lock = None
+            if lock is not None:
+                locks[path] = lock
+            return lock is not None
+
+        run_dir = default_run_dir(config, free=free)
+        lock = locks[run_dir]
+    held.callback(lock.release)
+    return prepare_run_dir(config, run_dir, resume)
+
+
+def _lock(run_dir: Path) -> RunLock | None:
+    lock = RunLock(run_dir)
+    try:
+        return lock if lock.acquire() else None
+    except OSError as e:
+        raise UserError(f"cannot write in {run_dir.parent}: {e.strerror or e}") from None
+
+
+def prepare_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> Path:
     if resume:
         return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -337,8 +427,35 @@ def train(
     to continue one that finished or hit its cap; the learning-rate schedule is recomputed
     for the new length from the step the run is at, and train.json records the change.
     Raises ``UserError`` for bad options before any work; ``NonFiniteLoss`` if the loss
-    diverges (the last checkpoint and best weights stay on disk).
+    diverges (the last checkpoint and best weights stay on disk). The run directory is locked
+    (``RunLock``) while it trains: a second train into it is refused.
     """
+    with contextlib.ExitStack() as held:
+        return _train(
+            held,
+            config,
+            callbacks=callbacks,
+            resume=resume,
+            progress=progress,
+            stop=stop,
+            data_root=data_root,
+            command=command,
+            extend=extend,
+        )
+
+
+def _train(
+    held: contextlib.ExitStack,
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume: str | os.PathLike[str] | None = None,
+    progress: ProgressFn = no_progress,
+    stop: StopFlag | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    command: list[str] | None = None,
+    extend: Mapping[str, int] | None = None,
+) -> TrainResult:
     saved: dict[str, Any] = {}
     extended: dict[str, Any] = {}
     if extend and resume is None:
@@ -350,7 +467,9 @@ def train(
     device = resolve_device(config.device)
     dist_info, device = init_distributed(device)
     run_dir = (
-        prepare_run_dir(config, resume is not None) if dist_info.main else Path(config.out or ".")
+        claim_run_dir(config, resume is not None, held)
+        if dist_info.main
+        else Path(config.out or ".")
     )
     if dist_info.world_size > 1:
         run_dir = _broadcast_path(run_dir)
