@@ -569,3 +569,25 @@ def test_default_run_names_step_past_a_run_in_use(
         assert not RunLock(runs / "mnist-mini-vit-nano-3").acquire()
     assert RunLock(runs / "mnist-mini-vit-nano-3").acquire()  # released with `held`
     other.release()
+
+
+def test_the_first_step_is_timed_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--compile compiles in the first step, and img/s counted it: the throughput without the
+    first step, and that step's time, are in summary.json beside the overall figure."""
+    import time
+
+    real, calls = loop_module.loss_fn, []
+
+    def slow_first(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if not calls:
+            time.sleep(1.0)  # a compile, as far as the clock can tell
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "loss_fn", slow_first)
+    s = train(tiny(tmp_path, epochs=1, max_steps=20)).summary
+    assert s["compiled"] is False
+    assert 1.0 <= s["first_step_seconds"] < 5
+    steady = s["train_images_per_s_after_first_step"]
+    assert steady > 1.5 * s["train_images_per_s"]
+    assert steady == pytest.approx(19 * 64 / (20 * 64 / s["train_images_per_s"] - 1.0), rel=0.2)

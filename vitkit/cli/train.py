@@ -429,9 +429,15 @@ def train_command(
         if s.get("best_val_acc") is not None
         else "no validation"
     )
+    speed = f"{s['train_images_per_s']:,.0f} img/s"
+    steady = s.get("train_images_per_s_after_first_step")
+    if s.get("compiled") and steady:
+        speed += (
+            f" ({steady:,.0f} after the first step, which took {s['first_step_seconds']:.1f} s "
+            "with the compile)"
+        )
     console.print(
-        f"[green]done[/] ({s['status']}): {best}, {test}; "
-        f"{s['train_images_per_s']:,.0f} img/s, {s['wall_seconds']:.0f} s"
+        f"[green]done[/] ({s['status']}): {best}, {test}; {speed}, {s['wall_seconds']:.0f} s"
     )
     console.print(
         f"wrote {result.run_dir}/: model.json, model.safetensors, train.json, "

@@ -73,10 +73,20 @@ class FitResult:
     train_seconds: float  # time in training steps (validation excluded)
     images: int  # training images processed in this call
     last_val: dict[str, Any] | None
+    # the call's first step (torch.compile compiles in it; CUDA warms up): its time and images
+    first_step_seconds: float = 0.0
+    first_step_images: int = 0
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    @property
+    def images_per_s_after_first_step(self) -> float | None:
+        """Throughput without the first step; None when there was no step after it."""
+        images = self.images - self.first_step_images
+        seconds = self.train_seconds - self.first_step_seconds
+        return images / seconds if images > 0 and seconds > 0 else None
 
 
 def loss_fn(logits: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
@@ -163,6 +173,7 @@ def fit(
     smoothing = config.label_smoothing
     t_run = time.perf_counter()
     train_seconds, images = 0.0, 0
+    first_step_s, first_images = 0.0, 0
     last_val: dict[str, Any] | None = None
     status = "completed"
     if config.max_steps and state.step >= config.max_steps:  # a resumed run that was done
@@ -220,6 +231,10 @@ def fit(
             state.batch += 1
             state.step += 1
             n = len(x)
+            if not first_images:  # one sync per call, to time the compile
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                first_step_s, first_images = time.perf_counter() - t_epoch, n
             imgs_report += n
             epoch_imgs += n
             hit_max = bool(config.max_steps) and state.step >= config.max_steps
@@ -307,7 +322,13 @@ def fit(
             status = "early_stopped"
             break
     return FitResult(
-        state=state, status=status, train_seconds=train_seconds, images=images, last_val=last_val
+        state=state,
+        status=status,
+        train_seconds=train_seconds,
+        images=images,
+        last_val=last_val,
+        first_step_seconds=first_step_s,
+        first_step_images=first_images,
     )
 
 

@@ -723,6 +723,10 @@ def _train(
         "last_val": result.last_val,
         "train_images_per_s": round(result.images_per_s, 1),
         "train_gflops_per_s": round(result.images_per_s * 3 * spec.config.flops() / 1e9, 2),
+        # --compile compiles in the first step: the throughput without it, and its time
+        "compiled": config.compile,
+        "train_images_per_s_after_first_step": _rounded(result.images_per_s_after_first_step),
+        "first_step_seconds": round(result.first_step_seconds, 3),
         "wall_seconds": round(wall, 2),
         "world_size": dist_info.world_size,
     }
@@ -808,10 +812,21 @@ def _carry_over(summary: dict[str, Any], previous: Path, wall: float, *, trained
         if spent is not None:
             summary["wall_seconds_total"] = round(spent + wall, 2)
         if not trained:
-            kept = ("last_val", "train_images_per_s", "train_gflops_per_s", "wall_seconds")
+            kept = (
+                "last_val",
+                "train_images_per_s",
+                "train_gflops_per_s",
+                "train_images_per_s_after_first_step",
+                "first_step_seconds",
+                "wall_seconds",
+            )
             summary.update({k: prev[k] for k in kept if k in prev})
             if spent is not None:
                 summary["wall_seconds_total"] = spent
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _summary_head(
