@@ -517,7 +517,9 @@ def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
     held = RunLock(Path(cfg.out or ""))
     assert held.acquire()
     assert not RunLock(Path(cfg.out or "")).acquire()  # another open file: as another process
-    with pytest.raises(UserError, match=rf"run is in use: another vitkit train \(pid {os.getpid()}"):
+    with pytest.raises(
+        UserError, match=rf"run is in use: another vitkit train \(pid {os.getpid()}"
+    ):
         train(cfg)
     assert not Path(cfg.out or "").exists()  # refused before any work
     held.release()
