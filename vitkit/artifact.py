@@ -288,7 +288,10 @@ def load_model(
     elif path.suffix == ".json":
         run_dir, meta_path = path.parent, path
     elif path.suffix == ".safetensors":
-        run_dir, meta_path = path.parent, path.parent / MODEL_JSON
+        run_dir = path.parent
+        if not (run_dir / MODEL_JSON).is_file() and (run_dir.parent / MODEL_JSON).is_file():
+            run_dir = run_dir.parent  # RUN/checkpoint/last.safetensors
+        meta_path = run_dir / MODEL_JSON
     else:
         raise UserError(f"not a run directory, model.json, .safetensors or .onnx file: {path}")
     from vitkit.train.run import resolve_device

@@ -275,6 +275,14 @@ def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Pa
     assert ort.max_abs_diff is not None and ort.max_abs_diff < 1e-4
     assert (tmp_path / "out" / "export" / "model.onnx").is_file()
     assert (tmp_path / "out" / "bench.json").is_file()
+    from vitkit.errors import NotFoundError  # a lookup miss names what there is (was KeyError)
+
+    with pytest.raises(
+        NotFoundError, match=r"no row for ort at batch 8 on cpu \(rows: .*ort at batch 3 on cpu"
+    ):
+        rep.row("ort", 8)
+    with pytest.raises(NotFoundError, match=r"no runtime ort-int8 on cpu .*eager on cpu"):
+        rep.result("ort-int8")
 
 
 def test_each_export_passed_over_is_named_with_its_reason(tmp_path: Path) -> None:

@@ -114,8 +114,10 @@ def test_unreadable_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
     assert [p.ok for p in preds] == [False, True, False]
     assert "cannot read" in (preds[0].error or "") and "no such file" in (preds[2].error or "")
     assert preds[0].to_json() == {"source": str(bad), "error": preds[0].error}
-    with pytest.raises(UserError, match="topk must be >= 1"):
+    with pytest.raises(UserError, match="topk must be an integer, >= 1, got 0"):
         predict(mnist_model, good, topk=0)
+    with pytest.raises(UserError, match="topk must be an integer, >= 1, got '3'"):
+        predict(mnist_model, good, topk="3")  # type: ignore[arg-type]
     (p,) = predict(mnist_model, good, topk=50)  # more than the classes: all of them
     assert len(p.topk[0]) == 10 and sum(c.prob for c in p.topk[0]) == pytest.approx(1.0)
 
@@ -183,6 +185,9 @@ def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> 
 
     with pytest.raises(UserError, match="no such run or model file"):
         load_model(tmp_path / "nope")
+    # the checkpoint's weights, by their path: model.json is the run's, a folder up
+    last = load_model(mnist_run / "checkpoint" / "last.safetensors")
+    assert last.classes == load_model(mnist_run).classes
     with pytest.raises(UserError, match=r"unknown device in device='gpu'"):
         load_model(mnist_run, device="gpu")
     if not torch.cuda.is_available():
@@ -196,3 +201,49 @@ def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> 
     assert [p.label for p in predict(lm, test.images[:20])] == want
     with pytest.raises(UserError, match="runs with ONNX Runtime on the CPU"):
         load_model(rep.files[0], device="cuda")
+
+
+def test_images_are_read_one_batch_ahead(
+    mnist_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """predict read and decoded every input before the first batch ran: memory grew with the
+    number of images (~15 GB for 100k 224-px RGB files). It now holds one batch at a time."""
+    import importlib
+    from dataclasses import replace
+
+    predict_module = importlib.import_module("vitkit.eval.predict")  # the function shadows it
+
+    events: list[str] = []
+    real_prepare = predict_module.prepare
+
+    def prepare(*args: object, **kwargs: object) -> object:
+        events.append("read")
+        return real_prepare(*args, **kwargs)  # type: ignore[arg-type]
+
+    class Counting(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            events.append(f"run {len(x)}")
+            return mnist_model.model(x)
+
+    monkeypatch.setattr(predict_module, "prepare", prepare)
+    images = load_dataset("mnist-mini")["test"].images[:5]
+    preds = predict(replace(mnist_model, model=Counting()), images, batch_size=2)
+    assert events == ["read", "read", "run 2", "read", "read", "run 2", "read", "run 1"]
+    assert [p.label for p in preds] == [p.label for p in predict(mnist_model, images)]
+
+
+def test_a_bare_module_or_its_export_is_refused(tmp_path: Path) -> None:
+    """A module has no classes or preprocessing: predict said "expected str, bytes or
+    os.PathLike object", and its ONNX export (mean/std 0.5, classes 0..N-1 as placeholders)
+    classified images with them as if they were a run's."""
+    from vitkit.export import export_onnx
+
+    module = vitkit.create_model("vit-nano", image_size=28, in_chans=1, patch_size=7)
+    with pytest.raises(UserError, match="got VisionTransformer: a bare module has no classes"):
+        predict(module, np.zeros((28, 28), np.uint8))  # type: ignore[arg-type]
+    rep = export_onnx(module, tmp_path / "m.onnx", verify=False)
+    assert any("placeholders" in n for n in rep.notes)
+    with pytest.raises(UserError, match=r"m\.onnx was exported from a model with no run"):
+        predict(rep.files[0], np.zeros((28, 28), np.uint8))
+    with pytest.raises(UserError, match="no int8 export in this report"):
+        rep.precision("int8")

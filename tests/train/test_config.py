@@ -82,3 +82,68 @@ def test_model_overrides_in_a_file_are_checked_like_the_top_level(tmp_path: Path
     # None is "not given" (a train.json may hold it): still read, so such runs still resume
     cfg = TrainConfig.from_dict({"model_overrides": {"dropout": None, "num_classes": None}})
     assert cfg.model_overrides == {"dropout": None, "num_classes": None}
+
+
+def test_a_registered_model_of_another_family_trains_on_a_recipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's CNN in the registry: the mnist-mini recipe's ViT option (patch_size 7) made
+    resolve_config's run fail with "unexpected keyword argument 'patch_size'". A recipe's option
+    the model does not take is now dropped; one the user gives is a one-line error."""
+    import dataclasses
+
+    import torch
+
+    from vitkit.models import Model, _registry, model_options, register_model, resolve_spec
+    from vitkit.train import train
+
+    @dataclasses.dataclass
+    class CNNConfig:
+        image_size: int = 28
+        in_chans: int = 1
+        num_classes: int = 10
+        num_outputs: int = 1
+        width: int = 8
+
+    class TinyCNN(Model):
+        def __init__(self, c: CNNConfig) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(c.in_chans, c.width, 3, padding=1)
+            self.head = torch.nn.Linear(c.width, c.num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.conv(x).relu().mean((2, 3)))
+
+        def flops(self) -> int:
+            return 1
+
+    def make(
+        image_size: int = 28,
+        in_chans: int = 1,
+        num_classes: int = 10,
+        num_outputs: int = 1,
+        width: int = 8,
+    ) -> CNNConfig:
+        return CNNConfig(image_size, in_chans, num_classes, num_outputs, width)
+
+    monkeypatch.setattr(_registry, "_MODELS", dict(_registry._MODELS))  # restored afterwards
+    register_model("test-cnn", builder=TinyCNN)(make)
+    assert model_options("test-cnn") == {
+        "image_size",
+        "in_chans",
+        "num_classes",
+        "num_outputs",
+        "width",
+    }
+    assert model_options("vit-nano") is None  # takes any name, and checks it itself
+    with pytest.raises(
+        ConfigError,
+        match=r"model 'test-cnn' takes no option 'patch_size' \(it takes: image_size, in_chans",
+    ):
+        resolve_spec("test-cnn", patch_size=7)
+    cfg = resolve_config("mnist-mini", model="test-cnn", max_steps=2, out=str(tmp_path / "r"))
+    assert cfg.model_overrides == {}  # the recipe's patch_size 7 is for its ViT
+    assert train(cfg).status == "max_steps"
+    given = resolve_config("mnist-mini", model="test-cnn", model_overrides={"patch_size": 4})
+    with pytest.raises(ConfigError, match="takes no option 'patch_size'"):  # given: refused
+        train(given)

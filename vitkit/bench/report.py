@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitkit.artifact import atomic_path, atomic_write, write_json
+from vitkit.errors import NotFoundError, listed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -101,13 +102,19 @@ class BenchReport:
         for r in self.rows:
             if (r.runtime, r.batch, r.device) == (runtime, batch, device):
                 return r
-        raise KeyError((runtime, batch, device))
+        cells = sorted({f"{r.runtime} at batch {r.batch} on {r.device}" for r in self.rows})
+        raise NotFoundError(
+            f"no row for {runtime} at batch {batch} on {device} (rows: {listed(cells, 8)})"
+        )
 
     def result(self, runtime: str, device: str = "cpu") -> RuntimeResult:
         for r in self.runtimes:
             if (r.runtime, r.device) == (runtime, device):
                 return r
-        raise KeyError((runtime, device))
+        names = [f"{r.runtime} on {r.device}" for r in self.runtimes]
+        raise NotFoundError(
+            f"no runtime {runtime} on {device} (the report has: {listed(names, 12)})"
+        )
 
     # -- files ------------------------------------------------------------------------------
     def write(

@@ -60,7 +60,7 @@ from vitkit.bench.timing import (
     settle,
 )
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import UserError, VitkitError, first_line, listed, suggest
+from vitkit.errors import NotFoundError, UserError, VitkitError, first_line, listed, suggest
 
 if TYPE_CHECKING:
     import onnx
@@ -250,7 +250,7 @@ def ensure_exports(
     for p in sorted(missing):
         try:
             rep = report.precision(p)
-        except KeyError:
+        except NotFoundError:
             failures[p] = f"export made no {p} model"
             continue
         if not rep.passed:

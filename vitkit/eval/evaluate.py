@@ -482,6 +482,12 @@ def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
     meta = read_onnx_metadata(path)
     if "model_spec" not in meta:
         raise UserError(f"{path} has no vitkit metadata (export it with `vitkit export`)")
+    if not meta.get("trained"):
+        raise UserError(
+            f"{path} was exported from a model with no run (`vitkit export --model`, or "
+            "export_onnx of a bare module): its classes and mean/std are placeholders, so it "
+            "cannot score or classify images; export the run (`vitkit export RUN`)"
+        )
     spec = ModelSpec.from_dict(meta["model_spec"])
     return LoadedModel(
         model=OnnxModule(path),

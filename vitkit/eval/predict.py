@@ -86,7 +86,15 @@ class Prediction:
 
 def as_loaded(model: LoadedModel | str | os.PathLike[str]) -> LoadedModel:
     """A ``LoadedModel`` as given, or the run at that path loaded on the CPU."""
-    return model if isinstance(model, LoadedModel) else load_model(model)
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise UserError(
+            f"expected a run directory, a .onnx file or vitkit.load_model(...)'s result, got "
+            f"{type(model).__name__}: a bare module has no classes or preprocessing (a run's "
+            "model.json holds them)"
+        )
+    return load_model(model)
 
 
 def model_device(lm: LoadedModel) -> torch.device:
@@ -151,32 +159,37 @@ def predict(
     the device the model is on. An unreadable file raises ``UserError``, or with
     ``skip_unreadable`` gives a ``Prediction`` whose ``error`` says why.
     """
-    if topk < 1:
-        raise UserError(f"topk must be >= 1, got {topk}")
-    if batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    for option, value in (("topk", topk), ("batch size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{option} must be an integer, >= 1, got {value!r}")
     lm = as_loaded(model)
     inputs = split_images(images)
+    device = model_device(lm)
     results: list[Prediction] = []
-    pending: list[tuple[int, Tensor]] = []
+    pending: list[tuple[int, Tensor]] = []  # one batch at a time: memory stays flat
+
+    def run_pending() -> None:
+        x = torch.stack([t for _, t in pending]).to(device)
+        logits = lm.model(normalize(x, lm.mean, lm.std))
+        for (slot, _), top in zip(
+            pending, topk_from_logits(logits.cpu(), lm.classes, topk), strict=True
+        ):
+            results[slot].topk = top
+        pending.clear()
+
     for i, image in enumerate(inputs):
         try:
             x, source, size, mode = prepare(lm, image, i)
         except UserError as e:
             if not skip_unreadable:
                 raise
-            name = image if isinstance(image, (str, os.PathLike)) else f"<image {i}>"
-            results.append(Prediction(source=str(name), error=str(e)))
+            label = image if isinstance(image, (str, os.PathLike)) else f"<image {i}>"
+            results.append(Prediction(source=str(label), error=str(e)))
             continue
         results.append(Prediction(source=source, size=size, mode=mode))
         pending.append((len(results) - 1, x))
-    device = model_device(lm)
-    for start in range(0, len(pending), batch_size):
-        chunk = pending[start : start + batch_size]
-        x = torch.stack([t for _, t in chunk]).to(device)
-        logits = lm.model(normalize(x, lm.mean, lm.std))
-        for (slot, _), top in zip(
-            chunk, topk_from_logits(logits.cpu(), lm.classes, topk), strict=True
-        ):
-            results[slot].topk = top
+        if len(pending) == batch_size:
+            run_pending()
+    if pending:
+        run_pending()
     return results

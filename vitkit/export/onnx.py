@@ -40,7 +40,7 @@ from torch import nn
 
 from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, read_json, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import UserError, VitkitError, first_line
+from vitkit.errors import NotFoundError, UserError, VitkitError, first_line
 
 INPUT_NAME = "pixel_values"  # (batch, channels, image_size, image_size) float32, normalised
 OUTPUT_NAME = "logits"  # (batch, num_classes), or (batch, num_outputs, num_classes)
@@ -494,7 +494,7 @@ def verification_data(
             )
             ds = None
     else:
-        notes.append("the model records no dataset (untrained)")
+        notes.append("the model records no dataset (a model with no run)")
     remap, labelled = None, True
     if ds is not None and trained:
         from vitkit.eval.evaluate import label_map
@@ -884,7 +884,8 @@ class ExportReport:
         for p in self.precisions:
             if p.precision == name or p.precision.startswith(name + "-"):
                 return p
-        raise KeyError(name)
+        made = [p.precision for p in self.precisions]
+        raise NotFoundError(f"no {name} export in this report (it has: {', '.join(made)})")
 
     def raise_for_failure(self) -> None:
         if not self.passed:
@@ -1115,6 +1116,11 @@ def export_onnx(
         )
         export_seconds = time.perf_counter() - t0
         progress("export", 1, 1)
+        if not trained:
+            notes.append(
+                "a model with no run: its classes 0..N-1 and mean/std 0.5 are placeholders; the "
+                "file says so (trained: false), and vitkit's eval and predict refuse it"
+            )
         written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         if written != opset:
             notes.append(f"asked for opset {opset}; the {exporter} exporter wrote opset {written}")

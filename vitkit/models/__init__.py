@@ -7,6 +7,7 @@ from vitkit.models._registry import (
     create_model,
     get_entry,
     list_models,
+    model_options,
     register_model,
     resolve_spec,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "default_patch_size",
     "get_entry",
     "list_models",
+    "model_options",
     "register_model",
     "resolve_spec",
 ]

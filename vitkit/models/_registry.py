@@ -8,6 +8,7 @@ directory stores next to the weights.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -99,8 +100,26 @@ def resolve_spec(name: str, **overrides: Any) -> ModelSpec:
     ``None`` values are ignored (they mean "not given"), so a CLI can pass every option through.
     """
     entry = get_entry(name)
-    config = entry.make_config(**{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    takes = model_options(name)
+    if takes is not None:  # a preset with named options (a user's CNN, say): say which it takes
+        unknown = sorted(set(given) - takes)
+        if unknown:
+            raise ConfigError(
+                f"model '{name}' takes no option '{unknown[0]}' (it takes: "
+                f"{', '.join(sorted(takes))})"
+            )
+    config = entry.make_config(**given)
     return ModelSpec(name, config)
+
+
+def model_options(name: str) -> frozenset[str] | None:
+    """The option names the preset ``name`` takes; None when it takes any name (``**overrides``,
+    as the ViT presets do: they check the names against ``ViTConfig`` themselves)."""
+    params = inspect.signature(get_entry(name).make_config).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def create_model(name: str, **overrides: Any) -> Model:

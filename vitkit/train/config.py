@@ -68,6 +68,7 @@ class TrainConfig:
 
         for f in dataclasses.fields(self):  # nan passes every comparison below; inf overflows
             v = getattr(self, f.name)
+            _typed(f.name, v, str(f.type))  # TrainConfig(epochs="3") from Python: no TypeError
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name.replace('_', ' ')} must be a finite number, got {v}")
         check(  # the range torch.manual_seed takes
@@ -92,6 +93,7 @@ class TrainConfig:
         check(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
         check(self.log_every >= 1, f"log every must be >= 1, got {self.log_every}")
         check(self.max_steps >= 0, f"max steps must be >= 0, got {self.max_steps}")
+        _model_overrides(self.model_overrides)  # as a config file's are
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -40,7 +40,7 @@ from vitkit.data.catalog import FOLDER_PREFIX, check_dataset_options
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
-from vitkit.models import resolve_spec
+from vitkit.models import model_options, resolve_spec
 from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
 from vitkit.train.checkpoint import (
     CHECKPOINT_DIR,
@@ -110,10 +110,22 @@ def resolve_config(
     """recipe of the dataset < --config file < command line (``None`` = not given)."""
     spec = get_dataset_spec(dataset)
     base = TrainConfig(dataset=dataset)
-    cfg = base.merged(**recipe_for(spec.recipe))
+    recipe = recipe_for(spec.recipe)
+    cfg = base.merged(**recipe)
     if file_options:
         cfg = cfg.merged(**file_options)
     cfg = cfg.merged(dataset=dataset, **cli_options)
+    takes = model_options(cfg.model)
+    if takes is not None:  # the recipe's model options are for ViTs: a model without them goes on
+        given = {
+            k
+            for source in (file_options or {}, cli_options)
+            for k, v in (source.get("model_overrides") or {}).items()
+            if v is not None
+        }
+        lacking = set(recipe.get("model_overrides", {})) - takes - given
+        kept = {k: v for k, v in cfg.model_overrides.items() if k not in lacking}
+        cfg = replace(cfg, model_overrides=kept)
     cfg.validate()
     return cfg
 
@@ -278,6 +290,8 @@ def _lock(run_dir: Path) -> RunLock | None:
 def prepare_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> Path:
     if resume:
         return run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} is a file, not a folder")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not config.overwrite:
             raise UserError(
@@ -507,6 +521,10 @@ def _train(
         **config.model_overrides,
     )
     model = spec.build().to(device)
+    # from the model (any registered family's Model), not from a ViTConfig's analytic sizes
+    params, flops = model.num_params(), 0
+    with contextlib.suppress(NotImplementedError):  # a Model that does not count its FLOPs
+        flops = model.flops()
     if resume is not None and dist_info.main:  # best weights that do not fit: say so now, not
         _best_model(run_dir, model)  # after the resumed epochs have run
 
@@ -668,8 +686,8 @@ def _train(
         run_dir=run_dir if dist_info.main else None,
         config=config.to_dict(),
         model=config.model,
-        params=spec.config.num_params(),
-        gflops=spec.config.flops() / 1e9,
+        params=params,
+        gflops=flops / 1e9,
         train_size=len(train_split),
         val_size=len(val_split) if val_split else 0,
         steps_per_epoch=steps_per_epoch,
@@ -693,7 +711,7 @@ def _train(
             config,
             state,
             t0,
-            params=spec.config.num_params(),
+            params=params,
             device=device,
         ),
     ):
@@ -716,13 +734,11 @@ def _train(
     wall = time.perf_counter() - t0
 
     summary: dict[str, Any] = {
-        **_summary_head(
-            result.status, run_dir, config, state, params=spec.config.num_params(), device=device
-        ),
-        "gflops_per_image": round(spec.config.flops() / 1e9, 5),
+        **_summary_head(result.status, run_dir, config, state, params=params, device=device),
+        "gflops_per_image": round(flops / 1e9, 5),
         "last_val": result.last_val,
         "train_images_per_s": round(result.images_per_s, 1),
-        "train_gflops_per_s": round(result.images_per_s * 3 * spec.config.flops() / 1e9, 2),
+        "train_gflops_per_s": round(result.images_per_s * 3 * flops / 1e9, 2),
         # --compile compiles in the first step: the throughput without it, and its time
         "compiled": config.compile,
         "train_images_per_s_after_first_step": _rounded(result.images_per_s_after_first_step),
