@@ -209,6 +209,15 @@ class LoadedModel:
         PyTorch one."""
         return str(self.model.path) if hasattr(self.model, "session") else None
 
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory this model comes from: ``path`` for a run; for an ONNX file, the
+        run it was exported into (``RUN/export/*.onnx``), or None when it is elsewhere."""
+        if self.onnx_file is None:
+            return self.path
+        run = Path(self.onnx_file).parent.parent
+        return run if (run / MODEL_JSON).is_file() else None
+
     def dataset_source(self) -> tuple[str, dict[str, Any]] | None:
         """The dataset the model was trained on as ``load_dataset`` takes it, or None: its name
         (a ``folder:`` dataset by the absolute path recorded at training, so it opens from any

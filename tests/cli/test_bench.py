@@ -107,6 +107,8 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--embed-dim", "128"], "go with --model"),
         (["--compile-mode", "turbo"], "unknown --compile-mode"),
         (["--data", "cifar1O"], "unknown dataset 'cifar1O'; did you mean 'cifar10'"),
+        # said before the grids are built (or their MNIST downloaded): the catalog knows the size
+        (["--data", "mnist-grid", "--data-root", "empty"], "has 56 px x 1 channel images"),
         (["--min-time", "nan"], "--min-time must be > 0 seconds, got nan"),
         (["--rounds", "0"], "--rounds must be >= 1, got 0"),
         (["--accuracy-images", "-5"], "--accuracy-images must be >= 0, got -5"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,12 @@ def test_predict_with_an_onnx_file_names_the_file(run: Path, images: Path, tmp_p
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["model_file"] == str(onnx_file) and doc["predictions"][0]["topk"]
+    assert doc["run"] is None  # it was the file's folder: tmp_path is no run
+    copy = tmp_path / "copy"  # the shared run stays without an export
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoint"))
+    in_run = export_onnx(copy, legacy=True, verify=False).files[0]
+    result = runner.invoke(app, ["predict", str(in_run), str(images / "a-gray.png"), "--json"])
+    assert json.loads(result.stdout)["run"] == str(copy)  # not copy/export
     human = runner.invoke(app, ["predict", str(onnx_file), str(images / "a-gray.png")])
     assert human.exit_code == 0, human.output
     assert "mine.onnx" in " ".join(human.stderr.split())

@@ -234,6 +234,12 @@ def test_train_in_a_pipe_prints_progress_lines_and_warns_of_a_long_warmup(
     progress = [ln for ln in result.stderr.splitlines() if ln.strip().startswith("epoch 1/2 ·")]
     assert len(progress) >= 5 and "step 6/6" in progress[-1], result.stderr
     assert "\n\n" not in result.stderr  # no blank line left by a live display
+    # --json: the summary on stdout, and the notes still on stderr (they went with the view)
+    args = ["train", "mnist-mini", *TINY, "--max-steps", "2", "--warmup-epochs", "3", "--json"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "max_steps"
+    assert "never decays" in " ".join(result.stderr.split())
 
 
 def test_print_config_shows_the_recipe_merged_with_options_and_trains_nothing(
@@ -253,6 +259,12 @@ def test_print_config_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "mnist-mini", "--model", "vit-tinyy", "--print-config"])
     assert "did you mean 'vit-tiny'" in one_error_line(result)
     assert result.stdout == ""
+    result = runner.invoke(app, ["train", "mnist-mini", "--device", "gpu", "--print-config"])
+    assert "unknown device in --device gpu" in one_error_line(result)
+    # but a GPU's config written on a machine without one is printed: it is for another machine
+    result = runner.invoke(app, ["train", "mnist-mini", "--device", "cuda:1", "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["device"] == "cuda:1"
 
 
 def test_a_diverged_run_prints_its_summary_with_json(tmp_path: Path) -> None:
@@ -285,3 +297,20 @@ def test_a_print_config_file_runs_on_its_own(tmp_path: Path) -> None:
     other = runner.invoke(app, ["train", "mnist-grid", "--config", str(tmp_path / "cfg.json"), "--print-config"])  # fmt: skip
     assert other.exit_code == 0, other.output
     assert "was written for 'mnist-mini'; training 'mnist-grid'" in " ".join(other.stderr.split())
+
+
+def test_no_download_is_taken_by_train_too(tmp_path: Path) -> None:
+    """eval, export and data took --no-download and train did not ("No such option")."""
+    root = tmp_path / "empty"
+    args = [
+        "train",
+        "mnist",
+        "--no-download",
+        "--data-root",
+        str(root),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    line = one_error_line(runner.invoke(app, args))
+    assert line.endswith("(downloads are off)") and "missing train-images-idx3-ubyte.gz" in line
+    assert not (tmp_path / "r").exists()

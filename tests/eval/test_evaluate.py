@@ -184,6 +184,10 @@ def test_size_and_split_mismatches_are_refused(mnist_model: LoadedModel, tmp_pat
     with pytest.raises(UserError, match=r"has 32x32x1 images but the model takes 28x28x1"):
         evaluate(mnist_model, ds)
     assert evaluate(mnist_model, f"folder:{root}").n == 2  # by name: resized to the model's size
+    # a catalog dataset of another size is refused before it is downloaded or built (this one
+    # built 60k grids, or failed on the download, before saying so)
+    with pytest.raises(UserError, match=r"'mnist-grid' has 56x56x1 images but the model takes"):
+        evaluate(mnist_model, "mnist-grid", data_root=tmp_path / "empty", download=False)
     with pytest.raises(UserError, match=r"has no split 'tset'.*did you mean 'test'"):
         evaluate(mnist_model, split="tset")
     with pytest.raises(UserError, match="batch size must be >= 1"):

@@ -144,6 +144,24 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["checkpoint_step"] == 78
     assert "loss became nan at step 80" in summary["error"] and summary["epochs_done"] == 1
+    assert summary["best_epoch"] == 1 and summary["best_val_acc"] is None  # no validation
+
+
+def test_a_run_that_diverges_in_its_first_epoch_has_no_best_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """summary.json said best_epoch 0 beside best_val_acc null: there is no best epoch yet."""
+    real = loop_module.loss_fn
+
+    def poisoned(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        return real(logits, y, smoothing) * float("nan")
+
+    monkeypatch.setattr(loop_module, "loss_fn", poisoned)
+    cfg = tiny(tmp_path)
+    with pytest.raises(NonFiniteLoss, match="before the first checkpoint"):
+        train(cfg)
+    summary = json.loads((Path(cfg.out or "") / "summary.json").read_text())
+    assert summary["best_epoch"] is None and summary["best_val_acc"] is None
 
 
 def test_a_run_killed_between_checkpoints_resumes_with_each_step_logged_once(

@@ -539,6 +539,7 @@ def benchmark(
             "compile_mode": compile_mode,
             "optimize": optimize,
             "accuracy_images": len(acc_images),
+            "accuracy_batch": max(sizes),  # int8 dynamic's logits depend on the batch a little
             "image_size": lm.image_size,
             "channels": lm.channels,
         },

@@ -223,7 +223,7 @@ def predict_command(
     if json_:  # every file's outcome, its error included, even when none could be read
         emit_json(
             {
-                "run": str(lm.path),
+                "run": str(lm.run_dir) if lm.run_dir else None,  # an .onnx file's: or none
                 "model_file": str(source),
                 "predictions": [p.to_json() for p in preds],
                 "read": len(good),

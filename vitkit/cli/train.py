@@ -46,6 +46,35 @@ def _opt(help: str, panel: str = _T, *names: str) -> Any:
 PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
 
 
+def start_notes(info: StartInfo) -> list[str]:
+    """What a run's start has to say beyond its settings (the warm-up, an extension, the
+    library's notes), for the live view and, under --json, for stderr alone."""
+    cfg, notes = info.config, []
+    if info.warmup_steps >= info.total_steps > 0:
+        notes.append(
+            f"the warm-up ({cfg['warmup_epochs']:g} epochs, {info.warmup_steps:,} steps) is as "
+            f"long as the whole run ({info.total_steps:,} steps): the lr climbs towards "
+            f"{cfg['lr']:g} all run long and never decays (--warmup-epochs sets it)"
+        )
+    if info.extended:
+        change = ", ".join(
+            f"{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in info.extended.items()
+        )
+        notes.append(
+            f"extending {info.run_dir}: {change}; the learning-rate schedule is recomputed for "
+            "the new length from the step the run is at"
+        )
+    return [*notes, *info.notes]
+
+
+class NotesOnly(Callback):
+    """--json: stdout is the summary; the start's notes still go to stderr."""
+
+    def on_start(self, info: StartInfo) -> None:
+        for note in start_notes(info):
+            console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+
+
 class LiveView(Callback):
     """Training on stderr. On a terminal: a live line (progress bar, loss, lr, img/s, ETA, last
     validation accuracy) fitted to the terminal's width. In a pipe or a log file (CI, nohup) no
@@ -81,22 +110,7 @@ class LiveView(Callback):
             f"wd {cfg['weight_decay']:g} · warmup {cfg['warmup_epochs']:g} ep · "
             f"ls {cfg['label_smoothing']:g} · mixup {cfg['mixup']:g} / cutmix {cfg['cutmix']:g}"
         )
-        if info.warmup_steps >= info.total_steps > 0:
-            console.print(
-                f"  [yellow]note:[/] the warm-up ({cfg['warmup_epochs']:g} epochs, {info.warmup_steps:,}"
-                f" steps) is as long as the whole run ({info.total_steps:,} steps): the lr climbs"
-                f" towards {cfg['lr']:g} all run long and never decays (--warmup-epochs sets it)"
-            )
-        if info.extended:
-            change = ", ".join(
-                f"{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in info.extended.items()
-            )
-            console.print(
-                f"  [yellow]note:[/] extending {escape(str(info.run_dir))}: {change}; the "
-                "learning-rate schedule is recomputed for the new length from the step the run "
-                "is at"
-            )
-        for note in info.notes:
+        for note in start_notes(info):
             console.print(f"  [yellow]note:[/] {escape(note)}")
         if info.run_dir:
             console.print(f"  run: {escape(str(info.run_dir))}")
@@ -278,6 +292,12 @@ def train_command(
         Path | None, _opt("JSON/TOML/YAML file of defaults; options here win.", _R)
     ] = None,
     data_root: DataRoot = None,
+    no_download: Annotated[
+        bool,
+        typer.Option(
+            "--no-download", help="Never touch the network; local files only.", rich_help_panel=_R
+        ),
+    ] = False,
     print_config: Annotated[
         bool,
         _opt(
@@ -308,7 +328,15 @@ def train_command(
         extend = {
             k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None
         }
-        honoured = ("resume", "epochs", "max_steps", "data_root", "json_", "print_config")
+        honoured = (
+            "resume",
+            "epochs",
+            "max_steps",
+            "data_root",
+            "no_download",
+            "json_",
+            "print_config",
+        )
         ignored = _given_on_the_command_line(ctx, keep=honoured)
         if rank0 and ignored:
             console.print(
@@ -377,8 +405,9 @@ def train_command(
         if print_config:
             from vitkit.train.run import precheck
 
-            # what the run would refuse (unknown model, no such device) fails here too
-            precheck(cfg)
+            # what the run would refuse (unknown model, bad sizes) fails here too; a device
+            # this machine lacks does not: the file may be for another machine
+            precheck(cfg, device_here=False)
             if rank0:
                 emit_json(cfg.to_dict())
             return
@@ -392,10 +421,11 @@ def train_command(
                 cfg if cfg is not None else _placeholder(),
                 resume=resume,
                 extend=extend if resume is not None else None,
-                callbacks=[view] if view else [],
+                callbacks=[view] if view else [NotesOnly()] if rank0 else [],
                 progress=progress,
                 stop=stop,
                 data_root=data_root,
+                download=not no_download,
                 command=command,
             )
     except NonFiniteLoss as e:

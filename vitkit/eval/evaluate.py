@@ -221,9 +221,11 @@ def open_dataset(
             f"{lm.path} records no dataset; name one (--data on the command line, "
             "dataset= in Python)"
         )
-    get_dataset_spec(name)  # an unknown name: the registry's error, with suggestions
+    spec = get_dataset_spec(name)  # an unknown name: the registry's error, with suggestions
     options: dict[str, Any] = {}
     source = lm.dataset_source() if name == lm.dataset else None
+    if source is None and spec.image_size and spec.channels:  # the catalog knows its sizes:
+        _check_sizes(lm, name, spec.image_size, spec.channels, spec.num_outputs, folder=False)
     if source is not None:
         name, options = source
     elif name.startswith(FOLDER_PREFIX):
@@ -262,16 +264,23 @@ def label_map(lm: LoadedModel, ds: Dataset) -> Tensor | None:
 
 def check_compatible(lm: LoadedModel, ds: Dataset) -> None:
     """Image size, channels and output positions must be the model's."""
-    if (ds.image_size, ds.channels) != (lm.image_size, lm.channels):
-        hint = " (pass a folder:PATH dataset to resize images)" if ds.spec.name != "folder" else ""
+    folder = ds.spec.name == "folder"
+    _check_sizes(lm, ds.name, ds.image_size, ds.channels, ds.num_outputs, folder=folder)
+
+
+def _check_sizes(
+    lm: LoadedModel, name: str, size: int, channels: int, outputs: int, *, folder: bool
+) -> None:
+    if (size, channels) != (lm.image_size, lm.channels):
+        hint = "" if folder else " (pass a folder:PATH dataset to resize images)"
         raise UserError(
-            f"dataset '{ds.name}' has {ds.image_size}x{ds.image_size}x{ds.channels} images but "
-            f"the model takes {lm.image_size}x{lm.image_size}x{lm.channels}{hint}"
+            f"dataset '{name}' has {size}x{size}x{channels} images but the model takes "
+            f"{lm.image_size}x{lm.image_size}x{lm.channels}{hint}"
         )
-    if ds.num_outputs != lm.num_outputs:
+    if outputs != lm.num_outputs:
         raise UserError(
-            f"dataset '{ds.name}' has {ds.num_outputs} label(s) per image but the model "
-            f"predicts {lm.num_outputs}"
+            f"dataset '{name}' has {outputs} label(s) per image but the model predicts "
+            f"{lm.num_outputs}"
         )
 
 

@@ -461,7 +461,7 @@ def verification_data(
     dataset cannot be had; ``notes`` says which and why. For a trained model (``trained``,
     default: it has model.json metadata) the labels become its class indices, as eval maps
     them; a dataset with classes it does not know keeps its images but loses its labels."""
-    from vitkit.data import load_dataset
+    from vitkit.data import get_dataset_spec, load_dataset
 
     notes: list[str] = []
     ds = None
@@ -469,15 +469,22 @@ def verification_data(
     if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} is a file, not a folder")
     if lm.dataset:
+        size = channels = None
         try:
             name, options = lm.dataset_source() or (lm.dataset, {})
-            root = data_root if data_root is not None else run_data_root(lm.path)
-            ds = load_dataset(name, data_root=root, download=download, progress=progress, **options)
+            spec = get_dataset_spec(name)
+            size, channels = spec.image_size, spec.channels  # when the catalog knows them,
+            if not size or not channels or (size, channels) == (lm.image_size, lm.channels):
+                root = data_root if data_root is not None else run_data_root(lm.path)
+                ds = load_dataset(  # a mismatch is said without downloading or building it
+                    name, data_root=root, download=download, progress=progress, **options
+                )
+                size, channels = ds.image_size, ds.channels
         except (VitkitError, OSError) as e:
             notes.append(f"dataset '{lm.dataset}' is unavailable ({first_line(e)})")
-        if ds is not None and (ds.image_size, ds.channels) != (lm.image_size, lm.channels):
+        if size and channels and (size, channels) != (lm.image_size, lm.channels):
             notes.append(
-                f"dataset '{lm.dataset}' has {ds.image_size} px x {ds.channels} channel images, "
+                f"dataset '{lm.dataset}' has {size} px x {channels} channel images, "
                 f"the model takes {lm.image_size} px x {lm.channels}"
             )
             ds = None
@@ -943,8 +950,7 @@ def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> Loade
     else:
         lm = load_model(source)
     if lm.onnx_file:  # an exported .onnx file: no PyTorch weights to work from
-        run = Path(lm.onnx_file).parent.parent  # RUN/export/model*.onnx
-        which = str(run) if (run / MODEL_JSON).is_file() else "the run directory"
+        which = str(lm.run_dir) if lm.run_dir else "the run directory"
         raise UserError(
             f"{lm.onnx_file} is an ONNX file: export and bench work from the PyTorch weights; "
             f"pass {which} (bench times its ONNX exports beside eager PyTorch; "

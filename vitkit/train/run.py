@@ -71,11 +71,12 @@ class TrainResult:
 
 
 # -- options --------------------------------------------------------------------------------------
-def resolve_device(name: str, *, option: str = "--device") -> torch.device:
+def resolve_device(name: str, *, option: str = "--device", here: bool = True) -> torch.device:
     """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error.
 
     ``option`` names the setting in those errors: the CLI's ``--device``, or a library
-    function's ``device`` parameter."""
+    function's ``device`` parameter. ``here=False`` checks only the name (a config written on
+    a laptop for a GPU machine)."""
     cli = option == "--device"
     asked = f"--device {name}" if cli else f"{option}='{name}'"
     instead = "--device cpu" if cli else f"{option}='cpu'"
@@ -89,6 +90,8 @@ def resolve_device(name: str, *, option: str = "--device") -> torch.device:
         dev = torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown device in {asked} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if not here and dev.type in ("cpu", "cuda", "mps"):
+        return dev
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(
@@ -130,8 +133,9 @@ def resolve_config(
     return cfg
 
 
-def precheck(config: TrainConfig) -> None:
-    """Every check that needs no data: dataset name, model options, device. Raises UserError."""
+def precheck(config: TrainConfig, *, device_here: bool = True) -> None:
+    """Every check that needs no data: dataset name, model options, device (``device_here``:
+    that it is on this machine, else only its name). Raises UserError."""
     config.validate()
     spec = get_dataset_spec(config.dataset)
     given = {k: v for k, v in config.dataset_options.items() if v is not None}
@@ -142,7 +146,7 @@ def precheck(config: TrainConfig) -> None:
         "num_classes": len(spec.classes) if spec.classes else None,
     }
     resolve_spec(config.model, **{**known, **config.model_overrides})
-    resolve_device(config.device)
+    resolve_device(config.device, here=device_here)
     if config.tensorboard:
         try:
             import tensorboard  # noqa: F401
@@ -432,6 +436,7 @@ def train(
     progress: ProgressFn = no_progress,
     stop: StopFlag | None = None,
     data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
     command: list[str] | None = None,
     extend: Mapping[str, int] | None = None,
 ) -> TrainResult:
@@ -440,6 +445,7 @@ def train(
     ``extend`` (with ``resume``): a new ``epochs`` and/or ``max_steps`` for the resumed run,
     to continue one that finished or hit its cap; the learning-rate schedule is recomputed
     for the new length from the step the run is at, and train.json records the change.
+    ``download=False``: a dataset that is not on disk is an error, not a download.
     Raises ``UserError`` for bad options before any work; ``NonFiniteLoss`` if the loss
     diverges (the last checkpoint and best weights stay on disk). The run directory is locked
     (``RunLock``) while it trains: a second train into it is refused.
@@ -453,6 +459,7 @@ def train(
             progress=progress,
             stop=stop,
             data_root=data_root,
+            download=download,
             command=command,
             extend=extend,
         )
@@ -467,6 +474,7 @@ def _train(
     progress: ProgressFn = no_progress,
     stop: StopFlag | None = None,
     data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
     command: list[str] | None = None,
     extend: Mapping[str, int] | None = None,
 ) -> TrainResult:
@@ -493,7 +501,11 @@ def _train(
     if not dist_info.main:
         dist_info.barrier()
     ds = load_dataset(
-        config.dataset, data_root=data_root, progress=progress, **config.dataset_options
+        config.dataset,
+        data_root=data_root,
+        download=download,
+        progress=progress,
+        **config.dataset_options,
     )
     if dist_info.main:
         dist_info.barrier()
@@ -865,7 +877,7 @@ def _summary_head(
         "epochs_done": state.epoch,
         "steps": state.step,
         "best_val_acc": state.best_acc,
-        "best_epoch": state.best_epoch + 1,
+        "best_epoch": state.best_epoch + 1 if state.best_epoch >= 0 else None,  # 1-based
     }
 
 
