@@ -212,3 +212,11 @@ def test_no_verify_shows_no_empty_columns(runs_here: Path) -> None:
     assert "checker only" in result.stderr
     for column in ("img/s", "agree", "top-1", "vs fp32"):
         assert column not in result.stderr, column
+    assert "note:" not in result.stderr
+    # options this export does not use get a note (they were ignored without a word)
+    args = ["--no-verify", "--atol", "0.5", "--calib-images", "10", "--json"]
+    result = runner.invoke(app, ["export", str(runs_here), "--legacy-exporter", *args])
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert "--calib-images does nothing without --int8 static or auto" in err
+    assert "--atol does nothing with --no-verify" in err

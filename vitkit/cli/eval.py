@@ -294,7 +294,8 @@ def explain_command(
         return
     p = am.prediction
     console.print(
-        f"[bold]{escape(p.label)}[/] ({100 * p.confidence:.1f}%) · {method} attention over a "
+        f"[bold]{escape(p.label)}[/] ({'lowest of its positions ' if len(p.topk) > 1 else ''}"
+        f"{100 * p.confidence:.1f}%) · {method} attention over a "
         f"{am.map.shape[0]}x{am.map.shape[1]} patch grid"
     )
     console.print(f"wrote {escape(str(out))} ({size[0]}x{size[1]})", soft_wrap=True)

@@ -67,6 +67,7 @@ def _pct(x: float | None) -> str:
 
 @user_errors
 def export_command(
+    ctx: typer.Context,
     run: Annotated[
         Path | None,
         typer.Argument(help="Run directory (default: the most recent one under ./runs)."),
@@ -201,6 +202,8 @@ def export_command(
         pool=pool,
     )
     source = run_or_model(run, model, overrides, seed=seed, quiet=json_)
+    for note in _idle_options(ctx, int8=int8, verify=verify):
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     with progress_bar(not json_) as progress:
         report = export_onnx(
             source,
@@ -226,6 +229,24 @@ def export_command(
         _print(report)
     if not report.passed:  # on stderr under --json too: a script sees why it exited 1
         raise fail("verification failed: " + "; ".join(report.failures))
+
+
+def _idle_options(ctx: typer.Context, *, int8: str | None, verify: bool) -> list[str]:
+    """Notes for options given that this export does not use (they were ignored silently)."""
+    defaults = {p.name: p.default for p in ctx.command.params}
+
+    def given(name: str) -> bool:  # other than its default (typer's click is private)
+        return bool(ctx.params.get(name) != defaults.get(name))
+
+    notes = []
+    if given("calib_images") and int8 not in ("static", "auto"):
+        notes.append("--calib-images does nothing without --int8 static or auto")
+    idle = [f"--{n.replace('_', '-')}" for n in ("verify_images", "atol") if given(n)]
+    if idle and not verify:
+        notes.append(
+            f"{' and '.join(idle)} do{'es' if len(idle) == 1 else ''} nothing with --no-verify"
+        )
+    return notes
 
 
 TABLE_COLUMNS = ("precision", "size", "max|Δ|", "agree", "top-1", "img/s", "vs fp32", "check")

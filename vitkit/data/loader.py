@@ -52,7 +52,8 @@ class DeviceLoader:
         per_rank = len(split) // world_size
         if drop_last and batch_size > per_rank:
             raise ConfigError(
-                f"batch size {batch_size} is larger than the {per_rank} images per device"
+                f"batch size {batch_size} is larger than the {per_rank} "
+                f"image{'s' if per_rank != 1 else ''} per device"
             )
         self.device = torch.device(device)
         self.images = split.images.to(self.device, non_blocking=True)
