@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +108,7 @@ class AttentionMap:
 @torch.inference_mode()
 def attention_maps(
     model: LoadedModel | str | os.PathLike[str],
-    images: ImageInput | Sequence[ImageInput],
+    images: ImageInput | Iterable[ImageInput],
     *,
     method: str = "rollout",
     topk: int = 5,

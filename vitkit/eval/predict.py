@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,7 +142,7 @@ def topk_from_logits(logits: Tensor, classes: Sequence[str], k: int) -> list[lis
 @torch.inference_mode()
 def predict(
     model: LoadedModel | str | os.PathLike[str],
-    images: ImageInput | Sequence[ImageInput],
+    images: ImageInput | Iterable[ImageInput],
     *,
     topk: int = 5,
     batch_size: int = 64,
