@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +32,14 @@ def mnist_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return root
 
 
-@pytest.fixture(autouse=True)
-def _isolated_data_root(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No test writes to the user's ~/.cache: the default data root is a temp folder."""
-    monkeypatch.setenv("VITKIT_DATA", str(tmp_path_factory.getbasetemp() / "default-data-root"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_data_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes to the user's ~/.cache: the default data root is a temp folder. Session
+    scoped, so that it is set before the session fixtures that train (as a function-scoped one,
+    it came after them, and their folder: caches went to ~/.cache/vitkit/data)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VITKIT_DATA", str(tmp_path_factory.getbasetemp() / "default-data-root"))
+        yield
 
 
 @pytest.fixture(scope="session")

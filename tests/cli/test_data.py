@@ -170,3 +170,56 @@ def test_info_and_preview_name_skipped_files_and_preview_finds_the_only_split(
     assert Image.open(out).size[0] > 0
     as_json = runner.invoke(app, ["data", "preview", name, "-o", str(out), "--json", *common])
     assert json.loads(as_json.stdout)["split"] == "test"
+
+
+def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
+    """folder: caches piled up (one per folder path, and one more each time a folder changed)
+    with no way to see or clear them but rm -rf. `data cache` lists them with their size and
+    says which are stale; --prune deletes those, --clear one dataset's."""
+    import os
+    import shutil
+
+    def folder(name: str, n: int) -> Path:
+        for c in ("a", "b"):
+            (tmp_path / name / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("L", (8, 8), 30 * i).save(tmp_path / name / c / f"{i}.png")
+        return tmp_path / name
+
+    root = ["--data-root", str(tmp_path / "root")]
+    kept, gone = folder("kept", 2), folder("gone", 2)
+    for name in ("mnist-mini", f"folder:{kept}", f"folder:{gone}"):
+        assert runner.invoke(app, ["data", "download", name, *root]).exit_code == 0
+    for f in (kept / "a").iterdir():  # the folder changes: cached again, the first cache is dead
+        os.utime(f, (1, 1))
+    assert runner.invoke(app, ["data", "download", f"folder:{kept}", *root]).exit_code == 0
+    shutil.rmtree(gone)
+    incomplete = tmp_path / "root" / "mnist-mini" / "cache" / "cut-off"
+    incomplete.mkdir()
+    (incomplete / "train.safetensors").write_bytes(b"\0" * 10)
+
+    listing = json.loads(runner.invoke(app, ["data", "cache", "--json", *root]).stdout)
+    stale = {(c["dataset"], c["stale"]) for c in listing["caches"] if c["stale"]}
+    assert stale == {
+        (f"folder:{kept}", "superseded: its folder changed and was cached again"),
+        (f"folder:{gone}", "its folder is gone"),
+        ("mnist-mini", "incomplete (no meta.json)"),
+    }
+    assert len(listing["caches"]) == 5 and all(c["bytes"] > 0 for c in listing["caches"])
+    human = runner.invoke(app, ["data", "cache", *root])
+    assert human.exit_code == 0 and "3 stale (--prune deletes them)" in human.stderr
+
+    pruned = json.loads(runner.invoke(app, ["data", "cache", "--prune", "--json", *root]).stdout)
+    assert len(pruned["removed"]) == 3 and pruned["freed_bytes"] > 0
+    assert {c["dataset"] for c in pruned["caches"]} == {"mnist-mini", f"folder:{kept}"}
+    folders = [p.name.split("-")[0] for p in (tmp_path / "root" / "folder").iterdir()]
+    assert folders == ["kept"]  # the gone folder's directory went with its cache
+    # the current caches are read again, not rebuilt
+    again = runner.invoke(app, ["data", "download", f"folder:{kept}", "--json", *root])
+    assert json.loads(again.stdout)["from_cache"] is True
+
+    cleared = runner.invoke(app, ["data", "cache", "--clear", "mnist-mini", "--json", *root])
+    assert [c["dataset"] for c in json.loads(cleared.stdout)["caches"]] == [f"folder:{kept}"]
+    assert not (tmp_path / "root" / "mnist-mini" / "cache").exists()
+    line = runner.invoke(app, ["data", "cache", "--clear", "mnist-minii", *root])
+    assert line.exit_code == 1 and "did you mean 'mnist-mini'" in line.stderr

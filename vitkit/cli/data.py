@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from vitkit.data.catalog import Dataset
 
 app = typer.Typer(
-    help="Datasets: list the catalog, download (and cache), info (inspect), preview.",
+    help="Datasets: list the catalog, download (and cache), info (inspect), preview, cache.",
     no_args_is_help=True,
 )
 
@@ -157,6 +157,83 @@ def download(
     )
     _note_skipped(ds)
     console.print(f"cached in: {ds.cache_dir}")
+
+
+@app.command()
+@user_errors
+def cache(
+    data_root: DataRoot = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Delete the stale caches: of folders that are gone, superseded (the folder "
+            "changed and was cached again), or incomplete.",
+        ),
+    ] = False,
+    clear: Annotated[
+        str | None,
+        typer.Option(
+            "--clear",
+            help="Delete every cache of this dataset (a name or folder:PATH); its downloaded "
+            "files stay, and the next use rebuilds it.",
+        ),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """What is cached under the data root, its size on disk, and which caches are stale."""
+    from vitkit.data import get_dataset_spec
+    from vitkit.data.cache import list_caches, remove_cache
+    from vitkit.data.catalog import FOLDER_PREFIX, default_data_root
+
+    root = Path(data_root or default_data_root()).expanduser()
+    entries = list_caches(root)
+    target = None
+    if clear is not None:
+        get_dataset_spec(clear)  # an unknown name: the registry's error, with suggestions
+        target = clear
+        if clear.startswith(FOLDER_PREFIX):  # as it was cached: the absolute path
+            target = FOLDER_PREFIX + str(Path(clear[len(FOLDER_PREFIX) :]).expanduser().resolve())
+    removed = [
+        e for e in entries if (prune and e.stale) or (target is not None and e.dataset == target)
+    ]
+    for e in removed:
+        remove_cache(e)
+    kept = [e for e in entries if e not in removed]
+    if json_:
+        emit_json(
+            {
+                "data_root": str(root),
+                "caches": [e.to_json() for e in kept],
+                "removed": [e.to_json() for e in removed],
+                "bytes": sum(e.bytes for e in kept),
+                "freed_bytes": sum(e.bytes for e in removed),
+            }
+        )
+        return
+    if clear is not None and not any(e.dataset == target for e in removed):
+        console.print(f"[yellow]note:[/] no cache of {escape(clear)} under {escape(str(root))}")
+    if removed:
+        freed = sum(e.bytes for e in removed) / 1e6
+        status(f"[green]✓[/] removed {len(removed)} cache(s), {freed:,.1f} MB")
+    table = Table(title=f"vitkit data cache ({escape(str(root))})")
+    table.add_column("dataset", overflow="fold")
+    table.add_column("options")
+    table.add_column("MB", justify="right")
+    table.add_column("")
+    for e in kept:
+        opts = ", ".join(
+            f"{k}={v}"
+            for k, v in e.options.items()
+            if k not in ("path", "fingerprint") and v is not None
+        )
+        note = f"[yellow]stale: {escape(e.stale)}[/]" if e.stale else ""
+        table.add_row(escape(e.dataset), escape(opts), f"{e.bytes / 1e6:,.1f}", note)
+    console.print(table)
+    stale = [e for e in kept if e.stale]
+    total = sum(e.bytes for e in kept) / 1e6
+    tail = f"; {len(stale)} stale (--prune deletes them)" if stale else ""
+    console.print(f"{len(kept)} cache(s), {total:,.1f} MB{tail}")
 
 
 @app.command()

@@ -8,7 +8,9 @@ incomplete and is rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,74 @@ def cache_key(options: dict[str, Any]) -> str:
 
     text = json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# -- what is cached, and what can go ----------------------------------------------------------------
+@dataclass
+class CacheEntry:
+    """One cached dataset under a data root (``vitkit data cache``)."""
+
+    dataset: str  # a catalog name, or folder:PATH
+    directory: Path  # <root>/<name>/cache/<key>, or <root>/folder/<name>-<hash>/cache/<key>
+    options: dict[str, Any]  # the builder options it was made with (a folder's fingerprint too)
+    bytes: int
+    stale: str | None  # why nothing will read it again; None while it is current
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "directory": str(self.directory)}
+
+
+def list_caches(data_root: Path) -> list[CacheEntry]:
+    """Every cache under ``data_root``. Stale: incomplete (no ``meta.json``: a build cut off),
+    of a folder that is gone, or of a folder cached again since with the same options (its
+    files changed, so the older cache's fingerprint will not match again)."""
+    entries: list[CacheEntry] = []
+    for directory in sorted(data_root.glob("*/cache/*")) + sorted(
+        data_root.glob("folder/*/cache/*")
+    ):
+        if not directory.is_dir() or directory.parts[-4:-2] == ("folder", "cache"):
+            continue
+        meta: Any = None
+        with contextlib.suppress(Exception):
+            meta = read_json(directory / "meta.json")
+        options = meta.get("options") if isinstance(meta, dict) else None
+        options = options if isinstance(options, dict) else {}
+        folder = directory.parent.parent.parent.name == "folder"
+        name = f"folder:{options.get('path', '?')}" if folder else directory.parent.parent.name
+        size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+        stale = None
+        if meta is None:
+            stale = "incomplete (no meta.json)"
+        elif folder and not Path(str(options.get("path"))).is_dir():
+            stale = "its folder is gone"
+        entries.append(CacheEntry(name, directory, options, size, stale))
+    newest: dict[str, CacheEntry] = {}
+    for e in entries:  # per folder and options, all but the newest are superseded
+        if e.stale or not e.dataset.startswith("folder:"):
+            continue
+        same = json.dumps(
+            {k: v for k, v in e.options.items() if k != "fingerprint"}, sort_keys=True
+        )
+        key = f"{e.dataset}\0{same}"
+        other = newest.get(key)
+        if other is None:
+            newest[key] = e
+            continue
+        old, new = sorted((other, e), key=lambda c: (c.directory / "meta.json").stat().st_mtime)
+        old.stale = "superseded: its folder changed and was cached again"
+        newest[key] = new
+    return entries
+
+
+def remove_cache(entry: CacheEntry) -> None:
+    """Delete one cache directory (never the raw downloads beside it)."""
+    import shutil
+
+    if entry.directory.parent.name != "cache":  # only ever <...>/cache/<key>
+        raise ValueError(f"not a cache directory: {entry.directory}")
+    shutil.rmtree(entry.directory)
+    for empty in (entry.directory.parent, entry.directory.parent.parent):  # cache/, <folder>/
+        if empty.parent.name != "folder" and empty.name != "cache":
+            break  # a catalog dataset's own folder keeps its downloads
+        with contextlib.suppress(OSError):  # not empty: kept
+            empty.rmdir()
