@@ -585,7 +585,7 @@ def test_default_run_names_step_past_a_run_in_use(
     assert other.acquire()
     monkeypatch.chdir(tmp_path)
     with contextlib.ExitStack() as held:
-        assert claim_run_dir(cfg, False, held) == Path("runs/mnist-mini-vit-nano-3")
+        assert claim_run_dir(cfg, False, held) == (Path("runs/mnist-mini-vit-nano-3"), None)
         assert not RunLock(runs / "mnist-mini-vit-nano-3").acquire()
     assert RunLock(runs / "mnist-mini-vit-nano-3").acquire()  # released with `held`
     other.release()
@@ -611,3 +611,88 @@ def test_the_first_step_is_timed_apart(tmp_path: Path, monkeypatch: pytest.Monke
     steady = s["train_images_per_s_after_first_step"]
     assert steady > 1.5 * s["train_images_per_s"]
     assert steady == pytest.approx(19 * 64 / (20 * 64 / s["train_images_per_s"] - 1.0), rel=0.2)
+
+
+def test_a_lock_file_removed_under_a_waiting_acquire_is_taken_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder releases (unlinks, unlocks) between another's open and its flock: that one
+    then holds a file no longer in the folder, and a third process could lock a new one. The
+    inode check sends it round again, onto the new file."""
+    import fcntl
+
+    from vitkit.train.run import RunLock
+
+    holder, waiting = RunLock(tmp_path / "run"), RunLock(tmp_path / "run")
+    assert holder.acquire()
+    real = fcntl.flock
+
+    def released_first(fd: int, op: int) -> None:
+        if holder._fd is not None:
+            holder.release()  # after `waiting` opened the old file, before its flock
+        real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", released_first)
+    assert waiting.acquire()
+    monkeypatch.setattr(fcntl, "flock", real)
+    assert waiting.path.read_text() == str(os.getpid())
+    assert not RunLock(tmp_path / "run").acquire()  # the file in the folder is the held one
+    waiting.release()
+
+
+def test_no_flock_or_no_write_access_trains_unlocked_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem without flock (Lustre without -o flock, some FUSE/SMB mounts) or a parent
+    folder this user cannot write in: every train there failed with "cannot write in ...". It
+    now trains unlocked, as before the lock, and says so."""
+    import errno
+    import fcntl
+
+    from vitkit.train.run import RunLock
+
+    def no_flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    open_before = len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").is_dir() else None
+    lock = RunLock(tmp_path / "run")
+    assert lock.acquire() and "its filesystem has no flock (Function not implemented)" in (
+        lock.unavailable or ""
+    )
+    assert not lock.path.exists()  # no lock file left behind, and no descriptor
+    if open_before is not None:
+        assert len(os.listdir("/proc/self/fd")) == open_before
+    result = train(tiny(tmp_path, epochs=1, max_steps=2))
+    assert any("is not locked against a second train" in n for n in result.summary["notes"])
+    monkeypatch.undo()
+
+    real_open = os.open
+
+    def read_only(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    lock = RunLock(tmp_path / "other")
+    assert lock.acquire() and "(Permission denied)" in (lock.unavailable or "")
+
+
+def test_a_refused_run_leaves_no_folders_behind(tmp_path: Path) -> None:
+    """The lock made --out's parent folders before any check: a run that could not start (a
+    typo in the dataset's path) left tmp/typo/a behind."""
+    from vitkit.errors import UserError
+
+    out = tmp_path / "typo" / "a" / "run"
+    cfg = TrainConfig(
+        **{
+            **tiny(tmp_path).to_dict(),
+            "dataset": f"folder:{tmp_path / 'nope'}",
+            "model_overrides": {"patch_size": 4},
+            "out": str(out),
+        }
+    )
+    with pytest.raises(UserError, match="folder dataset not found"):
+        train(cfg)
+    assert not (tmp_path / "typo").exists()

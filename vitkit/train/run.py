@@ -194,27 +194,44 @@ class RunLock:
     """The one process training in a run directory holds this: an advisory ``flock`` on
     ``.<run>.lock`` beside the run (not in it: ``--overwrite`` removes the run). The kernel
     drops it when the process dies, however it dies, so a stale lock never blocks a resume; the
-    file is removed on release. Where ``fcntl`` is absent (Windows) every acquire succeeds."""
+    file is removed on release. Where no lock can be had (Windows has no ``flock``, some network
+    filesystems refuse it, the parent folder may not be writable) every acquire succeeds and
+    ``unavailable`` says why: the run goes on unlocked, as before there was a lock."""
 
     def __init__(self, run_dir: Path) -> None:
         run_dir = run_dir.resolve()  # `--out .`, and one run reached by two names
         self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self.unavailable: str | None = None
         self._fd: int | None = None
+        self._made: list[Path] = []  # parent folders this lock created, deepest first
 
     def acquire(self) -> bool:
         """Take the lock without waiting; False while another process holds it."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
+            self.unavailable = "this platform has no flock"
             return True
+        self._made = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         while True:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:  # a parent this user cannot write in (`--out /data`)
+                self.unavailable = f"cannot create {self.path} ({e.strerror or e})"
+                return True
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                self._remove_made()
                 return False
+            except OSError as e:  # ENOSYS, ENOLCK, EOPNOTSUPP: a filesystem without flock
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                self.unavailable = f"its filesystem has no flock ({e.strerror or e})"
+                return True
             try:  # the holder before us may have removed the file between our open and lock
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -238,6 +255,15 @@ class RunLock:
                 self.path.unlink()  # before the unlock: a waiting acquire sees a new file
             os.close(self._fd)
             self._fd = None
+        self._remove_made()
+
+    def _remove_made(self) -> None:
+        """The folders acquire made for the lock file, if nothing else went into them (a run
+        refused before it began leaves no ``runs/`` behind)."""
+        for folder in self._made:
+            with contextlib.suppress(OSError):  # not empty: the run is in it
+                folder.rmdir()
+        self._made = []
 
 
 def default_run_dir(
@@ -253,17 +279,20 @@ def default_run_dir(
     return next(path for path in itertools.chain([base], numbered) if free(path))
 
 
-def claim_run_dir(config: TrainConfig, resume: bool, held: contextlib.ExitStack) -> Path:
+def claim_run_dir(
+    config: TrainConfig, resume: bool, held: contextlib.ExitStack
+) -> tuple[Path, str | None]:
     """The run directory, checked and locked for this process until ``held`` closes
-    (``RunLock``). With no ``--out``, the first free name: two trains started at once get
-    ``x`` and ``x-2``."""
+    (``RunLock``), and a note when no lock could be had. With no ``--out``, the first free
+    name: two trains started at once get ``x`` and ``x-2``."""
     if config.out or resume:
         run_dir = Path(config.out or ".")
         lock = _lock(run_dir)
         if lock is None:
+            instead = "" if resume else ", or train into another --out"
             raise UserError(
                 f"{run_dir} is in use: another vitkit train ({RunLock(run_dir).holder()}) is "
-                "writing to it; wait for it to end, or train into another --out"
+                f"writing to it; wait for it to end{instead}"
             )
     else:
         locks: dict[Path, RunLock] = {}
@@ -280,7 +309,10 @@ def claim_run_dir(config: TrainConfig, resume: bool, held: contextlib.ExitStack)
         run_dir = default_run_dir(config, free=free)
         lock = locks[run_dir]
     held.callback(lock.release)
-    return prepare_run_dir(config, run_dir, resume)
+    note = None
+    if lock.unavailable:
+        note = f"{run_dir} is not locked against a second train into it: {lock.unavailable}"
+    return prepare_run_dir(config, run_dir, resume), note
 
 
 def _lock(run_dir: Path) -> RunLock | None:
@@ -488,10 +520,10 @@ def _train(
     precheck(config)
     device = resolve_device(config.device)
     dist_info, device = init_distributed(device)
-    run_dir = (
+    run_dir, lock_note = (
         claim_run_dir(config, resume is not None, held)
         if dist_info.main
-        else Path(config.out or ".")
+        else (Path(config.out or "."), None)
     )
     if dist_info.world_size > 1:
         run_dir = _broadcast_path(run_dir)
@@ -638,7 +670,7 @@ def _train(
         "input_layout": "NCHW, float32, (x/255 - mean)/std",
     }
     listeners: list[Callback] = []
-    notes: list[str] = [n for n in [ds.skipped_note()] if n]
+    notes: list[str] = [n for n in [lock_note, ds.skipped_note()] if n]
     if config.patience and val_split is None:  # early stopping watches validation accuracy
         notes.append(
             f"--patience {config.patience} does nothing here: there is no validation split "
