@@ -194,9 +194,15 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
         os.utime(f, (1, 1))
     assert runner.invoke(app, ["data", "download", f"folder:{kept}", *root]).exit_code == 0
     shutil.rmtree(gone)
-    incomplete = tmp_path / "root" / "mnist-mini" / "cache" / "cut-off"
+    incomplete = tmp_path / "root" / "mnist-mini" / "cache" / "0123456789ab"
     incomplete.mkdir()
     (incomplete / "train.safetensors").write_bytes(b"\0" * 10)
+    building = tmp_path / "root" / "mnist-mini" / "cache" / "ba9876543210"  # being written now
+    building.mkdir()
+    (building / "train.safetensors").write_bytes(b"\0" * 10)
+    os.utime(incomplete / "train.safetensors", (1, 1))  # its build was cut off long ago
+    for theirs in ("notes/cache/x1", "mnist-mini/cache/my-notes"):  # not vitkit's caches
+        (tmp_path / "root" / theirs).mkdir(parents=True)
 
     listing = json.loads(runner.invoke(app, ["data", "cache", "--json", *root]).stdout)
     stale = {(c["dataset"], c["stale"]) for c in listing["caches"] if c["stale"]}
@@ -205,13 +211,15 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
         (f"folder:{gone}", "its folder is gone"),
         ("mnist-mini", "incomplete (no meta.json)"),
     }
-    assert len(listing["caches"]) == 5 and all(c["bytes"] > 0 for c in listing["caches"])
+    assert len(listing["caches"]) == 6 and all(c["bytes"] > 0 for c in listing["caches"])
     human = runner.invoke(app, ["data", "cache", *root])
     assert human.exit_code == 0 and "3 stale (--prune deletes them)" in human.stderr
 
     pruned = json.loads(runner.invoke(app, ["data", "cache", "--prune", "--json", *root]).stdout)
     assert len(pruned["removed"]) == 3 and pruned["freed_bytes"] > 0
     assert {c["dataset"] for c in pruned["caches"]} == {"mnist-mini", f"folder:{kept}"}
+    assert building.is_dir() and (tmp_path / "root" / "mnist-mini" / "cache" / "my-notes").is_dir()
+    assert (tmp_path / "root" / "notes" / "cache" / "x1").is_dir()
     folders = [p.name.split("-")[0] for p in (tmp_path / "root" / "folder").iterdir()]
     assert folders == ["kept"]  # the gone folder's directory went with its cache
     # the current caches are read again, not rebuilt
@@ -220,6 +228,6 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
 
     cleared = runner.invoke(app, ["data", "cache", "--clear", "mnist-mini", "--json", *root])
     assert [c["dataset"] for c in json.loads(cleared.stdout)["caches"]] == [f"folder:{kept}"]
-    assert not (tmp_path / "root" / "mnist-mini" / "cache").exists()
+    assert [p.name for p in (tmp_path / "root" / "mnist-mini" / "cache").iterdir()] == ["my-notes"]
     line = runner.invoke(app, ["data", "cache", "--clear", "mnist-minii", *root])
     assert line.exit_code == 1 and "did you mean 'mnist-mini'" in line.stderr

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,10 @@ def cache_key(options: dict[str, Any]) -> str:
 
 
 # -- what is cached, and what can go ----------------------------------------------------------------
+_CACHE_KEY = re.compile(r"default|[0-9a-f]{12}")  # cache_key's names
+INCOMPLETE_AFTER_S = 3600.0  # a cache without meta.json this long after its last write: cut off
+
+
 @dataclass
 class CacheEntry:
     """One cached dataset under a data root (``vitkit data cache``)."""
@@ -115,14 +121,24 @@ class CacheEntry:
 
 
 def list_caches(data_root: Path) -> list[CacheEntry]:
-    """Every cache under ``data_root``. Stale: incomplete (no ``meta.json``: a build cut off),
-    of a folder that is gone, or of a folder cached again since with the same options (its
-    files changed, so the older cache's fingerprint will not match again)."""
+    """Every cache under ``data_root``: ``<catalog name>/cache/<key>`` and
+    ``folder/<name>-<hash>/cache/<key>``, ``key`` being ``default`` or 12 hex digits (nothing
+    else there is ours to judge). Stale: of a folder that is gone, or of a folder cached again
+    since with the same options (its files changed, so the older cache's fingerprint will not
+    match again), or incomplete (no ``meta.json``) for over an hour: a build cut off, not one
+    under way."""
+    from vitkit.data.catalog import list_datasets
+
+    found = [
+        d
+        for name in list_datasets()
+        if name != "folder"
+        for d in sorted(data_root.glob(f"{name}/cache/*"))
+    ]
+    found += sorted(data_root.glob("folder/*/cache/*"))
     entries: list[CacheEntry] = []
-    for directory in sorted(data_root.glob("*/cache/*")) + sorted(
-        data_root.glob("folder/*/cache/*")
-    ):
-        if not directory.is_dir() or directory.parts[-4:-2] == ("folder", "cache"):
+    for directory in found:
+        if not directory.is_dir() or not _CACHE_KEY.fullmatch(directory.name):
             continue
         meta: Any = None
         with contextlib.suppress(Exception):
@@ -134,7 +150,11 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
         size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
         stale = None
         if meta is None:
-            stale = "incomplete (no meta.json)"
+            age = time.time() - max(
+                (f.stat().st_mtime for f in directory.iterdir()), default=directory.stat().st_mtime
+            )
+            stale = "incomplete (no meta.json)" if age > INCOMPLETE_AFTER_S else None
+            name = name if not folder else f"folder:? ({directory.parent.parent.name})"
         elif folder and not Path(str(options.get("path"))).is_dir():
             stale = "its folder is gone"
         entries.append(CacheEntry(name, directory, options, size, stale))
