@@ -215,7 +215,7 @@ class LoadedModel:
         run it was exported into (``RUN/export/*.onnx``), or None when it is elsewhere."""
         if self.onnx_file is None:
             return self.path
-        run = Path(self.onnx_file).parent.parent
+        run = Path(self.onnx_file).resolve().parent.parent  # `cd RUN/export; ... model.onnx`
         return run if (run / MODEL_JSON).is_file() else None
 
     def dataset_source(self) -> tuple[str, dict[str, Any]] | None:
@@ -298,8 +298,8 @@ def load_model(
         run_dir, meta_path = path.parent, path
     elif path.suffix == ".safetensors":
         run_dir = path.parent
-        if not (run_dir / MODEL_JSON).is_file() and (run_dir.parent / MODEL_JSON).is_file():
-            run_dir = run_dir.parent  # RUN/checkpoint/last.safetensors
+        if run_dir.name == "checkpoint" and not (run_dir / MODEL_JSON).is_file():
+            run_dir = run_dir.parent  # RUN/checkpoint/last.safetensors: the run's model.json
         meta_path = run_dir / MODEL_JSON
     else:
         raise UserError(f"not a run directory, model.json, .safetensors or .onnx file: {path}")

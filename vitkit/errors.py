@@ -24,6 +24,14 @@ class NotFoundError(UserError):
     """An unknown name (model, dataset, runtime) or a missing file."""
 
 
+class MissingEntry(NotFoundError, KeyError):
+    """A report lookup (``ExportReport.precision``, ``BenchReport.row``) that found nothing,
+    naming what there is. A ``KeyError`` too: those lookups raised one before."""
+
+    def __str__(self) -> str:  # the message as it is, not KeyError's repr of it
+        return str(self.args[0]) if self.args else ""
+
+
 class ConfigError(UserError):
     """Options that cannot go together (dim vs heads, patch vs image size, ...)."""
 

@@ -168,7 +168,9 @@ def test_predict_table_json_and_directory(run: Path, images: Path) -> None:
     assert f"│ 1 │ {gray['label']}" in human.stderr
 
 
-def test_predict_with_an_onnx_file_names_the_file(run: Path, images: Path, tmp_path: Path) -> None:
+def test_predict_with_an_onnx_file_names_the_file(
+    run: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vitkit.export import export_onnx
 
     onnx_file = tmp_path / "mine.onnx"  # the title names the file that answered
@@ -183,6 +185,9 @@ def test_predict_with_an_onnx_file_names_the_file(run: Path, images: Path, tmp_p
     in_run = export_onnx(copy, legacy=True, verify=False).files[0]
     result = runner.invoke(app, ["predict", str(in_run), str(images / "a-gray.png"), "--json"])
     assert json.loads(result.stdout)["run"] == str(copy)  # not copy/export
+    monkeypatch.chdir(copy / "export")
+    result = runner.invoke(app, ["predict", "model.onnx", str(images / "a-gray.png"), "--json"])
+    assert json.loads(result.stdout)["run"] == str(copy.resolve())  # a relative path too
     human = runner.invoke(app, ["predict", str(onnx_file), str(images / "a-gray.png")])
     assert human.exit_code == 0, human.output
     assert "mine.onnx" in " ".join(human.stderr.split())
@@ -263,3 +268,19 @@ def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     for command in ("eval", "predict", "explain"):
         assert command in result.stdout
+
+
+def test_checkpoint_weights_by_their_path(run: Path, images: Path, tmp_path: Path) -> None:
+    """RUN/checkpoint/last.safetensors: predict named RUN/model.safetensors as the file that
+    answered, and eval wrote over the best weights' RUN/eval/ report."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval*", "export"))
+    last = copy / "checkpoint" / "last.safetensors"
+    result = runner.invoke(app, ["predict", str(last), str(images / "a-gray.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model_file"] == str(last)
+    result = runner.invoke(app, ["eval", str(last), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run"] == str(last)
+    assert (copy / "checkpoint" / "eval-last" / "eval.json").is_file()
+    assert not (copy / "eval").exists()

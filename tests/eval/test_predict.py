@@ -118,6 +118,7 @@ def test_unreadable_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
         predict(mnist_model, good, topk=0)
     with pytest.raises(UserError, match="topk must be an integer, >= 1, got '3'"):
         predict(mnist_model, good, topk="3")  # type: ignore[arg-type]
+    assert len(predict(mnist_model, good, topk=np.int64(3))[0].topk[0]) == 3  # numpy ints too
     (p,) = predict(mnist_model, good, topk=50)  # more than the classes: all of them
     assert len(p.topk[0]) == 10 and sum(c.prob for c in p.topk[0]) == pytest.approx(1.0)
 
@@ -246,4 +247,6 @@ def test_a_bare_module_or_its_export_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"m\.onnx was exported from a model with no run"):
         predict(rep.files[0], np.zeros((28, 28), np.uint8))
     with pytest.raises(UserError, match="no int8 export in this report"):
+        rep.precision("int8")
+    with pytest.raises(KeyError):  # as the lookup raised before: callers catching it still do
         rep.precision("int8")

@@ -609,8 +609,9 @@ def test_the_first_step_is_timed_apart(tmp_path: Path, monkeypatch: pytest.Monke
     assert s["compiled"] is False
     assert 1.0 <= s["first_step_seconds"] < 5
     steady = s["train_images_per_s_after_first_step"]
-    assert steady > 1.5 * s["train_images_per_s"]
-    assert steady == pytest.approx(19 * 64 / (20 * 64 / s["train_images_per_s"] - 1.0), rel=0.2)
+    assert steady > s["train_images_per_s"]  # however busy the machine: the slow step is out
+    seconds = 20 * 64 / s["train_images_per_s"]  # the identity, to summary.json's rounding
+    assert steady == pytest.approx(19 * 64 / (seconds - s["first_step_seconds"]), rel=0.02)
 
 
 def test_a_lock_file_removed_under_a_waiting_acquire_is_taken_afresh(

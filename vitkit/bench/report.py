@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitkit.artifact import atomic_path, atomic_write, write_json
-from vitkit.errors import NotFoundError, listed
+from vitkit.errors import MissingEntry, listed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -103,7 +103,7 @@ class BenchReport:
             if (r.runtime, r.batch, r.device) == (runtime, batch, device):
                 return r
         cells = sorted({f"{r.runtime} at batch {r.batch} on {r.device}" for r in self.rows})
-        raise NotFoundError(
+        raise MissingEntry(
             f"no row for {runtime} at batch {batch} on {device} (rows: {listed(cells, 8)})"
         )
 
@@ -112,7 +112,7 @@ class BenchReport:
             if (r.runtime, r.device) == (runtime, device):
                 return r
         names = [f"{r.runtime} on {r.device}" for r in self.runtimes]
-        raise NotFoundError(
+        raise MissingEntry(
             f"no runtime {runtime} on {device} (the report has: {listed(names, 12)})"
         )
 

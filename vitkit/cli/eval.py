@@ -125,7 +125,7 @@ def eval_command(
             download=not no_download,
             progress=progress,
         )
-    if is_onnx:
+    if is_onnx or run.suffix == ".safetensors":  # a file: its own report, not the run's
         report.run = str(run)
         out_dir = out if out is not None else run.parent / f"eval-{run.stem}"
     else:
@@ -219,7 +219,7 @@ def predict_command(
     preds = predict(lm, files, topk=topk, skip_unreadable=True)
     good = [p for p in preds if p.ok]
     # the file that computed the predictions: the .onnx file itself, or the run's weights
-    source = run if is_onnx_file(run) else lm.path / MODEL_WEIGHTS
+    source = run if is_onnx_file(run) or run.suffix == ".safetensors" else lm.path / MODEL_WEIGHTS
     if json_:  # every file's outcome, its error included, even when none could be read
         emit_json(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ def predict(
     ``skip_unreadable`` gives a ``Prediction`` whose ``error`` says why.
     """
     for option, value in (("topk", topk), ("batch size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise UserError(f"{option} must be an integer, >= 1, got {value!r}")
     lm = as_loaded(model)
     inputs = split_images(images)

@@ -40,7 +40,7 @@ from torch import nn
 
 from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, read_json, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import NotFoundError, UserError, VitkitError, first_line
+from vitkit.errors import MissingEntry, UserError, VitkitError, first_line
 
 INPUT_NAME = "pixel_values"  # (batch, channels, image_size, image_size) float32, normalised
 OUTPUT_NAME = "logits"  # (batch, num_classes), or (batch, num_outputs, num_classes)
@@ -892,7 +892,7 @@ class ExportReport:
             if p.precision == name or p.precision.startswith(name + "-"):
                 return p
         made = [p.precision for p in self.precisions]
-        raise NotFoundError(f"no {name} export in this report (it has: {', '.join(made)})")
+        raise MissingEntry(f"no {name} export in this report (it has: {', '.join(made)})")
 
     def raise_for_failure(self) -> None:
         if not self.passed:

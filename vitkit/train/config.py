@@ -6,6 +6,7 @@ options. ``None`` on a field means "take it from the recipe".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -93,7 +94,7 @@ class TrainConfig:
         check(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
         check(self.log_every >= 1, f"log every must be >= 1, got {self.log_every}")
         check(self.max_steps >= 0, f"max steps must be >= 0, got {self.max_steps}")
-        _model_overrides(self.model_overrides)  # as a config file's are
+        _model_overrides(self.model_overrides, self.model)  # as a config file's are
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -107,7 +108,8 @@ class TrainConfig:
                 raise ConfigError(f"unknown training option '{key}'{suggest(key, types)}")
             out[key] = _typed(key, value, types[key])
         if "model_overrides" in out:
-            out["model_overrides"] = _model_overrides(out["model_overrides"])
+            model = out.get("model", cls.model)
+            out["model_overrides"] = _model_overrides(out["model_overrides"], model)
         return cls(**out)
 
     def merged(self, **updates: Any) -> TrainConfig:
@@ -125,13 +127,19 @@ class TrainConfig:
 FROM_DATA = ("image_size", "in_chans", "num_classes", "num_outputs")  # the dataset sets these
 
 
-def _model_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+def _model_overrides(overrides: dict[str, Any], model: str) -> dict[str, Any]:
     """A config file's ``model_overrides`` checked as the top level is: names (``-`` or ``_``),
-    types against ViTConfig's fields; the sizes the dataset decides are refused (they crashed
-    the run with a traceback: "got multiple values for keyword argument 'num_classes'")."""
+    types against ViTConfig's fields for a ViT (another family's preset checks its own); the
+    sizes the dataset decides are refused (they crashed the run with a traceback: "got
+    multiple values for keyword argument 'num_classes'")."""
+    from vitkit.errors import NotFoundError
+    from vitkit.models import model_options
     from vitkit.models.vit import ViTConfig
 
-    types = {f.name: str(f.type) for f in dataclasses.fields(ViTConfig)}
+    vit = True
+    with contextlib.suppress(NotFoundError):  # an unknown model: refused by name later
+        vit = model_options(model) is None  # the ViT presets take any name and check it
+    types = {f.name: str(f.type) for f in dataclasses.fields(ViTConfig)} if vit else {}
     out: dict[str, Any] = {}
     for key, value in overrides.items():
         name = str(key).replace("-", "_")

@@ -234,6 +234,8 @@ def fit(
             if not first_images:  # one sync per call, to time the compile
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
+                elif device.type == "mps":
+                    torch.mps.synchronize()
                 first_step_s, first_images = time.perf_counter() - t_epoch, n
             imgs_report += n
             epoch_imgs += n

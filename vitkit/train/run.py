@@ -121,7 +121,7 @@ def resolve_config(
     takes = model_options(cfg.model)
     if takes is not None:  # the recipe's model options are for ViTs: a model without them goes on
         given = {
-            k
+            str(k).replace("-", "_")  # as from_dict reads them
             for source in (file_options or {}, cli_options)
             for k, v in (source.get("model_overrides") or {}).items()
             if v is not None
