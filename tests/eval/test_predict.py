@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +232,16 @@ def test_images_are_read_one_batch_ahead(
     preds = predict(replace(mnist_model, model=Counting()), images, batch_size=2)
     assert events == ["read", "read", "run 2", "read", "read", "run 2", "read", "run 1"]
     assert [p.label for p in preds] == [p.label for p in predict(mnist_model, images)]
+    # a generator is read as it goes (it was made a list first: a stream never returned)
+    events.clear()
+
+    def frames() -> Iterator[torch.Tensor]:
+        for image in images:
+            events.append("yield")
+            yield image
+
+    predict(replace(mnist_model, model=Counting()), frames(), batch_size=2)
+    assert events[:6] == ["yield", "read", "yield", "read", "run 2", "yield"]
 
 
 def test_a_bare_module_or_its_export_is_refused(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ does.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def _channels_last(a: np.ndarray) -> bool:
     return a.ndim == 3 and a.shape[-1] in (1, 3, 4)
 
 
-def split_images(images: object) -> list[Any]:
+def split_images(images: object) -> Iterable[Any]:
     """What ``predict`` and ``attention_maps`` take, as a list of single images.
 
     One path or PIL image. A numpy array in PIL's layout: one image (H, W) or (H, W, C) with C
@@ -63,8 +63,8 @@ def split_images(images: object) -> list[Any]:
     torchvision's: one image (H, W) or (C, H, W) with C of 1, 3 or 4, or a batch (N, C, H, W).
     A shape that reads both ways, a numpy (3, 28, 28) (three images, or one channels-first
     image?), is refused rather than guessed; (1, H, W) is one grayscale image either way.
-    Anything else iterable (a list, an array of paths) is a sequence of images; each is checked
-    when it is read."""
+    Anything else iterable (a list, an array of paths, a generator) is a sequence of images;
+    each is checked when it is read, and a generator is read as it goes, not all at once."""
     if isinstance(images, IMAGE_TYPES):
         return [images]
     if isinstance(images, Tensor):
@@ -103,8 +103,10 @@ def split_images(images: object) -> list[Any]:
         raise UserError(f"an array of shape {images.shape} is not an image or a batch")
     if isinstance(images, (bytes, bytearray)):
         raise UserError(f"cannot read bytes as images: pass {ACCEPTED}")
-    try:
-        return list(images)  # type: ignore[call-overload]
+    if isinstance(images, Sequence):
+        return list(images)
+    try:  # a generator (a camera, a stream of decoded frames): read as it comes, never held
+        return iter(images)  # type: ignore[call-overload]
     except TypeError:
         raise UserError(
             f"cannot read an object of type {type(images).__name__} as images: pass {ACCEPTED}"
