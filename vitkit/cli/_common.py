@@ -258,3 +258,18 @@ def run_or_model(
         if not quiet:
             console.print(f"using the most recent run: {run} (pass RUN to choose another)")
     return run
+
+
+def options_given(ctx: typer.Context, *, keep: tuple[str, ...] = ()) -> list[str]:
+    """The options given other values than their defaults (as typed: ``--lr``, ``--no-aug``),
+    but those in ``keep``."""
+    given = []
+    for p in ctx.command.params:
+        if p.name is None or p.name in keep or ctx.params.get(p.name) == p.default:
+            continue
+        off = ctx.params.get(p.name) is False and getattr(p, "secondary_opts", None)
+        if p.param_type_name == "argument":
+            given.append(str(p.name).upper())  # DATASET, not "dataset"
+        else:
+            given.append((p.secondary_opts if off else p.opts or [str(p.name)])[0])
+    return given

@@ -29,6 +29,7 @@ from vitkit.cli._common import (
     emit_json,
     fail,
     model_overrides,
+    options_given,
     progress_bar,
     run_or_model,
     status,
@@ -233,15 +234,11 @@ def export_command(
 
 def _idle_options(ctx: typer.Context, *, int8: str | None, verify: bool) -> list[str]:
     """Notes for options given that this export does not use (they were ignored silently)."""
-    defaults = {p.name: p.default for p in ctx.command.params}
-
-    def given(name: str) -> bool:  # other than its default (typer's click is private)
-        return bool(ctx.params.get(name) != defaults.get(name))
-
+    given = options_given(ctx)
     notes = []
-    if given("calib_images") and int8 not in ("static", "auto"):
+    if "--calib-images" in given and int8 not in ("static", "auto"):
         notes.append("--calib-images does nothing without --int8 static or auto")
-    idle = [f"--{n.replace('_', '-')}" for n in ("verify_images", "atol") if given(n)]
+    idle = [flag for flag in ("--verify-images", "--atol") if flag in given]
     if idle and not verify:
         notes.append(
             f"{' and '.join(idle)} do{'es' if len(idle) == 1 else ''} nothing with --no-verify"

@@ -29,6 +29,7 @@ from vitkit.cli._common import (
     fail,
     live_output,
     model_overrides,
+    options_given,
     progress_bar,
     status,
     user_errors,
@@ -47,15 +48,9 @@ PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a termin
 
 
 def start_notes(info: StartInfo) -> list[str]:
-    """What a run's start has to say beyond its settings (the warm-up, an extension, the
-    library's notes), for the live view and, under --json, for stderr alone."""
-    cfg, notes = info.config, []
-    if info.warmup_steps >= info.total_steps > 0:
-        notes.append(
-            f"the warm-up ({cfg['warmup_epochs']:g} epochs, {info.warmup_steps:,} steps) is as "
-            f"long as the whole run ({info.total_steps:,} steps): the lr climbs towards "
-            f"{cfg['lr']:g} all run long and never decays (--warmup-epochs sets it)"
-        )
+    """What a run's start has to say beyond its settings (an extension, the library's notes),
+    for the live view and, under --json, for stderr alone."""
+    notes = []
     if info.extended:
         change = ", ".join(
             f"{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in info.extended.items()
@@ -93,9 +88,10 @@ class LiveView(Callback):
         self.start = info
         cfg = info.config
         resumed = f", resumed at step {info.resumed_from_step}" if info.resumed_from_step else ""
+        gflops = "?" if info.gflops is None else f"{info.gflops:.3f}"
         status(
             f"[bold]vitkit train[/] {cfg['dataset']} · {info.model} "
-            f"({info.params / 1e6:.2f}M params, {info.gflops:.3f} GFLOP/image) · {info.device}"
+            f"({info.params / 1e6:.2f}M params, {gflops} GFLOP/image) · {info.device}"
             f"{' x' + str(info.world_size) if info.world_size > 1 else ''}{resumed}"
         )
         planned = cfg["epochs"] * info.steps_per_epoch
@@ -193,21 +189,6 @@ def _hms(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _given_on_the_command_line(ctx: typer.Context, *, keep: tuple[str, ...]) -> list[str]:
-    """The options given other values than their defaults (as typed: ``--lr``, ``--no-aug``),
-    but those in ``keep``."""
-    given = []
-    for p in ctx.command.params:
-        if p.name is None or p.name in keep or ctx.params.get(p.name) == p.default:
-            continue
-        off = ctx.params.get(p.name) is False and getattr(p, "secondary_opts", None)
-        if p.param_type_name == "argument":
-            given.append(str(p.name).upper())  # DATASET, not "dataset"
-        else:
-            given.append((p.secondary_opts if off else p.opts or [str(p.name)])[0])
-    return given
 
 
 @user_errors
@@ -337,7 +318,7 @@ def train_command(
             "json_",
             "print_config",
         )
-        ignored = _given_on_the_command_line(ctx, keep=honoured)
+        ignored = options_given(ctx, keep=honoured)
         if rank0 and ignored:
             console.print(
                 f"[yellow]note:[/] resuming {escape(str(resume))} with its own train.json; "

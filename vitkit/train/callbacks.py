@@ -48,7 +48,7 @@ class StartInfo:
     config: dict[str, Any]
     model: str
     params: int
-    gflops: float  # forward GFLOPs per image
+    gflops: float | None  # forward GFLOPs per image; None: the model does not count them
     train_size: int
     val_size: int
     steps_per_epoch: int

@@ -566,9 +566,10 @@ def _train(
     )
     model = spec.build().to(device)
     # from the model (any registered family's Model), not from a ViTConfig's analytic sizes
-    params, flops = model.num_params(), 0
+    params, flops = model.num_params(), None
     with contextlib.suppress(NotImplementedError):  # a Model that does not count its FLOPs
         flops = model.flops()
+    gflops = None if flops is None else flops / 1e9
     if resume is not None and dist_info.main:  # best weights that do not fit: say so now, not
         _best_model(run_dir, model)  # after the resumed epochs have run
 
@@ -671,6 +672,12 @@ def _train(
     }
     listeners: list[Callback] = []
     notes: list[str] = [n for n in [lock_note, ds.skipped_note()] if n]
+    if warmup_steps >= total_steps > 0:
+        notes.append(
+            f"the warm-up ({config.warmup_epochs:g} epochs, {warmup_steps:,} steps) is as long "
+            f"as the whole run ({total_steps:,} steps): the lr climbs towards {config.lr:g} all "
+            "run long and never decays (--warmup-epochs sets it)"
+        )
     if config.patience and val_split is None:  # early stopping watches validation accuracy
         notes.append(
             f"--patience {config.patience} does nothing here: there is no validation split "
@@ -731,7 +738,7 @@ def _train(
         config=config.to_dict(),
         model=config.model,
         params=params,
-        gflops=flops / 1e9,
+        gflops=gflops,
         train_size=len(train_split),
         val_size=len(val_split) if val_split else 0,
         steps_per_epoch=steps_per_epoch,
@@ -779,10 +786,12 @@ def _train(
 
     summary: dict[str, Any] = {
         **_summary_head(result.status, run_dir, config, state, params=params, device=device),
-        "gflops_per_image": round(flops / 1e9, 5),
+        "gflops_per_image": None if gflops is None else round(gflops, 5),
         "last_val": result.last_val,
         "train_images_per_s": round(result.images_per_s, 1),
-        "train_gflops_per_s": round(result.images_per_s * 3 * flops / 1e9, 2),
+        "train_gflops_per_s": None
+        if gflops is None
+        else round(result.images_per_s * 3 * gflops, 2),
         # --compile compiles in the first step: the throughput without it, and its time
         "compiled": config.compile,
         "train_images_per_s_after_first_step": _rounded(result.images_per_s_after_first_step),
