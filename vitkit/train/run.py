@@ -482,346 +482,327 @@ def train(
     diverges (the last checkpoint and best weights stay on disk). The run directory is locked
     (``RunLock``) while it trains: a second train into it is refused.
     """
-    with contextlib.ExitStack() as held:
-        return _train(
-            held,
-            config,
-            callbacks=callbacks,
-            resume=resume,
-            progress=progress,
-            stop=stop,
+    with contextlib.ExitStack() as held:  # the run directory's lock, released on any exit
+        saved: dict[str, Any] = {}
+        extended: dict[str, Any] = {}
+        if extend and resume is None:
+            raise UserError("extend= changes a resumed run; pass resume= too")
+        if resume is not None:
+            config, saved, extended = _resumed_config(Path(resume), extend)
+            data_root = data_root or saved.get("data_root")
+        precheck(config)
+        device = resolve_device(config.device)
+        dist_info, device = init_distributed(device)
+        run_dir, lock_note = (
+            claim_run_dir(config, resume is not None, held)
+            if dist_info.main
+            else (Path(config.out or "."), None)
+        )
+        if dist_info.world_size > 1:
+            run_dir = _broadcast_path(run_dir)
+        torch.manual_seed(config.seed)
+
+        # data: rank 0 builds the cache first, the others read it
+        if not dist_info.main:
+            dist_info.barrier()
+        ds = load_dataset(
+            config.dataset,
             data_root=data_root,
             download=download,
-            command=command,
-            extend=extend,
+            progress=progress,
+            **config.dataset_options,
         )
-
-
-def _train(
-    held: contextlib.ExitStack,
-    config: TrainConfig,
-    *,
-    callbacks: Sequence[Callback] = (),
-    resume: str | os.PathLike[str] | None = None,
-    progress: ProgressFn = no_progress,
-    stop: StopFlag | None = None,
-    data_root: str | os.PathLike[str] | None = None,
-    download: bool = True,
-    command: list[str] | None = None,
-    extend: Mapping[str, int] | None = None,
-) -> TrainResult:
-    saved: dict[str, Any] = {}
-    extended: dict[str, Any] = {}
-    if extend and resume is None:
-        raise UserError("extend= changes a resumed run; pass resume= too")
-    if resume is not None:
-        config, saved, extended = _resumed_config(Path(resume), extend)
-        data_root = data_root or saved.get("data_root")
-    precheck(config)
-    device = resolve_device(config.device)
-    dist_info, device = init_distributed(device)
-    run_dir, lock_note = (
-        claim_run_dir(config, resume is not None, held)
-        if dist_info.main
-        else (Path(config.out or "."), None)
-    )
-    if dist_info.world_size > 1:
-        run_dir = _broadcast_path(run_dir)
-    torch.manual_seed(config.seed)
-
-    # data: rank 0 builds the cache first, the others read it
-    if not dist_info.main:
-        dist_info.barrier()
-    ds = load_dataset(
-        config.dataset,
-        data_root=data_root,
-        download=download,
-        progress=progress,
-        **config.dataset_options,
-    )
-    if dist_info.main:
-        dist_info.barrier()
-    if "train" not in ds.splits:  # a folder: of images to score, with no train/ of its own
-        raise UserError(
-            f"dataset '{config.dataset}' has no train split to train on (it has: "
-            f"{', '.join(ds.splits)}); a folder: dataset trains on PATH/train/<class>/"
-        )
-    if ds.num_classes < 2:  # every prediction right by construction: 100% and meaningless
-        raise UserError(
-            f"dataset '{config.dataset}' has {ds.num_classes} class ({', '.join(ds.classes)}); "
-            "a classifier needs two or more"
-        )
-    train_split, val_split = split_validation(ds, config.val_fraction, config.seed)
-    if resume is not None:
-        check_same_classes(run_dir, saved.get("data"), ds)
-
-    # model, through the registry, sized by the data
-    spec = resolve_spec(
-        config.model,
-        image_size=ds.image_size,
-        in_chans=ds.channels,
-        num_classes=ds.num_classes,
-        num_outputs=ds.num_outputs,
-        **config.model_overrides,
-    )
-    model = spec.build().to(device)
-    # from the model (any registered family's Model), not from a ViTConfig's analytic sizes
-    params, flops = model.num_params(), None
-    with contextlib.suppress(NotImplementedError):  # a Model that does not count its FLOPs
-        flops = model.flops()
-    gflops = None if flops is None else flops / 1e9
-    if resume is not None and dist_info.main:  # best weights that do not fit: say so now, not
-        _best_model(run_dir, model)  # after the resumed epochs have run
-
-    augment = AugmentConfig.preset(
-        ds.spec.augment if config.augment else "none",
-        ds.image_size,
-        mixup=config.mixup,
-        cutmix=config.cutmix,
-    )
-    common: dict[str, Any] = dict(
-        mean=ds.mean, std=ds.std, num_classes=ds.num_classes, device=device
-    )
-    try:
-        train_loader = DeviceLoader(
-            train_split,
-            batch_size=config.batch_size,
-            augment=augment,
-            seed=config.seed,
-            rank=dist_info.rank,
-            world_size=dist_info.world_size,
-            **common,
-        )
-    except ConfigError as e:
-        raise ConfigError(f"{e} of {config.dataset}'s training split") from None
-    val_loader = (
-        DeviceLoader(
-            val_split, batch_size=config.eval_batch_size, shuffle=False, drop_last=False, **common
-        )
-        if val_split is not None
-        else None
-    )
-
-    optimizer = build_optimizer(
-        model, lr=config.lr, weight_decay=config.weight_decay, device=device
-    )
-    steps_per_epoch = len(train_loader)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
-    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
-    scheduler = build_scheduler(
-        optimizer,
-        total_steps=total_steps,
-        warmup_steps=warmup_steps,
-        lr=config.lr,
-        min_lr=config.min_lr,
-    )
-    autocast_dtype, scaler = None, None
-    if config.amp and device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            autocast_dtype = torch.bfloat16
-        else:
-            autocast_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
-
-    state = FitState()
-    if resume is not None:
-        state = FitState(
-            **load_checkpoint(
-                run_dir,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                device=device,
+        if dist_info.main:
+            dist_info.barrier()
+        if "train" not in ds.splits:  # a folder: of images to score, with no train/ of its own
+            raise UserError(
+                f"dataset '{config.dataset}' has no train split to train on (it has: "
+                f"{', '.join(ds.splits)}); a folder: dataset trains on PATH/train/<class>/"
             )
-        )
-    resumed_from = state.step
-    if extended:
-        _check_extension(run_dir, config, state, extended)
-        if state.patience_spent(config.patience):
-            state.epochs_since_best = 0  # an early-stopped run, extended: patience afresh
-        # the new schedule from this step on: the optimizer's saved lr is the old schedule's
-        for group, base, fn in zip(
-            optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
-        ):
-            group["lr"] = base * fn(scheduler.last_epoch)
-
-    net: torch.nn.Module = model
-    if dist_info.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if config.compile:
-        # inductor's C++ build warns "No CUDA runtime is found, using CUDA_HOME" on CPU-only hosts
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        net = torch.compile(net)  # type: ignore[assignment]
-
-    meta = {
-        "dataset": config.dataset,
-        "dataset_options": ds.options,
-        "classes": ds.classes,
-        "image_size": ds.image_size,
-        "channels": ds.channels,
-        "num_outputs": ds.num_outputs,
-        "mean": ds.mean,
-        "std": ds.std,
-        "input_layout": "NCHW, float32, (x/255 - mean)/std",
-    }
-    listeners: list[Callback] = []
-    notes: list[str] = [n for n in [lock_note, ds.skipped_note()] if n]
-    if warmup_steps >= total_steps > 0:
-        notes.append(
-            f"the warm-up ({config.warmup_epochs:g} epochs, {warmup_steps:,} steps) is as long "
-            f"as the whole run ({total_steps:,} steps): the lr climbs towards {config.lr:g} all "
-            "run long and never decays (--warmup-epochs sets it)"
-        )
-    if config.patience and val_split is None:  # early stopping watches validation accuracy
-        notes.append(
-            f"--patience {config.patience} does nothing here: there is no validation split "
-            "(--val-fraction 0), so the run trains all its epochs"
-        )
-    if dist_info.main:
-        if resume is None and config.overwrite and run_dir.is_dir():
-            shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if extended:  # the run's record follows it: a later --resume continues the same way
-            history = [*saved.get("extended", []), {"at_step": state.step, **extended}]
-            write_json(
-                run_dir / TRAIN_JSON, {**saved, "config": config.to_dict(), "extended": history}
+        if ds.num_classes < 2:  # every prediction right by construction: 100% and meaningless
+            raise UserError(
+                f"dataset '{config.dataset}' has {ds.num_classes} class ({', '.join(ds.classes)}); "
+                "a classifier needs two or more"
             )
-        if resume is None:
-            write_json(
-                run_dir / TRAIN_JSON,
-                {
-                    # a relative folder: path as an absolute one, so --resume works from any
-                    # directory (model.json records it so for eval, export and bench)
-                    "config": {**config.to_dict(), "dataset": _absolute(config.dataset)},
-                    "command": command or sys.argv,
-                    "data_root": str(data_root) if data_root else None,
-                    "machine": machine_info(device),
-                    "world_size": dist_info.world_size,
-                    "model": spec.to_dict(),
-                    "data": data_record(ds, train_split, val_split),
-                },
-            )
-        else:
-            trim_metrics(run_dir / "metrics.jsonl", state.step)
-            changed = data_changed(saved.get("data"), data_record(ds, train_split, val_split))
-            if changed:
-                notes.append(changed)
-        listeners.append(MetricsFile(run_dir / "metrics.jsonl"))
-        if config.tensorboard:
-            listeners.append(TensorBoard(run_dir / "tb"))
-        listeners.extend(callbacks)
-
-    def save(kind: str, st: FitState) -> None:
-        if not dist_info.main:
-            return
-        if kind == "best":
-            save_model(run_dir, model, meta)
-        else:
-            save_checkpoint(
-                run_dir,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                counters=st.to_dict(),
-                device=device,
-            )
-
-    start = StartInfo(
-        run_dir=run_dir if dist_info.main else None,
-        config=config.to_dict(),
-        model=config.model,
-        params=params,
-        gflops=gflops,
-        train_size=len(train_split),
-        val_size=len(val_split) if val_split else 0,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-        warmup_steps=warmup_steps,
-        device=str(device),
-        resumed_from_step=resumed_from,
-        world_size=dist_info.world_size,
-        extended=extended,
-        notes=notes,
-    )
-    for cb in listeners:
-        cb.on_start(start)
-
-    stop = stop or StopFlag()
-    t0 = time.perf_counter()
-    with (
-        sigint_to(stop),
-        _diverged(
-            run_dir if dist_info.main else None,
-            config,
-            state,
-            t0,
-            params=params,
-            device=device,
-        ),
-    ):
-        result = fit(
-            net,
-            config=config,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            state=state,
-            total_steps=total_steps,
-            autocast_dtype=autocast_dtype,
-            callbacks=listeners,
-            stop=stop,
-            save=save,
-            world_size=dist_info.world_size,
-        )
-    wall = time.perf_counter() - t0
-
-    summary: dict[str, Any] = {
-        **_summary_head(result.status, run_dir, config, state, params=params, device=device),
-        "gflops_per_image": None if gflops is None else round(gflops, 5),
-        "last_val": result.last_val,
-        "train_images_per_s": round(result.images_per_s, 1),
-        "train_gflops_per_s": None
-        if gflops is None
-        else round(result.images_per_s * 3 * gflops, 2),
-        # --compile compiles in the first step: the throughput without it, and its time
-        "compiled": config.compile,
-        "train_images_per_s_after_first_step": _rounded(result.images_per_s_after_first_step),
-        "first_step_seconds": round(result.first_step_seconds, 3),
-        "wall_seconds": round(wall, 2),
-        "world_size": dist_info.world_size,
-    }
-    if notes:
-        summary["notes"] = notes
-    if dist_info.world_size > 1:
-        summary["ddp"] = _ddp_weights_check(model, device)
-    summary["wall_seconds_total"] = summary["wall_seconds"]
-    if resume is not None:
-        _carry_over(summary, run_dir / SUMMARY_JSON, wall, trained=result.images > 0)
-    if result.status != "interrupted" and "test" in ds.splits:
-        best = _best_model(run_dir, model) if dist_info.main else model
-        test_loader = DeviceLoader(
-            ds["test"], batch_size=config.eval_batch_size, shuffle=False, drop_last=False, **common
-        )
-        test = evaluate_loader(best, test_loader, autocast_dtype)
-        summary["test"] = test
-        summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
-    if dist_info.main:
+        train_split, val_split = split_validation(ds, config.val_fraction, config.seed)
         if resume is not None:
-            summary["resumed_from_step"] = resumed_from
-        write_json(run_dir / SUMMARY_JSON, summary)
-        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+            check_same_classes(run_dir, saved.get("data"), ds)
+
+        # model, through the registry, sized by the data
+        spec = resolve_spec(
+            config.model,
+            image_size=ds.image_size,
+            in_chans=ds.channels,
+            num_classes=ds.num_classes,
+            num_outputs=ds.num_outputs,
+            **config.model_overrides,
+        )
+        model = spec.build().to(device)
+        # from the model (any registered family's Model), not from a ViTConfig's analytic sizes
+        params, flops = model.num_params(), None
+        with contextlib.suppress(NotImplementedError):  # a Model that does not count its FLOPs
+            flops = model.flops()
+        gflops = None if flops is None else flops / 1e9
+        if resume is not None and dist_info.main:  # best weights that do not fit: say so now, not
+            _best_model(run_dir, model)  # after the resumed epochs have run
+
+        augment = AugmentConfig.preset(
+            ds.spec.augment if config.augment else "none",
+            ds.image_size,
+            mixup=config.mixup,
+            cutmix=config.cutmix,
+        )
+        common: dict[str, Any] = dict(
+            mean=ds.mean, std=ds.std, num_classes=ds.num_classes, device=device
+        )
+        try:
+            train_loader = DeviceLoader(
+                train_split,
+                batch_size=config.batch_size,
+                augment=augment,
+                seed=config.seed,
+                rank=dist_info.rank,
+                world_size=dist_info.world_size,
+                **common,
+            )
+        except ConfigError as e:
+            raise ConfigError(f"{e} of {config.dataset}'s training split") from None
+        val_loader = (
+            DeviceLoader(
+                val_split,
+                batch_size=config.eval_batch_size,
+                shuffle=False,
+                drop_last=False,
+                **common,
+            )
+            if val_split is not None
+            else None
+        )
+
+        optimizer = build_optimizer(
+            model, lr=config.lr, weight_decay=config.weight_decay, device=device
+        )
+        steps_per_epoch = len(train_loader)
+        total_steps = config.epochs * steps_per_epoch
+        if config.max_steps:
+            total_steps = min(total_steps, config.max_steps)
+        warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+        scheduler = build_scheduler(
+            optimizer,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            lr=config.lr,
+            min_lr=config.min_lr,
+        )
+        autocast_dtype, scaler = None, None
+        if config.amp and device.type == "cuda":
+            if torch.cuda.is_bf16_supported():
+                autocast_dtype = torch.bfloat16
+            else:
+                autocast_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
+
+        state = FitState()
+        if resume is not None:
+            state = FitState(
+                **load_checkpoint(
+                    run_dir,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    device=device,
+                )
+            )
+        resumed_from = state.step
+        if extended:
+            _check_extension(run_dir, config, state, extended)
+            if state.patience_spent(config.patience):
+                state.epochs_since_best = 0  # an early-stopped run, extended: patience afresh
+            # the new schedule from this step on: the optimizer's saved lr is the old schedule's
+            for group, base, fn in zip(
+                optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+            ):
+                group["lr"] = base * fn(scheduler.last_epoch)
+
+        net: torch.nn.Module = model
+        if dist_info.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if config.compile:
+            # inductor's C++ build warns "No CUDA runtime is found, using CUDA_HOME" on CPU-only hosts
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            net = torch.compile(net)  # type: ignore[assignment]
+
+        meta = {
+            "dataset": config.dataset,
+            "dataset_options": ds.options,
+            "classes": ds.classes,
+            "image_size": ds.image_size,
+            "channels": ds.channels,
+            "num_outputs": ds.num_outputs,
+            "mean": ds.mean,
+            "std": ds.std,
+            "input_layout": "NCHW, float32, (x/255 - mean)/std",
+        }
+        listeners: list[Callback] = []
+        notes: list[str] = [n for n in [lock_note, ds.skipped_note()] if n]
+        if warmup_steps >= total_steps > 0:
+            notes.append(
+                f"the warm-up ({config.warmup_epochs:g} epochs, {warmup_steps:,} steps) is as long "
+                f"as the whole run ({total_steps:,} steps): the lr climbs towards {config.lr:g} all "
+                "run long and never decays (--warmup-epochs sets it)"
+            )
+        if config.patience and val_split is None:  # early stopping watches validation accuracy
+            notes.append(
+                f"--patience {config.patience} does nothing here: there is no validation split "
+                "(--val-fraction 0), so the run trains all its epochs"
+            )
+        if dist_info.main:
+            if resume is None and config.overwrite and run_dir.is_dir():
+                shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if extended:  # the run's record follows it: a later --resume continues the same way
+                history = [*saved.get("extended", []), {"at_step": state.step, **extended}]
+                write_json(
+                    run_dir / TRAIN_JSON, {**saved, "config": config.to_dict(), "extended": history}
+                )
+            if resume is None:
+                write_json(
+                    run_dir / TRAIN_JSON,
+                    {
+                        # a relative folder: path as an absolute one, so --resume works from any
+                        # directory (model.json records it so for eval, export and bench)
+                        "config": {**config.to_dict(), "dataset": _absolute(config.dataset)},
+                        "command": command or sys.argv,
+                        "data_root": str(data_root) if data_root else None,
+                        "machine": machine_info(device),
+                        "world_size": dist_info.world_size,
+                        "model": spec.to_dict(),
+                        "data": data_record(ds, train_split, val_split),
+                    },
+                )
+            else:
+                trim_metrics(run_dir / "metrics.jsonl", state.step)
+                changed = data_changed(saved.get("data"), data_record(ds, train_split, val_split))
+                if changed:
+                    notes.append(changed)
+            listeners.append(MetricsFile(run_dir / "metrics.jsonl"))
+            if config.tensorboard:
+                listeners.append(TensorBoard(run_dir / "tb"))
+            listeners.extend(callbacks)
+
+        def save(kind: str, st: FitState) -> None:
+            if not dist_info.main:
+                return
+            if kind == "best":
+                save_model(run_dir, model, meta)
+            else:
+                save_checkpoint(
+                    run_dir,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    counters=st.to_dict(),
+                    device=device,
+                )
+
+        start = StartInfo(
+            run_dir=run_dir if dist_info.main else None,
+            config=config.to_dict(),
+            model=config.model,
+            params=params,
+            gflops=gflops,
+            train_size=len(train_split),
+            val_size=len(val_split) if val_split else 0,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            device=str(device),
+            resumed_from_step=resumed_from,
+            world_size=dist_info.world_size,
+            extended=extended,
+            notes=notes,
+        )
         for cb in listeners:
-            cb.on_end(summary)
-    return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+            cb.on_start(start)
+
+        stop = stop or StopFlag()
+        t0 = time.perf_counter()
+        with (
+            sigint_to(stop),
+            _diverged(
+                run_dir if dist_info.main else None,
+                config,
+                state,
+                t0,
+                params=params,
+                device=device,
+            ),
+        ):
+            result = fit(
+                net,
+                config=config,
+                train_loader=train_loader,
+                val_loader=val_loader,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                state=state,
+                total_steps=total_steps,
+                autocast_dtype=autocast_dtype,
+                callbacks=listeners,
+                stop=stop,
+                save=save,
+                world_size=dist_info.world_size,
+            )
+        wall = time.perf_counter() - t0
+
+        summary: dict[str, Any] = {
+            **_summary_head(result.status, run_dir, config, state, params=params, device=device),
+            "gflops_per_image": None if gflops is None else round(gflops, 5),
+            "last_val": result.last_val,
+            "train_images_per_s": round(result.images_per_s, 1),
+            "train_gflops_per_s": None
+            if gflops is None
+            else round(result.images_per_s * 3 * gflops, 2),
+            # --compile compiles in the first step: the throughput without it, and its time
+            "compiled": config.compile,
+            "train_images_per_s_after_first_step": _rounded(result.images_per_s_after_first_step),
+            "first_step_seconds": round(result.first_step_seconds, 3),
+            "wall_seconds": round(wall, 2),
+            "world_size": dist_info.world_size,
+        }
+        if notes:
+            summary["notes"] = notes
+        if dist_info.world_size > 1:
+            summary["ddp"] = _ddp_weights_check(model, device)
+        summary["wall_seconds_total"] = summary["wall_seconds"]
+        if resume is not None:
+            _carry_over(summary, run_dir / SUMMARY_JSON, wall, trained=result.images > 0)
+        if result.status != "interrupted" and "test" in ds.splits:
+            best = _best_model(run_dir, model) if dist_info.main else model
+            test_loader = DeviceLoader(
+                ds["test"],
+                batch_size=config.eval_batch_size,
+                shuffle=False,
+                drop_last=False,
+                **common,
+            )
+            test = evaluate_loader(best, test_loader, autocast_dtype)
+            summary["test"] = test
+            summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
+        if dist_info.main:
+            if resume is not None:
+                summary["resumed_from_step"] = resumed_from
+            write_json(run_dir / SUMMARY_JSON, summary)
+            plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+            for cb in listeners:
+                cb.on_end(summary)
+        return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
 
 
 def _resumed_config(
