@@ -298,8 +298,10 @@ def load_model(
         run_dir, meta_path = path.parent, path
     elif path.suffix == ".safetensors":
         run_dir = path.parent
-        if run_dir.name == "checkpoint" and not (run_dir / MODEL_JSON).is_file():
-            run_dir = run_dir.parent  # RUN/checkpoint/last.safetensors: the run's model.json
+        if run_dir.absolute().name == "checkpoint" and not (run_dir / MODEL_JSON).is_file():
+            # RUN/checkpoint/last.safetensors: the run's model.json (absolute, for a path
+            # given from inside checkpoint/)
+            run_dir = run_dir.absolute().parent
         meta_path = run_dir / MODEL_JSON
     else:
         raise UserError(f"not a run directory, model.json, .safetensors or .onnx file: {path}")

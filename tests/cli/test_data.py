@@ -201,7 +201,7 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
     building.mkdir()
     (building / "train.safetensors").write_bytes(b"\0" * 10)
     os.utime(incomplete / "train.safetensors", (1, 1))  # its build was cut off long ago
-    for theirs in ("notes/cache/x1", "mnist-mini/cache/my-notes"):  # not vitkit's caches
+    for theirs in ("notes/cache/x1", "notes/cache/0123456789ab", "mnist-mini/cache/my-notes"):
         (tmp_path / "root" / theirs).mkdir(parents=True)
 
     listing = json.loads(runner.invoke(app, ["data", "cache", "--json", *root]).stdout)
@@ -219,7 +219,7 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
     assert len(pruned["removed"]) == 3 and pruned["freed_bytes"] > 0
     assert {c["dataset"] for c in pruned["caches"]} == {"mnist-mini", f"folder:{kept}"}
     assert building.is_dir() and (tmp_path / "root" / "mnist-mini" / "cache" / "my-notes").is_dir()
-    assert (tmp_path / "root" / "notes" / "cache" / "x1").is_dir()
+    assert (tmp_path / "root" / "notes" / "cache" / "0123456789ab").is_dir()  # not vitkit's
     folders = [p.name.split("-")[0] for p in (tmp_path / "root" / "folder").iterdir()]
     assert folders == ["kept"]  # the gone folder's directory went with its cache
     # the current caches are read again, not rebuilt
@@ -227,7 +227,10 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
     assert json.loads(again.stdout)["from_cache"] is True
 
     cleared = runner.invoke(app, ["data", "cache", "--clear", "mnist-mini", "--json", *root])
-    assert [c["dataset"] for c in json.loads(cleared.stdout)["caches"]] == [f"folder:{kept}"]
-    assert [p.name for p in (tmp_path / "root" / "mnist-mini" / "cache").iterdir()] == ["my-notes"]
+    remaining = {c["directory"]: c["dataset"] for c in json.loads(cleared.stdout)["caches"]}
+    assert set(remaining.values()) == {f"folder:{kept}", "mnist-mini"}
+    assert [d for d, name in remaining.items() if name == "mnist-mini"] == [str(building)]
+    left = {p.name for p in (tmp_path / "root" / "mnist-mini" / "cache").iterdir()}
+    assert left == {"my-notes", building.name}  # a build under way is never cleared
     line = runner.invoke(app, ["data", "cache", "--clear", "mnist-minii", *root])
     assert line.exit_code == 1 and "did you mean 'mnist-mini'" in line.stderr

@@ -270,7 +270,9 @@ def test_help_lists_the_commands() -> None:
         assert command in result.stdout
 
 
-def test_checkpoint_weights_by_their_path(run: Path, images: Path, tmp_path: Path) -> None:
+def test_checkpoint_weights_by_their_path(
+    run: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """RUN/checkpoint/last.safetensors: predict named RUN/model.safetensors as the file that
     answered, and eval wrote over the best weights' RUN/eval/ report."""
     copy = tmp_path / "run"
@@ -284,3 +286,6 @@ def test_checkpoint_weights_by_their_path(run: Path, images: Path, tmp_path: Pat
     assert json.loads(result.stdout)["run"] == str(last)
     assert (copy / "checkpoint" / "eval-last" / "eval.json").is_file()
     assert not (copy / "eval").exists()
+    monkeypatch.chdir(copy / "checkpoint")  # a relative path: its folder is still checkpoint/
+    result = runner.invoke(app, ["predict", "last.safetensors", str(images / "a-gray.png")])
+    assert result.exit_code == 0, result.output

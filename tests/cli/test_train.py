@@ -240,6 +240,7 @@ def test_train_in_a_pipe_prints_progress_lines_and_warns_of_a_long_warmup(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "max_steps"
     assert "never decays" in " ".join(result.stderr.split())
+    assert any("never decays" in n for n in json.loads(result.stdout)["notes"])  # the library's
 
 
 def test_print_config_shows_the_recipe_merged_with_options_and_trains_nothing(

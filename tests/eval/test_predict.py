@@ -259,5 +259,6 @@ def test_a_bare_module_or_its_export_is_refused(tmp_path: Path) -> None:
         predict(rep.files[0], np.zeros((28, 28), np.uint8))
     with pytest.raises(UserError, match="no int8 export in this report"):
         rep.precision("int8")
-    with pytest.raises(KeyError):  # as the lookup raised before: callers catching it still do
+    with pytest.raises(KeyError) as miss:  # as the lookup raised before: callers still catch it
         rep.precision("int8")
+    assert str(miss.value) == "no int8 export in this report (it has: fp32)"  # not KeyError's repr

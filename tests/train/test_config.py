@@ -144,8 +144,11 @@ def test_a_registered_model_of_another_family_trains_on_a_recipe(
     cfg = resolve_config("mnist-mini", model="test-cnn", max_steps=2, out=str(tmp_path / "r"))
     assert cfg.model_overrides == {}  # the recipe's patch_size 7 is for its ViT
     assert train(cfg).status == "max_steps"
-    # its options are its own: not type-checked as a ViT's (a ResNet's depth is a list)
-    TrainConfig(model="test-cnn", model_overrides={"depth": [2, 2]}).validate()
+    # its options are its own: not type-checked as a ViT's (a ResNet's depth is a list), also
+    # for a preset that takes any name, as the ViT presets do
+    register_model("test-cnn-any", builder=TinyCNN)(lambda **kw: make(**kw))
+    for name in ("test-cnn", "test-cnn-any"):
+        TrainConfig(model=name, model_overrides={"depth": [2, 2]}).validate()
     with pytest.raises(ConfigError, match=r"'model_overrides\.depth' must be an integer"):
         TrainConfig(model="vit-nano", model_overrides={"depth": [2, 2]}).validate()
     for spelled in ("patch_size", "patch-size"):  # given, either way: refused, not dropped

@@ -546,8 +546,8 @@ def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
     assert result.status == "max_steps"
     assert not held.path.exists()  # released with the train
     assert held.acquire()
-    with pytest.raises(UserError, match="in use"):  # a resume is refused too
-        train(cfg, resume=result.run_dir)
+    with pytest.raises(UserError, match=r"in use: .*wait for it to end$"):  # a resume too,
+        train(cfg, resume=result.run_dir)  # with no advice to train elsewhere
     held.release()
 
 
@@ -669,15 +669,39 @@ def test_no_flock_or_no_write_access_trains_unlocked_with_a_note(
     monkeypatch.undo()
 
     real_open = os.open
+    owner = RunLock(tmp_path / "theirs")
+    assert owner.acquire()
 
-    def read_only(path: Any, *args: Any, **kwargs: Any) -> int:
-        if str(path).endswith(".lock"):
+    def not_ours(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".lock") and flags & os.O_RDWR:
             raise PermissionError(errno.EACCES, "Permission denied")
-        return real_open(path, *args, **kwargs)
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(os, "open", read_only)
-    lock = RunLock(tmp_path / "other")
+    monkeypatch.setattr(os, "open", not_ours)
+    # another user's lock file, held: locked read-only, so still refused (it trained unlocked)
+    assert not RunLock(tmp_path / "theirs").acquire()
+    owner.release()
+    # no lock file can be made: an existing run directory trains unlocked, with a note ...
+    (tmp_path / "made").mkdir()
+    lock = RunLock(tmp_path / "made")
     assert lock.acquire() and "(Permission denied)" in (lock.unavailable or "")
+    # ... and a new one is refused at once (it failed only after the data and the model)
+    from vitkit.errors import UserError
+    from vitkit.train.run import _lock
+
+    with pytest.raises(UserError, match=r"cannot write in .*: Permission denied"):
+        _lock(tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)  # the pid is best-effort; the lock is not
+    lock = RunLock(tmp_path / "full")
+    assert lock.acquire() and not RunLock(tmp_path / "full").acquire()
+    lock.release()
+    assert not lock.path.exists()
 
 
 def test_a_refused_run_leaves_no_folders_behind(tmp_path: Path) -> None:

@@ -183,7 +183,7 @@ def cache(
 ) -> None:
     """What is cached under the data root, its size on disk, and which caches are stale."""
     from vitkit.data import get_dataset_spec
-    from vitkit.data.cache import list_caches, remove_cache
+    from vitkit.data.cache import building, list_caches, remove_cache
     from vitkit.data.catalog import FOLDER_PREFIX, default_data_root
 
     root = Path(data_root or default_data_root()).expanduser()
@@ -194,8 +194,10 @@ def cache(
         target = clear
         if clear.startswith(FOLDER_PREFIX):  # as it was cached: the absolute path
             target = FOLDER_PREFIX + str(Path(clear[len(FOLDER_PREFIX) :]).expanduser().resolve())
-    removed = [
-        e for e in entries if (prune and e.stale) or (target is not None and e.dataset == target)
+    removed = [  # never a build under way
+        e
+        for e in entries
+        if not building(e) and ((prune and e.stale) or (target is not None and e.dataset == target))
     ]
     for e in removed:
         remove_cache(e)
@@ -228,6 +230,7 @@ def cache(
             if k not in ("path", "fingerprint") and v is not None
         )
         note = f"[yellow]stale: {escape(e.stale)}[/]" if e.stale else ""
+        note = "being built (no meta.json yet)" if building(e) else note
         table.add_row(escape(e.dataset), escape(opts), f"{e.bytes / 1e6:,.1f}", note)
     console.print(table)
     stale = [e for e in kept if e.stale]

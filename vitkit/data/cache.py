@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -147,11 +148,11 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
         options = options if isinstance(options, dict) else {}
         folder = directory.parent.parent.parent.name == "folder"
         name = f"folder:{options.get('path', '?')}" if folder else directory.parent.parent.name
-        size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+        size = sum(_stat(f).st_size for f in directory.rglob("*") if f.is_file())
         stale = None
         if meta is None:
             age = time.time() - max(
-                (f.stat().st_mtime for f in directory.iterdir()), default=directory.stat().st_mtime
+                (_stat(f).st_mtime for f in directory.iterdir()), default=_stat(directory).st_mtime
             )
             stale = "incomplete (no meta.json)" if age > INCOMPLETE_AFTER_S else None
             name = name if not folder else f"folder:? ({directory.parent.parent.name})"
@@ -174,6 +175,20 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
         old.stale = "superseded: its folder changed and was cached again"
         newest[key] = new
     return entries
+
+
+def _stat(path: Path) -> os.stat_result:
+    """A file's stat, or zeros for one a build under way has just replaced (``.tmp`` files)."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return os.stat_result((0,) * 10)
+
+
+def building(entry: CacheEntry) -> bool:
+    """A cache with no ``meta.json`` whose files were written within the hour: a build under
+    way, which neither ``--prune`` nor ``--clear`` touches."""
+    return entry.stale is None and not (entry.directory / "meta.json").is_file()
 
 
 def remove_cache(entry: CacheEntry) -> None:

@@ -133,12 +133,13 @@ def _model_overrides(overrides: dict[str, Any], model: str) -> dict[str, Any]:
     sizes the dataset decides are refused (they crashed the run with a traceback: "got
     multiple values for keyword argument 'num_classes'")."""
     from vitkit.errors import NotFoundError
-    from vitkit.models import model_options
-    from vitkit.models.vit import ViTConfig
+    from vitkit.models import get_entry
+    from vitkit.models.vit import VisionTransformer, ViTConfig
 
     vit = True
     with contextlib.suppress(NotFoundError):  # an unknown model: refused by name later
-        vit = model_options(model) is None  # the ViT presets take any name and check it
+        builder = get_entry(model).builder
+        vit = isinstance(builder, type) and issubclass(builder, VisionTransformer)
     types = {f.name: str(f.type) for f in dataclasses.fields(ViTConfig)} if vit else {}
     out: dict[str, Any] = {}
     for key, value in overrides.items():

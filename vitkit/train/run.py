@@ -195,18 +195,21 @@ class RunLock:
     ``.<run>.lock`` beside the run (not in it: ``--overwrite`` removes the run). The kernel
     drops it when the process dies, however it dies, so a stale lock never blocks a resume; the
     file is removed on release. Where no lock can be had (Windows has no ``flock``, some network
-    filesystems refuse it, the parent folder may not be writable) every acquire succeeds and
-    ``unavailable`` says why: the run goes on unlocked, as before there was a lock."""
+    filesystems refuse it, an existing run's parent folder may not be writable) every acquire
+    succeeds and ``unavailable`` says why: the run goes on unlocked, as before there was a
+    lock. Another user's lock file is locked read-only (flock needs no write access)."""
 
     def __init__(self, run_dir: Path) -> None:
-        run_dir = run_dir.resolve()  # `--out .`, and one run reached by two names
-        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self.run_dir = run_dir.resolve()  # `--out .`, and one run reached by two names
+        self.path = self.run_dir.parent / f".{self.run_dir.name}.lock"
         self.unavailable: str | None = None
         self._fd: int | None = None
         self._made: list[Path] = []  # parent folders this lock created, deepest first
 
     def acquire(self) -> bool:
-        """Take the lock without waiting; False while another process holds it."""
+        """Take the lock without waiting; False while another process holds it. Raises
+        ``OSError`` when the lock file cannot be made and the run directory is not there
+        either (``--out`` in a folder this user cannot write in: the run could not start)."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -214,11 +217,8 @@ class RunLock:
             return True
         self._made = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         while True:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:  # a parent this user cannot write in (`--out /data`)
-                self.unavailable = f"cannot create {self.path} ({e.strerror or e})"
+            fd = self._open()
+            if fd is None:
                 return True
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -237,11 +237,32 @@ class RunLock:
             except FileNotFoundError:
                 same = False
             if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, str(os.getpid()).encode())
+                with contextlib.suppress(OSError):  # the pid only names the holder (disk full)
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
                 self._fd = fd
                 return True
             os.close(fd)
+
+    def _open(self) -> int | None:
+        """The lock file, open to be locked; None, with ``unavailable`` set, where it cannot be
+        made but the run directory is there to train in."""
+        for attempt in range(3):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except FileNotFoundError:  # the parent went (a refused run's cleanup): again
+                if attempt == 2:
+                    raise
+            except OSError as e:
+                if isinstance(e, PermissionError) and self.path.exists():
+                    with contextlib.suppress(OSError):  # another user's: flock needs no write
+                        return os.open(self.path, os.O_RDONLY)
+                if not self.run_dir.is_dir():
+                    raise
+                self.unavailable = f"cannot create {self.path} ({e.strerror or e})"
+                return None
+        return None  # pragma: no cover - the loop returns or raises
 
     def holder(self) -> str:
         """``pid 1234`` of the process holding it, as far as its file says."""
@@ -251,7 +272,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone, or in a folder only others write in
                 self.path.unlink()  # before the unlock: a waiting acquire sees a new file
             os.close(self._fd)
             self._fd = None
@@ -319,7 +340,8 @@ def _lock(run_dir: Path) -> RunLock | None:
     lock = RunLock(run_dir)
     try:
         return lock if lock.acquire() else None
-    except OSError as e:
+    except OSError as e:  # no lock file, and no run directory: the run could not start
+        lock.release()
         raise UserError(f"cannot write in {run_dir.parent}: {e.strerror or e}") from None
 
 
