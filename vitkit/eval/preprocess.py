@@ -56,7 +56,8 @@ def _channels_last(a: np.ndarray) -> bool:
 
 
 def split_images(images: object) -> Iterable[Any]:
-    """What ``predict`` and ``attention_maps`` take, as a list of single images.
+    """What ``predict`` and ``attention_maps`` take, as single images: a list, or for a
+    generator an iterator over it.
 
     One path or PIL image. A numpy array in PIL's layout: one image (H, W) or (H, W, C) with C
     of 1, 3 or 4, or a batch (N, H, W, C), or (N, H, W) of grayscale images. A tensor in
