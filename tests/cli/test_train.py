@@ -266,6 +266,8 @@ def test_print_config_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "mnist-mini", "--device", "cuda:1", "--print-config"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["device"] == "cuda:1"
+    result = runner.invoke(app, ["train", "mnist-mini", "-o", "runs/x", "--print-config"])
+    assert json.loads(result.stdout)["out"] == "runs/x"  # -o, as export, bench and eval take it
 
 
 def test_a_diverged_run_prints_its_summary_with_json(tmp_path: Path) -> None:

@@ -299,7 +299,7 @@ def preview(
     from vitkit.data.preview import make_preview
 
     if n < 1:
-        raise fail(f"--n must be >= 1, got {n}")
+        raise fail(f"-n must be >= 1, got {n}")
     if out.suffix.lower() != ".png":  # a PNG under another name would mislead every viewer
         raise fail(f"--out must be a .png file, got {out}")
     ds = open_dataset(

@@ -83,8 +83,9 @@ def eval_command(
         Path | None,
         typer.Option(
             "--out",
-            help="Where eval.json and the PNGs go (default RUN/eval; for a .onnx file, "
-            "eval-<name> beside it).",
+            "-o",
+            help="Where eval.json and the PNGs go (default RUN/eval; for a .onnx or .safetensors "
+            "file, eval-<name> beside it).",
         ),
     ] = None,
     data_root: RunDataRoot = None,

@@ -241,7 +241,12 @@ def train_command(
     seed: Annotated[int | None, _opt("Random seed.", _R)] = None,
     out: Annotated[
         Path | None,
-        _opt("Run directory (default runs/<dataset>-<model>, with -2, -3, ... when taken).", _R),
+        _opt(
+            "Run directory (default runs/<dataset>-<model>, with -2, -3, ... when taken).",
+            _R,
+            "--out",
+            "-o",
+        ),
     ] = None,
     resume: Annotated[
         Path | None,
