@@ -201,7 +201,7 @@ class LoadedModel:
 
     @property
     def num_outputs(self) -> int:
-        return int(self.spec.config.num_outputs)
+        return int(getattr(self.spec.config, "num_outputs", 1))  # a family without it: 1
 
     @property
     def onnx_file(self) -> str | None:

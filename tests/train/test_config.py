@@ -144,6 +144,28 @@ def test_a_registered_model_of_another_family_trains_on_a_recipe(
     cfg = resolve_config("mnist-mini", model="test-cnn", max_steps=2, out=str(tmp_path / "r"))
     assert cfg.model_overrides == {}  # the recipe's patch_size 7 is for its ViT
     assert train(cfg).status == "max_steps"
+
+    @dataclasses.dataclass
+    class PlainConfig:  # a family with no num_outputs at all
+        image_size: int = 28
+        in_chans: int = 1
+        num_classes: int = 10
+        width: int = 8
+
+    def make_plain(
+        image_size: int = 28, in_chans: int = 1, num_classes: int = 10, width: int = 8
+    ) -> PlainConfig:
+        return PlainConfig(image_size, in_chans, num_classes, width)
+
+    register_model("test-cnn-plain", builder=TinyCNN)(make_plain)
+    plain = resolve_config(
+        "mnist-mini", model="test-cnn-plain", max_steps=2, out=str(tmp_path / "p")
+    )
+    result = train(plain)  # it failed: "takes no option 'num_outputs'", never given
+    assert result.status == "max_steps"
+    from vitkit.artifact import load_model
+
+    assert load_model(result.run_dir).num_outputs == 1
     # its options are its own: not type-checked as a ViT's (a ResNet's depth is a list), also
     # for a preset that takes any name, as the ViT presets do
     register_model("test-cnn-any", builder=TinyCNN)(lambda **kw: make(**kw))

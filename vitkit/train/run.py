@@ -556,7 +556,8 @@ def train(
             image_size=ds.image_size,
             in_chans=ds.channels,
             num_classes=ds.num_classes,
-            num_outputs=ds.num_outputs,
+            # 1 is every model's default: a preset with no num_outputs option trains too
+            num_outputs=ds.num_outputs if ds.num_outputs > 1 else None,
             **config.model_overrides,
         )
         model = spec.build().to(device)
