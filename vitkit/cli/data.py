@@ -183,25 +183,13 @@ def cache(
 ) -> None:
     """What is cached under the data root, its size on disk, and which caches are stale."""
     from vitkit.data import get_dataset_spec
-    from vitkit.data.cache import building, list_caches, remove_cache
-    from vitkit.data.catalog import FOLDER_PREFIX, default_data_root
+    from vitkit.data.cache import clean_caches
+    from vitkit.data.catalog import absolute_name, default_data_root
 
     root = Path(data_root or default_data_root()).expanduser()
-    entries = list_caches(root)
-    target = None
     if clear is not None:
         get_dataset_spec(clear)  # an unknown name: the registry's error, with suggestions
-        target = clear
-        if clear.startswith(FOLDER_PREFIX):  # as it was cached: the absolute path
-            target = FOLDER_PREFIX + str(Path(clear[len(FOLDER_PREFIX) :]).expanduser().resolve())
-    removed = [  # never a build under way
-        e
-        for e in entries
-        if not building(e) and ((prune and e.stale) or (target is not None and e.dataset == target))
-    ]
-    for e in removed:
-        remove_cache(e)
-    kept = [e for e in entries if e not in removed]
+    kept, removed = clean_caches(root, stale=prune, dataset=clear)
     if json_:
         emit_json(
             {
@@ -213,7 +201,7 @@ def cache(
             }
         )
         return
-    if clear is not None and not any(e.dataset == target for e in removed):
+    if clear is not None and not any(e.dataset == absolute_name(clear) for e in removed):
         console.print(f"[yellow]note:[/] no cache of {escape(clear)} under {escape(str(root))}")
     if removed:
         freed = sum(e.bytes for e in removed) / 1e6
@@ -230,7 +218,7 @@ def cache(
             if k not in ("path", "fingerprint") and v is not None
         )
         note = f"[yellow]stale: {escape(e.stale)}[/]" if e.stale else ""
-        note = "being built (no meta.json yet)" if building(e) else note
+        note = "being built (no meta.json yet)" if e.building else note
         table.add_row(escape(e.dataset), escape(opts), f"{e.bytes / 1e6:,.1f}", note)
     console.print(table)
     stale = [e for e in kept if e.stale]

@@ -116,6 +116,13 @@ class CacheEntry:
     options: dict[str, Any]  # the builder options it was made with (a folder's fingerprint too)
     bytes: int
     stale: str | None  # why nothing will read it again; None while it is current
+    complete: bool = True  # False: no meta.json (a build cut off, or one under way)
+
+    @property
+    def building(self) -> bool:
+        """No ``meta.json``, and written within the hour: a build under way, which neither
+        ``--prune`` nor ``--clear`` touches."""
+        return not self.complete and self.stale is None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "directory": str(self.directory)}
@@ -158,7 +165,7 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
             name = name if not folder else f"folder:? ({directory.parent.parent.name})"
         elif folder and not Path(str(options.get("path"))).is_dir():
             stale = "its folder is gone"
-        entries.append(CacheEntry(name, directory, options, size, stale))
+        entries.append(CacheEntry(name, directory, options, size, stale, meta is not None))
     newest: dict[str, CacheEntry] = {}
     for e in entries:  # per folder and options, all but the newest are superseded
         if e.stale or not e.dataset.startswith("folder:"):
@@ -185,10 +192,22 @@ def _stat(path: Path) -> os.stat_result:
         return os.stat_result((0,) * 10)
 
 
-def building(entry: CacheEntry) -> bool:
-    """A cache with no ``meta.json`` whose files were written within the hour: a build under
-    way, which neither ``--prune`` nor ``--clear`` touches."""
-    return entry.stale is None and not (entry.directory / "meta.json").is_file()
+def clean_caches(
+    data_root: Path, *, stale: bool = False, dataset: str | None = None
+) -> tuple[list[CacheEntry], list[CacheEntry]]:
+    """Delete the stale caches (``stale``) and every cache of ``dataset`` (a catalog name or
+    ``folder:PATH``), never a build under way; returns the caches kept and those removed."""
+    from vitkit.data.catalog import absolute_name
+
+    target = absolute_name(dataset) if dataset is not None else None
+    kept: list[CacheEntry] = []
+    removed: list[CacheEntry] = []
+    for e in list_caches(data_root):
+        gone = (stale and e.stale) or (target is not None and e.dataset == target)
+        (removed if gone and not e.building else kept).append(e)
+    for e in removed:
+        remove_cache(e)
+    return kept, removed
 
 
 def remove_cache(entry: CacheEntry) -> None:

@@ -214,6 +214,14 @@ def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> d
     return resolved
 
 
+def absolute_name(name: str) -> str:
+    """``folder:PATH`` with PATH absolute (``~`` expanded, links resolved), as train.json and the
+    caches record it, so it names the same folder from any directory; other names as they are."""
+    if not name.startswith(FOLDER_PREFIX):
+        return name
+    return FOLDER_PREFIX + str(Path(name[len(FOLDER_PREFIX) :]).expanduser().resolve())
+
+
 def dataset_dir(name: str, spec: DatasetSpec, options: dict[str, Any], data_root: Path) -> Path:
     """Where a dataset's files (raw downloads) live under the data root."""
     if spec.name == "folder":

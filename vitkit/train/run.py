@@ -36,7 +36,7 @@ from vitkit.artifact import (
 )
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
-from vitkit.data.catalog import FOLDER_PREFIX, check_dataset_options
+from vitkit.data.catalog import absolute_name, check_dataset_options
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
@@ -698,7 +698,7 @@ def train(
                     {
                         # a relative folder: path as an absolute one, so --resume works from any
                         # directory (model.json records it so for eval, export and bench)
-                        "config": {**config.to_dict(), "dataset": _absolute(config.dataset)},
+                        "config": {**config.to_dict(), "dataset": absolute_name(config.dataset)},
                         "command": command or sys.argv,
                         "data_root": str(data_root) if data_root else None,
                         "machine": machine_info(device),
@@ -968,12 +968,6 @@ def _check_extension(
             f"{run_dir} is at step {state.step}, at or past {cap} ({config.max_steps}): pass "
             f"{hint} to train further"
         )
-
-
-def _absolute(dataset: str) -> str:
-    if not dataset.startswith(FOLDER_PREFIX):
-        return dataset
-    return FOLDER_PREFIX + str(Path(dataset[len(FOLDER_PREFIX) :]).expanduser().resolve())
 
 
 def _best_model(run_dir: Path, model: torch.nn.Module) -> torch.nn.Module:
