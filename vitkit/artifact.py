@@ -275,6 +275,24 @@ def is_onnx_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix == ".onnx" and Path(path).is_file()
 
 
+def _not_a_run(folder: Path) -> str:
+    """Why a folder with no model.json is not a run, with the path the user likely meant."""
+    if (folder / "export.json").is_file() or any(folder.glob("*.onnx")):
+        run = Path(os.path.normpath(folder / os.pardir))  # `.` -> `..`, not `.`
+        hint = f"pass its run, {run}" if (run / MODEL_JSON).is_file() else "pass a run"
+        also = "eval and predict also take its .onnx files"
+        return f"{folder} is an export folder, not a run: {hint} ({also})"
+    runs = sorted(
+        (p.parent for p in folder.glob(f"*/{MODEL_JSON}") if p.is_file()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    if runs:
+        named = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
+        return f"{folder} holds runs, it is not one: pass one of them ({named})"
+    return f"not a run directory (no {MODEL_JSON}): {folder}"
+
+
 def load_model(
     path: str | os.PathLike[str], *, device: str = "cpu", weights: str | None = None
 ) -> LoadedModel:
@@ -294,6 +312,8 @@ def load_model(
         return _load_onnx(path, device=device, weights=weights)
     if path.is_dir():
         run_dir, meta_path = path, path / MODEL_JSON
+        if not meta_path.is_file():
+            raise UserError(_not_a_run(path))
     elif path.suffix == ".json":
         run_dir, meta_path = path.parent, path
     elif path.suffix == ".safetensors":

@@ -203,6 +203,20 @@ def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> 
     assert [p.label for p in predict(lm, test.images[:20])] == want
     with pytest.raises(UserError, match="runs with ONNX Runtime on the CPU"):
         load_model(rep.files[0], device="cuda")
+    # a folder that is not a run says what it is and which path was meant
+    with pytest.raises(UserError, match=r"is an export folder, not a run: pass a run \("):
+        load_model(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mine").symlink_to(mnist_run)
+    with pytest.raises(UserError, match=r"runs holds runs, it is not one: pass one of .*mine\)"):
+        load_model(tmp_path / "runs")
+    with pytest.raises(UserError, match=r"not a run directory \(no model.json\)"):
+        load_model(tmp_path / "runs" / "mine" / "checkpoint")
+    (tmp_path / "run" / "export").mkdir(parents=True)
+    (tmp_path / "run" / "model.json").write_bytes((mnist_run / "model.json").read_bytes())
+    Path(rep.files[0]).rename(tmp_path / "run" / "export" / "model.onnx")
+    with pytest.raises(UserError, match=r"export folder, not a run: pass its run, \S*run \("):
+        load_model(tmp_path / "run" / "export")
 
 
 def test_images_are_read_one_batch_ahead(
