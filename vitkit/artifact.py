@@ -238,7 +238,7 @@ def _finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _check_meta(meta: Any) -> Any:
+def check_meta(meta: Any) -> Any:
     """The ModelSpec of a model.json, after checking the fields vitkit reads from it."""
     from vitkit.models import ModelSpec
 
@@ -330,7 +330,7 @@ def load_model(
     dev = resolve_device(device, option="device")
     meta = read_json(meta_path)
     try:
-        spec = _check_meta(meta)
+        spec = check_meta(meta)
     except (TypeError, ValueError, AttributeError, KeyError) as e:  # valid JSON, wrong shape
         raise UserError(f"{meta_path} is not a valid model.json: {first_line(e)}") from None
     except UserError as e:

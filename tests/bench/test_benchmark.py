@@ -721,3 +721,41 @@ def test_tf32_rows_have_no_fp32_yardstick() -> None:
     rows = {r.runtime: r for r in _rows(timings, results, 10**6, peaks)}
     assert rows["eager"].peak_share == pytest.approx(1.0)
     assert rows["trt"].peak_share is None and rows["trt"].speedup == pytest.approx(10.0)
+
+
+def test_a_model_that_does_not_count_its_flops_is_timed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench called ``flops()`` after every cell was timed: a registered family without it
+    lost the run to a NotImplementedError traceback. Its GFLOP/s are now unknown (null)."""
+    import dataclasses
+    import json
+
+    from vitkit.bench.report import SCHEMA_PATH
+    from vitkit.models import Model, _registry, create_model, register_model
+
+    @dataclasses.dataclass
+    class LinearConfig:
+        image_size: int = 8
+        in_chans: int = 3
+        num_classes: int = 4
+
+    class NoFlops(Model):
+        def __init__(self, c: LinearConfig) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(c.in_chans * c.image_size**2, c.num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(x.flatten(1))
+
+    monkeypatch.setattr(_registry, "_MODELS", dict(_registry._MODELS))  # restored afterwards
+    register_model("test-no-flops", builder=NoFlops)(LinearConfig)
+    rep = benchmark(
+        create_model("test-no-flops"), runtimes="eager", devices="cpu", batch_sizes=[2],
+        warmup=1, min_time=0.02, rounds=1, accuracy_images=8, out=tmp_path,
+    )  # fmt: skip
+    assert rep.flops_per_image is None and rep.rows[0].gflops is None
+    assert rep.rows[0].peak_share is None and rep.rows[0].p50_ms > 0
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))

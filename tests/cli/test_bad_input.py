@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -176,6 +177,8 @@ def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
     )
     (copy / "train.json").write_text("[1]")
     result = runner.invoke(app, ["eval", str(copy), "--json"])  # eval falls back to defaults
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export", str(copy), "--json"])  # so does export (a traceback)
     assert result.exit_code == 0, result.output
     bad_yaml = tmp_path / "c.yaml"
     bad_yaml.write_text("epochs: [1\n")
@@ -533,3 +536,25 @@ def test_training_on_a_folder_without_train_split(tmp_path: Path) -> None:
     line = one_error_line(runner.invoke(app, [*args, "--out", str(tmp_path / "run")]))
     assert "has no train split to train on (it has: test)" in line
     assert "PATH/train/<class>/" in line
+
+
+def test_an_onnx_file_with_damaged_metadata(run: Path, tmp_path: Path) -> None:
+    """Metadata that is not JSON (or names a size its model does not take) was a traceback."""
+    import onnx
+
+    from vitkit.export import export_onnx
+
+    rep = export_onnx(run, tmp_path / "model.onnx", verify=False)
+    good = onnx.load(rep.files[0])
+    for key, value, message in (
+        ("classes", "[not json", r"damaged vitkit metadata \('classes': Expecting value"),
+        ("batch", "many", r"damaged vitkit metadata \('batch': invalid literal"),
+        ("image_size", "32", r"damaged vitkit metadata: its input is 32 px x 1"),
+        ("std", "[0]", r"damaged vitkit metadata: 'std' must be positive"),
+    ):
+        bad = onnx.ModelProto()
+        bad.CopyFrom(good)
+        next(p for p in bad.metadata_props if p.key == key).value = value
+        path = tmp_path / f"bad-{key}.onnx"
+        onnx.save(bad, path)
+        assert re.search(message, one_error_line(runner.invoke(app, ["eval", str(path)])))

@@ -66,7 +66,7 @@ class BenchRow:
     runs: int  # timed calls (warm-up excluded)
     images_per_s: float  # batch / p50
     speedup: float | None  # eager fp32 p50 / this p50, same device and batch
-    gflops: float  # achieved: analytic forward FLOPs x images/s
+    gflops: float | None  # achieved: analytic forward FLOPs x images/s (None: not counted)
     peak_share: float | None  # gflops / the measured matmul peak of this device (and dtype)
     size_bytes: int | None
     accuracy: float | None
@@ -81,7 +81,7 @@ class BenchReport:
     run: str | None  # the run benchmarked (None: an untrained --model)
     model: dict[str, Any]  # ModelSpec.to_dict()
     params: int
-    flops_per_image: int  # analytic forward FLOPs
+    flops_per_image: int | None  # analytic forward FLOPs (None: the model does not count them)
     machine: dict[str, Any]  # cpu (model, ISA flags, cores), gpus, platform
     versions: dict[str, Any]
     threads: dict[str, Any]  # torch and ONNX Runtime intra-op threads (equal by construction)
@@ -243,7 +243,7 @@ class BenchReport:
                 "p99 ms": _ms(r.p99_ms),
                 "img/s": f"{r.images_per_s:,.0f}",
                 "speed-up": speed,
-                "GFLOP/s": f"{r.gflops:,.1f}",
+                "GFLOP/s": "-" if r.gflops is None else f"{r.gflops:,.1f}",
                 "% peak": _share(r.peak_share),
                 "size": _size(r.size_bytes),
                 "top-1": _pct(r.accuracy),

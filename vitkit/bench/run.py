@@ -61,6 +61,7 @@ from vitkit.bench.timing import (
 )
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import NotFoundError, UserError, VitkitError, first_line, listed, suggest
+from vitkit.models import model_flops
 
 if TYPE_CHECKING:
     import onnx
@@ -482,7 +483,7 @@ def benchmark(
             notes.append(f"the matmul peak was timed once (again after the cells: {first_line(e)})")
             peaks = [{**p, "measured": [p["gflops"]]} for p in peaks]
         ref_acc = _score(runners, results, module, acc_images, acc_labels, max(sizes), progress)
-        flops = int(module.flops()) if hasattr(module, "flops") else 0
+        flops = model_flops(module)
         rows = _rows(timings, results, flops, peaks)
         notes.extend(_busy_notes(rows, load, n_threads))
         notes.extend(_over_peak_note(rows, peaks))
@@ -841,7 +842,7 @@ def _score(
 def _rows(
     timings: dict[tuple[str, str, int], list[float]],
     results: dict[Key, RuntimeResult],
-    flops: int,
+    flops: int | None,
     peaks: list[dict[str, Any]],
 ) -> list[BenchRow]:
     peak_of = {(p["device"], p["dtype"]): p["gflops"] for p in peaks}
@@ -854,7 +855,7 @@ def _rows(
         base = timings.get(("eager", dev, b))
         speedup = Timing(base).p50 / tm.p50 if base and results[("eager", dev)].status == "ok" else None  # fmt: skip
         ips = b / tm.p50
-        gflops = flops * ips / 1e9
+        gflops = None if flops is None else flops * ips / 1e9
         # a share of a GEMM in the same arithmetic only: an int8 row against the fp32 GEMM
         # reads 200% and means nothing (there is no int8 or CPU half-precision yardstick)
         half = res.precision in ("bf16", "fp16") and dev.startswith("cuda")
@@ -876,8 +877,8 @@ def _rows(
                 runs=s["runs"],
                 images_per_s=round(ips, 2),
                 speedup=None if speedup is None else round(speedup, 3),
-                gflops=round(gflops, 2),
-                peak_share=None if not peak else round(gflops / peak, 4),
+                gflops=None if gflops is None else round(gflops, 2),
+                peak_share=None if not peak or gflops is None else round(gflops / peak, 4),
                 size_bytes=res.size_bytes,
                 accuracy=res.accuracy,
             )

@@ -227,8 +227,12 @@ def _print(report: Any) -> None:
     what = report.run or f"untrained {report.model['model']}"
     status(
         f"[bold]vitkit bench[/] {what} · {report.model['model']} "
-        f"{report.settings['image_size']}px · {report.params:,} params · "
-        f"{report.flops_per_image / 1e9:.3f} GFLOP/image"
+        f"{report.settings['image_size']}px · {report.params:,} params"
+        + (
+            ""
+            if report.flops_per_image is None
+            else f" · {report.flops_per_image / 1e9:.3f} GFLOP/image"
+        )
     )
     peaks = ", ".join(
         f"{p['device']} {p['dtype']} {p['gflops']:,.0f} GFLOP/s" for p in report.peaks

@@ -26,7 +26,7 @@ from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.catalog import FOLDER_PREFIX
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import UserError, listed
+from vitkit.errors import UserError, first_line, listed
 from vitkit.eval import metrics
 from vitkit.eval.predict import as_loaded, model_device
 
@@ -482,8 +482,8 @@ def _spec_difference(meta: dict[str, Any], lm: LoadedModel) -> str:
 
 def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
     """An exported model as a ``LoadedModel``: spec, classes and preprocessing from its metadata."""
+    from vitkit.artifact import check_meta
     from vitkit.export import read_onnx_metadata
-    from vitkit.models import ModelSpec
 
     path = Path(path)
     if not path.is_file():
@@ -497,13 +497,22 @@ def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
             "export_onnx of a bare module): its classes and mean/std are placeholders, so it "
             "cannot score or classify images; export the run (`vitkit export RUN`)"
         )
-    spec = ModelSpec.from_dict(meta["model_spec"])
+    fields = ("classes", "mean", "std", "dataset", "dataset_options")
+    try:  # the checks a run's model.json gets, on the same fields
+        spec = check_meta({**meta["model_spec"], **{k: meta.get(k) for k in fields}})
+        image_size, channels = int(meta["image_size"]), int(meta["channels"])
+        if (image_size, channels) != (spec.config.image_size, spec.config.in_chans):
+            raise ValueError(f"its input is {image_size} px x {channels}, its model's is not")
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise UserError(f"{path} has damaged vitkit metadata: {first_line(e)}") from None
+    except UserError as e:  # e.g. a model family this vitkit does not have
+        raise UserError(f"{path}: {e}") from None
     return LoadedModel(
         model=OnnxModule(path),
         spec=spec,
         classes=list(meta.get("classes") or []),
-        image_size=int(meta["image_size"]),
-        channels=int(meta["channels"]),
+        image_size=image_size,
+        channels=channels,
         mean=list(meta["mean"]),
         std=list(meta["std"]),
         dataset=meta.get("dataset"),

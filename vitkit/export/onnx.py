@@ -38,7 +38,7 @@ import onnx
 import torch
 from torch import nn
 
-from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, read_json, unwrap, write_json
+from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import MissingEntry, UserError, VitkitError, first_line
 
@@ -268,12 +268,16 @@ def read_onnx_metadata(source: str | os.PathLike[str] | onnx.ModelProto) -> dict
             "its classes and preprocessing are unknown"
         )
     out: dict[str, Any] = dict(raw)
-    for key in _JSON_KEYS:
-        if key in raw:
-            out[key] = json.loads(raw[key])
+    try:
+        for key in _JSON_KEYS:
+            if key in raw:
+                out[key] = json.loads(raw[key])
+        key = "batch"
+        if raw.get("batch", "dynamic") != "dynamic":
+            out["batch"] = int(raw["batch"])
+    except ValueError as e:  # JSONDecodeError is one
+        raise UserError(f"{path} has damaged vitkit metadata ({key!r}: {first_line(e)})") from None
     out["trained"] = raw.get("trained") == "true"
-    if raw.get("batch", "dynamic") != "dynamic":
-        out["batch"] = int(raw["batch"])
     return out
 
 
@@ -436,15 +440,6 @@ def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
     return perm if n is None else perm[:n]
 
 
-def run_data_root(run_dir: Path) -> str | None:
-    """The data root the run was trained with (train.json), if it recorded one."""
-    path = run_dir / "train.json"
-    if not path.is_file():
-        return None
-    root = read_json(path).get("data_root")
-    return str(root) if root else None
-
-
 def verification_data(
     lm: LoadedModel,
     *,
@@ -462,6 +457,7 @@ def verification_data(
     default: it has model.json metadata) the labels become its class indices, as eval maps
     them; a dataset with classes it does not know keeps its images but loses its labels."""
     from vitkit.data import get_dataset_spec, load_dataset
+    from vitkit.eval.evaluate import run_settings
 
     notes: list[str] = []
     ds = None
@@ -475,7 +471,7 @@ def verification_data(
             spec = get_dataset_spec(name)
             size, channels = spec.image_size, spec.channels  # when the catalog knows them,
             if not size or not channels or (size, channels) == (lm.image_size, lm.channels):
-                root = data_root if data_root is not None else run_data_root(lm.path)
+                root = data_root if data_root is not None else run_settings(lm)["data_root"]
                 ds = load_dataset(  # a mismatch is said without downloading or building it
                     name, data_root=root, download=download, progress=progress, **options
                 )

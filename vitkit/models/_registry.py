@@ -32,6 +32,14 @@ class Model(nn.Module):
         raise NotImplementedError
 
 
+def model_flops(model: nn.Module) -> int | None:
+    """Forward FLOPs per image, or None for a module that does not count them."""
+    try:
+        return int(model.flops()) if isinstance(model, Model) else None
+    except NotImplementedError:
+        return None
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str

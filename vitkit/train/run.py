@@ -40,7 +40,7 @@ from vitkit.data.catalog import absolute_name, check_dataset_options
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
-from vitkit.models import model_options, resolve_spec
+from vitkit.models import model_flops, model_options, resolve_spec
 from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
 from vitkit.train.checkpoint import (
     CHECKPOINT_DIR,
@@ -562,9 +562,7 @@ def train(
         )
         model = spec.build().to(device)
         # from the model (any registered family's Model), not from a ViTConfig's analytic sizes
-        params, flops = model.num_params(), None
-        with contextlib.suppress(NotImplementedError):  # a Model that does not count its FLOPs
-            flops = model.flops()
+        params, flops = model.num_params(), model_flops(model)
         gflops = None if flops is None else flops / 1e9
         if resume is not None and dist_info.main:  # best weights that do not fit: say so now, not
             _best_model(run_dir, model)  # after the resumed epochs have run
