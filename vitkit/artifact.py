@@ -136,6 +136,19 @@ def unwrap(model: Any) -> Any:
             return model
 
 
+def cpu_fp32(model: Any) -> Any:
+    """The plain module (``unwrap``) in fp32 on the CPU: itself when it is, else a copy (the
+    caller's model stays where it was)."""
+    import copy
+
+    import torch
+
+    module = unwrap(model)
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in module.parameters()):
+        module = copy.deepcopy(module).to("cpu", torch.float32)
+    return module
+
+
 def save_weights(
     path: str | os.PathLike[str], model: Any, metadata: dict[str, str] | None = None
 ) -> None:
@@ -325,7 +338,7 @@ def load_model(
         meta_path = run_dir / MODEL_JSON
     else:
         raise UserError(f"not a run directory, model.json, .safetensors or .onnx file: {path}")
-    from vitkit.train.run import resolve_device
+    from vitkit._device import resolve_device
 
     dev = resolve_device(device, option="device")
     meta = read_json(meta_path)

@@ -291,10 +291,10 @@ def test_each_export_passed_over_is_named_with_its_reason(tmp_path: Path) -> Non
     import vitkit
     from vitkit.bench.run import _current
     from vitkit.export import export_onnx
-    from vitkit.export.onnx import as_loaded, weights_fingerprint
+    from vitkit.export.onnx import loaded_for_export, weights_fingerprint
 
     model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
-    lm = as_loaded(model)
+    lm = loaded_for_export(model)
     fixed = Path(export_onnx(model, tmp_path / "f" / "model.onnx", batch=4, verify=False).files[0])
     plain = Path(export_onnx(model, tmp_path / "p" / "model.onnx", verify=False).files[0])
     other = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=5).eval()

@@ -16,7 +16,6 @@ timed with events, and speed-ups compare with eager fp32 on the same device and 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import gc
 import importlib.util
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.artifact import LoadedModel, unwrap
+from vitkit.artifact import LoadedModel, cpu_fp32
 from vitkit.bench.report import SCHEMA_VERSION, BenchReport, BenchRow, RuntimeResult
 from vitkit.bench.runtimes import (
     BenchModel,
@@ -357,7 +356,7 @@ def benchmark(
     (default RUN/bench, or bench/<model> for a bare module) unless ``write`` is False.
     """
     from vitkit import __version__
-    from vitkit.export.onnx import as_loaded, versions
+    from vitkit.export.onnx import loaded_for_export, versions
 
     t_start = time.perf_counter()
     for flag, value, ok, need in (
@@ -376,7 +375,7 @@ def benchmark(
     names = parse_runtimes(runtimes)
     devs = parse_devices(devices)
     sizes = parse_batch_sizes(batch_sizes)
-    lm = as_loaded(source)
+    lm = loaded_for_export(source)
     trained = bool(lm.meta)
     out_dir = (
         Path(out)
@@ -391,9 +390,7 @@ def benchmark(
     runners: dict[tuple[str, str], Runner] = {}
     stack = contextlib.ExitStack()
     try:
-        module = unwrap(lm.model)
-        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in module.parameters()):
-            module = copy.deepcopy(module).to("cpu", torch.float32)
+        module = cpu_fp32(lm.model)
         module.eval()
         notes: list[str] = []
         cpus = os.cpu_count() or 1

@@ -40,8 +40,8 @@ ONNX_MISSING = "no ONNX export at {path}; make one with: vitkit export {run} --o
 
 
 def _load(run: Path, device: str) -> LoadedModel:
+    from vitkit._device import resolve_device
     from vitkit.artifact import load_model  # here, not at import: `--help` needs no torch
-    from vitkit.train.run import resolve_device
 
     if is_onnx_file(run):  # ONNX Runtime on the CPU; any other --device is an error there
         return load_model(run, device="cpu" if device == "auto" else device)

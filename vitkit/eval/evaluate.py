@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vitkit._device import autocast_dtype
 from vitkit.artifact import LoadedModel, read_json, write_json
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.catalog import FOLDER_PREFIX
@@ -285,13 +286,6 @@ def _check_sizes(
 
 
 # -- evaluation -------------------------------------------------------------------------------
-def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """Training's choice: bf16 autocast on CUDA with amp (fp16 where bf16 is absent), else none."""
-    if not amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 @torch.inference_mode()
 def compute_logits(
     lm: LoadedModel,

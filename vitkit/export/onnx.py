@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
+import functools
 import hashlib
 import io
 import json
@@ -38,7 +38,7 @@ import onnx
 import torch
 from torch import nn
 
-from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, unwrap, write_json
+from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, cpu_fp32, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import MissingEntry, UserError, VitkitError, first_line
 
@@ -426,11 +426,9 @@ class VerifyData:
 
 
 def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> np.ndarray:
-    """uint8 (N, C, H, W) -> ``(x / 255 - mean) / std``, the training loader's arithmetic."""
-    from vitkit.data.augment import AugmentConfig, BatchAugment
+    from vitkit.eval.preprocess import normalize  # here: `import vitkit.export` stays light
 
-    aug = BatchAugment(AugmentConfig(), mean=mean, std=std, num_classes=1, device="cpu")
-    return aug.normalize(x).numpy()
+    return normalize(x, mean, std).numpy()
 
 
 def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
@@ -558,19 +556,17 @@ def _timed(fn: Any, x: np.ndarray) -> tuple[float, bool]:
     """Images per second of ``fn`` on one batch of RUN_BATCH images: a warm-up call, then the
     median of SPEED_MIN_RUNS to SPEED_MAX_RUNS timed calls (as many as fit in SPEED_SECONDS);
     and whether those calls were unsteady (something else was running)."""
-    from vitkit.bench.timing import unsteady  # here: `import vitkit.export` stays light
+    from vitkit.bench.timing import measure, unsteady  # here: `import vitkit.export` stays light
 
     x = x[:RUN_BATCH]
-    fn(x)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < SPEED_MIN_RUNS or (
-        len(times) < SPEED_MAX_RUNS and time.perf_counter() - start < SPEED_SECONDS
-    ):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return len(x) / max(float(np.median(times)), 1e-9), unsteady(times)
+    t = measure(
+        lambda: fn(x),
+        warmup=1,
+        min_time=SPEED_SECONDS,
+        min_runs=SPEED_MIN_RUNS,
+        max_runs=SPEED_MAX_RUNS,
+    )
+    return len(x) / max(t.p50, 1e-9), unsteady(t.samples)
 
 
 def _speed_notes(
@@ -614,7 +610,7 @@ def race(
     or with fewer than ``batch``, random ones of each model's own input shape. A model with a
     fixed batch size runs at that size only (pass it in ``batches``).
     """
-    from vitkit.bench.timing import settle  # here: `import vitkit.export` stays light
+    from vitkit.bench.timing import measure, settle  # here: `import vitkit.export` stays light
 
     sessions = {name: ort_session(m, threads=threads) for name, m in models.items()}
     fixed = {name: input_batch(s) for name, s in sessions.items()}
@@ -638,13 +634,9 @@ def race(
         while r < wanted:
             for n, s in live.items():
                 waited += settle()
-                runs: list[float] = []
-                start = time.perf_counter()
-                while not runs or time.perf_counter() - start < RACE_SECONDS:
-                    t0 = time.perf_counter()
-                    s.run(None, feeds[n])
-                    runs.append(time.perf_counter() - t0)
-                times[n].setdefault(b, []).extend(runs)
+                call = functools.partial(s.run, None, feeds[n])
+                turn = measure(call, warmup=0, min_time=RACE_SECONDS, min_runs=1)
+                times[n].setdefault(b, []).extend(turn.samples)
             r += 1
             if r == 1:  # a slow model (large images) gets fewer rounds: about `budget` s
                 per_round = time.perf_counter() - begun - waited  # timing, not waiting
@@ -755,7 +747,7 @@ def verify_onnx(
     fails: the report's ``failures`` say why.
     """
     tol = tolerances or Tolerances()
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(Path(model))
+    proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
     size = proto.ByteSize()
     report = PrecisionReport(
         precision=precision,
@@ -919,7 +911,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def as_loaded(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> LoadedModel:
+def loaded_for_export(source: LoadedModel | nn.Module | str | os.PathLike[str]) -> LoadedModel:
     """A ``LoadedModel`` for a run directory, a loaded run, or a bare registry-built module."""
     from vitkit.artifact import load_model
 
@@ -1093,16 +1085,14 @@ def export_onnx(
     )
     tol = tolerances or Tolerances()
     threads = threads or torch.get_num_threads()  # eager's count, so that img/s compare
-    lm = as_loaded(source)
+    lm = loaded_for_export(source)
     trained = bool(lm.meta)
     default = lm.path / "export" / "model.onnx" if trained else lm.path / "model.onnx"
     out_path = Path(out) if out is not None else default
     if out_path.suffix != ".onnx":
         raise UserError(f"--out must name a .onnx file, got {out_path}")
 
-    module = unwrap(lm.model)
-    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in module.parameters()):
-        module = copy.deepcopy(module).to("cpu", torch.float32)
+    module = cpu_fp32(lm.model)
     was_training = module.training
     module.eval()
     try:
@@ -1251,9 +1241,7 @@ def export_onnx(
                 fused = (
                     fp32_model if optimize_info and optimize_info["kept"] == "attention" else None
                 )
-                model8, rep8, int8_info = _int8(
-                    int8, proto, data, work, check, meta, batch, reference is not None, fused
-                )
+                model8, rep8, int8_info = _int8(int8, proto, data, work, check, meta, batch, fused)
                 keep(model8, rep8, sibling(out_path, "int8"))
 
     failures = [f for p in precisions for f in p.failures]
@@ -1396,7 +1384,6 @@ def _int8(
     check: Any,
     meta: Any,
     batch: str | int,
-    verified: bool,
     fused: onnx.ModelProto | None = None,
 ) -> tuple[onnx.ModelProto, PrecisionReport, dict[str, Any]]:
     """Build the int8 model(s) of ``mode``; with "auto", keep the faster one that passes.

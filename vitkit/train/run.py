@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 import vitkit
+from vitkit._device import autocast_dtype, resolve_device
 from vitkit.artifact import (
     MODEL_JSON,
     MODEL_WEIGHTS,
@@ -71,42 +72,6 @@ class TrainResult:
 
 
 # -- options --------------------------------------------------------------------------------------
-def resolve_device(name: str, *, option: str = "--device", here: bool = True) -> torch.device:
-    """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error.
-
-    ``option`` names the setting in those errors: the CLI's ``--device``, or a library
-    function's ``device`` parameter. ``here=False`` checks only the name (a config written on
-    a laptop for a GPU machine)."""
-    cli = option == "--device"
-    asked = f"--device {name}" if cli else f"{option}='{name}'"
-    instead = "--device cpu" if cli else f"{option}='cpu'"
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device in {asked} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if not here and dev.type in ("cpu", "cuda", "mps"):
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(
-                f"{asked} was asked for but CUDA is not available here "
-                f"(no GPU, or a CPU-only PyTorch build); use {instead}"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"{asked}: only {torch.cuda.device_count()} GPU(s) here")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"{asked} was asked for but MPS is not available here")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"unsupported device in {asked} (use auto, cpu, cuda, cuda:N or mps)")
-    return dev
-
-
 def resolve_config(
     dataset: str, *, file_options: dict[str, Any] | None = None, **cli_options: Any
 ) -> TrainConfig:
@@ -615,12 +580,8 @@ def train(
             lr=config.lr,
             min_lr=config.min_lr,
         )
-        autocast_dtype, scaler = None, None
-        if config.amp and device.type == "cuda":
-            if torch.cuda.is_bf16_supported():
-                autocast_dtype = torch.bfloat16
-            else:
-                autocast_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
+        autocast = autocast_dtype(device, config.amp)
+        scaler = torch.amp.GradScaler("cuda") if autocast == torch.float16 else None
 
         state = FitState()
         if resume is not None:
@@ -712,7 +673,9 @@ def train(
                     notes.append(changed)
             listeners.append(MetricsFile(run_dir / "metrics.jsonl"))
             if config.tensorboard:
-                listeners.append(TensorBoard(run_dir / "tb"))
+                board = TensorBoard(run_dir / "tb")
+                held.callback(board.writer.close)  # also when the run stops on an error
+                listeners.append(board)
             listeners.extend(callbacks)
 
         def save(kind: str, st: FitState) -> None:
@@ -774,7 +737,7 @@ def train(
                 scaler=scaler,
                 state=state,
                 total_steps=total_steps,
-                autocast_dtype=autocast_dtype,
+                autocast_dtype=autocast,
                 callbacks=listeners,
                 stop=stop,
                 save=save,
@@ -813,7 +776,7 @@ def train(
                 drop_last=False,
                 **common,
             )
-            test = evaluate_loader(best, test_loader, autocast_dtype)
+            test = evaluate_loader(best, test_loader, autocast)
             summary["test"] = test
             summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
         if dist_info.main:
