@@ -237,6 +237,9 @@ def test_an_onnx_export_of_a_folder_run_finds_its_folder(
     alone = evaluate(onnx_model, download=False)
     assert alone.n == 12 and alone.correct == evaluate(result.run_dir, download=False).correct
     assert alone.device == f"onnxruntime-cpu ({rep.files[0]})" and alone.run == rep.files[0]
+    (work / "imgs").rename(work / "moved")  # the run's own folder is gone: say how to name it
+    with pytest.raises(UserError, match=r"folder dataset not found: .*if the images are elsewhere"):
+        evaluate(result.run_dir, download=False)
 
 
 def test_no_wrong_predictions_figure_keeps_its_title(tmp_path: Path) -> None:

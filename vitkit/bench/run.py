@@ -273,7 +273,7 @@ def bench_data(
     """Normalised images (real test images when the run's dataset, or ``dataset``, is here; else
     synthetic), their labels (or None), a description, notes."""
     from vitkit.data import get_dataset_spec
-    from vitkit.export.onnx import verification_data
+    from vitkit.export.onnx import SYNTHETIC_NOTE, verification_data
 
     spec = get_dataset_spec(dataset) if dataset else None  # an unknown name fails here, named
     source = lm
@@ -293,19 +293,18 @@ def bench_data(
     )
     desc = data.describe()
     desc.pop("calibration_images", None)
-    foreign = next((n for n in data.notes if "classes the model was not trained on" in n), None)
-    if dataset and foreign:  # images of classes the model does not know: no accuracy to give
-        raise UserError(f"--data {dataset}: {foreign.removesuffix(': no accuracy figures')}")
-    if (dataset or (download and lm.dataset)) and desc.get("synthetic"):
+    if dataset and data.foreign:  # images of classes the model does not know: no accuracy
+        raise UserError(f"--data {dataset}: {data.foreign}")
+    if (dataset or (download and lm.dataset)) and data.synthetic:
         # asked for by name, or to be downloaded: no silent stand-in
-        why = next((n for n in data.notes if n.startswith("dataset ")), "it could not be loaded")
-        fetchable = spec is not None and spec.name != "folder" and "unavailable" in why
+        why = data.unavailable or data.unfit or "it could not be loaded"
+        fetchable = spec is not None and spec.name != "folder" and data.unavailable is not None
         hint = "; pass --download to fetch it" if fetchable and not download else ""
         raise UserError(f"{f'--data {dataset}' if dataset else '--download'}: {why}{hint}")
     notes = [  # the export's wording; here nothing is verified, runtimes are compared
         "synthetic (uniform random) inputs: no accuracy figures, only each runtime's agreement "
         "with eager"
-        if n.startswith("verified on synthetic")
+        if n == SYNTHETIC_NOTE
         else n
         for n in data.notes
     ]

@@ -21,7 +21,7 @@ import torch
 
 from vitkit.data.cache import cache_key, channel_stats, load_cache, save_cache
 from vitkit.data.types import ProgressFn, RawDataset, SourceContext, Split, no_progress
-from vitkit.errors import ConfigError, UserError, suggest, unknown_name
+from vitkit.errors import ConfigError, NotFoundError, UserError, suggest, unknown_name
 
 FOLDER_PREFIX = "folder:"
 
@@ -206,7 +206,7 @@ def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> d
             raise UserError("folder: needs a path: folder:PATH, e.g. folder:~/digits")
         path = Path(name[len(FOLDER_PREFIX) :]).expanduser()
         if not path.is_dir():
-            raise UserError(
+            raise NotFoundError(
                 f"folder dataset not found: {path} (expected {path}/train/<class>/*.jpg, or "
                 f"{path}/<class>/*.jpg for images to score)"
             )

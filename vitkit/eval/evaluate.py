@@ -27,7 +27,7 @@ from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.catalog import FOLDER_PREFIX
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import UserError, first_line, listed
+from vitkit.errors import NotFoundError, UserError, first_line, listed
 from vitkit.eval import metrics
 from vitkit.eval.predict import as_loaded, model_device
 
@@ -234,8 +234,8 @@ def open_dataset(
     root = data_root if data_root is not None else run_settings(lm)["data_root"]
     try:
         return load_dataset(name, data_root=root, download=download, progress=progress, **options)
-    except UserError as e:
-        if data or not name.startswith(FOLDER_PREFIX) or "not found" not in str(e):
+    except NotFoundError as e:
+        if data or not name.startswith(FOLDER_PREFIX):
             raise
         raise UserError(  # the run's own folder, moved or on another machine
             f"{e}; if the images are elsewhere now, name them (--data folder:PATH on the command "

@@ -414,6 +414,9 @@ class VerifyData:
     source: str  # e.g. "mnist-mini test split (1,000 images)"
     synthetic: bool
     notes: list[str] = field(default_factory=list)
+    unavailable: str | None = None  # why the dataset could not be loaded (then: synthetic)
+    unfit: str | None = None  # why the loaded dataset does not fit the model (then: synthetic)
+    foreign: str | None = None  # it has classes the model was not trained on (then: no labels)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -423,6 +426,9 @@ class VerifyData:
             "labelled": self.labels is not None,
             "calibration_images": len(self.calibration),
         }
+
+
+SYNTHETIC_NOTE = "verified on synthetic (uniform random) images: no accuracy figures"
 
 
 def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> np.ndarray:
@@ -458,7 +464,7 @@ def verification_data(
     from vitkit.eval.evaluate import run_settings
 
     notes: list[str] = []
-    ds = None
+    ds, unavailable, unfit = None, None, None
     trained = bool(lm.meta) if trained is None else trained
     if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} is a file, not a folder")
@@ -475,43 +481,40 @@ def verification_data(
                 )
                 size, channels = ds.image_size, ds.channels
         except (VitkitError, OSError) as e:
-            notes.append(f"dataset '{lm.dataset}' is unavailable ({first_line(e)})")
+            unavailable = f"dataset '{lm.dataset}' is unavailable ({first_line(e)})"
+        k = lm.spec.config.num_classes
         if size and channels and (size, channels) != (lm.image_size, lm.channels):
-            notes.append(
+            unfit = (
                 f"dataset '{lm.dataset}' has {size} px x {channels} channel images, "
                 f"the model takes {lm.image_size} px x {lm.channels}"
             )
-            ds = None
-        if ds is not None and ds.num_outputs != lm.num_outputs:
-            notes.append(
+        elif ds is not None and ds.num_outputs != lm.num_outputs:
+            unfit = (
                 f"dataset '{lm.dataset}' has {ds.num_outputs} label(s) per image, the model "
                 f"predicts {lm.num_outputs}"
             )
-            ds = None
-        k = lm.spec.config.num_classes
-        if ds is not None and not trained and ds.num_classes > k:  # labels past its outputs
-            notes.append(
-                f"dataset '{lm.dataset}' has {ds.num_classes} classes, the model predicts {k}"
-            )
-            ds = None
+        elif ds is not None and not trained and ds.num_classes > k:  # labels past its outputs
+            unfit = f"dataset '{lm.dataset}' has {ds.num_classes} classes, the model predicts {k}"
+        notes.extend(n for n in (unavailable, unfit) if n)
+        ds = None if unfit else ds
     else:
         notes.append("the model records no dataset (a model with no run)")
-    remap, labelled = None, True
+    remap, foreign = None, None
     if ds is not None and trained:
         from vitkit.eval.evaluate import label_map
 
         try:  # a folder may hold some of the classes, in any order
             remap = label_map(lm, ds)
         except UserError as e:  # "dataset 'NAME' has classes the model was not trained on: ..."
-            notes.append(f"{e}: no accuracy figures")
-            labelled = False
+            foreign = str(e)
+            notes.append(f"{foreign}: no accuracy figures")
     if ds is None:
         n = verify_images or 256
         g = torch.Generator().manual_seed(seed)
         shape = (lm.channels, lm.image_size, lm.image_size)
         images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
         calib = torch.randint(0, 256, (calib_images, *shape), generator=g, dtype=torch.uint8)
-        notes.append("verified on synthetic (uniform random) images: no accuracy figures")
+        notes.append(SYNTHETIC_NOTE)
         return VerifyData(
             images=_normalize(images, lm.mean, lm.std),
             labels=None,
@@ -519,6 +522,8 @@ def verification_data(
             source=f"synthetic uniform random images ({n:,})",
             synthetic=True,
             notes=notes,
+            unavailable=unavailable,
+            unfit=unfit,
         )
     split_name = next((s for s in ("test", "val") if s in ds.splits), "train")
     if split_name == "train":
@@ -531,13 +536,14 @@ def verification_data(
         images=_normalize(split.images[idx], lm.mean, lm.std),
         labels=(
             None
-            if not labelled
+            if foreign
             else (split.labels[idx] if remap is None else remap[split.labels[idx]]).numpy()
         ),
         calibration=_normalize(train.images[cidx], lm.mean, lm.std),
         source=f"{ds.name} {split_name} split ({len(idx):,} of {len(split):,} images)",
         synthetic=False,
         notes=notes,
+        foreign=foreign,
     )
 
 

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageOps
 
 from vitkit.data.types import RawDataset, SourceContext, Split
-from vitkit.errors import ConfigError, UserError, listed
+from vitkit.errors import ConfigError, NotFoundError, UserError, listed
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")  # each optional; training needs train/
@@ -141,7 +141,7 @@ def _subdirs(directory: Path) -> list[str]:
 
 def _check_root(path: Path) -> None:
     if not path.is_dir():
-        raise UserError(f"folder dataset not found: {path} (expected {_LAYOUT})")
+        raise NotFoundError(f"folder dataset not found: {path} (expected {_LAYOUT})")
 
 
 def _layout(path: Path) -> list[tuple[str, Path]]:
