@@ -123,6 +123,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 # -- weights and the run directory ---------------------------------------------------------------
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
+RUNS_DIR = Path("runs")  # where runs go (train) and are looked for (export, bench)
 
 
 def unwrap(model: Any) -> Any:
@@ -286,6 +287,24 @@ def check_meta(meta: Any) -> Any:
 def is_onnx_file(path: str | os.PathLike[str]) -> bool:
     """A .onnx file (a run directory may be named ``x.onnx``)."""
     return Path(path).suffix == ".onnx" and Path(path).is_file()
+
+
+def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
+    """The most recently written run directory (by its model.json) under ``runs``."""
+    from vitkit.errors import UserError
+
+    runs = Path(runs)
+    found = sorted(
+        (p for p in runs.glob(f"*/{MODEL_JSON}") if p.is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not found:
+        where = f"{runs}/ has no run directories" if runs.is_dir() else f"no {runs}/ directory here"
+        raise UserError(
+            f"no run given and none found: {where}; train one with `vitkit train mnist-mini` "
+            "(or pass RUN, or --model NAME for an untrained model)"
+        )
+    return found[-1].parent
 
 
 def _not_a_run(folder: Path) -> str:

@@ -17,7 +17,6 @@ from vitkit.export import (
     eager_reference,
     export_graph,
     export_onnx,
-    latest_run,
     ort_session,
     read_onnx_metadata,
     run_onnx,
@@ -429,6 +428,8 @@ def test_every_preset_at_its_default_size_passes_the_checker(name: str) -> None:
 
 
 def test_latest_run_and_how_to_make_one(tmp_path: Path) -> None:
+    from vitkit.artifact import latest_run
+
     with pytest.raises(UserError, match="train one with `vitkit train mnist-mini`"):
         latest_run(tmp_path / "runs")
     import os

@@ -252,7 +252,7 @@ def run_or_model(
     if overrides:
         raise fail("model options (--embed-dim, ...) go with --model; a run has its own")
     if run is None:
-        from vitkit.export import latest_run
+        from vitkit.artifact import latest_run
 
         run = latest_run()
         if not quiet:

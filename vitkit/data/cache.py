@@ -135,7 +135,7 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
     since with the same options (its files changed, so the older cache's fingerprint will not
     match again), or incomplete (no ``meta.json``) for over an hour: a build cut off, not one
     under way."""
-    from vitkit.data.catalog import list_datasets
+    from vitkit.data.catalog import FOLDER_PREFIX, list_datasets
 
     found = [
         d
@@ -168,7 +168,7 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
         entries.append(CacheEntry(name, directory, options, size, stale, meta is not None))
     newest: dict[str, CacheEntry] = {}
     for e in entries:  # per folder and options, all but the newest are superseded
-        if e.stale or not e.dataset.startswith("folder:"):
+        if e.stale or not e.dataset.startswith(FOLDER_PREFIX):
             continue
         same = json.dumps(
             {k: v for k, v in e.options.items() if k != "fingerprint"}, sort_keys=True

@@ -38,7 +38,7 @@ import onnx
 import torch
 from torch import nn
 
-from vitkit.artifact import MODEL_JSON, LoadedModel, atomic_write, cpu_fp32, unwrap, write_json
+from vitkit.artifact import LoadedModel, atomic_write, cpu_fp32, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import MissingEntry, UserError, VitkitError, first_line
 
@@ -58,7 +58,6 @@ INPUT_LAYOUT = (
     "NCHW float32: x = (pixels / 255 - mean) / std per channel; pixels 0-255, "
     "RGB when channels = 3, grayscale when 1, resized to image_size x image_size (bilinear)"
 )
-RUNS_DIR = Path("runs")
 
 
 @dataclass
@@ -973,22 +972,6 @@ def _weights_of(path: Path) -> str | None:
 def sibling(out: Path, tag: str) -> Path:
     """``model.onnx`` -> ``model.<tag>.onnx``."""
     return out.with_name(f"{out.stem}.{tag}.onnx")
-
-
-def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
-    """The most recently written run directory (by its model.json) under ``runs``."""
-    runs = Path(runs)
-    found = sorted(
-        (p for p in runs.glob(f"*/{MODEL_JSON}") if p.is_file()),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if not found:
-        where = f"{runs}/ has no run directories" if runs.is_dir() else f"no {runs}/ directory here"
-        raise UserError(
-            f"no run given and none found: {where}; train one with `vitkit train mnist-mini` "
-            "(or pass RUN, or --model NAME for an untrained model)"
-        )
-    return found[-1].parent
 
 
 def newest_opset(legacy: bool = False) -> int:
