@@ -121,10 +121,15 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--plot", "model.safetensors"], "--plot must name a .png file, got model.safetensors"),
         (["--csv", "out/bench.json"], "--csv must name a .csv file"),
         (["--out", "{run}"], "is the run itself: bench's own exports would replace"),
+        # another run's exports were replaced by this one's (and eval --onnx of it then failed)
+        (["--out", "other"], "--out other is a run directory: bench's own exports would"),
+        (["--out", "{run}/export"], "is a run's export folder, `vitkit export`'s"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
     Path("afile").write_text("not a folder")  # runs_here's cwd is tmp_path
+    Path("other").mkdir(exist_ok=True)
+    Path("other/model.json").write_text("{}")
     args = [a.replace("{run}", str(runs_here)) for a in args]
     result = runner.invoke(app, ["bench", str(runs_here), *args])
     assert message in one_error_line(result)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.artifact import LoadedModel, cpu_fp32
+from vitkit.artifact import MODEL_JSON, LoadedModel, cpu_fp32
 from vitkit.bench.report import SCHEMA_VERSION, BenchReport, BenchRow, RuntimeResult
 from vitkit.bench.runtimes import (
     BenchModel,
@@ -592,11 +592,21 @@ def check_outputs(
         raise UserError(f"--out {out_dir} is a file, not a folder")
     if (b := blocked(out_dir)) is not None:
         raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
+    default = f" (default {run_dir / 'bench'})" if run_dir is not None else ""
     if run_dir is not None and out_dir.resolve() == run_dir.resolve():
         raise UserError(
             f"--out {out_dir} is the run itself: bench's own exports would replace those of "
-            f"`vitkit export` in {run_dir / 'export'}; name another folder (default "
-            f"{run_dir / 'bench'})"
+            f"`vitkit export` in {run_dir / 'export'}; name another folder{default}"
+        )
+    if (out_dir / MODEL_JSON).is_file():  # another run: its exports would be replaced
+        raise UserError(
+            f"--out {out_dir} is a run directory: bench's own exports would replace its "
+            f"`vitkit export` files in {out_dir / 'export'}; name another folder{default}"
+        )
+    if out_dir.name == "export" and (out_dir.parent / MODEL_JSON).is_file():
+        raise UserError(
+            f"--out {out_dir} is a run's export folder, `vitkit export`'s; name another "
+            f"folder{default}"
         )
     writable(out_dir, f"--out {out_dir}")
     for flag, value, suffix in (("--csv", csv_path, ".csv"), ("--plot", plot_path, ".png")):
