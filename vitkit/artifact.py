@@ -212,6 +212,9 @@ class LoadedModel:
     dataset: str | None
     meta: dict[str, Any]
     path: Path
+    # the .safetensors loaded when it is not the run's best weights (checkpoint/last.safetensors,
+    # weights=): what export and bench write then goes beside it, not over the run's own files
+    weights_file: Path | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -368,9 +371,7 @@ def load_model(
     except UserError as e:
         raise UserError(f"{meta_path} is not a valid model.json: {e}") from None
     model = spec.build()
-    weights_path = run_dir / (weights or MODEL_WEIGHTS)
-    if path.suffix == ".safetensors":
-        weights_path = path
+    weights_path = path if path.suffix == ".safetensors" else run_dir / (weights or MODEL_WEIGHTS)
     try:
         model.load_state_dict(load_weights(weights_path))
     except RuntimeError as e:
@@ -390,6 +391,9 @@ def load_model(
         dataset=meta.get("dataset"),
         meta=meta,
         path=run_dir,
+        weights_file=(
+            None if weights_path.resolve() == (run_dir / MODEL_WEIGHTS).resolve() else weights_path
+        ),
     )
 
 

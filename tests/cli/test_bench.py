@@ -175,3 +175,14 @@ def test_unknown_model_and_bad_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_missing_run_is_one_line(tmp_path: Path) -> None:
     line = one_error_line(runner.invoke(app, ["bench", str(tmp_path / "nope")]))
     assert "no such run" in line or "not a run directory" in line
+
+
+def test_the_checkpoints_weights_are_benchmarked_beside_them(runs_here: Path) -> None:
+    """bench of RUN/checkpoint/last.safetensors wrote RUN/bench/, the best weights' report."""
+    last = runs_here / "checkpoint" / "last.safetensors"
+    args = ["bench", str(last), "-r", "eager", "-b", "1", "--min-time", "0.02", "--json"]
+    result = runner.invoke(app, [*args, "--warmup", "1", "--accuracy-images", "8"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run"] == str(last)
+    assert (runs_here / "checkpoint" / "bench-last" / "bench.json").is_file()
+    assert not (runs_here / "bench").exists()

@@ -66,6 +66,18 @@ def test_default_run_acceptance_export_in_json(runs_here: Path) -> None:
     assert json.loads((export / "export.json").read_text())["passed"] is True
 
 
+def test_the_checkpoints_weights_are_exported_beside_them(runs_here: Path) -> None:
+    """`export RUN/checkpoint/last.safetensors` wrote RUN/export/model.onnx: the run's own
+    export was replaced by other weights' (and eval --onnx of the run then refused it)."""
+    last = runs_here / "checkpoint" / "last.safetensors"
+    result = runner.invoke(app, ["export", str(last), "--verify-images", "64", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["run"] == str(last)  # what was exported, as eval names it
+    assert Path(report["files"][0]) == runs_here / "checkpoint" / "export-last" / "model.onnx"
+    assert not (runs_here / "export").exists()
+
+
 def test_human_output_names_the_run_taken_and_the_files(runs_here: Path) -> None:
     result = runner.invoke(
         app, ["export", "--legacy-exporter", "--verify-images", "64", "--int8", "dynamic"]

@@ -376,11 +376,10 @@ def benchmark(
     sizes = parse_batch_sizes(batch_sizes)
     lm = loaded_for_export(source)
     trained = bool(lm.meta)
-    out_dir = (
-        Path(out)
-        if out is not None
-        else (lm.path / "bench" if trained else Path("bench") / lm.spec.name)
-    )
+    out_dir = Path("bench") / lm.spec.name if out is None else Path(out)
+    if out is None and trained:  # beside the weights benchmarked: RUN/bench for the best ones
+        w = lm.weights_file
+        out_dir = lm.path / "bench" if w is None else w.parent / f"bench-{w.stem}"
     if write:  # before minutes of timing, not after
         check_outputs(out_dir, csv_path, plot_path, lm.path if trained else None)
     threads_before = torch.get_num_threads()
@@ -508,7 +507,7 @@ def benchmark(
         vitkit_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         command=command,
-        run=str(lm.path) if trained else None,
+        run=str(lm.weights_file or lm.path) if trained else None,
         model=lm.spec.to_dict(),
         params=sum(p.numel() for p in module.parameters()),
         flops_per_image=flops,

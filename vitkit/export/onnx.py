@@ -1077,6 +1077,8 @@ def export_onnx(
     lm = loaded_for_export(source)
     trained = bool(lm.meta)
     default = lm.path / "export" / "model.onnx" if trained else lm.path / "model.onnx"
+    if lm.weights_file is not None:  # not the best weights: beside them, not over RUN/export/
+        default = lm.weights_file.parent / f"export-{lm.weights_file.stem}" / "model.onnx"
     out_path = Path(out) if out is not None else default
     if out_path.suffix != ".onnx":
         raise UserError(f"--out must name a .onnx file, got {out_path}")
@@ -1239,7 +1241,7 @@ def export_onnx(
     report = ExportReport(
         passed=not failures,
         verified=reference is not None,
-        run=str(lm.path) if trained else None,
+        run=str(lm.weights_file or lm.path) if trained else None,
         model=lm.spec.to_dict(),
         out=str(out_path),
         report_path=str(report_path(out_path)),
