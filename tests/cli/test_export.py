@@ -232,3 +232,19 @@ def test_no_verify_shows_no_empty_columns(runs_here: Path) -> None:
     err = " ".join(result.stderr.split())
     assert "--calib-images does nothing without --int8 static or auto" in err
     assert "--atol does nothing with --no-verify" in err
+
+
+def test_static_int8_is_never_calibrated_on_random_images(runs_here: Path) -> None:
+    """Where the run's dataset could not be had, --int8 static was calibrated on random pixels,
+    reported 'ok' on synthetic images, and lost a point on real ones."""
+    meta = json.loads((runs_here / "model.json").read_text())  # a dataset that is not here
+    (runs_here / "model.json").write_text(json.dumps({**meta, "dataset": "mnist"}))
+    args = ["export", str(runs_here), "--data-root", "empty", "--no-download"]
+    line = one_error_line(runner.invoke(app, [*args, "--int8", "static"]))
+    assert "--int8 static calibrates on real training images and none could be had" in line
+    assert "use --int8 dynamic" in line and not (runs_here / "export").exists()
+    result = runner.invoke(app, [*args, "--int8", "auto", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [c["precision"] for c in report["int8"]["candidates"]] == ["int8-dynamic"]
+    assert any(n.startswith("--int8 auto: static int8 left out") for n in report["notes"])

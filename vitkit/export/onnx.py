@@ -1121,6 +1121,20 @@ def export_onnx(
             )
             progress("verification data", 1, 1)
             notes.extend(data.notes)
+            if data.synthetic and int8 in (
+                "static",
+                "auto",
+            ):  # random pixels' ranges: not a model's
+                why = data.unavailable or data.unfit or "the model records no dataset"
+                if int8 == "static":
+                    raise UserError(
+                        f"--int8 static calibrates on real training images and none could be "
+                        f"had ({why}); use --int8 dynamic, which needs none"
+                    )
+                notes.append(
+                    "--int8 auto: static int8 left out, as it calibrates on real training "
+                    f"images and none could be had ({why}); int8 is dynamic"
+                )
         reference = None
         if verify and data is not None:
             from vitkit.bench.timing import torch_threads
@@ -1385,7 +1399,8 @@ def _int8(
 
     candidates: list[tuple[onnx.ModelProto, PrecisionReport]] = []
     sources: dict[str, str] = {}
-    for kind in ("dynamic", "static") if mode == "auto" else (mode,):
+    kinds = ("dynamic",) if data is None or data.synthetic else ("dynamic", "static")
+    for kind in kinds if mode == "auto" else (mode,):
         t0 = time.perf_counter()
         sources[kind] = "attention" if kind == "dynamic" and fused is not None else "plain"
         if kind == "dynamic":
@@ -1406,10 +1421,8 @@ def _int8(
         set_metadata(model, meta(f"int8-{kind}"))
         candidates.append((model, check(model, f"int8-{kind}", time.perf_counter() - t0)))
     info: dict[str, Any] = {"mode": mode, "sources": sources}  # which fp32 graph each came from
-    if data is not None and mode in ("static", "auto"):
-        info["calibration"] = (
-            f"{len(data.calibration):,} {'synthetic' if data.synthetic else 'training'} images"
-        )
+    if data is not None and "static" in sources:
+        info["calibration"] = f"{len(data.calibration):,} training images"
     if mode != "auto":
         model, rep = candidates[0]
         info.update(chosen=mode, reason="asked for")
