@@ -759,3 +759,14 @@ def test_a_model_that_does_not_count_its_flops_is_timed(
     jsonschema = pytest.importorskip("jsonschema")
     doc = json.loads((tmp_path / "bench.json").read_text())
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_other_processes_use_of_the_cpu_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitkit.bench import run as run_module
+
+    monkeypatch.setattr(run_module.OtherCpuUse, "cores", lambda self: 1.04)
+    rep = _nano_bench(tmp_path, runtimes="eager", batch_sizes=[1], rounds=1, accuracy_images=0)
+    assert rep.machine["other_cores"] == 1.04
+    assert any("kept 1.04 of this machine's" in n and "rerun on a quiet" in n for n in rep.notes)

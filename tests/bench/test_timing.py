@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,3 +128,29 @@ def test_settle_sees_a_real_spinning_thread() -> None:
     assert 0.15 <= waited < 2.5  # roughly until the spin ended, well before the limit
     assert settle(limit=3.0) < 0.2  # and then the process is idle
     spinner.join()
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux's /proc/stat")
+def test_other_processes_cpu_use_is_measured_and_ours_is_not() -> None:
+    """A process pinning a core beside the benchmark went unnoticed: the load average (a
+    minute's mean) stayed under its threshold while eager ran 40-280x slower."""
+    import subprocess
+    import sys
+
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 3: pass"
+    other = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.3)  # its interpreter started and spinning
+        use = timing.OtherCpuUse()
+        time.sleep(0.8)
+        cores = use.cores()
+    finally:
+        other.kill()
+        other.wait()
+    assert cores is not None and cores > 0.6, cores
+    use = timing.OtherCpuUse()  # our own work is not "other"
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 0.8:
+        pass
+    ours = use.cores()
+    assert ours is not None and ours < 0.5, ours

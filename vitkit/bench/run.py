@@ -48,6 +48,7 @@ from vitkit.bench.timing import (
     SETTLE_LIMIT,
     SETTLE_SHORT,
     UNSTEADY_P90,
+    OtherCpuUse,
     Timing,
     busy_note,
     cpu_info,
@@ -55,6 +56,7 @@ from vitkit.bench.timing import (
     load_average,
     matmul_peak,
     measure,
+    others_note,
     set_threads,
     settle,
 )
@@ -468,9 +470,11 @@ def benchmark(
                 with _recorded(results, (n, str(d))), _on(str(d)):
                     runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
                 progress(f"prepare {n} ({d})", 1, 1)
+        others = OtherCpuUse()
         timings, settled, stayed_busy = _time(
             runners, results, images, sizes, warmup, min_time, rounds, progress
         )
+        other_cores = others.cores()
         load = load_average()
         try:  # timed again: a load spike may have sunk the first; the first stands if this fails
             peaks = _higher(peaks, _peaks(devs, progress))
@@ -480,7 +484,7 @@ def benchmark(
         ref_acc = _score(runners, results, module, acc_images, acc_labels, max(sizes), progress)
         flops = model_flops(module)
         rows = _rows(timings, results, flops, peaks)
-        notes.extend(_busy_notes(rows, load, n_threads))
+        notes.extend(_busy_notes(rows, load, n_threads, other_cores))
         notes.extend(_over_peak_note(rows, peaks))
         if stayed_busy:
             notes.append(
@@ -516,6 +520,8 @@ def benchmark(
             "gpus": [gpu_info(d) for d in devs if d.type == "cuda" and torch.cuda.is_available()],
             "platform": platform.platform(),
             "load_average": load,  # 1, 5, 15 min, read when the timing ended (None: not known)
+            # cores other processes used on average while the cells were timed (None: not known)
+            "other_cores": None if other_cores is None else round(other_cores, 3),
         },
         versions=_versions(versions()),
         threads={
@@ -624,13 +630,17 @@ def check_outputs(
 
 
 # -- the phases --------------------------------------------------------------------------------
-def _busy_notes(rows: list[BenchRow], load: list[float] | None, threads: int) -> list[str]:
+def _busy_notes(
+    rows: list[BenchRow], load: list[float] | None, threads: int, other_cores: float | None
+) -> list[str]:
     """Say so when other work shared the CPU: a speed-up of 1,000x from a busy machine must not
-    read as a result. Two signs: the load average (less this benchmark's own threads) and cells
-    whose p90 is over ``UNSTEADY_P90`` x their p50."""
+    read as a result. Three signs: the CPU time other processes took while the cells were timed
+    (``other_cores``), the load average (less this benchmark's own threads) and cells whose p90
+    is over ``UNSTEADY_P90`` x their p50."""
     cpu = [r for r in rows if r.device == "cpu"]
     notes: list[str] = []
-    if cpu and (busy := busy_note(load, threads)):
+    busy = others_note(other_cores, "while the cells were timed") or busy_note(load, threads)
+    if cpu and busy:
         notes.append(busy)
     unstable = [r for r in rows if r.p90_ms > UNSTEADY_P90 * r.p50_ms]
     if unstable:

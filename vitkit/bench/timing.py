@@ -254,6 +254,51 @@ def load_average() -> list[float] | None:
         return None
 
 
+def _cpu_busy_seconds() -> float | None:
+    """Seconds every CPU of the machine has been busy since boot, by Linux's /proc/stat (all
+    but idle and iowait; steal, time the hypervisor gave another guest, counts as busy)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class OtherCpuUse:
+    """How many cores other processes kept busy while a block ran: the machine's busy time
+    (/proc/stat) less this process's CPU time, over the wall time. Linux only (None elsewhere).
+
+    The load average is a minute-long mean and misses a competitor of a minute or less; this
+    covers exactly the block timed."""
+
+    def __init__(self) -> None:
+        self._start = (_cpu_busy_seconds(), time.process_time(), time.perf_counter())
+
+    def cores(self) -> float | None:
+        busy0, ours0, wall0 = self._start
+        busy1 = _cpu_busy_seconds()
+        wall = time.perf_counter() - wall0
+        if busy0 is None or busy1 is None or wall <= 0:
+            return None
+        return max(0.0, (busy1 - busy0) - (time.process_time() - ours0)) / wall
+
+
+OTHER_CORES_NOTED = 0.25  # other processes' mean use (cores) from which the figures are doubted
+
+
+def others_note(cores: float | None, during: str) -> str | None:
+    """A note when other processes used ``OTHER_CORES_NOTED`` cores or more ``during`` the
+    timing (``OtherCpuUse.cores()``)."""
+    if cores is None or cores < OTHER_CORES_NOTED:
+        return None
+    return (
+        f"other processes (or the hypervisor) kept {cores:.2f} of this machine's "
+        f"{os.cpu_count() or 1} logical cores busy on average {during}: the CPU figures may be "
+        "off; rerun on a quiet machine"
+    )
+
+
 def busy_note(load: list[float] | None, threads: int) -> str | None:
     """A note when other processes shared the CPU (the load average less our own threads is 1
     or more): a speed-up from a busy machine must not read as a result."""

@@ -575,15 +575,20 @@ def _timed(fn: Any, x: np.ndarray) -> tuple[float, bool]:
 
 
 def _speed_notes(
-    reference: EagerReference, precisions: list[PrecisionReport], threads: int
+    reference: EagerReference,
+    precisions: list[PrecisionReport],
+    threads: int,
+    other_cores: float | None,
 ) -> list[str]:
     """Say so when the img/s column was measured on a busy machine (as bench does): under load
     the int8-over-fp32 ratio of one export has read 0.57x, and 2.38x a minute later."""
-    from vitkit.bench.timing import UNSTEADY_P90, busy_note, load_average
+    from vitkit.bench.timing import UNSTEADY_P90, busy_note, load_average, others_note
 
     shaky = ["eager"] if reference.unsteady else []
     shaky += [p.precision for p in precisions if p.speed_unsteady]
-    notes = [n for n in [busy_note(load_average(), threads)] if n]
+    during = "while the export was verified and timed"
+    busy = others_note(other_cores, during) or busy_note(load_average(), threads)
+    notes = [busy] if busy else []
     if shaky:
         notes.append(
             f"unsteady img/s ({', '.join(shaky)}: p90 over {UNSTEADY_P90:g}x p50): something "
@@ -1137,8 +1142,9 @@ def export_onnx(
                 )
         reference = None
         if verify and data is not None:
-            from vitkit.bench.timing import torch_threads
+            from vitkit.bench.timing import OtherCpuUse, torch_threads
 
+            others = OtherCpuUse()
             with torch_threads(threads):  # ONNX Runtime's count: their img/s compare
                 reference = eager_reference(module, data)
     finally:
@@ -1251,7 +1257,7 @@ def export_onnx(
 
     failures = [f for p in precisions for f in p.failures]
     if reference is not None:
-        notes.extend(_speed_notes(reference, precisions, threads))
+        notes.extend(_speed_notes(reference, precisions, threads, others.cores()))
     report = ExportReport(
         passed=not failures,
         verified=reference is not None,
