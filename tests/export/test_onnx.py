@@ -674,6 +674,9 @@ def test_an_fp32_export_removes_siblings_of_other_weights(tmp_path: Path) -> Non
     again = export_onnx(a, out, verify=False)
     assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "model.fp16.onnx").is_file()
     assert not [n for n in again.notes if n.startswith("removed")]
+    # kept, and said: the new export.json lists fp32 only, so they were there unannounced
+    kept = [n for n in again.notes if n.startswith("kept model.")]
+    assert [n.split()[1] for n in kept] == ["model.fp16.onnx", "model.int8.onnx"], again.notes
     other = export_onnx(b, out, verify=False)
     assert (
         not (tmp_path / "model.int8.onnx").exists() and not (tmp_path / "model.fp16.onnx").exists()

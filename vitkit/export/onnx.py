@@ -1233,6 +1233,11 @@ def export_onnx(
                         else f"removed {old.name}: an earlier export that records no weights "
                         "hash, so it may be of other weights"
                     )
+                else:  # the same weights: kept, but not in this report
+                    notes.append(
+                        f"kept {old.name} from an earlier export of these weights (not verified "
+                        f"again, not in this report; --{tag} remakes it)"
+                    )
         if not fp32_rep.passed and (fp16 or int8):
             skipped = " and ".join(n for n, asked in (("fp16", fp16), ("int8", int8)) if asked)
             notes.append(f"fp32 failed verification: {skipped} not built from it")
