@@ -305,10 +305,16 @@ def test_each_export_passed_over_is_named_with_its_reason(tmp_path: Path) -> Non
     assert _current(plain, lm, "int8", fp, notes) is None
     assert _current(alien, lm, "fp32", fp, notes) is None
     assert _current(plain, lm, "fp32", fp, notes) is not None  # current: no note
+    broken = onnx.load(plain)  # its metadata intact: it was reused, and ort then skipped
+    del broken.graph.node[-1]
+    onnx.save(broken, tmp_path / "broken.onnx")
+    assert _current(tmp_path / "broken.onnx", lm, "fp32", fp, notes) is None
     assert notes == [
         f"passed over {fixed}: a fixed batch-4 export (bench times every batch size)",
         f"passed over {plain}: its precision is fp32, not int8",
         f"passed over {alien}: an export of another model",
+        f"passed over {tmp_path / 'broken.onnx'}: not a valid ONNX graph (Graph output 'logits' "
+        "is not an output of any node in graph.)",
     ]
 
 

@@ -140,6 +140,8 @@ def _current(
     by content, not by file times: an untrained ``--model`` (another ``--seed``) or another run
     benchmarked into the same ``--out`` has the same spec and other weights. A file passed over
     gets a note saying why (not in silence: it may be the user's, just exported)."""
+    import onnx
+
     from vitkit.export.onnx import exports_spec_of, load_onnx, read_onnx_metadata
 
     if not path.is_file():
@@ -147,8 +149,12 @@ def _current(
     try:
         model = load_onnx(path)
         meta = read_onnx_metadata(model)
+        onnx.checker.check_model(model)  # metadata intact, graph damaged: made anew, not skipped
     except UserError as e:
         notes.append(f"passed over {path}: {first_line(e)}")
+        return None
+    except onnx.checker.ValidationError as e:
+        notes.append(f"passed over {path}: not a valid ONNX graph ({first_line(e)})")
         return None
     why = None
     if not exports_spec_of(meta, lm):
