@@ -131,7 +131,7 @@ def test_settle_sees_a_real_spinning_thread() -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux's /proc/stat")
-def test_other_processes_cpu_use_is_measured_and_ours_is_not() -> None:
+def test_another_process_pinning_a_core_is_seen() -> None:
     """A process pinning a core beside the benchmark went unnoticed: the load average (a
     minute's mean) stayed under its threshold while eager ran 40-280x slower."""
     import subprocess
@@ -139,18 +139,34 @@ def test_other_processes_cpu_use_is_measured_and_ours_is_not() -> None:
 
     spin = "import time\nt = time.time()\nwhile time.time() - t < 3: pass"
     other = subprocess.Popen([sys.executable, "-c", spin])
+    use = timing.OtherCpuUse()
     try:
         time.sleep(0.3)  # its interpreter started and spinning
-        use = timing.OtherCpuUse()
-        time.sleep(0.8)
-        cores = use.cores()
+        with use.counting():
+            time.sleep(0.8)
     finally:
         other.kill()
         other.wait()
-    assert cores is not None and cores > 0.6, cores
-    use = timing.OtherCpuUse()  # our own work is not "other"
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 0.8:
+    cores = use.cores()
+    assert cores is not None and cores > 0.6, cores  # more load here only raises it
+
+
+def test_other_cpu_use_counts_only_the_blocks_and_not_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = {"busy": 100.0, "ours": 10.0, "wall": 50.0}
+    monkeypatch.setattr(timing, "_cpu_busy_seconds", lambda: clock["busy"])
+    monkeypatch.setattr(timing.time, "process_time", lambda: clock["ours"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["wall"])
+    use = timing.OtherCpuUse()
+    assert use.cores() is None  # nothing counted yet
+    with use.counting():  # 2 s: the machine 3 s busy, 2.5 of them ours
+        clock.update(busy=103.0, ours=12.5, wall=52.0)
+    clock.update(busy=200.0, ours=12.5, wall=60.0)  # between blocks (a compile): not counted
+    with use.counting():  # 2 s more: 1 s busy, all of it another process's
+        clock.update(busy=201.0, wall=62.0)
+    assert use.cores() == pytest.approx((0.5 + 1.0) / 4.0)
+    monkeypatch.setattr(timing, "_cpu_busy_seconds", lambda: None)  # not Linux
+    with use.counting():
         pass
-    ours = use.cores()
-    assert ours is not None and ours < 0.5, ours
+    assert use.cores() is None

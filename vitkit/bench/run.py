@@ -476,9 +476,9 @@ def benchmark(
                 with _recorded(results, (n, str(d))), _on(str(d)):
                     runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
                 progress(f"prepare {n} ({d})", 1, 1)
-        others = OtherCpuUse()
+        others = OtherCpuUse()  # over the timed calls
         timings, settled, stayed_busy = _time(
-            runners, results, images, sizes, warmup, min_time, rounds, progress
+            runners, results, images, sizes, warmup, min_time, rounds, progress, others
         )
         other_cores = others.cores()
         load = load_average()
@@ -645,7 +645,10 @@ def _busy_notes(
     is over ``UNSTEADY_P90`` x their p50."""
     cpu = [r for r in rows if r.device == "cpu"]
     notes: list[str] = []
-    busy = others_note(other_cores, "while the cells were timed") or busy_note(load, threads)
+    if other_cores is not None:  # measured over the timed calls: the load average says less
+        busy = others_note(other_cores, "while the cells were timed")
+    else:
+        busy = busy_note(load, threads)
     if cpu and busy:
         notes.append(busy)
     unstable = [r for r in rows if r.p90_ms > UNSTEADY_P90 * r.p50_ms]
@@ -784,6 +787,7 @@ def _time(
     min_time: float,
     rounds: int,
     progress: ProgressFn,
+    others: OtherCpuUse | None = None,
 ) -> tuple[dict[tuple[str, str, int], list[float]], float, int]:
     """Per batch size: every runner on the same tensor, timed in interleaved rounds, each cell
     started once the process is idle (``settle``). Returns the samples, the longest wait and
@@ -816,6 +820,7 @@ def _time(
                         min_time=min_time / rounds,
                         min_runs=min_runs,
                         cuda=runners[key].cuda_timing,
+                        others=others,
                     )
                     timings.setdefault((*key, b), []).extend(t.samples)
                 done += 1

@@ -89,14 +89,23 @@ def measure(
     min_runs: int = 10,
     max_runs: int = 100_000,
     cuda: bool = False,
+    others: OtherCpuUse | None = None,
 ) -> Timing:
     """Time ``fn()``: ``warmup`` calls discarded, then calls until ``min_time`` seconds of timed
     work and ``min_runs`` samples. With ``cuda`` each call is bracketed by CUDA events on the
-    current stream (the caller's work must be on that stream) and read after a synchronise."""
+    current stream (the caller's work must be on that stream) and read after a synchronise.
+    ``others``: counts other processes' CPU use over the timed calls (not the warm-up)."""
     for _ in range(warmup):
         fn()
-    if cuda:
-        return _measure_cuda(fn, warmup, min_time, min_runs, max_runs)
+    with others.counting() if others is not None else contextlib.nullcontext():
+        if cuda:
+            return _measure_cuda(fn, warmup, min_time, min_runs, max_runs)
+        return _measure_cpu(fn, warmup, min_time, min_runs, max_runs)
+
+
+def _measure_cpu(
+    fn: Callable[[], Any], warmup: int, min_time: float, min_runs: int, max_runs: int
+) -> Timing:
     samples: list[float] = []
     spent = 0.0
     while (spent < min_time or len(samples) < min_runs) and len(samples) < max_runs:
@@ -255,33 +264,56 @@ def load_average() -> list[float] | None:
 
 
 def _cpu_busy_seconds() -> float | None:
-    """Seconds every CPU of the machine has been busy since boot, by Linux's /proc/stat (all
-    but idle and iowait; steal, time the hypervisor gave another guest, counts as busy)."""
+    """Seconds the CPUs this process may run on have been busy since boot, by Linux's
+    /proc/stat (all but idle and iowait; steal, time the hypervisor gave another guest, counts
+    as busy). Only this process's CPUs: in a container pinned to some of the host's, the others'
+    tenants are not this benchmark's neighbours."""
     try:
+        mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        busy = 0
         with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+            for line in f:
+                name, *values = line.split()
+                if name in mine:
+                    fields = [int(x) for x in values]
+                    busy += sum(fields[:8]) - fields[3] - fields[4]
+        return busy / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):  # no /proc, no sched_getaffinity
         return None
 
 
 class OtherCpuUse:
-    """How many cores other processes kept busy while a block ran: the machine's busy time
-    (/proc/stat) less this process's CPU time, over the wall time. Linux only (None elsewhere).
+    """How many cores other processes kept busy while the ``counting()`` blocks ran: the busy
+    time of this process's CPUs (/proc/stat) less this process's own CPU time (every thread;
+    not its child processes, which count as other), over the blocks' wall time. Linux only.
 
     The load average is a minute-long mean and misses a competitor of a minute or less; this
-    covers exactly the block timed."""
+    covers exactly the blocks timed (bench counts only the timed calls, not warm-up, where
+    torch.compile's compiler processes run)."""
 
     def __init__(self) -> None:
-        self._start = (_cpu_busy_seconds(), time.process_time(), time.perf_counter())
+        self.busy = self.ours = self.wall = 0.0
+        self.known = True
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        busy0, ours0, wall0 = _cpu_busy_seconds(), time.process_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            busy1 = _cpu_busy_seconds()
+            if busy0 is None or busy1 is None:
+                self.known = False
+            else:
+                self.busy += busy1 - busy0
+                self.ours += time.process_time() - ours0
+                self.wall += time.perf_counter() - wall0
 
     def cores(self) -> float | None:
-        busy0, ours0, wall0 = self._start
-        busy1 = _cpu_busy_seconds()
-        wall = time.perf_counter() - wall0
-        if busy0 is None or busy1 is None or wall <= 0:
+        """Mean cores other processes used in the blocks (None: not known here, or no block)."""
+        if not self.known or self.wall <= 0:
             return None
-        return max(0.0, (busy1 - busy0) - (time.process_time() - ours0)) / wall
+        return max(0.0, self.busy - self.ours) / self.wall
 
 
 OTHER_CORES_NOTED = 0.25  # other processes' mean use (cores) from which the figures are doubted
