@@ -229,11 +229,23 @@ class LoadedModel:
     @property
     def run_dir(self) -> Path | None:
         """The run directory this model comes from: ``path`` for a run; for an ONNX file, the
-        run it was exported into (``RUN/export/*.onnx``), or None when it is elsewhere."""
+        run it was exported into (``RUN/export/*.onnx``, or ``RUN/checkpoint/export-last/*.onnx``
+        for the last checkpoint's weights), or None when it is elsewhere."""
         if self.onnx_file is None:
             return self.path
-        run = Path(self.onnx_file).resolve().parent.parent  # `cd RUN/export; ... model.onnx`
-        return run if (run / MODEL_JSON).is_file() else None
+        folder = Path(self.onnx_file).resolve().parent  # `cd RUN/export; ... model.onnx`
+        for run in (folder.parent, folder.parent.parent):
+            if (run / MODEL_JSON).is_file():
+                return run
+        return None
+
+    def output_dir(self, kind: str) -> Path:
+        """Where ``kind`` (eval, export, bench) writes what it makes of these weights:
+        ``RUN/<kind>`` for the run's own (best) weights, and beside any other weights file of
+        the run, ``<its folder>/<kind>-<its stem>`` (``RUN/checkpoint/eval-last``), so that
+        they never replace the run's own reports and exports."""
+        w = self.weights_file
+        return self.path / kind if w is None else w.parent / f"{kind}-{w.stem}"
 
     def dataset_source(self) -> tuple[str, dict[str, Any]] | None:
         """The dataset the model was trained on as ``load_dataset`` takes it, or None: its name

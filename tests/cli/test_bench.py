@@ -180,9 +180,14 @@ def test_missing_run_is_one_line(tmp_path: Path) -> None:
 def test_the_checkpoints_weights_are_benchmarked_beside_them(runs_here: Path) -> None:
     """bench of RUN/checkpoint/last.safetensors wrote RUN/bench/, the best weights' report."""
     last = runs_here / "checkpoint" / "last.safetensors"
-    args = ["bench", str(last), "-r", "eager", "-b", "1", "--min-time", "0.02", "--json"]
+    made = runner.invoke(app, ["export", str(last), "--verify-images", "32"])  # export-last/
+    assert made.exit_code == 0, made.output
+    args = ["bench", str(last), "-r", "ort", "-b", "1", "--min-time", "0.02", "--json"]
     result = runner.invoke(app, [*args, "--warmup", "1", "--accuracy-images", "8"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["run"] == str(last)
+    report = json.loads(result.stdout)
+    assert report["run"] == str(last)
+    mine = runs_here / "checkpoint" / "export-last" / "model.onnx"  # these weights' export
+    assert f"reused {mine}" in report["notes"], report["notes"]
     assert (runs_here / "checkpoint" / "bench-last" / "bench.json").is_file()
     assert not (runs_here / "bench").exists()

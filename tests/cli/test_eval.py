@@ -286,6 +286,21 @@ def test_checkpoint_weights_by_their_path(
     assert json.loads(result.stdout)["run"] == str(last)
     assert (copy / "checkpoint" / "eval-last" / "eval.json").is_file()
     assert not (copy / "eval").exists()
+    top1 = json.loads(result.stdout)["top1"]
+    # its export goes beside it too, and eval --onnx of the same weights finds it there
+    result = runner.invoke(app, ["export", str(last), "--verify-images", "32", "--json"])
+    assert result.exit_code == 0, result.output
+    made = copy / "checkpoint" / "export-last" / "model.onnx"
+    assert made.is_file() and not (copy / "export").exists()
+    result = runner.invoke(app, ["eval", str(last), "--onnx", "--json", "-o", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["top1"] == top1
+    from vitkit import load_model
+    from vitkit.eval.evaluate import run_settings
+
+    alone = load_model(made)  # the file knows its run, and takes the run's settings
+    assert alone.run_dir == copy.resolve()
+    assert run_settings(alone) == run_settings(load_model(copy))
     monkeypatch.chdir(copy / "checkpoint")  # a relative path: its folder is still checkpoint/
     result = runner.invoke(app, ["predict", "last.safetensors", str(images / "a-gray.png")])
     assert result.exit_code == 0, result.output

@@ -386,8 +386,7 @@ def benchmark(
     trained = bool(lm.meta)
     out_dir = Path("bench") / lm.spec.name if out is None else Path(out)
     if out is None and trained:  # beside the weights benchmarked: RUN/bench for the best ones
-        w = lm.weights_file
-        out_dir = lm.path / "bench" if w is None else w.parent / f"bench-{w.stem}"
+        out_dir = lm.output_dir("bench")
     if write:  # before minutes of timing, not after
         check_outputs(out_dir, csv_path, plot_path, lm.path if trained else None)
     threads_before = torch.get_num_threads()
@@ -440,7 +439,7 @@ def benchmark(
             files, failures, export_notes = ensure_exports(
                 lm,
                 needed,
-                [lm.path / "export", out_dir / "export"] if trained else [out_dir / "export"],
+                [lm.output_dir("export"), out_dir / "export"] if trained else [out_dir / "export"],
                 out_dir / "export",
                 data_root=data_root,
                 verify_images=VERIFY_IMAGES,  # the int8 gate (0.5 points) needs ~1,000 images

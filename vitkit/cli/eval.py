@@ -110,7 +110,7 @@ def eval_command(
     if onnx or onnx_file is not None:
         from vitkit.eval.evaluate import OnnxModule, check_onnx_matches
 
-        path = onnx_file if onnx_file is not None else lm.path / "export" / "model.onnx"
+        path = onnx_file if onnx_file is not None else lm.output_dir("export") / "model.onnx"
         if not Path(path).is_file():
             raise UserError(ONNX_MISSING.format(path=path, run=run))
         check_onnx_matches(lm, path)  # another model's or other weights' file: refused
@@ -126,11 +126,12 @@ def eval_command(
             download=not no_download,
             progress=progress,
         )
-    if is_onnx or run.suffix == ".safetensors":  # a file: its own report, not the run's
+    if is_onnx:  # a file: its own report, not the run's
         report.run = str(run)
         out_dir = out if out is not None else run.parent / f"eval-{run.stem}"
-    else:
-        out_dir = out if out is not None else lm.path / "eval"
+    else:  # RUN/eval, or beside other weights of the run (RUN/checkpoint/eval-last)
+        report.run = str(lm.weights_file or report.run)
+        out_dir = out if out is not None else lm.output_dir("eval")
     saved = report.save(out_dir)
     notes = [*report.notes, *saved.notes]
     if json_:

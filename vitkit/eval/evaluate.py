@@ -188,9 +188,8 @@ def run_settings(lm: LoadedModel) -> dict[str, Any]:
     """What the run's train.json says about evaluating it: data root, eval batch size, amp.
 
     For an exported .onnx file in ``RUN/export/`` (``lm.path`` is that folder), RUN's."""
-    path = lm.path / "train.json"
-    if not path.is_file() and lm.path.name == "export" and lm.onnx_file:
-        path = lm.path.parent / "train.json"
+    run = lm.run_dir or lm.path
+    path = run / "train.json"
     doc = read_json(path) if path.is_file() else {}
     saved: dict[str, Any] = doc if isinstance(doc, dict) else {}
     config: dict[str, Any] = saved["config"] if isinstance(saved.get("config"), dict) else {}

@@ -1086,9 +1086,7 @@ def export_onnx(
     threads = threads or torch.get_num_threads()  # eager's count, so that img/s compare
     lm = loaded_for_export(source)
     trained = bool(lm.meta)
-    default = lm.path / "export" / "model.onnx" if trained else lm.path / "model.onnx"
-    if lm.weights_file is not None:  # not the best weights: beside them, not over RUN/export/
-        default = lm.weights_file.parent / f"export-{lm.weights_file.stem}" / "model.onnx"
+    default = lm.output_dir("export") / "model.onnx" if trained else lm.path / "model.onnx"
     out_path = Path(out) if out is not None else default
     if out_path.suffix != ".onnx":
         raise UserError(f"--out must name a .onnx file, got {out_path}")
