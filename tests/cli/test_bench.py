@@ -123,7 +123,7 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--out", "{run}"], "is the run itself: bench's own exports would replace"),
         # another run's exports were replaced by this one's (and eval --onnx of it then failed)
         (["--out", "other"], "--out other is a run directory: bench's own exports would"),
-        (["--out", "{run}/export"], "is a run's export folder, `vitkit export`'s"),
+        (["--out", "{run}/export"], "is a run's export folder: bench's reports and exports"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
@@ -191,3 +191,12 @@ def test_the_checkpoints_weights_are_benchmarked_beside_them(runs_here: Path) ->
     assert f"reused {mine}" in report["notes"], report["notes"]
     assert (runs_here / "checkpoint" / "bench-last" / "bench.json").is_file()
     assert not (runs_here / "bench").exists()
+
+
+def test_out_dot_inside_a_runs_export_folder_is_refused(
+    runs_here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (runs_here / "export").mkdir(exist_ok=True)
+    monkeypatch.chdir(runs_here / "export")  # `.` has no name: the folder is known resolved
+    line = one_error_line(runner.invoke(app, ["bench", str(runs_here), "-o", "."]))
+    assert "--out . is a run's export folder" in line and str(runs_here / "bench") in line

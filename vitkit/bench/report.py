@@ -78,7 +78,7 @@ class BenchReport:
     vitkit_version: str
     created: str
     command: str | None
-    run: str | None  # the run benchmarked (None: an untrained --model)
+    run: str | None  # the run benchmarked, or its weights file if not its own (None: --model)
     model: dict[str, Any]  # ModelSpec.to_dict()
     params: int
     flops_per_image: int | None  # analytic forward FLOPs (None: the model does not count them)

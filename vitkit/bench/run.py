@@ -388,7 +388,13 @@ def benchmark(
     if out is None and trained:  # beside the weights benchmarked: RUN/bench for the best ones
         out_dir = lm.output_dir("bench")
     if write:  # before minutes of timing, not after
-        check_outputs(out_dir, csv_path, plot_path, lm.path if trained else None)
+        check_outputs(
+            out_dir,
+            csv_path,
+            plot_path,
+            lm.path if trained else None,
+            lm.output_dir("bench") if trained else None,
+        )
     threads_before = torch.get_num_threads()
     n_threads = set_threads(threads)
     workdir = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
@@ -573,6 +579,7 @@ def check_outputs(
     csv_path: str | os.PathLike[str] | None,
     plot_path: str | os.PathLike[str] | None,
     run_dir: Path | None = None,
+    default_out: Path | None = None,
 ) -> None:
     """One-line errors for output paths that cannot be written, checked before the benchmark:
     a file where a folder is needed, a folder that refuses files, ``--out`` on the run itself
@@ -602,7 +609,7 @@ def check_outputs(
         raise UserError(f"--out {out_dir} is a file, not a folder")
     if (b := blocked(out_dir)) is not None:
         raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
-    default = f" (default {run_dir / 'bench'})" if run_dir is not None else ""
+    default = f" (default {default_out})" if default_out is not None else ""
     if run_dir is not None and out_dir.resolve() == run_dir.resolve():
         raise UserError(
             f"--out {out_dir} is the run itself: bench's own exports would replace those of "
@@ -613,10 +620,10 @@ def check_outputs(
             f"--out {out_dir} is a run directory: bench's own exports would replace its "
             f"`vitkit export` files in {out_dir / 'export'}; name another folder{default}"
         )
-    if out_dir.name == "export" and (out_dir.parent / MODEL_JSON).is_file():
+    if out_dir.resolve().name == "export" and (out_dir.resolve().parent / MODEL_JSON).is_file():
         raise UserError(
-            f"--out {out_dir} is a run's export folder, `vitkit export`'s; name another "
-            f"folder{default}"
+            f"--out {out_dir} is a run's export folder: bench's reports and exports would mix "
+            f"with `vitkit export`'s files; name another folder{default}"
         )
     writable(out_dir, f"--out {out_dir}")
     for flag, value, suffix in (("--csv", csv_path, ".csv"), ("--plot", plot_path, ".png")):

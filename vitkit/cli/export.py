@@ -79,7 +79,8 @@ def export_command(
     out: Annotated[
         Path | None,
         _opt(
-            "The fp32 model file (default RUN/export/model.onnx; fp16/int8 go next to it as "
+            "The fp32 model file (default RUN/export/model.onnx, or RUN/checkpoint/export-last/"
+            "model.onnx for RUN/checkpoint/last.safetensors; fp16/int8 go next to it as "
             "model.fp16.onnx / model.int8.onnx).",
             _O,
             "--out",
@@ -109,8 +110,9 @@ def export_command(
         str | None,
         _opt(
             "Also write an int8 model: 'dynamic' (weights int8, activations per batch), 'static' "
-            "(QDQ calibrated on training images) or 'auto' (build both, keep the faster one that "
-            "passes the accuracy gate).",
+            "(QDQ calibrated on real training images; refused where none can be had) or 'auto' "
+            "(build both, keep the faster one that passes the accuracy gate; dynamic only where "
+            "no real images can be had).",
             _Q,
             "--int8",
         ),

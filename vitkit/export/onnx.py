@@ -853,7 +853,7 @@ class ExportReport:
 
     passed: bool
     verified: bool
-    run: str | None  # the run directory exported (None: an untrained --model)
+    run: str | None  # the run exported, or its weights file if not its own (None: --model)
     model: dict[str, Any]  # ModelSpec.to_dict()
     out: str  # the fp32 model's path
     report_path: str
@@ -1068,9 +1068,12 @@ def export_onnx(
 ) -> ExportReport:
     """Export a run (directory or ``LoadedModel``) or a registry-built module to ONNX, verified.
 
-    Writes ``out`` (default ``RUN/export/model.onnx``; ``exports/<model>/model.onnx`` for a bare
-    module), ``model.fp16.onnx`` with ``fp16``, ``model.int8.onnx`` with ``int8`` ("dynamic",
-    "static" or "auto": both, keep the faster that passes) and the report ``export.json``.
+    Writes ``out`` (default ``RUN/export/model.onnx``, ``LoadedModel.output_dir``: beside another
+    weights file of the run; ``exports/<model>/model.onnx`` for a bare module),
+    ``model.fp16.onnx`` with ``fp16``, ``model.int8.onnx`` with ``int8`` ("dynamic", "static":
+    calibrated on real training images, a ``UserError`` where there are none, or "auto": both,
+    keep the faster that passes; dynamic only without real images) and the report
+    ``export.json``.
     ``optimize`` runs ORT's transformer fusions and keeps the fused fp32 model only if it
     verifies and runs faster. Returns the report; check ``report.passed``.
     """
