@@ -501,6 +501,29 @@ def test_a_mid_epoch_resume_logs_the_uninterrupted_epoch_loss(tmp_path: Path) ->
     )
 
 
+def test_a_max_steps_stop_mid_epoch_does_not_change_the_best_weights(tmp_path: Path) -> None:
+    """A --max-steps stop mid-epoch validated the partial epoch and kept it as best when it
+    scored higher: the resumed run then kept other best weights than an unbroken one did."""
+
+    def weights(run: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
+        return load_weights(run / name)
+
+    full = train(tiny(tmp_path, "full", max_steps=100))  # 70 steps an epoch: stops in the 2nd
+    first = train(tiny(tmp_path, "split", max_steps=30))  # before any full epoch: its
+    assert (first.run_dir / "model.safetensors").is_file()  # weights, for now
+    assert first.summary["best_epoch"] is None
+    resumed = train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 100})
+    for run in (full, resumed):
+        lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
+        ends = [x for x in map(json.loads, lines) if x["kind"] == "epoch" and x["step"] == 100]
+        assert len(ends) == 1 and ends[0]["partial"] and not ends[0]["is_best"]
+        assert run.summary["best_epoch"] == 1  # the one full epoch
+    a, b = weights(full.run_dir, "checkpoint/last.safetensors"), weights(resumed.run_dir, "checkpoint/last.safetensors")  # fmt: skip
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the same training
+    a, b = weights(full.run_dir), weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # and the same best weights
+
+
 def test_patience_without_validation_is_named(tmp_path: Path) -> None:
     """--patience with --val-fraction 0 trained every epoch without a word."""
     result = train(tiny(tmp_path, val_fraction=0.0, patience=1, max_steps=3))

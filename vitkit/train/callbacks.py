@@ -40,6 +40,7 @@ class EpochInfo:
     seconds: float  # wall time of this epoch, validation included
     best_acc: float | None
     is_best: bool
+    partial: bool = False  # stopped by --max-steps mid-epoch: not a contender for best
 
 
 @dataclass

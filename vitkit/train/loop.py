@@ -291,12 +291,18 @@ def fit(
             raise _non_finite(val["loss"], state, where="validation loss")
         last_val = val
         acc = val["exact"] if val and _multi(val) else (val["acc"] if val else None)
-        is_best = acc is not None and (state.best_acc is None or acc > state.best_acc)
-        if is_best or val is None:
-            state.best_acc, state.best_epoch, state.epochs_since_best = acc, epoch, 0
-            save("best", state)
+        if not epoch_done:  # --max-steps mid-epoch: validated for the summary, but not a
+            # contender for best, so that a resume picks the best an uninterrupted run would
+            is_best = False
+            if state.best_epoch < 0 or val is None:  # no best yet: these weights for now
+                save("best", state)  # (the first full epoch of a resume replaces them)
         else:
-            state.epochs_since_best += 1
+            is_best = acc is not None and (state.best_acc is None or acc > state.best_acc)
+            if is_best or val is None:
+                state.best_acc, state.best_epoch, state.epochs_since_best = acc, epoch, 0
+                save("best", state)
+            else:
+                state.epochs_since_best += 1
         if epoch_done:
             state.epoch, state.batch, state.epoch_loss_sum = epoch + 1, 0, 0.0
         else:  # --max-steps mid-epoch: an extension resumes inside this epoch
@@ -314,6 +320,7 @@ def fit(
             seconds=time.perf_counter() - t_epoch,
             best_acc=state.best_acc,
             is_best=is_best,
+            partial=not epoch_done,
         )
         for cb in callbacks:
             cb.on_epoch(info_e)
