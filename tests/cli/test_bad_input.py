@@ -558,3 +558,20 @@ def test_an_onnx_file_with_damaged_metadata(run: Path, tmp_path: Path) -> None:
         path = tmp_path / f"bad-{key}.onnx"
         onnx.save(bad, path)
         assert re.search(message, one_error_line(runner.invoke(app, ["eval", str(path)])))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "info", "nosuch", "--json"], "unknown dataset 'nosuch'"),
+        (["train", "mnist-mini", "--heads", "5", "--json"], "not divisible by num_heads 5"),
+        (["eval", "{run}", "--split", "val", "--json"], "has no split 'val'"),
+        (["train", "--json"], "give a DATASET"),
+    ],
+)
+def test_under_json_an_error_is_the_json_document(run: Path, args: list[str], message: str) -> None:
+    """A script piping --json to jq read empty input on an error: stdout had nothing."""
+    result = runner.invoke(app, [a.replace("{run}", str(run)) for a in args])
+    line = one_error_line(result)  # the red line on stderr, as without --json
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["error"] and message in doc["error"] and doc["error"] in line

@@ -45,25 +45,32 @@ def user_errors(fn: F) -> F:
     does an operating-system error on a named file (a data root or ``--out`` that is a file, a
     folder that cannot be created or written): the user fixes those, not us. An OSError with no
     file name keeps its traceback. Ctrl-C outside a training loop (which checkpoints on its own)
-    says "interrupted" and exits 130, as a shell expects; Typer exits 130 without a word."""
+    says "interrupted" and exits 130, as a shell expects; Typer exits 130 without a word.
+    Under ``--json`` the error is also stdout's one JSON document, ``{"error": "..."}``, so a
+    script piping it to ``jq`` reads why instead of nothing."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def error(message: str) -> typer.Exit:
+            if kwargs.get("json_"):
+                emit_json({"error": message})
+            return fail(message)
+
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            raise fail(str(e)) from None
+            raise error(str(e)) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
         except OSError as e:
             if e.filename is None:
                 raise
-            raise fail(os_error_line(e)) from None
+            raise error(os_error_line(e)) from None
         except (MemoryError, RuntimeError) as e:  # torch's OutOfMemoryError is a RuntimeError
             if not isinstance(e, MemoryError) and not _out_of_memory(e):
                 raise
-            raise fail(f"out of memory: {first_line(e)}") from None
+            raise error(f"out of memory: {first_line(e)}") from None
 
     return wrapper  # type: ignore[return-value]
 

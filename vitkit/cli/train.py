@@ -34,6 +34,7 @@ from vitkit.cli._common import (
     status,
     user_errors,
 )
+from vitkit.errors import UserError
 from vitkit.train.callbacks import Callback, EpochInfo, StartInfo, StepInfo
 
 _T = "Training"
@@ -343,7 +344,7 @@ def train_command(
                 soft_wrap=True,
             )
         if dataset is None:
-            raise fail("give a DATASET (see `vitkit data list`) or --resume RUN")
+            raise UserError("give a DATASET (see `vitkit data list`) or --resume RUN")
         dataset_options = {
             k: v
             for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
@@ -398,7 +399,7 @@ def train_command(
                 emit_json(cfg.to_dict())
             return
     if print_config:
-        raise fail(
+        raise UserError(
             "--print-config shows a new run's settings; a resumed run's are in its train.json"
         )
     try:
