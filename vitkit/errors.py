@@ -54,11 +54,25 @@ def _cut(line: str, limit: int) -> str:
 
 
 def state_dict_mismatch(e: BaseException) -> str:
-    """The first concrete line of a ``load_state_dict`` error (``size mismatch for w: ...``,
-    ``Missing key(s) ...``) rather than its header."""
+    """What a ``load_state_dict`` error says, in one line: the first ``size mismatch for w:
+    ...``, else which tensors the file lacks or has extra (counted, the first few named; the
+    raw key list ran past the line)."""
+    import re
+
     lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    size = next((s for s in lines if s.startswith("size mismatch for ")), None)
+    if size is not None:
+        return _cut(size, 300)
+    parts = []
+    for head, what in (("Missing", "lacks {} of the model's tensors"), ("Unexpected", "has {} tensor(s) the model lacks")):  # fmt: skip
+        line = next((s for s in lines if s.startswith(f"{head} key(s) in state_dict:")), None)
+        if line is not None:
+            keys = re.findall(r'"([^"]+)"', line)
+            parts.append(f"the file {what.format(len(keys))} ({listed(keys, 3)})")
+    if parts:
+        return "; ".join(parts)
     detail = next((s for s in lines if not s.startswith("Error(s) in loading")), None)
-    return first_line(e) if detail is None else _cut(detail, 300)  # a long key list
+    return first_line(e) if detail is None else _cut(detail, 300)
 
 
 def listed(items: Sequence[str], shown: int = 5) -> str:

@@ -523,8 +523,14 @@ def test_our_error_lines_are_never_cut() -> None:
     from vitkit.errors import state_dict_mismatch
 
     keys = ", ".join(f'"blocks.{i}.mlp.fc1.bias"' for i in range(30))
-    line = state_dict_mismatch(RuntimeError(f"Error(s) in loading:\n\tMissing key(s): {keys}"))
-    assert line.startswith("Missing key(s)") and len(line) == 300 and line.endswith("…")
+    line = state_dict_mismatch(RuntimeError(f"Error(s) in loading:\n\tOther key(s): {keys}"))
+    assert line.startswith("Other key(s)") and len(line) == 300 and line.endswith("…")
+    # torch's own key lists: counted, the first few named (the dump ran past the line)
+    torch_says = f"Error(s) in loading state_dict for M:\n\tMissing key(s) in state_dict: {keys}. "
+    assert state_dict_mismatch(RuntimeError(torch_says)) == (
+        "the file lacks 30 of the model's tensors (blocks.0.mlp.fc1.bias, "
+        "blocks.1.mlp.fc1.bias, blocks.2.mlp.fc1.bias and 27 more)"
+    )
 
 
 def test_training_on_a_folder_without_train_split(tmp_path: Path) -> None:
