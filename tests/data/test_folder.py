@@ -186,7 +186,10 @@ def test_extra_class_in_test_is_an_error(tree: Path) -> None:
     _save(tree / "test" / "zombie" / "z.png", (0, 0, 0))
     with pytest.raises(UserError, match="'ghost', 'zombie'") as err:
         _load(tree)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "no images" not in str(err.value)
+    (tree / "test" / "empty").mkdir()  # an empty folder: said to be one
+    with pytest.raises(UserError, match=r"'empty', 'ghost', 'zombie' \(empty: no images in it;"):
+        _load(tree)
 
 
 @pytest.mark.parametrize("make", ["nothing", "no-train", "no-class", "no-images"])

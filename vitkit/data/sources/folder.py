@@ -173,7 +173,14 @@ def _classes(layout: list[tuple[str, Path]]) -> list[str]:
         extra = sorted(set(_subdirs(sdir)) - set(classes))
         if extra:
             names = ", ".join(f"'{c}'" for c in extra)
-            raise UserError(f"{sdir} has classes that train/ lacks: {names}")
+            empty = [c for c in extra if next(walk_images(str(sdir / c)), None) is None]
+            hint = (
+                f" ({', '.join(empty)}: no images in {'it' if len(empty) == 1 else 'them'}; "
+                "remove the empty folder)"
+                if empty
+                else ""
+            )
+            raise UserError(f"{sdir} has classes that train/ lacks: {names}{hint}")
     return classes
 
 
