@@ -21,6 +21,16 @@ def test_models_list_json() -> None:
     assert names["vit-tiny"]["gflops"] > 0
 
 
+def test_models_list_at_a_size_no_default_patch_fits() -> None:
+    """`models list --image-size 31` failed for every model, naming a --patch-size it lacked."""
+    result = runner.invoke(app, ["models", "list", "--image-size", "31", "--json"])
+    assert result.exit_code == 1 and "--patch-size" in json.loads(result.stdout)["error"]
+    args = ["models", "list", "--image-size", "31", "--patch-size", "31", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert {r["patch_size"] for r in json.loads(result.stdout)} == {31}
+
+
 def test_models_list_table_goes_to_stderr() -> None:
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 0

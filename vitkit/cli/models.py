@@ -55,13 +55,16 @@ def _row(name: str, **overrides: Any) -> dict[str, Any]:
 @user_errors
 def list_(
     image_size: ImageSize = 32,
+    patch_size: PatchSize = None,
     num_classes: NumClasses = 10,
     json_: Json = False,
 ) -> None:
-    """Every registered model with its size and cost at one input size (default 32 px, 10 classes)."""
+    """Every registered model with its size and cost at one input size (default 32 px, 10 classes;
+    each model's default patch for that size unless --patch-size)."""
     from vitkit.models import list_models
 
-    rows = [_row(n, image_size=image_size, num_classes=num_classes) for n in list_models()]
+    given = {"patch_size": patch_size} if patch_size is not None else {}
+    rows = [_row(n, image_size=image_size, num_classes=num_classes, **given) for n in list_models()]
     if json_:
         emit_json(rows)
         return
