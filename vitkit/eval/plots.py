@@ -5,7 +5,10 @@ matplotlib is the optional ``plot`` extra; without it these return False and wri
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,15 @@ def _pyplot() -> Any | None:
     except ImportError:
         return None
     return plt
+
+
+@contextlib.contextmanager
+def _quiet_glyphs() -> Iterator[None]:
+    """matplotlib warns, per character, naming its own source lines, when a class name has
+    characters its font lacks ('鳥'); they are drawn as boxes, and the terminal stays clean."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        yield
 
 
 def have_matplotlib() -> bool:
@@ -75,8 +87,8 @@ def plot_confusion(cm: Tensor, classes: list[str], out: Path, *, title: str = ""
                         fontsize=7 if c > 12 else 8,
                         color="white" if white else "black",
                     )
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
+    with _quiet_glyphs(), atomic_path(out) as tmp:
+        fig.tight_layout()
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return True
@@ -119,8 +131,8 @@ def plot_wrong(
         )
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
+    with _quiet_glyphs(), atomic_path(out) as tmp:
+        fig.tight_layout()
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return True
