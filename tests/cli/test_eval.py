@@ -104,6 +104,27 @@ def test_eval_errors_are_one_line(run: Path, args: list[str], message: str) -> N
     assert message in one_error_line(result)
 
 
+def test_another_split_or_dataset_does_not_replace_the_runs_report(
+    run: Path, tmp_path: Path
+) -> None:
+    """`eval RUN --data OTHER` (or `--split train`) wrote over RUN/eval/, the test report."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval*"))
+    (tmp_path / "digits" / "3").mkdir(parents=True)  # images to score: read as a test split
+    Image.new("L", (28, 28)).save(tmp_path / "digits" / "3" / "0.png")
+    for args, folder in (
+        ([], "eval"),
+        (["--data", f"folder:{tmp_path / 'digits'}/"], "eval-digits-test"),
+        (["--split", "train"], "eval-mnist-mini-train"),
+        (["--data", "mnist-mini", "--split", "train"], "eval-mnist-mini-train"),
+    ):
+        result = runner.invoke(app, ["eval", str(copy), *args, "--json", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["files"][0] == str(copy / folder / "eval.json")
+    test = json.loads((copy / "eval" / "eval.json").read_text())
+    assert test["split"] == "test"  # still the test split's
+
+
 def test_eval_refuses_a_class_mismatch_and_a_missing_run(run: Path, tmp_path: Path) -> None:
     for cls in ("cat", "dog"):
         (tmp_path / "pets" / "train" / cls).mkdir(parents=True)

@@ -85,7 +85,8 @@ def eval_command(
             "--out",
             "-o",
             help="Where eval.json and the PNGs go (default RUN/eval; for a .onnx or .safetensors "
-            "file, eval-<name> beside it).",
+            "file, eval-<name> beside it; with --data of another dataset or a --split other "
+            "than test, RUN/eval-<dataset>-<split>).",
         ),
     ] = None,
     data_root: RunDataRoot = None,
@@ -132,6 +133,12 @@ def eval_command(
     else:  # RUN/eval, or beside other weights of the run (RUN/checkpoint/eval-last)
         report.run = str(lm.weights_file or report.run)
         out_dir = out if out is not None else lm.output_dir("eval")
+    if out is None and (data not in (None, lm.dataset) or split != "test"):
+        # another dataset or split: beside the report of the run's own test split, not over it
+        from vitkit.data.catalog import FOLDER_PREFIX
+
+        name = (data or lm.dataset or "data").removeprefix(FOLDER_PREFIX).rstrip("/")
+        out_dir = out_dir.with_name(f"{out_dir.name}-{name.split('/')[-1] or 'folder'}-{split}")
     saved = report.save(out_dir)
     notes = [*report.notes, *saved.notes]
     if json_:
