@@ -182,9 +182,12 @@ def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     bad_yaml = tmp_path / "c.yaml"
     bad_yaml.write_text("epochs: [1\n")
-    assert "cannot parse" in one_error_line(
-        runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)])
-    )
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)]))
+    assert "cannot parse" in line and "(line 2, column 1)" in line  # PyYAML's says only what
+    twice = tmp_path / "twice.json"  # one spelling would have won unseen
+    twice.write_text('{"batch-size": 32, "batch_size": 64}')
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(twice)]))
+    assert "sets 'batch_size' twice" in line
     latin = tmp_path / "c.json"
     latin.write_bytes(b'{"lr": "\xe9"}')
     assert "not UTF-8" in one_error_line(

@@ -219,10 +219,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # yaml.YAMLError (PyYAML is optional: no import here to name it)
         if type(e).__module__.split(".")[0] != "yaml":
             raise
-        raise UserError(f"cannot parse {path}: {first_line(e)}") from None
+        mark = getattr(e, "problem_mark", None)  # where: PyYAML's first line says only what
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(e, "problem", None) or first_line(e)
+        raise UserError(f"cannot parse {path}: {what}{where}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of options")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    options: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name in options:  # batch-size and batch_size: one of them would win unseen
+            raise UserError(f"{path} sets '{name}' twice ('{key}' and another spelling)")
+        options[name] = value
+    return options
 
 
 def recipe_for(dataset_recipe: dict[str, Any]) -> dict[str, Any]:
