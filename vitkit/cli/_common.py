@@ -47,12 +47,15 @@ def user_errors(fn: F) -> F:
     file name keeps its traceback. Ctrl-C outside a training loop (which checkpoints on its own)
     says "interrupted" and exits 130, as a shell expects; Typer exits 130 without a word.
     Under ``--json`` the error is also stdout's one JSON document, ``{"error": "..."}``, so a
-    script piping it to ``jq`` reads why instead of nothing."""
+    script piping it to ``jq`` reads why instead of nothing (unless the command printed its
+    document before it failed: predict's per-file reasons, say)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        emitted = _emitted[0]
+
         def error(message: str) -> typer.Exit:
-            if kwargs.get("json_"):
+            if kwargs.get("json_") and _emitted[0] == emitted:  # stdout holds no document yet
                 emit_json({"error": message})
             return fail(message)
 
@@ -96,10 +99,14 @@ def os_error_line(e: OSError) -> str:
     return f"{what}: {names}"
 
 
+_emitted = [0]  # documents emit_json has printed in this process (the error boundary reads it)
+
+
 def emit_json(obj: Any) -> None:
     """Print one JSON document on stdout (and nothing else)."""
     from vitkit.artifact import strict_json
 
+    _emitted[0] += 1
     sys.stdout.write(json.dumps(strict_json(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
 
