@@ -430,6 +430,10 @@ class VerifyData:
 SYNTHETIC_NOTE = "verified on synthetic (uniform random) images: no accuracy figures"
 
 
+def _why_synthetic(data: VerifyData) -> str:
+    return data.unavailable or data.unfit or "the model records no dataset"
+
+
 def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> np.ndarray:
     from vitkit.eval.preprocess import normalize  # here: `import vitkit.export` stays light
 
@@ -1098,6 +1102,23 @@ def export_onnx(
     was_training = module.training
     module.eval()
     try:
+        data = None  # first: a static int8 with no real images to calibrate on fails at once
+        if verify or int8 in ("static", "auto"):
+            progress("verification data", 0, 1)
+            data = verification_data(
+                lm,
+                data_root=data_root,
+                verify_images=verify_images,
+                calib_images=calib_images if int8 in ("static", "auto") else 0,
+                download=download,
+                progress=progress,
+            )
+            progress("verification data", 1, 1)
+            if data.synthetic and int8 == "static":  # random pixels' ranges: not a model's
+                raise UserError(
+                    "--int8 static calibrates on real training images and none could be had "
+                    f"({_why_synthetic(data)}); use --int8 dynamic, which needs none"
+                )
         progress("export", 0, 1)
         t0 = time.perf_counter()
         proto, exporter, notes = export_graph(
@@ -1119,32 +1140,12 @@ def export_onnx(
         if written != opset:
             notes.append(f"asked for opset {opset}; the {exporter} exporter wrote opset {written}")
             opset = written
-        data = None
-        if verify or int8 in ("static", "auto"):
-            progress("verification data", 0, 1)
-            data = verification_data(
-                lm,
-                data_root=data_root,
-                verify_images=verify_images,
-                calib_images=calib_images if int8 in ("static", "auto") else 0,
-                download=download,
-                progress=progress,
-            )
-            progress("verification data", 1, 1)
+        if data is not None:
             notes.extend(data.notes)
-            if data.synthetic and int8 in (
-                "static",
-                "auto",
-            ):  # random pixels' ranges: not a model's
-                why = data.unavailable or data.unfit or "the model records no dataset"
-                if int8 == "static":
-                    raise UserError(
-                        f"--int8 static calibrates on real training images and none could be "
-                        f"had ({why}); use --int8 dynamic, which needs none"
-                    )
+            if data.synthetic and int8 == "auto":
                 notes.append(
                     "--int8 auto: static int8 left out, as it calibrates on real training "
-                    f"images and none could be had ({why}); int8 is dynamic"
+                    f"images and none could be had ({_why_synthetic(data)}); int8 is dynamic"
                 )
         reference = None
         if verify and data is not None:
