@@ -233,10 +233,11 @@ class LoadedModel:
         for the last checkpoint's weights), or None when it is elsewhere."""
         if self.onnx_file is None:
             return self.path
-        folder = Path(self.onnx_file).resolve().parent  # `cd RUN/export; ... model.onnx`
-        for run in (folder.parent, folder.parent.parent):
-            if (run / MODEL_JSON).is_file():
-                return run
+        file = Path(self.onnx_file)
+        for folder in (Path(os.path.abspath(file)).parent, file.resolve().parent):  # a linked
+            for run in (folder.parent, folder.parent.parent):  # RUN/export: the link's run
+                if (run / MODEL_JSON).is_file():
+                    return run
         return None
 
     def output_dir(self, kind: str) -> Path:

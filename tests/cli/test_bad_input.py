@@ -187,7 +187,10 @@ def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
     twice = tmp_path / "twice.json"  # one spelling would have won unseen
     twice.write_text('{"batch-size": 32, "batch_size": 64}')
     line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(twice)]))
-    assert "sets 'batch_size' twice" in line
+    assert "sets 'batch_size' twice ('batch-size' and 'batch_size')" in line
+    twice.write_text('{"epochs": 1, "epochs": 5}')  # json keeps the last without a word
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(twice)]))
+    assert "'epochs' is set twice" in line
     latin = tmp_path / "c.json"
     latin.write_bytes(b'{"lr": "\xe9"}')
     assert "not UTF-8" in one_error_line(

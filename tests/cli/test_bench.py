@@ -200,3 +200,7 @@ def test_out_dot_inside_a_runs_export_folder_is_refused(
     monkeypatch.chdir(runs_here / "export")  # `.` has no name: the folder is known resolved
     line = one_error_line(runner.invoke(app, ["bench", str(runs_here), "-o", "."]))
     assert "--out . is a run's export folder" in line and str(runs_here / "bench") in line
+    last = runs_here / "checkpoint" / "last.safetensors"  # those weights' export folder too
+    mine = runs_here / "checkpoint" / "export-last"
+    line = one_error_line(runner.invoke(app, ["bench", str(last), "-o", str(mine)]))
+    assert "is a run's export folder" in line and "bench-last" in line

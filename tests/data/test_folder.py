@@ -425,3 +425,12 @@ def test_a_cached_folder_with_a_class_of_no_images_is_refused(tmp_path: Path) ->
     save_cache(ds.cache_dir, raw, meta)
     with pytest.raises(UserError, match="no readable images: 'dog'"):
         load_dataset(f"folder:{root}", data_root=tmp_path / "root")
+
+
+def test_short_names_for_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run and eval folder names: `folder:.` named a run `runs/.-vit-nano`."""
+    from vitkit.data.catalog import short_name
+
+    monkeypatch.chdir(tmp_path)
+    assert short_name("folder:.") == tmp_path.name
+    assert short_name(f"folder:{tmp_path}/pets/") == "pets" and short_name("cifar10") == "cifar10"

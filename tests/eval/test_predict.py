@@ -217,6 +217,9 @@ def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> 
     Path(rep.files[0]).rename(tmp_path / "run" / "export" / "model.onnx")
     with pytest.raises(UserError, match=r"export folder, not a run: pass its run, \S*run \("):
         load_model(tmp_path / "run" / "export")
+    (tmp_path / "run" / "export").rename(tmp_path / "elsewhere")  # RUN/export, a link
+    (tmp_path / "run" / "export").symlink_to(tmp_path / "elsewhere")
+    assert load_model(tmp_path / "run" / "export" / "model.onnx").run_dir == tmp_path / "run"
 
 
 def test_images_are_read_one_batch_ahead(

@@ -522,6 +522,11 @@ def test_a_max_steps_stop_mid_epoch_does_not_change_the_best_weights(tmp_path: P
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same training
     a, b = weights(full.run_dir), weights(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)  # and the same best weights
+    # with no validation split the best is the last full epoch's, not the partial one's
+    blind = train(tiny(tmp_path, "no-val", val_fraction=0.0, max_steps=100))
+    assert blind.summary["best_epoch"] == 1
+    a, b = weights(blind.run_dir), weights(blind.run_dir, "checkpoint/last.safetensors")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_patience_without_validation_is_named(tmp_path: Path) -> None:

@@ -394,6 +394,7 @@ def benchmark(
             plot_path,
             lm.path if trained else None,
             lm.output_dir("bench") if trained else None,
+            lm.output_dir("export") if trained else None,
         )
     threads_before = torch.get_num_threads()
     n_threads = set_threads(threads)
@@ -580,6 +581,7 @@ def check_outputs(
     plot_path: str | os.PathLike[str] | None,
     run_dir: Path | None = None,
     default_out: Path | None = None,
+    exports: Path | None = None,
 ) -> None:
     """One-line errors for output paths that cannot be written, checked before the benchmark:
     a file where a folder is needed, a folder that refuses files, ``--out`` on the run itself
@@ -620,7 +622,9 @@ def check_outputs(
             f"--out {out_dir} is a run directory: bench's own exports would replace its "
             f"`vitkit export` files in {out_dir / 'export'}; name another folder{default}"
         )
-    if out_dir.resolve().name == "export" and (out_dir.resolve().parent / MODEL_JSON).is_file():
+    seen = {Path(os.path.abspath(out_dir)), out_dir.resolve()}  # as given, and a link's target
+    theirs = {Path(os.path.abspath(exports)), exports.resolve()} if exports is not None else set()
+    if seen & theirs or any(p.name == "export" and (p.parent / MODEL_JSON).is_file() for p in seen):
         raise UserError(
             f"--out {out_dir} is a run's export folder: bench's reports and exports would mix "
             f"with `vitkit export`'s files; name another folder{default}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,7 +56,8 @@ def user_errors(fn: F) -> F:
         emitted = _emitted[0]
 
         def error(message: str) -> typer.Exit:
-            if kwargs.get("json_") and _emitted[0] == emitted:  # stdout holds no document yet
+            rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun, one document in all
+            if kwargs.get("json_") and _emitted[0] == emitted and rank0:  # stdout has none yet
                 emit_json({"error": message})
             return fail(message)
 

@@ -133,12 +133,13 @@ def eval_command(
     else:  # RUN/eval, or beside other weights of the run (RUN/checkpoint/eval-last)
         report.run = str(lm.weights_file or report.run)
         out_dir = out if out is not None else lm.output_dir("eval")
-    if out is None and (data not in (None, lm.dataset) or split != "test"):
-        # another dataset or split: beside the report of the run's own test split, not over it
-        from vitkit.data.catalog import FOLDER_PREFIX
+    from vitkit.data.catalog import absolute_name, short_name
 
-        name = (data or lm.dataset or "data").removeprefix(FOLDER_PREFIX).rstrip("/")
-        out_dir = out_dir.with_name(f"{out_dir.name}-{name.split('/')[-1] or 'folder'}-{split}")
+    other = data is not None and absolute_name(data) != absolute_name(lm.dataset or "")
+    if out is None and (other or split != "test"):
+        # another dataset or split: beside the report of the run's own test split, not over it
+        name = short_name(data or lm.dataset or "data")
+        out_dir = out_dir.with_name(f"{out_dir.name}-{name}-{split}")
     saved = report.save(out_dir)
     notes = [*report.notes, *saved.notes]
     if json_:

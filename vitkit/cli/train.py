@@ -441,9 +441,12 @@ def train_command(
         emit_json(s)
         return
     test = f"test {100 * s['test_acc']:.2f}%" if s.get("test_acc") is not None else "no test split"
+    last = s.get("last_val") or {}
     best = (
         f"best val {100 * s['best_val_acc']:.2f}% (epoch {s['best_epoch']})"
         if s.get("best_val_acc") is not None
+        else f"val {100 * last['acc']:.2f}% (a partial epoch: no best yet)"
+        if isinstance(last.get("acc"), (int, float))
         else "no validation"
     )
     speed = f"{s['train_images_per_s']:,.0f} img/s"

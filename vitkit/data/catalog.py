@@ -222,6 +222,14 @@ def absolute_name(name: str) -> str:
     return FOLDER_PREFIX + str(Path(name[len(FOLDER_PREFIX) :]).expanduser().resolve())
 
 
+def short_name(name: str) -> str:
+    """A dataset's name for a folder name: ``folder:~/data/pets/`` -> ``pets`` (``folder:.``
+    -> the current folder's name), other names as they are."""
+    if not name.startswith(FOLDER_PREFIX):
+        return name
+    return Path(absolute_name(name)[len(FOLDER_PREFIX) :]).name or "folder"
+
+
 def dataset_dir(name: str, spec: DatasetSpec, options: dict[str, Any], data_root: Path) -> Path:
     """Where a dataset's files (raw downloads) live under the data root."""
     if spec.name == "folder":

@@ -37,7 +37,7 @@ def _quiet_glyphs() -> Iterator[None]:
     """matplotlib warns, per character, naming its own source lines, when a class name has
     characters its font lacks ('鳥'); they are drawn as boxes, and the terminal stays clean."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from (current )?font")
         yield
 
 

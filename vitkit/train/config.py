@@ -203,7 +203,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot parse {path}: not UTF-8 text ({e.reason})") from None
     try:
         if path.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_once)
         elif path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
@@ -226,12 +226,23 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of options")
     options: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name in options:  # batch-size and batch_size: one of them would win unseen
-            raise UserError(f"{path} sets '{name}' twice ('{key}' and another spelling)")
-        options[name] = value
+            raise UserError(f"{path} sets '{name}' twice ('{spelled[name]}' and '{key}')")
+        options[name], spelled[name] = value, str(key)
     return options
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last one without a word)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"'{key}' is set twice")
+        out[key] = value
+    return out
 
 
 def recipe_for(dataset_recipe: dict[str, Any]) -> dict[str, Any]:

@@ -294,7 +294,7 @@ def fit(
         if not epoch_done:  # --max-steps mid-epoch: validated for the summary, but not a
             # contender for best, so that a resume picks the best an uninterrupted run would
             is_best = False
-            if state.best_epoch < 0 or val is None:  # no best yet: these weights for now
+            if state.best_epoch < 0:  # no best yet: these weights for now
                 save("best", state)  # (the first full epoch of a resume replaces them)
         else:
             is_best = acc is not None and (state.best_acc is None or acc > state.best_acc)

@@ -38,7 +38,7 @@ from vitkit.artifact import (
 )
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
-from vitkit.data.catalog import FOLDER_PREFIX, absolute_name, check_dataset_options
+from vitkit.data.catalog import absolute_name, check_dataset_options, short_name
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
@@ -260,7 +260,7 @@ def default_run_dir(
     free: Callable[[Path], bool] = lambda path: not path.exists(),
 ) -> Path:
     """``runs/<dataset>-<model>``, or the first of ``-2``, ``-3``, ... that is ``free``."""
-    name = config.dataset.removeprefix(FOLDER_PREFIX).rstrip("/").split("/")[-1] or "folder"
+    name = short_name(config.dataset)
     base = runs / f"{name}-{config.model}"
     numbered = (runs / f"{base.name}-{i}" for i in itertools.count(2))
     return next(path for path in itertools.chain([base], numbered) if free(path))
