@@ -255,18 +255,18 @@ def run_or_model(
     unless ``quiet``), or an untrained ``--model`` built with ``overrides`` and ``seed``."""
     if model is not None:
         if run is not None:
-            raise fail("give a RUN or --model NAME, not both")
+            raise UserError("give a RUN or --model NAME, not both")
         import torch
 
         from vitkit.models import resolve_spec
 
         spec = resolve_spec(model, **overrides)
         if not -(2**63) <= seed < 2**64:  # the range torch.manual_seed takes
-            raise fail(f"--seed must be in [-2**63, 2**64), got {seed}")
+            raise UserError(f"--seed must be in [-2**63, 2**64), got {seed}")
         torch.manual_seed(seed)
         return spec.build()
     if overrides:
-        raise fail("model options (--embed-dim, ...) go with --model; a run has its own")
+        raise UserError("model options (--embed-dim, ...) go with --model; a run has its own")
     if run is None:
         from vitkit.artifact import latest_run
 
