@@ -310,17 +310,20 @@ def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
     from vitkit.errors import UserError
 
     runs = Path(runs)
-    found = sorted(
-        (p for p in runs.glob(f"*/{MODEL_JSON}") if p.is_file()),
-        key=lambda p: p.stat().st_mtime,
-    )
+    found = _runs_in(runs)
     if not found:
         where = f"{runs}/ has no run directories" if runs.is_dir() else f"no {runs}/ directory here"
         raise UserError(
             f"no run given and none found: {where}; train one with `vitkit train mnist-mini` "
             "(or pass RUN, or --model NAME for an untrained model)"
         )
-    return found[-1].parent
+    return found[0]
+
+
+def _runs_in(folder: Path) -> list[Path]:
+    """The run directories in ``folder``, most recently written (by model.json) first."""
+    made = [p for p in folder.glob(f"*/{MODEL_JSON}") if p.is_file()]
+    return [p.parent for p in sorted(made, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
 def _not_a_run(folder: Path) -> str:
@@ -330,11 +333,7 @@ def _not_a_run(folder: Path) -> str:
         hint = f"pass its run, {run}" if (run / MODEL_JSON).is_file() else "pass a run"
         also = "eval and predict also take its .onnx files"
         return f"{folder} is an export folder, not a run: {hint} ({also})"
-    runs = sorted(
-        (p.parent for p in folder.glob(f"*/{MODEL_JSON}") if p.is_file()),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
+    runs = _runs_in(folder)
     if runs:
         named = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
         return f"{folder} holds runs, it is not one: pass one of them ({named})"

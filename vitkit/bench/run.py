@@ -56,7 +56,6 @@ from vitkit.bench.timing import (
     load_average,
     matmul_peak,
     measure,
-    others_note,
     set_threads,
     settle,
 )
@@ -305,7 +304,7 @@ def bench_data(
         raise UserError(f"--data {dataset}: {data.foreign}")
     if (dataset or (download and lm.dataset)) and data.synthetic:
         # asked for by name, or to be downloaded: no silent stand-in
-        why = data.unavailable or data.unfit or "it could not be loaded"
+        why = data.why_synthetic
         fetchable = spec is not None and spec.name != "folder" and data.unavailable is not None
         hint = "; pass --download to fetch it" if fetchable and not download else ""
         raise UserError(f"{f'--data {dataset}' if dataset else '--download'}: {why}{hint}")
@@ -388,14 +387,7 @@ def benchmark(
     if out is None and trained:  # beside the weights benchmarked: RUN/bench for the best ones
         out_dir = lm.output_dir("bench")
     if write:  # before minutes of timing, not after
-        check_outputs(
-            out_dir,
-            csv_path,
-            plot_path,
-            lm.path if trained else None,
-            lm.output_dir("bench") if trained else None,
-            lm.output_dir("export") if trained else None,
-        )
+        check_outputs(out_dir, csv_path, plot_path, lm if trained else None)
     threads_before = torch.get_num_threads()
     n_threads = set_threads(threads)
     workdir = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
@@ -579,9 +571,7 @@ def check_outputs(
     out_dir: Path,
     csv_path: str | os.PathLike[str] | None,
     plot_path: str | os.PathLike[str] | None,
-    run_dir: Path | None = None,
-    default_out: Path | None = None,
-    exports: Path | None = None,
+    run: LoadedModel | None = None,
 ) -> None:
     """One-line errors for output paths that cannot be written, checked before the benchmark:
     a file where a folder is needed, a folder that refuses files, ``--out`` on the run itself
@@ -611,7 +601,9 @@ def check_outputs(
         raise UserError(f"--out {out_dir} is a file, not a folder")
     if (b := blocked(out_dir)) is not None:
         raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
-    default = f" (default {default_out})" if default_out is not None else ""
+    run_dir = run.path if run is not None else None
+    exports = run.output_dir("export") if run is not None else None
+    default = f" (default {run.output_dir('bench')})" if run is not None else ""
     if run_dir is not None and out_dir.resolve() == run_dir.resolve():
         raise UserError(
             f"--out {out_dir} is the run itself: bench's own exports would replace those of "
@@ -655,10 +647,7 @@ def _busy_notes(
     is over ``UNSTEADY_P90`` x their p50."""
     cpu = [r for r in rows if r.device == "cpu"]
     notes: list[str] = []
-    if other_cores is not None:  # measured over the timed calls: the load average says less
-        busy = others_note(other_cores, "while the cells were timed")
-    else:
-        busy = busy_note(load, threads)
+    busy = busy_note(load, threads, other_cores, "while the cells were timed")
     if cpu and busy:
         notes.append(busy)
     unstable = [r for r in rows if r.p90_ms > UNSTEADY_P90 * r.p50_ms]

@@ -319,27 +319,28 @@ class OtherCpuUse:
 OTHER_CORES_NOTED = 0.25  # other processes' mean use (cores) from which the figures are doubted
 
 
-def others_note(cores: float | None, during: str) -> str | None:
-    """A note when other processes used ``OTHER_CORES_NOTED`` cores or more ``during`` the
-    timing (``OtherCpuUse.cores()``)."""
-    if cores is None or cores < OTHER_CORES_NOTED:
-        return None
-    return (
-        f"other processes (or the hypervisor) kept {cores:.2f} of this machine's "
-        f"{os.cpu_count() or 1} logical cores busy on average {during}: the CPU figures may be "
-        "off; rerun on a quiet machine"
-    )
-
-
-def busy_note(load: list[float] | None, threads: int) -> str | None:
-    """A note when other processes shared the CPU (the load average less our own threads is 1
-    or more): a speed-up from a busy machine must not read as a result."""
+def busy_note(
+    load: list[float] | None, threads: int, other_cores: float | None, during: str
+) -> str | None:
+    """A note when other processes shared the CPU ``during`` the timing: a speed-up from a busy
+    machine must not read as a result. The cores they used then (``OtherCpuUse.cores()``),
+    from ``OTHER_CORES_NOTED``; where that is not known, the load average less our own threads,
+    from 1 (a minute's mean, it misses a shorter competitor)."""
+    cpus = os.cpu_count() or 1
+    if other_cores is not None:
+        if other_cores < OTHER_CORES_NOTED:
+            return None
+        return (
+            f"other processes (or the hypervisor) kept {other_cores:.2f} of this machine's "
+            f"{cpus} logical cores busy on average {during}: the CPU figures may be off; rerun "
+            "on a quiet machine"
+        )
     if load is None or load[0] - threads < 1.0:
         return None
     return (
-        f"the load average was {load[0]:.1f} on {os.cpu_count() or 1} logical cores while this "
-        f"ran with {threads} thread(s): other processes shared the CPU, so the CPU figures may "
-        "be off; rerun on a quiet machine"
+        f"the load average was {load[0]:.1f} on {cpus} logical cores while this ran with "
+        f"{threads} thread(s): other processes shared the CPU, so the CPU figures may be off; "
+        "rerun on a quiet machine"
     )
 
 

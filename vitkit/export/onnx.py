@@ -426,12 +426,13 @@ class VerifyData:
             "calibration_images": len(self.calibration),
         }
 
+    @property
+    def why_synthetic(self) -> str:
+        """Why there are no real images (for a synthetic set)."""
+        return self.unavailable or self.unfit or "the model records no dataset"
+
 
 SYNTHETIC_NOTE = "verified on synthetic (uniform random) images: no accuracy figures"
-
-
-def _why_synthetic(data: VerifyData) -> str:
-    return data.unavailable or data.unfit or "the model records no dataset"
 
 
 def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> np.ndarray:
@@ -586,14 +587,12 @@ def _speed_notes(
 ) -> list[str]:
     """Say so when the img/s column was measured on a busy machine (as bench does): under load
     the int8-over-fp32 ratio of one export has read 0.57x, and 2.38x a minute later."""
-    from vitkit.bench.timing import UNSTEADY_P90, busy_note, load_average, others_note
+    from vitkit.bench.timing import UNSTEADY_P90, busy_note, load_average
 
     shaky = ["eager"] if reference.unsteady else []
     shaky += [p.precision for p in precisions if p.speed_unsteady]
-    if other_cores is not None:  # measured over the verification: the load average says less
-        busy = others_note(other_cores, "while the export was verified and timed")
-    else:
-        busy = busy_note(load_average(), threads)
+    during = "while the export was verified and timed"
+    busy = busy_note(load_average(), threads, other_cores, during)
     notes = [busy] if busy else []
     if shaky:
         notes.append(
@@ -1117,7 +1116,7 @@ def export_onnx(
             if data.synthetic and int8 == "static":  # random pixels' ranges: not a model's
                 raise UserError(
                     "--int8 static calibrates on real training images and none could be had "
-                    f"({_why_synthetic(data)}); use --int8 dynamic, which needs none"
+                    f"({data.why_synthetic}); use --int8 dynamic, which needs none"
                 )
         progress("export", 0, 1)
         t0 = time.perf_counter()
@@ -1145,7 +1144,7 @@ def export_onnx(
             if data.synthetic and int8 == "auto":
                 notes.append(
                     "--int8 auto: static int8 left out, as it calibrates on real training "
-                    f"images and none could be had ({_why_synthetic(data)}); int8 is dynamic"
+                    f"images and none could be had ({data.why_synthetic}); int8 is dynamic"
                 )
         reference = None
         if verify and data is not None:
