@@ -64,6 +64,21 @@ def test_png_is_written(report: BenchReport, bench_run: Path) -> None:
     assert str(png) in report.files
 
 
+def test_png_leaves_the_callers_matplotlib_backend_alone(
+    report: BenchReport, tmp_path: Path
+) -> None:
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a caller's choice; report.plot switched it to Agg for good
+    try:
+        assert report.plot(tmp_path / "bench.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_table_shows_every_cell_and_the_reasons(report: BenchReport) -> None:
     console = Console(width=250, record=True)
     console.print(report.table())

@@ -107,7 +107,7 @@ def test_save_writes_json_and_figures(
             assert im.format == "PNG" and im.size[0] > 200
     assert not list((tmp_path / "eval").glob(".*"))  # no temp files left behind
     # without matplotlib: eval.json only, and a note that says how to get the figures
-    monkeypatch.setattr(plots, "_pyplot", lambda: None)
+    monkeypatch.setattr(plots, "figure", lambda *a, **k: None)
     saved = report.save(tmp_path / "bare")
     assert [f.name for f in saved.files] == ["eval.json"]
     assert "vitkit[plot]" in saved.notes[0]

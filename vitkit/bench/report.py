@@ -172,14 +172,12 @@ class BenchReport:
 
     def plot(self, path: Path) -> bool:
         """Latency (p50) and throughput against batch size, one line per runtime and device."""
-        try:
-            import matplotlib
+        from vitkit._plot import figure
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        made = figure(1, 2, figsize=(11, 4.2))
+        if made is None:
             return False
-        fig, (ax_lat, ax_tp) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, (ax_lat, ax_tp) = made
         series: dict[tuple[str, str], list[BenchRow]] = {}
         for r in self.rows:
             series.setdefault((r.runtime, r.device), []).append(r)
@@ -211,7 +209,6 @@ class BenchReport:
         fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
         return True
 
     # -- the table ---------------------------------------------------------------------------

@@ -10,26 +10,15 @@ import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from vitkit._plot import figure
 from vitkit.artifact import atomic_path
 from vitkit.data.preview import label_text
 
 PLOT_HINT = "matplotlib is not installed: pip install 'vitkit[plot]' for the PNG figures"
-
-
-def _pyplot() -> Any | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
 
 
 @contextlib.contextmanager
@@ -41,21 +30,17 @@ def _quiet_glyphs() -> Iterator[None]:
         yield
 
 
-def have_matplotlib() -> bool:
-    return _pyplot() is not None
-
-
 def plot_confusion(cm: Tensor, classes: list[str], out: Path, *, title: str = "") -> bool:
     """Heatmap of row-normalised counts (recall per true class), counts written when <= 20 classes."""
-    plt = _pyplot()
-    if plt is None:
-        return False
     c = len(classes)
     counts = cm.double()
     rows = counts.sum(1, keepdim=True)
     norm = torch.where(rows > 0, counts / rows.clamp_min(1), torch.zeros_like(counts))
     side = min(max(5.0, 0.45 * c + 2.0), 40.0)
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    made = figure(figsize=(side + 1.0, side))
+    if made is None:
+        return False
+    fig, ax = made
     im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     font = 9 if c <= 20 else max(4, 9 - c // 20)
@@ -90,7 +75,6 @@ def plot_confusion(cm: Tensor, classes: list[str], out: Path, *, title: str = ""
     with _quiet_glyphs(), atomic_path(out) as tmp:
         fig.tight_layout()
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return True
 
 
@@ -105,14 +89,14 @@ def plot_wrong(
     title: str = "",
 ) -> bool:
     """The given uint8 (N, C, H, W) images in a grid, each titled ``true → predicted (conf %)``."""
-    plt = _pyplot()
-    if plt is None:
-        return False
     n = len(images)
     cols = max(1, min(5, math.ceil(math.sqrt(n)))) if n else 1
     rows = max(1, math.ceil(n / cols))
     width = max(2.2 * cols, 0.09 * len(title) + 0.5)  # one image's width cut the title short
-    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.5 * rows), squeeze=False)
+    made = figure(rows, cols, figsize=(width, 2.5 * rows), squeeze=False)
+    if made is None:
+        return False
+    fig, axes = made
     for ax in axes.flat:
         ax.axis("off")
     if n == 0:
@@ -134,5 +118,4 @@ def plot_wrong(
     with _quiet_glyphs(), atomic_path(out) as tmp:
         fig.tight_layout()
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     return True

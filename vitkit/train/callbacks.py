@@ -132,20 +132,15 @@ def read_epochs(metrics_path: Path) -> list[dict[str, Any]]:
 
 def plot_curves(metrics_path: Path, out: Path) -> bool:
     """Loss and accuracy per epoch as a PNG; False when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+    from vitkit._plot import figure
     from vitkit.artifact import atomic_path
 
     epochs = read_epochs(metrics_path)
-    if not epochs:
+    made = figure(1, 2, figsize=(10, 4)) if epochs else None
+    if made is None:
         return False
+    fig, (ax1, ax2) = made
     x = [e["epoch"] + 1 for e in epochs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(x, [e["train_loss"] for e in epochs], label="train")
     if any(e["val"] for e in epochs):
         ax1.plot(x, [e["val"]["loss"] if e["val"] else None for e in epochs], label="val")
@@ -159,5 +154,4 @@ def plot_curves(metrics_path: Path, out: Path) -> bool:
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     return True
