@@ -103,6 +103,16 @@ def test_a_dataset_prints_in_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_dataset_reads_as_a_mapping_of_splits(tmp_path: Path) -> None:
+    """`"val" in ds` raised TypeError ('int' object is not iterable): Python fell back to
+    ds[0], ds[1], ... and the split lookup crashed on the int."""
+    ds = load_dataset("mnist-mini", data_root=tmp_path)
+    assert "test" in ds and "val" not in ds and 0 not in ds
+    assert list(ds) == ["train", "test"]
+    with pytest.raises(TypeError, match=r"indexed by split name.*ds\['train'\].images\[i\]"):
+        ds[0]  # type: ignore[index]
+
+
 def test_mnist_mini_images_are_real_mnist_test_images(mnist_root: Path, tmp_path: Path) -> None:
     full = load_dataset("mnist", data_root=mnist_root, download=False)["test"].images
     mini = load_dataset("mnist-mini", data_root=tmp_path)["test"].images

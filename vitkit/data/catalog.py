@@ -12,7 +12,7 @@ import hashlib
 import importlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,19 @@ class Dataset:
             f"{self.image_size}, {self.num_classes} classes)"
         )
 
+    def __contains__(self, split: object) -> bool:
+        return split in self.splits
+
+    def __iter__(self) -> Iterator[str]:
+        """The split names, as a mapping's keys: ``for name in ds: ds[name]``."""
+        return iter(self.splits)
+
     def __getitem__(self, split: str) -> Split:
+        if not isinstance(split, str):  # ds[0]: an image of which split?
+            raise TypeError(
+                f"a Dataset is indexed by split name ({', '.join(map(repr, self.splits))}), "
+                f"got {split!r}; an image is ds['{next(iter(self.splits))}'].images[i]"
+            )
         try:
             return self.splits[split]
         except KeyError:
