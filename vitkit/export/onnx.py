@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -41,6 +41,9 @@ from torch import nn
 from vitkit.artifact import LoadedModel, atomic_write, cpu_fp32, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import MissingEntry, UserError, VitkitError, first_line
+
+if TYPE_CHECKING:
+    from vitkit.data import Dataset
 
 INPUT_NAME = "pixel_values"  # (batch, channels, image_size, image_size) float32, normalised
 OUTPUT_NAME = "logits"  # (batch, num_classes), or (batch, num_outputs, num_classes)
@@ -71,6 +74,14 @@ class Tolerances:
 
 
 # -- ONNX Runtime helpers (shared with eval --onnx and bench) -------------------------------------
+def _onnx_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a ``Path``, which must name a file: a missing one is a one-line ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such ONNX file: {path}")
+    return path
+
+
 def ort_session(
     model: str | os.PathLike[str] | bytes | onnx.ModelProto,
     *,
@@ -102,10 +113,7 @@ def ort_session(
     elif isinstance(model, bytes):
         source, name = model, "the model"
     else:
-        path = Path(model)
-        if not path.is_file():
-            raise UserError(f"no such ONNX file: {path}")
-        source, name = str(path), str(path)
+        source = name = str(_onnx_file(model))
     try:
         return ort.InferenceSession(source, options, providers=providers)
     except Exception as e:  # ORT raises its own pybind exception types
@@ -228,9 +236,7 @@ def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
 
 def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
     """An ONNX file, parsed; a missing or unreadable file is a one-line ``UserError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no such ONNX file: {path}")
+    path = _onnx_file(path)
     try:
         return onnx.load(path, load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends
@@ -464,47 +470,100 @@ def verification_data(
     dataset cannot be had; ``notes`` says which and why. For a trained model (``trained``,
     default: it has model.json metadata) the labels become its class indices, as eval maps
     them; a dataset with classes it does not know keeps its images but loses its labels."""
-    from vitkit.data import get_dataset_spec, load_dataset
-    from vitkit.eval.evaluate import run_settings
-
-    notes: list[str] = []
-    ds, unavailable, unfit = None, None, None
     trained = bool(lm.meta) if trained is None else trained
     if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} is a file, not a folder")
+    notes: list[str] = []
+    ds, unavailable, unfit = None, None, None
     if lm.dataset:
-        size = channels = None
-        try:
-            name, options = lm.dataset_source() or (lm.dataset, {})
-            spec = get_dataset_spec(name)
-            size, channels = spec.image_size, spec.channels  # when the catalog knows them,
-            if not size or not channels or (size, channels) == (lm.image_size, lm.channels):
-                root = data_root if data_root is not None else run_settings(lm)["data_root"]
-                ds = load_dataset(  # a mismatch is said without downloading or building it
-                    name, data_root=root, download=download, progress=progress, **options
-                )
-                size, channels = ds.image_size, ds.channels
-        except (VitkitError, OSError) as e:
-            unavailable = f"dataset '{lm.dataset}' is unavailable ({first_line(e)})"
-        k = lm.spec.config.num_classes
-        if size and channels and (size, channels) != (lm.image_size, lm.channels):
-            unfit = (
-                f"dataset '{lm.dataset}' has {size} px x {channels} channel images, "
-                f"the model takes {lm.image_size} px x {lm.channels}"
-            )
-        elif ds is not None and ds.num_outputs != lm.num_outputs:
-            unfit = (
-                f"dataset '{lm.dataset}' has {ds.num_outputs} label(s) per image, the model "
-                f"predicts {lm.num_outputs}"
-            )
-        elif ds is not None and not trained and ds.num_classes > k:  # labels past its outputs
-            unfit = f"dataset '{lm.dataset}' has {ds.num_classes} classes, the model predicts {k}"
+        ds, unavailable, unfit = _run_dataset(lm, data_root, download, progress, trained)
         notes.extend(n for n in (unavailable, unfit) if n)
-        ds = None if unfit else ds
     else:
         notes.append("the model records no dataset (a model with no run)")
+    if ds is not None:
+        return _real_data(lm, ds, verify_images, calib_images, seed, trained, notes)
+    n = verify_images or 256
+    g = torch.Generator().manual_seed(seed)
+    shape = (lm.channels, lm.image_size, lm.image_size)
+    images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    calib = torch.randint(0, 256, (calib_images, *shape), generator=g, dtype=torch.uint8)
+    return VerifyData(
+        images=_normalize(images, lm.mean, lm.std),
+        labels=None,
+        calibration=_normalize(calib, lm.mean, lm.std),
+        source=f"synthetic uniform random images ({n:,})",
+        synthetic=True,
+        notes=[*notes, SYNTHETIC_NOTE],
+        unavailable=unavailable,
+        unfit=unfit,
+    )
+
+
+def _run_dataset(
+    lm: LoadedModel,
+    data_root: str | os.PathLike[str] | None,
+    download: bool,
+    progress: ProgressFn,
+    trained: bool,
+) -> tuple[Dataset | None, str | None, str | None]:
+    """``(dataset, unavailable, unfit)``: the run's dataset, or None and why it cannot be had
+    (``unavailable``) or does not fit the model (``unfit``)."""
+    from vitkit.data import get_dataset_spec, load_dataset
+    from vitkit.eval.evaluate import run_settings
+
+    assert lm.dataset  # the caller's check: a model with no dataset has none to open
+    ds, unavailable, size, channels = None, None, None, None
+    try:
+        name, options = lm.dataset_source() or (lm.dataset, {})
+        spec = get_dataset_spec(name)
+        size, channels = spec.image_size, spec.channels  # when the catalog knows them,
+        if not size or not channels or (size, channels) == (lm.image_size, lm.channels):
+            root = data_root if data_root is not None else run_settings(lm)["data_root"]
+            ds = load_dataset(  # a mismatch is said without downloading or building it
+                name, data_root=root, download=download, progress=progress, **options
+            )
+            size, channels = ds.image_size, ds.channels
+    except (VitkitError, OSError) as e:
+        unavailable = f"dataset '{lm.dataset}' is unavailable ({first_line(e)})"
+    unfit = _unfit(lm, ds, size, channels, trained)
+    return (None if unfit else ds), unavailable, unfit
+
+
+def _unfit(
+    lm: LoadedModel, ds: Dataset | None, size: int | None, channels: int | None, trained: bool
+) -> str | None:
+    """Why the run's dataset (images of ``size`` x ``channels``; ``ds`` once loaded) does not
+    fit the model; None when it does, as far as is known."""
+    if size and channels and (size, channels) != (lm.image_size, lm.channels):
+        return (
+            f"dataset '{lm.dataset}' has {size} px x {channels} channel images, "
+            f"the model takes {lm.image_size} px x {lm.channels}"
+        )
+    if ds is not None and ds.num_outputs != lm.num_outputs:
+        return (
+            f"dataset '{lm.dataset}' has {ds.num_outputs} label(s) per image, the model "
+            f"predicts {lm.num_outputs}"
+        )
+    k = lm.spec.config.num_classes
+    if ds is not None and not trained and ds.num_classes > k:  # labels past its outputs
+        return f"dataset '{lm.dataset}' has {ds.num_classes} classes, the model predicts {k}"
+    return None
+
+
+def _real_data(
+    lm: LoadedModel,
+    ds: Dataset,
+    verify_images: int | None,
+    calib_images: int,
+    seed: int,
+    trained: bool,
+    notes: list[str],
+) -> VerifyData:
+    """Images of ``ds``'s test split (else val, else train), labelled with the model's class
+    indices when it was ``trained``, and calibration images of its train split."""
+    notes = list(notes)
     remap, foreign = None, None
-    if ds is not None and trained:
+    if trained:
         from vitkit.eval.evaluate import label_map
 
         try:  # a folder may hold some of the classes, in any order
@@ -512,23 +571,6 @@ def verification_data(
         except UserError as e:  # "dataset 'NAME' has classes the model was not trained on: ..."
             foreign = str(e)
             notes.append(f"{foreign}: no accuracy figures")
-    if ds is None:
-        n = verify_images or 256
-        g = torch.Generator().manual_seed(seed)
-        shape = (lm.channels, lm.image_size, lm.image_size)
-        images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
-        calib = torch.randint(0, 256, (calib_images, *shape), generator=g, dtype=torch.uint8)
-        notes.append(SYNTHETIC_NOTE)
-        return VerifyData(
-            images=_normalize(images, lm.mean, lm.std),
-            labels=None,
-            calibration=_normalize(calib, lm.mean, lm.std),
-            source=f"synthetic uniform random images ({n:,})",
-            synthetic=True,
-            notes=notes,
-            unavailable=unavailable,
-            unfit=unfit,
-        )
     split_name = next((s for s in ("test", "val") if s in ds.splits), "train")
     if split_name == "train":
         notes.append(f"dataset '{ds.name}' has no test or val split: verified on train images")
@@ -763,11 +805,10 @@ def verify_onnx(
     """
     tol = tolerances or Tolerances()
     proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
-    size = proto.ByteSize()
     report = PrecisionReport(
         precision=precision,
         path=None if isinstance(model, onnx.ModelProto) else str(model),
-        size_bytes=size,
+        size_bytes=proto.ByteSize(),
         passed=False,
         verified=True,
         checker=check_model(proto),
@@ -783,23 +824,13 @@ def verify_onnx(
     ref = reference.logits
     fixed = input_batch(session)
     sizes = [fixed] if fixed else [b for b in VERIFY_BATCHES if b <= len(data.images)]
-    diffs: list[np.ndarray] = []
-    for b in sizes:
-        out = run_onnx(session, data.images[:b])
-        if out.shape != ref[:b].shape:
-            report.failures.append(
-                f"{precision}: batch {b} gave output shape {out.shape}, eager {ref[:b].shape}"
-            )
-            return report
-        d = np.abs(out.astype(np.float64) - ref[:b])
-        report.batches[str(b)] = float(d.max())
-        diffs.append(d.reshape(-1))
+    diffs = _batch_diffs(session, data.images, ref, sizes, report)
+    if diffs is None:  # an output of the wrong shape: nothing to compare
+        return report
     out = run_onnx(session, data.images, batch_size=RUN_BATCH)
     if not np.isfinite(out).all():
         report.failures.append(f"{precision}: non-finite logits")
-    d = np.abs(out.astype(np.float64) - ref)
-    diffs.append(d.reshape(-1))
-    every = np.concatenate(diffs)
+    every = np.concatenate([*diffs, np.abs(out.astype(np.float64) - ref).reshape(-1)])
     report.max_abs_diff = float(every.max())
     report.mean_abs_diff = float(every.mean())
     agree = top1(out) == top1(ref)
@@ -814,36 +845,60 @@ def verify_onnx(
         f"batch sizes {', '.join(map(str, sizes))} and {len(data.images):,} images in batches "
         f"of {fixed or RUN_BATCH}"
     )
-    if precision.startswith("fp32"):
-        if report.max_abs_diff > tol.fp32_atol:
-            report.failures.append(
-                f"{precision}: max |logit difference| {report.max_abs_diff:.3g} exceeds the "
-                f"tolerance {tol.fp32_atol:g} ({where})"
-            )
-        if report.top1_agreement < tol.fp32_min_agreement:
-            report.failures.append(
-                f"{precision}: top-1 agrees with eager on {100 * report.top1_agreement:.2f}% of "
-                f"images ({int((~agree).sum())} differ); needs "
-                f">= {100 * tol.fp32_min_agreement:g}%"
-            )
-    elif precision == "fp16":
-        if report.top1_agreement < tol.fp16_min_agreement:
-            report.failures.append(
-                f"fp16: top-1 agrees with eager on {100 * report.top1_agreement:.2f}% of images "
-                f"({int((~agree).sum())} differ); needs >= {100 * tol.fp16_min_agreement:g}%"
-            )
-    elif report.accuracy_drop_points is not None:
-        if report.accuracy_drop_points > 100 * tol.int8_max_drop + 1e-9:
-            assert report.accuracy is not None and reference.accuracy is not None
-            report.failures.append(
-                f"{precision}: top-1 accuracy {100 * report.accuracy:.2f}% is "
-                f"{report.accuracy_drop_points:.2f} points below eager's "
-                f"{100 * reference.accuracy:.2f}% (allowed: {100 * tol.int8_max_drop:g})"
-            )
-    else:
-        report.notes.append("no labels: the int8 accuracy gate was not applied")
+    _apply_gate(report, reference, tol, int((~agree).sum()), where)
     report.passed = not report.failures
     return report
+
+
+def _batch_diffs(
+    session: Any, images: np.ndarray, ref: np.ndarray, sizes: list[int], report: PrecisionReport
+) -> list[np.ndarray] | None:
+    """|ORT - eager| on the first ``b`` images run as one batch, for each ``b`` in ``sizes``
+    (each batch's max in ``report.batches``); None, the failure in ``report``, when an output
+    has the wrong shape."""
+    diffs: list[np.ndarray] = []
+    for b in sizes:
+        out = run_onnx(session, images[:b])
+        if out.shape != ref[:b].shape:
+            report.failures.append(
+                f"{report.precision}: batch {b} gave output shape {out.shape}, "
+                f"eager {ref[:b].shape}"
+            )
+            return None
+        d = np.abs(out.astype(np.float64) - ref[:b])
+        report.batches[str(b)] = float(d.max())
+        diffs.append(d.reshape(-1))
+    return diffs
+
+
+def _apply_gate(
+    report: PrecisionReport, reference: EagerReference, tol: Tolerances, differ: int, where: str
+) -> None:
+    """Add to ``report`` the failures of its precision's gate (``_gate`` words it): fp32 on
+    logits and top-1, fp16 on top-1, int8 on accuracy (a note when there are no labels)."""
+    precision = report.precision
+    assert report.max_abs_diff is not None and report.top1_agreement is not None
+    if precision.startswith("fp32") and report.max_abs_diff > tol.fp32_atol:
+        report.failures.append(
+            f"{precision}: max |logit difference| {report.max_abs_diff:.3g} exceeds the "
+            f"tolerance {tol.fp32_atol:g} ({where})"
+        )
+    if precision.startswith("fp32") or precision == "fp16":
+        needed = tol.fp16_min_agreement if precision == "fp16" else tol.fp32_min_agreement
+        if report.top1_agreement < needed:
+            report.failures.append(
+                f"{precision}: top-1 agrees with eager on {100 * report.top1_agreement:.2f}% of "
+                f"images ({differ} differ); needs >= {100 * needed:g}%"
+            )
+    elif report.accuracy_drop_points is None:
+        report.notes.append("no labels: the int8 accuracy gate was not applied")
+    elif report.accuracy_drop_points > 100 * tol.int8_max_drop + 1e-9:
+        assert report.accuracy is not None and reference.accuracy is not None
+        report.failures.append(
+            f"{precision}: top-1 accuracy {100 * report.accuracy:.2f}% is "
+            f"{report.accuracy_drop_points:.2f} points below eager's "
+            f"{100 * reference.accuracy:.2f}% (allowed: {100 * tol.int8_max_drop:g})"
+        )
 
 
 # -- the export ------------------------------------------------------------------------------------
@@ -1091,115 +1146,195 @@ def export_onnx(
     tol = tolerances or Tolerances()
     threads = threads or torch.get_num_threads()  # eager's count, so that img/s compare
     lm = loaded_for_export(source)
-    trained = bool(lm.meta)
-    default = lm.output_dir("export") / "model.onnx" if trained else lm.path / "model.onnx"
-    out_path = Path(out) if out is not None else default
-    if out_path.suffix != ".onnx":
-        raise UserError(f"--out must name a .onnx file, got {out_path}")
-
-    module = cpu_fp32(lm.model)
-    was_training = module.training
-    module.eval()
-    try:
+    out_path = _out_path(lm, out)
+    with _eval_mode(cpu_fp32(lm.model)) as module:
         data = None  # first: a static int8 with no real images to calibrate on fails at once
         if verify or int8 in ("static", "auto"):
-            progress("verification data", 0, 1)
-            data = verification_data(
-                lm,
-                data_root=data_root,
-                verify_images=verify_images,
-                calib_images=calib_images if int8 in ("static", "auto") else 0,
-                download=download,
-                progress=progress,
+            data = _export_verification_data(
+                lm, int8, data_root, verify_images, calib_images, download, progress
             )
-            progress("verification data", 1, 1)
-            if data.synthetic and int8 == "static":  # random pixels' ranges: not a model's
-                raise UserError(
-                    "--int8 static calibrates on real training images and none could be had "
-                    f"({data.why_synthetic}); use --int8 dynamic, which needs none"
-                )
-        progress("export", 0, 1)
-        t0 = time.perf_counter()
-        proto, exporter, notes = export_graph(
-            module,
-            image_size=lm.image_size,
-            channels=lm.channels,
-            opset=opset,
-            batch=batch,
-            legacy=legacy,
-        )
-        export_seconds = time.perf_counter() - t0
-        progress("export", 1, 1)
-        if not trained:
-            notes.append(
-                "a model with no run: its classes 0..N-1 and mean/std 0.5 are placeholders; the "
-                "file says so (trained: false), and vitkit's eval and predict refuse it"
-            )
-        written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if written != opset:
-            notes.append(f"asked for opset {opset}; the {exporter} exporter wrote opset {written}")
-            opset = written
-        if data is not None:
-            notes.extend(data.notes)
-            if data.synthetic and int8 == "auto":
-                notes.append(
-                    "--int8 auto: static int8 left out, as it calibrates on real training "
-                    f"images and none could be had ({data.why_synthetic}); int8 is dynamic"
-                )
+        traced = _trace(module, lm, opset=opset, batch=batch, legacy=legacy, progress=progress)
         reference = None
         if verify and data is not None:
             # ONNX Runtime's thread count: their img/s compare
             with torch_threads(threads), others.counting():
                 reference = eager_reference(module, data)
+    meta = onnx_metadata(lm, precision="fp32", batch=batch)  # the weights hashed once
+    set_metadata(traced.proto, meta)
+    check = _Checker(reference, data, tol, threads, progress)
+    with _scratch_dir(out_path) as work, others.counting():  # the timed checks, for the busy note
+        built = _build_models(
+            lm, traced, out_path, work, check, meta, fp16=fp16, int8=int8, optimize=optimize
+        )
+    notes = [*traced.notes, *_data_notes(data, int8), *built.notes]
+    if reference is not None:
+        notes.extend(_speed_notes(reference, built.precisions, threads, others.cores()))
+    report = _export_report(lm, out_path, traced, data, reference, tol, built, notes, threads)
+    report.total_seconds = round(time.perf_counter() - t_start, 2)
+    write_json(report.report_path, report.to_json())
+    return report
+
+
+def _out_path(lm: LoadedModel, out: str | os.PathLike[str] | None) -> Path:
+    """Where the fp32 model goes: ``out``, else ``model.onnx`` in the run's export folder (a bare
+    module's ``exports/<model>``); a name not ending in .onnx is a ``UserError``."""
+    if out is not None:
+        out_path = Path(out)
+    else:
+        out_path = (lm.output_dir("export") if lm.meta else lm.path) / "model.onnx"
+    if out_path.suffix != ".onnx":
+        raise UserError(f"--out must name a .onnx file, got {out_path}")
+    return out_path
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode; it is put back in training mode afterwards if it was in it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
     finally:
         module.train(was_training)
 
-    base_meta = onnx_metadata(lm, precision="fp32", batch=batch)  # the weights hashed once
 
-    def meta(precision: str) -> dict[str, str]:
-        return {**base_meta, "precision": precision}
+def _export_verification_data(
+    lm: LoadedModel,
+    int8: str | None,
+    data_root: str | os.PathLike[str] | None,
+    verify_images: int | None,
+    calib_images: int,
+    download: bool,
+    progress: ProgressFn,
+) -> VerifyData:
+    """The verification images (and int8's calibration ones); a ``UserError`` when static int8
+    would have to calibrate on synthetic images."""
+    progress("verification data", 0, 1)
+    data = verification_data(
+        lm,
+        data_root=data_root,
+        verify_images=verify_images,
+        calib_images=calib_images if int8 in ("static", "auto") else 0,
+        download=download,
+        progress=progress,
+    )
+    progress("verification data", 1, 1)
+    if data.synthetic and int8 == "static":  # random pixels' ranges: not a model's
+        raise UserError(
+            "--int8 static calibrates on real training images and none could be had "
+            f"({data.why_synthetic}); use --int8 dynamic, which needs none"
+        )
+    return data
 
-    def check(model: onnx.ModelProto, precision: str, built: float) -> PrecisionReport:
-        progress(f"verify {precision}", 0, 1)
-        if reference is not None and data is not None:
+
+@dataclass
+class _Traced:
+    """The fp32 graph an export traced, and what it has to say about it."""
+
+    proto: onnx.ModelProto
+    exporter: str  # dynamo | torchscript
+    opset: int  # the opset it wrote: the exporter may not write the one asked for
+    batch: str | int  # "dynamic" or its fixed batch size
+    seconds: float
+    notes: list[str]
+
+
+def _trace(
+    module: nn.Module,
+    lm: LoadedModel,
+    *,
+    opset: int,
+    batch: str | int,
+    legacy: bool,
+    progress: ProgressFn,
+) -> _Traced:
+    """The fp32 graph of ``module`` (``export_graph``), timed, with notes on what it could not
+    be as asked (exporter, opset) and on a model with no run."""
+    progress("export", 0, 1)
+    t0 = time.perf_counter()
+    proto, exporter, notes = export_graph(
+        module,
+        image_size=lm.image_size,
+        channels=lm.channels,
+        opset=opset,
+        batch=batch,
+        legacy=legacy,
+    )
+    seconds = time.perf_counter() - t0
+    progress("export", 1, 1)
+    if not lm.meta:
+        notes.append(
+            "a model with no run: its classes 0..N-1 and mean/std 0.5 are placeholders; the "
+            "file says so (trained: false), and vitkit's eval and predict refuse it"
+        )
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if written != opset:
+        notes.append(f"asked for opset {opset}; the {exporter} exporter wrote opset {written}")
+    return _Traced(proto, exporter, written, batch, seconds, notes)
+
+
+def _data_notes(data: VerifyData | None, int8: str | None) -> list[str]:
+    """The report's notes on the verification data: where it came from, what it lacks."""
+    if data is None:
+        return []
+    notes = list(data.notes)
+    if data.synthetic and int8 == "auto":
+        notes.append(
+            "--int8 auto: static int8 left out, as it calibrates on real training "
+            f"images and none could be had ({data.why_synthetic}); int8 is dynamic"
+        )
+    return notes
+
+
+@dataclass
+class _Checker:
+    """Checks each model an export builds: verified against eager when there is a ``reference``,
+    else (--no-verify) by onnx.checker alone."""
+
+    reference: EagerReference | None
+    data: VerifyData | None
+    tolerances: Tolerances
+    threads: int
+    progress: ProgressFn
+
+    def __call__(self, model: onnx.ModelProto, precision: str, built: float) -> PrecisionReport:
+        """The report on ``model`` as ``precision``, which took ``built`` seconds to make."""
+        self.progress(f"verify {precision}", 0, 1)
+        if self.reference is not None and self.data is not None:
             rep = verify_onnx(
-                model, reference, data, precision=precision, tolerances=tol, threads=threads
+                model,
+                self.reference,
+                self.data,
+                precision=precision,
+                tolerances=self.tolerances,
+                threads=self.threads,
             )
         else:
-            status = check_model(model)
-            rep = PrecisionReport(
-                precision=precision,
-                path=None,
-                size_bytes=model.ByteSize(),
-                passed=status == "ok",
-                verified=False,
-                checker=status,
-                gate="onnx.checker only (--no-verify)",
-                failures=[] if status == "ok" else [f"{precision}: onnx.checker: {status}"],
-            )
+            rep = _checked_only(model, precision)
         rep.build_seconds = built
-        progress(f"verify {precision}", 1, 1)
+        self.progress(f"verify {precision}", 1, 1)
         return rep
 
-    files: list[str] = []
-    precisions: list[PrecisionReport] = []
 
-    def keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> None:
-        """Write a model under its name if it passed, else as <name>.failed.onnx."""
-        failed = path.with_name(f"{path.stem}.failed.onnx")
-        target = path if rep.passed else failed
-        rep.size_bytes = _write(target, model)
-        rep.path = str(target)
-        if rep.passed and failed.exists():
-            failed.unlink()  # a stale failure from an earlier export
-        if not rep.passed:
-            path.unlink(missing_ok=True)  # an earlier export's, under the real name
-        files.append(str(target))
-        precisions.append(rep)
+def _checked_only(model: onnx.ModelProto, precision: str) -> PrecisionReport:
+    """The report on a model that only onnx.checker looks at (--no-verify)."""
+    status = check_model(model)
+    return PrecisionReport(
+        precision=precision,
+        path=None,
+        size_bytes=model.ByteSize(),
+        passed=status == "ok",
+        verified=False,
+        checker=status,
+        gate="onnx.checker only (--no-verify)",
+        failures=[] if status == "ok" else [f"{precision}: onnx.checker: {status}"],
+    )
 
-    set_metadata(proto, meta("fp32"))
-    int8_info: dict[str, Any] | None = None
-    optimize_info: dict[str, Any] | None = None
+
+@contextlib.contextmanager
+def _scratch_dir(out_path: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out_path``, removed afterwards; the output folder is made
+    first, and one that cannot be written to is a ``UserError``."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:  # the first file made in the output folder: an unwritable one is named here
         scratch = tempfile.TemporaryDirectory(prefix=".vitkit-export-", dir=out_path.parent)
@@ -1207,77 +1342,139 @@ def export_onnx(
         raise UserError(
             f"cannot write to {out_path.parent} (--out {out_path}): {e.strerror}"
         ) from None
-    with scratch as tmp, others.counting():  # the timed checks, for the busy note
-        work = Path(tmp)
-        fp32_rep = check(proto, "fp32", export_seconds)
-        fp32_model = proto
-        if optimize:
-            fp32_model, fp32_rep, optimize_info = _optimized(
-                lm,
-                proto,
-                fp32_rep,
-                work,
-                check,
-                meta("fp32"),
-                data.images if data is not None else None,
-                threads,
-                batch,
+    with scratch as tmp:
+        yield Path(tmp)
+
+
+def _keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> PrecisionReport:
+    """``rep``, with the path ``model`` was written to: ``path`` if it passed, else
+    ``<name>.failed.onnx``."""
+    failed = path.with_name(f"{path.stem}.failed.onnx")
+    target = path if rep.passed else failed
+    rep.size_bytes = _write(target, model)
+    rep.path = str(target)
+    if rep.passed and failed.exists():
+        failed.unlink()  # a stale failure from an earlier export
+    if not rep.passed:
+        path.unlink(missing_ok=True)  # an earlier export's, under the real name
+    return rep
+
+
+def _earlier_siblings(out_path: Path, weights: str, asked: list[str]) -> list[str]:
+    """Notes on the fp16 and int8 files of an earlier export beside ``out_path`` that this one
+    does not remake: removed when of other ``weights``, kept when of these."""
+    notes: list[str] = []
+    for tag in ("fp16", "int8"):
+        old = sibling(out_path, tag)
+        if tag in asked or not old.is_file():
+            continue
+        recorded = _weights_of(old)
+        if recorded != weights:
+            old.unlink()
+            notes.append(
+                f"removed {old.name}: an earlier export of other weights"
+                if recorded is not None
+                else f"removed {old.name}: an earlier export that records no weights "
+                "hash, so it may be of other weights"
             )
-            notes.extend(optimize_info.pop("notes"))
-        keep(fp32_model, fp32_rep, out_path)
-        for tag, asked in (("fp16", fp16), ("int8", int8)):  # an earlier export's, of other weights
-            old = sibling(out_path, tag)
-            if not asked and old.is_file():
-                recorded = _weights_of(old)
-                if recorded != base_meta["weights_sha256"]:
-                    old.unlink()
-                    notes.append(
-                        f"removed {old.name}: an earlier export of other weights"
-                        if recorded is not None
-                        else f"removed {old.name}: an earlier export that records no weights "
-                        "hash, so it may be of other weights"
-                    )
-                else:  # the same weights: kept, but not in this report
-                    notes.append(
-                        f"kept {old.name} from an earlier export of these weights (not verified "
-                        f"again, not in this report; --{tag} remakes it)"
-                    )
-        if not fp32_rep.passed and (fp16 or int8):
-            skipped = " and ".join(n for n, asked in (("fp16", fp16), ("int8", int8)) if asked)
-            notes.append(f"fp32 failed verification: {skipped} not built from it")
-            for tag in ("fp16",) * bool(fp16) + ("int8",) * bool(int8):
-                sibling(out_path, tag).unlink(missing_ok=True)
-        else:
-            if fp16:
-                from vitkit.export.quantize import to_fp16
+        else:  # the same weights: kept, but not in this report
+            notes.append(
+                f"kept {old.name} from an earlier export of these weights (not verified "
+                f"again, not in this report; --{tag} remakes it)"
+            )
+    return notes
 
-                progress("fp16", 0, 1)
-                t0 = time.perf_counter()
-                half = to_fp16(proto)
-                set_metadata(half, meta("fp16"))
-                keep(half, check(half, "fp16", time.perf_counter() - t0), sibling(out_path, "fp16"))
-            if int8:
-                assert data is not None or int8 == "dynamic"
-                fused = (
-                    fp32_model if optimize_info and optimize_info["kept"] == "attention" else None
-                )
-                model8, rep8, int8_info = _int8(int8, proto, data, work, check, meta, batch, fused)
-                keep(model8, rep8, sibling(out_path, "int8"))
 
-    failures = [f for p in precisions for f in p.failures]
-    if reference is not None:
-        notes.extend(_speed_notes(reference, precisions, threads, others.cores()))
-    report = ExportReport(
+@dataclass
+class _Built:
+    """The models an export wrote (each one's report) and what it noted on the way."""
+
+    precisions: list[PrecisionReport]  # ExportReport.precisions
+    notes: list[str]
+    int8: dict[str, Any] | None = None  # ExportReport.int8
+    optimize: dict[str, Any] | None = None  # ExportReport.optimize
+
+
+def _build_models(
+    lm: LoadedModel,
+    traced: _Traced,
+    out_path: Path,
+    work: Path,
+    check: _Checker,
+    meta: dict[str, str],
+    *,
+    fp16: bool,
+    int8: str | None,
+    optimize: bool,
+) -> _Built:
+    """The fp32 model (fused by --optimize if faster), then fp16 and int8 from it if it passed:
+    each checked and written, under its name if it passed, else as ``<name>.failed.onnx``."""
+    proto, data, batch = traced.proto, check.data, traced.batch
+    built = _Built(precisions=[], notes=[])
+    model, rep = proto, check(proto, "fp32", traced.seconds)
+    if optimize:
+        images = data.images if data is not None else None
+        model, rep, built.optimize = _optimized(
+            lm, proto, rep, work, check, meta, images, check.threads, batch
+        )
+        built.notes.extend(built.optimize.pop("notes"))
+    built.precisions.append(_keep(model, rep, out_path))
+    asked = [tag for tag, wanted in (("fp16", fp16), ("int8", int8)) if wanted]
+    built.notes.extend(_earlier_siblings(out_path, meta["weights_sha256"], asked))
+    if not rep.passed and asked:
+        built.notes.append(f"fp32 failed verification: {' and '.join(asked)} not built from it")
+        for tag in asked:
+            sibling(out_path, tag).unlink(missing_ok=True)
+        return built
+    if fp16:
+        half, rep16 = _fp16(proto, meta, check)
+        built.precisions.append(_keep(half, rep16, sibling(out_path, "fp16")))
+    if int8:
+        assert data is not None or int8 == "dynamic"
+        fused = model if built.optimize and built.optimize["kept"] == "attention" else None
+        model8, rep8, built.int8 = _int8(int8, proto, data, work, check, meta, batch, fused)
+        built.precisions.append(_keep(model8, rep8, sibling(out_path, "int8")))
+    return built
+
+
+def _fp16(
+    proto: onnx.ModelProto, meta: dict[str, str], check: _Checker
+) -> tuple[onnx.ModelProto, PrecisionReport]:
+    """The fp16 model of the fp32 ``proto``, and its report."""
+    from vitkit.export.quantize import to_fp16
+
+    check.progress("fp16", 0, 1)
+    t0 = time.perf_counter()
+    half = to_fp16(proto)
+    set_metadata(half, {**meta, "precision": "fp16"})
+    return half, check(half, "fp16", time.perf_counter() - t0)
+
+
+def _export_report(
+    lm: LoadedModel,
+    out_path: Path,
+    traced: _Traced,
+    data: VerifyData | None,
+    reference: EagerReference | None,
+    tol: Tolerances,
+    built: _Built,
+    notes: list[str],
+    threads: int,
+) -> ExportReport:
+    """The report of an export (its ``total_seconds`` still 0: the caller times the whole)."""
+    failures = [f for p in built.precisions for f in p.failures]
+    files = [p.path for p in built.precisions if p.path is not None]
+    return ExportReport(
         passed=not failures,
         verified=reference is not None,
-        run=str(lm.weights_file or lm.path) if trained else None,
+        run=str(lm.weights_file or lm.path) if lm.meta else None,
         model=lm.spec.to_dict(),
         out=str(out_path),
         report_path=str(report_path(out_path)),
         files=[*files, str(report_path(out_path))],
-        exporter=exporter,
-        opset=opset,
-        batch=batch,
+        exporter=traced.exporter,
+        opset=traced.opset,
+        batch=traced.batch,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
         data=data.describe() if data is not None else {"source": None},
@@ -1288,19 +1485,19 @@ def export_onnx(
             "torch_threads": threads,
         },
         tolerances=asdict(tol),
-        precisions=precisions,
-        int8=int8_info,
-        optimize=optimize_info,
+        precisions=built.precisions,
+        int8=built.int8,
+        optimize=built.optimize,
         failures=failures,
         notes=notes,
-        export_seconds=round(export_seconds, 2),
+        export_seconds=round(traced.seconds, 2),
         total_seconds=0.0,
         threads=threads,
         versions=versions(),
     )
-    report.total_seconds = round(time.perf_counter() - t_start, 2)
-    write_json(report.report_path, report.to_json())
-    return report
+
+
+_Variant = tuple[str, onnx.ModelProto, PrecisionReport, dict[str, int]]  # name, model, report, ops
 
 
 def _optimized(
@@ -1308,7 +1505,7 @@ def _optimized(
     plain: onnx.ModelProto,
     plain_rep: PrecisionReport,
     work: Path,
-    check: Any,
+    check: _Checker,
     meta: dict[str, str],
     images: np.ndarray | None,
     threads: int | None,
@@ -1318,39 +1515,12 @@ def _optimized(
     fusion (``com.microsoft.Attention``) and ORT's transformer optimizer. Those that pass race
     the plain model head to head (``race``); the fastest is kept, and the report says which and
     why."""
-    from vitkit.export.quantize import fuse_attention, optimize_transformer
-
     cfg = lm.spec.config
     info: dict[str, Any] = {"kept": "plain", "notes": [], "candidates": []}
     if not hasattr(cfg, "num_heads") or not hasattr(cfg, "embed_dim"):
         info["notes"].append("--optimize: not a ViT config; no fusion was tried")
         return plain, plain_rep, info
-    variants: list[tuple[str, onnx.ModelProto, PrecisionReport, dict[str, int]]] = []
-    t0 = time.perf_counter()
-    try:
-        attention, n = fuse_attention(plain, num_heads=cfg.num_heads)
-    except Exception as e:  # a graph the pass does not understand: keep going without it
-        attention, n = plain, 0
-        info["notes"].append(f"--optimize: the attention fusion failed ({first_line(e)})")
-    if n:
-        set_metadata(attention, meta)
-        rep = check(attention, "fp32-attention", time.perf_counter() - t0)
-        count = collections.Counter(node.op_type for node in attention.graph.node)
-        fused_ops = {op: count[op] for op in ("Attention", "MultiHeadAttention") if count[op]}
-        variants.append(("attention", attention, rep, fused_ops))
-    elif not info["notes"]:
-        info["notes"].append("--optimize: no attention block matched the fusion pattern")
-    t0 = time.perf_counter()
-    try:
-        fused, stats = optimize_transformer(
-            plain, work, num_heads=cfg.num_heads, hidden_size=cfg.embed_dim
-        )
-    except Exception as e:  # ORT's optimizer raises its own errors on graphs it cannot fuse
-        info["notes"].append(f"--optimize: ONNX Runtime's optimizer failed ({first_line(e)})")
-    else:
-        set_metadata(fused, meta)
-        rep = check(fused, "fp32-onnxruntime", time.perf_counter() - t0)
-        variants.append(("onnxruntime", fused, rep, stats))
+    variants, info["notes"] = _fused_variants(plain, cfg, work, check, meta)
     # --no-verify: an unverified fusion is never timed, never kept
     racing = {n: m for n, m, rep, _ in variants if rep.passed and rep.verified}
     sizes = (1, RUN_BATCH) if batch == "dynamic" else (int(batch),)  # a fixed batch: its own
@@ -1362,38 +1532,82 @@ def _optimized(
     best: tuple[onnx.ModelProto, PrecisionReport] = (plain, plain_rep)
     best_speedup = 1.0
     for name, model, rep, ops in variants:
-        by_batch = (
-            {b: times["plain"][b] / t for b, t in times[name].items()} if name in times else {}
-        )
-        speedup = (
-            float(np.prod(list(by_batch.values())) ** (1 / len(by_batch))) if by_batch else None
-        )
-        info["candidates"].append(
-            {
-                "name": name,
-                "fused_ops": ops,
-                "speedup": speedup,  # geometric mean over the raced batch sizes
-                "speedup_by_batch": {str(b): round(v, 3) for b, v in by_batch.items()},
-                "report": rep.to_json(),
-            }
-        )
+        candidate = _candidate(name, rep, ops, times)
+        info["candidates"].append(candidate)
         if not rep.passed:
             info["notes"].append(
                 f"--optimize: the {name} fusion failed verification ({'; '.join(rep.failures)})"
             )
-        elif speedup is not None and speedup > best_speedup:
-            best, info["kept"], best_speedup = (model, rep), name, speedup
+        elif candidate["speedup"] is not None and candidate["speedup"] > best_speedup:
+            best, info["kept"], best_speedup = (model, rep), name, candidate["speedup"]
+    info["notes"].append(_kept_note(info["kept"], info["candidates"]))
+    return best[0], best[1], info
+
+
+def _fused_variants(
+    plain: onnx.ModelProto, cfg: Any, work: Path, check: _Checker, meta: dict[str, str]
+) -> tuple[list[_Variant], list[str]]:
+    """The fused fp32 models built from ``plain``, each checked, and notes on the fusions that
+    failed or found nothing to fuse."""
+    from vitkit.export.quantize import fuse_attention, optimize_transformer
+
+    variants: list[_Variant] = []
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        attention, n = fuse_attention(plain, num_heads=cfg.num_heads)
+    except Exception as e:  # a graph the pass does not understand: keep going without it
+        attention, n = plain, 0
+        notes.append(f"--optimize: the attention fusion failed ({first_line(e)})")
+    if n:
+        set_metadata(attention, meta)
+        rep = check(attention, "fp32-attention", time.perf_counter() - t0)
+        count = collections.Counter(node.op_type for node in attention.graph.node)
+        fused_ops = {op: count[op] for op in ("Attention", "MultiHeadAttention") if count[op]}
+        variants.append(("attention", attention, rep, fused_ops))
+    elif not notes:
+        notes.append("--optimize: no attention block matched the fusion pattern")
+    t0 = time.perf_counter()
+    try:
+        fused, stats = optimize_transformer(
+            plain, work, num_heads=cfg.num_heads, hidden_size=cfg.embed_dim
+        )
+    except Exception as e:  # ORT's optimizer raises its own errors on graphs it cannot fuse
+        notes.append(f"--optimize: ONNX Runtime's optimizer failed ({first_line(e)})")
+    else:
+        set_metadata(fused, meta)
+        rep = check(fused, "fp32-onnxruntime", time.perf_counter() - t0)
+        variants.append(("onnxruntime", fused, rep, stats))
+    return variants, notes
+
+
+def _candidate(
+    name: str, rep: PrecisionReport, ops: dict[str, int], times: dict[str, dict[int, float]]
+) -> dict[str, Any]:
+    """The report's entry on one fused variant: its fused ops, its speed-up over the plain
+    model (None when it was not raced) and its verification."""
+    by_batch = {b: times["plain"][b] / t for b, t in times[name].items()} if name in times else {}
+    speedup = float(np.prod(list(by_batch.values())) ** (1 / len(by_batch))) if by_batch else None
+    return {
+        "name": name,
+        "fused_ops": ops,
+        "speedup": speedup,  # geometric mean over the raced batch sizes
+        "speedup_by_batch": {str(b): round(v, 3) for b, v in by_batch.items()},
+        "report": rep.to_json(),
+    }
+
+
+def _kept_note(kept: str, candidates: list[dict[str, Any]]) -> str:
+    """The note saying which fp32 model --optimize kept, with the raced variants' speed-ups."""
     speeds = ", ".join(
         f"{c['name']} {c['speedup']:.2f}x"
         + f" ({', '.join(f'batch {b} {v:.2f}x' for b, v in c['speedup_by_batch'].items())})"
-        for c in info["candidates"]
+        for c in candidates
         if c["speedup"] is not None
     )
-    info["notes"].append(
-        f"--optimize: kept the {info['kept']} model"
-        + (f" (speed against the plain export: {speeds})" if speeds else "")
+    return f"--optimize: kept the {kept} model" + (
+        f" (speed against the plain export: {speeds})" if speeds else ""
     )
-    return best[0], best[1], info
 
 
 def _int8(
@@ -1401,8 +1615,8 @@ def _int8(
     proto: onnx.ModelProto,
     data: VerifyData | None,
     work: Path,
-    check: Any,
-    meta: Any,
+    check: _Checker,
+    meta: dict[str, str],
     batch: str | int,
     fused: onnx.ModelProto | None = None,
 ) -> tuple[onnx.ModelProto, PrecisionReport, dict[str, Any]]:
@@ -1410,31 +1624,16 @@ def _int8(
 
     ``fused``: the fused-attention fp32 model ``--optimize`` kept; dynamic int8 is built from
     it (its attention projections quantized too), static QDQ from the plain ``proto``."""
-    from vitkit.export.quantize import quantize_int8_dynamic, quantize_int8_static
-
     candidates: list[tuple[onnx.ModelProto, PrecisionReport]] = []
     sources: dict[str, str] = {}
     kinds = ("dynamic",) if data is None or data.synthetic else ("dynamic", "static")
     for kind in kinds if mode == "auto" else (mode,):
         t0 = time.perf_counter()
         sources[kind] = "attention" if kind == "dynamic" and fused is not None else "plain"
-        if kind == "dynamic":
-            model = quantize_int8_dynamic(
-                fused if fused is not None else proto, work, attention=fused is not None
-            )
-        else:
-            assert data is not None
-            fixed = batch != "dynamic"
-            model = quantize_int8_static(
-                proto,
-                data.calibration,
-                work,
-                input_name=INPUT_NAME,
-                batch=int(batch) if fixed else RUN_BATCH,
-                fixed_batch=fixed,
-            )
-        set_metadata(model, meta(f"int8-{kind}"))
-        candidates.append((model, check(model, f"int8-{kind}", time.perf_counter() - t0)))
+        model = _int8_model(kind, proto, data, work, batch, fused)
+        precision = f"int8-{kind}"
+        set_metadata(model, {**meta, "precision": precision})
+        candidates.append((model, check(model, precision, time.perf_counter() - t0)))
     info: dict[str, Any] = {"mode": mode, "sources": sources}  # which fp32 graph each came from
     if data is not None and "static" in sources:
         info["calibration"] = f"{len(data.calibration):,} training images"
@@ -1442,10 +1641,47 @@ def _int8(
         model, rep = candidates[0]
         info.update(chosen=mode, reason="asked for")
         return model, rep, info
-    passing = [(m, r) for m, r in candidates if r.passed]
-    pool = passing or candidates
-    model, rep = max(pool, key=lambda mr: mr[1].images_per_s or 0.0)
+    model, rep, reason = _faster_int8(candidates)
     chosen = rep.precision.removeprefix("int8-")
+    info.update(chosen=chosen, reason=reason, candidates=[r for _, r in candidates])
+    return model, rep, info
+
+
+def _int8_model(
+    kind: str,
+    proto: onnx.ModelProto,
+    data: VerifyData | None,
+    work: Path,
+    batch: str | int,
+    fused: onnx.ModelProto | None,
+) -> onnx.ModelProto:
+    """The int8 model of ``kind``: "dynamic" (from ``fused`` when given) or "static" QDQ
+    calibrated on ``data``."""
+    from vitkit.export.quantize import quantize_int8_dynamic, quantize_int8_static
+
+    if kind == "dynamic":
+        return quantize_int8_dynamic(
+            fused if fused is not None else proto, work, attention=fused is not None
+        )
+    assert data is not None
+    fixed = batch != "dynamic"
+    return quantize_int8_static(
+        proto,
+        data.calibration,
+        work,
+        input_name=INPUT_NAME,
+        batch=int(batch) if fixed else RUN_BATCH,
+        fixed_batch=fixed,
+    )
+
+
+def _faster_int8(
+    candidates: list[tuple[onnx.ModelProto, PrecisionReport]],
+) -> tuple[onnx.ModelProto, PrecisionReport, str]:
+    """``(model, report, reason)``: the faster int8 model of those that pass (of all, when none
+    does) and why it was chosen."""
+    passing = [(m, r) for m, r in candidates if r.passed]
+    model, rep = max(passing or candidates, key=lambda mr: mr[1].images_per_s or 0.0)
     speeds = ", ".join(
         f"{r.precision} {r.images_per_s:,.0f} img/s{'' if r.passed else ' (failed)'}"
         for _, r in candidates
@@ -1456,5 +1692,4 @@ def _int8(
         if passing
         else f"neither passed the accuracy gate ({speeds})"
     )
-    info.update(chosen=chosen, reason=reason, candidates=[r for _, r in candidates])
-    return model, rep, info
+    return model, rep, reason
