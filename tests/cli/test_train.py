@@ -141,7 +141,7 @@ def test_sigint_leaves_a_resumable_run(tmp_path: Path) -> None:
     state_step = json.loads((out / "summary.json").read_text())["steps"]
     assert state_step >= 3
     # the checkpoint continues: resume in-process and stop again one step later
-    from vitkit.train import StopFlag, TrainConfig, train
+    from vitkit.train import StopFlag, train
     from vitkit.train.callbacks import Callback
 
     stop = StopFlag()
@@ -150,7 +150,7 @@ def test_sigint_leaves_a_resumable_run(tmp_path: Path) -> None:
         def on_step(self, info) -> None:  # type: ignore[no-untyped-def]
             stop.request()
 
-    resumed = train(TrainConfig(), resume=out, callbacks=[Once()], stop=stop)
+    resumed = train(resume=out, callbacks=[Once()], stop=stop)
     assert resumed.summary["resumed_from_step"] == state_step
     assert resumed.summary["steps"] == state_step + 1
 

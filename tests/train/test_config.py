@@ -60,6 +60,19 @@ def test_validate_catches_bad_values() -> None:
         resolve_config("mnist-mini", val_fraction=1.5)
 
 
+def test_resolve_config_refuses_what_train_would() -> None:
+    """resolve_config returned configs that train() then refused (the CLI's --print-config
+    checked them, the library did not): sizes, dataset options, a device name."""
+    with pytest.raises(UserError, match=r"embed.dim 100 .*divisible by num_heads"):
+        resolve_config("mnist-mini", model_overrides={"embed_dim": 100})
+    with pytest.raises(UserError, match="gpu"):
+        resolve_config("mnist-mini", device="gpu")
+    with pytest.raises(UserError, match="image_size"):
+        resolve_config("mnist-mini", dataset_options={"image_size": 3})
+    # a device this machine lacks is not refused: the config may be for another machine
+    assert resolve_config("mnist-mini", device="cuda:7").device == "cuda:7"
+
+
 def test_model_overrides_in_a_file_are_checked_like_the_top_level(tmp_path: Path) -> None:
     """`model_overrides: {num_classes: 3}` crashed the run with a TypeError traceback ("multiple
     values for keyword argument"), `{embed_dim: "64"}` too, and `{qkv_bias: "no"}` trained with
@@ -174,6 +187,5 @@ def test_a_registered_model_of_another_family_trains_on_a_recipe(
     with pytest.raises(ConfigError, match=r"'model_overrides\.depth' must be an integer"):
         TrainConfig(model="vit-nano", model_overrides={"depth": [2, 2]}).validate()
     for spelled in ("patch_size", "patch-size"):  # given, either way: refused, not dropped
-        given = resolve_config("mnist-mini", model="test-cnn", model_overrides={spelled: 4})
         with pytest.raises(ConfigError, match="takes no option 'patch_size'"):
-            train(given)
+            resolve_config("mnist-mini", model="test-cnn", model_overrides={spelled: 4})

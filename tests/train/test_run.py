@@ -14,6 +14,7 @@ import torch
 
 import vitkit
 from vitkit.artifact import load_model, load_weights
+from vitkit.errors import UserError
 from vitkit.train import NonFiniteLoss, StopFlag, TrainConfig, train
 from vitkit.train import loop as loop_module
 from vitkit.train.callbacks import Callback, StepInfo
@@ -95,7 +96,13 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path: Path) -> None:
     stop = StopFlag()
     first = train(tiny(tmp_path, "split"), callbacks=[StopAt(stop, 50)], stop=stop)
     assert first.interrupted and first.summary["steps"] == 50  # mid-epoch 1 (70 steps/epoch)
-    resumed = train(TrainConfig(), resume=first.run_dir)
+    # a config with resume= would be ignored (the run's train.json rules): refused, not dropped
+    other = tiny(tmp_path, "other", epochs=99)
+    with pytest.raises(UserError, match=r"own train\.json, so config= would be ignored"):
+        train(other, resume=first.run_dir)
+    with pytest.raises(UserError, match=r"needs a config .* or resume= a run"):
+        train()
+    resumed = train(resume=first.run_dir)
     assert resumed.status == "completed" and resumed.summary["resumed_from_step"] == 50
     a = load_weights(full.run_dir / "checkpoint" / "last.safetensors")
     b = load_weights(resumed.run_dir / "checkpoint" / "last.safetensors")
@@ -114,7 +121,7 @@ def test_resume_with_dropout_and_drop_path_is_bit_identical(tmp_path: Path) -> N
         callbacks=[StopAt(stop, 20)],
         stop=stop,
     )
-    resumed = train(TrainConfig(), resume=tmp_path / "split")
+    resumed = train(resume=tmp_path / "split")
     a = load_weights(full.run_dir / "model.safetensors")
     b = load_weights(resumed.run_dir / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -158,7 +165,7 @@ def test_a_run_killed_between_checkpoints_resumes_with_each_step_logged_once(
     ghost = [json.dumps({"kind": "step", "step": k, "loss": 9.0}) + "\n" for k in (40, 50)]
     with open(metrics, "a") as f:  # what a run killed at step ~55 had written after it
         f.writelines([*ghost, '{"kind": "step", "st'])  # the last line cut short by the kill
-    train(TrainConfig(), resume=Path(cfg.out or ""))
+    train(resume=Path(cfg.out or ""))
     steps = [
         r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if r["kind"] == "step"
     ]
@@ -172,7 +179,6 @@ def test_a_run_killed_between_checkpoints_resumes_with_each_step_logged_once(
 def test_a_resume_on_changed_data_says_so(tmp_path: Path) -> None:
     from PIL import Image
 
-    from vitkit.errors import UserError
     from vitkit.train.run import data_changed
 
     root = tmp_path / "imgs"
@@ -202,7 +208,7 @@ def test_a_resume_on_changed_data_says_so(tmp_path: Path) -> None:
         def on_start(self, info: Any) -> None:
             notes.extend(info.notes)
 
-    train(TrainConfig(), resume=run, callbacks=[Notes()], data_root=tmp_path / "data")
+    train(resume=run, callbacks=[Notes()], data_root=tmp_path / "data")
     assert len(notes) == 1 and "the dataset differs from the one the run began on" in notes[0]
     assert "train 22 -> 23" in notes[0]
     assert json.loads((run / "summary.json").read_text())["notes"] == notes  # --json sees it
@@ -216,12 +222,12 @@ def test_a_resume_on_changed_data_says_so(tmp_path: Path) -> None:
     (root / "train" / "a").rename(root / "train" / "z")
     (root / "test" / "a").rename(root / "test" / "z")
     with pytest.raises(UserError, match=r"began on the classes a, b; .* now has b, z: resuming"):
-        train(TrainConfig(), resume=run, data_root=tmp_path / "data")
+        train(resume=run, data_root=tmp_path / "data")
     record = json.loads((run / "train.json").read_text())
     record["data"].pop("classes")
     (run / "train.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match="would train on other labels"):
-        train(TrainConfig(), resume=run, data_root=tmp_path / "data")
+        train(resume=run, data_root=tmp_path / "data")
 
 
 def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
@@ -287,43 +293,40 @@ def test_non_finite_validation_loss_stops_before_saving(
 def test_resume_with_foreign_best_weights_is_a_user_error(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from vitkit.errors import UserError
-
     stop = StopFlag()
     first = train(tiny(tmp_path, "split"), callbacks=[StopAt(stop, 75)], stop=stop)
     assert first.interrupted and (first.run_dir / "model.safetensors").is_file()  # epoch 1 best
     save_file({"head.weight": torch.zeros(3, 3)}, str(first.run_dir / "model.safetensors"))
     with pytest.raises(UserError, match=r"model.safetensors does not fit this run's model"):
-        train(TrainConfig(), resume=first.run_dir)
+        train(resume=first.run_dir)
 
 
 def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by its --max-steps cap continues when the resume raises the cap."""
-    from vitkit.errors import UserError
 
     first = train(tiny(tmp_path, "short", max_steps=30))
     assert first.status == "max_steps" and first.summary["steps"] == 30
-    same = train(TrainConfig(), resume=first.run_dir)  # nothing left to do at the old cap
+    same = train(resume=first.run_dir)  # nothing left to do at the old cap
     assert same.summary["steps"] == 30
-    longer = train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 60})
+    longer = train(resume=first.run_dir, extend={"max_steps": 60})
     assert longer.status == "max_steps" and longer.summary["steps"] == 60
     assert longer.summary["resumed_from_step"] == 30
     saved = json.loads((first.run_dir / "train.json").read_text())
     assert saved["config"]["max_steps"] == 60
     assert saved["extended"] == [{"at_step": 30, "max_steps": [30, 60]}]
     with pytest.raises(UserError, match="can change only epochs and max_steps, not lr"):
-        train(TrainConfig(), resume=first.run_dir, extend={"lr": 1})
+        train(resume=first.run_dir, extend={"lr": 1})
     with pytest.raises(
         UserError, match=r"at step 60, at or past its --max-steps cap .*--max-steps 0"
     ):
-        train(TrainConfig(), resume=first.run_dir, extend={"epochs": 3})  # still capped
+        train(resume=first.run_dir, extend={"epochs": 3})  # still capped
     # a smaller cap asked for: named as the one asked for (it read "its cap (40)")
     with pytest.raises(UserError, match=r"at step 60, at or past --max-steps \(40\)"):
-        train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 40})
-    done = train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 0})  # uncapped
+        train(resume=first.run_dir, extend={"max_steps": 40})
+    done = train(resume=first.run_dir, extend={"max_steps": 0})  # uncapped
     assert done.status == "completed" and done.summary["steps"] == 2 * 70  # tiny: 2 epochs
     with pytest.raises(UserError, match=r"has done 2 epoch.*--epochs must be more"):
-        train(TrainConfig(), resume=first.run_dir, extend={"epochs": 1})
+        train(resume=first.run_dir, extend={"epochs": 1})
     import vitkit.train.run as run_module
 
     real_fit, seen = run_module.fit, []
@@ -333,7 +336,7 @@ def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.Monke
         return real_fit(*a, **k)
 
     monkeypatch.setattr(run_module, "fit", fit)
-    more = train(TrainConfig(), resume=first.run_dir, extend={"epochs": 3})
+    more = train(resume=first.run_dir, extend={"epochs": 3})
     assert more.status == "completed" and more.summary["steps"] == 3 * 70
     # the new schedule's lr at step 140 of 210, not the old one's final min_lr (restored with
     # the optimizer's state)
@@ -344,8 +347,6 @@ def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_a_single_class_dataset_is_refused(tmp_path: Path) -> None:
     from PIL import Image
-
-    from vitkit.errors import UserError
 
     for i in range(4):
         p = tmp_path / "one" / "train" / "cat" / f"{i}.png"
@@ -373,7 +374,7 @@ def test_a_run_on_a_relative_folder_resumes_from_any_directory(
     saved = json.loads((first.run_dir / "train.json").read_text())
     assert saved["config"]["dataset"] == f"folder:{tmp_path / 'work' / 'pics'}"
     monkeypatch.chdir(tmp_path)  # where folder:pics does not exist
-    resumed = train(TrainConfig(), resume=first.run_dir)
+    resumed = train(resume=first.run_dir)
     assert first.interrupted and resumed.status == "completed"
     assert resumed.summary["resumed_from_step"] == first.summary["steps"]
 
@@ -395,7 +396,6 @@ def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Pat
 
 
 def test_existing_out_is_refused(tmp_path: Path) -> None:
-    from vitkit.errors import UserError
 
     cfg = tiny(tmp_path, epochs=1, max_steps=2)
     train(cfg)
@@ -476,9 +476,9 @@ def test_an_early_stopped_run_resumes_to_nothing_unless_extended(tmp_path: Path)
     cfg = tiny(tmp_path, epochs=6, lr=1e-9, min_lr=0.0, warmup_epochs=0, patience=1)
     first = train(cfg)  # lr ~0: validation never improves after epoch 1
     assert first.status == "early_stopped" and first.summary["epochs_done"] == 2
-    again = train(TrainConfig(), resume=first.run_dir)
+    again = train(resume=first.run_dir)
     assert again.status == "early_stopped" and again.summary["steps"] == first.summary["steps"]
-    more = train(TrainConfig(), resume=first.run_dir, extend={"epochs": 8})
+    more = train(resume=first.run_dir, extend={"epochs": 8})
     assert more.summary["epochs_done"] == 3  # patience counts afresh: one more epoch, then stop
 
 
@@ -493,7 +493,7 @@ def test_a_mid_epoch_resume_logs_the_uninterrupted_epoch_loss(tmp_path: Path) ->
     full = train(tiny(tmp_path, "full", epochs=1))
     stop = StopFlag()
     first = train(tiny(tmp_path, "split", epochs=1), callbacks=[StopAt(stop, 30)], stop=stop)
-    resumed = train(TrainConfig(), resume=tmp_path / "split")
+    resumed = train(resume=tmp_path / "split")
     assert epoch_losses(resumed.run_dir) == pytest.approx(epoch_losses(full.run_dir), rel=1e-5)
     total = resumed.summary["wall_seconds_total"]
     assert total == pytest.approx(
@@ -512,7 +512,7 @@ def test_a_max_steps_stop_mid_epoch_does_not_change_the_best_weights(tmp_path: P
     first = train(tiny(tmp_path, "split", max_steps=30))  # before any full epoch: its
     assert (first.run_dir / "model.safetensors").is_file()  # weights, for now
     assert first.summary["best_epoch"] is None
-    resumed = train(TrainConfig(), resume=first.run_dir, extend={"max_steps": 100})
+    resumed = train(resume=first.run_dir, extend={"max_steps": 100})
     for run in (full, resumed):
         lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
         ends = [x for x in map(json.loads, lines) if x["kind"] == "epoch" and x["step"] == 100]
@@ -542,7 +542,7 @@ def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
     """Two trains into one run directory both 'succeeded', each overwriting the other's
     checkpoints. The one that comes second is refused, naming the holder; the lock goes with
     the first, and its file with it."""
-    from vitkit.errors import UserError
+
     from vitkit.train.run import RunLock
 
     cfg = tiny(tmp_path, epochs=1, max_steps=2)
@@ -561,7 +561,7 @@ def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
     assert not held.path.exists()  # released with the train
     assert held.acquire()
     with pytest.raises(UserError, match=r"in use: .*wait for it to end$"):  # a resume too,
-        train(cfg, resume=result.run_dir)  # with no advice to train elsewhere
+        train(resume=result.run_dir)  # with no advice to train elsewhere
     held.release()
 
 
@@ -700,7 +700,7 @@ def test_no_flock_or_no_write_access_trains_unlocked_with_a_note(
     lock = RunLock(tmp_path / "made")
     assert lock.acquire() and "(Permission denied)" in (lock.unavailable or "")
     # ... and a new one is refused at once (it failed only after the data and the model)
-    from vitkit.errors import UserError
+
     from vitkit.train.run import _lock
 
     with pytest.raises(UserError, match=r"cannot write in .*: Permission denied"):
@@ -721,7 +721,6 @@ def test_no_flock_or_no_write_access_trains_unlocked_with_a_note(
 def test_a_refused_run_leaves_no_folders_behind(tmp_path: Path) -> None:
     """The lock made --out's parent folders before any check: a run that could not start (a
     typo in the dataset's path) left tmp/typo/a behind."""
-    from vitkit.errors import UserError
 
     out = tmp_path / "typo" / "a" / "run"
     cfg = TrainConfig(

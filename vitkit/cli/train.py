@@ -389,12 +389,7 @@ def train_command(
             log_every=log_every,
             tensorboard=tensorboard,
         )
-        if print_config:
-            from vitkit.train.run import precheck
-
-            # what the run would refuse (unknown model, bad sizes) fails here too; a device
-            # this machine lacks does not: the file may be for another machine
-            precheck(cfg, device_here=False)
+        if print_config:  # resolve_config refused what the run would (a device aside)
             if rank0:
                 emit_json(cfg.to_dict())
             return
@@ -405,7 +400,7 @@ def train_command(
     try:
         with progress_bar(not json_ and rank0) as progress:
             result = train(
-                cfg if cfg is not None else _placeholder(),
+                cfg if resume is None else None,
                 resume=resume,
                 extend=extend if resume is not None else None,
                 callbacks=[view] if view else [NotesOnly()] if rank0 else [],
@@ -463,9 +458,3 @@ def train_command(
         f"wrote {result.run_dir}/: model.json, model.safetensors, train.json, "
         f"metrics.jsonl, summary.json, curves.png, checkpoint/"
     )
-
-
-def _placeholder() -> Any:
-    from vitkit.train.config import TrainConfig
-
-    return TrainConfig()  # replaced by the run's own train.json when resuming

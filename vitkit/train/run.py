@@ -42,7 +42,7 @@ from vitkit.data.catalog import absolute_name, check_dataset_options, short_name
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
-from vitkit.models import model_flops, model_options, resolve_spec
+from vitkit.models import ModelSpec, model_flops, model_options, resolve_spec
 from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
 from vitkit.train.checkpoint import (
     CHECKPOINT_DIR,
@@ -53,7 +53,14 @@ from vitkit.train.checkpoint import (
     save_checkpoint,
 )
 from vitkit.train.config import TrainConfig, recipe_for
-from vitkit.train.loop import FitState, NonFiniteLoss, StopFlag, evaluate_loader, fit
+from vitkit.train.loop import (
+    FitResult,
+    FitState,
+    NonFiniteLoss,
+    StopFlag,
+    evaluate_loader,
+    fit,
+)
 from vitkit.train.optim import build_optimizer, build_scheduler
 
 TRAIN_JSON = "train.json"
@@ -76,7 +83,11 @@ class TrainResult:
 def resolve_config(
     dataset: str, *, file_options: dict[str, Any] | None = None, **cli_options: Any
 ) -> TrainConfig:
-    """recipe of the dataset < --config file < command line (``None`` = not given)."""
+    """recipe of the dataset < --config file < command line (``None`` = not given).
+
+    Checked as ``precheck`` checks (model sizes against the data, dataset options, the device's
+    name): a config ``train`` would refuse is refused here. The device need not be on this
+    machine: a config may be written for another."""
     spec = get_dataset_spec(dataset)
     base = TrainConfig(dataset=dataset)
     recipe = recipe_for(spec.recipe)
@@ -95,7 +106,7 @@ def resolve_config(
         lacking = set(recipe.get("model_overrides", {})) - takes - given
         kept = {k: v for k, v in cfg.model_overrides.items() if k not in lacking}
         cfg = replace(cfg, model_overrides=kept)
-    cfg.validate()
+    precheck(cfg, device_here=False)
     return cfg
 
 
@@ -448,8 +459,28 @@ def data_changed(saved: Any, now: dict[str, Any]) -> str | None:
 
 
 # -- train ----------------------------------------------------------------------------------------
+@dataclass
+class _Parts:
+    """What a run trains with: the model, its loaders, optimizer and schedule, and their sizes."""
+
+    spec: ModelSpec
+    model: torch.nn.Module
+    params: int
+    gflops: float | None  # per image, forward; None for a model that cannot count its FLOPs
+    train_loader: DeviceLoader
+    val_loader: DeviceLoader | None
+    loader_args: dict[str, Any]  # mean, std, classes, device: the test loader's too
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    autocast: torch.dtype | None
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
 def train(
-    config: TrainConfig,
+    config: TrainConfig | None = None,
     *,
     callbacks: Sequence[Callback] = (),
     resume: str | os.PathLike[str] | None = None,
@@ -460,8 +491,10 @@ def train(
     command: list[str] | None = None,
     extend: Mapping[str, int] | None = None,
 ) -> TrainResult:
-    """Train ``config`` (or resume the run at ``resume``) and return where the run went.
+    """Train ``config``, or resume the run at ``resume``, and return where the run went.
 
+    A resumed run continues with its own config (its train.json), so ``config`` is left out
+    then (a config given with ``resume`` is refused: it would be ignored).
     ``extend`` (with ``resume``): a new ``epochs`` and/or ``max_steps`` for the resumed run,
     to continue one that finished or hit its cap; the learning-rate schedule is recomputed
     for the new length from the step the run is at, and train.json records the change.
@@ -475,9 +508,16 @@ def train(
         extended: dict[str, Any] = {}
         if extend and resume is None:
             raise UserError("extend= changes a resumed run; pass resume= too")
+        if resume is not None and config is not None:
+            raise UserError(
+                f"resume= continues {resume} with its own train.json, so config= would be "
+                "ignored: leave it out (extend= changes epochs and max_steps)"
+            )
         if resume is not None:
             config, saved, extended = _resumed_config(Path(resume), extend)
             data_root = data_root or saved.get("data_root")
+        elif config is None:
+            raise UserError("train() needs a config (resolve_config(...)), or resume= a run")
         precheck(config)
         device = resolve_device(config.device)
         dist_info, device = init_distributed(device)
@@ -490,207 +530,54 @@ def train(
             run_dir = _broadcast_path(run_dir)
         torch.manual_seed(config.seed)
 
-        # data: rank 0 builds the cache first, the others read it
-        if not dist_info.main:
-            dist_info.barrier()
-        ds = load_dataset(
-            config.dataset,
-            data_root=data_root,
-            download=download,
-            progress=progress,
-            **config.dataset_options,
-        )
-        if dist_info.main:
-            dist_info.barrier()
-        if "train" not in ds.splits:  # a folder: of images to score, with no train/ of its own
-            raise UserError(
-                f"dataset '{config.dataset}' has no train split to train on (it has: "
-                f"{', '.join(ds.splits)}); a folder: dataset trains on PATH/train/<class>/"
-            )
-        if ds.num_classes < 2:  # every prediction right by construction: 100% and meaningless
-            raise UserError(
-                f"dataset '{config.dataset}' has {ds.num_classes} class ({', '.join(ds.classes)}); "
-                "a classifier needs two or more"
-            )
+        ds = _training_data(config, dist_info, data_root, download, progress)
         train_split, val_split = split_validation(ds, config.val_fraction, config.seed)
         if resume is not None:
             check_same_classes(run_dir, saved.get("data"), ds)
-
-        # model, through the registry, sized by the data
-        spec = resolve_spec(
-            config.model,
-            image_size=ds.image_size,
-            in_chans=ds.channels,
-            num_classes=ds.num_classes,
-            # 1 is every model's default: a preset with no num_outputs option trains too
-            num_outputs=ds.num_outputs if ds.num_outputs > 1 else None,
-            **config.model_overrides,
-        )
-        model = spec.build().to(device)
-        # from the model (any registered family's Model), not from a ViTConfig's analytic sizes
-        params, flops = model.num_params(), model_flops(model)
-        gflops = None if flops is None else flops / 1e9
+        parts = _build(config, ds, train_split, val_split, device, dist_info)
         if resume is not None and dist_info.main:  # best weights that do not fit: say so now, not
-            _best_model(run_dir, model)  # after the resumed epochs have run
-
-        augment = AugmentConfig.preset(
-            ds.spec.augment if config.augment else "none",
-            ds.image_size,
-            mixup=config.mixup,
-            cutmix=config.cutmix,
-        )
-        common: dict[str, Any] = dict(
-            mean=ds.mean, std=ds.std, num_classes=ds.num_classes, device=device
-        )
-        try:
-            train_loader = DeviceLoader(
-                train_split,
-                batch_size=config.batch_size,
-                augment=augment,
-                seed=config.seed,
-                rank=dist_info.rank,
-                world_size=dist_info.world_size,
-                **common,
-            )
-        except ConfigError as e:
-            raise ConfigError(f"{e} of {config.dataset}'s training split") from None
-        val_loader = (
-            DeviceLoader(
-                val_split,
-                batch_size=config.eval_batch_size,
-                shuffle=False,
-                drop_last=False,
-                **common,
-            )
-            if val_split is not None
-            else None
-        )
-
-        optimizer = build_optimizer(
-            model, lr=config.lr, weight_decay=config.weight_decay, device=device
-        )
-        steps_per_epoch = len(train_loader)
-        total_steps = config.epochs * steps_per_epoch
-        if config.max_steps:
-            total_steps = min(total_steps, config.max_steps)
-        warmup_steps = int(config.warmup_epochs * steps_per_epoch)
-        scheduler = build_scheduler(
-            optimizer,
-            total_steps=total_steps,
-            warmup_steps=warmup_steps,
-            lr=config.lr,
-            min_lr=config.min_lr,
-        )
-        autocast = autocast_dtype(device, config.amp)
-        scaler = torch.amp.GradScaler("cuda") if autocast == torch.float16 else None
-
+            _best_model(run_dir, parts.model)  # after the resumed epochs have run
         state = FitState()
         if resume is not None:
-            state = FitState(
-                **load_checkpoint(
-                    run_dir,
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    scaler=scaler,
-                    device=device,
-                )
-            )
+            state = _restore(run_dir, config, parts, extended, device)
         resumed_from = state.step
-        if extended:
-            _check_extension(run_dir, config, state, extended)
-            if state.patience_spent(config.patience):
-                state.epochs_since_best = 0  # an early-stopped run, extended: patience afresh
-            # the new schedule from this step on: the optimizer's saved lr is the old schedule's
-            for group, base, fn in zip(
-                optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
-            ):
-                group["lr"] = base * fn(scheduler.last_epoch)
+        net = _wrap(parts.model, config, dist_info, device)
 
-        net: torch.nn.Module = model
-        if dist_info.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            net = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if config.compile:
-            # inductor's C++ build warns "No CUDA runtime is found, using CUDA_HOME" on CPU-only hosts
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            net = torch.compile(net)  # type: ignore[assignment]
-
-        meta = {
-            "dataset": config.dataset,
-            "dataset_options": ds.options,
-            "classes": ds.classes,
-            "image_size": ds.image_size,
-            "channels": ds.channels,
-            "num_outputs": ds.num_outputs,
-            "mean": ds.mean,
-            "std": ds.std,
-            "input_layout": "NCHW, float32, (x/255 - mean)/std",
-        }
+        notes = [n for n in [lock_note, ds.skipped_note()] if n] + _option_notes(
+            config, parts, val_split
+        )
         listeners: list[Callback] = []
-        notes: list[str] = [n for n in [lock_note, ds.skipped_note()] if n]
-        if warmup_steps >= total_steps > 0:
-            notes.append(
-                f"the warm-up ({config.warmup_epochs:g} epochs, {warmup_steps:,} steps) is as long "
-                f"as the whole run ({total_steps:,} steps): the lr climbs towards {config.lr:g} all "
-                "run long and never decays (--warmup-epochs sets it)"
-            )
-        if config.patience and val_split is None:  # early stopping watches validation accuracy
-            notes.append(
-                f"--patience {config.patience} does nothing here: there is no validation split "
-                "(--val-fraction 0), so the run trains all its epochs"
-            )
         if dist_info.main:
-            if resume is None and config.overwrite and run_dir.is_dir():
-                shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if extended:  # the run's record follows it: a later --resume continues the same way
-                history = [*saved.get("extended", []), {"at_step": state.step, **extended}]
-                write_json(
-                    run_dir / TRAIN_JSON, {**saved, "config": config.to_dict(), "extended": history}
-                )
+            data = data_record(ds, train_split, val_split)
             if resume is None:
-                write_json(
-                    run_dir / TRAIN_JSON,
-                    {
-                        # a relative folder: path as an absolute one, so --resume works from any
-                        # directory (model.json records it so for eval, export and bench)
-                        "config": {**config.to_dict(), "dataset": absolute_name(config.dataset)},
-                        "command": command or sys.argv,
-                        "data_root": str(data_root) if data_root else None,
-                        "machine": machine_info(device),
-                        "world_size": dist_info.world_size,
-                        "model": spec.to_dict(),
-                        "data": data_record(ds, train_split, val_split),
-                    },
-                )
+                if config.overwrite and run_dir.is_dir():
+                    shutil.rmtree(run_dir)  # checked by prepare_run_dir: a vitkit run
+                run_dir.mkdir(parents=True, exist_ok=True)
+                record = _train_record(config, command, data_root, device, dist_info, parts, data)
+                write_json(run_dir / TRAIN_JSON, record)
             else:
+                if extended:  # the run's record follows it: a later --resume continues the same way
+                    history = [*saved.get("extended", []), {"at_step": state.step, **extended}]
+                    record = {**saved, "config": config.to_dict(), "extended": history}
+                    write_json(run_dir / TRAIN_JSON, record)
                 trim_metrics(run_dir / "metrics.jsonl", state.step)
-                changed = data_changed(saved.get("data"), data_record(ds, train_split, val_split))
-                if changed:
-                    notes.append(changed)
-            listeners.append(MetricsFile(run_dir / "metrics.jsonl"))
-            if config.tensorboard:
-                board = TensorBoard(run_dir / "tb")
-                held.callback(board.writer.close)  # also when the run stops on an error
-                listeners.append(board)
-            listeners.extend(callbacks)
+                notes += [n for n in [data_changed(saved.get("data"), data)] if n]
+            listeners = [*_file_listeners(run_dir, config, held), *callbacks]
+
+        meta = _run_meta(config, ds)
 
         def save(kind: str, st: FitState) -> None:
             if not dist_info.main:
                 return
             if kind == "best":
-                save_model(run_dir, model, meta)
+                save_model(run_dir, parts.model, meta)
             else:
                 save_checkpoint(
                     run_dir,
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    scaler=scaler,
+                    model=parts.model,
+                    optimizer=parts.optimizer,
+                    scheduler=parts.scheduler,
+                    scaler=parts.scaler,
                     counters=st.to_dict(),
                     device=device,
                 )
@@ -699,13 +586,13 @@ def train(
             run_dir=run_dir if dist_info.main else None,
             config=config.to_dict(),
             model=config.model,
-            params=params,
-            gflops=gflops,
+            params=parts.params,
+            gflops=parts.gflops,
             train_size=len(train_split),
             val_size=len(val_split) if val_split else 0,
-            steps_per_epoch=steps_per_epoch,
-            total_steps=total_steps,
-            warmup_steps=warmup_steps,
+            steps_per_epoch=parts.steps_per_epoch,
+            total_steps=parts.total_steps,
+            warmup_steps=parts.warmup_steps,
             device=str(device),
             resumed_from_step=resumed_from,
             world_size=dist_info.world_size,
@@ -724,21 +611,21 @@ def train(
                 config,
                 state,
                 t0,
-                params=params,
+                params=parts.params,
                 device=device,
             ),
         ):
             result = fit(
                 net,
                 config=config,
-                train_loader=train_loader,
-                val_loader=val_loader,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
+                train_loader=parts.train_loader,
+                val_loader=parts.val_loader,
+                optimizer=parts.optimizer,
+                scheduler=parts.scheduler,
+                scaler=parts.scaler,
                 state=state,
-                total_steps=total_steps,
-                autocast_dtype=autocast,
+                total_steps=parts.total_steps,
+                autocast_dtype=parts.autocast,
                 callbacks=listeners,
                 stop=stop,
                 save=save,
@@ -746,38 +633,12 @@ def train(
             )
         wall = time.perf_counter() - t0
 
-        summary: dict[str, Any] = {
-            **_summary_head(result.status, run_dir, config, state, params=params, device=device),
-            "gflops_per_image": None if gflops is None else round(gflops, 5),
-            "last_val": result.last_val,
-            "train_images_per_s": round(result.images_per_s, 1),
-            "train_gflops_per_s": None
-            if gflops is None
-            else round(result.images_per_s * 3 * gflops, 2),
-            # --compile compiles in the first step: the throughput without it, and its time
-            "compiled": config.compile,
-            "train_images_per_s_after_first_step": _rounded(result.images_per_s_after_first_step),
-            "first_step_seconds": round(result.first_step_seconds, 3),
-            "wall_seconds": round(wall, 2),
-            "world_size": dist_info.world_size,
-        }
-        if notes:
-            summary["notes"] = notes
-        if dist_info.world_size > 1:
-            summary["ddp"] = _ddp_weights_check(model, device)
-        summary["wall_seconds_total"] = summary["wall_seconds"]
+        summary = _summary(result, run_dir, config, state, parts, device, dist_info, wall, notes)
         if resume is not None:
             _carry_over(summary, run_dir / SUMMARY_JSON, wall, trained=result.images > 0)
         if result.status != "interrupted" and "test" in ds.splits:
-            best = _best_model(run_dir, model) if dist_info.main else model
-            test_loader = DeviceLoader(
-                ds["test"],
-                batch_size=config.eval_batch_size,
-                shuffle=False,
-                drop_last=False,
-                **common,
-            )
-            test = evaluate_loader(best, test_loader, autocast)
+            best = _best_model(run_dir, parts.model) if dist_info.main else parts.model
+            test = _test(best, ds["test"], config, parts)
             summary["test"] = test
             summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
         if dist_info.main:
@@ -788,6 +649,292 @@ def train(
             for cb in listeners:
                 cb.on_end(summary)
         return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+
+
+def _training_data(
+    config: TrainConfig,
+    dist_info: Dist,
+    data_root: str | os.PathLike[str] | None,
+    download: bool,
+    progress: ProgressFn,
+) -> Dataset:
+    """The run's dataset, checked to be trainable; rank 0 builds the cache, the others read it."""
+    if not dist_info.main:
+        dist_info.barrier()
+    ds = load_dataset(
+        config.dataset,
+        data_root=data_root,
+        download=download,
+        progress=progress,
+        **config.dataset_options,
+    )
+    if dist_info.main:
+        dist_info.barrier()
+    if "train" not in ds.splits:  # a folder: of images to score, with no train/ of its own
+        raise UserError(
+            f"dataset '{config.dataset}' has no train split to train on (it has: "
+            f"{', '.join(ds.splits)}); a folder: dataset trains on PATH/train/<class>/"
+        )
+    if ds.num_classes < 2:  # every prediction right by construction: 100% and meaningless
+        raise UserError(
+            f"dataset '{config.dataset}' has {ds.num_classes} class ({', '.join(ds.classes)}); "
+            "a classifier needs two or more"
+        )
+    return ds
+
+
+def _build(
+    config: TrainConfig,
+    ds: Dataset,
+    train_split: Split,
+    val_split: Split | None,
+    device: torch.device,
+    dist_info: Dist,
+) -> _Parts:
+    """The model (through the registry, sized by the data), loaders, optimizer and schedule."""
+    spec = resolve_spec(
+        config.model,
+        image_size=ds.image_size,
+        in_chans=ds.channels,
+        num_classes=ds.num_classes,
+        # 1 is every model's default: a preset with no num_outputs option trains too
+        num_outputs=ds.num_outputs if ds.num_outputs > 1 else None,
+        **config.model_overrides,
+    )
+    model = spec.build().to(device)
+    # from the model (any registered family's Model), not from a ViTConfig's analytic sizes
+    flops = model_flops(model)
+    augment = AugmentConfig.preset(
+        ds.spec.augment if config.augment else "none",
+        ds.image_size,
+        mixup=config.mixup,
+        cutmix=config.cutmix,
+    )
+    loader_args: dict[str, Any] = dict(
+        mean=ds.mean, std=ds.std, num_classes=ds.num_classes, device=device
+    )
+    try:
+        train_loader = DeviceLoader(
+            train_split,
+            batch_size=config.batch_size,
+            augment=augment,
+            seed=config.seed,
+            rank=dist_info.rank,
+            world_size=dist_info.world_size,
+            **loader_args,
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{e} of {config.dataset}'s training split") from None
+    val_loader = (
+        DeviceLoader(
+            val_split,
+            batch_size=config.eval_batch_size,
+            shuffle=False,
+            drop_last=False,
+            **loader_args,
+        )
+        if val_split is not None
+        else None
+    )
+    optimizer = build_optimizer(
+        model, lr=config.lr, weight_decay=config.weight_decay, device=device
+    )
+    steps_per_epoch = len(train_loader)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    scheduler = build_scheduler(
+        optimizer,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        lr=config.lr,
+        min_lr=config.min_lr,
+    )
+    autocast = autocast_dtype(device, config.amp)
+    return _Parts(
+        spec=spec,
+        model=model,
+        params=model.num_params(),
+        gflops=None if flops is None else flops / 1e9,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        loader_args=loader_args,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda") if autocast == torch.float16 else None,
+        autocast=autocast,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+    )
+
+
+def _restore(
+    run_dir: Path,
+    config: TrainConfig,
+    parts: _Parts,
+    extended: dict[str, Any],
+    device: torch.device,
+) -> FitState:
+    """The checkpoint's weights, optimizer, schedule and counters; for an extended run, the
+    new schedule from the step the run is at."""
+    state = FitState(
+        **load_checkpoint(
+            run_dir,
+            model=parts.model,
+            optimizer=parts.optimizer,
+            scheduler=parts.scheduler,
+            scaler=parts.scaler,
+            device=device,
+        )
+    )
+    if extended:
+        _check_extension(run_dir, config, state, extended)
+        if state.patience_spent(config.patience):
+            state.epochs_since_best = 0  # an early-stopped run, extended: patience afresh
+        # the new schedule from this step on: the optimizer's saved lr is the old schedule's
+        scheduler = parts.scheduler
+        for group, base, fn in zip(
+            parts.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["lr"] = base * fn(scheduler.last_epoch)
+    return state
+
+
+def _wrap(
+    model: torch.nn.Module, config: TrainConfig, dist_info: Dist, device: torch.device
+) -> torch.nn.Module:
+    """The module the loop steps: ``model`` under DistributedDataParallel and/or torch.compile."""
+    net: torch.nn.Module = model
+    if dist_info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        # inductor's C++ build warns "No CUDA runtime is found, using CUDA_HOME" on CPU-only hosts
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        net = torch.compile(net)  # type: ignore[assignment]
+    return net
+
+
+def _option_notes(config: TrainConfig, parts: _Parts, val_split: Split | None) -> list[str]:
+    """Options that do not do what their user may think, in this run."""
+    notes = []
+    if parts.warmup_steps >= parts.total_steps > 0:
+        notes.append(
+            f"the warm-up ({config.warmup_epochs:g} epochs, {parts.warmup_steps:,} steps) is as "
+            f"long as the whole run ({parts.total_steps:,} steps): the lr climbs towards "
+            f"{config.lr:g} all run long and never decays (--warmup-epochs sets it)"
+        )
+    if config.patience and val_split is None:  # early stopping watches validation accuracy
+        notes.append(
+            f"--patience {config.patience} does nothing here: there is no validation split "
+            "(--val-fraction 0), so the run trains all its epochs"
+        )
+    return notes
+
+
+def _train_record(
+    config: TrainConfig,
+    command: list[str] | None,
+    data_root: str | os.PathLike[str] | None,
+    device: torch.device,
+    dist_info: Dist,
+    parts: _Parts,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """A new run's train.json: the resolved config, command line, machine, model and data."""
+    return {
+        # a relative folder: path as an absolute one, so --resume works from any directory
+        # (model.json records it so for eval, export and bench)
+        "config": {**config.to_dict(), "dataset": absolute_name(config.dataset)},
+        "command": command or sys.argv,
+        "data_root": str(data_root) if data_root else None,
+        "machine": machine_info(device),
+        "world_size": dist_info.world_size,
+        "model": parts.spec.to_dict(),
+        "data": data,
+    }
+
+
+def _file_listeners(
+    run_dir: Path, config: TrainConfig, held: contextlib.ExitStack
+) -> list[Callback]:
+    """metrics.jsonl, and TensorBoard when asked (its writer closed on any exit of ``held``)."""
+    listeners: list[Callback] = [MetricsFile(run_dir / "metrics.jsonl")]
+    if config.tensorboard:
+        board = TensorBoard(run_dir / "tb")
+        held.callback(board.writer.close)  # also when the run stops on an error
+        listeners.append(board)
+    return listeners
+
+
+def _run_meta(config: TrainConfig, ds: Dataset) -> dict[str, Any]:
+    """What model.json records beside the model: the data it was trained on and its input."""
+    return {
+        "dataset": config.dataset,
+        "dataset_options": ds.options,
+        "classes": ds.classes,
+        "image_size": ds.image_size,
+        "channels": ds.channels,
+        "num_outputs": ds.num_outputs,
+        "mean": ds.mean,
+        "std": ds.std,
+        "input_layout": "NCHW, float32, (x/255 - mean)/std",
+    }
+
+
+def _summary(
+    result: FitResult,
+    run_dir: Path,
+    config: TrainConfig,
+    state: FitState,
+    parts: _Parts,
+    device: torch.device,
+    dist_info: Dist,
+    wall: float,
+    notes: list[str],
+) -> dict[str, Any]:
+    """summary.json's figures for a run that ended (the test split's are added after)."""
+    gflops = parts.gflops
+    summary: dict[str, Any] = {
+        **_summary_head(result.status, run_dir, config, state, params=parts.params, device=device),
+        "gflops_per_image": None if gflops is None else round(gflops, 5),
+        "last_val": result.last_val,
+        "train_images_per_s": round(result.images_per_s, 1),
+        "train_gflops_per_s": None
+        if gflops is None
+        else round(result.images_per_s * 3 * gflops, 2),
+        # --compile compiles in the first step: the throughput without it, and its time
+        "compiled": config.compile,
+        "train_images_per_s_after_first_step": _rounded(result.images_per_s_after_first_step),
+        "first_step_seconds": round(result.first_step_seconds, 3),
+        "wall_seconds": round(wall, 2),
+        "world_size": dist_info.world_size,
+    }
+    if notes:
+        summary["notes"] = notes
+    if dist_info.world_size > 1:
+        summary["ddp"] = _ddp_weights_check(parts.model, device)
+    summary["wall_seconds_total"] = summary["wall_seconds"]
+    return summary
+
+
+def _test(
+    model: torch.nn.Module, split: Split, config: TrainConfig, parts: _Parts
+) -> dict[str, Any]:
+    """The test split's figures for ``model`` (the best weights), as the run evaluates."""
+    loader = DeviceLoader(
+        split,
+        batch_size=config.eval_batch_size,
+        shuffle=False,
+        drop_last=False,
+        **parts.loader_args,
+    )
+    return evaluate_loader(model, loader, parts.autocast)
 
 
 def _resumed_config(
