@@ -413,6 +413,9 @@ def test_untrained_multi_output_module_verifies_on_synthetic_images(tmp_path: Pa
     assert meta["trained"] is False and meta["num_outputs"] == 2
     out = run_onnx(ort_session(tmp_path / "nano.onnx"), np.zeros((3, 1, 28, 28), np.float32))
     assert out.shape == (3, 2, 10)
+    # uint8 pixels were cast to float and gave logits of 0..255 inputs, without a word
+    with pytest.raises(UserError, match="takes normalised float images; got uint8"):
+        run_onnx(ort_session(tmp_path / "nano.onnx"), np.zeros((3, 1, 28, 28), np.uint8))
 
 
 @pytest.mark.parametrize(

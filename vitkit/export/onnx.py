@@ -145,6 +145,11 @@ def run_onnx(session: Any, x: np.ndarray, *, batch_size: int | None = None) -> n
     """
     spec = session.get_inputs()[0]
     name = spec.name
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):  # 0..255 pixels: wrong logits
+        raise UserError(
+            f"the ONNX model takes normalised float images; got {np.asarray(x).dtype} "
+            "(vitkit.predict normalises uint8 images as the model was trained)"
+        )
     x = np.ascontiguousarray(x, dtype=np.float32)
     want = list(spec.shape[1:])
     if len(want) != x.ndim - 1 or any(
@@ -1132,8 +1137,10 @@ def export_onnx(
     calibrated on real training images, a ``UserError`` where there are none, or "auto": both,
     keep the faster that passes; dynamic only without real images) and the report
     ``export.json``.
-    ``optimize`` runs ORT's transformer fusions and keeps the fused fp32 model only if it
-    verifies and runs faster. Returns the report; check ``report.passed``.
+    ``optimize`` builds fused fp32 variants (vitkit's attention fusion, ONNX Runtime's
+    transformer optimizer), verifies each and keeps the fastest that passes, or the plain model
+    when none is faster (``report.optimize`` has the race). Returns the report; check
+    ``report.passed``.
     """
     from vitkit.bench.timing import OtherCpuUse, torch_threads  # here: the import stays light
 
