@@ -1,7 +1,8 @@
 """vitkit: Vision Transformers on small and mid-size image datasets.
 
-The public API: build models from the one registry, load datasets, train, load a trained run,
-evaluate it, predict with it, look at its attention and benchmark it across runtimes.
+The public API: build models from the one registry, load datasets, configure a training run
+(``vitkit.train.train`` runs it), load a trained run, evaluate it, predict with it, look at its
+attention, export it to ONNX and benchmark it across runtimes.
 The ``vitkit`` command line is a thin layer over these functions.
 """
 
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
     from vitkit.eval.attention import AttentionMap, attention_maps
     from vitkit.eval.evaluate import EvalReport, evaluate
     from vitkit.eval.predict import Prediction, predict
+    from vitkit.export import ExportReport, export_onnx
     from vitkit.models import ModelSpec, ViTConfig, create_model, list_models, resolve_spec
+    from vitkit.train import TrainConfig, TrainResult, resolve_config
 
 # the public API, imported on first use: `vitkit --help` starts without importing torch
 _LAZY = {
@@ -39,11 +42,17 @@ _LAZY = {
     "attention_maps": "vitkit.eval",
     "evaluate": "vitkit.eval",
     "predict": "vitkit.eval",
+    "ExportReport": "vitkit.export",
+    "export_onnx": "vitkit.export",
     "ModelSpec": "vitkit.models",
     "ViTConfig": "vitkit.models",
     "create_model": "vitkit.models",
     "list_models": "vitkit.models",
     "resolve_spec": "vitkit.models",
+    "TrainConfig": "vitkit.train",
+    "TrainResult": "vitkit.train",
+    "resolve_config": "vitkit.train",
+    # train() itself is vitkit.train.train: the name vitkit.train is the subpackage
 }
 
 
@@ -54,9 +63,12 @@ __all__ = [
     "AttentionMap",
     "BenchReport",
     "EvalReport",
+    "ExportReport",
     "LoadedModel",
     "ModelSpec",
     "Prediction",
+    "TrainConfig",
+    "TrainResult",
     "UserError",
     "ViTConfig",
     "VitkitError",
@@ -65,10 +77,12 @@ __all__ = [
     "benchmark",
     "create_model",
     "evaluate",
+    "export_onnx",
     "list_datasets",
     "list_models",
     "load_dataset",
     "load_model",
     "predict",
+    "resolve_config",
     "resolve_spec",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 
@@ -28,7 +29,8 @@ def lazy_exports(
         namespace[name] = value  # later lookups never reach this function
         return value
 
-    def dir_() -> list[str]:
-        return sorted({*namespace, *exports})
+    def dir_() -> list[str]:  # the public names and the subpackages, not `annotations` & co
+        subpackages = {n for n, v in namespace.items() if isinstance(v, ModuleType) and n[0] != "_"}
+        return sorted({*exports, *namespace.get("__all__", ()), *subpackages})
 
     return getattr_, dir_

@@ -85,7 +85,9 @@ def test_cli_starts_without_importing_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'; "
         "vitkit.create_model; assert 'torch' in sys.modules; "
         "import vitkit.train as t; assert t.TrainConfig.__name__ == 'TrainConfig'; "
-        "assert {'benchmark', 'load_model', 'evaluate'} <= set(dir(vitkit)); "
+        "assert {'benchmark', 'load_model', 'evaluate', 'export_onnx', 'TrainConfig'} "
+        "<= set(dir(vitkit)); assert not {'annotations', 'TYPE_CHECKING'} & set(dir(vitkit)); "
+        "assert vitkit.resolve_config('mnist-mini').model == 'vit-micro'; "
         "assert vitkit.models.list_models() and vitkit.data.list_datasets()"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
