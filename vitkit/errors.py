@@ -8,6 +8,8 @@ file, one that cannot be created); every other exception is a bug and keeps its 
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 
@@ -73,6 +75,23 @@ def state_dict_mismatch(e: BaseException) -> str:
         return "; ".join(parts)
     detail = next((s for s in lines if not s.startswith("Error(s) in loading")), None)
     return first_line(e) if detail is None else _cut(detail, 300)
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> None:
+    """Refuse what is not an integer (``True`` too: it is no count) or is below ``minimum``, in
+    the CLI's words, for the library's callers as for its own: ``--rounds must be >= 1, got 0``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise UserError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Refuse what is not a finite number of seconds above 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{name} must be a number of seconds, got {value!r}")
+    if not 0 < float(value) < math.inf:
+        raise UserError(f"{name} must be > 0 seconds, got {value}")
 
 
 def listed(items: Sequence[str], shown: int = 5) -> str:

@@ -242,7 +242,7 @@ def test_predict_skips_unreadable_files(run: Path, images: Path, tmp_path: Path)
     line = one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "dir")]))
     assert "no image files in" in line
     line = one_error_line(runner.invoke(app, ["predict", str(run), str(bad), "--topk", "0"]))
-    assert "topk must be an integer, >= 1" in line
+    assert "topk must be >= 1, got 0" in line
 
 
 # -- explain --------------------------------------------------------------------------------------

@@ -192,6 +192,8 @@ def test_size_and_split_mismatches_are_refused(mnist_model: LoadedModel, tmp_pat
         evaluate(mnist_model, split="tset")
     with pytest.raises(UserError, match="batch size must be >= 1"):
         evaluate(mnist_model, batch_size=0)
+    with pytest.raises(UserError, match="batch size must be an integer, got True"):
+        evaluate(mnist_model, batch_size=True)  # was taken as a batch of 1
 
 
 def test_an_onnx_export_of_a_folder_run_finds_its_folder(

@@ -468,6 +468,16 @@ def test_helpers_give_one_line_errors(tmp_path: Path) -> None:
         export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", int8="int4")
     with pytest.raises(UserError, match="--batch must be"):
         export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", batch=0)
+    # from Python, wrong types: TypeErrors deep inside, or (batch=True) a batch of 1
+    for kwargs, message in [
+        ({"batch": True}, "--batch must be 'dynamic' or a positive integer, got True"),
+        ({"verify_images": "5"}, "--verify-images must be an integer, got '5'"),
+        ({"calib_images": 2.5}, "--calib-images must be an integer, got 2.5"),
+        ({"opset": "20"}, "--opset must be an integer, got '20'"),
+        ({"threads": "2"}, "--threads must be an integer, got '2'"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", **kwargs)  # type: ignore[arg-type]
 
 
 def test_eval_onnx_agrees_with_eager(trained_run: Path, tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ import contextlib
 import datetime
 import gc
 import importlib.util
-import math
 import os
 import platform
 import shutil
@@ -60,7 +59,16 @@ from vitkit.bench.timing import (
     settle,
 )
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import NotFoundError, UserError, VitkitError, first_line, listed, suggest
+from vitkit.errors import (
+    NotFoundError,
+    UserError,
+    VitkitError,
+    check_int,
+    check_seconds,
+    first_line,
+    listed,
+    suggest,
+)
 from vitkit.models import model_flops
 
 if TYPE_CHECKING:
@@ -120,9 +128,9 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
             if isinstance(value, str)
             else list(value)
         )
-    except ValueError:
+    except (ValueError, TypeError):  # "1,x", or a bare 8 (no list of sizes)
         raise UserError(f"--batch-sizes must be integers like 1,8,64, got '{value}'") from None
-    if not sizes or any(b < 1 for b in sizes):
+    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
         raise UserError(f"--batch-sizes must be positive integers, got '{value}'")
     return sorted(dict.fromkeys(sizes))
 
@@ -365,14 +373,10 @@ def benchmark(
     from vitkit.export.onnx import loaded_for_export, versions
 
     t_start = time.perf_counter()
-    for flag, value, ok, need in (
-        ("--warmup", warmup, warmup >= 0, ">= 0"),
-        ("--min-time", min_time, 0 < min_time < math.inf, "> 0 seconds"),
-        ("--rounds", rounds, rounds >= 1, ">= 1"),
-        ("--accuracy-images", accuracy_images, accuracy_images >= 0, ">= 0"),
-    ):
-        if not ok:
-            raise UserError(f"{flag} must be {need}, got {value}")
+    check_int("--warmup", warmup, 0)
+    check_seconds("--min-time", min_time)
+    check_int("--rounds", rounds)
+    check_int("--accuracy-images", accuracy_images, 0)
     if compile_mode not in COMPILE_MODES:
         raise UserError(
             f"unknown --compile-mode '{compile_mode}'{suggest(compile_mode, COMPILE_MODES)} "

@@ -349,10 +349,9 @@ def check_threads(threads: int | None) -> None:
     logical CPU (pools that large only time-share the cores, and a huge count crashes them)."""
     if threads is None:
         return
-    from vitkit.errors import UserError
+    from vitkit.errors import UserError, check_int
 
-    if threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
+    check_int("--threads", threads)
     cpus = os.cpu_count() or 1
     if threads > MAX_THREADS_PER_CPU * cpus:
         raise UserError(

@@ -27,7 +27,7 @@ from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.catalog import FOLDER_PREFIX
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import NotFoundError, UserError, first_line, listed
+from vitkit.errors import NotFoundError, UserError, check_int, first_line, listed
 from vitkit.eval import metrics
 from vitkit.eval.predict import as_loaded, model_device
 
@@ -532,8 +532,8 @@ def evaluate(
     ``batch_size`` and ``amp`` (autocast on CUDA) default to what the run used for its own test
     evaluation, so the figures match summary.json's.
     """
-    if batch_size is not None and batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    if batch_size is not None:
+        check_int("batch size", batch_size)
     lm = as_loaded(model)
     settings = run_settings(lm)
     if isinstance(dataset, Dataset):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from vitkit.artifact import LoadedModel, load_model
-from vitkit.errors import UserError
+from vitkit.errors import UserError, check_int
 from vitkit.eval.preprocess import (
     ACCEPTED,
     ImageInput,
@@ -160,9 +159,8 @@ def predict(
     the device the model is on. An unreadable file raises ``UserError``, or with
     ``skip_unreadable`` gives a ``Prediction`` whose ``error`` says why.
     """
-    for option, value in (("topk", topk), ("batch size", batch_size)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-            raise UserError(f"{option} must be an integer, >= 1, got {value!r}")
+    check_int("topk", topk)
+    check_int("batch size", batch_size)
     lm = as_loaded(model)
     inputs = split_images(images)
     device = model_device(lm)

@@ -40,7 +40,7 @@ from torch import nn
 
 from vitkit.artifact import LoadedModel, atomic_write, cpu_fp32, unwrap, write_json
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import MissingEntry, UserError, VitkitError, first_line
+from vitkit.errors import MissingEntry, UserError, VitkitError, check_int, first_line
 
 if TYPE_CHECKING:
     from vitkit.data import Dataset
@@ -1073,8 +1073,10 @@ def _check_options(
     tolerances: Tolerances | None = None,
     legacy: bool = False,
 ) -> None:
-    if verify_images is not None and verify_images < 1:
-        raise UserError(f"--verify-images must be >= 1, got {verify_images}")
+    if verify_images is not None:
+        check_int("--verify-images", verify_images)
+    check_int("--calib-images", calib_images, 0)
+    check_int("--opset", opset, 0)
     from vitkit.bench.timing import check_threads  # here: `import vitkit.export` stays light
 
     check_threads(threads)  # as bench: eager and ONNX Runtime both get that many
@@ -1084,7 +1086,7 @@ def _check_options(
             raise UserError(f"tolerance {name} must be a finite number, got {value}")
     if tol.fp32_atol < 0:  # no model can pass it (a negative int8_max_drop demands a gain: ok)
         raise UserError(f"--atol must be >= 0, got {tol.fp32_atol}")
-    if batch != "dynamic" and (not isinstance(batch, int) or batch < 1):
+    if batch != "dynamic" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
     if int8 is not None and int8 not in INT8_MODES:
         raise UserError(f"--int8 must be one of {', '.join(INT8_MODES)}, got '{int8}'")
