@@ -115,6 +115,8 @@ def test_unreadable_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
     assert [p.ok for p in preds] == [False, True, False]
     assert "cannot read" in (preds[0].error or "") and "no such file" in (preds[2].error or "")
     assert preds[0].to_json() == {"source": str(bad), "error": preds[0].error}
+    with pytest.raises(UserError, match=r"a directory, not an image \(vitkit.eval.expand_inputs"):
+        predict(mnist_model, tmp_path)
     with pytest.raises(UserError, match="topk must be >= 1, got 0"):
         predict(mnist_model, good, topk=0)
     with pytest.raises(UserError, match="topk must be an integer, got '3'"):
@@ -270,6 +272,8 @@ def test_a_bare_module_or_its_export_is_refused(tmp_path: Path) -> None:
     module = vitkit.create_model("vit-nano", image_size=28, in_chans=1, patch_size=7)
     with pytest.raises(UserError, match="got VisionTransformer: a bare module has no classes"):
         predict(module, np.zeros((28, 28), np.uint8))  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"result, got NoneType$"):  # not "a bare module"
+        predict(None, np.zeros((28, 28), np.uint8))  # type: ignore[arg-type]
     rep = export_onnx(module, tmp_path / "m.onnx", verify=False)
     assert any("placeholders" in n for n in rep.notes)
     with pytest.raises(UserError, match=r"m\.onnx was exported from a model with no run"):

@@ -89,10 +89,14 @@ def as_loaded(model: LoadedModel | str | os.PathLike[str]) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
     if not isinstance(model, (str, os.PathLike)):
+        bare = (
+            ": a bare module has no classes or preprocessing (a run's model.json holds them)"
+            if isinstance(model, torch.nn.Module)
+            else ""
+        )
         raise UserError(
-            f"expected a run directory, a .onnx file or vitkit.load_model(...)'s result, got "
-            f"{type(model).__name__}: a bare module has no classes or preprocessing (a run's "
-            "model.json holds them)"
+            "expected a run directory, a .onnx file or vitkit.load_model(...)'s result, got "
+            f"{type(model).__name__}{bare}"
         )
     return load_model(model)
 

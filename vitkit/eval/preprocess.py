@@ -143,13 +143,22 @@ def array_to_pil(a: np.ndarray | Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a))
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image file; anything unreadable is a one-line ``UserError``."""
+def _image_file(path: str | os.PathLike[str]) -> Path:
+    """``path``, which must name a file: a missing one or a folder is a one-line ``UserError``."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"no such file: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not an image")
+    if path.is_dir():  # `vitkit predict DIR` takes one: the library's own call for it, named
+        raise UserError(
+            f"{path} is a directory, not an image (vitkit.eval.expand_inputs([path]) lists the "
+            "images in it)"
+        )
+    return path
+
+
+def open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open and fully decode an image file; anything unreadable is a one-line ``UserError``."""
+    path = _image_file(path)
     try:
         with Image.open(path) as im:
             im.load()
@@ -166,11 +175,7 @@ def read_image(
     JPEGs are decoded through libjpeg's draft mode at a scale >= size, as the folder: loader
     does, so a file gives exactly the pixels it gave in training.
     """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"no such file: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not an image")
+    path = _image_file(path)
     mode = "RGB" if channels == 3 else "L"
     try:
         with Image.open(path) as im:
