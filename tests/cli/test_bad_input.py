@@ -191,6 +191,16 @@ def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
     twice.write_text('{"epochs": 1, "epochs": 5}')  # json keeps the last without a word
     line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(twice)]))
     assert "'epochs' is set twice" in line
+    bad_yaml.write_text("epochs: 1\nlr: 0.1\nepochs: 5\n")  # PyYAML kept the last, silently
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)]))
+    assert line.endswith("'epochs' is set twice (line 3, column 1)"), line
+    bad_yaml.write_text("model_overrides:\n  depth: 2\n  depth: 4\n")  # nested mappings too
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)]))
+    assert "'depth' is set twice" in line
+    bad_yaml.write_text("base: &b {epochs: 1, lr: 1}\nrun:\n  <<: *b\n  lr: 0.1\n")  # a merge
+    from vitkit.train.config import read_config_file  # key's values may be overridden
+
+    assert read_config_file(bad_yaml)["run"] == {"epochs": 1, "lr": 0.1}
     latin = tmp_path / "c.json"
     latin.write_bytes(b'{"lr": "\xe9"}')
     assert "not UTF-8" in one_error_line(

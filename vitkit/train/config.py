@@ -207,11 +207,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         elif path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError:
-                raise UserError("YAML config files need PyYAML: pip install pyyaml") from None
-            data = yaml.safe_load(text)
+            data = _yaml_once(text)
         else:
             raise UserError(f"config file must be .json, .toml or .yaml, got {path.name}")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, ValueError) as e:
@@ -233,6 +229,34 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise UserError(f"{path} sets '{name}' twice ('{spelled[name]}' and '{key}')")
         options[name], spelled[name] = value, str(key)
     return options
+
+
+def _yaml_once(text: str) -> Any:
+    """YAML as ``yaml.safe_load`` reads it, refusing a key given twice in a mapping (PyYAML
+    keeps the last one without a word, as json does)."""
+    try:
+        import yaml
+    except ImportError:
+        raise UserError("YAML config files need PyYAML: pip install pyyaml") from None
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Loader, node: Any) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, whose keys may be set
+                continue
+            key = loader.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' is set twice", key_node.start_mark
+                )
+            seen.add(key)
+        return loader.construct_mapping(node)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)  # a SafeLoader: no arbitrary objects
 
 
 def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
