@@ -695,3 +695,8 @@ def test_an_fp32_export_removes_siblings_of_other_weights(tmp_path: Path) -> Non
         not (tmp_path / "model.int8.onnx").exists() and not (tmp_path / "model.fp16.onnx").exists()
     )
     assert "removed model.int8.onnx: an earlier export of other weights" in other.notes
+    # an earlier export's failed fp16 stayed, whatever came after (the report never named it)
+    (tmp_path / "model.fp16.failed.onnx").write_bytes(b"an earlier failure")
+    last = export_onnx(b, out, verify=False)
+    assert not (tmp_path / "model.fp16.failed.onnx").exists()
+    assert "removed model.fp16.failed.onnx: an earlier export's failed fp16 model" in last.notes

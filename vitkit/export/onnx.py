@@ -1358,7 +1358,7 @@ def _scratch_dir(out_path: Path) -> Iterator[Path]:
 def _keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> PrecisionReport:
     """``rep``, with the path ``model`` was written to: ``path`` if it passed, else
     ``<name>.failed.onnx``."""
-    failed = path.with_name(f"{path.stem}.failed.onnx")
+    failed = _failed(path)
     target = path if rep.passed else failed
     rep.size_bytes = _write(target, model)
     rep.path = str(target)
@@ -1369,13 +1369,24 @@ def _keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> Precision
     return rep
 
 
+def _failed(path: Path) -> Path:
+    """Where a model that failed verification is kept: ``<name>.failed.onnx``."""
+    return path.with_name(f"{path.stem}.failed.onnx")
+
+
 def _earlier_siblings(out_path: Path, weights: str, asked: list[str]) -> list[str]:
     """Notes on the fp16 and int8 files of an earlier export beside ``out_path`` that this one
-    does not remake: removed when of other ``weights``, kept when of these."""
+    does not remake: removed when of other ``weights``, kept when of these; an earlier failed
+    one is removed (nothing in this report would say what it is)."""
     notes: list[str] = []
     for tag in ("fp16", "int8"):
         old = sibling(out_path, tag)
-        if tag in asked or not old.is_file():
+        if tag in asked:
+            continue
+        if _failed(old).is_file():
+            _failed(old).unlink()
+            notes.append(f"removed {_failed(old).name}: an earlier export's failed {tag} model")
+        if not old.is_file():
             continue
         recorded = _weights_of(old)
         if recorded != weights:
@@ -1384,7 +1395,7 @@ def _earlier_siblings(out_path: Path, weights: str, asked: list[str]) -> list[st
                 f"removed {old.name}: an earlier export of other weights"
                 if recorded is not None
                 else f"removed {old.name}: an earlier export that records no weights "
-                "hash, so it may be of other weights"
+                "hash (or cannot be read), so it may be of other weights"
             )
         else:  # the same weights: kept, but not in this report
             notes.append(
@@ -1432,8 +1443,9 @@ def _build_models(
     built.notes.extend(_earlier_siblings(out_path, meta["weights_sha256"], asked))
     if not rep.passed and asked:
         built.notes.append(f"fp32 failed verification: {' and '.join(asked)} not built from it")
-        for tag in asked:
+        for tag in asked:  # an earlier export's, passed or failed: not of this fp32 model
             sibling(out_path, tag).unlink(missing_ok=True)
+            _failed(sibling(out_path, tag)).unlink(missing_ok=True)
         return built
     if fp16:
         half, rep16 = _fp16(proto, meta, check)
