@@ -310,28 +310,9 @@ def train_command(
     command = ["vitkit", *sys.argv[1:]] if sys.argv and "vitkit" in sys.argv[0] else None
     stop = StopFlag()
     view = LiveView() if (not json_ and rank0) else None
+    cfg, extend = None, None
     if resume is not None:
-        cfg = None
-        extend = {
-            k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None
-        }
-        honoured = (
-            "resume",
-            "epochs",
-            "max_steps",
-            "data_root",
-            "no_download",
-            "json_",
-            "print_config",
-        )
-        ignored = options_given(ctx, keep=honoured)
-        if rank0 and ignored:
-            console.print(
-                f"[yellow]note:[/] resuming {escape(str(resume))} with its own train.json; "
-                f"ignored: {', '.join(ignored)} (only --epochs and --max-steps change a resumed "
-                "run)",
-                soft_wrap=True,
-            )
+        extend = _extension(ctx, resume, epochs, max_steps, rank0)
     else:
         file_options = read_config_file(config) if config else None
         named = file_options.get("dataset") if file_options else None
@@ -400,9 +381,9 @@ def train_command(
     try:
         with progress_bar(not json_ and rank0) as progress:
             result = train(
-                cfg if resume is None else None,
+                cfg,
                 resume=resume,
-                extend=extend if resume is not None else None,
+                extend=extend,
                 callbacks=[view] if view else [NotesOnly()] if rank0 else [],
                 progress=progress,
                 stop=stop,
@@ -435,6 +416,27 @@ def train_command(
     if json_:
         emit_json(s)
         return
+    _print_done(s, result.run_dir)
+
+
+def _extension(
+    ctx: typer.Context, resume: Path, epochs: int | None, max_steps: int | None, rank0: bool
+) -> dict[str, int]:
+    """What --resume changes (--epochs, --max-steps); the other options given are named as
+    ignored: the run keeps its own train.json."""
+    honoured = ("resume", "epochs", "max_steps", "data_root", "no_download", "json_")
+    ignored = options_given(ctx, keep=(*honoured, "print_config"))
+    if rank0 and ignored:
+        console.print(
+            f"[yellow]note:[/] resuming {escape(str(resume))} with its own train.json; "
+            f"ignored: {', '.join(ignored)} (only --epochs and --max-steps change a resumed run)",
+            soft_wrap=True,
+        )
+    return {k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None}
+
+
+def _print_done(s: dict[str, Any], run_dir: Path) -> None:
+    """The closing lines of a run that ended: best/test accuracy, speed, time, files."""
     test = f"test {100 * s['test_acc']:.2f}%" if s.get("test_acc") is not None else "no test split"
     last = s.get("last_val") or {}
     best = (
@@ -455,6 +457,6 @@ def train_command(
         f"[green]done[/] ({s['status']}): {best}, {test}; {speed}, {s['wall_seconds']:.0f} s"
     )
     console.print(
-        f"wrote {result.run_dir}/: model.json, model.safetensors, train.json, "
+        f"wrote {run_dir}/: model.json, model.safetensors, train.json, "
         f"metrics.jsonl, summary.json, curves.png, checkpoint/"
     )
