@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,8 @@ from vitkit.models import model_flops
 
 if TYPE_CHECKING:
     import onnx
+
+    from vitkit.export.onnx import ExportReport
 
 DEFAULT_BATCH_SIZES = (1, 8, 64)
 ONNX_PRECISION = {"ort": "fp32", "ort-fp16": "fp16", "ort-int8": "int8", "trt": "fp32"}
@@ -137,6 +139,7 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
 
 # -- exports -----------------------------------------------------------------------------------
 VERIFY_IMAGES = 1000  # test images an export made for the bench is verified on (all, if fewer)
+ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 
 
 def _current(
@@ -193,6 +196,48 @@ def _optimized(export_dir: Path) -> tuple[bool, str]:
     return True, str(info.get("kept", "plain"))
 
 
+def _unlike_optimize(
+    model: onnx.ModelProto, precision: str, optimize: bool, optimized: bool, kept: str
+) -> str | None:
+    """Why a current export is not the kind ``optimize`` asks for (None: it is). The fp32 and
+    int8 models only: fp16 is never fused."""
+    from vitkit.export.onnx import is_fused
+
+    if precision not in ("fp32", "int8"):
+        return None
+    if optimize:  # the --optimize export's own: int8 is fused when attention was kept
+        want = kept != "plain" if precision == "fp32" else kept == "attention"
+        if not optimized or is_fused(model) != want:
+            return "not the --optimize export's model"
+    elif is_fused(model):  # judged by the file itself, not by export.json
+        return "a fused --optimize model (pass --optimize)"
+    return None
+
+
+def _reused(
+    lm: LoadedModel, precisions: set[str], search: list[Path], optimize: bool, notes: list[str]
+) -> dict[str, Path]:
+    """The current export of each of ``precisions`` found in ``search``, the first folder first;
+    each file taken or passed over gets a note."""
+    from vitkit.export.onnx import weights_fingerprint
+
+    files: dict[str, Path] = {}
+    fingerprint = weights_fingerprint(lm.model)
+    for folder in search:
+        optimized, kept = _optimized(folder)
+        for p in sorted(precisions - set(files)):
+            path = folder / ONNX_FILES[p]
+            model = _current(path, lm, p, fingerprint, notes)
+            if model is None:
+                continue
+            if (why := _unlike_optimize(model, p, optimize, optimized, kept)) is not None:
+                notes.append(f"passed over {path}: {why}")
+                continue
+            files[p] = path
+            notes.append(f"reused {path}")
+    return files
+
+
 def ensure_exports(
     lm: LoadedModel,
     precisions: set[str],
@@ -211,30 +256,9 @@ def ensure_exports(
     models must match ``optimize``: a fused ``--optimize`` model (or an int8 one quantized from
     it) is not timed as the plain one, nor the reverse. Returns (files, failures, notes)."""
     from vitkit.export import export_onnx
-    from vitkit.export.onnx import is_fused, weights_fingerprint
 
-    names = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
-    files: dict[str, Path] = {}
     notes: list[str] = []
-    fingerprint = weights_fingerprint(lm.model)
-    for folder in search:
-        optimized, kept = _optimized(folder)
-        for p in sorted(precisions - set(files)):
-            path = folder / names[p]
-            model = _current(path, lm, p, fingerprint, notes)
-            if model is None:
-                continue
-            if p in ("fp32", "int8"):
-                if optimize:  # the --optimize export's own: int8 is fused when attention was kept
-                    want = kept != "plain" if p == "fp32" else kept == "attention"
-                    if not optimized or is_fused(model) != want:
-                        notes.append(f"passed over {path}: not the --optimize export's model")
-                        continue
-                elif is_fused(model):  # judged by the file itself, not by export.json
-                    notes.append(f"passed over {path}: a fused --optimize model (pass --optimize)")
-                    continue
-            files[p] = path
-            notes.append(f"reused {path}")
+    files = _reused(lm, precisions, search, optimize, notes)
     missing = precisions - set(files)
     if not missing:
         return files, {}, notes
@@ -252,8 +276,8 @@ def ensure_exports(
             threads=threads,
         )
     except Exception as e:  # any export failure skips the ONNX runtimes, never the benchmark
-        why = f"export failed: {e}" if isinstance(e, VitkitError) else f"export failed: {type(e).__name__}: {first_line(e)}"  # fmt: skip
-        return files, dict.fromkeys(missing, why), notes
+        why = str(e) if isinstance(e, VitkitError) else f"{type(e).__name__}: {first_line(e)}"
+        return files, dict.fromkeys(missing, f"export failed: {why}"), notes
     progress("export", 1, 1)
     checks = ", ".join(
         f"{r.precision} {'passed' if r.passed else 'failed'}" for r in report.precisions
@@ -261,6 +285,16 @@ def ensure_exports(
     notes.append(f"exported {', '.join(sorted(missing))} to {make_in} (verification: {checks})")
     if report.optimize:  # which fused variant the export kept, and how fast each was
         notes.extend(n for n in report.notes if n.startswith("--optimize"))
+    made, failures = _verified(report, missing, make_in)
+    return {**files, **made}, failures, notes
+
+
+def _verified(
+    report: ExportReport, missing: set[str], made_in: Path
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """The files ``report`` made in ``made_in`` that passed verification, and why each other
+    precision of ``missing`` has none."""
+    files: dict[str, Path] = {}
     failures: dict[str, str] = {}
     for p in sorted(missing):
         try:
@@ -271,8 +305,8 @@ def ensure_exports(
         if not rep.passed:
             failures[p] = "export failed verification: " + "; ".join(rep.failures)
         else:
-            files[p] = make_in / names[p]
-    return files, failures, notes
+            files[p] = made_in / ONNX_FILES[p]
+    return files, failures
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -333,6 +367,99 @@ def _inputs(images: np.ndarray, batch: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The images every cell is timed on, those scored for accuracy, and the data's report."""
+
+    images: np.ndarray  # at least one: a timed batch repeats them if short
+    scored: np.ndarray  # the first --accuracy-images of them
+    labels: np.ndarray | None  # of the scored images (None: unlabelled)
+    desc: dict[str, Any]
+
+
+def _bench_images(
+    lm: LoadedModel,
+    accuracy_images: int,
+    dataset: str | None,
+    data_root: str | os.PathLike[str] | None,
+    download: bool,
+    notes: list[str],
+    progress: ProgressFn,
+) -> _Data:
+    """The images to time and score: real test images when the dataset is here, else synthetic
+    (agreement only); the data's notes go to ``notes``."""
+    with _step(progress, "data"):
+        # the accuracy images, whatever the batch sizes
+        images, labels, desc, data_notes = bench_data(
+            lm,
+            dataset=dataset,
+            images=max(1, accuracy_images),
+            data_root=data_root,
+            download=download,
+            progress=progress,
+        )
+        notes.extend(data_notes)
+        if not accuracy_images:  # one image to time with, none scored: not "1 of N, labelled"
+            desc = {**desc, "images": 0, "labelled": False}
+            desc["source"] = f"{desc['source']}; timing inputs only (--accuracy-images 0)"
+        scored_labels = labels[:accuracy_images] if labels is not None else None
+        return _Data(images, images[:accuracy_images], scored_labels, desc)
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one benchmark: what is timed, where, and for how long."""
+
+    names: list[str] | None  # the runtimes asked for (None: each device's defaults)
+    devs: list[torch.device]
+    sizes: list[int]
+    warmup: int
+    min_time: float
+    rounds: int
+    accuracy_images: int
+    compile_mode: str
+
+    @property
+    def accuracy_batch(self) -> int:
+        """The batch the outputs are scored at: int8 dynamic's logits depend on it a little."""
+        return max(self.sizes)
+
+
+def _checked(
+    runtimes: str | Sequence[str] | None,
+    devices: str | Sequence[str],
+    batch_sizes: str | Sequence[int],
+    warmup: int,
+    min_time: float,
+    rounds: int,
+    accuracy_images: int,
+    compile_mode: str,
+) -> _Options:
+    """The options as ``_Options``, or a one-line ``UserError`` for the first one that is wrong."""
+    check_int("--warmup", warmup, 0)
+    check_seconds("--min-time", min_time)
+    check_int("--rounds", rounds)
+    check_int("--accuracy-images", accuracy_images, 0)
+    if compile_mode not in COMPILE_MODES:
+        raise UserError(
+            f"unknown --compile-mode '{compile_mode}'{suggest(compile_mode, COMPILE_MODES)} "
+            f"(modes: {', '.join(COMPILE_MODES)})"
+        )
+    names = parse_runtimes(runtimes)
+    devs = parse_devices(devices)
+    sizes = parse_batch_sizes(batch_sizes)
+    return _Options(names, devs, sizes, warmup, min_time, rounds, accuracy_images, compile_mode)
+
+
+def _out_dir(lm: LoadedModel, out: str | os.PathLike[str] | None) -> Path:
+    """Where the report goes: ``out``, else RUN/bench beside the weights benchmarked, else
+    bench/<model> for a bare module."""
+    if out is not None:
+        return Path(out)
+    return lm.output_dir("bench") if lm.meta else Path("bench") / lm.spec.name
+
+
 # -- the benchmark -------------------------------------------------------------------------------
 def benchmark(
     source: LoadedModel | nn.Module | str | os.PathLike[str],
@@ -373,188 +500,50 @@ def benchmark(
     from vitkit.export.onnx import loaded_for_export, versions
 
     t_start = time.perf_counter()
-    check_int("--warmup", warmup, 0)
-    check_seconds("--min-time", min_time)
-    check_int("--rounds", rounds)
-    check_int("--accuracy-images", accuracy_images, 0)
-    if compile_mode not in COMPILE_MODES:
-        raise UserError(
-            f"unknown --compile-mode '{compile_mode}'{suggest(compile_mode, COMPILE_MODES)} "
-            f"(modes: {', '.join(COMPILE_MODES)})"
-        )
-    names = parse_runtimes(runtimes)
-    devs = parse_devices(devices)
-    sizes = parse_batch_sizes(batch_sizes)
+    cfg = _checked(
+        runtimes, devices, batch_sizes, warmup, min_time, rounds, accuracy_images, compile_mode
+    )
     lm = loaded_for_export(source)
-    trained = bool(lm.meta)
-    out_dir = Path("bench") / lm.spec.name if out is None else Path(out)
-    if out is None and trained:  # beside the weights benchmarked: RUN/bench for the best ones
-        out_dir = lm.output_dir("bench")
+    out_dir = _out_dir(lm, out)
     if write:  # before minutes of timing, not after
-        check_outputs(out_dir, csv_path, plot_path, lm if trained else None)
-    threads_before = torch.get_num_threads()
-    n_threads = set_threads(threads)
-    workdir = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
-    runners: dict[tuple[str, str], Runner] = {}
-    stack = contextlib.ExitStack()
-    try:
+        check_outputs(out_dir, csv_path, plot_path, lm if lm.meta else None)
+    with _session(threads) as s:
         module = cpu_fp32(lm.model)
         module.eval()
-        notes: list[str] = []
-        cpus = os.cpu_count() or 1
-        if n_threads > cpus:
-            notes.append(
-                f"{n_threads} threads on {cpus} logical CPU(s): the threads time-share the cores, "
-                "so a runtime's figures depend on how its thread pool copes with that, not only "
-                f"on its kernels; use --threads {cpus} or fewer to compare runtimes"
-            )
-        plan, results = _plan(names, devs, notes)
-        compiles_on_cpu = results.get(("compile", "cpu"))
-        if compile_mode == "reduce-overhead" and compiles_on_cpu and compiles_on_cpu.status == "ok":
-            notes.append(  # CUDA graphs are its point; the CPU has none to capture
-                "--compile-mode reduce-overhead captures CUDA graphs: on the CPU it compiles as "
-                "'default' does"
-            )
-
-        # data: real test images when the dataset is here, else synthetic (agreement only)
-        progress("data", 0, 1)
-        # (the accuracy images, whatever the batch sizes; a timed batch repeats them if short)
-        images, labels, data_desc, data_notes = bench_data(
-            lm,
-            dataset=dataset,
-            images=max(1, accuracy_images),
-            data_root=data_root,
-            download=download,
-            progress=progress,
+        notes = _oversubscribed(s.threads)
+        plan, results = _plan(cfg.names, cfg.devs, notes)
+        notes.extend(_compile_mode_note(compile_mode, results))
+        data = _bench_images(lm, accuracy_images, dataset, data_root, download, notes, progress)
+        files = _onnx_files(
+            lm, plan, results, out_dir, data_root, s.threads, optimize, notes, progress
         )
-        notes.extend(data_notes)
-        acc_images = images[:accuracy_images]
-        acc_labels = labels[:accuracy_images] if labels is not None else None
-        if not accuracy_images:  # one image to time with, none scored: not "1 of N, labelled"
-            data_desc = {**data_desc, "images": 0, "labelled": False}
-            data_desc["source"] = f"{data_desc['source']}; timing inputs only (--accuracy-images 0)"
-        progress("data", 1, 1)
-
-        # the exports the ONNX runtimes need
-        needed = {ONNX_PRECISION[n] for (n, d) in plan if n in ONNX_PRECISION and results[(n, str(d))].status == "ok"}  # fmt: skip
-        files: dict[str, Path] = {}
-        if needed:
-            files, failures, export_notes = ensure_exports(
-                lm,
-                needed,
-                [lm.output_dir("export"), out_dir / "export"] if trained else [out_dir / "export"],
-                out_dir / "export",
-                data_root=data_root,
-                verify_images=VERIFY_IMAGES,  # the int8 gate (0.5 points) needs ~1,000 images
-                threads=n_threads,
-                progress=progress,
-                optimize=optimize,
-            )
-            notes.extend(export_notes)
-            for (n, _), res in results.items():
-                if res.status == "ok" and ONNX_PRECISION.get(n) in failures:
-                    res.status, res.reason = "skipped", failures[ONNX_PRECISION[n]]
-
-        def onnx_file(precision: str) -> Path:
-            if precision not in files:
-                raise Skip(f"no {precision} ONNX model")
-            return files[precision]
-
-        bm = BenchModel(
-            module=module,
-            image_size=lm.image_size,
-            channels=lm.channels,
-            threads=n_threads,
-            workdir=workdir,
-            onnx_file=onnx_file,
-            compile_mode=compile_mode,
+        bm = _bench_model(lm, module, s, files, compile_mode)
+        peaks = _peaks(cfg.devs, progress)
+        s.stack.enter_context(_fresh_dynamo(_graphs(plan, results, cfg.sizes)))
+        _prepare(plan, results, bm, s.runners, progress)
+        cells = _time(s.runners, results, data.images, cfg, progress)
+        peaks = _peaks_again(peaks, cfg.devs, notes, progress)
+        ref_acc = _score(
+            s.runners, results, module, data.scored, data.labels, cfg.accuracy_batch, progress
         )
-        peaks = _peaks(devs, progress)
-        compiles = sum(n == "compile" and results[(n, str(d))].status == "ok" for n, d in plan)
-        stack.enter_context(_fresh_dynamo(compiles * (len(sizes) + 1)))
-        for n, d in plan:
-            if results[(n, str(d))].status == "ok":
-                progress(f"prepare {n} ({d})", 0, 1)
-                with _recorded(results, (n, str(d))), _on(str(d)):
-                    runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
-                progress(f"prepare {n} ({d})", 1, 1)
-        others = OtherCpuUse()  # over the timed calls
-        timings, settled, stayed_busy = _time(
-            runners, results, images, sizes, warmup, min_time, rounds, progress, others
-        )
-        other_cores = others.cores()
-        load = load_average()
-        try:  # timed again: a load spike may have sunk the first; the first stands if this fails
-            peaks = _higher(peaks, _peaks(devs, progress))
-        except Exception as e:  # a cell left CUDA out of memory, say: never lose the timings
-            notes.append(f"the matmul peak was timed once (again after the cells: {first_line(e)})")
-            peaks = [{**p, "measured": [p["gflops"]]} for p in peaks]
-        ref_acc = _score(runners, results, module, acc_images, acc_labels, max(sizes), progress)
         flops = model_flops(module)
-        rows = _rows(timings, results, flops, peaks)
-        notes.extend(_busy_notes(rows, load, n_threads, other_cores))
-        notes.extend(_over_peak_note(rows, peaks))
-        if stayed_busy:
-            notes.append(
-                f"a thread in this process stayed busy through the wait before {stayed_busy} "
-                "timed cell(s) (settle: it never used under a quarter of a core), so those "
-                "cells shared the cores with it; OMP_WAIT_POLICY=ACTIVE or a busy thread of "
-                "your own does this"
-            )
-    finally:
-        stack.close()
-        for runner in runners.values():
-            with contextlib.suppress(Exception):
-                runner.close()
-        runners.clear()
-        gc.collect()
-        shutil.rmtree(workdir, ignore_errors=True)
-        torch.set_num_threads(threads_before)  # the caller's setting, as it was
-
-    ort_threads = sorted(
-        {int(r.info["ort_intra_op_threads"]) for r in results.values() if "ort_intra_op_threads" in r.info}
-    )  # fmt: skip
+        rows = _rows(cells.timings, results, flops, peaks)
+        notes.extend(_caveats(rows, peaks, cells, s.threads))
     report = BenchReport(
         schema_version=SCHEMA_VERSION,
         vitkit_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         command=command,
-        run=str(lm.weights_file or lm.path) if trained else None,
+        run=str(lm.weights_file or lm.path) if lm.meta else None,
         model=lm.spec.to_dict(),
         params=sum(p.numel() for p in module.parameters()),
         flops_per_image=flops,
-        machine={
-            "cpu": cpu_info(),
-            "gpus": [gpu_info(d) for d in devs if d.type == "cuda" and torch.cuda.is_available()],
-            "platform": platform.platform(),
-            "load_average": load,  # 1, 5, 15 min, read when the timing ended (None: not known)
-            # cores other processes used on average while the cells were timed (None: not known)
-            "other_cores": None if other_cores is None else round(other_cores, 3),
-        },
+        machine=_machine(cfg.devs, cells),
         versions=_versions(versions()),
-        threads={
-            "torch": n_threads,
-            "onnxruntime": (ort_threads[0] if len(ort_threads) == 1 else ort_threads) or None,
-            "requested": threads,
-            "equal": all(t == n_threads for t in ort_threads),
-        },
-        settings={
-            "devices": [str(d) for d in devs],
-            "runtimes": names,
-            "batch_sizes": sizes,
-            "warmup": warmup,
-            "min_time_s": min_time,
-            "rounds": rounds,
-            "settle_max_s": round(settled, 3),  # longest wait for idle threads before a cell
-            "compile_mode": compile_mode,
-            "optimize": optimize,
-            "accuracy_images": len(acc_images),
-            "accuracy_batch": max(sizes),  # int8 dynamic's logits depend on the batch a little
-            "image_size": lm.image_size,
-            "channels": lm.channels,
-        },
+        threads=_threads(results, s.threads, threads),
+        settings=_settings(cfg, cells.settled, len(data.scored), optimize, lm),
         peaks=peaks,
-        data=data_desc,
+        data=data.desc,
         reference_accuracy=ref_acc,
         runtimes=list(results.values()),
         rows=rows,
@@ -582,36 +571,49 @@ def check_outputs(
     (bench's exports would replace ``vitkit export``'s), ``--csv``/``--plot`` not named .csv/.png
     (``--plot weights.safetensors`` replaced the weights with a PNG), ``--plot`` without
     matplotlib."""
-
-    def blocked(path: Path) -> Path | None:
-        """The first ancestor of ``path`` that exists and is not a folder (None: all fine)."""
-        for parent in path.parents:
-            if parent.exists():
-                return None if parent.is_dir() else parent
-        return None
-
-    def writable(folder: Path, what: str) -> None:
-        """Make (and remove) a file in ``folder``'s nearest existing ancestor."""
-        there = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if there is None:
-            return
-        try:
-            with tempfile.TemporaryFile(dir=there):
-                pass
-        except OSError as e:
-            raise UserError(f"cannot write to {there} ({what}): {e.strerror}") from None
-
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
-    if (b := blocked(out_dir)) is not None:
+    if (b := _blocked(out_dir)) is not None:
         raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
-    run_dir = run.path if run is not None else None
+    _check_not_a_run(out_dir, run)
+    _check_writable(out_dir, f"--out {out_dir}")
+    for flag, value, suffix in (("--csv", csv_path, ".csv"), ("--plot", plot_path, ".png")):
+        if value is not None:
+            _check_file(flag, Path(value), suffix)
+    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UserError(f"--plot {plot_path} needs matplotlib: pip install 'vitkit[plot]'")
+
+
+def _blocked(path: Path) -> Path | None:
+    """The first ancestor of ``path`` that exists and is not a folder (None: all fine)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Make (and remove) a file in ``folder``'s nearest existing ancestor; a one-line error if
+    that fails."""
+    there = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if there is None:
+        return
+    try:
+        with tempfile.TemporaryFile(dir=there):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to {there} ({what}): {e.strerror}") from None
+
+
+def _check_not_a_run(out_dir: Path, run: LoadedModel | None) -> None:
+    """A one-line error when ``out_dir`` is ``run`` itself, another run, or a run's export
+    folder: bench's exports and reports would replace or mix with ``vitkit export``'s files."""
     exports = run.output_dir("export") if run is not None else None
     default = f" (default {run.output_dir('bench')})" if run is not None else ""
-    if run_dir is not None and out_dir.resolve() == run_dir.resolve():
+    if run is not None and out_dir.resolve() == run.path.resolve():
         raise UserError(
             f"--out {out_dir} is the run itself: bench's own exports would replace those of "
-            f"`vitkit export` in {run_dir / 'export'}; name another folder{default}"
+            f"`vitkit export` in {run.path / 'export'}; name another folder{default}"
         )
     if (out_dir / MODEL_JSON).is_file():  # another run: its exports would be replaced
         raise UserError(
@@ -625,23 +627,19 @@ def check_outputs(
             f"--out {out_dir} is a run's export folder: bench's reports and exports would mix "
             f"with `vitkit export`'s files; name another folder{default}"
         )
-    writable(out_dir, f"--out {out_dir}")
-    for flag, value, suffix in (("--csv", csv_path, ".csv"), ("--plot", plot_path, ".png")):
-        if value is None:
-            continue
-        path = Path(value)
-        if path.is_dir():
-            raise UserError(f"{flag} {path} is a folder; give a file name")
-        if path.suffix.lower() != suffix:
-            raise UserError(f"{flag} must name a {suffix} file, got {path}")
-        if (b := blocked(path)) is not None:
-            raise UserError(f"{flag} {path}: {b} is a file, not a folder")
-        writable(path.parent, f"{flag} {path}")
-    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
-        raise UserError(f"--plot {plot_path} needs matplotlib: pip install 'vitkit[plot]'")
 
 
-# -- the phases --------------------------------------------------------------------------------
+def _check_file(flag: str, path: Path, suffix: str) -> None:
+    """A one-line error when ``path`` cannot be the ``suffix`` file that ``flag`` writes."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name")
+    if path.suffix.lower() != suffix:
+        raise UserError(f"{flag} must name a {suffix} file, got {path}")
+    if (b := _blocked(path)) is not None:
+        raise UserError(f"{flag} {path}: {b} is a file, not a folder")
+    _check_writable(path.parent, f"{flag} {path}")
+
+
 def _busy_notes(
     rows: list[BenchRow], load: list[float] | None, threads: int, other_cores: float | None
 ) -> list[str]:
@@ -664,7 +662,57 @@ def _busy_notes(
     return notes
 
 
+# -- the phases --------------------------------------------------------------------------------
 Key = tuple[str, str]  # (runtime, device)
+
+
+@dataclass
+class _Session:
+    """What a benchmark borrows from the process, given back by ``_session`` whatever happens."""
+
+    threads: int  # the intra-op threads of torch and of every ONNX Runtime session
+    workdir: Path
+    runners: dict[Key, Runner] = field(default_factory=dict)
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+
+@contextlib.contextmanager
+def _session(threads: int | None) -> Iterator[_Session]:
+    """A ``_Session`` with ``threads`` set and a scratch folder; on the way out, its runners are
+    closed, the folder removed and the caller's thread count restored."""
+    threads_before = torch.get_num_threads()
+    s = _Session(set_threads(threads), Path(tempfile.mkdtemp(prefix="vitkit-bench-")))
+    try:
+        yield s
+    finally:
+        s.stack.close()
+        for runner in s.runners.values():
+            with contextlib.suppress(Exception):
+                runner.close()
+        s.runners.clear()
+        gc.collect()
+        shutil.rmtree(s.workdir, ignore_errors=True)
+        torch.set_num_threads(threads_before)  # the caller's setting, as it was
+
+
+@contextlib.contextmanager
+def _step(progress: ProgressFn, what: str) -> Iterator[None]:
+    """Report ``what`` as begun, and as done only if the block ends without an error."""
+    progress(what, 0, 1)
+    yield
+    progress(what, 1, 1)
+
+
+def _oversubscribed(threads: int) -> list[str]:
+    """A note when ``threads`` is more than the logical CPUs (else none)."""
+    cpus = os.cpu_count() or 1
+    if threads <= cpus:
+        return []
+    return [
+        f"{threads} threads on {cpus} logical CPU(s): the threads time-share the cores, "
+        "so a runtime's figures depend on how its thread pool copes with that, not only "
+        f"on its kernels; use --threads {cpus} or fewer to compare runtimes"
+    ]
 
 
 def _plan(
@@ -693,6 +741,104 @@ def _plan(
             reason=reason,
         )
     return plan, results
+
+
+def _live(
+    plan: list[tuple[str, torch.device]], results: dict[Key, RuntimeResult]
+) -> list[tuple[str, torch.device]]:
+    """The (runtime, device) pairs of ``plan`` that are still "ok"."""
+    return [(n, d) for n, d in plan if results[(n, str(d))].status == "ok"]
+
+
+def _compile_mode_note(compile_mode: str, results: dict[Key, RuntimeResult]) -> list[str]:
+    """A note when ``--compile-mode reduce-overhead`` meets torch.compile on the CPU (else none)."""
+    on_cpu = results.get(("compile", "cpu"))
+    if compile_mode != "reduce-overhead" or not on_cpu or on_cpu.status != "ok":
+        return []
+    return [  # CUDA graphs are its point; the CPU has none to capture
+        "--compile-mode reduce-overhead captures CUDA graphs: on the CPU it compiles as "
+        "'default' does"
+    ]
+
+
+def _onnx_files(
+    lm: LoadedModel,
+    plan: list[tuple[str, torch.device]],
+    results: dict[Key, RuntimeResult],
+    out_dir: Path,
+    data_root: str | os.PathLike[str] | None,
+    threads: int,
+    optimize: bool,
+    notes: list[str],
+    progress: ProgressFn,
+) -> dict[str, Path]:
+    """The ONNX file of each precision the planned ONNX runtimes need (reused or made in
+    OUT/export); a runtime whose file could not be made is marked skipped, with the reason."""
+    needed = {ONNX_PRECISION[n] for n, _ in _live(plan, results) if n in ONNX_PRECISION}
+    if not needed:
+        return {}
+    made_in = out_dir / "export"
+    files, failures, export_notes = ensure_exports(
+        lm,
+        needed,
+        [lm.output_dir("export"), made_in] if lm.meta else [made_in],
+        made_in,
+        data_root=data_root,
+        verify_images=VERIFY_IMAGES,  # the int8 gate (0.5 points) needs ~1,000 images
+        threads=threads,
+        progress=progress,
+        optimize=optimize,
+    )
+    notes.extend(export_notes)
+    for (n, _), res in results.items():
+        if res.status == "ok" and ONNX_PRECISION.get(n) in failures:
+            res.status, res.reason = "skipped", failures[ONNX_PRECISION[n]]
+    return files
+
+
+def _bench_model(
+    lm: LoadedModel, module: nn.Module, s: _Session, files: dict[str, Path], compile_mode: str
+) -> BenchModel:
+    """What every runtime prepares its runner from; asking for an ONNX precision that has no
+    file in ``files`` raises ``Skip``."""
+
+    def onnx_file(precision: str) -> Path:
+        if precision not in files:
+            raise Skip(f"no {precision} ONNX model")
+        return files[precision]
+
+    return BenchModel(
+        module=module,
+        image_size=lm.image_size,
+        channels=lm.channels,
+        threads=s.threads,
+        workdir=s.workdir,
+        onnx_file=onnx_file,
+        compile_mode=compile_mode,
+    )
+
+
+def _graphs(
+    plan: list[tuple[str, torch.device]], results: dict[Key, RuntimeResult], sizes: list[int]
+) -> int:
+    """How many graphs torch.compile will build: one per batch size and one for the accuracy
+    pass, for each torch.compile runtime still "ok"."""
+    compiles = sum(n == "compile" for n, _ in _live(plan, results))
+    return compiles * (len(sizes) + 1)
+
+
+def _prepare(
+    plan: list[tuple[str, torch.device]],
+    results: dict[Key, RuntimeResult],
+    bm: BenchModel,
+    runners: dict[Key, Runner],
+    progress: ProgressFn,
+) -> None:
+    """Put a runner into ``runners`` for each pair still "ok" (as soon as it is made, so that it
+    is closed whatever happens next); one that cannot be made is recorded in ``results``."""
+    for n, d in _live(plan, results):
+        with _step(progress, f"prepare {n} ({d})"), _recorded(results, (n, str(d))), _on(str(d)):
+            runners[(n, str(d))] = get_runtime(n).prepare(bm, d)
 
 
 def _on(device: str) -> contextlib.AbstractContextManager[Any]:
@@ -748,11 +894,8 @@ def _peaks(devs: list[torch.device], progress: ProgressFn) -> list[dict[str, Any
         if d.type == "cuda" and not torch.cuda.is_available():
             continue
         for dt in [torch.float32] + ([torch.bfloat16] if d.type == "cuda" else []):
-            what = f"matmul peak {d} {str(dt).removeprefix('torch.')}"
-            progress(what, 0, 1)
-            with _on(str(d)):
+            with _step(progress, f"matmul peak {d} {str(dt).removeprefix('torch.')}"), _on(str(d)):
                 peaks.append(matmul_peak(d, dtype=dt))
-            progress(what, 1, 1)
     return peaks
 
 
@@ -763,6 +906,18 @@ def _higher(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[d
     for a, b in zip(before, after, strict=True):
         out.append({**max(a, b, key=lambda p: p["gflops"]), "measured": [a["gflops"], b["gflops"]]})
     return out
+
+
+def _peaks_again(
+    peaks: list[dict[str, Any]], devs: list[torch.device], notes: list[str], progress: ProgressFn
+) -> list[dict[str, Any]]:
+    """``peaks`` timed again after the cells, each the higher of its two measurements: a load
+    spike may have sunk the first. If that fails the first stands, with a note."""
+    try:
+        return _higher(peaks, _peaks(devs, progress))
+    except Exception as e:  # a cell left CUDA out of memory, say: never lose the timings
+        notes.append(f"the matmul peak was timed once (again after the cells: {first_line(e)})")
+        return [{**p, "measured": [p["gflops"]]} for p in peaks]
 
 
 def _over_peak_note(rows: list[BenchRow], peaks: list[dict[str, Any]]) -> list[str]:
@@ -781,20 +936,29 @@ def _over_peak_note(rows: list[BenchRow], peaks: list[dict[str, Any]]) -> list[s
     ]
 
 
+@dataclass(frozen=True)
+class _Cells:
+    """The timed cells' samples, and what the machine did while they were timed."""
+
+    timings: dict[tuple[str, str, int], list[float]]  # (runtime, device, batch) -> seconds
+    settled: float  # the longest wait for idle threads before a cell
+    stayed_busy: int  # cells before which a thread of this process stayed busy
+    other_cores: float | None  # cores other processes used on average (None: not known)
+    load: list[float] | None  # 1, 5, 15 min load average when the timing ended (None: not known)
+
+
 def _time(
     runners: dict[Key, Runner],
     results: dict[Key, RuntimeResult],
     images: np.ndarray,
-    sizes: list[int],
-    warmup: int,
-    min_time: float,
-    rounds: int,
+    cfg: _Options,
     progress: ProgressFn,
-    others: OtherCpuUse | None = None,
-) -> tuple[dict[tuple[str, str, int], list[float]], float, int]:
+) -> _Cells:
     """Per batch size: every runner on the same tensor, timed in interleaved rounds, each cell
-    started once the process is idle (``settle``). Returns the samples, the longest wait and
-    how many cells a thread stayed busy before (after the first, waits are cut short)."""
+    started once the process is idle (``settle``; after a thread stayed busy through a whole
+    wait, waits are cut short). Returns the samples and what the machine did meanwhile."""
+    others = OtherCpuUse()  # over the timed calls
+    sizes, warmup, min_time, rounds = cfg.sizes, cfg.warmup, cfg.min_time, cfg.rounds
     timings: dict[tuple[str, str, int], list[float]] = {}
     longest, limit, stayed_busy = 0.0, SETTLE_LIMIT, 0
     total, done = len(sizes) * rounds * max(1, len(runners)), 0
@@ -828,7 +992,7 @@ def _time(
                     timings.setdefault((*key, b), []).extend(t.samples)
                 done += 1
     progress("timing", total, total)
-    return timings, longest, stayed_busy
+    return _Cells(timings, longest, stayed_busy, others.cores(), load_average())
 
 
 def _score(
@@ -874,6 +1038,8 @@ def _rows(
     flops: int | None,
     peaks: list[dict[str, Any]],
 ) -> list[BenchRow]:
+    """A row per timed cell of a runtime still "ok", in the order of the plan within each
+    device and batch size."""
     peak_of = {(p["device"], p["dtype"]): p["gflops"] for p in peaks}
     rows: list[BenchRow] = []
     for (n, dev, b), samples in timings.items():
@@ -917,7 +1083,74 @@ def _rows(
     return rows
 
 
+def _caveats(
+    rows: list[BenchRow], peaks: list[dict[str, Any]], cells: _Cells, threads: int
+) -> list[str]:
+    """The notes on figures to read with care: a busy machine, a yardstick measured low, a
+    thread that never went idle."""
+    notes = _busy_notes(rows, cells.load, threads, cells.other_cores)
+    notes.extend(_over_peak_note(rows, peaks))
+    if cells.stayed_busy:
+        notes.append(
+            f"a thread in this process stayed busy through the wait before {cells.stayed_busy} "
+            "timed cell(s) (settle: it never used under a quarter of a core), so those "
+            "cells shared the cores with it; OMP_WAIT_POLICY=ACTIVE or a busy thread of "
+            "your own does this"
+        )
+    return notes
+
+
+# -- the report's sections -----------------------------------------------------------------------
+def _machine(devs: list[torch.device], cells: _Cells) -> dict[str, Any]:
+    """The machine: CPU, GPUs, platform, and how busy it was while the cells were timed."""
+    return {
+        "cpu": cpu_info(),
+        "gpus": [gpu_info(d) for d in devs if d.type == "cuda" and torch.cuda.is_available()],
+        "platform": platform.platform(),
+        "load_average": cells.load,  # 1, 5, 15 min, read when the timing ended (None: not known)
+        # cores other processes used on average while the cells were timed (None: not known)
+        "other_cores": None if cells.other_cores is None else round(cells.other_cores, 3),
+    }
+
+
+def _threads(
+    results: dict[Key, RuntimeResult], torch_threads: int, requested: int | None
+) -> dict[str, Any]:
+    """The intra-op threads torch and the ONNX Runtime sessions used, and whether they agree."""
+    ort_threads = sorted(
+        {int(r.info["ort_intra_op_threads"]) for r in results.values() if "ort_intra_op_threads" in r.info}
+    )  # fmt: skip
+    return {
+        "torch": torch_threads,
+        "onnxruntime": (ort_threads[0] if len(ort_threads) == 1 else ort_threads) or None,
+        "requested": requested,
+        "equal": all(t == torch_threads for t in ort_threads),
+    }
+
+
+def _settings(
+    cfg: _Options, settled: float, scored: int, optimize: bool, lm: LoadedModel
+) -> dict[str, Any]:
+    """The settings the cells were timed and scored with."""
+    return {
+        "devices": [str(d) for d in cfg.devs],
+        "runtimes": cfg.names,
+        "batch_sizes": cfg.sizes,
+        "warmup": cfg.warmup,
+        "min_time_s": cfg.min_time,
+        "rounds": cfg.rounds,
+        "settle_max_s": round(settled, 3),  # longest wait for idle threads before a cell
+        "compile_mode": cfg.compile_mode,
+        "optimize": optimize,
+        "accuracy_images": scored,
+        "accuracy_batch": cfg.accuracy_batch,
+        "image_size": lm.image_size,
+        "channels": lm.channels,
+    }
+
+
 def _versions(base: dict[str, str]) -> dict[str, Any]:
+    """``base`` with the CUDA and cuDNN versions and ONNX Runtime's providers."""
     import onnxruntime as ort
 
     out: dict[str, Any] = dict(base)
