@@ -124,6 +124,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
 RUNS_DIR = Path("runs")  # where runs go (train) and are looked for (export, bench)
+DEFAULT_EVAL_BATCH_SIZE = 256  # when the run does not say (train.json's eval_batch_size)
 
 
 def unwrap(model: Any) -> Any:
@@ -262,6 +263,22 @@ class LoadedModel:
         if name.startswith(FOLDER_PREFIX) and recorded.get("path"):
             name = FOLDER_PREFIX + str(recorded["path"])
         return name, options
+
+    def run_settings(self) -> dict[str, Any]:
+        """What the run's train.json says about evaluating it: ``data_root``, ``batch_size``
+        (its eval batch size) and ``amp``; defaults where it is absent or damaged. For an
+        exported .onnx file in ``RUN/export/`` (``path`` is that folder), RUN's."""
+        path = (self.run_dir or self.path) / "train.json"
+        doc = read_json(path) if path.is_file() else {}
+        saved: dict[str, Any] = doc if isinstance(doc, dict) else {}
+        config: dict[str, Any] = saved["config"] if isinstance(saved.get("config"), dict) else {}
+        root, batch = saved.get("data_root"), config.get("eval_batch_size")
+        ok_batch = isinstance(batch, int) and not isinstance(batch, bool) and batch > 0
+        return {  # a damaged train.json: the defaults, not a traceback
+            "data_root": root if isinstance(root, str) and root else None,
+            "batch_size": batch if ok_batch else DEFAULT_EVAL_BATCH_SIZE,
+            "amp": config.get("amp") is True,
+        }
 
 
 def _finite_number(x: Any) -> bool:

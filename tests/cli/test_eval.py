@@ -317,11 +317,10 @@ def test_checkpoint_weights_by_their_path(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["top1"] == top1
     from vitkit import load_model
-    from vitkit.eval.evaluate import run_settings
 
     alone = load_model(made)  # the file knows its run, and takes the run's settings
     assert alone.run_dir == copy.resolve()
-    assert run_settings(alone) == run_settings(load_model(copy))
+    assert alone.run_settings() == load_model(copy).run_settings()
     monkeypatch.chdir(copy / "checkpoint")  # a relative path: its folder is still checkpoint/
     result = runner.invoke(app, ["predict", "last.safetensors", str(images / "a-gray.png")])
     assert result.exit_code == 0, result.output

@@ -202,7 +202,6 @@ def test_an_onnx_export_of_a_folder_run_finds_its_folder(
     """A run trained on a relative folder: path, exported, then scored from another directory by
     its .onnx file alone. The file's metadata carries the run's dataset options (the folder's
     absolute path), and a file in RUN/export/ takes RUN's data root and eval settings."""
-    from vitkit.eval.evaluate import run_settings
     from vitkit.export import export_onnx
     from vitkit.train import TrainConfig, train
 
@@ -234,8 +233,8 @@ def test_an_onnx_export_of_a_folder_run_finds_its_folder(
     rep = export_onnx(result.run_dir, result.run_dir / "export" / "model.onnx", verify=False)
     monkeypatch.chdir(tmp_path)  # "folder:imgs" names nothing here
     onnx_model = vitkit.load_model(rep.files[0])
-    assert run_settings(onnx_model) == run_settings(vitkit.load_model(result.run_dir))
-    assert run_settings(onnx_model)["data_root"] == str(droot)
+    assert onnx_model.run_settings() == vitkit.load_model(result.run_dir).run_settings()
+    assert onnx_model.run_settings()["data_root"] == str(droot)
     alone = evaluate(onnx_model, download=False)
     assert alone.n == 12 and alone.correct == evaluate(result.run_dir, download=False).correct
     assert alone.device == f"onnxruntime-cpu ({rep.files[0]})" and alone.run == rep.files[0]

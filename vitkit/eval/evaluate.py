@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vitkit._device import autocast_dtype
-from vitkit.artifact import LoadedModel, read_json, write_json
+from vitkit.artifact import DEFAULT_EVAL_BATCH_SIZE, LoadedModel, write_json
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.catalog import FOLDER_PREFIX
 from vitkit.data.loader import DeviceLoader
@@ -32,7 +32,6 @@ from vitkit.eval import metrics
 from vitkit.eval.predict import as_loaded, model_device
 
 ECE_BINS = 15
-DEFAULT_BATCH_SIZE = 256  # when the run does not say (train.json's eval_batch_size)
 WRONG_SHOWN = 25  # most confidently wrong images kept (eval.json and wrong.png)
 EVAL_JSON = "eval.json"
 CONFUSION_PNG = "confusion.png"
@@ -184,24 +183,6 @@ class SavedFiles:
 
 
 # -- the dataset ------------------------------------------------------------------------------
-def run_settings(lm: LoadedModel) -> dict[str, Any]:
-    """What the run's train.json says about evaluating it: data root, eval batch size, amp.
-
-    For an exported .onnx file in ``RUN/export/`` (``lm.path`` is that folder), RUN's."""
-    run = lm.run_dir or lm.path
-    path = run / "train.json"
-    doc = read_json(path) if path.is_file() else {}
-    saved: dict[str, Any] = doc if isinstance(doc, dict) else {}
-    config: dict[str, Any] = saved["config"] if isinstance(saved.get("config"), dict) else {}
-    root, batch = saved.get("data_root"), config.get("eval_batch_size")
-    ok_batch = isinstance(batch, int) and not isinstance(batch, bool) and batch > 0
-    return {  # a damaged train.json: the defaults, not a traceback
-        "data_root": root if isinstance(root, str) and root else None,
-        "batch_size": batch if ok_batch else DEFAULT_BATCH_SIZE,
-        "amp": config.get("amp") is True,
-    }
-
-
 def open_dataset(
     lm: LoadedModel,
     data: str | None = None,
@@ -230,7 +211,7 @@ def open_dataset(
         name, options = source
     elif name.startswith(FOLDER_PREFIX):
         options = {"image_size": lm.image_size, "channels": lm.channels}
-    root = data_root if data_root is not None else run_settings(lm)["data_root"]
+    root = data_root if data_root is not None else lm.run_settings()["data_root"]
     try:
         return load_dataset(name, data_root=root, download=download, progress=progress, **options)
     except NotFoundError as e:
@@ -290,7 +271,7 @@ def compute_logits(
     lm: LoadedModel,
     split: Split,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
     amp: bool = False,
     progress: ProgressFn = no_progress,
 ) -> Tensor:
@@ -535,7 +516,7 @@ def evaluate(
     if batch_size is not None:
         check_int("batch size", batch_size)
     lm = as_loaded(model)
-    settings = run_settings(lm)
+    settings = lm.run_settings()
     if isinstance(dataset, Dataset):
         ds = dataset
     else:

@@ -514,7 +514,6 @@ def _run_dataset(
     """``(dataset, unavailable, unfit)``: the run's dataset, or None and why it cannot be had
     (``unavailable``) or does not fit the model (``unfit``)."""
     from vitkit.data import get_dataset_spec, load_dataset
-    from vitkit.eval.evaluate import run_settings
 
     assert lm.dataset  # the caller's check: a model with no dataset has none to open
     ds, unavailable, size, channels = None, None, None, None
@@ -523,7 +522,7 @@ def _run_dataset(
         spec = get_dataset_spec(name)
         size, channels = spec.image_size, spec.channels  # when the catalog knows them,
         if not size or not channels or (size, channels) == (lm.image_size, lm.channels):
-            root = data_root if data_root is not None else run_settings(lm)["data_root"]
+            root = data_root if data_root is not None else lm.run_settings()["data_root"]
             ds = load_dataset(  # a mismatch is said without downloading or building it
                 name, data_root=root, download=download, progress=progress, **options
             )
