@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,26 @@ def weight_nodes(model: onnx.ModelProto, op_types: tuple[str, ...] = INT8_OP_TYP
     ]
 
 
-def _named(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy where every node has a unique name (quantization selects nodes by name)."""
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of ``model``, to edit without touching the caller's."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    return out
+
+
+def _set_nodes(graph: onnx.GraphProto, nodes: Sequence[onnx.NodeProto]) -> None:
+    """Make ``nodes`` the graph's node list, in that order; returns nothing."""
+    # copy first: ``nodes`` are usually elements of graph.node, which clearing it would detach
+    copies = [onnx.NodeProto() for _ in nodes]
+    for dst, src in zip(copies, nodes, strict=True):
+        dst.CopyFrom(src)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every node has a unique name (quantization selects nodes by name)."""
+    out = _copy(model)
     seen: set[str] = set()
     for i, node in enumerate(out.graph.node):
         if not node.name or node.name in seen:
@@ -107,11 +124,7 @@ def dedupe_nodes(graph: onnx.GraphProto) -> int:
         keep.append(node)
     dropped = len(graph.node) - len(keep)
     if dropped:
-        copies = [onnx.NodeProto() for _ in keep]
-        for dst, src in zip(copies, keep, strict=True):
-            dst.CopyFrom(src)
-        del graph.node[:]
-        graph.node.extend(copies)
+        _set_nodes(graph, keep)
     return dropped
 
 
@@ -133,11 +146,7 @@ def toposort(graph: onnx.GraphProto) -> None:
         if len(rest) == len(pending):
             raise ValueError("the graph has a cycle")
         pending = rest
-    copies = [onnx.NodeProto() for _ in ordered]
-    for dst, src in zip(copies, ordered, strict=True):
-        dst.CopyFrom(src)
-    del graph.node[:]
-    graph.node.extend(copies)
+    _set_nodes(graph, ordered)
 
 
 def quantize_int8_dynamic(
@@ -253,6 +262,232 @@ def optimize_transformer(
     return onnx.load(dst), stats
 
 
+# a walk back from an attention output that passes this many nodes is not in one block: stop
+# rather than scan the whole graph
+_MAX_REGION = 64
+
+
+@dataclass(frozen=True)
+class _Lookups:
+    """A graph's initializers and data flow, indexed once before ``fuse_attention`` edits it."""
+
+    inits: dict[str, onnx.TensorProto]
+    producer: dict[str, onnx.NodeProto]
+    consumers: dict[str, list[onnx.NodeProto]]
+    outputs: set[str]  # the graph's output names
+    position: dict[int, int]  # id(node) -> its index in graph.node
+
+    @classmethod
+    def of(cls, graph: onnx.GraphProto) -> _Lookups:
+        """The lookups for ``graph`` as it is now."""
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        return cls(
+            inits={i.name: i for i in graph.initializer},
+            producer={o: n for n in graph.node for o in n.output},
+            consumers=consumers,
+            outputs={o.name for o in graph.output},
+            position={id(n): i for i, n in enumerate(graph.node)},
+        )
+
+    def only(self, name: str, op: str) -> onnx.NodeProto | None:
+        """The one node reading ``name``, if it is the only reader and of type ``op``."""
+        users = self.consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op else None
+
+    def packs(self, n: onnx.NodeProto) -> int:
+        """How many of q, k, v a ``MatMul`` projects to (its weight is (D, k*D)); 0: none."""
+        if n.op_type != "MatMul" or len(n.input) != 2 or n.input[1] not in self.inits:
+            return 0
+        dims = list(self.inits[n.input[1]].dims)
+        ok = len(dims) == 2 and dims[1] in (dims[0], 2 * dims[0], 3 * dims[0])
+        return dims[1] // dims[0] if ok else 0
+
+    def bias_of(self, proj: onnx.NodeProto, region: list[onnx.NodeProto]) -> str | None:
+        """The 1-D initializer a region's ``Add`` puts on ``proj``'s output (None: no bias)."""
+        inits = self.inits
+        adds = (n for n in region if n.op_type == "Add" and proj.output[0] in n.input)
+        biases = (i for n in adds for i in n.input if i in inits and len(inits[i].dims) == 1)
+        return next(biases, None)
+
+    def bias_values(self, name: str | None, width: int) -> np.ndarray:
+        """The bias initializer ``name`` as an array (zeros of ``width``: None, no bias)."""
+        if name is None:
+            return np.zeros(width, np.float32)
+        return onnx.numpy_helper.to_array(self.inits[name])
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One self-attention block ``fuse_attention`` can replace."""
+
+    end: str  # the output of the Reshape back to (B, S, D): the fused node writes it
+    region: list[onnx.NodeProto]  # the nodes the fused node(s) replace
+    projs: list[onnx.NodeProto]  # the q/k/v projections feeding the region
+    kinds: list[int]  # sorted ``packs`` of ``projs``: [3] (packed qkv) or [1, 2] (q and kv)
+
+
+def _attention_end(lk: _Lookups, softmax: onnx.NodeProto) -> onnx.NodeProto | None:
+    """The ``Reshape`` closing ``softmax``'s Softmax -> MatMul -> Transpose -> Reshape chain
+    (None: no such chain)."""
+    pv = lk.only(softmax.output[0], "MatMul")
+    tr = lk.only(pv.output[0], "Transpose") if pv is not None else None
+    rs = lk.only(tr.output[0], "Reshape") if tr is not None else None
+    if rs is None or tr is None:
+        return None
+    perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
+    if perm != [0, 2, 1, 3]:  # heads back next to tokens: (B, S, H, D)
+        return None
+    return rs
+
+
+def _walk_back(
+    lk: _Lookups, end: onnx.NodeProto
+) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto]] | None:
+    """(region, projections): ``end`` and its ancestors up to the q/k/v projections (None: the
+    walk passed ``_MAX_REGION`` nodes)."""
+    region: list[onnx.NodeProto] = []
+    projs: list[onnx.NodeProto] = []
+    stack, seen = [end], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if lk.packs(n):
+            projs.append(n)
+            continue
+        region.append(n)
+        stack.extend(lk.producer[i] for i in n.input if i in lk.producer)
+        if len(region) > _MAX_REGION:
+            return None
+    return region, projs
+
+
+def _self_contained(lk: _Lookups, block: _Block) -> bool:
+    """Whether only ``block.end`` leaves the region (nothing else reads its values or the
+    projections') and the region reads only its own values, initializers and the projections."""
+    proj_out = {p.output[0] for p in block.projs}
+    names = {o for n in block.region for o in n.output}
+    inside = {id(n) for n in block.region}
+    closed = all(
+        all(id(c) in inside for c in lk.consumers.get(o, [])) and o not in lk.outputs
+        for n in block.region
+        for o in n.output
+        if o != block.end
+    ) and all(id(c) in inside for o in proj_out for c in lk.consumers.get(o, []))
+    sources_ok = all(
+        i in names or i in lk.inits or i in proj_out or i == ""
+        for n in block.region
+        for i in n.input
+    )
+    return closed and sources_ok
+
+
+def _match_block(lk: _Lookups, softmax: onnx.NodeProto, dropped: set[int]) -> _Block | None:
+    """The attention block around ``softmax`` (None: not one of the two shapes, not
+    self-contained, or overlapping a block already fused)."""
+    rs = _attention_end(lk, softmax)
+    walked = _walk_back(lk, rs) if rs is not None else None
+    if rs is None or walked is None:
+        return None
+    region, projs = walked
+    block = _Block(rs.output[0], region, projs, sorted(lk.packs(p) for p in projs))
+    if block.kinds not in ([3], [1, 2]) or not _self_contained(lk, block):
+        return None
+    if any(id(n) in dropped for n in region):
+        return None
+    return block
+
+
+def _packed_attention(
+    graph: onnx.GraphProto, lk: _Lookups, block: _Block, *, name: str, num_heads: int
+) -> onnx.NodeProto:
+    """The ``com.microsoft.Attention`` node for a block with one packed qkv projection; adds a
+    zero bias initializer to ``graph`` when the projection has none (the op needs one)."""
+    (qkv,) = block.projs
+    b_name = lk.bias_of(qkv, block.region)
+    if b_name is None:
+        b_name = f"{qkv.name or qkv.output[0]}_zero_bias"
+        width = lk.inits[qkv.input[1]].dims[1]
+        graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(width, np.float32), b_name))
+    return onnx.helper.make_node(
+        "Attention",
+        [qkv.input[0], qkv.input[1], b_name],
+        [block.end],
+        name=name,
+        domain="com.microsoft",
+        num_heads=num_heads,
+    )
+
+
+def _split_attention(
+    graph: onnx.GraphProto, lk: _Lookups, block: _Block, *, name: str, num_heads: int
+) -> list[onnx.NodeProto] | None:
+    """[``Split`` of kv, ``com.microsoft.MultiHeadAttention``] for a block with q and kv
+    projections, their initializers added to ``graph`` (None: the widths do not fit)."""
+    q, kv = sorted(block.projs, key=lk.packs)
+    d = int(lk.inits[q.input[1]].dims[1])
+    if int(lk.inits[kv.input[1]].dims[0]) != d:
+        return None
+    b_q, b_kv = lk.bias_of(q, block.region), lk.bias_of(kv, block.region)
+    packed = np.concatenate([lk.bias_values(b_q, d), lk.bias_values(b_kv, 2 * d)])
+    if packed.shape != (3 * d,):  # a broadcast bias of another shape: not this pattern
+        return None
+    mha_inputs = [q.output[0], f"{name}_k", f"{name}_v"]
+    if b_q is not None or b_kv is not None:  # MultiHeadAttention adds [b_q | b_k | b_v]
+        graph.initializer.append(onnx.numpy_helper.from_array(packed, f"{name}_bias"))
+        mha_inputs.append(f"{name}_bias")
+    graph.initializer.append(
+        onnx.numpy_helper.from_array(np.array([d, d], np.int64), f"{name}_split")
+    )
+    return [
+        onnx.helper.make_node(
+            "Split",
+            [kv.output[0], f"{name}_split"],
+            [f"{name}_k", f"{name}_v"],
+            name=f"{name}_split_kv",
+            axis=-1,
+        ),
+        onnx.helper.make_node(
+            "MultiHeadAttention",
+            mha_inputs,
+            [block.end],
+            name=name,
+            domain="com.microsoft",
+            num_heads=num_heads,
+        ),
+    ]
+
+
+def _rewired(
+    graph: onnx.GraphProto,
+    replaced: dict[int, onnx.NodeProto],
+    after: dict[int, list[onnx.NodeProto]],
+    dropped: set[int],
+) -> list[onnx.NodeProto]:
+    """``graph.node`` in order with each ``replaced`` node swapped, each ``after`` list inserted
+    behind its node and the ``dropped`` nodes left out."""
+    nodes: list[onnx.NodeProto] = []
+    for n in graph.node:
+        if id(n) in replaced:
+            nodes.append(replaced[id(n)])
+        elif id(n) not in dropped:
+            nodes.append(n)
+        nodes.extend(after.get(id(n), []))
+    return nodes
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove the initializers no node reads (the replaced blocks' weights); returns nothing."""
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.ModelProto, int]:
     """Replace every ViT self-attention subgraph with one of ONNX Runtime's fused attention
     nodes; returns (new model, how many were fused).
@@ -268,162 +503,36 @@ def fuse_attention(model: onnx.ModelProto, *, num_heads: int) -> tuple[onnx.Mode
     Both use the default 1/sqrt(head) scale. Anything that does not match is left as it is, and
     the caller verifies the result against eager (``export_onnx --optimize`` does).
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = _copy(model)
     g = out.graph
-    inits = {i.name: i for i in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
-
-    def only(name: str, op: str) -> onnx.NodeProto | None:
-        users = consumers.get(name, [])
-        return users[0] if len(users) == 1 and users[0].op_type == op else None
-
-    def packs(n: onnx.NodeProto) -> int:
-        """How many of q, k, v a ``MatMul`` projects to (its weight is (D, k*D)); 0: none."""
-        if n.op_type != "MatMul" or len(n.input) != 2 or n.input[1] not in inits:
-            return 0
-        dims = list(inits[n.input[1]].dims)
-        ok = len(dims) == 2 and dims[1] in (dims[0], 2 * dims[0], 3 * dims[0])
-        return dims[1] // dims[0] if ok else 0
-
-    def bias_of(proj: onnx.NodeProto, region: list[onnx.NodeProto]) -> str | None:
-        """The 1-D initializer a region's ``Add`` puts on ``proj``'s output (None: no bias)."""
-        adds = (n for n in region if n.op_type == "Add" and proj.output[0] in n.input)
-        biases = (i for n in adds for i in n.input if i in inits and len(inits[i].dims) == 1)
-        return next(biases, None)
-
-    def bias_values(name: str | None, width: int) -> np.ndarray:
-        if name is None:
-            return np.zeros(width, np.float32)
-        return onnx.numpy_helper.to_array(inits[name])
-
-    position = {id(n): i for i, n in enumerate(g.node)}
+    lk = _Lookups.of(g)
     replaced: dict[int, onnx.NodeProto] = {}  # id(qkv projection) -> Attention node
     after: dict[int, list[onnx.NodeProto]] = {}  # id(a kept node) -> nodes to insert after it
     dropped: set[int] = set()
     fused = 0
     for softmax in [n for n in g.node if n.op_type == "Softmax"]:
-        pv = only(softmax.output[0], "MatMul")
-        tr = only(pv.output[0], "Transpose") if pv is not None else None
-        rs = only(tr.output[0], "Reshape") if tr is not None else None
-        if rs is None or tr is None:
+        block = _match_block(lk, softmax, dropped)
+        if block is None:
             continue
-        perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
-        if perm != [0, 2, 1, 3]:  # heads back next to tokens: (B, S, H, D)
-            continue
-        end = rs.output[0]
-        # the region: ancestors of `end`, walked back until the q/k/v projections
-        region: list[onnx.NodeProto] = []
-        projs: list[onnx.NodeProto] = []
-        stack, seen = [rs], set()
-        while stack:
-            n = stack.pop()
-            if id(n) in seen:
-                continue
-            seen.add(id(n))
-            if packs(n):
-                projs.append(n)
-                continue
-            region.append(n)
-            stack.extend(producer[i] for i in n.input if i in producer)
-            if len(region) > 64:  # not an attention block: do not scan the whole graph
-                break
-        kinds = sorted(packs(p) for p in projs)
-        if kinds not in ([3], [1, 2]) or len(region) > 64:
-            continue
-        proj_out = {p.output[0] for p in projs}
-        names = {o for n in region for o in n.output}
-        inside = {id(n) for n in region}
-        closed = all(
-            all(id(c) in inside for c in consumers.get(o, [])) and o not in outputs
-            for n in region
-            for o in n.output
-            if o != end
-        ) and all(id(c) in inside for o in proj_out for c in consumers.get(o, []))
-        sources_ok = all(
-            i in names or i in inits or i in proj_out or i == "" for n in region for i in n.input
-        )
-        if not (closed and sources_ok) or any(id(n) in dropped for n in region):
-            continue
-        if kinds == [3]:
-            (qkv,) = projs
-            b_name = bias_of(qkv, region)
-            if b_name is None:
-                b_name = f"{qkv.name or qkv.output[0]}_zero_bias"
-                g.initializer.append(
-                    onnx.numpy_helper.from_array(
-                        np.zeros(inits[qkv.input[1]].dims[1], np.float32), b_name
-                    )
-                )
-            replaced[id(qkv)] = onnx.helper.make_node(
-                "Attention",
-                [qkv.input[0], qkv.input[1], b_name],
-                [end],
-                name=f"Attention_{fused}",
-                domain="com.microsoft",
-                num_heads=num_heads,
-            )
+        if block.kinds == [3]:
+            name = f"Attention_{fused}"
+            attention = _packed_attention(g, lk, block, name=name, num_heads=num_heads)
+            replaced[id(block.projs[0])] = attention
         else:
-            q, kv = sorted(projs, key=packs)
-            d = int(inits[q.input[1]].dims[1])
-            if int(inits[kv.input[1]].dims[0]) != d:
+            name = f"MultiHeadAttention_{fused}"
+            nodes = _split_attention(g, lk, block, name=name, num_heads=num_heads)
+            if nodes is None:
                 continue
-            b_q, b_kv = bias_of(q, region), bias_of(kv, region)
-            packed = np.concatenate([bias_values(b_q, d), bias_values(b_kv, 2 * d)])
-            if packed.shape != (3 * d,):  # a broadcast bias of another shape: not this pattern
-                continue
-            base = f"MultiHeadAttention_{fused}"
-            mha_inputs = [q.output[0], f"{base}_k", f"{base}_v"]
-            if b_q is not None or b_kv is not None:  # MultiHeadAttention adds [b_q | b_k | b_v]
-                g.initializer.append(onnx.numpy_helper.from_array(packed, f"{base}_bias"))
-                mha_inputs.append(f"{base}_bias")
-            g.initializer.append(
-                onnx.numpy_helper.from_array(np.array([d, d], np.int64), f"{base}_split")
-            )
-            last = max(projs, key=lambda p: position[id(p)])
-            after[id(last)] = [
-                onnx.helper.make_node(
-                    "Split",
-                    [kv.output[0], f"{base}_split"],
-                    [f"{base}_k", f"{base}_v"],
-                    name=f"{base}_split_kv",
-                    axis=-1,
-                ),
-                onnx.helper.make_node(
-                    "MultiHeadAttention",
-                    mha_inputs,
-                    [end],
-                    name=base,
-                    domain="com.microsoft",
-                    num_heads=num_heads,
-                ),
-            ]
-        dropped.update(inside)
+            # both projections stay; the Split must come after the later of them
+            last = max(block.projs, key=lambda p: lk.position[id(p)])
+            after[id(last)] = nodes
+        dropped.update(id(n) for n in block.region)
         fused += 1
     if not fused:
         return out, 0
-    nodes: list[onnx.NodeProto] = []
-    for n in g.node:
-        if id(n) in replaced:
-            nodes.append(replaced[id(n)])
-        elif id(n) not in dropped:
-            nodes.append(n)
-        nodes.extend(after.get(id(n), []))
-    copies = [onnx.NodeProto() for _ in nodes]
-    for dst, src in zip(copies, nodes, strict=True):
-        dst.CopyFrom(src)
-    del g.node[:]
-    g.node.extend(copies)
+    _set_nodes(g, _rewired(g, replaced, after, dropped))
     del g.value_info[:]  # stale for the removed tensors; optional anyway
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    _drop_unused_initializers(g)
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return out, fused
