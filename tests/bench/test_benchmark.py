@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import onnx
 import pytest
@@ -249,49 +248,6 @@ def test_a_broken_runtime_is_reported_not_fatal(
     # nothing scored: the data says so (it read "1 of 1,000 images", labelled)
     assert rep.data["images"] == 0 and rep.data["labelled"] is False
     assert "timing inputs only" in rep.data["source"]
-
-
-def test_a_runtime_that_breaks_at_a_larger_batch_keeps_its_smaller_ones(
-    bench_run: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A runtime out of memory at batch 8 lost its batch-1 figures too: every row of a runtime
-    not "ok" was dropped. Its fully timed cells stay, the failure and reason beside them."""
-    import numpy as np
-
-    def small_only(bm: object, device: torch.device) -> Runner:
-        def bind(x: torch.Tensor) -> Any:
-            def call() -> None:
-                if len(x) > 1:
-                    raise RuntimeError("out of memory")
-
-            return call
-
-        return Runner(
-            bind=bind,
-            outputs=lambda images, batch: np.zeros((len(images), 10), np.float32),
-            cuda_timing=False,
-            size_bytes=1,
-            precision="fp32",
-        )
-
-    fake = {"small": Runtime("small", "test", ("cpu",), (), "fp32", small_only)}
-    monkeypatch.setattr(runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, **fake})
-    rep = benchmark(
-        bench_run,
-        runtimes="eager,small",
-        devices="cpu",
-        batch_sizes=[1, 8],
-        warmup=0,
-        min_time=0.02,
-        rounds=2,
-        accuracy_images=0,
-        write=False,
-    )
-    assert rep.result("small").status == "failed"
-    assert rep.result("small").reason == "batch 8: RuntimeError: out of memory"
-    cells = [(r.runtime, r.batch) for r in rep.rows]
-    assert cells == [("eager", 1), ("small", 1), ("eager", 8)], cells
-    assert rep.row("small", 1).speedup is not None  # against eager at batch 1, as any row
 
 
 def _nano_bench(tmp_path: Path, **kwargs: object) -> BenchReport:

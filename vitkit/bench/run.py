@@ -990,8 +990,6 @@ def _time(
                         others=others,
                     )
                     timings.setdefault((*key, b), []).extend(t.samples)
-                if results[key].status != "ok":  # broke in this cell: its earlier rounds go,
-                    timings.pop((*key, b), None)  # the cells of smaller batches stay
                 done += 1
     progress("timing", total, total)
     return _Cells(timings, longest, stayed_busy, others.cores(), load_average())
@@ -1040,16 +1038,17 @@ def _rows(
     flops: int | None,
     peaks: list[dict[str, Any]],
 ) -> list[BenchRow]:
-    """A row per fully timed cell, in the order of the plan within each device and batch size:
-    a runtime that broke at a larger batch (out of memory, say) keeps its rows of the smaller
-    ones, its failure and reason beside them."""
+    """A row per timed cell of a runtime still "ok", in the order of the plan within each
+    device and batch size."""
     peak_of = {(p["device"], p["dtype"]): p["gflops"] for p in peaks}
     rows: list[BenchRow] = []
     for (n, dev, b), samples in timings.items():
         res = results[(n, dev)]
+        if res.status != "ok":
+            continue
         tm = Timing(samples)
         base = timings.get(("eager", dev, b))
-        speedup = Timing(base).p50 / tm.p50 if base else None
+        speedup = Timing(base).p50 / tm.p50 if base and results[("eager", dev)].status == "ok" else None  # fmt: skip
         ips = b / tm.p50
         gflops = None if flops is None else flops * ips / 1e9
         # a share of a GEMM in the same arithmetic only: an int8 row against the fp32 GEMM
