@@ -11,14 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 
-def have_matplotlib() -> bool:
-    try:
-        import matplotlib.figure  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def figure(
     nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], squeeze: bool = True
 ) -> tuple[Any, Any] | None:

@@ -380,6 +380,16 @@ def test_every_cell_starts_after_the_last_cells_threads_settle(
     assert any("stayed busy through the wait before 1 timed cell" in n for n in rep.notes)
 
 
+def test_batch_sizes_from_python() -> None:
+    import numpy as np
+
+    from vitkit.bench.run import parse_batch_sizes
+
+    assert parse_batch_sizes("8,1,8") == [1, 8]
+    sizes = parse_batch_sizes(np.array([8, 1]))  # numpy's integers are integers (check_int's too)
+    assert sizes == [1, 8] and all(type(b) is int for b in sizes)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

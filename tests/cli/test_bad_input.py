@@ -197,6 +197,9 @@ def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
     bad_yaml.write_text("model_overrides:\n  depth: 2\n  depth: 4\n")  # nested mappings too
     line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)]))
     assert "'depth' is set twice" in line
+    bad_yaml.write_text("? [a, b]\n: 1\n")  # a list as a key: a TypeError in the check above
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)]))
+    assert line.endswith("found unhashable key (line 1, column 3)"), line
     bad_yaml.write_text("base: &b {epochs: 1, lr: 1}\nrun:\n  <<: *b\n  lr: 0.1\n")  # a merge
     from vitkit.train.config import read_config_file  # key's values may be overridden
 
@@ -429,13 +432,18 @@ def test_weights_that_do_not_fit_model_json(run: Path, tmp_path: Path) -> None:
     assert "does not fit" in line and "size mismatch for" in line
 
 
-def test_error_lines_keep_square_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_error_lines_keep_square_brackets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Hints name extras like 'vitkit[tensorboard]': Rich must print them, not read markup."""
     import sys
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # `import tensorboard` fails
-    result = runner.invoke(app, ["train", "mnist-mini", "--tensorboard", "--print-config"])
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "mnist-mini", "--tensorboard", "--out", str(out)])
     assert "pip install 'vitkit[tensorboard]'" in one_error_line(result)
+    assert not out.exists()  # refused before any work
+    # a config written for another machine (one with TensorBoard) is not refused for it
+    result = runner.invoke(app, ["train", "mnist-mini", "--tensorboard", "--print-config"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["tensorboard"] is True
 
 
 def test_written_files_follow_the_umask(tmp_path: Path) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from vitkit._plot import have_matplotlib
 from vitkit.eval.plots import plot_confusion
 
 
-@pytest.mark.skipif(not have_matplotlib(), reason="matplotlib (the plot extra) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None,
+    reason="matplotlib (the plot extra) is not installed",
+)
 def test_class_names_the_font_lacks_leave_the_terminal_clean(tmp_path: Path) -> None:
     """'鳥' as a class name printed one matplotlib warning per character, with its source
     lines, among eval's output."""
@@ -24,7 +27,10 @@ def test_class_names_the_font_lacks_leave_the_terminal_clean(tmp_path: Path) -> 
     assert not [w for w in seen if "Glyph" in str(w.message)], [str(w.message) for w in seen]
 
 
-@pytest.mark.skipif(not have_matplotlib(), reason="matplotlib (the plot extra) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None,
+    reason="matplotlib (the plot extra) is not installed",
+)
 def test_figures_leave_the_callers_matplotlib_backend_alone(tmp_path: Path) -> None:
     """Every figure vitkit draws set the process-wide backend to Agg: a notebook calling
     vitkit.evaluate(...).save() lost its plt.show() (bench's figure: tests/bench/test_report.py)."""

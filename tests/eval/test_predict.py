@@ -117,6 +117,11 @@ def test_unreadable_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
     assert preds[0].to_json() == {"source": str(bad), "error": preds[0].error}
     with pytest.raises(UserError, match=r"a directory, not an image \(vitkit.eval.expand_inputs"):
         predict(mnist_model, tmp_path)
+    ds = vitkit.load_dataset("mnist-mini")  # iterates its split names: read as file names
+    with pytest.raises(UserError, match=r"pass a split's image tensor \(ds\['test'\].images\)"):
+        predict(mnist_model, ds)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"\(split.images\), not the Split"):
+        predict(mnist_model, ds["test"])  # type: ignore[arg-type]
     with pytest.raises(UserError, match="topk must be >= 1, got 0"):
         predict(mnist_model, good, topk=0)
     with pytest.raises(UserError, match="topk must be an integer, got '3'"):

@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import gc
 import importlib.util
+import numbers
 import os
 import platform
 import shutil
@@ -132,8 +133,11 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
         )
     except (ValueError, TypeError):  # "1,x", or a bare 8 (no list of sizes)
         raise UserError(f"--batch-sizes must be integers like 1,8,64, got '{value}'") from None
-    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
+    if not sizes or any(
+        isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1 for b in sizes
+    ):
         raise UserError(f"--batch-sizes must be positive integers, got '{value}'")
+    sizes = [int(b) for b in sizes]  # numpy's too
     return sorted(dict.fromkeys(sizes))
 
 

@@ -21,7 +21,9 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from vitkit.data.augment import AugmentConfig, BatchAugment
+from vitkit.data.catalog import Dataset
 from vitkit.data.sources.folder import IMAGE_EXTENSIONS, convert_image, walk_images
+from vitkit.data.types import Split
 from vitkit.errors import UserError
 
 ImageInput = Image.Image | str | os.PathLike[str] | np.ndarray | Tensor
@@ -104,6 +106,9 @@ def split_images(images: object) -> Iterable[Any]:
         raise UserError(f"an array of shape {images.shape} is not an image or a batch")
     if isinstance(images, (bytes, bytearray)):
         raise UserError(f"cannot read bytes as images: pass {ACCEPTED}")
+    if isinstance(images, (Dataset, Split)):  # a Dataset iterates its split names
+        where = "ds['test'].images" if isinstance(images, Dataset) else "split.images"
+        raise UserError(f"pass a split's image tensor ({where}), not the {type(images).__name__}")
     if isinstance(images, Sequence):
         return list(images)
     try:  # a generator (a camera, a stream of decoded frames): read as it comes, never held

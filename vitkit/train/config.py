@@ -248,6 +248,12 @@ def _yaml_once(text: str) -> Any:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, whose keys may be set
                 continue
             key = loader.construct_object(key_node)
+            try:
+                hash(key)
+            except TypeError:  # `? [a, b]`: what safe_load itself says of it
+                raise yaml.constructor.ConstructorError(
+                    None, None, "found unhashable key", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"'{key}' is set twice", key_node.start_mark

@@ -86,8 +86,8 @@ def resolve_config(
     """recipe of the dataset < --config file < command line (``None`` = not given).
 
     Checked as ``precheck`` checks (model sizes against the data, dataset options, the device's
-    name): a config ``train`` would refuse is refused here. The device need not be on this
-    machine: a config may be written for another."""
+    name): a config ``train`` would refuse is refused here. The device (and TensorBoard, for
+    ``tensorboard``) need not be on this machine: a config may be written for another."""
     spec = get_dataset_spec(dataset)
     base = TrainConfig(dataset=dataset)
     recipe = recipe_for(spec.recipe)
@@ -106,13 +106,14 @@ def resolve_config(
         lacking = set(recipe.get("model_overrides", {})) - takes - given
         kept = {k: v for k, v in cfg.model_overrides.items() if k not in lacking}
         cfg = replace(cfg, model_overrides=kept)
-    precheck(cfg, device_here=False)
+    precheck(cfg, here=False)
     return cfg
 
 
-def precheck(config: TrainConfig, *, device_here: bool = True) -> None:
-    """Every check that needs no data: dataset name, model options, device (``device_here``:
-    that it is on this machine, else only its name). Raises UserError."""
+def precheck(config: TrainConfig, *, here: bool = True) -> None:
+    """Every check that needs no data: dataset name, model options, device. ``here``: also
+    what this machine must have (the device itself, TensorBoard for ``tensorboard``); else the
+    device's name only, as for a config written for another machine. Raises UserError."""
     config.validate()
     spec = get_dataset_spec(config.dataset)
     given = {k: v for k, v in config.dataset_options.items() if v is not None}
@@ -123,8 +124,8 @@ def precheck(config: TrainConfig, *, device_here: bool = True) -> None:
         "num_classes": len(spec.classes) if spec.classes else None,
     }
     resolve_spec(config.model, **{**known, **config.model_overrides})
-    resolve_device(config.device, here=device_here)
-    if config.tensorboard:
+    resolve_device(config.device, here=here)
+    if config.tensorboard and here:
         try:
             import tensorboard  # noqa: F401
         except ImportError:
