@@ -179,6 +179,8 @@ def test_the_runs_own_exports_are_used_but_never_overwritten(
     assert rep.result("ort-int8").info["file"] == str(run / "bench" / "export" / "model.int8.onnx")
     assert (run / "export" / "model.onnx").read_bytes() == user
     assert (run / "export" / "model.int8.onnx").read_bytes() == b"cut short"
+    made = f"exported fp32, int8-dynamic to {run / 'bench' / 'export'} "  # it said "int8" alone,
+    assert any(n.startswith(made) for n in rep.notes), rep.notes  # and wrote fp32 there too
     assert any(
         n.startswith(f"passed over {run / 'export' / 'model.int8.onnx'}: ") for n in rep.notes
     )

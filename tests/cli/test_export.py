@@ -248,3 +248,6 @@ def test_static_int8_is_never_calibrated_on_random_images(runs_here: Path) -> No
     report = json.loads(result.stdout)
     assert [c["precision"] for c in report["int8"]["candidates"]] == ["int8-dynamic"]
     assert any(n.startswith("--int8 auto: static int8 left out") for n in report["notes"])
+    # not "faster of those that pass the accuracy gate": one candidate, and no labels to gate on
+    assert report["int8"]["reason"].startswith("the only candidate: static needs real")
+    assert report["data"]["calibration_images"] == 0  # it said 512, of images never used

@@ -92,12 +92,36 @@ def test_config_file_and_cli_override(tmp_path: Path) -> None:
     assert saved["batch_size"] == 16 and saved["max_steps"] == 3 and saved["model"] == "vit-nano"
 
 
+@pytest.mark.parametrize(
+    ("extended", "verb"),
+    [
+        ({"max_steps": [3, 6]}, "extending"),
+        ({"max_steps": [400, 0]}, "extending"),  # 0: no cap
+        ({"max_steps": [0, 300]}, "shortening"),
+        ({"max_steps": [400, 300]}, "shortening"),  # it said "extending ...: 400 -> 300"
+        ({"epochs": [10, 5]}, "shortening"),
+        ({"epochs": [10, 20], "max_steps": [400, 300]}, "changing"),
+    ],
+)
+def test_a_resumed_run_says_whether_it_gets_longer(
+    extended: dict[str, list[int]], verb: str
+) -> None:
+    from types import SimpleNamespace
+
+    from vitkit.cli.train import start_notes
+
+    info = SimpleNamespace(extended=extended, run_dir="runs/r", notes=[])
+    (note,) = start_notes(info)  # type: ignore[arg-type]
+    assert note.startswith(f"{verb} runs/r: "), note
+
+
 def test_resume_with_max_steps_extends_the_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = runner.invoke(
         app, ["train", "mnist-mini", *TINY, "--max-steps", "3", "--out", str(out)]
     )
     assert first.exit_code == 0, first.output
+    assert "epoch   1/" in first.stderr and "(partial: --max-steps)" in first.stderr  # unsaid
     args = ["train", "--resume", str(out), "--max-steps", "6", "--lr", "1", "--patience", "2"]
     more = runner.invoke(app, [*args, "--no-aug"])
     assert more.exit_code == 0, more.output

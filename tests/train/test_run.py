@@ -525,6 +525,9 @@ def test_a_max_steps_stop_mid_epoch_does_not_change_the_best_weights(tmp_path: P
     # with no validation split the best is the last full epoch's, not the partial one's
     blind = train(tiny(tmp_path, "no-val", val_fraction=0.0, max_steps=100))
     assert blind.summary["best_epoch"] == 1
+    lines = (blind.run_dir / "metrics.jsonl").read_text().splitlines()  # and metrics.jsonl
+    ends = [x for x in map(json.loads, lines) if x["kind"] == "epoch"]  # says so (is_best was
+    assert [(x["epoch"], x["is_best"]) for x in ends] == [(0, True), (1, False)]  # false)
     a, b = weights(blind.run_dir), weights(blind.run_dir, "checkpoint/last.safetensors")
     assert not all(torch.equal(a[k], b[k]) for k in a)
 

@@ -286,7 +286,8 @@ def ensure_exports(
     checks = ", ".join(
         f"{r.precision} {'passed' if r.passed else 'failed'}" for r in report.precisions
     )
-    notes.append(f"exported {', '.join(sorted(missing))} to {make_in} (verification: {checks})")
+    made_names = ", ".join(r.precision for r in report.precisions)  # fp32 always: fp16 is of it
+    notes.append(f"exported {made_names} to {make_in} (verification: {checks})")
     if report.optimize:  # which fused variant the export kept, and how fast each was
         notes.extend(n for n in report.notes if n.startswith("--optimize"))
     made, failures = _verified(report, missing, make_in)

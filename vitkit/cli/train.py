@@ -56,8 +56,13 @@ def start_notes(info: StartInfo) -> list[str]:
         change = ", ".join(
             f"{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in info.extended.items()
         )
+        longer = [  # --max-steps 0 is no cap at all
+            new > old if k == "epochs" else new == 0 or 0 < old < new
+            for k, (old, new) in info.extended.items()
+        ]
+        verb = "extending" if all(longer) else "shortening" if not any(longer) else "changing"
         notes.append(
-            f"extending {info.run_dir}: {change}; the learning-rate schedule is recomputed for "
+            f"{verb} {info.run_dir}: {change}; the learning-rate schedule is recomputed for "
             "the new length from the step the run is at"
         )
     return [*notes, *info.notes]
@@ -169,9 +174,10 @@ class LiveView(Callback):
             multi = len(info.val["per_position"]) > 1
             acc = info.val["exact"] if multi else info.val["acc"]
             self.last_val = f"{100 * acc:.2f}%" + (" exact" if multi else "")
-        best = " [green]best[/]" if info.is_best else ""
+        best = " [green]best[/]" if info.is_best and info.val else ""
+        part = " (partial: --max-steps)" if info.partial else ""  # not a contender for best
         console.print(
-            f"epoch {info.epoch + 1:>3}/{info.epochs}  loss {info.train_loss:.4f}  "
+            f"epoch {info.epoch + 1:>3}/{info.epochs}{part}  loss {info.train_loss:.4f}  "
             f"val {self.last_val}{best}  {info.images_per_s:,.0f} img/s  {info.seconds:.1f} s"
         )
         self.last_plain = time.perf_counter()

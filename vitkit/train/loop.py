@@ -297,8 +297,12 @@ def fit(
             if state.best_epoch < 0:  # no best yet: these weights for now
                 save("best", state)  # (the first full epoch of a resume replaces them)
         else:
-            is_best = acc is not None and (state.best_acc is None or acc > state.best_acc)
-            if is_best or val is None:
+            # no validation: every full epoch's weights become model.safetensors, and say so
+            # (metrics.jsonl had is_best false beside summary.json's best_epoch)
+            is_best = val is None or (
+                acc is not None and (state.best_acc is None or acc > state.best_acc)
+            )
+            if is_best:
                 state.best_acc, state.best_epoch, state.epochs_since_best = acc, epoch, 0
                 save("best", state)
             else:
