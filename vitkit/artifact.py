@@ -235,9 +235,11 @@ class LoadedModel:
         if self.onnx_file is None:
             return self.path
         file = Path(self.onnx_file)
-        for folder in (Path(os.path.abspath(file)).parent, file.resolve().parent):  # a linked
-            for run in (folder.parent, folder.parent.parent):  # RUN/export: the link's run
-                if (run / MODEL_JSON).is_file():
+        # as given first (predict --json names the run as the user spelled it, as for a run
+        # directory), then absolute; a linked RUN/export: the link's run, then the target's
+        for folder in (file.parent, Path(os.path.abspath(file)).parent, file.resolve().parent):
+            for run in (folder.parent, folder.parent.parent):
+                if run != folder and (run / MODEL_JSON).is_file():  # "." is not its own run
                     return run
         return None
 

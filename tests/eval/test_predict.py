@@ -189,7 +189,9 @@ def test_an_array_of_paths_is_a_sequence(mnist_model: LoadedModel, tmp_path: Pat
     assert [p.label for p in predict(mnist_model, np.array([str(f) for f in files]))] == want
 
 
-def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> None:
+def test_load_model_errors_and_an_onnx_file(
+    mnist_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vitkit.export import export_onnx
 
     with pytest.raises(UserError, match="no such run or model file"):
@@ -227,6 +229,10 @@ def test_load_model_errors_and_an_onnx_file(mnist_run: Path, tmp_path: Path) -> 
     (tmp_path / "run" / "export").rename(tmp_path / "elsewhere")  # RUN/export, a link
     (tmp_path / "run" / "export").symlink_to(tmp_path / "elsewhere")
     assert load_model(tmp_path / "run" / "export" / "model.onnx").run_dir == tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # spelled as given, as a run directory's is (predict --json's
+    assert load_model("run/export/model.onnx").run_dir == Path("run")  # "run" was absolute)
+    monkeypatch.chdir(tmp_path / "run")
+    assert load_model("export/model.onnx").run_dir == Path(".")
 
 
 def test_images_are_read_one_batch_ahead(

@@ -356,7 +356,8 @@ def check_threads(threads: int | None) -> None:
     if threads > MAX_THREADS_PER_CPU * cpus:
         raise UserError(
             f"--threads {threads} is more than {MAX_THREADS_PER_CPU}x this machine's {cpus} "
-            f"logical CPU(s); use at most {cpus} for figures that mean something"
+            f"logical CPU(s), the most it takes ({MAX_THREADS_PER_CPU * cpus}); figures that "
+            f"mean something need {cpus} or fewer"
         )
 
 
