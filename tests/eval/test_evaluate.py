@@ -111,6 +111,9 @@ def test_save_writes_json_and_figures(
     saved = report.save(tmp_path / "bare")
     assert [f.name for f in saved.files] == ["eval.json"]
     assert "vitkit[plot]" in saved.notes[0]
+    # a file where the folder goes: the CLI's one line, not FileExistsError from deep inside
+    with pytest.raises(UserError, match=r"eval\.json is a file, not a folder"):
+        report.save(tmp_path / "eval" / "eval.json")
     # over an earlier eval's folder: its figures go, they would contradict the new eval.json
     report.save(tmp_path / "eval")
     assert not (tmp_path / "eval" / "confusion.png").exists()

@@ -145,6 +145,8 @@ class EvalReport:
         from vitkit.eval.plots import PLOT_HINT, plot_confusion, plot_wrong
 
         out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():  # as `vitkit eval --out FILE` says it
+            raise UserError(f"{out_dir} is a file, not a folder")
         saved = SavedFiles()
         write_json(out_dir / EVAL_JSON, self.to_json())
         saved.files.append(out_dir / EVAL_JSON)
