@@ -275,7 +275,9 @@ class LoadedModel:
         saved: dict[str, Any] = doc if isinstance(doc, dict) else {}
         config: dict[str, Any] = saved["config"] if isinstance(saved.get("config"), dict) else {}
         root, batch = saved.get("data_root"), config.get("eval_batch_size")
-        ok_batch = isinstance(batch, int) and not isinstance(batch, bool) and batch > 0
+        from vitkit.errors import is_count
+
+        ok_batch = is_count(batch)
         return {  # a damaged train.json: the defaults, not a traceback
             "data_root": root if isinstance(root, str) and root else None,
             "batch_size": batch if ok_batch else DEFAULT_EVAL_BATCH_SIZE,

@@ -77,6 +77,12 @@ def state_dict_mismatch(e: BaseException) -> str:
     return first_line(e) if detail is None else _cut(detail, 300)
 
 
+def is_count(value: object, minimum: int = 1) -> bool:
+    """An integer (numpy's too; not ``True``, which is no count) of at least ``minimum``."""
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return integral and value >= minimum  # type: ignore[operator]
+
+
 def check_int(name: str, value: object, minimum: int = 1) -> None:
     """Refuse what is not an integer (``True`` too: it is no count) or is below ``minimum``, in
     the CLI's words, for the library's callers as for its own: ``--rounds must be >= 1, got 0``."""

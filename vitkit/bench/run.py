@@ -19,7 +19,6 @@ import contextlib
 import datetime
 import gc
 import importlib.util
-import numbers
 import os
 import platform
 import shutil
@@ -67,6 +66,7 @@ from vitkit.errors import (
     check_int,
     check_seconds,
     first_line,
+    is_count,
     listed,
     suggest,
 )
@@ -133,9 +133,7 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
         )
     except (ValueError, TypeError):  # "1,x", or a bare 8 (no list of sizes)
         raise UserError(f"--batch-sizes must be integers like 1,8,64, got '{value}'") from None
-    if not sizes or any(
-        isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1 for b in sizes
-    ):
+    if not sizes or not all(is_count(b) for b in sizes):
         raise UserError(f"--batch-sizes must be positive integers, got '{value}'")
     sizes = [int(b) for b in sizes]  # numpy's too
     return sorted(dict.fromkeys(sizes))

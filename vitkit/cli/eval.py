@@ -101,6 +101,7 @@ def eval_command(
     calibration error (15 bins) and the most confidently wrong images. Writes RUN/eval/: eval.json, confusion.png and wrong.png (the PNGs need matplotlib).
     """
     from vitkit.eval import evaluate
+    from vitkit.eval.evaluate import report_dir
 
     is_onnx = is_onnx_file(run)
     if is_onnx and (onnx or onnx_file is not None):
@@ -127,19 +128,9 @@ def eval_command(
             download=not no_download,
             progress=progress,
         )
-    if is_onnx:  # a file: its own report, not the run's
-        report.run = str(run)
-        out_dir = out if out is not None else run.parent / f"eval-{run.stem}"
-    else:  # RUN/eval, or beside other weights of the run (RUN/checkpoint/eval-last)
-        report.run = str(lm.weights_file or report.run)
-        out_dir = out if out is not None else lm.output_dir("eval")
-    from vitkit.data.catalog import absolute_name, short_name
-
-    other = data is not None and absolute_name(data) != absolute_name(lm.dataset or "")
-    if out is None and (other or split != "test"):
-        # another dataset or split: beside the report of the run's own test split, not over it
-        name = short_name(data or lm.dataset or "data")
-        out_dir = out_dir.with_name(f"{out_dir.name}-{name}-{split}")
+    # a file (an .onnx, other weights of the run): its own report, not the run's
+    report.run = str(run) if is_onnx else str(lm.weights_file or report.run)
+    out_dir = out if out is not None else report_dir(lm, data, split, file=run if is_onnx else None)
     saved = report.save(out_dir)
     notes = [*report.notes, *saved.notes]
     if json_:

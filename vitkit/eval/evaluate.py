@@ -24,7 +24,7 @@ from torch import Tensor
 from vitkit._device import autocast_dtype
 from vitkit.artifact import DEFAULT_EVAL_BATCH_SIZE, LoadedModel, write_json
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
-from vitkit.data.catalog import FOLDER_PREFIX
+from vitkit.data.catalog import FOLDER_PREFIX, absolute_name, short_name
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import NotFoundError, UserError, check_int, first_line, listed
@@ -495,6 +495,19 @@ def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
         meta=meta,
         path=path.parent,
     )
+
+
+def report_dir(lm: LoadedModel, data: str | None, split: str, *, file: Path | None = None) -> Path:
+    """Where an evaluation's report goes by default: ``RUN/eval`` for the run's own (best)
+    weights, beside other weights of the run (``RUN/checkpoint/eval-last``), ``eval-<name>``
+    beside an .onnx ``file`` evaluated in place of a run; for another dataset than the run's or
+    a split other than test, that name with ``-<dataset>-<split>``, never over the run's own
+    test report."""
+    out = file.parent / f"eval-{file.stem}" if file is not None else lm.output_dir("eval")
+    other = data is not None and absolute_name(data) != absolute_name(lm.dataset or "")
+    if other or split != "test":
+        out = out.with_name(f"{out.name}-{short_name(data or lm.dataset or 'data')}-{split}")
+    return out
 
 
 def evaluate(
