@@ -228,6 +228,18 @@ class LoadedModel:
         return str(self.model.path) if hasattr(self.model, "session") else None
 
     @property
+    def model_file(self) -> Path | None:
+        """The file this model was loaded from: the .onnx ONNX Runtime runs, else the
+        .safetensors (``weights_file``, or the run's model.safetensors); None for a model built
+        in memory (no model.json behind it)."""
+        if self.onnx_file is not None:
+            return Path(self.onnx_file)
+        if self.weights_file is not None:
+            return self.weights_file
+        own = self.path / MODEL_WEIGHTS
+        return own if self.meta and own.is_file() else None
+
+    @property
     def run_dir(self) -> Path | None:
         """The run directory this model comes from: ``path`` for a run; for an ONNX file, the
         run it was exported into (``RUN/export/*.onnx``, or ``RUN/checkpoint/export-last/*.onnx``

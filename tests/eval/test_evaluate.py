@@ -12,9 +12,16 @@ from PIL import Image
 import vitkit
 from vitkit.artifact import LoadedModel
 from vitkit.data import load_dataset
+from vitkit.data.download import file_sha256
 from vitkit.errors import UserError
 from vitkit.eval import evaluate, plots
-from vitkit.eval.evaluate import compute_logits, report_from_logits
+from vitkit.eval.evaluate import (
+    StaleReport,
+    compute_logits,
+    report_dir,
+    report_from_logits,
+    stale_reports,
+)
 
 
 def _write_folder(root: Path, images: dict[str, list[np.ndarray]]) -> Path:
@@ -241,6 +248,9 @@ def test_an_onnx_export_of_a_folder_run_finds_its_folder(
     alone = evaluate(onnx_model, download=False)
     assert alone.n == 12 and alone.correct == evaluate(result.run_dir, download=False).correct
     assert alone.device == f"onnxruntime-cpu ({rep.files[0]})" and alone.run == rep.files[0]
+    # eval.json names the file it scored and its bytes' hash, so a re-export shows it stale
+    assert alone.model_file == rep.files[0]
+    assert alone.to_json()["model_sha256"] == file_sha256(rep.files[0])
     (work / "imgs").rename(work / "moved")  # the run's own folder is gone: say how to name it
     with pytest.raises(UserError, match=r"folder dataset not found: .*if the images are elsewhere"):
         evaluate(result.run_dir, download=False)
@@ -272,3 +282,117 @@ def test_a_run_whose_folder_moved_is_told_how_to_name_it(
     with pytest.raises(UserError) as named:  # a --data the user named: its own error, as it was
         evaluate(moved, gone)
     assert "--data folder:PATH" not in str(named.value)
+
+
+# -- what a report scored, and when it no longer describes it -------------------------------------
+def test_eval_json_records_the_weights_it_scored(mnist_run: Path, tmp_path: Path) -> None:
+    """model_file and model_sha256 of the run's model.safetensors; new weights written over it
+    (a resumed run) make RUN/eval stale, and the note says how to redo it."""
+    import shutil
+
+    from vitkit.artifact import load_weights, save_weights
+
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run, ignore=shutil.ignore_patterns("eval*", "export"))
+    weights = run / "model.safetensors"
+    lm = vitkit.load_model(run)
+    assert lm.model_file == weights
+    report = evaluate(lm)
+    assert report.model_file == str(weights) and report.model_sha256 == file_sha256(weights)
+    report.save(report_dir(lm, None, "test"))
+    doc = json.loads((run / "eval" / "eval.json").read_text())
+    assert doc["model_sha256"] == file_sha256(weights) and doc["model_file"] == str(weights)
+    assert stale_reports([weights]) == []
+    state = load_weights(weights)
+    lm.model.load_state_dict({k: v + 0.01 for k, v in state.items()})
+    save_weights(weights, lm.model)
+    (stale,) = stale_reports([weights])
+    assert (stale.folder, stale.removed) == (run / "eval", False)
+    assert (
+        stale.note()
+        == f"{run / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {run}`"
+    )
+
+
+def _eval_json(folder: Path, file: Path | None, sha: str | None, **doc: str) -> None:
+    folder.mkdir(parents=True)
+    fields = {"model_file": str(file), "model_sha256": sha} if file is not None else {}
+    payload = {"dataset": "mnist-mini", "split": "test", **fields, **doc}
+    (folder / "eval.json").write_text(json.dumps(payload))
+
+
+def test_stale_reports_beside_exported_files(tmp_path: Path) -> None:
+    """Reports of a changed or removed file are listed; unchanged ones, and ones made before
+    eval.json recorded a hash, are not."""
+    export = tmp_path / "export"
+    export.mkdir()
+    onnx, fp16, int8 = (export / f"model{t}.onnx" for t in ("", ".fp16", ".int8"))
+    for f in (onnx, fp16, int8):
+        f.write_bytes(f.name.encode())
+    _eval_json(export / "eval-model", onnx, file_sha256(onnx))
+    digits = "folder:/data/digits"
+    _eval_json(
+        export / "eval-model-digits-train", onnx, file_sha256(onnx), dataset=digits, split="train"
+    )
+    _eval_json(export / "eval-model.int8", int8, file_sha256(int8))
+    _eval_json(export / "eval-model.fp16", None, None)  # before model_sha256: cannot tell
+    files = [onnx, fp16, int8]
+    assert stale_reports(files) == []
+    onnx.write_bytes(b"other weights")
+    fp16.write_bytes(b"other weights too")
+    int8.unlink()
+    stale = stale_reports(files)
+    assert [(s.folder.name, s.removed) for s in stale] == [
+        ("eval-model", False),
+        ("eval-model-digits-train", False),
+        ("eval-model.int8", True),
+    ]
+    assert stale[0].note() == (
+        f"{export / 'eval-model'}/ scored an earlier model.onnx: rerun `vitkit eval {onnx}`"
+    )
+    assert stale[1].command() == f"vitkit eval {onnx} --data {digits} --split train"
+    assert (
+        stale[2]
+        .note()
+        .startswith(f"{export / 'eval-model.int8'}/ scored model.int8.onnx, which is removed")
+    )
+    assert all(s.folder.is_dir() for s in stale)  # listed, never deleted
+
+
+def test_stale_reports_of_a_runs_weights(tmp_path: Path) -> None:
+    """RUN/eval* for model.safetensors, checkpoint/eval-last* for the last checkpoint's; an
+    eval* folder whose eval.json names another file (eval RUN --onnx) is that file's."""
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    best, last = run / "model.safetensors", run / "checkpoint" / "last.safetensors"
+    best.write_bytes(b"best")
+    last.write_bytes(b"last")
+    _eval_json(run / "eval", best, file_sha256(best))
+    _eval_json(run / "eval-mnist-mini-train", best, file_sha256(best), split="train")
+    _eval_json(run / "eval-onnx", run / "export" / "model.onnx", "0" * 64)
+    _eval_json(run / "checkpoint" / "eval-last", last, file_sha256(last))
+    _eval_json(run / "eval-x", best, file_sha256(best), split="val")  # an --out of its own
+    assert stale_reports([best, last]) == []
+    best.write_bytes(b"resumed best")
+    last.write_bytes(b"resumed last")
+    stale = stale_reports([best, last])
+    assert [s.folder for s in stale] == [
+        run / "eval",
+        run / "eval-mnist-mini-train",
+        run / "eval-x",
+        run / "checkpoint" / "eval-last",
+    ]
+    assert [s.command() for s in stale] == [
+        f"vitkit eval {run}",
+        f"vitkit eval {run} --data mnist-mini --split train",
+        f"vitkit eval {run} --data mnist-mini --split val --out {run / 'eval-x'}",
+        f"vitkit eval {last}",
+    ]
+    assert isinstance(stale[0], StaleReport) and not any(s.removed for s in stale)
+
+
+def test_a_model_built_in_memory_has_no_file() -> None:
+    from vitkit.export.onnx import loaded_for_export
+
+    lm = loaded_for_export(vitkit.create_model("vit-nano", image_size=16, patch_size=4))
+    assert lm.model_file is None

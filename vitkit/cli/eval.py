@@ -220,7 +220,7 @@ def predict_command(
     preds = predict(lm, files, topk=topk, skip_unreadable=True)
     good = [p for p in preds if p.ok]
     # the file that computed the predictions: the .onnx file itself, or the run's weights
-    source = run if is_onnx_file(run) or run.suffix == ".safetensors" else lm.path / MODEL_WEIGHTS
+    source = lm.model_file or lm.path / MODEL_WEIGHTS
     if json_:  # every file's outcome, its error included, even when none could be read
         emit_json(
             {
