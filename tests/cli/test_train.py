@@ -59,6 +59,23 @@ def test_train_json_then_existing_out_refused(tmp_path: Path) -> None:
     assert "--resume" in one_error_line(again) and "--overwrite" in again.stderr
 
 
+def test_a_resume_prints_which_eval_reports_scored_the_old_weights(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "mnist-mini", *TINY, "--epochs", "1", "--max-steps", "3", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / "eval").mkdir()  # as `vitkit eval RUN` wrote it, of weights since replaced
+    doc = {"model_file": str(out / "model.safetensors"), "model_sha256": "0" * 64}
+    (out / "eval" / "eval.json").write_text(json.dumps(doc))
+    result = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "6"])
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert (
+        f"note: {out / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {out}`"
+        in err
+    )
+    assert err.index("done") < err.index("scored an earlier"), err  # at the end, not the start
+
+
 def test_config_file_and_cli_override(tmp_path: Path) -> None:
     cfg = tmp_path / "c.json"
     cfg.write_text(

@@ -700,3 +700,37 @@ def test_an_fp32_export_removes_siblings_of_other_weights(tmp_path: Path) -> Non
     last = export_onnx(b, out, verify=False)
     assert not (tmp_path / "model.fp16.failed.onnx").exists()
     assert "removed model.fp16.failed.onnx: an earlier export's failed fp16 model" in last.notes
+
+
+def test_a_re_export_names_the_eval_reports_it_made_stale(tmp_path: Path) -> None:
+    """eval-model/ scored the earlier model.onnx, eval-model.int8/ a model.int8.onnx that an
+    export of other weights without --int8 removes: both named in a note, neither deleted."""
+    from vitkit.data.download import file_sha256
+
+    torch.manual_seed(0)
+    a = create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    torch.manual_seed(1)
+    b = create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    out = tmp_path / "model.onnx"
+    int8 = tmp_path / "model.int8.onnx"
+    first = export_onnx(a, out, int8="dynamic", verify=False)
+    assert not [n for n in first.notes if "eval-" in n]
+    for file in (out, int8):  # as `vitkit eval FILE` leaves them (a bare module's it refuses)
+        folder = tmp_path / f"eval-{file.stem}"
+        folder.mkdir()
+        doc = {"model_file": str(file), "model_sha256": file_sha256(file), "split": "test"}
+        (folder / "eval.json").write_text(json.dumps(doc))
+    other = export_onnx(b, out, verify=False)
+    assert "removed model.int8.onnx: an earlier export of other weights" in other.notes
+    assert (
+        f"{tmp_path / 'eval-model'}/ scored an earlier model.onnx: rerun `vitkit eval {out}`"
+        in other.notes
+    ), other.notes
+    assert (
+        f"{tmp_path / 'eval-model.int8'}/ scored model.int8.onnx, which is removed: that report "
+        "describes no model here now" in other.notes
+    ), other.notes
+    assert (tmp_path / "eval-model" / "eval.json").is_file()
+    assert (tmp_path / "eval-model.int8" / "eval.json").is_file()
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert [n for n in saved["notes"] if "eval-" in n] == [n for n in other.notes if "eval-" in n]

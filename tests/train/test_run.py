@@ -737,3 +737,23 @@ def test_a_refused_run_leaves_no_folders_behind(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="folder dataset not found"):
         train(cfg)
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_resume_names_the_eval_reports_of_the_old_weights(tmp_path: Path) -> None:
+    """RUN/eval scored the weights before the resume: the result and summary.json say so (and
+    how to redo it); a report from before eval.json recorded a hash is left unnamed."""
+    from vitkit.data.download import file_sha256
+    from vitkit.eval import evaluate
+
+    first = train(tiny(tmp_path, epochs=1))
+    run, weights = first.run_dir, first.run_dir / "model.safetensors"
+    assert first.notes == []
+    evaluate(run).save(run / "eval")
+    before = file_sha256(weights)
+    (run / "eval-mnist-mini-train").mkdir()  # an older vitkit's: no model_sha256
+    (run / "eval-mnist-mini-train" / "eval.json").write_text('{"split": "train"}')
+    resumed = train(resume=run, extend={"epochs": 2})
+    assert file_sha256(weights) != before  # the second epoch's best replaced the first's
+    note = f"{run / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {run}`"
+    assert resumed.notes == [note]
+    assert note in json.loads((run / "summary.json").read_text())["notes"]

@@ -412,6 +412,7 @@ def train_command(
         if json_:
             emit_json({**s, "resume_command": cmd})
         elif rank0:
+            _print_notes(result.notes)
             console.print(
                 f"[yellow]interrupted[/] at step {s['steps']}: checkpoint saved. "
                 f"Resume with:\n  {cmd}"
@@ -423,6 +424,13 @@ def train_command(
         emit_json(s)
         return
     _print_done(s, result.run_dir)
+    _print_notes(result.notes)
+
+
+def _print_notes(notes: list[str]) -> None:
+    """The library's closing notes (--json has them in the summary's notes)."""
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
 def _extension(

@@ -1175,7 +1175,7 @@ def export_onnx(
         built = _build_models(
             lm, traced, out_path, work, check, meta, fp16=fp16, int8=int8, optimize=optimize
         )
-    notes = [*traced.notes, *_data_notes(data, int8), *built.notes]
+    notes = [*traced.notes, *_data_notes(data, int8), *built.notes, *_stale_evals(out_path)]
     if reference is not None:
         notes.extend(_speed_notes(reference, built.precisions, threads, others.cores()))
     report = _export_report(lm, out_path, traced, data, reference, tol, built, notes, threads)
@@ -1367,6 +1367,15 @@ def _keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> Precision
     if not rep.passed:
         path.unlink(missing_ok=True)  # an earlier export's, under the real name
     return rep
+
+
+def _stale_evals(out_path: Path) -> list[str]:
+    """Notes on the eval reports beside ``out_path`` and its fp16 and int8 siblings that
+    scored an earlier or removed file (kept: they are ``vitkit eval``'s output, not ours)."""
+    from vitkit.eval.evaluate import stale_reports
+
+    files = [out_path, sibling(out_path, "fp16"), sibling(out_path, "int8")]
+    return [s.note() for s in stale_reports(files)]
 
 
 def _failed(path: Path) -> Path:

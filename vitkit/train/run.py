@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class TrainResult:
     run_dir: Path
     summary: dict[str, Any]
     status: str  # completed | early_stopped | interrupted | max_steps (summary.json: diverged too)
+    # what to know at the end (also in summary["notes"]): e.g. RUN/eval scored earlier weights
+    notes: list[str] = field(default_factory=list)
 
     @property
     def interrupted(self) -> bool:
@@ -642,14 +644,27 @@ def train(
             test = _test(best, ds["test"], config, parts)
             summary["test"] = test
             summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
+        end_notes: list[str] = []
         if dist_info.main:
             if resume is not None:
                 summary["resumed_from_step"] = resumed_from
+                end_notes = _stale_evals(run_dir)  # new weights: RUN/eval scored the old ones
+                if end_notes:
+                    summary["notes"] = [*summary.get("notes", []), *end_notes]
             write_json(run_dir / SUMMARY_JSON, summary)
             plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
             for cb in listeners:
                 cb.on_end(summary)
-        return TrainResult(run_dir=run_dir, summary=summary, status=result.status)
+        return TrainResult(run_dir=run_dir, summary=summary, status=result.status, notes=end_notes)
+
+
+def _stale_evals(run_dir: Path) -> list[str]:
+    """Notes on the run's eval reports (``RUN/eval*``, ``checkpoint/eval-last*``) that scored
+    weights a resume has since replaced."""
+    from vitkit.eval.evaluate import stale_reports
+
+    files = [run_dir / MODEL_WEIGHTS, run_dir / CHECKPOINT_DIR / WEIGHTS]
+    return [s.note() for s in stale_reports(files)]
 
 
 def _training_data(
