@@ -234,3 +234,20 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
     assert left == {"my-notes", building.name}  # a build under way is never cleared
     line = runner.invoke(app, ["data", "cache", "--clear", "mnist-minii", *root])
     assert line.exit_code == 1 and "did you mean 'mnist-mini'" in line.stderr
+
+
+def test_bare_folder_is_one_line_not_a_key_error(tmp_path: Path) -> None:
+    """`data info folder` (the name `data list` shows as folder:PATH, typed without the path)
+    raised KeyError: 'path' with a traceback, in data, train and bench alike."""
+    for args in (["data", "info", "folder"], ["data", "download", "folder", "--json"]):
+        result = runner.invoke(app, [*args, "--data-root", str(tmp_path)])
+        assert result.exit_code == 1, result.output
+        assert "folder: needs a path" in result.stderr and result.exception is not None
+        assert isinstance(result.exception, SystemExit)
+    assert json.loads(result.stdout) == {
+        "error": "folder: needs a path: folder:PATH, e.g. folder:~/digits"
+    }
+    # the catalog still lists it, spelled folder:PATH
+    listing = runner.invoke(app, ["data", "list", "--json", "--data-root", str(tmp_path)])
+    names = {r["name"] for r in json.loads(listing.stdout)}
+    assert listing.exit_code == 0 and "folder:PATH" in names

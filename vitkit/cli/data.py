@@ -80,10 +80,11 @@ def list_(data_root: DataRoot = None, json_: Json = False) -> None:
 
     rows: list[dict[str, Any]] = []
     for name in list_datasets():
-        spec = get_dataset_spec(name)
+        shown = "folder:PATH" if name == "folder" else name
+        spec = get_dataset_spec(shown)
         rows.append(
             {
-                "name": "folder:PATH" if name == "folder" else name,
+                "name": shown,
                 "description": spec.description,
                 "classes": len(spec.classes) if spec.classes else None,
                 "image_size": spec.image_size,

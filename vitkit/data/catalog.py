@@ -69,7 +69,11 @@ def list_datasets() -> list[str]:
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
-    if name.startswith(FOLDER_PREFIX):
+    """The spec of a catalog name or of ``folder:PATH``; bare ``folder`` and ``folder:`` with no
+    path are refused here, before anything reads a path that is not there."""
+    if name.startswith(FOLDER_PREFIX) or name == "folder":
+        if name == "folder" or not name[len(FOLDER_PREFIX) :].strip():
+            raise UserError("folder: needs a path: folder:PATH, e.g. folder:~/digits")
         return _DATASETS["folder"]
     try:
         return _DATASETS[name]
@@ -213,9 +217,7 @@ def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> d
     given = {k: v for k, v in options.items() if v is not None}
     check_dataset_options(spec, given)
     resolved = {**spec.options, **given}
-    if name.startswith(FOLDER_PREFIX):
-        if not name[len(FOLDER_PREFIX) :].strip():  # Path("") is the current directory
-            raise UserError("folder: needs a path: folder:PATH, e.g. folder:~/digits")
+    if name.startswith(FOLDER_PREFIX):  # get_dataset_spec refused an empty PATH
         path = Path(name[len(FOLDER_PREFIX) :]).expanduser()
         if not path.is_dir():
             raise NotFoundError(
