@@ -251,3 +251,33 @@ def test_bare_folder_is_one_line_not_a_key_error(tmp_path: Path) -> None:
     listing = runner.invoke(app, ["data", "list", "--json", "--data-root", str(tmp_path)])
     names = {r["name"] for r in json.loads(listing.stdout)}
     assert listing.exit_code == 0 and "folder:PATH" in names
+
+
+def test_preview_bad_input_is_a_json_error_and_one_line(tmp_path: Path) -> None:
+    """Under --json, `-n 0` and `--out x.jpg` printed nothing on stdout (the README promises
+    {"error": ...}); an --out that is a folder named its temp file
+    ("Is a directory: '.x.png.abc.tmp' -> 'x.png'"); a seed torch cannot take was a traceback."""
+    root = ["--data-root", str(tmp_path / "root")]
+    folder = tmp_path / "grid.png"
+    folder.mkdir()
+    cases = {
+        ("-n", "0", "-o", str(tmp_path / "p.png")): "-n must be >= 1, got 0",
+        ("-o", str(tmp_path / "p.jpg")): "--out must be a .png file",
+        ("-o", str(folder)): f"--out {folder} is a folder",
+        ("-o", str(tmp_path / "p.png"), "--seed", str(2**70)): "--seed must be in",
+    }
+    for args, message in cases.items():
+        result = runner.invoke(app, ["data", "preview", "mnist-mini", *args, *root, "--json"])
+        assert result.exit_code == 1, result.output
+        assert message in json.loads(result.stdout)["error"]
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert list(tmp_path.glob(".*.tmp")) == [] and not (tmp_path / "p.png").exists()
+
+
+def test_os_error_on_a_folder_names_the_folder_not_the_temp_file(tmp_path: Path) -> None:
+    import errno
+
+    from vitkit.cli._common import os_error_line
+
+    e = OSError(errno.EISDIR, "Is a directory", str(tmp_path / ".x.png.ab.tmp"), None, "x.png")
+    assert os_error_line(e) == "x.png is a folder, not a file"

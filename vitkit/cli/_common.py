@@ -96,6 +96,8 @@ def os_error_line(e: OSError) -> str:
         if blocker is not None:
             via = "" if blocker == target else f" (for {target})"
             return f"{blocker} is a file, not a folder{via}"
+    if e.errno == errno.EISDIR:  # os.replace(temp, folder) names the temp file first
+        return f"{e.filename2 if e.filename2 is not None else e.filename} is a folder, not a file"
     what = e.strerror or type(e).__name__
     names = " -> ".join(repr(str(f)) for f in (e.filename, e.filename2) if f is not None)
     return f"{what}: {names}"

@@ -15,11 +15,11 @@ from vitkit.cli._common import (
     Json,
     console,
     emit_json,
-    fail,
     progress_bar,
     status,
     user_errors,
 )
+from vitkit.errors import UserError
 
 if TYPE_CHECKING:
     from vitkit.data.catalog import Dataset
@@ -287,10 +287,13 @@ def preview(
     from vitkit.artifact import atomic_write
     from vitkit.data.preview import make_preview
 
+    # UserError, not fail(): the boundary also prints {"error": ...} under --json
     if n < 1:
-        raise fail(f"-n must be >= 1, got {n}")
+        raise UserError(f"-n must be >= 1, got {n}")
     if out.suffix.lower() != ".png":  # a PNG under another name would mislead every viewer
-        raise fail(f"--out must be a .png file, got {out}")
+        raise UserError(f"--out must be a .png file, got {out}")
+    if out.is_dir():  # before the dataset is loaded, and not named by its temp file
+        raise UserError(f"--out {out} is a folder; name a .png file")
     ds = open_dataset(
         name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
     )

@@ -33,6 +33,8 @@ def make_preview(
     """
     if n < 1:
         raise UserError(f"the number of samples must be >= 1, got {n}")
+    if not -(2**63) <= seed < 2**64:  # the range torch.manual_seed takes
+        raise UserError(f"--seed must be in [-2**63, 2**64), got {seed}")
     s = dataset[split]
     g = torch.Generator().manual_seed(seed)
     n = min(n, len(s))
