@@ -191,6 +191,19 @@ def test_fetch_all_mirrors_failing_names_each(
     assert _leftovers(dest_dir) == []
 
 
+def test_fetch_a_server_that_answers_is_not_called_no_network(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    """A 404 said "cannot download x.bin (no network? ...: HTTP 404 Not Found)": the network
+    works, the file is not there; the guess is kept for failures where no server answered."""
+    url, _ = served
+    with pytest.raises(DownloadError) as info:
+        fetch(f"{url}/missing.bin", tmp_path / "x.bin", timeout=5)
+    message = str(info.value)
+    assert message.startswith(f"cannot download x.bin ({url}/missing.bin: HTTP 404 ")
+    assert "no network" not in message and f"place the file at {tmp_path / 'x.bin'}" in message
+
+
 def test_fetch_times_out_on_a_silent_server(tmp_path: Path) -> None:
     with socket.socket() as s:  # accepts connections (backlog) but never answers
         s.bind(("127.0.0.1", 0))

@@ -99,7 +99,12 @@ def _mismatch(actual: dict[str, str], expected: dict[str, str]) -> str | None:
 
 
 class _MirrorFailed(Exception):
-    """One URL did not deliver the file; the next mirror may."""
+    """One URL did not deliver the file; the next mirror may. ``answered``: a server was
+    reached (an HTTP error status, a transfer cut short), so the network itself works."""
+
+    def __init__(self, reason: str, *, answered: bool = False) -> None:
+        super().__init__(reason)
+        self.answered = answered
 
 
 class _ChecksumMismatch(_MirrorFailed):
@@ -136,11 +141,12 @@ def _url_chunks(url: str, timeout: float) -> Generator[tuple[bytes, int | None],
                 done += len(chunk)
                 yield chunk, total
     except (OSError, http.client.HTTPException, ValueError) as e:
+        answered = isinstance(e, urllib.error.HTTPError) or done > 0
         if isinstance(e, urllib.error.HTTPError):
             e.close()
-        raise _MirrorFailed(_network_reason(e, timeout)) from None
+        raise _MirrorFailed(_network_reason(e, timeout), answered=answered) from None
     if total is not None and done != total:
-        raise _MirrorFailed(f"connection closed after {done} of {total} bytes")
+        raise _MirrorFailed(f"connection closed after {done} of {total} bytes", answered=True)
 
 
 def fetch(
@@ -177,6 +183,7 @@ def fetch(
 
     description = f"download {dest.name}"
     failures: list[str] = []
+    answered = False  # some server answered: "no network?" would mislead
     mismatch: str | None = None
     for url in url_list:
         hashes = {a: hashlib.new(a) for a in expected}
@@ -198,13 +205,15 @@ def fetch(
             mismatch = mismatch or f"{e} (from {url})"
         except _MirrorFailed as e:
             failures.append(f"{url}: {e}")
+            answered = answered or e.answered
         except OSError as e:  # only local trouble gets here: the temp file, the directory
             raise DownloadError(f"cannot write {dest}: {_one_line(e)}") from None
 
     if mismatch:
         raise DownloadError(f"checksum mismatch for {dest.name}: {mismatch}; nothing was saved")
+    guess = "" if answered else "no network? "
     raise DownloadError(
-        f"cannot download {dest.name} (no network? {'; '.join(failures)}){stale}; "
+        f"cannot download {dest.name} ({guess}{'; '.join(failures)}){stale}; "
         f"place the file at {dest} and run again"
     )
 
