@@ -107,8 +107,13 @@ def listed(items: Sequence[str], shown: int = 5) -> str:
 
 
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:
-    """Return ``"; did you mean 'a', 'b'?"`` for the closest names, or ``""`` when none is close."""
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
+    """Return ``"; did you mean 'a', 'b'?"`` for the closest names, or ``""`` when none is close.
+    Case is ignored in the comparison (``MNIST``, ``CIFAR10`` as torchvision spells them)."""
+    by_folded: dict[str, str] = {}
+    for choice in choices:
+        by_folded.setdefault(choice.casefold(), choice)
+    folded = difflib.get_close_matches(name.casefold(), list(by_folded), n=n, cutoff=0.5)
+    close = [by_folded[c] for c in folded]
     if not close:
         return ""
     return "; did you mean " + ", ".join(f"'{c}'" for c in close) + "?"

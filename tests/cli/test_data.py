@@ -281,3 +281,12 @@ def test_os_error_on_a_folder_names_the_folder_not_the_temp_file(tmp_path: Path)
 
     e = OSError(errno.EISDIR, "Is a directory", str(tmp_path / ".x.png.ab.tmp"), None, "x.png")
     assert os_error_line(e) == "x.png is a folder, not a file"
+
+
+def test_unknown_dataset_in_capitals_suggests_the_name(tmp_path: Path) -> None:
+    """`MNIST` / `CIFAR10` (torchvision's spelling) listed every dataset instead of the one
+    meant: the comparison was case-sensitive."""
+    for typed, meant in (("MNIST", "mnist"), ("CIFAR10", "cifar10"), ("Fashion-MNIST", "fashion")):
+        result = runner.invoke(app, ["data", "info", typed, "--data-root", str(tmp_path)])
+        assert result.exit_code == 1
+        assert f"unknown dataset '{typed}'; did you mean '{meant}" in result.stderr
