@@ -290,3 +290,16 @@ def test_unknown_dataset_in_capitals_suggests_the_name(tmp_path: Path) -> None:
         result = runner.invoke(app, ["data", "info", typed, "--data-root", str(tmp_path)])
         assert result.exit_code == 1
         assert f"unknown dataset '{typed}'; did you mean '{meant}" in result.stderr
+
+
+def test_data_cache_under_a_root_named_folder(tmp_path: Path) -> None:
+    """With --data-root .../folder every catalog cache was read as a folder: cache of a folder
+    that is gone ("folder:?"), and `--prune` deleted it."""
+    root = ["--data-root", str(tmp_path / "folder")]
+    assert runner.invoke(app, ["data", "download", "mnist-mini", *root]).exit_code == 0
+    listing = json.loads(runner.invoke(app, ["data", "cache", "--json", *root]).stdout)
+    assert [(c["dataset"], c["stale"]) for c in listing["caches"]] == [("mnist-mini", None)]
+    pruned = json.loads(runner.invoke(app, ["data", "cache", "--prune", "--json", *root]).stdout)
+    assert pruned["removed"] == [] and len(pruned["caches"]) == 1
+    again = runner.invoke(app, ["data", "download", "mnist-mini", "--json", *root])
+    assert json.loads(again.stdout)["from_cache"] is True

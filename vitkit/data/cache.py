@@ -138,14 +138,15 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
     from vitkit.data.catalog import FOLDER_PREFIX, list_datasets
 
     found = [
-        d
+        (d, False)
         for name in list_datasets()
         if name != "folder"
         for d in sorted(data_root.glob(f"{name}/cache/*"))
     ]
-    found += sorted(data_root.glob("folder/*/cache/*"))
+    # which glob found it says what it is: a data root may itself be named "folder"
+    found += [(d, True) for d in sorted(data_root.glob("folder/*/cache/*"))]
     entries: list[CacheEntry] = []
-    for directory in found:
+    for directory, folder in found:
         if not directory.is_dir() or not _CACHE_KEY.fullmatch(directory.name):
             continue
         meta: Any = None
@@ -153,7 +154,6 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
             meta = read_json(directory / "meta.json")
         options = meta.get("options") if isinstance(meta, dict) else None
         options = options if isinstance(options, dict) else {}
-        folder = directory.parent.parent.parent.name == "folder"
         name = f"folder:{options.get('path', '?')}" if folder else directory.parent.parent.name
         size = sum(_stat(f).st_size for f in directory.rglob("*") if f.is_file())
         stale = None
@@ -216,9 +216,12 @@ def remove_cache(entry: CacheEntry) -> None:
 
     if entry.directory.parent.name != "cache":  # only ever <...>/cache/<key>
         raise ValueError(f"not a cache directory: {entry.directory}")
+    from vitkit.data.catalog import FOLDER_PREFIX
+
     shutil.rmtree(entry.directory)
-    for empty in (entry.directory.parent, entry.directory.parent.parent):  # cache/, <folder>/
-        if empty.parent.name != "folder" and empty.name != "cache":
-            break  # a catalog dataset's own folder keeps its downloads
+    empties = [entry.directory.parent]  # cache/
+    if entry.dataset.startswith(FOLDER_PREFIX):  # a catalog dataset's folder keeps its downloads
+        empties.append(entry.directory.parent.parent)  # folder/<name>-<hash>/
+    for empty in empties:
         with contextlib.suppress(OSError):  # not empty: kept
             empty.rmdir()
