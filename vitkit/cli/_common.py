@@ -193,7 +193,8 @@ ImageSize = Annotated[int | None, typer.Option(help="Input side in pixels.", ric
 PatchSize = Annotated[
     int | None,
     typer.Option(
-        help="Patch side in pixels (default: 4 for 28-32 px, 16 for 224 px).", rich_help_panel=_M
+        help="Patch side in pixels (default: 4 for 28 and 32 px, 16 for 224 px).",
+        rich_help_panel=_M,
     ),
 ]
 InChans = Annotated[

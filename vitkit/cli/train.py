@@ -218,7 +218,7 @@ def train_command(
         int | None,
         typer.Option(
             help="Patch side in pixels (default: the dataset's recipe, e.g. 7 for MNIST's 28 px;"
-            " else 4 for 28-32 px, 16 for 224 px).",
+            " else 4 for 28 and 32 px, 16 for 224 px).",
             rich_help_panel="Model",
         ),
     ] = None,
