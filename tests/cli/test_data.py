@@ -303,3 +303,18 @@ def test_data_cache_under_a_root_named_folder(tmp_path: Path) -> None:
     assert pruned["removed"] == [] and len(pruned["caches"]) == 1
     again = runner.invoke(app, ["data", "download", "mnist-mini", "--json", *root])
     assert json.loads(again.stdout)["from_cache"] is True
+
+
+def test_a_cache_with_a_corrupt_meta_json_is_stale_at_once(tmp_path: Path) -> None:
+    """meta.json is written last and atomically: one that cannot be read is damage, not a build
+    under way, and was listed as "incomplete (no meta.json)" for an hour before --prune took it."""
+    root = ["--data-root", str(tmp_path)]
+    assert runner.invoke(app, ["data", "download", "mnist-mini", *root]).exit_code == 0
+    (cache,) = (tmp_path / "mnist-mini" / "cache").iterdir()
+    (cache / "meta.json").write_text("{not json")
+    listing = json.loads(runner.invoke(app, ["data", "cache", "--json", *root]).stdout)
+    assert [(c["dataset"], c["stale"]) for c in listing["caches"]] == [
+        ("mnist-mini", "unreadable meta.json")
+    ]
+    pruned = json.loads(runner.invoke(app, ["data", "cache", "--prune", "--json", *root]).stdout)
+    assert len(pruned["removed"]) == 1 and not cache.exists()

@@ -157,7 +157,10 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
         name = f"folder:{options.get('path', '?')}" if folder else directory.parent.parent.name
         size = sum(_stat(f).st_size for f in directory.rglob("*") if f.is_file())
         stale = None
-        if meta is None:
+        if meta is None and (directory / "meta.json").is_file():  # written atomically: corrupt
+            stale = "unreadable meta.json"
+            name = name if not folder else f"folder:? ({directory.parent.parent.name})"
+        elif meta is None:
             age = time.time() - max(
                 (_stat(f).st_mtime for f in directory.iterdir()), default=_stat(directory).st_mtime
             )
