@@ -495,11 +495,15 @@ def test_eval_onnx_agrees_with_eager(trained_run: Path, tmp_path: Path) -> None:
     exported = runner.invoke(app, ["export", str(run), "--onnx", "--json"])
     assert exported.exit_code == 0, exported.output
     eager = json.loads(runner.invoke(app, ["eval", str(run), "--json"]).stdout)
-    result = runner.invoke(app, ["eval", str(run), "--onnx", "--json", "--out", str(tmp_path)])
+    result = runner.invoke(app, ["eval", str(run), "--onnx", "--json"])
     assert result.exit_code == 0, result.output
     via_ort = json.loads(result.stdout)
     assert via_ort["device"].startswith("onnxruntime-cpu")
     assert abs(via_ort["top1"] - eager["top1"]) <= 0.001
+    # beside the file, as `vitkit eval RUN/export/model.onnx`; RUN/eval stays the eager report
+    assert via_ort["files"][0] == str(run / "export" / "eval-model" / "eval.json")
+    kept = json.loads((run / "eval" / "eval.json").read_text())
+    assert kept["device"] == eager["device"] and kept["model_file"].endswith("model.safetensors")
 
 
 def test_predict_on_onnx_file_matches_eager(trained_run: Path, tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ def eval_command(
     """Evaluate RUN on a dataset split: accuracy, per-class metrics, confusion, calibration.
 
     Top-1 and top-5, per-class precision/recall/F1 and support, the confusion matrix, expected
-    calibration error (15 bins) and the most confidently wrong images. Writes RUN/eval/: eval.json, confusion.png and wrong.png (the PNGs need matplotlib).
+    calibration error (15 bins) and the most confidently wrong images. Writes RUN/eval/ (for an .onnx file, --onnx included: eval-<name>/ beside it): eval.json, confusion.png and wrong.png (the PNGs need matplotlib).
     """
     from vitkit.eval import evaluate
     from vitkit.eval.evaluate import report_dir
@@ -109,6 +109,7 @@ def eval_command(
             f"{run} is an ONNX file already; --onnx and --onnx-file apply to a run directory"
         )
     lm = _load(run, device)
+    scored = Path(run) if is_onnx else None  # a file scored: its report goes beside it
     if onnx or onnx_file is not None:
         from vitkit.eval.evaluate import OnnxModule, check_onnx_matches
 
@@ -117,6 +118,7 @@ def eval_command(
             raise UserError(ONNX_MISSING.format(path=path, run=run))
         check_onnx_matches(lm, path)  # another model's or other weights' file: refused
         lm.model = OnnxModule(path)
+        scored = Path(path)  # not RUN/eval: that is the eager weights' report
     with progress_bar(not json_) as progress:
         report = evaluate(
             lm,
@@ -130,7 +132,7 @@ def eval_command(
         )
     # a file (an .onnx, other weights of the run): its own report, not the run's
     report.run = str(run) if is_onnx else str(lm.weights_file or report.run)
-    out_dir = out if out is not None else report_dir(lm, data, split, file=run if is_onnx else None)
+    out_dir = out if out is not None else report_dir(lm, data, split, file=scored)
     saved = report.save(out_dir)
     notes = [*report.notes, *saved.notes]
     if json_:
