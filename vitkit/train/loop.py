@@ -144,6 +144,95 @@ def _any_rank(flag: bool, device: torch.device, world_size: int) -> bool:
     return bool(t.item() > 0)
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What every optimizer step uses, fixed for the call."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    autocast_dtype: torch.dtype | None  # None: no autocast
+    device: torch.device  # the training device
+    smoothing: float  # label smoothing
+    grad_clip: float  # max gradient norm (0: off)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+@dataclass
+class _Run:
+    """One fit() call: what every epoch reports to, and the totals it carries across epochs."""
+
+    config: TrainConfig
+    callbacks: Sequence[Callback]
+    save: Callable[[str, FitState], None]
+    total_steps: int
+    batches: int  # per epoch
+    t_start: float  # perf_counter at the call's start
+    train_seconds: float = 0.0  # in training steps, validation excluded
+    images: int = 0
+    first_step_seconds: float = 0.0
+    first_step_images: int = 0
+    last_val: dict[str, Any] | None = None
+
+    def time_first_step(self, device: torch.device, t_epoch: float, n: int) -> None:
+        """One sync per call, to time the compile."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+        self.first_step_seconds, self.first_step_images = time.perf_counter() - t_epoch, n
+
+    def result(self, state: FitState, status: str) -> FitResult:
+        return FitResult(
+            state=state,
+            status=status,
+            train_seconds=self.train_seconds,
+            images=self.images,
+            last_val=self.last_val,
+            first_step_seconds=self.first_step_seconds,
+            first_step_images=self.first_step_images,
+        )
+
+
+@dataclass
+class _Epoch:
+    """One epoch's running totals. The losses stay on the device: nothing here syncs."""
+
+    index: int  # 0-based
+    t_start: float  # perf_counter at the epoch's start
+    loss: Tensor  # sum of the epoch's batch losses (a resumed epoch's earlier ones included)
+    batches: int  # batches in ``loss``
+    window_loss: Tensor  # sum of the batch losses since the last step report
+    window_n: int = 0  # batches in ``window_loss``
+    t_report: float = 0.0  # perf_counter at the last step report
+    report_images: int = 0  # images since the last step report
+    images: int = 0  # images trained in this call
+    train_seconds: float = 0.0  # set at the epoch's end, validation excluded
+    interrupted: bool = False
+    hit_max: bool = False  # --max-steps reached
+
+    @classmethod
+    def begin(cls, state: FitState, device: torch.device) -> _Epoch:
+        t = time.perf_counter()
+        window = torch.zeros((), device=device)
+        # resumed mid-epoch: the epoch's mean loss counts the batches before the stop too
+        carried = float(state.epoch_loss_sum or 0.0) if state.batch else 0.0
+        loss = torch.full((), carried, device=device)
+        return cls(state.epoch, t, loss, state.batch, window, t_report=t)
+
+    def add(self, loss: Tensor, n: int) -> None:
+        d = loss.detach()
+        self.window_loss += d
+        self.loss += d
+        self.window_n += 1
+        self.batches += 1
+        self.report_images += n
+        self.images += n
+
+
 def fit(
     model: nn.Module,
     *,
@@ -168,181 +257,183 @@ def fit(
     """
     device = train_loader.device
     stop = stop or StopFlag()
-    batches = len(train_loader)
     check_every_step = device.type == "cpu"  # a scalar read is free on the CPU
-    smoothing = config.label_smoothing
-    t_run = time.perf_counter()
-    train_seconds, images = 0.0, 0
-    first_step_s, first_images = 0.0, 0
-    last_val: dict[str, Any] | None = None
-    status = "completed"
+    run = _Run(config, callbacks, save, total_steps, len(train_loader), time.perf_counter())
+    parts = _Parts(
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        autocast_dtype,
+        device,
+        config.label_smoothing,
+        config.grad_clip,
+    )
     if config.max_steps and state.step >= config.max_steps:  # a resumed run that was done
         return FitResult(state, "max_steps", train_seconds=0.0, images=0, last_val=None)
     if state.batch == 0 and state.patience_spent(config.patience):
         # a resumed run that had stopped early: its patience is still spent
         return FitResult(state, "early_stopped", train_seconds=0.0, images=0, last_val=None)
-
-    def step_lr() -> float:
-        return float(optimizer.param_groups[0]["lr"])
-
+    status = "completed"
     while state.epoch < config.epochs:
-        epoch = state.epoch
-        train_loader.set_epoch(epoch)
+        train_loader.set_epoch(state.epoch)
         model.train()
-        t_epoch = time.perf_counter()
-        t_report, imgs_report = t_epoch, 0
-        epoch_imgs = 0
-        window_loss = torch.zeros((), device=device)
-        window_n = 0
-        # resumed mid-epoch: the epoch's mean loss counts the batches before the stop too
-        carried = float(state.epoch_loss_sum or 0.0) if state.batch else 0.0
-        epoch_loss = torch.full((), carried, device=device)
-        epoch_n = state.batch
-        interrupted = hit_max = False
+        ep = _Epoch.begin(state, device)
         for x, y in train_loader.iter_from(state.batch):
-            with torch.autocast(
-                device.type,
-                dtype=autocast_dtype or torch.float32,
-                enabled=autocast_dtype is not None,
-            ):
-                logits = model(x)
-                loss = loss_fn(logits, y, smoothing)
-            if check_every_step and not torch.isfinite(loss):
-                raise _non_finite(float(loss.detach()), state)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            d = loss.detach()
-            window_loss += d
-            epoch_loss += d
-            window_n += 1
-            epoch_n += 1
+            loss = _optimizer_step(parts, x, y, state, check_every_step)
+            ep.add(loss, len(x))
             state.batch += 1
             state.step += 1
-            n = len(x)
-            if not first_images:  # one sync per call, to time the compile
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                elif device.type == "mps":
-                    torch.mps.synchronize()
-                first_step_s, first_images = time.perf_counter() - t_epoch, n
-            imgs_report += n
-            epoch_imgs += n
-            hit_max = bool(config.max_steps) and state.step >= config.max_steps
-            last = state.batch == batches or hit_max
-            if state.step % config.log_every == 0 or last:
-                mean_loss = float(window_loss) / window_n  # one sync per report
-                if not torch.isfinite(torch.tensor(mean_loss)):
-                    raise _non_finite(float(mean_loss), state)
-                now = time.perf_counter()
-                info = StepInfo(
-                    step=state.step,
-                    total_steps=total_steps,
-                    epoch=epoch,
-                    epochs=config.epochs,
-                    batch=state.batch,
-                    batches=batches,
-                    loss=mean_loss,
-                    lr=step_lr(),
-                    images_per_s=imgs_report / max(now - t_report, 1e-9),
-                    elapsed=now - t_run,
-                )
-                for cb in callbacks:
-                    cb.on_step(info)
-                t_report, imgs_report = time.perf_counter(), 0
-                window_loss.zero_()
-                window_n = 0
-                if _any_rank(stop.requested, device, world_size):
-                    interrupted = True
-            elif world_size == 1 and stop.requested:
-                interrupted = True
-            if interrupted or hit_max:
-                break
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_train_s = time.perf_counter() - t_epoch
-        train_seconds += epoch_train_s
-        images += epoch_imgs
-        train_loss = float(epoch_loss) / max(epoch_n, 1)
-        if interrupted:
-            state.checkpoint_step = state.step
-            state.epoch_loss_sum = float(epoch_loss)
-            save("checkpoint", state)
-            status = "interrupted"
-            break
-        epoch_done = state.batch >= batches
-        if not epoch_done and not hit_max:
-            break  # defensive: the loader ended early
-        val = evaluate_loader(model, val_loader, autocast_dtype) if val_loader else None
-        if val is not None and not math.isfinite(val["loss"]):
-            # weights gone to inf/NaN though each training loss was finite: never saved as
-            # best or as a checkpoint
-            raise _non_finite(val["loss"], state, where="validation loss")
-        last_val = val
-        acc = val["exact"] if val and _multi(val) else (val["acc"] if val else None)
-        if not epoch_done:  # --max-steps mid-epoch: validated for the summary, but not a
-            # contender for best, so that a resume picks the best an uninterrupted run would
-            is_best = False
-            if state.best_epoch < 0:  # no best yet: these weights for now
-                save("best", state)  # (the first full epoch of a resume replaces them)
-        else:
-            # no validation: every full epoch's weights become model.safetensors, and say so
-            # (metrics.jsonl had is_best false beside summary.json's best_epoch)
-            is_best = val is None or (
-                acc is not None and (state.best_acc is None or acc > state.best_acc)
-            )
-            if is_best:
-                state.best_acc, state.best_epoch, state.epochs_since_best = acc, epoch, 0
-                save("best", state)
+            if not run.first_step_images:
+                run.time_first_step(device, ep.t_start, len(x))
+            ep.hit_max = bool(config.max_steps) and state.step >= config.max_steps
+            if state.step % config.log_every == 0 or state.batch == run.batches or ep.hit_max:
+                _report_steps(run, ep, state, parts.lr())  # one sync per report
+                ep.interrupted = _any_rank(stop.requested, device, world_size)
             else:
-                state.epochs_since_best += 1
-        if epoch_done:
-            state.epoch, state.batch, state.epoch_loss_sum = epoch + 1, 0, 0.0
-        else:  # --max-steps mid-epoch: an extension resumes inside this epoch
-            state.epoch_loss_sum = float(epoch_loss)
-        state.checkpoint_step = state.step
-        save("checkpoint", state)
-        info_e = EpochInfo(
-            epoch=epoch,
-            epochs=config.epochs,
-            step=state.step,
-            train_loss=train_loss,
-            val=val,
-            lr=step_lr(),
-            images_per_s=epoch_imgs / max(epoch_train_s, 1e-9),
-            seconds=time.perf_counter() - t_epoch,
-            best_acc=state.best_acc,
-            is_best=is_best,
-            partial=not epoch_done,
-        )
-        for cb in callbacks:
-            cb.on_epoch(info_e)
-        if hit_max:
-            status = "max_steps"
+                ep.interrupted = world_size == 1 and stop.requested
+            if ep.interrupted or ep.hit_max:
+                break
+        ended = _end_epoch(parts, run, ep, state, val_loader)
+        if ended is not None:
+            status = ended
             break
-        if state.patience_spent(config.patience):
-            status = "early_stopped"
-            break
-    return FitResult(
-        state=state,
-        status=status,
-        train_seconds=train_seconds,
-        images=images,
-        last_val=last_val,
-        first_step_seconds=first_step_s,
-        first_step_images=first_images,
+    return run.result(state, status)
+
+
+def _optimizer_step(p: _Parts, x: Tensor, y: Tensor, state: FitState, check_finite: bool) -> Tensor:
+    """Forward under autocast, backward (scaled), clip, optimizer and schedule step; the loss.
+
+    ``check_finite`` reads the loss (a sync) to stop before a NaN reaches the weights."""
+    with torch.autocast(
+        p.device.type,
+        dtype=p.autocast_dtype or torch.float32,
+        enabled=p.autocast_dtype is not None,
+    ):
+        logits = p.model(x)
+        loss = loss_fn(logits, y, p.smoothing)
+    if check_finite and not torch.isfinite(loss):
+        raise _non_finite(float(loss.detach()), state)
+    p.optimizer.zero_grad(set_to_none=True)
+    if p.scaler is not None:
+        p.scaler.scale(loss).backward()
+        p.scaler.unscale_(p.optimizer)
+    else:
+        loss.backward()
+    if p.grad_clip > 0:
+        nn.utils.clip_grad_norm_(p.model.parameters(), p.grad_clip)
+    if p.scaler is not None:
+        p.scaler.step(p.optimizer)
+        p.scaler.update()
+    else:
+        p.optimizer.step()
+    p.scheduler.step()
+    return loss
+
+
+def _report_steps(run: _Run, ep: _Epoch, state: FitState, lr: float) -> None:
+    """The mean loss since the last report (read here: a sync) as a StepInfo to the callbacks."""
+    mean_loss = float(ep.window_loss) / ep.window_n
+    if not torch.isfinite(torch.tensor(mean_loss)):
+        raise _non_finite(float(mean_loss), state)
+    now = time.perf_counter()
+    info = StepInfo(
+        step=state.step,
+        total_steps=run.total_steps,
+        epoch=ep.index,
+        epochs=run.config.epochs,
+        batch=state.batch,
+        batches=run.batches,
+        loss=mean_loss,
+        lr=lr,
+        images_per_s=ep.report_images / max(now - ep.t_report, 1e-9),
+        elapsed=now - run.t_start,
     )
+    for cb in run.callbacks:
+        cb.on_step(info)
+    ep.t_report, ep.report_images = time.perf_counter(), 0
+    ep.window_loss.zero_()
+    ep.window_n = 0
+
+
+def _end_epoch(
+    p: _Parts, run: _Run, ep: _Epoch, state: FitState, val_loader: DeviceLoader | None
+) -> str | None:
+    """After an epoch's batches (or a stop inside it): validation, best weights, checkpoint and
+    the EpochInfo. Returns the status that ends the run, or None to go on."""
+    if p.device.type == "cuda":
+        torch.cuda.synchronize(p.device)
+    ep.train_seconds = time.perf_counter() - ep.t_start
+    run.train_seconds += ep.train_seconds
+    run.images += ep.images
+    train_loss = float(ep.loss) / max(ep.batches, 1)
+    if ep.interrupted:
+        state.checkpoint_step = state.step
+        state.epoch_loss_sum = float(ep.loss)
+        run.save("checkpoint", state)
+        return "interrupted"
+    epoch_done = state.batch >= run.batches
+    if not epoch_done and not ep.hit_max:
+        return "completed"  # defensive: the loader ended early
+    val = evaluate_loader(p.model, val_loader, p.autocast_dtype) if val_loader else None
+    if val is not None and not math.isfinite(val["loss"]):
+        # weights gone to inf/NaN though each training loss was finite: never saved as
+        # best or as a checkpoint
+        raise _non_finite(val["loss"], state, where="validation loss")
+    run.last_val = val
+    is_best = _update_best(state, val, ep.index, epoch_done, run.save)
+    if epoch_done:
+        state.epoch, state.batch, state.epoch_loss_sum = ep.index + 1, 0, 0.0
+    else:  # --max-steps mid-epoch: an extension resumes inside this epoch
+        state.epoch_loss_sum = float(ep.loss)
+    state.checkpoint_step = state.step
+    run.save("checkpoint", state)
+    info = EpochInfo(
+        epoch=ep.index,
+        epochs=run.config.epochs,
+        step=state.step,
+        train_loss=train_loss,
+        val=val,
+        lr=p.lr(),
+        images_per_s=ep.images / max(ep.train_seconds, 1e-9),
+        seconds=time.perf_counter() - ep.t_start,
+        best_acc=state.best_acc,
+        is_best=is_best,
+        partial=not epoch_done,
+    )
+    for cb in run.callbacks:
+        cb.on_epoch(info)
+    if ep.hit_max:
+        return "max_steps"
+    if state.patience_spent(run.config.patience):
+        return "early_stopped"
+    return None
+
+
+def _update_best(
+    state: FitState,
+    val: dict[str, Any] | None,
+    epoch: int,
+    epoch_done: bool,
+    save: Callable[[str, FitState], None],
+) -> bool:
+    """Best and patience bookkeeping for a validated epoch (``save("best")`` when it is best);
+    whether it is the best."""
+    acc = val["exact"] if val and _multi(val) else (val["acc"] if val else None)
+    if not epoch_done:  # --max-steps mid-epoch: validated for the summary, but not a
+        # contender for best, so that a resume picks the best an uninterrupted run would
+        if state.best_epoch < 0:  # no best yet: these weights for now
+            save("best", state)  # (the first full epoch of a resume replaces them)
+        return False
+    # no validation: every full epoch's weights become model.safetensors, and say so
+    # (metrics.jsonl had is_best false beside summary.json's best_epoch)
+    is_best = val is None or (acc is not None and (state.best_acc is None or acc > state.best_acc))
+    if is_best:
+        state.best_acc, state.best_epoch, state.epochs_since_best = acc, epoch, 0
+        save("best", state)
+    else:
+        state.epochs_since_best += 1
+    return is_best
 
 
 def _multi(val: dict[str, Any]) -> bool:
