@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -318,3 +319,29 @@ def test_a_cache_with_a_corrupt_meta_json_is_stale_at_once(tmp_path: Path) -> No
     ]
     pruned = json.loads(runner.invoke(app, ["data", "cache", "--prune", "--json", *root]).stdout)
     assert len(pruned["removed"]) == 1 and not cache.exists()
+
+
+def test_a_rebuild_of_a_damaged_cache_reads_as_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild over a cache with a damaged meta.json removes that meta.json first: while its
+    splits are written it is a build under way (``--prune`` keeps it), not stale damage."""
+    import vitkit.data.cache as cache_module
+    from vitkit import load_dataset
+
+    root = ["--data-root", str(tmp_path)]
+    assert runner.invoke(app, ["data", "download", "mnist-mini", *root]).exit_code == 0
+    (cache,) = (tmp_path / "mnist-mini" / "cache").iterdir()
+    (cache / "meta.json").write_text("{not json")
+
+    def cut_off(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cut off before meta.json")
+
+    monkeypatch.setattr(cache_module, "write_json", cut_off)
+    with pytest.raises(RuntimeError):  # the rebuild stops before its commit marker
+        load_dataset("mnist-mini", data_root=tmp_path)
+    monkeypatch.undo()
+    listing = json.loads(runner.invoke(app, ["data", "cache", "--json", *root]).stdout)
+    assert [(c["stale"], c["complete"]) for c in listing["caches"]] == [(None, False)]
+    runner.invoke(app, ["data", "cache", "--prune", *root])
+    assert (cache / "train.safetensors").is_file()  # a build under way is never pruned

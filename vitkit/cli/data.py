@@ -169,7 +169,7 @@ def cache(
         typer.Option(
             "--prune",
             help="Delete the stale caches: of folders that are gone, superseded (the folder "
-            "changed and was cached again), or incomplete.",
+            "changed and was cached again), incomplete, or with an unreadable meta.json.",
         ),
     ] = False,
     clear: Annotated[

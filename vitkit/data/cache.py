@@ -42,8 +42,11 @@ def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float],
 
 
 def save_cache(directory: Path, raw: RawDataset, meta: dict[str, Any]) -> None:
-    """Write every split and then ``meta.json`` (the commit marker)."""
+    """Write every split and then ``meta.json`` (the commit marker). An earlier (or damaged)
+    ``meta.json`` goes first: until the new one is written the cache reads as a build under way,
+    which no reader pairs with the old meta and ``--prune`` leaves alone."""
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").unlink(missing_ok=True)
     for name, split in raw.splits.items():
         blob = save({"images": split.images.contiguous(), "labels": split.labels.contiguous()})
         with atomic_write(directory / f"{name}.safetensors") as f:
@@ -116,7 +119,7 @@ class CacheEntry:
     options: dict[str, Any]  # the builder options it was made with (a folder's fingerprint too)
     bytes: int
     stale: str | None  # why nothing will read it again; None while it is current
-    complete: bool = True  # False: no meta.json (a build cut off, or one under way)
+    complete: bool = True  # False: no readable meta.json (a build cut off or under way; damage)
 
     @property
     def building(self) -> bool:
@@ -134,7 +137,7 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
     else there is ours to judge). Stale: of a folder that is gone, or of a folder cached again
     since with the same options (its files changed, so the older cache's fingerprint will not
     match again), or incomplete (no ``meta.json``) for over an hour: a build cut off, not one
-    under way."""
+    under way; or with a ``meta.json`` that cannot be read (a rebuild removes it first)."""
     from vitkit.data.catalog import FOLDER_PREFIX, list_datasets
 
     found = [
