@@ -240,7 +240,14 @@ def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
 def test_bare_folder_is_one_line_not_a_key_error(tmp_path: Path) -> None:
     """`data info folder` (the name `data list` shows as folder:PATH, typed without the path)
     raised KeyError: 'path' with a traceback, in data, train and bench alike."""
-    for args in (["data", "info", "folder"], ["data", "download", "folder", "--json"]):
+    cases = (
+        ["data", "cache", "--clear", "folder"],
+        ["data", "cache", "--clear", "folder:"],  # was the current directory
+        ["data", "info", "folder:"],
+        ["data", "info", "folder"],
+        ["data", "download", "folder", "--json"],
+    )
+    for args in cases:
         result = runner.invoke(app, [*args, "--data-root", str(tmp_path)])
         assert result.exit_code == 1, result.output
         assert "folder: needs a path" in result.stderr and result.exception is not None
@@ -252,6 +259,10 @@ def test_bare_folder_is_one_line_not_a_key_error(tmp_path: Path) -> None:
     listing = runner.invoke(app, ["data", "list", "--json", "--data-root", str(tmp_path)])
     names = {r["name"] for r in json.loads(listing.stdout)}
     assert listing.exit_code == 0 and "folder:PATH" in names
+    # and the library's listing and lookup agree: every listed name has a spec
+    from vitkit.data import get_dataset_spec, list_datasets
+
+    assert all(get_dataset_spec(n).name for n in list_datasets())
 
 
 def test_preview_bad_input_is_a_json_error_and_one_line(tmp_path: Path) -> None:

@@ -80,11 +80,10 @@ def list_(data_root: DataRoot = None, json_: Json = False) -> None:
 
     rows: list[dict[str, Any]] = []
     for name in list_datasets():
-        shown = "folder:PATH" if name == "folder" else name
-        spec = get_dataset_spec(shown)
+        spec = get_dataset_spec(name)
         rows.append(
             {
-                "name": shown,
+                "name": "folder:PATH" if name == "folder" else name,
                 "description": spec.description,
                 "classes": len(spec.classes) if spec.classes else None,
                 "image_size": spec.image_size,

@@ -203,8 +203,10 @@ def clean_caches(
 ) -> tuple[list[CacheEntry], list[CacheEntry]]:
     """Delete the stale caches (``stale``) and every cache of ``dataset`` (a catalog name or
     ``folder:PATH``), never a build under way; returns the caches kept and those removed."""
-    from vitkit.data.catalog import absolute_name
+    from vitkit.data.catalog import absolute_name, folder_path
 
+    if dataset is not None:
+        folder_path(dataset)  # a bare folder (or folder: with no PATH) names no cache: refused
     target = absolute_name(dataset) if dataset is not None else None
     kept: list[CacheEntry] = []
     removed: list[CacheEntry] = []

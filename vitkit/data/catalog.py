@@ -69,11 +69,9 @@ def list_datasets() -> list[str]:
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
-    """The spec of a catalog name or of ``folder:PATH``; bare ``folder`` and ``folder:`` with no
-    path are refused here, before anything reads a path that is not there."""
-    if name.startswith(FOLDER_PREFIX) or name == "folder":
-        if name == "folder" or not name[len(FOLDER_PREFIX) :].strip():
-            raise UserError("folder: needs a path: folder:PATH, e.g. folder:~/digits")
+    """The spec of a catalog name (each of ``list_datasets``) or of ``folder:PATH``. A bare
+    ``folder`` is the spec of every image folder; loading one needs its PATH (``folder_path``)."""
+    if name.startswith(FOLDER_PREFIX):
         return _DATASETS["folder"]
     try:
         return _DATASETS[name]
@@ -213,12 +211,23 @@ def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
             )
 
 
+def folder_path(name: str) -> Path | None:
+    """PATH of ``folder:PATH`` (``~`` expanded), None for a catalog name. A bare ``folder`` and
+    ``folder:`` with no PATH are refused (``Path("")`` would be the current directory)."""
+    if name != "folder" and not name.startswith(FOLDER_PREFIX):
+        return None
+    path = name[len(FOLDER_PREFIX) :]
+    if name == "folder" or not path.strip():
+        raise UserError("folder: needs a path: folder:PATH, e.g. folder:~/digits")
+    return Path(path).expanduser()
+
+
 def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in options.items() if v is not None}
     check_dataset_options(spec, given)
     resolved = {**spec.options, **given}
-    if name.startswith(FOLDER_PREFIX):  # get_dataset_spec refused an empty PATH
-        path = Path(name[len(FOLDER_PREFIX) :]).expanduser()
+    path = folder_path(name)
+    if path is not None:
         if not path.is_dir():
             raise NotFoundError(
                 f"folder dataset not found: {path} (expected {path}/train/<class>/*.jpg, or "
