@@ -214,6 +214,34 @@ def test_fetch_times_out_on_a_silent_server(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_fetch_a_server_that_stalls_after_its_headers_is_not_called_no_network(
+    tmp_path: Path,
+) -> None:
+    """Headers, then silence: the network works (a server answered), so the timeout is not
+    guessed to be "no network?", as it is when nothing answers at all (the test above)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        done = threading.Event()
+
+        def answer_then_stall() -> None:
+            conn, _ = s.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+                done.wait(5)
+
+        threading.Thread(target=answer_then_stall, daemon=True).start()
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/f.bin"
+        try:
+            with pytest.raises(DownloadError, match=r"timed out after 0\.3 s") as info:
+                fetch(url, tmp_path / "f.bin", timeout=0.3)
+        finally:
+            done.set()
+    assert "no network" not in str(info.value)
+    assert _leftovers(tmp_path) == []
+
+
 def test_fetch_bad_mirror_checksum_then_good_mirror(
     served: tuple[str, Path], tmp_path: Path
 ) -> None:

@@ -132,16 +132,17 @@ def _url_chunks(url: str, timeout: float) -> Generator[tuple[bytes, int | None],
     from vitkit import __version__
 
     request = urllib.request.Request(url, headers={"User-Agent": f"vitkit/{__version__}"})
-    done, total = 0, None
+    done, total, answered = 0, None, False
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            answered = True  # a server sent its headers: the network works, whatever follows
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None
             while chunk := response.read(CHUNK_SIZE):
                 done += len(chunk)
                 yield chunk, total
     except (OSError, http.client.HTTPException, ValueError) as e:
-        answered = isinstance(e, urllib.error.HTTPError) or done > 0
+        answered = answered or isinstance(e, urllib.error.HTTPError)
         if isinstance(e, urllib.error.HTTPError):
             e.close()
         raise _MirrorFailed(_network_reason(e, timeout), answered=answered) from None
