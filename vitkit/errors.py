@@ -92,6 +92,17 @@ def check_int(name: str, value: object, minimum: int = 1) -> None:
         raise UserError(f"{name} must be >= {minimum}, got {value}")
 
 
+def is_seed(value: int) -> bool:
+    """Within the range ``torch.manual_seed`` takes: [-2**63, 2**64)."""
+    return -(2**63) <= value < 2**64
+
+
+def check_seed(name: str, value: int) -> None:
+    """Refuse a seed ``torch.manual_seed`` would overflow on (a traceback, not a message)."""
+    if not is_seed(value):
+        raise UserError(f"{name} must be in [-2**63, 2**64), got {value}")
+
+
 def check_seconds(name: str, value: object) -> None:
     """Refuse what is not a finite number of seconds above 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -284,6 +284,7 @@ def test_preview_bad_input_is_a_json_error_and_one_line(tmp_path: Path) -> None:
         assert message in json.loads(result.stdout)["error"]
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert list(tmp_path.glob(".*.tmp")) == [] and not (tmp_path / "p.png").exists()
+    assert not (tmp_path / "root").exists()  # every one refused before the dataset was built
 
 
 def test_os_error_on_a_folder_names_the_folder_not_the_temp_file(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from vitkit.errors import UserError, first_line
+from vitkit.errors import UserError, check_seed, first_line
 
 if TYPE_CHECKING:
     from vitkit.data.types import ProgressFn
@@ -264,8 +264,7 @@ def run_or_model(
         from vitkit.models import resolve_spec
 
         spec = resolve_spec(model, **overrides)
-        if not -(2**63) <= seed < 2**64:  # the range torch.manual_seed takes
-            raise UserError(f"--seed must be in [-2**63, 2**64), got {seed}")
+        check_seed("--seed", seed)
         torch.manual_seed(seed)
         return spec.build()
     if overrides:

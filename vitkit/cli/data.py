@@ -19,7 +19,7 @@ from vitkit.cli._common import (
     status,
     user_errors,
 )
-from vitkit.errors import UserError
+from vitkit.errors import UserError, check_seed
 
 if TYPE_CHECKING:
     from vitkit.data.catalog import Dataset
@@ -293,6 +293,7 @@ def preview(
         raise UserError(f"--out must be a .png file, got {out}")
     if out.is_dir():  # before the dataset is loaded, and not named by its temp file
         raise UserError(f"--out {out} is a folder; name a .png file")
+    check_seed("--seed", seed)  # before the dataset is loaded (make_preview checks it too)
     ds = open_dataset(
         name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
     )

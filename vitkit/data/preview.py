@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vitkit.data.augment import AugmentConfig, BatchAugment
 from vitkit.data.catalog import Dataset
-from vitkit.errors import UserError
+from vitkit.errors import UserError, check_seed
 
 
 def label_text(label: torch.Tensor, classes: list[str]) -> str:
@@ -33,8 +33,7 @@ def make_preview(
     """
     if n < 1:
         raise UserError(f"the number of samples must be >= 1, got {n}")
-    if not -(2**63) <= seed < 2**64:  # the range torch.manual_seed takes
-        raise UserError(f"--seed must be in [-2**63, 2**64), got {seed}")
+    check_seed("seed", seed)
     s = dataset[split]
     g = torch.Generator().manual_seed(seed)
     n = min(n, len(s))

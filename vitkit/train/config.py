@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vitkit.errors import ConfigError, UserError, first_line, suggest
+from vitkit.errors import ConfigError, UserError, first_line, is_seed, suggest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,9 +72,7 @@ class TrainConfig:
             _typed(f.name, v, str(f.type))  # TrainConfig(epochs="3") from Python: no TypeError
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name.replace('_', ' ')} must be a finite number, got {v}")
-        check(  # the range torch.manual_seed takes
-            -(2**63) <= self.seed < 2**64, f"seed must be in [-2**63, 2**64), got {self.seed}"
-        )
+        check(is_seed(self.seed), f"seed must be in [-2**63, 2**64), got {self.seed}")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         check(
