@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -123,6 +123,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 # -- weights and the run directory ---------------------------------------------------------------
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
+EVAL_JSON = "eval.json"  # what `vitkit eval` writes in its report folder
 RUNS_DIR = Path("runs")  # where runs go (train) and are looked for (export, bench)
 DEFAULT_EVAL_BATCH_SIZE = 256  # when the run does not say (train.json's eval_batch_size)
 
@@ -461,3 +462,124 @@ def _load_onnx(path: Path, *, device: str, weights: str | None) -> LoadedModel:
     from vitkit.eval.evaluate import load_onnx_model
 
     return load_onnx_model(path)
+
+
+# ── eval reports beside a model file, and whether they still describe it ─────────────────
+
+
+def report_base(file: Path) -> Path:
+    """The default report folder of a model file evaluated (the test split of its own dataset):
+    ``RUN/eval`` for a run's own ``model.safetensors``, else ``eval-<stem>`` beside the file
+    (``export/eval-model.int8``, ``checkpoint/eval-last``), as ``LoadedModel.output_dir``;
+    other datasets and splits add ``-<dataset>-<split>`` to its name."""
+    own = file.name == MODEL_WEIGHTS and (file.parent / MODEL_JSON).is_file()
+    return file.parent / ("eval" if own else f"eval-{file.stem}")
+
+
+@dataclass
+class StaleReport:
+    """An eval report folder beside a model file that no longer describes it."""
+
+    folder: Path  # the report folder (eval.json and its figures)
+    file: Path  # the model file it scored
+    removed: bool  # the file is gone; else its bytes changed since (model_sha256 differs)
+    dataset: str | None = None  # what eval.json records, for the command that redoes it
+    split: str | None = None
+
+    def note(self) -> str:
+        """One line for a command's notes: what is stale, and how to redo it."""
+        if self.removed:
+            return (
+                f"{self.folder}/ scored {self.file.name}, which is removed: that report "
+                "describes no model here now"
+            )
+        return f"{self.folder}/ scored an earlier {self.file.name}: rerun `{self.command()}`"
+
+    def command(self) -> str:
+        """The ``vitkit eval`` command that rewrites this report for the file as it is now."""
+        import shlex
+
+        from vitkit.data.catalog import absolute_name, short_name
+
+        base = report_base(self.file)
+        target = self.file.parent if base.name == "eval" else self.file
+        args = ["vitkit", "eval", str(target)]
+        if self.folder.name != base.name and self.dataset and self.split:
+            # a folder: dataset by its absolute path, so the command works from anywhere
+            args += ["--data", absolute_name(self.dataset), "--split", self.split]
+            if self.folder.name != f"{base.name}-{short_name(self.dataset)}-{self.split}":
+                args += ["--out", str(self.folder)]  # a folder of its own (--out)
+        return shlex.join(args)
+
+
+def stale_reports(files: Iterable[str | os.PathLike[str]]) -> list[StaleReport]:
+    """The eval report folders beside model files (``.onnx``, ``.safetensors``; present or
+    removed) that no longer describe them: the file was removed, or its SHA-256 now differs
+    from the ``model_sha256`` its eval.json recorded.
+
+    Looked for beside each file: ``report_base`` and ``<that>-<dataset>-<split>`` (``eval*``
+    folders whose eval.json names a file of another name, e.g. ``vitkit eval RUN --onnx`` into
+    ``RUN/eval``, are that file's, not this one's); a report written elsewhere with ``--out`` is
+    not looked for. A report that records no ``model_sha256`` (made before vitkit recorded it)
+    is never listed: nothing says what it scored. Each file is hashed at most once, and only
+    when a report beside it records a hash. A folder or file that cannot be read is passed over:
+    this only ever adds notes, it never fails the command that asks."""
+    stale: list[StaleReport] = []
+    for file in map(Path, files):
+        try:
+            stale.extend(_stale_beside(file))
+        except OSError:
+            continue
+    return stale
+
+
+def stale_notes(files: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """``stale_reports`` as one note each, for a command's report."""
+    return [s.note() for s in stale_reports(files)]
+
+
+def _stale_beside(file: Path) -> list[StaleReport]:
+    from vitkit.data.download import file_sha256
+
+    base = report_base(file)
+    if not base.parent.is_dir():
+        return []
+    digest: str | None = None
+    stale: list[StaleReport] = []
+    folders = sorted(
+        d
+        for d in base.parent.iterdir()
+        if (d.name == base.name or d.name.startswith(base.name + "-")) and d.is_dir()
+    )
+    for folder in folders:
+        doc = _json_object(folder / EVAL_JSON)
+        recorded, named = doc.get("model_sha256"), doc.get("model_file")
+        if not isinstance(recorded, str):
+            continue
+        if isinstance(named, str) and Path(named).name != file.name:
+            continue
+        found = file.is_file()
+        if found:
+            digest = digest or file_sha256(file)
+        if found and digest == recorded:
+            continue
+        dataset, split = doc.get("dataset"), doc.get("split")
+        stale.append(
+            StaleReport(
+                folder=folder,
+                file=file,
+                removed=not found,
+                dataset=dataset if isinstance(dataset, str) else None,
+                split=split if isinstance(split, str) else None,
+            )
+        )
+    return stale
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON file's object; {} when missing, unreadable or not an object."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}

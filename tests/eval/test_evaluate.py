@@ -10,18 +10,12 @@ import torch
 from PIL import Image
 
 import vitkit
-from vitkit.artifact import LoadedModel
+from vitkit.artifact import LoadedModel, StaleReport, stale_reports
 from vitkit.data import load_dataset
 from vitkit.data.download import file_sha256
 from vitkit.errors import UserError
 from vitkit.eval import evaluate, plots
-from vitkit.eval.evaluate import (
-    StaleReport,
-    compute_logits,
-    report_dir,
-    report_from_logits,
-    stale_reports,
-)
+from vitkit.eval.evaluate import compute_logits, report_dir, report_from_logits
 
 
 def _write_folder(root: Path, images: dict[str, list[np.ndarray]]) -> Path:
@@ -367,6 +361,7 @@ def test_stale_reports_of_a_runs_weights(tmp_path: Path) -> None:
     best, last = run / "model.safetensors", run / "checkpoint" / "last.safetensors"
     best.write_bytes(b"best")
     last.write_bytes(b"last")
+    (run / "model.json").write_text("{}")  # a run's own weights: their report is RUN/eval
     _eval_json(run / "eval", best, file_sha256(best))
     _eval_json(run / "eval-mnist-mini-train", best, file_sha256(best), split="train")
     _eval_json(run / "eval-onnx", run / "export" / "model.onnx", "0" * 64)
@@ -389,6 +384,33 @@ def test_stale_reports_of_a_runs_weights(tmp_path: Path) -> None:
         f"vitkit eval {last}",
     ]
     assert isinstance(stale[0], StaleReport) and not any(s.removed for s in stale)
+
+
+def test_stale_reports_name_a_folder_dataset_absolutely_and_pass_over_what_they_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rerun command names a folder: dataset by its absolute path (eval.json keeps it as
+    typed, relative to wherever eval ran); a file that cannot be read adds no note and raises
+    nothing (export and train call this after their own files are written)."""
+    import vitkit.data.download
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    onnx = tmp_path / "export" / "model.onnx"
+    onnx.parent.mkdir()
+    onnx.write_bytes(b"first")
+    _eval_json(
+        onnx.parent / "eval-model-digits-test", onnx, file_sha256(onnx), dataset="folder:digits"
+    )
+    onnx.write_bytes(b"second")
+    (stale,) = stale_reports([onnx])
+    assert f"--data folder:{tmp_path / 'digits'} --split test" in stale.command()
+
+    def unreadable(path: object) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(vitkit.data.download, "file_sha256", unreadable)
+    assert stale_reports([onnx]) == []
 
 
 def test_a_model_built_in_memory_has_no_file() -> None:

@@ -85,8 +85,8 @@ def eval_command(
             "--out",
             "-o",
             help="Where eval.json and the PNGs go (default RUN/eval; for a .onnx or .safetensors "
-            "file, eval-<name> beside it; with --data of another dataset or a --split other "
-            "than test, RUN/eval-<dataset>-<split>).",
+            "file, --onnx and --onnx-file included, eval-<name> beside it; with --data of "
+            "another dataset or a --split other than test, that name with -<dataset>-<split>).",
         ),
     ] = None,
     data_root: RunDataRoot = None,

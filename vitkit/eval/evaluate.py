@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vitkit._device import autocast_dtype
-from vitkit.artifact import DEFAULT_EVAL_BATCH_SIZE, MODEL_WEIGHTS, LoadedModel, write_json
+from vitkit.artifact import (
+    DEFAULT_EVAL_BATCH_SIZE,
+    EVAL_JSON,
+    LoadedModel,
+    report_base,
+    write_json,
+)
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.catalog import FOLDER_PREFIX, absolute_name, short_name
 from vitkit.data.download import file_sha256
@@ -36,7 +40,6 @@ from vitkit.eval.predict import as_loaded, model_device
 
 ECE_BINS = 15
 WRONG_SHOWN = 25  # most confidently wrong images kept (eval.json and wrong.png)
-EVAL_JSON = "eval.json"
 CONFUSION_PNG = "confusion.png"
 WRONG_PNG = "wrong.png"
 
@@ -519,100 +522,6 @@ def report_dir(lm: LoadedModel, data: str | None, split: str, *, file: Path | No
     return out
 
 
-def report_base(file: Path) -> Path:
-    """The default report folder of a model file evaluated (``report_dir``, test split of its
-    own dataset): ``RUN/eval`` for a run's ``model.safetensors``, else ``eval-<stem>`` beside
-    the file (``export/eval-model.int8``, ``checkpoint/eval-last``); other datasets and splits
-    add ``-<dataset>-<split>`` to its name."""
-    return file.parent / ("eval" if file.name == MODEL_WEIGHTS else f"eval-{file.stem}")
-
-
-@dataclass
-class StaleReport:
-    """An eval report folder beside a model file that no longer describes it."""
-
-    folder: Path  # the report folder (eval.json and its figures)
-    file: Path  # the model file it scored
-    removed: bool  # the file is gone; else its bytes changed since (model_sha256 differs)
-    dataset: str | None = None  # what eval.json records, for the command that redoes it
-    split: str | None = None
-
-    def note(self) -> str:
-        """One line for a command's notes: what is stale, and how to redo it."""
-        if self.removed:
-            return (
-                f"{self.folder}/ scored {self.file.name}, which is removed: that report "
-                "describes no model here now"
-            )
-        return f"{self.folder}/ scored an earlier {self.file.name}: rerun `{self.command()}`"
-
-    def command(self) -> str:
-        """The ``vitkit eval`` command that rewrites this report for the file as it is now."""
-        base = report_base(self.file)
-        target = self.file.parent if self.file.name == MODEL_WEIGHTS else self.file
-        args = ["vitkit", "eval", str(target)]
-        if self.folder.name != base.name and self.dataset and self.split:
-            args += ["--data", self.dataset, "--split", self.split]
-            if self.folder.name != f"{base.name}-{short_name(self.dataset)}-{self.split}":
-                args += ["--out", str(self.folder)]  # a folder of its own (--out)
-        return shlex.join(args)
-
-
-def stale_reports(files: Iterable[str | os.PathLike[str]]) -> list[StaleReport]:
-    """The eval report folders beside model files (``.onnx``, ``.safetensors``; present or
-    removed) that no longer describe them: the file was removed, or its SHA-256 now differs
-    from the ``model_sha256`` its eval.json recorded.
-
-    Looked for beside each file: ``report_base`` and ``<that>-<dataset>-<split>`` (``eval*``
-    folders whose eval.json names a file of another name, e.g. ``vitkit eval RUN --onnx`` into
-    ``RUN/eval``, are that file's, not this one's). A report that records no ``model_sha256``
-    (made before vitkit recorded it) is never listed: nothing says what it scored. Each file is
-    hashed at most once, and only when a report beside it records a hash."""
-    stale: list[StaleReport] = []
-    for file in map(Path, files):
-        base = report_base(file)
-        if not base.parent.is_dir():
-            continue
-        digest: str | None = None
-        folders = sorted(
-            d
-            for d in base.parent.iterdir()
-            if (d.name == base.name or d.name.startswith(base.name + "-")) and d.is_dir()
-        )
-        for folder in folders:
-            doc = _eval_json(folder / EVAL_JSON)
-            recorded, named = doc.get("model_sha256"), doc.get("model_file")
-            if not isinstance(recorded, str):
-                continue
-            if isinstance(named, str) and Path(named).name != file.name:
-                continue
-            found = file.is_file()
-            if found:
-                digest = digest or file_sha256(file)
-            if found and digest == recorded:
-                continue
-            dataset, split = doc.get("dataset"), doc.get("split")
-            stale.append(
-                StaleReport(
-                    folder=folder,
-                    file=file,
-                    removed=not found,
-                    dataset=dataset if isinstance(dataset, str) else None,
-                    split=split if isinstance(split, str) else None,
-                )
-            )
-    return stale
-
-
-def _eval_json(path: Path) -> dict[str, Any]:
-    """An eval.json's contents; {} when missing, unreadable or not a JSON object."""
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def evaluate(
     model: LoadedModel | str | os.PathLike[str],
     dataset: Dataset | str | None = None,
@@ -634,6 +543,8 @@ def evaluate(
     if batch_size is not None:
         check_int("batch size", batch_size)
     lm = as_loaded(model)
+    file = lm.model_file  # hashed before the dataset is opened (which may take minutes)
+    sha256 = file_sha256(file) if file is not None else None
     settings = lm.run_settings()
     if isinstance(dataset, Dataset):
         ds = dataset
@@ -643,8 +554,6 @@ def evaluate(
     remap = label_map(lm, ds)
     s = ds[split]
     labels = s.labels if remap is None else remap[s.labels]
-    file = lm.model_file  # hashed before the run, as near its loading as evaluate gets
-    sha256 = file_sha256(file) if file is not None else None
     t0 = time.perf_counter()
     logits = compute_logits(
         lm,

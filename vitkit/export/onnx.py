@@ -38,7 +38,14 @@ import onnx
 import torch
 from torch import nn
 
-from vitkit.artifact import LoadedModel, atomic_write, cpu_fp32, unwrap, write_json
+from vitkit.artifact import (
+    LoadedModel,
+    atomic_write,
+    cpu_fp32,
+    stale_notes,
+    unwrap,
+    write_json,
+)
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import MissingEntry, UserError, VitkitError, check_int, first_line
 
@@ -1372,10 +1379,7 @@ def _keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> Precision
 def _stale_evals(out_path: Path) -> list[str]:
     """Notes on the eval reports beside ``out_path`` and its fp16 and int8 siblings that
     scored an earlier or removed file (kept: they are ``vitkit eval``'s output, not ours)."""
-    from vitkit.eval.evaluate import stale_reports
-
-    files = [out_path, sibling(out_path, "fp16"), sibling(out_path, "int8")]
-    return [s.note() for s in stale_reports(files)]
+    return stale_notes([out_path, sibling(out_path, "fp16"), sibling(out_path, "int8")])
 
 
 def _failed(path: Path) -> Path:

@@ -33,6 +33,7 @@ from vitkit.artifact import (
     load_weights,
     read_json,
     save_model,
+    stale_notes,
     unwrap,
     write_json,
 )
@@ -661,10 +662,7 @@ def train(
 def _stale_evals(run_dir: Path) -> list[str]:
     """Notes on the run's eval reports (``RUN/eval*``, ``checkpoint/eval-last*``) that scored
     weights a resume has since replaced."""
-    from vitkit.eval.evaluate import stale_reports
-
-    files = [run_dir / MODEL_WEIGHTS, run_dir / CHECKPOINT_DIR / WEIGHTS]
-    return [s.note() for s in stale_reports(files)]
+    return stale_notes([run_dir / MODEL_WEIGHTS, run_dir / CHECKPOINT_DIR / WEIGHTS])
 
 
 def _training_data(
