@@ -209,9 +209,7 @@ class _Epoch:
     window_n: int = 0  # batches in ``window_loss``
     t_report: float = 0.0  # perf_counter at the last step report
     report_images: int = 0  # images since the last step report
-    images: int = (
-        0  # images trained in this epoch (in this call: a resumed epoch counts from its restart)
-    )
+    images: int = 0  # images trained in this epoch by this call (none from before a resume)
     train_seconds: float = 0.0  # set at the epoch's end, validation excluded
     interrupted: bool = False
     hit_max: bool = False  # --max-steps reached
