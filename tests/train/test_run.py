@@ -757,3 +757,54 @@ def test_a_resume_names_the_eval_reports_of_the_old_weights(tmp_path: Path) -> N
     note = f"{run / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {run}`"
     assert resumed.notes == [note]
     assert note in json.loads((run / "summary.json").read_text())["notes"]
+
+
+def test_fit_calls_saves_and_callbacks_in_this_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order of step reports, epoch ends and saves through a full epoch, a --max-steps stop
+    mid-epoch and a resume that finishes it (pinned when fit() was split into named steps)."""
+    from vitkit.train import run as run_module
+    from vitkit.train.callbacks import EpochInfo
+
+    events: list[tuple[Any, ...]] = []
+    real_fit = run_module.fit
+
+    def traced_fit(*args: Any, save: Any, **kwargs: Any) -> Any:
+        def traced_save(kind: str, state: Any) -> None:
+            events.append(("save", kind, state.step, state.epoch, state.batch))
+            save(kind, state)
+
+        result = real_fit(*args, save=traced_save, **kwargs)
+        events.append(("end", result.status, result.state.step))
+        return result
+
+    class Trace(Callback):
+        def on_step(self, info: StepInfo) -> None:
+            events.append(("step", info.step, info.epoch, info.batch))
+
+        def on_epoch(self, info: EpochInfo) -> None:
+            events.append(("epoch", info.epoch, info.step, info.is_best, info.partial))
+
+    monkeypatch.setattr(run_module, "fit", traced_fit)
+    cfg = tiny(tmp_path, val_fraction=0.0, max_steps=100, log_every=40)
+    first = train(cfg, callbacks=[Trace()])
+    train(resume=first.run_dir, extend={"max_steps": 0}, callbacks=[Trace()])
+    assert events == [  # 78 steps an epoch (mnist-mini, no validation split, batch 64)
+        ("step", 40, 0, 40),
+        ("step", 78, 0, 78),  # the epoch's last batch always reports
+        ("save", "best", 78, 0, 78),  # no validation: every full epoch's weights are the best
+        ("save", "checkpoint", 78, 1, 0),
+        ("epoch", 0, 78, True, False),
+        ("step", 80, 1, 2),
+        ("step", 100, 1, 22),  # --max-steps reports, saves a checkpoint inside the epoch
+        ("save", "checkpoint", 100, 1, 22),
+        ("epoch", 1, 100, False, True),  # partial: validated, never the best
+        ("end", "max_steps", 100),
+        ("step", 120, 1, 42),  # resumed inside epoch 1
+        ("step", 156, 1, 78),
+        ("save", "best", 156, 1, 78),
+        ("save", "checkpoint", 156, 2, 0),
+        ("epoch", 1, 156, True, False),
+        ("end", "completed", 156),
+    ]
