@@ -796,3 +796,57 @@ def test_other_processes_use_of_the_cpu_is_named(
     rep = _nano_bench(tmp_path, runtimes="eager", batch_sizes=[1], rounds=1, accuracy_images=0)
     assert rep.machine["other_cores"] == 1.04
     assert any("kept 1.04 of this machine's" in n and "rerun on a quiet" in n for n in rep.notes)
+
+
+def test_non_finite_logits_are_named_and_count_as_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime whose logits are NaN for some images (an fp16 overflow, a damaged export):
+    Δ eager was NaN, written as null in bench.json (read as "not measured"), and argmax's pick
+    among NaNs could count as a right answer. Now those images are wrong, Δ eager is over the
+    finite ones, bench.json counts them and a note says so."""
+    import json
+
+    import numpy as np
+
+    import vitkit
+    from vitkit.bench.report import SCHEMA_PATH
+
+    eager = get_runtime("eager")
+
+    def nans(bm: object, device: torch.device) -> Runner:
+        runner = eager.prepare(bm, device)  # type: ignore[arg-type]
+        outputs = runner.outputs
+
+        def broken(x: np.ndarray, batch: int) -> np.ndarray:
+            logits = outputs(x, batch).copy()
+            logits[:3] = np.nan
+            return logits
+
+        runner.outputs = broken
+        return runner
+
+    fake = {"nans": Runtime("nans", "test", ("cpu",), (), "fp16", nans)}
+    monkeypatch.setattr(runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, **fake})
+    model = vitkit.create_model("vit-nano", image_size=28, patch_size=7, in_chans=1)
+    rep = benchmark(
+        model, runtimes="eager,nans", devices="cpu", batch_sizes=[2], warmup=1,
+        min_time=0.02, rounds=1, dataset="mnist-mini", accuracy_images=16, out=tmp_path,
+    )  # fmt: skip
+    ref, res = rep.result("eager"), rep.result("nans")
+    assert res.status == "ok" and res.info["nonfinite_images"] == 3
+    assert res.max_abs_diff is not None and res.max_abs_diff < 1e-4  # eager's own answers
+    assert res.top1_agreement == 13 / 16
+    assert ref.accuracy is not None and res.accuracy is not None
+    assert res.accuracy <= ref.accuracy and "nonfinite_images" not in ref.info
+    assert any(
+        n.startswith("non-finite logits (NaN or inf) from nans (cpu) on 3 of the 16 scored")
+        for n in rep.notes
+    )
+    table = rep.table()
+    assert "NaN/inf" in table.columns[-1]._cells
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    (nans_doc,) = [r for r in doc["runtimes"] if r["runtime"] == "nans"]
+    assert nans_doc["max_abs_diff"] < 1e-4 and nans_doc["info"]["nonfinite_images"] == 3
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))

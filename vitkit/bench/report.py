@@ -244,9 +244,7 @@ class BenchReport:
                 "% peak": _share(r.peak_share),
                 "size": _size(r.size_bytes),
                 "top-1": _pct(r.accuracy),
-                "Δ eager": (
-                    "-" if res is None or res.max_abs_diff is None else f"{res.max_abs_diff:.1e}"
-                ),
+                "Δ eager": _delta(res),
             }
             t.add_row(*(cells[c] for c in shown))
         return t
@@ -282,6 +280,13 @@ class BenchReport:
             colour = "yellow" if status == "skipped" else "red"
             t.add_row(device, ", ".join(runtimes), f"[{colour}]{status}[/]", escape(reason))
         return t
+
+
+def _delta(res: RuntimeResult | None) -> str:
+    """Δ eager's cell: NaN/inf when some logits were not finite (a note gives the count)."""
+    if res is not None and res.info.get("nonfinite_images"):
+        return "NaN/inf"
+    return "-" if res is None or res.max_abs_diff is None else f"{res.max_abs_diff:.1e}"
 
 
 def _share(x: float | None) -> str:

@@ -529,6 +529,7 @@ def benchmark(
         ref_acc = _score(
             s.runners, results, module, data.scored, data.labels, cfg.accuracy_batch, progress
         )
+        notes.extend(_nonfinite_note(results, len(data.scored)))
         flops = model_flops(module)
         rows = _rows(cells.timings, results, flops, peaks)
         notes.extend(_caveats(rows, peaks, cells, s.threads))
@@ -1026,13 +1027,42 @@ def _score(
         res = results[key]
         with _recorded(results, key, "outputs: "), _on(key[1]):
             logits = runner.outputs(images, batch)  # a batch size already compiled / built
-            res.max_abs_diff = float(np.abs(logits.astype(np.float64) - reference).max())
-            res.top1_agreement = float((top1(logits) == top1(reference)).mean())
+            # NaN or inf (an fp16 overflow, damaged weights): such an image's answer is wrong,
+            # never argmax's pick among NaNs, and Δ eager is that of the finite ones (a NaN
+            # maximum was null in bench.json, read as "not measured"); a note names the count
+            finite = np.isfinite(logits.reshape(len(logits), -1)).all(axis=1)
+            diff = np.abs(logits[finite].astype(np.float64) - reference[finite])
+            res.max_abs_diff = float(diff.max()) if diff.size else None
+            if not finite.all():
+                res.info["nonfinite_images"] = int((~finite).sum())
+            per_image = len(top1(reference)) // len(images)  # positions of a multi-output model
+            answered = np.repeat(finite, per_image)
+            res.top1_agreement = float(((top1(logits) == top1(reference)) & answered).mean())
             if truth is not None:
-                res.accuracy = float((top1(logits) == truth).mean())
-        res.info = dict(runner.info)  # compile time grows with the shapes compiled
+                res.accuracy = float(((top1(logits) == truth) & answered).mean())
+        res.info = dict(runner.info) | {  # compile time grows with the shapes compiled
+            k: v for k, v in res.info.items() if k == "nonfinite_images"
+        }
     progress("accuracy", len(live), len(live))
     return None if truth is None else float((top1(reference) == truth).mean())
+
+
+def _nonfinite_note(results: dict[Key, RuntimeResult], scored: int) -> list[str]:
+    """A note naming each runtime that gave NaN or infinite logits on some of the ``scored``
+    images."""
+    bad = [
+        f"{r.runtime} ({r.device}) on {r.info['nonfinite_images']}"
+        for r in results.values()
+        if r.info.get("nonfinite_images")
+    ]
+    if not bad:
+        return []
+    return [
+        f"non-finite logits (NaN or inf) from {listed(bad, 4)} of the {scored} scored images: "
+        "those "
+        "count as wrong in top-1 and agreement, and Δ eager is over the other images "
+        "(an fp16 overflow or a damaged export)"
+    ]
 
 
 def _rows(
