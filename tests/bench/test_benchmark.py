@@ -850,3 +850,19 @@ def test_non_finite_logits_are_named_and_count_as_wrong(
     assert nans_doc["max_abs_diff"] < 1e-4 and nans_doc["info"]["nonfinite_images"] == 3
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_eager_is_its_own_reference_exactly(tmp_path: Path) -> None:
+    """The reference logits were eager's in chunks of 64 while every runner, eager too, went
+    in chunks of the largest batch size: at batch 1 eager's row read Δ eager 9.5e-07 against
+    itself, and the header's eager top-1 could differ from the eager row's."""
+    import vitkit
+
+    model = vitkit.create_model("vit-nano", image_size=28, patch_size=7, in_chans=1)
+    rep = benchmark(
+        model, runtimes="eager", devices="cpu", batch_sizes=[1], warmup=1, min_time=0.02,
+        rounds=1, dataset="mnist-mini", accuracy_images=100, write=False,
+    )  # fmt: skip
+    eager = rep.result("eager")
+    assert eager.max_abs_diff == 0.0 and eager.top1_agreement == 1.0
+    assert eager.accuracy == rep.reference_accuracy
