@@ -1022,14 +1022,14 @@ def _score(
     # row is then exact (in chunks of 64, eager at batch 1 differed from itself by ~1e-6, and
     # the header's eager top-1 could differ from its row's), and eager's outputs are reused
     own = dict(live).get(("eager", "cpu"))
+    reference = None
     if own is not None:
-        reference = own.outputs(images, batch)
-    else:  # --device cuda: eager fp32 on the CPU is not a runner
+        with contextlib.suppress(Exception):  # its failure is recorded below, as any runner's
+            reference = own.outputs(images, batch)
+    if reference is None:  # --device cuda (no eager runner on the CPU), or eager failed
+        own = None
         with torch.inference_mode():
-            chunks = [
-                module(torch.from_numpy(images[i : i + batch]))
-                for i in range(0, len(images), batch)
-            ]
+            chunks = [module(torch.from_numpy(images[i : i + 64])) for i in range(0, len(images), 64)]  # fmt: skip
         reference = torch.cat(chunks).numpy()
     truth = labels.reshape(-1) if labels is not None else None
     for i, (key, runner) in enumerate(live):
