@@ -866,3 +866,22 @@ def test_eager_is_its_own_reference_exactly(tmp_path: Path) -> None:
     eager = rep.result("eager")
     assert eager.max_abs_diff == 0.0 and eager.top1_agreement == 1.0
     assert eager.accuracy == rep.reference_accuracy
+
+
+def test_an_empty_export_is_named_as_such(tmp_path: Path) -> None:
+    """An interrupted write leaves model.onnx empty; protobuf reads that as an empty model, and
+    the note said "carries no vitkit metadata (not made by `vitkit export`)"."""
+    import vitkit
+    from vitkit.bench.run import _current
+    from vitkit.export.onnx import loaded_for_export, weights_fingerprint
+
+    model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    empty = tmp_path / "model.onnx"
+    empty.write_bytes(b"")
+    notes: list[str] = []
+    lm = loaded_for_export(model)
+    assert _current(empty, lm, "fp32", weights_fingerprint(model), notes) is None
+    assert notes == [
+        f"passed over {empty}: cannot read {empty} as ONNX: the file holds no model "
+        "(empty, or cut short)"
+    ]

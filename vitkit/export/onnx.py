@@ -250,9 +250,14 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
     """An ONNX file, parsed; a missing or unreadable file is a one-line ``UserError``."""
     path = _onnx_file(path)
     try:
-        return onnx.load(path, load_external_data=False)
+        model = onnx.load(path, load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends
         raise UserError(f"cannot read {path} as ONNX: {first_line(e)}") from None
+    if model.ByteSize() == 0:  # protobuf parses an empty file (or zeros) as an empty model
+        raise UserError(
+            f"cannot read {path} as ONNX: the file holds no model (empty, or cut short)"
+        )
+    return model
 
 
 def is_fused(model: onnx.ModelProto) -> bool:
