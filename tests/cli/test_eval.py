@@ -277,6 +277,22 @@ def test_explain_errors_are_one_line(
     assert message in one_error_line(runner.invoke(app, [*base, *args]))
 
 
+def test_predict_glob_and_explain_folder(run: Path, images: Path, tmp_path: Path) -> None:
+    """A quoted glob was 'no such file or directory'; explain of a folder (many images, now
+    that the library reads a folder) must stay a one-line error, not an unpacking traceback."""
+    result = runner.invoke(app, ["predict", str(run), str(images / "a-*.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [p["source"] for p in json.loads(result.stdout)["predictions"]] == [
+        str(images / "a-gray.png")
+    ]
+    line = one_error_line(runner.invoke(app, ["predict", str(run), str(images / "*.gif")]))
+    assert "no files match" in line
+    args = ["explain", str(run), str(images), "--out", str(tmp_path / "x.png")]
+    assert "is a directory: explain takes one image file" in one_error_line(
+        runner.invoke(app, args)
+    )
+
+
 def test_explain_unreadable_image(run: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")

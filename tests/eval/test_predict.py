@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,8 +116,8 @@ def test_unreadable_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
     assert [p.ok for p in preds] == [False, True, False]
     assert "cannot read" in (preds[0].error or "") and "no such file" in (preds[2].error or "")
     assert preds[0].to_json() == {"source": str(bad), "error": preds[0].error}
-    with pytest.raises(UserError, match=r"a directory, not an image \(vitkit.eval.expand_inputs"):
-        predict(mnist_model, tmp_path)
+    # a folder reads as its images (the broken one included), as `vitkit predict DIR` does
+    assert [p.ok for p in predict(mnist_model, tmp_path, skip_unreadable=True)] == [False, True]
     ds = vitkit.load_dataset("mnist-mini")  # iterates its split names: read as file names
     with pytest.raises(UserError, match=r"pass a split's image tensor \(ds\['test'\].images\)"):
         predict(mnist_model, ds)  # type: ignore[arg-type]
@@ -159,7 +160,7 @@ def test_arrays_and_tensors(mnist_model: LoadedModel) -> None:
     assert p.label == best[3]
     assert predict(mnist_model, one.to(torch.bfloat16) / 255)[0].label == best[3]
     bad = [
-        (b"digit.png", "cannot read bytes as images"),
+        (b"digit.png", r"cannot read bytes as images .*pass io.BytesIO\(data\)"),
         (3, "cannot read an object of type int"),
         ([one.float()], r"float image must hold values in \[0, 1\]"),
         (np.zeros((28, 28), np.int32), "must be uint8 or float"),
@@ -294,3 +295,40 @@ def test_a_bare_module_or_its_export_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyError) as miss:  # as the lookup raised before: callers still catch it
         rep.precision("int8")
     assert str(miss.value) == "no int8 export in this report (it has: fp32)"  # not KeyError's repr
+
+
+def test_folders_globs_and_open_files(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    """A folder, a glob pattern and an open binary file (a browser upload's io.BytesIO) are
+    inputs as a path is; each was a UserError ('is a directory', 'no such file', 'an object of
+    type bytes': a BytesIO was iterated as lines)."""
+    test = load_dataset("mnist-mini")["test"]
+    d = tmp_path / "digits"
+    (d / "sub").mkdir(parents=True)
+    for i, name in enumerate(("a.png", "b.png", "sub/c.png")):
+        Image.fromarray(test.images[i, 0].numpy()).save(d / name)
+    want = [p.label for p in predict(mnist_model, test.images[:3])]
+    assert [p.label for p in predict(mnist_model, d)] == want  # sorted, recursive
+    assert [p.source for p in predict(mnist_model, str(d / "*.png"))] == [
+        str(d / "a.png"),
+        str(d / "b.png"),
+    ]
+    got = predict(mnist_model, (x for x in [str(d / "**" / "c.png"), d / "a.png"]))
+    assert [p.label for p in got] == [want[2], want[0]]
+    with pytest.raises(UserError, match=r"no files match .*\*\.jpg"):
+        predict(mnist_model, str(d / "*.jpg"))
+    data = (d / "b.png").read_bytes()
+    (p,) = predict(mnist_model, io.BytesIO(data))
+    assert p.label == want[1] and p.source == "<image 0>"
+    with open(d / "a.png", "rb") as f:
+        assert [p.label for p in predict(mnist_model, [f, io.BytesIO(data)])] == want[:2]
+    (am,) = vitkit.attention_maps(mnist_model, io.BytesIO(data))
+    assert am.prediction.label == want[1] and am.image.size == (28, 28)
+    with pytest.raises(UserError, match="cannot read the stream: not an image file"):
+        predict(mnist_model, io.BytesIO(b"junk"))
+
+
+def test_a_mode_pil_cannot_convert_is_a_user_error(mnist_model: LoadedModel) -> None:
+    """A LAB image (PIL converts it to neither L nor RGB) raised PIL's ValueError."""
+    lab = Image.new("RGB", (28, 28)).convert("LAB")
+    with pytest.raises(UserError, match="cannot convert a LAB image to L"):
+        predict(mnist_model, lab)

@@ -118,3 +118,7 @@ def test_expand_inputs(tmp_path: Path, files: dict[str, Path]) -> None:
     with pytest.raises(UserError, match="no image files in"):
         expand_inputs([tmp_path / "empty"])
     assert expand_inputs([tmp_path / "missing.png"]) == [tmp_path / "missing.png"]  # read later
+    # a glob pattern (quoted on a shell, or Windows, which expands none): its matches, sorted
+    assert expand_inputs([str(d / "*.png"), d / "s*"]) == [d / "b.png", d / "sub" / "c.webp"]
+    with pytest.raises(UserError, match="no files match"):
+        expand_inputs([str(d / "*.gif")])

@@ -200,7 +200,10 @@ def predict_command(
     run: RunOrOnnx,
     images: Annotated[
         list[Path],
-        typer.Argument(help="Image files (PNG, JPEG, WebP, BMP, ...) or directories of them."),
+        typer.Argument(
+            help="Image files (PNG, JPEG, WebP, BMP, ...), directories of them, or quoted glob "
+            "patterns ('scans/**/*.png')."
+        ),
     ],
     topk: Annotated[int, typer.Option("--topk", "-k", help="Classes shown per image.")] = 5,
     device: DeviceOpt = "cpu",
@@ -213,8 +216,9 @@ def predict_command(
     be read.
     """
     from vitkit.eval import expand_inputs, predict
+    from vitkit.eval.preprocess import is_glob
 
-    missing = [str(p) for p in images if not p.exists()]
+    missing = [str(p) for p in images if not p.exists() and not is_glob(p)]
     if missing:
         raise UserError(f"no such file or directory: {listed(missing, 3)}")
     files = expand_inputs(images)
@@ -289,6 +293,9 @@ def explain_command(
         raise UserError(f"unknown --method '{method}' (use {' or '.join(METHODS)})")
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must be a .png file, got {out}")
+    if image.is_dir() or not image.exists():  # the library reads a folder or a glob as many
+        what = "is a directory" if image.is_dir() else "does not exist"
+        raise UserError(f"{image} {what}: explain takes one image file")
     lm = _load(run, device)
     (am,) = attention_maps(lm, image, method=method)
     size = write_overlay(am, out)

@@ -18,6 +18,7 @@ from vitkit.eval.preprocess import (
     ACCEPTED,
     ImageInput,
     array_to_pil,
+    is_file_like,
     normalize,
     read_image,
     split_images,
@@ -115,6 +116,10 @@ def prepare(
     if isinstance(image, Image.Image):
         x = to_uint8(image, channels=lm.channels, size=lm.image_size)
         return x, f"<image {index}>", image.size, image.mode
+    if is_file_like(image):  # an open binary file: an upload, io.BytesIO(data)
+        x, size, mode = read_image(image, channels=lm.channels, size=lm.image_size)  # type: ignore[arg-type]
+        name = getattr(image, "name", None)
+        return x, str(name) if isinstance(name, str) else f"<image {index}>", size, mode
     if not isinstance(image, (str, os.PathLike)):
         raise UserError(
             f"cannot read an object of type {type(image).__name__} as an image: pass {ACCEPTED}"

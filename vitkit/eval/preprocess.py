@@ -10,10 +10,12 @@ does.
 
 from __future__ import annotations
 
+import glob
 import os
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -26,18 +28,30 @@ from vitkit.data.sources.folder import IMAGE_EXTENSIONS, convert_image, walk_ima
 from vitkit.data.types import Split
 from vitkit.errors import UserError
 
-ImageInput = Image.Image | str | os.PathLike[str] | np.ndarray | Tensor
+ImageInput = Image.Image | str | os.PathLike[str] | np.ndarray | Tensor | BinaryIO
 IMAGE_TYPES = (Image.Image, str, os.PathLike)
 ACCEPTED = (
-    "a file path, a PIL image, a numpy array (H, W) or (H, W, C) or a tensor (C, H, W), "
-    "uint8 or float in [0, 1]"
+    "a file path (or a folder, or a glob pattern), an open binary file, a PIL image, a numpy "
+    "array (H, W) or (H, W, C) or a tensor (C, H, W), uint8 or float in [0, 1]"
 )
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+def is_glob(path: str | os.PathLike[str]) -> bool:
+    """A pattern (``*``, ``?`` or ``[``) that names no existing file."""
+    return bool(_GLOB_MAGIC.search(os.fspath(path))) and not Path(path).exists()
+
+
+def is_file_like(x: object) -> bool:
+    """An open binary file or stream (``open(p, 'rb')``, ``io.BytesIO``, an upload's file)."""
+    return callable(getattr(x, "read", None)) and not isinstance(x, (str, os.PathLike))
+
 
 # what PIL raises on a truncated, corrupt or non-image file
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def _unreadable(path: Path, e: BaseException) -> UserError:
+def _unreadable(path: object, e: BaseException) -> UserError:
     if isinstance(e, UnidentifiedImageError):
         return UserError(f"cannot read {path}: not an image file PIL can decode")
     first = next(iter(str(e).splitlines()), "") or type(e).__name__
@@ -48,9 +62,16 @@ def to_uint8(img: Image.Image, *, channels: int, size: int) -> Tensor:
     """A PIL image -> (channels, size, size) uint8, as the folder: loader decodes a file."""
     if img.width == 0 or img.height == 0:
         raise UserError(f"an empty image ({img.width}x{img.height} pixels)")
-    a = convert_image(img, channels=channels, size=size)
+    try:
+        a = convert_image(img, channels=channels, size=size)
+    except (ValueError, OSError) as e:  # PIL has no conversion to L/RGB from e.g. LAB
+        raise UserError(f"cannot convert a {img.mode} image to {_target(channels)}: {e}") from None
     # a contiguous copy: torch.from_numpy warns on PIL's read-only buffer
     return torch.from_numpy(a.transpose(2, 0, 1).copy())
+
+
+def _target(channels: int) -> str:
+    return "RGB" if channels == 3 else "L"
 
 
 def _channels_last(a: np.ndarray) -> bool:
@@ -67,8 +88,12 @@ def split_images(images: object) -> Iterable[Any]:
     A shape that reads both ways, a numpy (3, 28, 28) (three images, or one channels-first
     image?), is refused rather than guessed; (1, H, W) is one grayscale image either way.
     Anything else iterable (a list, an array of paths, a generator) is a sequence of images;
-    each is checked when it is read, and a generator is read as it goes, not all at once."""
-    if isinstance(images, IMAGE_TYPES):
+    each is checked when it is read, and a generator is read as it goes, not all at once.
+    A folder among them gives every image file inside it, a glob pattern that names no file
+    (``"scans/*.png"``, ``"**/*.jpg"``) the files it matches (``expand_inputs``)."""
+    if isinstance(images, (str, os.PathLike)):
+        return list(_expand_path(images))
+    if isinstance(images, Image.Image) or is_file_like(images):
         return [images]
     if isinstance(images, Tensor):
         shape = tuple(images.shape)
@@ -105,14 +130,17 @@ def split_images(images: object) -> Iterable[Any]:
             return list(images)
         raise UserError(f"an array of shape {images.shape} is not an image or a batch")
     if isinstance(images, (bytes, bytearray)):
-        raise UserError(f"cannot read bytes as images: pass {ACCEPTED}")
+        raise UserError(
+            f"cannot read bytes as images (an encoded file's bytes: pass io.BytesIO(data)); "
+            f"pass {ACCEPTED}"
+        )
     if isinstance(images, (Dataset, Split)):  # a Dataset iterates its split names
         where = "ds['test'].images" if isinstance(images, Dataset) else "split.images"
         raise UserError(f"pass a split's image tensor ({where}), not the {type(images).__name__}")
     if isinstance(images, Sequence):
-        return list(images)
+        return list(_expand_paths(images))
     try:  # a generator (a camera, a stream of decoded frames): read as it comes, never held
-        return iter(images)  # type: ignore[call-overload]
+        return _expand_paths(iter(images))  # type: ignore[call-overload]
     except TypeError:
         raise UserError(
             f"cannot read an object of type {type(images).__name__} as images: pass {ACCEPTED}"
@@ -161,26 +189,45 @@ def _image_file(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image file; anything unreadable is a one-line ``UserError``."""
-    path = _image_file(path)
+def _source(path: str | os.PathLike[str] | BinaryIO) -> Any:
+    """What ``Image.open`` reads: a checked path, or an open file rewound to its start."""
+    if not is_file_like(path):
+        return _image_file(path)  # type: ignore[arg-type]
+    if getattr(path, "seekable", lambda: False)():
+        path.seek(0)  # type: ignore[union-attr]
+    return path
+
+
+def _name(path: object) -> str:
+    """A file's name for messages: the path, an open file's ``name``, or 'the stream'."""
+    if is_file_like(path):
+        name = getattr(path, "name", None)
+        return str(name) if isinstance(name, (str, os.PathLike)) else "the stream"
+    return str(path)
+
+
+def open_image(path: str | os.PathLike[str] | BinaryIO) -> Image.Image:
+    """Open and fully decode an image file (a path, or an open binary file); anything
+    unreadable is a one-line ``UserError``."""
+    path = _source(path)
     try:
         with Image.open(path) as im:
             im.load()
             return im
     except _DECODE_ERRORS as e:
-        raise _unreadable(path, e) from None
+        raise _unreadable(_name(path), e) from None
 
 
 def read_image(
-    path: str | os.PathLike[str], *, channels: int, size: int
+    path: str | os.PathLike[str] | BinaryIO, *, channels: int, size: int
 ) -> tuple[Tensor, tuple[int, int], str]:
     """Decode a file to (channels, size, size) uint8, its original (width, height) and mode.
 
     JPEGs are decoded through libjpeg's draft mode at a scale >= size, as the folder: loader
-    does, so a file gives exactly the pixels it gave in training.
+    does, so a file gives exactly the pixels it gave in training. ``path`` may be an open binary
+    file (``io.BytesIO(uploaded_bytes)``), read from its start.
     """
-    path = _image_file(path)
+    path = _source(path)
     mode = "RGB" if channels == 3 else "L"
     try:
         with Image.open(path) as im:
@@ -189,7 +236,7 @@ def read_image(
                 im.draft(mode, (size, size))
             return to_uint8(im, channels=channels, size=size), original, original_mode
     except _DECODE_ERRORS as e:
-        raise _unreadable(path, e) from None
+        raise _unreadable(_name(path), e) from None
 
 
 def normalize(x: Tensor, mean: list[float], std: list[float]) -> Tensor:
@@ -199,20 +246,40 @@ def normalize(x: Tensor, mean: list[float], std: list[float]) -> Tensor:
     ).normalize(x)
 
 
-def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files as given; a directory gives every image file inside it (recursively, sorted).
-
-    Hidden names are skipped. A directory without images is a ``UserError``.
-    """
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            # symlinked folders followed, as a folder: dataset does (rglob passed them over)
-            found = sorted(Path(e.path) for e in walk_images(str(p)))
-            if not found:
-                exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-                raise UserError(f"no image files in {p} (looked for {exts})")
-            out.extend(found)
+def _expand_paths(items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` as they are, each folder or glob pattern among them replaced by its files."""
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            yield from _expand_path(item)
         else:
-            out.append(p)
-    return out
+            yield item
+
+
+def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
+    """A folder's image files, a glob pattern's matches, or a plain path as given."""
+    path = Path(item)
+    if path.is_dir():
+        # symlinked folders followed, as a folder: dataset does (rglob passed them over)
+        found = sorted(Path(e.path) for e in walk_images(str(path)))
+        if not found:
+            exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+            raise UserError(f"no image files in {path} (looked for {exts})")
+        return found
+    pattern = os.fspath(item)
+    if is_glob(pattern):
+        # sorted, hidden names skipped (glob's own rule); folders matched give their images
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not matches:
+            raise UserError(f"no files match {pattern}")
+        return [f for m in matches for f in _expand_path(Path(m))]
+    return [item]
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; a directory gives every image file inside it (recursively, sorted), a
+    glob pattern that names no file (``scans/*.png``, ``**/*.jpg``) the files it matches.
+
+    Hidden names are skipped. A directory without images, or a pattern that matches nothing, is
+    a ``UserError``.
+    """
+    return [Path(p) for p in _expand_paths(paths)]
