@@ -197,6 +197,30 @@ def test_int8_gate_failure_says_by_how_much(trained_run: Path, tmp_path: Path) -
     assert not (tmp_path / "model.int8.onnx").exists()
 
 
+def test_an_export_cut_short_leaves_the_earlier_export_as_it_was(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or an error) while int8 is built: model.onnx was already replaced by the new
+    weights' model, beside the earlier int8 model of other weights and an export.json that
+    described the earlier files."""
+    earlier = {
+        name: f"an earlier export's {name}".encode()
+        for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json")
+    }
+    for name, blob in earlier.items():
+        (tmp_path / name).write_bytes(blob)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_module, "_int8", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(
+            trained_run, tmp_path / "model.onnx", legacy=True, int8="dynamic", verify_images=16
+        )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == earlier
+
+
 def test_int8_auto_keeps_the_faster_passing_mode(trained_run: Path, tmp_path: Path) -> None:
     report = export_onnx(
         trained_run, tmp_path / "model.onnx", legacy=True, int8="auto", verify_images=200

@@ -1117,13 +1117,6 @@ def _check_options(
         raise UserError(f"--calib-images must be >= 1, got {calib_images}")
 
 
-def _write(path: Path, model: onnx.ModelProto) -> int:
-    blob = model.SerializeToString()
-    with atomic_write(path) as f:
-        f.write(blob)
-    return len(blob)
-
-
 def export_onnx(
     source: LoadedModel | nn.Module | str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -1187,6 +1180,7 @@ def export_onnx(
         built = _build_models(
             lm, traced, out_path, work, check, meta, fp16=fp16, int8=int8, optimize=optimize
         )
+    built.commit()  # every model built and checked: only now is the folder changed
     notes = [*traced.notes, *_data_notes(data, int8), *built.notes, *_stale_evals(out_path)]
     if reference is not None:
         notes.extend(_speed_notes(reference, built.precisions, threads, others.cores()))
@@ -1367,17 +1361,20 @@ def _scratch_dir(out_path: Path) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _keep(model: onnx.ModelProto, rep: PrecisionReport, path: Path) -> PrecisionReport:
-    """``rep``, with the path ``model`` was written to: ``path`` if it passed, else
-    ``<name>.failed.onnx``."""
+def _keep(
+    model: onnx.ModelProto, rep: PrecisionReport, path: Path, built: _Built
+) -> PrecisionReport:
+    """``rep``, with the path ``model`` goes to: ``path`` if it passed, else
+    ``<name>.failed.onnx``. Nothing is written yet: ``built.commit`` writes every model once all
+    of them are built, so an export cut short (Ctrl-C, an error) leaves the folder as it was."""
     failed = _failed(path)
     target = path if rep.passed else failed
-    rep.size_bytes = _write(target, model)
+    blob = model.SerializeToString()
+    rep.size_bytes = len(blob)
     rep.path = str(target)
-    if rep.passed and failed.exists():
-        failed.unlink()  # a stale failure from an earlier export
-    if not rep.passed:
-        path.unlink(missing_ok=True)  # an earlier export's, under the real name
+    built.writes.append((target, blob))
+    # a stale failure from an earlier export, or an earlier export's under the real name
+    built.removals.append(failed if rep.passed else path)
     return rep
 
 
@@ -1392,23 +1389,26 @@ def _failed(path: Path) -> Path:
     return path.with_name(f"{path.stem}.failed.onnx")
 
 
-def _earlier_siblings(out_path: Path, weights: str, asked: list[str]) -> list[str]:
+def _earlier_siblings(
+    out_path: Path, weights: str, asked: list[str], removals: list[Path]
+) -> list[str]:
     """Notes on the fp16 and int8 files of an earlier export beside ``out_path`` that this one
     does not remake: removed when of other ``weights``, kept when of these; an earlier failed
-    one is removed (nothing in this report would say what it is)."""
+    one is removed (nothing in this report would say what it is). The removals are added to
+    ``removals`` (done by ``_Built.commit``)."""
     notes: list[str] = []
     for tag in ("fp16", "int8"):
         old = sibling(out_path, tag)
         if tag in asked:
             continue
         if _failed(old).is_file():
-            _failed(old).unlink()
+            removals.append(_failed(old))
             notes.append(f"removed {_failed(old).name}: an earlier export's failed {tag} model")
         if not old.is_file():
             continue
         recorded = _weights_of(old)
         if recorded != weights:
-            old.unlink()
+            removals.append(old)
             notes.append(
                 f"removed {old.name}: an earlier export of other weights"
                 if recorded is not None
@@ -1431,6 +1431,16 @@ class _Built:
     notes: list[str]
     int8: dict[str, Any] | None = None  # ExportReport.int8
     optimize: dict[str, Any] | None = None  # ExportReport.optimize
+    writes: list[tuple[Path, bytes]] = field(default_factory=list)  # (file, model), in order
+    removals: list[Path] = field(default_factory=list)  # an earlier export's files
+
+    def commit(self) -> None:
+        """Write the models (each atomically), then remove the earlier files they replace."""
+        for path, blob in self.writes:
+            with atomic_write(path) as f:
+                f.write(blob)
+        for path in self.removals:
+            path.unlink(missing_ok=True)
 
 
 def _build_models(
@@ -1456,23 +1466,22 @@ def _build_models(
             lm, proto, rep, work, check, meta, images, check.threads, batch
         )
         built.notes.extend(built.optimize.pop("notes"))
-    built.precisions.append(_keep(model, rep, out_path))
+    built.precisions.append(_keep(model, rep, out_path, built))
     asked = [tag for tag, wanted in (("fp16", fp16), ("int8", int8)) if wanted]
-    built.notes.extend(_earlier_siblings(out_path, meta["weights_sha256"], asked))
+    built.notes.extend(_earlier_siblings(out_path, meta["weights_sha256"], asked, built.removals))
     if not rep.passed and asked:
         built.notes.append(f"fp32 failed verification: {' and '.join(asked)} not built from it")
         for tag in asked:  # an earlier export's, passed or failed: not of this fp32 model
-            sibling(out_path, tag).unlink(missing_ok=True)
-            _failed(sibling(out_path, tag)).unlink(missing_ok=True)
+            built.removals += [sibling(out_path, tag), _failed(sibling(out_path, tag))]
         return built
     if fp16:
         half, rep16 = _fp16(proto, meta, check)
-        built.precisions.append(_keep(half, rep16, sibling(out_path, "fp16")))
+        built.precisions.append(_keep(half, rep16, sibling(out_path, "fp16"), built))
     if int8:
         assert data is not None or int8 == "dynamic"
         fused = model if built.optimize and built.optimize["kept"] == "attention" else None
         model8, rep8, built.int8 = _int8(int8, proto, data, work, check, meta, batch, fused)
-        built.precisions.append(_keep(model8, rep8, sibling(out_path, "int8")))
+        built.precisions.append(_keep(model8, rep8, sibling(out_path, "int8"), built))
     return built
 
 
