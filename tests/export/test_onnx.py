@@ -221,6 +221,22 @@ def test_an_export_cut_short_leaves_the_earlier_export_as_it_was(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == earlier
 
 
+def test_no_verify_report_claims_no_verification_images(trained_run: Path, tmp_path: Path) -> None:
+    """--no-verify --int8 static loads images only to calibrate: the report named the test split
+    as the verification data ("1,000 of 1,000 images"), though nothing was verified on it."""
+    report = export_onnx(
+        trained_run,
+        tmp_path / "model.onnx",
+        legacy=True,
+        verify=False,
+        int8="static",
+        calib_images=16,
+    )
+    assert report.passed and not report.verified
+    assert report.data == {"source": None, "calibration_images": 16}
+    assert not any("verified" in n for n in report.notes), report.notes
+
+
 def test_int8_auto_keeps_the_faster_passing_mode(trained_run: Path, tmp_path: Path) -> None:
     report = export_onnx(
         trained_run, tmp_path / "model.onnx", legacy=True, int8="auto", verify_images=200

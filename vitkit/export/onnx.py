@@ -1181,7 +1181,9 @@ def export_onnx(
             lm, traced, out_path, work, check, meta, fp16=fp16, int8=int8, optimize=optimize
         )
     built.commit()  # every model built and checked: only now is the folder changed
-    notes = [*traced.notes, *_data_notes(data, int8), *built.notes, *_stale_evals(out_path)]
+    # --no-verify: the images only calibrated static int8; notes on verifying with them are untrue
+    verified_on = data if reference is not None else None
+    notes = [*traced.notes, *_data_notes(verified_on, int8), *built.notes, *_stale_evals(out_path)]
     if reference is not None:
         notes.extend(_speed_notes(reference, built.precisions, threads, others.cores()))
     report = _export_report(lm, out_path, traced, data, reference, tol, built, notes, threads)
@@ -1525,7 +1527,11 @@ def _export_report(
         batch=traced.batch,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
-        data=data.describe() if data is not None else {"source": None},
+        data=(
+            data.describe()
+            if data is not None and reference is not None
+            else {"source": None, "calibration_images": len(data.calibration) if data else 0}
+        ),
         eager={
             "accuracy": reference.accuracy if reference else None,
             "images_per_s": round(reference.images_per_s, 1) if reference else None,
