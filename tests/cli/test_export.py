@@ -152,6 +152,10 @@ def test_untrained_model_is_exported_on_synthetic_images(
         (["--model", "vit-nano"], "give a RUN or --model NAME, not both"),
         (["--embed-dim", "128"], "go with --model"),
         (["--out", "model.bin"], "--out must name a .onnx file"),
+        # an fp32 model there would overwrite another export's int8 model (or pass for one)
+        (["--out", "model.int8.onnx"], "*.int8.onnx is the name of another export's int8"),
+        (["--out", "model.fp16.onnx"], "name the fp32 model otherwise"),
+        (["--out", "model.failed.onnx"], "another export's failed model"),
         (["--atol", "nan"], "fp32_atol must be a finite number"),
     ],
 )

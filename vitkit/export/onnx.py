@@ -1194,13 +1194,23 @@ def export_onnx(
 
 def _out_path(lm: LoadedModel, out: str | os.PathLike[str] | None) -> Path:
     """Where the fp32 model goes: ``out``, else ``model.onnx`` in the run's export folder (a bare
-    module's ``exports/<model>``); a name not ending in .onnx is a ``UserError``."""
+    module's ``exports/<model>``); a name not ending in .onnx, or ending in .fp16.onnx,
+    .int8.onnx or .failed.onnx (another export's siblings), is a ``UserError``."""
     if out is not None:
         out_path = Path(out)
     else:
         out_path = (lm.output_dir("export") if lm.meta else lm.path) / "model.onnx"
     if out_path.suffix != ".onnx":
         raise UserError(f"--out must name a .onnx file, got {out_path}")
+    # the names an export gives the siblings of X.onnx: an fp32 model under one of them would
+    # overwrite (or be taken for) X's fp16, int8 or failed model
+    tag = Path(out_path.stem).suffix
+    if tag in (".fp16", ".int8", ".failed"):
+        raise UserError(
+            f"--out {out_path}: *{tag}.onnx is the name of another export's {tag[1:]} model "
+            f"(beside {out_path.with_name(Path(out_path.stem).stem + '.onnx').name}); "
+            "name the fp32 model otherwise"
+        )
     return out_path
 
 
