@@ -237,6 +237,13 @@ def test_no_verify_report_claims_no_verification_images(trained_run: Path, tmp_p
     assert not any("verified" in n for n in report.notes), report.notes
 
 
+def test_eager_speed_names_the_batch_it_was_timed_at(trained_run: Path, tmp_path: Path) -> None:
+    """With 8 verification images every img/s figure is timed on batches of 8: export.json said
+    64."""
+    report = export_onnx(trained_run, tmp_path / "model.onnx", legacy=True, verify_images=8)
+    assert report.eager["batch"] == 8
+
+
 def test_int8_auto_keeps_the_faster_passing_mode(trained_run: Path, tmp_path: Path) -> None:
     report = export_onnx(
         trained_run, tmp_path / "model.onnx", legacy=True, int8="auto", verify_images=200

@@ -1545,7 +1545,8 @@ def _export_report(
         eager={
             "accuracy": reference.accuracy if reference else None,
             "images_per_s": round(reference.images_per_s, 1) if reference else None,
-            "batch": RUN_BATCH,
+            # the batch its img/s was timed at (``_timed``): fewer verification images, fewer
+            "batch": min(RUN_BATCH, len(data.images)) if data is not None else RUN_BATCH,
             "torch_threads": threads,
         },
         tolerances=asdict(tol),
