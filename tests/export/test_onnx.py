@@ -171,6 +171,12 @@ def test_wrong_tolerance_fails_and_keeps_no_unverified_model(
     assert not (tmp_path / "model.fp16.onnx").exists()  # not built from a failed fp32
     # only what was asked for is named (int8 was not)
     assert "fp32 failed verification: fp16 not built from it" in report.notes
+    # the earlier models it removed are named (they were removed without a word)
+    assert (
+        "removed model.onnx, an earlier export's: fp32 failed verification (kept as "
+        "model.failed.onnx)" in report.notes
+    )
+    assert "removed model.fp16.onnx, an earlier export's: not of this fp32 model" in report.notes
     saved = json.loads((tmp_path / "export.json").read_text())
     assert saved["passed"] is False and saved["failures"] == report.failures
     with pytest.raises(UserError, match="exceeds the tolerance"):

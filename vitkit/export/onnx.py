@@ -1387,6 +1387,11 @@ def _keep(
     built.writes.append((target, blob))
     # a stale failure from an earlier export, or an earlier export's under the real name
     built.removals.append(failed if rep.passed else path)
+    if not rep.passed and path.is_file():
+        built.notes.append(
+            f"removed {path.name}, an earlier export's: {rep.precision} failed verification "
+            f"(kept as {failed.name})"
+        )
     return rep
 
 
@@ -1484,7 +1489,12 @@ def _build_models(
     if not rep.passed and asked:
         built.notes.append(f"fp32 failed verification: {' and '.join(asked)} not built from it")
         for tag in asked:  # an earlier export's, passed or failed: not of this fp32 model
-            built.removals += [sibling(out_path, tag), _failed(sibling(out_path, tag))]
+            for old_file in (sibling(out_path, tag), _failed(sibling(out_path, tag))):
+                if old_file.is_file():
+                    built.removals.append(old_file)
+                    built.notes.append(
+                        f"removed {old_file.name}, an earlier export's: not of this fp32 model"
+                    )
         return built
     if fp16:
         half, rep16 = _fp16(proto, meta, check)
