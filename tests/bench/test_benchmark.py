@@ -885,3 +885,20 @@ def test_an_empty_export_is_named_as_such(tmp_path: Path) -> None:
         f"passed over {empty}: cannot read {empty} as ONNX: the file holds no model "
         "(empty, or cut short)"
     ]
+
+
+def test_a_non_finite_eager_reference_scores_as_its_own_row(tmp_path: Path) -> None:
+    """Eager itself NaN (a diverged run's weights): the header's eager top-1 counted argmax's
+    pick among NaNs (class 0) as answers while eager's own row counted them wrong."""
+    import vitkit
+
+    model = vitkit.create_model("vit-nano", image_size=28, patch_size=7, in_chans=1)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    rep = benchmark(
+        model, runtimes="eager", devices="cpu", batch_sizes=[2], warmup=1,
+        min_time=0.02, rounds=1, dataset="mnist-mini", accuracy_images=16, out=tmp_path,
+    )  # fmt: skip
+    eager = rep.result("eager")
+    assert eager.info["nonfinite_images"] == 16 and eager.accuracy == 0.0
+    assert rep.reference_accuracy == 0.0 and eager.max_abs_diff is None

@@ -122,3 +122,8 @@ def test_expand_inputs(tmp_path: Path, files: dict[str, Path]) -> None:
     assert expand_inputs([str(d / "*.png"), d / "s*"]) == [d / "b.png", d / "sub" / "c.webp"]
     with pytest.raises(UserError, match="no files match"):
         expand_inputs([str(d / "*.gif")])
+    # "**" matches the folder, its subfolders and its files: each image once, no readme.txt
+    assert expand_inputs([str(d / "**")]) == [d / "a.JPG", d / "b.png", d / "sub" / "c.webp"]
+    assert expand_inputs([str(d / "*")]) == [d / "a.JPG", d / "b.png", d / "sub" / "c.webp"]
+    with pytest.raises(UserError, match="no image files match"):
+        expand_inputs([str(d / "*.txt")])

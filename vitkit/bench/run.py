@@ -1032,6 +1032,9 @@ def _score(
             chunks = [module(torch.from_numpy(images[i : i + 64])) for i in range(0, len(images), 64)]  # fmt: skip
         reference = torch.cat(chunks).numpy()
     truth = labels.reshape(-1) if labels is not None else None
+    # eager's own non-finite images (a diverged run's weights): no reference there, and wrong
+    ref_finite = np.isfinite(reference.reshape(len(reference), -1)).all(axis=1)
+    per_image = len(top1(reference)) // len(images)  # positions of a multi-output model
     for i, (key, runner) in enumerate(live):
         progress("accuracy", i, len(live))
         res = results[key]
@@ -1042,20 +1045,22 @@ def _score(
             # never argmax's pick among NaNs, and Δ eager is that of the finite ones (a NaN
             # maximum was null in bench.json, read as "not measured"); a note names the count
             finite = np.isfinite(logits.reshape(len(logits), -1)).all(axis=1)
-            diff = np.abs(logits[finite].astype(np.float64) - reference[finite])
+            both = finite & ref_finite
+            diff = np.abs(logits[both].astype(np.float64) - reference[both])
             res.max_abs_diff = float(diff.max()) if diff.size else None
             if not finite.all():
                 res.info["nonfinite_images"] = int((~finite).sum())
-            per_image = len(top1(reference)) // len(images)  # positions of a multi-output model
             answered = np.repeat(finite, per_image)
-            res.top1_agreement = float(((top1(logits) == top1(reference)) & answered).mean())
+            agreed = (top1(logits) == top1(reference)) & np.repeat(both, per_image)
+            res.top1_agreement = float(agreed.mean())
             if truth is not None:
                 res.accuracy = float(((top1(logits) == truth) & answered).mean())
         res.info = dict(runner.info) | {  # compile time grows with the shapes compiled
             k: v for k, v in res.info.items() if k == "nonfinite_images"
         }
     progress("accuracy", len(live), len(live))
-    return None if truth is None else float((top1(reference) == truth).mean())
+    right = (top1(reference) == truth) & np.repeat(ref_finite, per_image) if truth is not None else None  # fmt: skip
+    return None if right is None else float(right.mean())
 
 
 def _nonfinite_note(results: dict[Key, RuntimeResult], scored: int) -> list[str]:

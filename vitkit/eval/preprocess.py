@@ -267,11 +267,20 @@ def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
         return found
     pattern = os.fspath(item)
     if is_glob(pattern):
-        # sorted, hidden names skipped (glob's own rule); folders matched give their images
+        # sorted, hidden names skipped (glob's own rule); folders matched give their images, as
+        # a folder given does; other files matched are passed over, as in a folder; each image
+        # once ("scans/**" matches a folder, its subfolders and their files alike)
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        if not matches:
-            raise UserError(f"no files match {pattern}")
-        return [f for m in matches for f in _expand_path(Path(m))]
+        files: dict[Path, None] = {}
+        for m in map(Path, matches):
+            if m.is_dir():
+                files.update(dict.fromkeys(sorted(Path(e.path) for e in walk_images(str(m)))))
+            elif m.suffix.lower() in IMAGE_EXTENSIONS:
+                files[m] = None
+        if not files:
+            what = "files" if not matches else "image files"
+            raise UserError(f"no {what} match {pattern}")
+        return list(files)
     return [item]
 
 

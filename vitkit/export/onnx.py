@@ -1456,6 +1456,7 @@ class _Built:
         for path, blob in self.writes:
             with atomic_write(path) as f:
                 f.write(blob)
+        self.writes.clear()  # the bytes are on disk: not held through the report
         for path in self.removals:
             path.unlink(missing_ok=True)
 
