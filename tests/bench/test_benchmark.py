@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import onnx
@@ -845,6 +847,8 @@ def test_non_finite_logits_are_named_and_count_as_wrong(
     )
     table = rep.table()
     assert "NaN/inf" in table.columns[-1]._cells
+    rows = {r["runtime"]: r for r in csv.DictReader(io.StringIO(rep.to_csv()))}
+    assert rows["nans"]["nonfinite_images"] == "3" and rows["eager"]["nonfinite_images"] == "0"
     doc = json.loads((tmp_path / "bench.json").read_text())
     (nans_doc,) = [r for r in doc["runtimes"] if r["runtime"] == "nans"]
     assert nans_doc["max_abs_diff"] < 1e-4 and nans_doc["info"]["nonfinite_images"] == 3

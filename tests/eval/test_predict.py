@@ -308,6 +308,7 @@ def test_folders_globs_and_open_files(mnist_model: LoadedModel, tmp_path: Path) 
         Image.fromarray(test.images[i, 0].numpy()).save(d / name)
     want = [p.label for p in predict(mnist_model, test.images[:3])]
     assert [p.label for p in predict(mnist_model, d)] == want  # sorted, recursive
+    assert [p.label for p in predict(mnist_model, np.array([str(d)]))] == want  # paths' array
     assert [p.source for p in predict(mnist_model, str(d / "*.png"))] == [
         str(d / "a.png"),
         str(d / "b.png"),

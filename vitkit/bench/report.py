@@ -148,14 +148,20 @@ class BenchReport:
     def to_csv(self) -> str:
         """One line per timed cell, then one per runtime that did not run (status + reason)."""
         buf = io.StringIO()
-        agree = ["top1_agreement", "max_abs_diff"]  # the runtime's, against eager fp32 (Δ eager)
+        # the runtime's, against eager fp32 (Δ eager: over the images whose logits are finite;
+        # nonfinite_images counts the others, NaN or inf, which count as wrong)
+        agree = ["top1_agreement", "max_abs_diff", "nonfinite_images"]
         cols = [f.name for f in BenchRow.__dataclass_fields__.values()] + agree
         cols += ["status", "reason"]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for r in self.rows:
             rt = self.result(r.runtime, r.device)
-            extra = {"top1_agreement": rt.top1_agreement, "max_abs_diff": rt.max_abs_diff}
+            extra = {
+                "top1_agreement": rt.top1_agreement,
+                "max_abs_diff": rt.max_abs_diff,
+                "nonfinite_images": rt.info.get("nonfinite_images", 0),
+            }
             w.writerow({**asdict(r), **extra, "status": "ok", "reason": ""})
         for rt in self.runtimes:
             if rt.status != "ok":

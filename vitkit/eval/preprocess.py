@@ -107,7 +107,7 @@ def split_images(images: object) -> Iterable[Any]:
         )
     if isinstance(images, np.ndarray):
         if images.dtype.kind in "USO":  # file paths (or objects) in an array: a sequence
-            return list(images)
+            return list(_expand_paths(images.tolist()))
         if images.ndim == 2:
             return [images]
         if images.ndim == 3:
