@@ -240,6 +240,7 @@ def test_no_verify_report_claims_no_verification_images(trained_run: Path, tmp_p
     )
     assert report.passed and not report.verified
     assert report.data == {"source": None, "calibration_images": 16}
+    assert report.eager["batch"] is None and report.eager["images_per_s"] is None  # not timed
     assert not any("verified" in n for n in report.notes), report.notes
 
 

@@ -1204,7 +1204,7 @@ def _out_path(lm: LoadedModel, out: str | os.PathLike[str] | None) -> Path:
         raise UserError(f"--out must name a .onnx file, got {out_path}")
     # the names an export gives the siblings of X.onnx: an fp32 model under one of them would
     # overwrite (or be taken for) X's fp16, int8 or failed model
-    tag = Path(out_path.stem).suffix
+    tag = Path(out_path.stem).suffix.lower()  # X.INT8.onnx is X.int8.onnx on macOS, Windows
     if tag in (".fp16", ".int8", ".failed"):
         raise UserError(
             f"--out {out_path}: *{tag}.onnx is the name of another export's {tag[1:]} model "
@@ -1556,8 +1556,9 @@ def _export_report(
         eager={
             "accuracy": reference.accuracy if reference else None,
             "images_per_s": round(reference.images_per_s, 1) if reference else None,
-            # the batch its img/s was timed at (``_timed``): fewer verification images, fewer
-            "batch": min(RUN_BATCH, len(data.images)) if data is not None else RUN_BATCH,
+            # the batch its img/s was timed at (``_timed``): fewer verification images, fewer;
+            # None under --no-verify, where nothing was timed
+            "batch": min(RUN_BATCH, len(data.images)) if data and reference else None,
             "torch_threads": threads,
         },
         tolerances=asdict(tol),
