@@ -255,12 +255,17 @@ def _expand_paths(items: Iterable[Any]) -> Iterator[Any]:
             yield item
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """A folder's image files, recursively, sorted; symlinked folders followed, as a folder:
+    dataset does (rglob passed them over)."""
+    return sorted(Path(e.path) for e in walk_images(str(folder)))
+
+
 def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
     """A folder's image files, a glob pattern's matches, or a plain path as given."""
     path = Path(item)
     if path.is_dir():
-        # symlinked folders followed, as a folder: dataset does (rglob passed them over)
-        found = sorted(Path(e.path) for e in walk_images(str(path)))
+        found = _images_in(path)
         if not found:
             exts = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise UserError(f"no image files in {path} (looked for {exts})")
@@ -274,7 +279,7 @@ def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
         files: dict[Path, None] = {}
         for m in map(Path, matches):
             if m.is_dir():
-                files.update(dict.fromkeys(sorted(Path(e.path) for e in walk_images(str(m)))))
+                files.update(dict.fromkeys(_images_in(m)))
             elif m.suffix.lower() in IMAGE_EXTENSIONS:
                 files[m] = None
         if not files:
