@@ -328,6 +328,34 @@ def test_folders_globs_and_open_files(mnist_model: LoadedModel, tmp_path: Path) 
         predict(mnist_model, io.BytesIO(b"junk"))
 
 
+def test_a_closed_or_text_mode_file_is_a_user_error(
+    mnist_model: LoadedModel, tmp_path: Path
+) -> None:
+    """A closed file raised Python's bare ValueError ('I/O operation on closed file'); a file
+    opened in text mode read as 'not an image file' (or a UnicodeDecodeError's text)."""
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(path)
+    with open(path, "rb") as closed:
+        pass
+    shut = io.BytesIO(path.read_bytes())
+    shut.close()
+    with open(path) as text:  # no 'b'
+        cases = (
+            (closed, f"cannot read {path}: the file is closed"),
+            (shut, "cannot read the stream: the file is closed"),
+            (text, rf"cannot read {path}: a text-mode file \(TextIOWrapper\) reads str"),
+            (io.StringIO("x"), r"cannot read the stream: a text-mode file \(StringIO\)"),
+        )
+        for image, message in cases:
+            with pytest.raises(UserError, match=message) as e:
+                predict(mnist_model, image)
+            assert "\n" not in str(e.value) and "open(path, 'rb')" in str(e.value)
+            with pytest.raises(UserError, match=message):
+                vitkit.attention_maps(mnist_model, image)
+        (p,) = predict(mnist_model, [text], skip_unreadable=True)
+        assert not p.ok and "text-mode" in (p.error or "")
+
+
 def test_a_mode_pil_cannot_convert_is_a_user_error(mnist_model: LoadedModel) -> None:
     """A LAB image (PIL converts it to neither L nor RGB) raised PIL's ValueError."""
     lab = Image.new("RGB", (28, 28)).convert("LAB")

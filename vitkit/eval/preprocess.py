@@ -11,6 +11,7 @@ does.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -193,6 +194,16 @@ def _source(path: str | os.PathLike[str] | BinaryIO) -> Any:
     """What ``Image.open`` reads: a checked path, or an open file rewound to its start."""
     if not is_file_like(path):
         return _image_file(path)  # type: ignore[arg-type]
+    problem = None
+    if getattr(path, "closed", False) is True:  # its read and seek raise a bare ValueError
+        problem = "the file is closed"
+    elif isinstance(path, io.TextIOBase):  # open(p), io.StringIO: str, never an image's bytes
+        problem = f"a text-mode file ({type(path).__name__}) reads str, not bytes"
+    if problem:
+        raise UserError(
+            f"cannot read {_name(path)}: {problem}; pass an open binary file (open(path, 'rb'), "
+            "still open when it is read), bytes as io.BytesIO(data), or the path"
+        )
     if getattr(path, "seekable", lambda: False)():
         path.seek(0)  # type: ignore[union-attr]
     return path
