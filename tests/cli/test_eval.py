@@ -287,6 +287,19 @@ def test_predict_glob_and_explain_folder(run: Path, images: Path, tmp_path: Path
     ]
     line = one_error_line(runner.invoke(app, ["predict", str(run), str(images / "*.gif")]))
     assert "no files match" in line
+    # a real folder named like a pattern is a folder: a pattern inside it reads it, and a typo
+    # inside it is a missing file (it read v/, and said 'no files match')
+    (tmp_path / "[v1]").mkdir()
+    shutil.copy(images / "a-gray.png", tmp_path / "[v1]" / "a.png")
+    (tmp_path / "v").mkdir()
+    shutil.copy(images / "a-gray.png", tmp_path / "v" / "b.png")
+    result = runner.invoke(app, ["predict", str(run), str(tmp_path / "[v1]" / "*"), "--json"])
+    assert result.exit_code == 0, result.output
+    sources = [p["source"] for p in json.loads(result.stdout)["predictions"]]
+    assert sources == [str(tmp_path / "[v1]" / "a.png")]
+    typo = tmp_path / "[v1]" / "b.png"
+    line = one_error_line(runner.invoke(app, ["predict", str(run), str(typo)]))
+    assert line.endswith(f"no such file or directory: {typo}")
     args = ["explain", str(run), str(images), "--out", str(tmp_path / "x.png")]
     assert "is a directory: explain takes one image file" in one_error_line(
         runner.invoke(app, args)

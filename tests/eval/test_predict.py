@@ -356,6 +356,34 @@ def test_a_closed_or_text_mode_file_is_a_user_error(
         assert not p.ok and "text-mode" in (p.error or "")
 
 
+def test_an_existing_path_is_never_a_pattern(mnist_model: LoadedModel, tmp_path: Path) -> None:
+    """A real folder named like a pattern ('[v1]', 'shots*') is a folder: as the prefix of a
+    pattern it matched other folders ('[v1]/*.png' read v/), and a missing file in it was
+    'no files match' rather than the path given."""
+    test = load_dataset("mnist-mini")["test"]
+    folders = ("[v1]", "v", "shots*", "shots1")
+    labels = dict(
+        zip(folders, [p.label for p in predict(mnist_model, test.images[:4])], strict=True)
+    )
+    for i, folder in enumerate(folders):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(test.images[i, 0].numpy()).save(tmp_path / folder / "a.png")
+    for given, folder in (
+        (tmp_path / "[v1]", "[v1]"),
+        (str(tmp_path / "[v1]" / "*.png"), "[v1]"),
+        (str(tmp_path / "[v1]" / "**"), "[v1]"),
+        (tmp_path / "shots*" / "a.png", "shots*"),
+        (str(tmp_path / "shots*" / "*.png"), "shots*"),
+    ):
+        (p,) = predict(mnist_model, given)
+        assert (p.source, p.label) == (str(tmp_path / folder / "a.png"), labels[folder]), given
+    # a pattern with no existing folder in it is still a pattern
+    got = predict(mnist_model, str(tmp_path / "shots[0-9]" / "*.png"))
+    assert [p.source for p in got] == [str(tmp_path / "shots1" / "a.png")]
+    with pytest.raises(UserError, match=r"no such file: .*\[v1\]/b\.png"):
+        predict(mnist_model, str(tmp_path / "[v1]" / "b.png"))
+
+
 def test_a_mode_pil_cannot_convert_is_a_user_error(mnist_model: LoadedModel) -> None:
     """A LAB image (PIL converts it to neither L nor RGB) raised PIL's ValueError."""
     lab = Image.new("RGB", (28, 28)).convert("LAB")

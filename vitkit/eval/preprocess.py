@@ -38,9 +38,29 @@ ACCEPTED = (
 _GLOB_MAGIC = re.compile(r"[*?[]")
 
 
+def _as_pattern(path: str | os.PathLike[str]) -> str | None:
+    """The glob pattern ``path`` is, or None for a literal path.
+
+    An existing path is literal, whatever its name holds. Otherwise its longest leading folder
+    that exists is literal too, escaped (``data/[v1]/*.png`` with a real folder ``data/[v1]``
+    matches the files in that folder, not in ``data/v/``), and the rest is a pattern if it holds
+    ``*``, ``?`` or ``[``.
+    """
+    text = os.fspath(path)
+    if not _GLOB_MAGIC.search(text) or Path(text).exists():
+        return None
+    pattern = os.path.expanduser(text)
+    seps = {os.sep, os.altsep} - {None}
+    for cut in reversed([i for i, c in enumerate(pattern) if c in seps and i > 0]):
+        head, rest = pattern[:cut], pattern[cut:]
+        if _GLOB_MAGIC.search(head) and os.path.isdir(head):  # the longest existing folder
+            return glob.escape(head) + rest if _GLOB_MAGIC.search(rest) else None
+    return pattern
+
+
 def is_glob(path: str | os.PathLike[str]) -> bool:
-    """A pattern (``*``, ``?`` or ``[``) that names no existing file."""
-    return bool(_GLOB_MAGIC.search(os.fspath(path))) and not Path(path).exists()
+    """A pattern (``*``, ``?`` or ``[``) that names no existing file (``_as_pattern``)."""
+    return _as_pattern(path) is not None
 
 
 def is_file_like(x: object) -> bool:
@@ -281,12 +301,12 @@ def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
             exts = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise UserError(f"no image files in {path} (looked for {exts})")
         return found
-    pattern = os.fspath(item)
-    if is_glob(pattern):
+    pattern = _as_pattern(item)
+    if pattern is not None:
         # sorted, hidden names skipped (glob's own rule); folders matched give their images, as
         # a folder given does; other files matched are passed over, as in a folder; each image
         # once ("scans/**" matches a folder, its subfolders and their files alike)
-        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        matches = sorted(glob.glob(pattern, recursive=True))
         files: dict[Path, None] = {}
         for m in map(Path, matches):
             if m.is_dir():
@@ -295,14 +315,15 @@ def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
                 files[m] = None
         if not files:
             what = "files" if not matches else "image files"
-            raise UserError(f"no {what} match {pattern}")
+            raise UserError(f"no {what} match {os.fspath(item)}")
         return list(files)
     return [item]
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Files as given; a directory gives every image file inside it (recursively, sorted), a
-    glob pattern that names no file (``scans/*.png``, ``**/*.jpg``) the files it matches.
+    glob pattern that names no file (``scans/*.png``, ``**/*.jpg``) the files it matches (the
+    longest existing folder it starts with read literally: ``_as_pattern``).
 
     Hidden names are skipped. A directory without images, or a pattern that matches nothing, is
     a ``UserError``.
