@@ -102,7 +102,8 @@ def test_data_preview_augmented(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["n"] == 4 and out.is_file()
+    doc = json.loads(result.stdout)
+    assert doc["n"] == 4 and doc["skipped"] == {"count": 0, "first": []} and out.is_file()
     # more than the split holds: all of them, said so (it capped silently)
     args = ["data", "preview", "mnist-mini", "--split", "test", "--out", str(out), "--n", "5000"]
     result = runner.invoke(app, [*args, "--data-root", str(tmp_path)])
@@ -170,7 +171,8 @@ def test_info_and_preview_name_skipped_files_and_preview_finds_the_only_split(
     assert "skipped 1 unreadable image(s)" in preview.output and "4 images" in preview.output
     assert Image.open(out).size[0] > 0
     as_json = runner.invoke(app, ["data", "preview", name, "-o", str(out), "--json", *common])
-    assert json.loads(as_json.stdout)["split"] == "test"
+    doc = json.loads(as_json.stdout)  # the skipped files too (the terminal alone had them)
+    assert doc["split"] == "test" and doc["skipped"] == {"count": 1, "first": ["1/zz.png"]}
 
 
 def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:

@@ -304,7 +304,10 @@ def preview(
     with atomic_write(out) as f:
         image.save(f, format="PNG")
     if json_:
-        emit_json({"out": str(out), "split": split, "n": shown, "size": list(image.size)})
+        # the files a folder: dataset passed over, as `data info --json` has them (info.skipped)
+        skipped = ds.info.get("skipped") or {"count": 0, "first": []}
+        doc = {"out": str(out), "split": split, "n": shown, "size": list(image.size)}
+        emit_json({**doc, "skipped": skipped})
     else:
         if shown < n:
             console.print(
