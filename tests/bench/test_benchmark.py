@@ -617,6 +617,66 @@ def test_exports_for_the_bench_are_verified_on_1000_images(
     assert rep.result("ort").status == "skipped" and "stop here" in str(rep.result("ort").reason)
 
 
+def test_the_reference_without_eagers_outputs_is_the_eager_models(
+    bench_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When eager fp32 on the CPU gives no outputs (it failed, or --device cuda has none), the
+    reference is the model's own forward in chunks of 64: the header's top-1 is still what
+    `vitkit eval` says on the same images, and an fp32 runtime still agrees with it exactly.
+    That path had no test."""
+    from dataclasses import replace
+
+    from vitkit.eval import evaluate
+
+    eager = runtimes_module.get_runtime("eager")
+
+    def no_outputs(bm: object, device: torch.device) -> Runner:
+        def fail(images: object, batch: int) -> object:
+            raise RuntimeError("outputs went missing")
+
+        return replace(eager.prepare(bm, device), outputs=fail)  # type: ignore[arg-type]
+
+    fake = {
+        "eager": replace(eager, prepare=no_outputs),  # times, but gives no logits
+        "copy": replace(eager, name="copy", default_on=()),  # eager fp32 under another name
+    }
+    monkeypatch.setattr(runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, **fake})
+    rep = benchmark(
+        bench_run, runtimes="eager,copy", devices="cpu", batch_sizes=[1, 8], warmup=1,
+        min_time=0.02, rounds=1, accuracy_images=1000, write=False,
+    )  # fmt: skip
+    assert rep.result("eager").status == "failed"
+    assert rep.result("eager").reason == "outputs: RuntimeError: outputs went missing"
+    # every test image of mnist-mini (1,000), in another order: eval's figure, image for image
+    assert rep.data["images"] == 1000 and rep.data["labelled"]
+    want = evaluate(bench_run, data_root=bench_run.parents[2] / "default-data-root").acc
+    assert rep.reference_accuracy == pytest.approx(want, abs=1e-9)
+    copy = rep.result("copy")
+    assert copy.status == "ok" and copy.top1_agreement == 1.0
+    assert copy.accuracy == pytest.approx(want, abs=1e-9)
+    assert copy.max_abs_diff is not None and copy.max_abs_diff <= 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: --device cuda alone")
+def test_the_reference_on_a_cuda_only_bench_is_the_cpu_eager_models(bench_run: Path) -> None:
+    """--device cuda has no eager runner on the CPU: the reference falls back to the model in
+    fp32 on the CPU, which is `vitkit eval`'s figure on the CPU."""
+    from vitkit.eval import evaluate
+
+    rep = benchmark(
+        bench_run, runtimes="eager", devices="cuda", batch_sizes=[1, 8], warmup=1,
+        min_time=0.02, rounds=1, accuracy_images=1000, write=False,
+    )  # fmt: skip
+    want = evaluate(bench_run, data_root=bench_run.parents[2] / "default-data-root").acc
+    assert rep.data["images"] == 1000
+    assert rep.reference_accuracy == pytest.approx(want, abs=1e-9)
+    res = rep.result("eager", "cuda")
+    # cuDNN may run the patch convolution in TF32: close to the reference, not bit-equal
+    assert res.status == "ok" and res.max_abs_diff is not None and res.max_abs_diff <= 0.05
+    assert res.top1_agreement is not None and res.top1_agreement >= 0.99
+    assert res.accuracy is not None and abs(res.accuracy - want) <= 0.01
+
+
 def test_the_accuracy_images_do_not_depend_on_the_batch_sizes(bench_run: Path) -> None:
     small = _eager_bench(bench_run, batch_sizes=[1], accuracy_images=40)
     large = _eager_bench(bench_run, batch_sizes=[1, 64], accuracy_images=40)
