@@ -39,3 +39,41 @@ def report(bench_run: Path, tmp_path_factory: pytest.TempPathFactory) -> BenchRe
     )
     assert torch.get_num_threads() == threads_before  # the caller's setting is restored
     return rep
+
+
+@pytest.fixture
+def fails_above_batch_1(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A runtime, "small", that is eager fp32 up to batch 1 and out of memory above it (timed
+    calls and accuracy outputs alike), as a GPU runtime at batch 64 can be. Returns its name."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from vitkit.bench import runtimes as runtimes_module
+    from vitkit.bench.runtimes import BenchModel, Runner, Runtime, get_runtime
+
+    oom = "CUDA out of memory. Tried to allocate 2.00 GiB\nsecond line"
+
+    def prepare(bm: BenchModel, device: torch.device) -> Runner:
+        runner = get_runtime("eager").prepare(bm, device)
+
+        def bind(x: torch.Tensor) -> Callable[[], object]:
+            call = runner.bind(x)
+
+            def checked() -> object:
+                if len(x) > 1:
+                    raise RuntimeError(oom)
+                return call()
+
+            return checked
+
+        def outputs(images: np.ndarray, batch: int) -> np.ndarray:
+            if batch > 1:
+                raise RuntimeError(oom)
+            return runner.outputs(images, batch)
+
+        return replace(runner, bind=bind, outputs=outputs)
+
+    fake = {"small": Runtime("small", "test", ("cpu",), (), "fp32", prepare)}
+    monkeypatch.setattr(runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, **fake})
+    return "small"

@@ -254,6 +254,66 @@ def test_a_broken_runtime_is_reported_not_fatal(
     assert "timing inputs only" in rep.data["source"]
 
 
+def test_a_runtime_that_fails_at_a_larger_batch_keeps_its_smaller_ones(
+    bench_run: Path, fails_above_batch_1: str
+) -> None:
+    """A runtime out of memory at batch 8 lost its batch-1 figures too: every row of a runtime
+    not "ok" was dropped. Its timed cells stay; batch 8 is an untimed cell, failed with the
+    error, and 64 one not tried; its accuracy is scored at batch 1, where it runs."""
+    from vitkit.bench import UntimedCell
+    from vitkit.errors import NotFoundError
+
+    rep = benchmark(
+        bench_run, runtimes="eager,small", devices="cpu", batch_sizes=[1, 8, 64], warmup=1,
+        min_time=0.02, rounds=2, accuracy_images=16, write=False,
+    )  # fmt: skip
+    small = rep.result("small")
+    assert small.status == "ok" and small.reason is None
+    cells = [(r.runtime, r.batch) for r in rep.rows]
+    assert cells == [("eager", 1), ("small", 1), ("eager", 8), ("eager", 64)], cells
+    row = rep.row("small", 1)
+    assert row.p50_ms > 0 and row.runs >= 5 and row.speedup is not None
+    oom = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert rep.untimed_cells == [
+        UntimedCell("small", "cpu", 8, "fp32", "failed", oom),
+        UntimedCell("small", "cpu", 64, "fp32", "skipped", "not tried: batch 8 failed"),
+    ]
+    with pytest.raises(NotFoundError, match=r"small at batch 8 on cpu: not timed, failed \(Runt"):
+        rep.row("small", 8)
+    # scored at the largest batch it was timed at (at 64 it was out of memory again), and said
+    assert rep.settings["accuracy_batch"] == 64 and small.info["accuracy_batch"] == 1
+    assert "accuracy_batch" not in rep.result("eager").info
+    assert small.accuracy is not None and small.accuracy == rep.reference_accuracy
+    assert small.top1_agreement == 1.0 and row.accuracy == small.accuracy
+    assert any(n.startswith("small (cpu) was scored in batches of 1,") for n in rep.notes)
+
+
+def test_a_runtime_failing_at_its_first_batch_fails_as_a_whole(
+    bench_run: Path, fails_above_batch_1: str
+) -> None:
+    """Nothing timed: the runtime is failed, as before, and no cell of it is listed."""
+    rep = benchmark(
+        bench_run, runtimes="eager,small", devices="cpu", batch_sizes=[2, 8], warmup=0,
+        min_time=0.02, rounds=1, accuracy_images=0, write=False,
+    )  # fmt: skip
+    small = rep.result("small")
+    assert small.status == "failed"
+    assert small.reason == "batch 2: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert rep.untimed_cells == [] and [r.runtime for r in rep.rows] == ["eager", "eager"]
+
+
+def test_a_cell_cut_short_in_a_later_round_loses_its_samples() -> None:
+    """Out of memory in round 2 of batch 8: round 1's samples of that cell are not a row."""
+    from vitkit.bench.report import RuntimeResult
+    from vitkit.bench.run import _untimed
+
+    res = RuntimeResult("ort", "cuda", "ort", "fp32", "failed", "batch 8: RuntimeError: oom")
+    timings = {("ort", "cuda", 1): [1e-3] * 5, ("ort", "cuda", 8): [2e-3] * 3}
+    cells = _untimed(timings, {("ort", "cuda"): res}, {("ort", "cuda"): 8}, [1, 8])
+    assert [(c.batch, c.status, c.reason) for c in cells] == [(8, "failed", "RuntimeError: oom")]
+    assert list(timings) == [("ort", "cuda", 1)] and (res.status, res.reason) == ("ok", None)
+
+
 def _nano_bench(tmp_path: Path, **kwargs: object) -> BenchReport:
     """A short eager + ort benchmark of an untrained vit-nano (16 px, patch 4) on the CPU."""
     import vitkit

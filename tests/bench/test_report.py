@@ -189,3 +189,67 @@ def test_bench_json_is_written_first(
         rep.write(tmp_path / "out")
     doc = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert len(doc["rows"]) == len(report.rows)
+
+
+def test_a_cell_a_runtime_failed_at_is_listed_with_its_reason(
+    bench_run: Path, fails_above_batch_1: str, tmp_path: Path
+) -> None:
+    """A runtime out of memory at batch 8 keeps its batch-1 row; the batch-8 cell is in the
+    table, bench.json (schema-valid), bench.csv and --json as failed, with the error."""
+    from typer.testing import CliRunner
+
+    from vitkit.bench import benchmark
+    from vitkit.cli import app
+
+    rep = benchmark(
+        bench_run, runtimes="eager,small", devices="cpu", batch_sizes=[1, 8], warmup=1,
+        min_time=0.02, rounds=1, accuracy_images=8, out=tmp_path / "lib",
+    )  # fmt: skip
+    oom = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    console = Console(width=250, record=True)
+    console.print(rep.table())
+    lines = console.export_text().splitlines()
+    (failed,) = [ln for ln in lines if "small" in ln and "failed" in ln]
+    cols = [c.strip() for c in failed.split("│")[1:-1]]
+    assert cols[:4] == ["cpu", "small", "8", "failed"], failed  # where its p50 would be
+    assert set(cols[4:]) == {"-"}
+    assert [ln for ln in lines if "small" in ln and _ms(rep.row("small", 1).p50_ms) in ln]
+    skipped = rep.skipped_table()
+    assert skipped is not None
+    console = Console(width=250, record=True)
+    console.print(skipped)
+    text = console.export_text()
+    assert "batch" in text.splitlines()[2]  # under the title
+    (line,) = [ln for ln in text.splitlines() if "small" in ln]
+    assert [c.strip() for c in line.split("│")[1:-1]] == ["cpu", "small", "8", "failed", oom]
+
+    doc = json.loads((tmp_path / "lib" / "bench.json").read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    assert [(r["runtime"], r["batch"]) for r in doc["rows"]] == [
+        ("eager", 1),
+        ("small", 1),
+        ("eager", 8),
+    ]
+    assert doc["untimed_cells"] == [
+        {"runtime": "small", "device": "cpu", "batch": 8, "precision": "fp32", "status": "failed",
+         "reason": oom}
+    ]  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "lib" / "bench.csv").read_text())))
+    cells = {(r["runtime"], r["batch"]): (r["status"], r["reason"], r["p50_ms"]) for r in rows}
+    assert cells[("small", "1")][:2] == ("ok", "") and float(cells[("small", "1")][2]) > 0
+    assert cells[("small", "8")] == ("failed", oom, "")
+    assert len(rows) == 4  # the three rows and the failed cell
+
+    res = CliRunner().invoke(
+        app,
+        ["bench", str(bench_run), "--runtimes", "eager,small", "--device", "cpu", "--batch-sizes",
+         "1,8", "--min-time", "0.02", "--warmup", "1", "--rounds", "1", "--accuracy-images", "0",
+         "--out", str(tmp_path / "cli"), "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [(c["runtime"], c["batch"], c["status"], c["reason"]) for c in doc["untimed_cells"]] == [
+        ("small", 8, "failed", oom)
+    ]
+    assert ("small", 1) in {(r["runtime"], r["batch"]) for r in doc["rows"]}
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))

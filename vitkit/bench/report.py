@@ -1,8 +1,10 @@
 """BenchReport: what ``benchmark`` measured, and its renderings (JSON, CSV, PNG, a Rich table).
 
 One ``BenchRow`` per (runtime, device, batch) that ran; one ``RuntimeResult`` per (runtime,
-device), which also carries the runtimes that were skipped and why. ``bench.json`` follows
-``vitkit/bench/bench.schema.json`` (tested).
+device), which also carries the runtimes that were skipped and why; one ``UntimedCell`` per
+batch size a runtime that ran at others was not timed at (it failed there, out of memory say,
+or at a smaller one), with the reason. ``bench.json`` follows ``vitkit/bench/bench.schema.json``
+(tested).
 """
 
 from __future__ import annotations
@@ -73,6 +75,19 @@ class BenchRow:
 
 
 @dataclass
+class UntimedCell:
+    """A batch size a runtime was not timed at, though it ran at others (a runtime timed at no
+    batch size is a ``RuntimeResult`` that failed, as a whole)."""
+
+    runtime: str
+    device: str
+    batch: int
+    precision: str
+    status: str  # failed (it raised at this batch) | skipped (not tried after a failure)
+    reason: str  # the error's first line, or the batch size that failed
+
+
+@dataclass
 class BenchReport:
     schema_version: int
     vitkit_version: str
@@ -91,6 +106,7 @@ class BenchReport:
     reference_accuracy: float | None  # eager fp32 on CPU, on the same images
     runtimes: list[RuntimeResult]
     rows: list[BenchRow]
+    untimed_cells: list[UntimedCell]  # batch sizes a runtime with rows failed at, and after
     notes: list[str]
     files: list[str]
     wall_seconds: float
@@ -102,6 +118,12 @@ class BenchReport:
         for r in self.rows:
             if (r.runtime, r.batch, r.device) == (runtime, batch, device):
                 return r
+        for c in self.untimed_cells:
+            if (c.runtime, c.batch, c.device) == (runtime, batch, device):
+                raise MissingEntry(
+                    f"no row for {runtime} at batch {batch} on {device}: not timed, {c.status} "
+                    f"({c.reason})"
+                )
         cells = sorted({f"{r.runtime} at batch {r.batch} on {r.device}" for r in self.rows})
         raise MissingEntry(
             f"no row for {runtime} at batch {batch} on {device} (rows: {listed(cells, 8)})"
@@ -146,7 +168,8 @@ class BenchReport:
         return self.files
 
     def to_csv(self) -> str:
-        """One line per timed cell, then one per runtime that did not run (status + reason)."""
+        """One line per timed cell, then one per cell not timed of a runtime that ran at other
+        batch sizes, then one per runtime that did not run (status + reason; no batch)."""
         buf = io.StringIO()
         # the runtime's, against eager fp32 (Δ eager: over the images whose logits are finite;
         # nonfinite_images counts the others, NaN or inf, which count as wrong)
@@ -163,6 +186,8 @@ class BenchReport:
                 "nonfinite_images": rt.info.get("nonfinite_images", 0),
             }
             w.writerow({**asdict(r), **extra, "status": "ok", "reason": ""})
+        for c in self.untimed_cells:
+            w.writerow(asdict(c))
         for rt in self.runtimes:
             if rt.status != "ok":
                 w.writerow(
@@ -219,8 +244,9 @@ class BenchReport:
 
     # -- the table ---------------------------------------------------------------------------
     def table(self, columns: Sequence[str] | None = None) -> Table:
-        """The Rich table the CLI prints: one line per cell, grouped by device and batch size.
-        ``columns``: which of ``TABLE_COLUMNS`` to show (default: all)."""
+        """The Rich table the CLI prints: one line per cell, grouped by device and batch size; a
+        cell not timed (its runtime failed there) reads "failed" or "skipped" (the reason is in
+        ``skipped_table``). ``columns``: which of ``TABLE_COLUMNS`` to show (default: all)."""
         from rich.table import Table
 
         shown = [c for c in TABLE_COLUMNS if columns is None or c in columns]
@@ -228,30 +254,19 @@ class BenchReport:
         for c in shown:
             t.add_column(c, justify="left" if c in ("device", "runtime") else "right", no_wrap=True)
         results = {(r.runtime, r.device): r for r in self.runtimes}
+        order = {key: i for i, key in enumerate(results)}
+        lines: list[BenchRow | UntimedCell] = [*self.rows, *self.untimed_cells]
+        lines.sort(key=lambda r: (r.device, r.batch, order.get((r.runtime, r.device), 0)))
         last: tuple[str, int] | None = None
-        for r in sorted(self.rows, key=lambda r: (r.device, r.batch)):
+        for r in lines:
             if last is not None and (r.device, r.batch) != last:
                 t.add_section()
             last = (r.device, r.batch)
-            res = results.get((r.runtime, r.device))
-            speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
-            if r.speedup is not None and r.runtime != "eager":
-                speed = f"[green]{speed}[/]" if r.speedup >= 1 else f"[red]{speed}[/]"
-            cells = {
-                "device": r.device,
-                "runtime": r.runtime,
-                "batch": str(r.batch),
-                "p50 ms": _ms(r.p50_ms),
-                "p90 ms": _ms(r.p90_ms),
-                "p99 ms": _ms(r.p99_ms),
-                "img/s": f"{r.images_per_s:,.0f}",
-                "speed-up": speed,
-                "GFLOP/s": "-" if r.gflops is None else f"{r.gflops:,.1f}",
-                "% peak": _share(r.peak_share),
-                "size": _size(r.size_bytes),
-                "top-1": _pct(r.accuracy),
-                "Δ eager": _delta(res),
-            }
+            cells = (
+                _cells(r, results.get((r.runtime, r.device)))
+                if isinstance(r, BenchRow)
+                else _untimed_cells(r)
+            )
             t.add_row(*(cells[c] for c in shown))
         return t
 
@@ -268,24 +283,65 @@ class BenchReport:
         )
 
     def skipped_table(self) -> Table | None:
-        """Runtimes that did not run, with the reason (None when every runtime ran)."""
+        """Runtimes that did not run, and cells not timed of runtimes that did, with the reason
+        (None when every cell was timed). A batch column appears with such cells ("all" for a
+        runtime that did not run)."""
         from rich.markup import escape
         from rich.table import Table
 
         skipped = [r for r in self.runtimes if r.status != "ok"]
-        if not skipped:
+        if not skipped and not self.untimed_cells:
             return None
         t = Table(header_style="bold", title="not measured", title_justify="left")
-        for c in ("device", "runtime", "status", "reason"):
-            t.add_column(c, no_wrap=c in ("device", "status"))
+        batch = ("batch",) if self.untimed_cells else ()
+        for c in ("device", "runtime", *batch, "status", "reason"):
+            t.add_column(c, no_wrap=c in ("device", "batch", "status"))
         # one line per device, status and reason: no CUDA is one line, not one per CUDA runtime
-        groups: dict[tuple[str, str, str], list[str]] = {}
+        groups: dict[tuple[str, str, str, str], list[str]] = {}
         for r in skipped:
-            groups.setdefault((r.device, r.status, r.reason or ""), []).append(r.runtime)
-        for (device, status, reason), runtimes in groups.items():
+            groups.setdefault((r.device, "all", r.status, r.reason or ""), []).append(r.runtime)
+        for c in self.untimed_cells:
+            groups.setdefault((c.device, str(c.batch), c.status, c.reason), []).append(c.runtime)
+        for (device, size, status, reason), runtimes in groups.items():
             colour = "yellow" if status == "skipped" else "red"
-            t.add_row(device, ", ".join(runtimes), f"[{colour}]{status}[/]", escape(reason))
+            sizes = (size,) if batch else ()
+            t.add_row(device, ", ".join(runtimes), *sizes, f"[{colour}]{status}[/]", escape(reason))
         return t
+
+
+def _cells(r: BenchRow, res: RuntimeResult | None) -> dict[str, str]:
+    """A timed cell's line of the table, column by column."""
+    speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
+    if r.speedup is not None and r.runtime != "eager":
+        speed = f"[green]{speed}[/]" if r.speedup >= 1 else f"[red]{speed}[/]"
+    return {
+        "device": r.device,
+        "runtime": r.runtime,
+        "batch": str(r.batch),
+        "p50 ms": _ms(r.p50_ms),
+        "p90 ms": _ms(r.p90_ms),
+        "p99 ms": _ms(r.p99_ms),
+        "img/s": f"{r.images_per_s:,.0f}",
+        "speed-up": speed,
+        "GFLOP/s": "-" if r.gflops is None else f"{r.gflops:,.1f}",
+        "% peak": _share(r.peak_share),
+        "size": _size(r.size_bytes),
+        "top-1": _pct(r.accuracy),
+        "Δ eager": _delta(res),
+    }
+
+
+def _untimed_cells(c: UntimedCell) -> dict[str, str]:
+    """A cell not timed: its status where its p50 would be, coloured as in ``skipped_table``."""
+    colour = "yellow" if c.status == "skipped" else "red"
+    figures = dict.fromkeys(TABLE_COLUMNS, "-")
+    status = f"[{colour}]{c.status}[/]"
+    return figures | {
+        "device": c.device,
+        "runtime": c.runtime,
+        "batch": str(c.batch),
+        "p50 ms": status,
+    }
 
 
 def _delta(res: RuntimeResult | None) -> str:

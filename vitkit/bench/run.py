@@ -4,7 +4,8 @@
                  ─► one Runner per (runtime, device)        (runtimes.py; skipped ones say why)
                  ─► per batch size: the same input tensor to every runner, timed in
                     interleaved rounds (timing.py), so machine drift hits all runtimes alike;
-                    each cell waits until the last cell's spinning threads are idle
+                    each cell waits until the last cell's spinning threads are idle; a runner
+                    that breaks at a batch size (out of memory) keeps its smaller ones' cells
                  ─► logits of every runner on the same real test images: accuracy, agreement
                  ─► BenchReport (report.py): JSON, CSV, PNG, a table
 
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from vitkit.artifact import MODEL_JSON, LoadedModel, cpu_fp32
-from vitkit.bench.report import SCHEMA_VERSION, BenchReport, BenchRow, RuntimeResult
+from vitkit.bench.report import SCHEMA_VERSION, BenchReport, BenchRow, RuntimeResult, UntimedCell
 from vitkit.bench.runtimes import (
     BenchModel,
     Runner,
@@ -526,9 +527,9 @@ def benchmark(
         _prepare(plan, results, bm, s.runners, progress)
         cells = _time(s.runners, results, data.images, cfg, progress)
         peaks = _peaks_again(peaks, cfg.devs, notes, progress)
-        ref_acc = _score(
-            s.runners, results, module, data.scored, data.labels, cfg.accuracy_batch, progress
-        )
+        at = _scoring_batches(s.runners, cells, cfg.accuracy_batch)
+        ref_acc = _score(s.runners, results, module, data.scored, data.labels, at, progress)
+        notes.extend(_smaller_batch_notes(results, at, cfg.accuracy_batch, len(data.scored)))
         notes.extend(_nonfinite_note(results, len(data.scored)))
         flops = model_flops(module)
         rows = _rows(cells.timings, results, flops, peaks)
@@ -551,6 +552,7 @@ def benchmark(
         reference_accuracy=ref_acc,
         runtimes=list(results.values()),
         rows=rows,
+        untimed_cells=cells.untimed,
         notes=notes,
         files=[],
         wall_seconds=round(time.perf_counter() - t_start, 2),
@@ -949,6 +951,7 @@ class _Cells:
     stayed_busy: int  # cells before which a thread of this process stayed busy
     other_cores: float | None  # cores other processes used on average (None: not known)
     load: list[float] | None  # 1, 5, 15 min load average when the timing ended (None: not known)
+    untimed: list[UntimedCell]  # where a runtime timed at smaller batch sizes broke, and after
 
 
 def _time(
@@ -960,13 +963,15 @@ def _time(
 ) -> _Cells:
     """Per batch size: every runner on the same tensor, timed in interleaved rounds, each cell
     started once the process is idle (``settle``; after a thread stayed busy through a whole
-    wait, waits are cut short). Returns the samples and what the machine did meanwhile."""
+    wait, waits are cut short). A runner that breaks is not tried at larger batch sizes.
+    Returns the samples, the cells not timed, and what the machine did meanwhile."""
     others = OtherCpuUse()  # over the timed calls
     sizes, warmup, min_time, rounds = cfg.sizes, cfg.warmup, cfg.min_time, cfg.rounds
     timings: dict[tuple[str, str, int], list[float]] = {}
     longest, limit, stayed_busy = 0.0, SETTLE_LIMIT, 0
     total, done = len(sizes) * rounds * max(1, len(runners)), 0
     min_runs = -(-5 // rounds)  # at least 5 timed calls per cell over all rounds
+    broke_at: dict[Key, int] = {}  # the batch size each runner failed (or was skipped) at
     for b in sizes:
         x = _inputs(images, b)
         calls: dict[Key, Any] = {}
@@ -975,6 +980,8 @@ def _time(
                 continue
             with _recorded(results, key, f"batch {b}: "), _on(key[1]):
                 calls[key] = runner.bind(x)
+            if results[key].status != "ok":
+                broke_at[key] = b
         for r in range(rounds):
             for key, call in calls.items():
                 if results[key].status != "ok":
@@ -994,9 +1001,38 @@ def _time(
                         others=others,
                     )
                     timings.setdefault((*key, b), []).extend(t.samples)
+                if results[key].status != "ok":
+                    broke_at[key] = b
                 done += 1
     progress("timing", total, total)
-    return _Cells(timings, longest, stayed_busy, others.cores(), load_average())
+    untimed = _untimed(timings, results, broke_at, sizes)
+    return _Cells(timings, longest, stayed_busy, others.cores(), load_average(), untimed)
+
+
+def _untimed(
+    timings: dict[tuple[str, str, int], list[float]],
+    results: dict[Key, RuntimeResult],
+    broke_at: dict[Key, int],
+    sizes: list[int],
+) -> list[UntimedCell]:
+    """The cells not timed of each runner that broke at a batch size after smaller ones were
+    timed (out of memory at 64, say): that one failed (its earlier rounds' samples go) and the
+    larger ones were not tried. Such a runner is "ok" again, its timed cells kept; one that broke
+    at its first batch size stays failed (or skipped) as a whole, with "batch N: " in the reason."""
+    cells: list[UntimedCell] = []
+    for key, b in broke_at.items():
+        res = results[key]
+        timings.pop((*key, b), None)  # cut short: not a cell's figures
+        if not any((*key, s) in timings for s in sizes if s < b):
+            continue
+        reason = (res.reason or "").removeprefix(f"batch {b}: ")
+        cells.append(UntimedCell(key[0], key[1], b, res.precision, res.status, reason))
+        after = f"not tried: batch {b} {'failed' if res.status == 'failed' else 'was skipped'}"
+        cells.extend(
+            UntimedCell(key[0], key[1], s, res.precision, "skipped", after) for s in sizes if s > b
+        )
+        res.status, res.reason = "ok", None
+    return cells
 
 
 def _score(
@@ -1005,11 +1041,12 @@ def _score(
     module: nn.Module,
     images: np.ndarray,
     labels: np.ndarray | None,
-    batch: int,
+    at: dict[Key, int],
     progress: ProgressFn,
 ) -> float | None:
-    """Every runner's logits on the same images: top-1, agreement with and max |difference|
-    from eager fp32 on the CPU. Returns eager's own top-1 (None without labels)."""
+    """Every runner's logits on the same images, in chunks of its batch size in ``at``: top-1,
+    agreement with and max |difference| from eager fp32 on the CPU. Returns eager's own top-1
+    (None without labels)."""
     from vitkit.export.onnx import top1  # not at import: `import vitkit` stays light
 
     live = [(k, r) for k, r in runners.items() if results[k].status == "ok"]
@@ -1018,14 +1055,14 @@ def _score(
         results[key].info = dict(runner.info)
     if not len(images):
         return None
-    # the reference is eager fp32 on the CPU in the runners' chunks of ``batch``: eager's own
+    # the reference is eager fp32 on the CPU in the runners' chunks of its batch: eager's own
     # row is then exact (in chunks of 64, eager at batch 1 differed from itself by ~1e-6, and
     # the header's eager top-1 could differ from its row's), and eager's outputs are reused
     own = dict(live).get(("eager", "cpu"))
     reference = None
     if own is not None:
         with contextlib.suppress(Exception):  # its failure is recorded below, as any runner's
-            reference = own.outputs(images, batch)
+            reference = own.outputs(images, at[("eager", "cpu")])
     if reference is None:  # --device cuda (no eager runner on the CPU), or eager failed
         own = None
         with torch.inference_mode():
@@ -1040,7 +1077,7 @@ def _score(
         res = results[key]
         with _recorded(results, key, "outputs: "), _on(key[1]):
             # a batch size already compiled / built
-            logits = reference if runner is own else runner.outputs(images, batch)
+            logits = reference if runner is own else runner.outputs(images, at[key])
             # NaN or inf (an fp16 overflow, damaged weights): such an image's answer is wrong,
             # never argmax's pick among NaNs, and Δ eager is that of the finite ones (a NaN
             # maximum was null in bench.json, read as "not measured"); a note names the count
@@ -1061,6 +1098,37 @@ def _score(
     progress("accuracy", len(live), len(live))
     right = (top1(reference) == truth) & np.repeat(ref_finite, per_image) if truth is not None else None  # fmt: skip
     return None if right is None else float(right.mean())
+
+
+def _scoring_batches(
+    runners: dict[Key, Runner], cells: _Cells, accuracy_batch: int
+) -> dict[Key, int]:
+    """The batch size each runner is scored at: ``accuracy_batch`` (the largest), or, for one
+    that broke at a larger batch size, the largest it was timed at (out of memory at 64, it
+    would be again)."""
+    at = dict.fromkeys(runners, accuracy_batch)
+    for c in cells.untimed:
+        key = (c.runtime, c.device)
+        at[key] = max(b for n, d, b in cells.timings if (n, d) == key)
+    return at
+
+
+def _smaller_batch_notes(
+    results: dict[Key, RuntimeResult], at: dict[Key, int], accuracy_batch: int, scored: int
+) -> list[str]:
+    """A note for each runner scored at a smaller batch size than the others (recorded in its
+    ``info.accuracy_batch``): an int8 dynamic model's answers move a little with the batch."""
+    notes = []
+    for key, b in at.items():
+        res = results[key]
+        if b == accuracy_batch or not scored or res.status != "ok":
+            continue
+        res.info["accuracy_batch"] = b
+        notes.append(
+            f"{res.runtime} ({res.device}) was scored in batches of {b}, the largest it was "
+            f"timed at, not {accuracy_batch} (settings.accuracy_batch) as the others"
+        )
+    return notes
 
 
 def _nonfinite_note(results: dict[Key, RuntimeResult], scored: int) -> list[str]:
