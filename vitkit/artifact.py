@@ -12,8 +12,10 @@ import contextlib
 import json
 import math
 import os
+import signal
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -87,6 +89,73 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+class Staged:
+    """Files written together, as close to all at once as files allow: ``write`` puts each in a
+    temp file beside its name (fsynced); ``commit`` then renames them all into place in one
+    quick pass, in the order written (write the file that describes the others last), with
+    Ctrl-C held off until the pass is done, and then removes ``removals``. As a context manager:
+    an exception or Ctrl-C before the commit removes the temp files and changes nothing."""
+
+    def __init__(self) -> None:
+        self._temps: list[tuple[str, Path]] = []  # (temp file, its name), in the order written
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()  # after a commit: nothing left; after a failure: the temp files
+
+    def write(self, path: str | os.PathLike[str], data: bytes | str) -> None:
+        """``data`` in a temp file beside ``path``, fsynced; ``path`` itself is not touched."""
+        path = Path(path)
+        fd, tmp = _new_file(path, ".tmp")
+        self._temps.append((tmp, path))  # first: discard removes it, half-written or not
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def commit(self, removals: Iterable[Path] = ()) -> None:
+        """Rename every file written into place, then remove ``removals`` (those not written)."""
+        written = {path for _, path in self._temps}
+        with _ctrl_c_deferred():
+            while self._temps:
+                tmp, path = self._temps[0]
+                os.replace(tmp, path)
+                self._temps.pop(0)
+            for path in removals:
+                if path not in written:
+                    path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Remove the temp files not yet renamed."""
+        for tmp, _ in self._temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._temps.clear()
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Ctrl-C during the block is raised when it ends, not in the middle of it. Only on the main
+    thread (the one Python runs signal handlers in) while Python's own handler is installed; a
+    program with a handler of its own keeps it, and the block runs as it is."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def strict_json(obj: Any) -> Any:
     """``obj`` with every NaN or infinite float as ``None``: ``json`` would write a bare ``NaN``,
     which is not JSON and which strict parsers (jq, JavaScript, Go) reject."""
@@ -99,11 +168,15 @@ def strict_json(obj: Any) -> Any:
     return obj
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as indented JSON (NaN and infinities as null), ending in a newline."""
+    return json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON (NaN and infinities as null), atomically."""
     with atomic_write(path, "w") as f:
-        json.dump(strict_json(obj), f, indent=2, sort_keys=False, allow_nan=False)
-        f.write("\n")
+        f.write(json_text(obj))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -512,7 +585,9 @@ class StaleReport:
         return shlex.join(args)
 
 
-def stale_reports(files: Iterable[str | os.PathLike[str]]) -> list[StaleReport]:
+def stale_reports(
+    files: Iterable[str | os.PathLike[str]], *, pending: Mapping[Path, str | None] | None = None
+) -> list[StaleReport]:
     """The eval report folders beside model files (``.onnx``, ``.safetensors``; present or
     removed) that no longer describe them: the file was removed, or its SHA-256 now differs
     from the ``model_sha256`` its eval.json recorded.
@@ -523,28 +598,33 @@ def stale_reports(files: Iterable[str | os.PathLike[str]]) -> list[StaleReport]:
     not looked for. A report that records no ``model_sha256`` (made before vitkit recorded it)
     is never listed: nothing says what it scored. Each file is hashed at most once, and only
     when a report beside it records a hash. A folder or file that cannot be read is passed over:
-    this only ever adds notes, it never fails the command that asks."""
+    this only ever adds notes, it never fails the command that asks. ``pending``: files about
+    to be written or removed (``Staged``), as they will be: each one's SHA-256, None for one
+    to be removed."""
     stale: list[StaleReport] = []
     for file in map(Path, files):
         try:
-            stale.extend(_stale_beside(file))
+            stale.extend(_stale_beside(file, pending or {}))
         except OSError:
             continue
     return stale
 
 
-def stale_notes(files: Iterable[str | os.PathLike[str]]) -> list[str]:
+def stale_notes(
+    files: Iterable[str | os.PathLike[str]], *, pending: Mapping[Path, str | None] | None = None
+) -> list[str]:
     """``stale_reports`` as one note each, for a command's report."""
-    return [s.note() for s in stale_reports(files)]
+    return [s.note() for s in stale_reports(files, pending=pending)]
 
 
-def _stale_beside(file: Path) -> list[StaleReport]:
+def _stale_beside(file: Path, pending: Mapping[Path, str | None]) -> list[StaleReport]:
     from vitkit.data.download import file_sha256
 
     base = report_base(file)
     if not base.parent.is_dir():
         return []
-    digest: str | None = None
+    digest = pending.get(file)  # None: not known yet (hashed when needed), or to be removed
+    found = digest is not None if file in pending else file.is_file()
     stale: list[StaleReport] = []
     folders = sorted(
         d
@@ -558,7 +638,6 @@ def _stale_beside(file: Path) -> list[StaleReport]:
             continue
         if isinstance(named, str) and Path(named).name != file.name:
             continue
-        found = file.is_file()
         if found:
             digest = digest or file_sha256(file)
         if found and digest == recorded:

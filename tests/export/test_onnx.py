@@ -792,3 +792,89 @@ def test_a_re_export_names_the_eval_reports_it_made_stale(tmp_path: Path) -> Non
     assert (tmp_path / "eval-model.int8" / "eval.json").is_file()
     saved = json.loads((tmp_path / "export.json").read_text())
     assert [n for n in saved["notes"] if "eval-" in n] == [n for n in other.notes if "eval-" in n]
+
+
+def _two_models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    a = create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    torch.manual_seed(1)
+    b = create_model("vit-nano", image_size=16, patch_size=4, num_classes=3).eval()
+    return a, b
+
+
+def test_ctrl_c_while_the_files_are_written_leaves_the_earlier_export_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every model built, Ctrl-C while they were written one by one (each atomically): the new
+    model.onnx stood beside the earlier model.fp16.onnx and model.int8.onnx of other weights,
+    and the earlier export.json described neither. Now they all go to temp files first: the
+    folder is byte for byte as it was, with no temp file left."""
+    from vitkit.artifact import Staged
+
+    a, b = _two_models()
+    out = tmp_path / "model.onnx"
+    export_onnx(a, out, fp16=True, int8="dynamic", verify=False)
+    (tmp_path / "model.fp16.failed.onnx").write_bytes(b"an earlier failure")  # one to remove
+    earlier = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json"} <= set(earlier)
+    write, calls = Staged.write, []
+
+    def second_interrupted(self: Staged, path: Path, data: bytes | str) -> None:
+        calls.append(Path(path).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        write(self, path, data)
+
+    monkeypatch.setattr(Staged, "write", second_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(b, out, fp16=True, int8="dynamic", verify=False)
+    assert calls == ["model.onnx", "model.fp16.onnx"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == earlier
+    monkeypatch.undo()
+    # and an interrupt after the last model, while export.json is written: as it was too
+    write, calls = Staged.write, []
+
+    def report_interrupted(self: Staged, path: Path, data: bytes | str) -> None:
+        calls.append(Path(path).name)
+        if Path(path).name == "export.json":
+            raise KeyboardInterrupt
+        write(self, path, data)
+
+    monkeypatch.setattr(Staged, "write", report_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(b, out, fp16=True, int8="dynamic", verify=False)
+    assert calls == ["model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == earlier
+
+
+def test_ctrl_c_while_the_files_are_renamed_waits_for_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between two renames of the final pass is held off until export.json, the last, is
+    in place: then KeyboardInterrupt, over a folder of the new export's files only."""
+    import os
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT has a handler of the test runner's here")
+    a, b = _two_models()
+    out = tmp_path / "model.onnx"
+    export_onnx(a, out, int8="dynamic", verify=False)
+    replace, renamed = os.replace, []
+
+    def ctrl_c_after_the_first(src: str, dst: str) -> None:
+        replace(src, dst)
+        renamed.append(Path(dst).name)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr("vitkit.artifact.os.replace", ctrl_c_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(b, out, fp16=True, verify=False)
+    monkeypatch.undo()
+    assert renamed == ["model.onnx", "model.fp16.onnx", "export.json"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert [Path(f).name for f in report["files"]] == [*renamed[:-1], "export.json"]
+    # the earlier int8 model, of a's weights, was removed in the same pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(renamed)

@@ -9,8 +9,10 @@
                                ▼
               model.onnx, model.fp16.onnx, model.int8.onnx, export.json
 
-A model is written (atomically) under its name only once it has passed verification; one that
-fails is kept as ``<name>.failed.onnx`` for inspection and the report says why. The library
+A model is written under its name only once it has passed verification; one that fails is kept
+as ``<name>.failed.onnx`` for inspection and the report says why. Nothing is written until every
+model is built; then all the files go to temp files first and are renamed together, export.json
+last (``artifact.Staged``). The library
 never prints: ``export_onnx`` returns an ``ExportReport`` and the CLI decides what to show.
 """
 
@@ -40,11 +42,11 @@ from torch import nn
 
 from vitkit.artifact import (
     LoadedModel,
-    atomic_write,
+    Staged,
     cpu_fp32,
+    json_text,
     stale_notes,
     unwrap,
-    write_json,
 )
 from vitkit.data.types import ProgressFn, no_progress
 from vitkit.errors import MissingEntry, UserError, VitkitError, check_int, first_line
@@ -1180,15 +1182,26 @@ def export_onnx(
         built = _build_models(
             lm, traced, out_path, work, check, meta, fp16=fp16, int8=int8, optimize=optimize
         )
-    built.commit()  # every model built and checked: only now is the folder changed
-    # --no-verify: the images only calibrated static int8; notes on verifying with them are untrue
-    verified_on = data if reference is not None else None
-    notes = [*traced.notes, *_data_notes(verified_on, int8), *built.notes, *_stale_evals(out_path)]
-    if reference is not None:
-        notes.extend(_speed_notes(reference, built.precisions, threads, others.cores()))
-    report = _export_report(lm, out_path, traced, data, reference, tol, built, notes, threads)
-    report.total_seconds = round(time.perf_counter() - t_start, 2)
-    write_json(report.report_path, report.to_json())
+    # every model built and checked: only now are files written, each to a temp file beside its
+    # name; they replace the folder's files in one pass at the end (Ctrl-C or an error before
+    # it: the temp files are removed, the folder is as it was)
+    with Staged() as staged:
+        pending = built.stage(staged)
+        # --no-verify: the images only calibrated static int8; notes on verifying with them are
+        # untrue
+        verified_on = data if reference is not None else None
+        notes = [
+            *traced.notes,
+            *_data_notes(verified_on, int8),
+            *built.notes,
+            *_stale_evals(out_path, pending),
+        ]
+        if reference is not None:
+            notes.extend(_speed_notes(reference, built.precisions, threads, others.cores()))
+        report = _export_report(lm, out_path, traced, data, reference, tol, built, notes, threads)
+        report.total_seconds = round(time.perf_counter() - t_start, 2)
+        staged.write(report.report_path, json_text(report.to_json()))  # last: it describes them
+        staged.commit(built.removals)
     return report
 
 
@@ -1377,7 +1390,7 @@ def _keep(
     model: onnx.ModelProto, rep: PrecisionReport, path: Path, built: _Built
 ) -> PrecisionReport:
     """``rep``, with the path ``model`` goes to: ``path`` if it passed, else
-    ``<name>.failed.onnx``. Nothing is written yet: ``built.commit`` writes every model once all
+    ``<name>.failed.onnx``. Nothing is written yet: ``built.stage`` writes every model once all
     of them are built, so an export cut short (Ctrl-C, an error) leaves the folder as it was."""
     failed = _failed(path)
     target = path if rep.passed else failed
@@ -1395,10 +1408,12 @@ def _keep(
     return rep
 
 
-def _stale_evals(out_path: Path) -> list[str]:
-    """Notes on the eval reports beside ``out_path`` and its fp16 and int8 siblings that
-    scored an earlier or removed file (kept: they are ``vitkit eval``'s output, not ours)."""
-    return stale_notes([out_path, sibling(out_path, "fp16"), sibling(out_path, "int8")])
+def _stale_evals(out_path: Path, pending: dict[Path, str | None]) -> list[str]:
+    """Notes on the eval reports beside ``out_path`` and its fp16 and int8 siblings that will
+    have scored an earlier or removed file once ``pending`` (``_Built.stage``) is committed
+    (kept: they are ``vitkit eval``'s output, not ours)."""
+    files = [out_path, sibling(out_path, "fp16"), sibling(out_path, "int8")]
+    return stale_notes(files, pending=pending)
 
 
 def _failed(path: Path) -> Path:
@@ -1412,7 +1427,7 @@ def _earlier_siblings(
     """Notes on the fp16 and int8 files of an earlier export beside ``out_path`` that this one
     does not remake: removed when of other ``weights``, kept when of these; an earlier failed
     one is removed (nothing in this report would say what it is). The removals are added to
-    ``removals`` (done by ``_Built.commit``)."""
+    ``removals`` (done when the export commits)."""
     notes: list[str] = []
     for tag in ("fp16", "int8"):
         old = sibling(out_path, tag)
@@ -1451,14 +1466,16 @@ class _Built:
     writes: list[tuple[Path, bytes]] = field(default_factory=list)  # (file, model), in order
     removals: list[Path] = field(default_factory=list)  # an earlier export's files
 
-    def commit(self) -> None:
-        """Write the models (each atomically), then remove the earlier files they replace."""
+    def stage(self, staged: Staged) -> dict[Path, str | None]:
+        """Write the models to ``staged``'s temp files (``staged.commit(self.removals)`` puts
+        them in place and removes the earlier files they replace). Returns each file this
+        changes as it will be: the SHA-256 of a model written, None for a file removed."""
+        pending: dict[Path, str | None] = {path: None for path in self.removals}
         for path, blob in self.writes:
-            with atomic_write(path) as f:
-                f.write(blob)
+            staged.write(path, blob)
+            pending[path] = hashlib.sha256(blob).hexdigest()
         self.writes.clear()  # the bytes are on disk: not held through the report
-        for path in self.removals:
-            path.unlink(missing_ok=True)
+        return pending
 
 
 def _build_models(
