@@ -178,11 +178,12 @@ def test_the_runs_own_exports_are_used_but_never_overwritten(
         write=False,
     )
     assert rep.result("ort").info["file"] == str(run / "export" / "model.onnx")  # reused
-    assert rep.result("ort-int8").info["file"] == str(run / "bench" / "export" / "model.int8.onnx")
+    assert rep.result("ort-int8").status == "ok"
     assert (run / "export" / "model.onnx").read_bytes() == user
     assert (run / "export" / "model.int8.onnx").read_bytes() == b"cut short"
-    made = f"exported fp32, int8-dynamic to {run / 'bench' / 'export'} "  # it said "int8" alone,
-    assert any(n.startswith(made) for n in rep.notes), rep.notes  # and wrote fp32 there too
+    assert not (run / "bench").exists()  # write=False: the exports it made are not kept
+    made = "exported fp32, int8-dynamic to a scratch folder"  # it said "int8" alone,
+    assert any(n.startswith(made) for n in rep.notes), rep.notes  # and made fp32 there too
     assert any(
         n.startswith(f"passed over {run / 'export' / 'model.int8.onnx'}: ") for n in rep.notes
     )
@@ -349,6 +350,31 @@ def test_untrained_model_without_data_has_agreement_but_no_accuracy(tmp_path: Pa
         rep.row("ort", 8)
     with pytest.raises(NotFoundError, match=r"no runtime ort-int8 on cpu .*eager on cpu"):
         rep.result("ort-int8")
+
+
+def test_write_false_writes_nothing_to_the_out_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write=False still wrote the exports it made to OUT/export (and a later call reused
+    them). Now they go to the session's scratch folder, removed at the end: OUT is not made,
+    nothing is left behind, and the next call makes its own."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"  # where the session's scratch folder goes
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    first = _nano_bench(tmp_path, batch_sizes=[2], rounds=1, accuracy_images=8, write=False)
+    assert not (tmp_path / "out").exists()
+    assert list(scratch.iterdir()) == []
+    ort = first.result("ort")
+    assert ort.status == "ok" and ort.top1_agreement == 1.0
+    assert not Path(ort.info["file"]).exists()
+    made = "exported fp32 to a scratch folder, removed afterwards (write=False)"
+    assert any(n.startswith(made) for n in first.notes), first.notes
+    again = _nano_bench(tmp_path, batch_sizes=[2], rounds=1, accuracy_images=0, write=False)
+    assert again.result("ort").status == "ok"
+    assert any(n.startswith(made) for n in again.notes), again.notes
+    assert not (tmp_path / "out").exists() and list(scratch.iterdir()) == []
 
 
 def test_each_export_passed_over_is_named_with_its_reason(tmp_path: Path) -> None:
@@ -556,7 +582,6 @@ def test_optimize_benchmarks_the_optimized_export(bench_run: Path, tmp_path: Pat
         rounds=1,
         accuracy_images=64,
         optimize=True,
-        write=False,
     )
     assert rep.settings["optimize"] is True
     assert any(n.startswith("--optimize: kept the") for n in rep.notes), rep.notes

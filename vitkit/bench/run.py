@@ -1,6 +1,7 @@
 """benchmark(): every runtime on every device, measured the same way, in one report.
 
-    run / model ─► exports it needs (reused from RUN/export when current)
+    run / model ─► exports it needs (reused from RUN/export when current; made in OUT/export,
+                   or a scratch folder with write=False)
                  ─► one Runner per (runtime, device)        (runtimes.py; skipped ones say why)
                  ─► per batch size: the same input tensor to every runner, timed in
                     interleaved rounds (timing.py), so machine drift hits all runtimes alike;
@@ -252,12 +253,15 @@ def ensure_exports(
     threads: int,
     progress: ProgressFn,
     optimize: bool = False,
+    scratch: bool = False,
 ) -> tuple[dict[str, Path], dict[str, str], list[str]]:
     """The ONNX files for ``precisions`` ("fp32", "fp16", "int8"): the first current one in the
     ``search`` folders (RUN/export, then the bench's own), else made in ``make_in`` with
     ``export_onnx`` (verified). Nothing in RUN/export is ever overwritten. The fp32 and int8
     models must match ``optimize``: a fused ``--optimize`` model (or an int8 one quantized from
-    it) is not timed as the plain one, nor the reverse. Returns (files, failures, notes)."""
+    it) is not timed as the plain one, nor the reverse. ``scratch``: ``make_in`` is removed
+    afterwards (``benchmark(write=False)``), and the notes say so rather than name it. Returns
+    (files, failures, notes)."""
     from vitkit.export import export_onnx
 
     notes: list[str] = []
@@ -286,7 +290,8 @@ def ensure_exports(
         f"{r.precision} {'passed' if r.passed else 'failed'}" for r in report.precisions
     )
     made_names = ", ".join(r.precision for r in report.precisions)  # fp32 always: fp16 is of it
-    notes.append(f"exported {made_names} to {make_in} (verification: {checks})")
+    where = "a scratch folder, removed afterwards (write=False)" if scratch else make_in
+    notes.append(f"exported {made_names} to {where} (verification: {checks})")
     if report.optimize:  # which fused variant the export kept, and how fast each was
         notes.extend(n for n in report.notes if n.startswith("--optimize"))
     made, failures = _verified(report, missing, make_in)
@@ -497,8 +502,10 @@ def benchmark(
     rounds`` seconds each. Accuracy: top-1 of every runtime on ``accuracy_images`` test images
     of the run's dataset (or ``dataset``). ``optimize``: ONNX models made with
     ``export_onnx(optimize=True)`` (fused variants, kept only if faster). Writes bench.json,
-    bench.csv and bench.png to ``out``
-    (default RUN/bench, or bench/<model> for a bare module) unless ``write`` is False.
+    bench.csv and bench.png to ``out`` (default RUN/bench, or bench/<model> for a bare module),
+    and the ONNX exports it has to make to ``out``/export, unless ``write`` is False: then
+    nothing is written there, and those exports go to a scratch folder removed at the end
+    (current ones already in RUN/export or ``out``/export are still reused).
     """
     from vitkit import __version__
     from vitkit.export.onnx import loaded_for_export, versions
@@ -518,8 +525,11 @@ def benchmark(
         plan, results = _plan(cfg.names, cfg.devs, notes)
         notes.extend(_compile_mode_note(compile_mode, results))
         data = _bench_images(lm, accuracy_images, dataset, data_root, download, notes, progress)
+        # write=False: the exports it must make go to the session's scratch folder, removed
+        # at its end, so that nothing is written to OUT (nor reused from there by a later call)
+        make_in = (out_dir if write else s.workdir) / "export"
         files = _onnx_files(
-            lm, plan, results, out_dir, data_root, s.threads, optimize, notes, progress
+            lm, plan, results, out_dir, make_in, data_root, s.threads, optimize, notes, progress
         )
         bm = _bench_model(lm, module, s, files, compile_mode)
         peaks = _peaks(cfg.devs, progress)
@@ -772,28 +782,31 @@ def _onnx_files(
     plan: list[tuple[str, torch.device]],
     results: dict[Key, RuntimeResult],
     out_dir: Path,
+    make_in: Path,
     data_root: str | os.PathLike[str] | None,
     threads: int,
     optimize: bool,
     notes: list[str],
     progress: ProgressFn,
 ) -> dict[str, Path]:
-    """The ONNX file of each precision the planned ONNX runtimes need (reused or made in
-    OUT/export); a runtime whose file could not be made is marked skipped, with the reason."""
+    """The ONNX file of each precision the planned ONNX runtimes need (reused from RUN/export or
+    OUT/export, else made in ``make_in``: OUT/export, or a scratch folder); a runtime whose file
+    could not be made is marked skipped, with the reason."""
     needed = {ONNX_PRECISION[n] for n, _ in _live(plan, results) if n in ONNX_PRECISION}
     if not needed:
         return {}
-    made_in = out_dir / "export"
+    own = out_dir / "export"
     files, failures, export_notes = ensure_exports(
         lm,
         needed,
-        [lm.output_dir("export"), made_in] if lm.meta else [made_in],
-        made_in,
+        [lm.output_dir("export"), own] if lm.meta else [own],
+        make_in,
         data_root=data_root,
         verify_images=VERIFY_IMAGES,  # the int8 gate (0.5 points) needs ~1,000 images
         threads=threads,
         progress=progress,
         optimize=optimize,
+        scratch=make_in != own,
     )
     notes.extend(export_notes)
     for (n, _), res in results.items():
