@@ -175,6 +175,25 @@ def test_info_and_preview_name_skipped_files_and_preview_finds_the_only_split(
     assert doc["split"] == "test" and doc["skipped"] == {"count": 1, "first": ["1/zz.png"]}
 
 
+def test_preview_of_non_ascii_class_names_names_those_the_font_lacks(tmp_path: Path) -> None:
+    """'café', 'Ελλάδα', 'Москва' were drawn as boxes in Pillow's default font; DejaVu Sans
+    (from matplotlib) draws them, and the classes it cannot draw ('日本') are named."""
+    pytest.importorskip("matplotlib")
+    for i, c in enumerate(("café", "Ελλάδα", "Москва", "日本")):
+        (tmp_path / "tree" / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (50 * i, 0, 0)).save(tmp_path / "tree" / c / "a.png")
+    out = tmp_path / "p.png"
+    args = ["data", "preview", f"folder:{tmp_path / 'tree'}", "-o", str(out)]
+    args += ["--data-root", str(tmp_path / "root")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())  # Rich wraps at the terminal's width
+    assert "lacks characters of 1 class name(s) ('日本'): they show as boxes" in said
+    assert "café" not in said and Image.open(out).size[0] > 0
+    doc = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert doc["missing_glyphs"] == ["日本"] and doc["n"] == 4
+
+
 def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
     """folder: caches piled up (one per folder path, and one more each time a folder changed)
     with no way to see or clear them but rm -rf. `data cache` lists them with their size and

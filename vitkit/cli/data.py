@@ -284,7 +284,7 @@ def preview(
 ) -> None:
     """Write a labelled grid of samples to a PNG file."""
     from vitkit.artifact import atomic_write
-    from vitkit.data.preview import make_preview
+    from vitkit.data.preview import make_preview, missing_glyphs
 
     # UserError, not fail(): the boundary also prints {"error": ...} under --json
     if n < 1:
@@ -301,16 +301,23 @@ def preview(
         split = "train" if "train" in ds.splits else next(iter(ds.splits))
     image = make_preview(ds, split=split, n=n, augmented=augmented, seed=seed)
     shown = min(n, len(ds[split]))  # the split's size caps it
+    boxed = missing_glyphs(ds.classes)  # class names whose labels show boxes ('日本')
     with atomic_write(out) as f:
         image.save(f, format="PNG")
     if json_:
         # the files a folder: dataset passed over, as `data info --json` has them (info.skipped)
         skipped = ds.info.get("skipped") or {"count": 0, "first": []}
         doc = {"out": str(out), "split": split, "n": shown, "size": list(image.size)}
-        emit_json({**doc, "skipped": skipped})
+        emit_json({**doc, "skipped": skipped, "missing_glyphs": boxed})
     else:
         if shown < n:
             console.print(
                 f"[yellow]note:[/] the {escape(split)} split has {shown:,} images; all are shown"
+            )
+        if boxed:
+            first = ", ".join(repr(c) for c in boxed[:3]) + (", ..." if len(boxed) > 3 else "")
+            console.print(
+                f"[yellow]note:[/] the label font lacks characters of {len(boxed):,} class "
+                f"name(s) ({escape(first)}): they show as boxes"
             )
         console.print(f"wrote {out} ({image.size[0]}x{image.size[1]}, {shown:,} images)")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -10,6 +13,37 @@ from PIL import Image, ImageDraw, ImageFont
 from vitkit.data.augment import AugmentConfig, BatchAugment
 from vitkit.data.catalog import Dataset
 from vitkit.errors import UserError, check_seed
+
+LABEL_FONT_SIZE = 10  # px: Pillow's default font's size, for which the 16 px text row is sized
+
+
+@functools.cache
+def label_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The font the labels are drawn in: DejaVu Sans, which matplotlib ships (Latin, Greek,
+    Cyrillic: 'café', 'Ελλάδα', 'Москва'), else Pillow's default (ASCII and a few more: 'é' is a
+    box). Loaded on first use, so that importing vitkit.data imports no matplotlib."""
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        return ImageFont.truetype(str(path), LABEL_FONT_SIZE)
+    except (ImportError, OSError):  # no matplotlib (the `plot` extra), or no such file in it
+        return ImageFont.load_default()
+
+
+def _ink(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, ch: str) -> bytes:
+    im = Image.new("L", (3 * LABEL_FONT_SIZE, 2 * LABEL_FONT_SIZE))
+    ImageDraw.Draw(im).text((0, 0), ch, fill=255, font=font)
+    return im.tobytes()
+
+
+def missing_glyphs(texts: Iterable[str]) -> list[str]:
+    """The ``texts`` (class names) with a character the label font lacks ('日本'): drawn as the
+    font's 'missing' box, as it draws a private-use code point (U+10FFFD)."""
+    font = label_font()
+    box = _ink(font, "\U0010fffd")
+    lacks = functools.cache(lambda ch: ch.isprintable() and _ink(font, ch) == box)
+    return [t for t in texts if any(lacks(ch) for ch in t)]
 
 
 def label_text(label: torch.Tensor, classes: list[str]) -> str:
@@ -29,7 +63,8 @@ def make_preview(
 ) -> Image.Image:
     """``n`` random samples of ``split`` in a square grid, each with its label underneath.
 
-    ``augmented`` shows them after the dataset's default training augmentation.
+    ``augmented`` shows them after the dataset's default training augmentation. Labels are
+    drawn in :func:`label_font`; :func:`missing_glyphs` names the classes it cannot draw.
     """
     if n < 1:
         raise UserError(f"the number of samples must be >= 1, got {n}")
@@ -54,7 +89,7 @@ def make_preview(
     text_h = 16
     canvas = Image.new("RGB", (cols * (tile + 4) + 4, rows * (tile + text_h + 4) + 4), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    font = label_font()
     for i in range(n):
         arr = images[i].permute(1, 2, 0).numpy()
         img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).convert("RGB")
