@@ -76,6 +76,48 @@ def test_a_resume_prints_which_eval_reports_scored_the_old_weights(tmp_path: Pat
     assert err.index("done") < err.index("scored an earlier"), err  # at the end, not the start
 
 
+def test_a_resume_that_diverges_prints_which_eval_reports_it_made_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume that rewrote the weights (epoch 1's end) and then diverged printed only the
+    error: the notes on RUN/eval were in the finished run's output alone (and in its --json)."""
+    import shutil
+
+    from vitkit.data.download import file_sha256
+    from vitkit.train import loop as loop_module
+
+    out = tmp_path / "run"
+    args = ["train", "mnist-mini", *TINY, "--epochs", "1", "--max-steps", "3", "--out", str(out)]
+    assert runner.invoke(app, [*args, "--val-fraction", "0"]).exit_code == 0  # 78 steps/epoch
+    (out / "eval").mkdir()  # as `vitkit eval RUN` writes it, of the weights now on disk
+    doc = {"model_file": str(out / "model.safetensors")}
+    doc["model_sha256"] = file_sha256(out / "model.safetensors")
+    (out / "eval" / "eval.json").write_text(json.dumps(doc))
+    shutil.copytree(out, tmp_path / "again")
+    real, calls = loop_module.loss_fn, {"n": 0}
+
+    def poisoned(*a, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1  # steps 4..78 finish epoch 1 (and save), then NaN
+        return real(*a, **kw) * (float("nan") if calls["n"] > 75 else 1.0)
+
+    monkeypatch.setattr(loop_module, "loss_fn", poisoned)
+    resume = ["train", "--resume", str(out), "--epochs", "2", "--max-steps", "0"]
+    result = runner.invoke(app, resume)
+    assert result.exit_code == 1, result.output
+    err = " ".join(result.stderr.split())
+    note = f"note: {out / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {out}`"
+    assert note in err and "error: loss became nan at step 79" in err, err
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")  # the error ends it
+    calls["n"] = 0
+    resume[2] = str(tmp_path / "again")
+    as_json = runner.invoke(app, [*resume, "--json"])
+    assert as_json.exit_code == 1, as_json.output
+    again = tmp_path / "again"
+    note = f"{again / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {again}`"
+    summary = json.loads(as_json.stdout)
+    assert summary["status"] == "diverged" and summary["notes"] == [note]
+
+
 def test_config_file_and_cli_override(tmp_path: Path) -> None:
     cfg = tmp_path / "c.json"
     cfg.write_text(

@@ -759,6 +759,44 @@ def test_a_resume_names_the_eval_reports_of_the_old_weights(tmp_path: Path) -> N
     assert note in json.loads((run / "summary.json").read_text())["notes"]
 
 
+def test_a_resume_that_diverges_names_the_eval_reports_its_new_weights_made_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run that wrote new best and last weights and then diverged (NonFiniteLoss)
+    said nothing of RUN/eval, which scored the weights they replaced; one that diverged before
+    writing any has nothing to say."""
+    import shutil
+
+    from vitkit.data.download import file_sha256
+
+    first = train(tiny(tmp_path, epochs=1, max_steps=3, val_fraction=0.0))  # 78 steps an epoch
+    run = first.run_dir
+    (run / "eval").mkdir()  # as `vitkit eval RUN` writes it, of the weights now on disk
+    doc = {"model_file": str(run / "model.safetensors")}
+    doc["model_sha256"] = file_sha256(run / "model.safetensors")
+    (run / "eval" / "eval.json").write_text(json.dumps(doc))
+    shutil.copytree(run, tmp_path / "early")
+    real = loop_module.loss_fn
+    calls = {"n": 0}
+
+    def poisoned(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        calls["n"] += 1
+        loss = real(logits, y, smoothing)
+        return loss * float("nan") if calls["n"] > 75 else loss  # epoch 2's first step
+
+    monkeypatch.setattr(loop_module, "loss_fn", poisoned)
+    with pytest.raises(NonFiniteLoss, match=r"at step 79 ") as e:
+        train(resume=run, extend={"epochs": 2, "max_steps": 0})  # epoch 1's end saves, then NaN
+    note = f"{run / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {run}`"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["notes"] == [note]
+    assert list(e.value.notes) == [note] and e.value.summary == summary
+    calls["n"] = 75  # NaN at once: the weights on disk are those RUN/eval scored
+    with pytest.raises(NonFiniteLoss, match=r"at step 4 ") as e:
+        train(resume=tmp_path / "early", extend={"max_steps": 0})
+    assert list(e.value.notes) == [] and "notes" not in (e.value.summary or {})
+
+
 def test_fit_calls_saves_and_callbacks_in_this_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -402,6 +402,8 @@ def train_command(
             view.stop()
         if json_ and e.summary is not None and rank0:
             emit_json(e.summary)  # the summary.json a diverged run leaves, then the error line
+        elif rank0:
+            _print_notes(list(e.notes))  # eval reports of weights rewritten before it diverged
         raise fail(str(e)) from None
     finally:
         if view:

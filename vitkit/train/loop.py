@@ -27,9 +27,11 @@ from vitkit.train.config import TrainConfig
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite: the run stops, keeping its last good checkpoint.
-    ``summary`` is what ``train`` wrote to summary.json (status "diverged")."""
+    ``summary`` is what ``train`` wrote to summary.json (status "diverged"); ``notes``, as
+    ``TrainResult.notes``: the eval reports that a resume's new weights made stale."""
 
     summary: dict[str, Any] | None = None
+    notes: Sequence[str] = ()
 
 
 class StopFlag:

@@ -617,6 +617,7 @@ def train(
                 t0,
                 params=parts.params,
                 device=device,
+                resumed=resume is not None,
             ),
         ):
             result = fit(
@@ -1058,10 +1059,12 @@ def _diverged(
     *,
     params: int,
     device: torch.device,
+    resumed: bool,
 ) -> Iterator[None]:
     """A non-finite loss ends the run with a summary.json that says so (status "diverged", the
     error, the checkpoint kept), as every other ending has one; the error is raised again, with
-    that summary on it for the CLI's --json."""
+    that summary on it for the CLI's --json. A resumed run that wrote new best or last weights
+    before it diverged names the eval reports they made stale (``notes``), as one that ends."""
     try:
         yield
     except NonFiniteLoss as e:
@@ -1072,6 +1075,9 @@ def _diverged(
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
         if run_dir is not None:
+            e.notes = _stale_evals(run_dir) if resumed else []
+            if e.notes:
+                e.summary["notes"] = list(e.notes)
             write_json(run_dir / SUMMARY_JSON, e.summary)
         raise
 
