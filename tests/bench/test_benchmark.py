@@ -303,6 +303,38 @@ def test_a_runtime_failing_at_its_first_batch_fails_as_a_whole(
     assert rep.untimed_cells == [] and [r.runtime for r in rep.rows] == ["eager", "eager"]
 
 
+def test_a_runtime_that_fails_when_scored_lists_no_untimed_cells(
+    bench_run: Path, fails_above_batch_1: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of memory at batch 8, then no outputs at batch 1 when scored: the runtime is failed
+    as a whole (no rows), and its batch-8 cell was still listed, failed, in untimed_cells (the
+    table, bench.csv and "not measured" had it beside the runtime's own failed line)."""
+    from dataclasses import replace
+
+    small = runtimes_module.get_runtime(fails_above_batch_1)
+
+    def no_outputs(bm: object, device: torch.device) -> Runner:
+        def fail(images: object, batch: int) -> object:
+            raise RuntimeError("outputs went missing")
+
+        return replace(small.prepare(bm, device), outputs=fail)  # type: ignore[arg-type]
+
+    fake = {fails_above_batch_1: replace(small, prepare=no_outputs)}
+    monkeypatch.setattr(runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, **fake})
+    rep = benchmark(
+        bench_run, runtimes="eager,small", devices="cpu", batch_sizes=[1, 8], warmup=0,
+        min_time=0.02, rounds=1, accuracy_images=8, write=False,
+    )  # fmt: skip
+    res = rep.result("small")
+    assert (res.status, res.reason) == ("failed", "outputs: RuntimeError: outputs went missing")
+    assert [r.runtime for r in rep.rows] == ["eager", "eager"]
+    assert rep.untimed_cells == []
+    lines = [ln for ln in rep.to_csv().splitlines() if ln.startswith("small,")]
+    assert len(lines) == 1 and lines[0].endswith(
+        ",failed,outputs: RuntimeError: outputs went missing"
+    )
+
+
 def test_a_cell_cut_short_in_a_later_round_loses_its_samples() -> None:
     """Out of memory in round 2 of batch 8: round 1's samples of that cell are not a row."""
     from vitkit.bench.report import RuntimeResult

@@ -543,6 +543,8 @@ def benchmark(
         notes.extend(_nonfinite_note(results, len(data.scored)))
         flops = model_flops(module)
         rows = _rows(cells.timings, results, flops, peaks)
+        # as rows: a runtime that failed as a whole since (its outputs, when scored) has none
+        untimed = [c for c in cells.untimed if results[(c.runtime, c.device)].status == "ok"]
         notes.extend(_caveats(rows, peaks, cells, s.threads))
     report = BenchReport(
         schema_version=SCHEMA_VERSION,
@@ -562,7 +564,7 @@ def benchmark(
         reference_accuracy=ref_acc,
         runtimes=list(results.values()),
         rows=rows,
-        untimed_cells=cells.untimed,
+        untimed_cells=untimed,
         notes=notes,
         files=[],
         wall_seconds=round(time.perf_counter() - t_start, 2),
