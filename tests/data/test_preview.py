@@ -74,3 +74,20 @@ def test_importing_vitkit_data_imports_no_matplotlib() -> None:
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pillows_bitmap_font_names_the_classes_it_cannot_draw(
+    monkeypatch: pytest.MonkeyPatch, fresh_font: None
+) -> None:
+    """Pillow built without FreeType has a Latin-1 bitmap font as its default (and
+    ImageFont.truetype raises ImportError, so label_font falls back to it): drawing the
+    U+10FFFD probe raised UnicodeEncodeError, so every preview failed, ASCII class names too."""
+    monkeypatch.setattr(ImageFont, "truetype", _no_freetype)
+    monkeypatch.setattr(ImageFont, "load_default", ImageFont.load_default_imagefont)
+    assert not isinstance(preview_mod.label_font(), ImageFont.FreeTypeFont)
+    assert preview_mod.missing_glyphs(["airplane", "a b", "日本", "Москва"]) == ["日本", "Москва"]
+    assert make_preview(load_dataset("mnist-mini"), split="test", n=4).size[0] > 0
+
+
+def _no_freetype(*args: Any, **kwargs: Any) -> Any:
+    raise ImportError("The _imagingft C module is not installed")

@@ -31,18 +31,31 @@ def label_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _ink(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, ch: str) -> bytes:
+def _ink(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, ch: str) -> bytes | None:
+    """``ch`` drawn in ``font``, or None where the font cannot take it at all (Pillow built
+    without FreeType: its default is a bitmap font of Latin-1, and raises on anything else)."""
     im = Image.new("L", (3 * LABEL_FONT_SIZE, 2 * LABEL_FONT_SIZE))
-    ImageDraw.Draw(im).text((0, 0), ch, fill=255, font=font)
+    try:
+        ImageDraw.Draw(im).text((0, 0), ch, fill=255, font=font)
+    except UnicodeEncodeError:
+        return None
     return im.tobytes()
 
 
 def missing_glyphs(texts: Iterable[str]) -> list[str]:
     """The ``texts`` (class names) with a character the label font lacks ('日本'): drawn as the
-    font's 'missing' box, as it draws a private-use code point (U+10FFFD)."""
+    font's 'missing' box, as it draws a private-use code point (U+10FFFD), or one it cannot
+    take at all."""
     font = label_font()
     box = _ink(font, "\U0010fffd")
-    lacks = functools.cache(lambda ch: ch.isprintable() and _ink(font, ch) == box)
+
+    @functools.cache
+    def lacks(ch: str) -> bool:
+        if not ch.isprintable():
+            return False
+        ink = _ink(font, ch)
+        return ink is None or ink == box
+
     return [t for t in texts if any(lacks(ch) for ch in t)]
 
 
