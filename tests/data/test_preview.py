@@ -77,7 +77,7 @@ def test_importing_vitkit_data_imports_no_matplotlib() -> None:
 
 
 def test_pillows_bitmap_font_names_the_classes_it_cannot_draw(
-    monkeypatch: pytest.MonkeyPatch, fresh_font: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_font: None
 ) -> None:
     """Pillow built without FreeType has a Latin-1 bitmap font as its default (and
     ImageFont.truetype raises ImportError, so label_font falls back to it): drawing the
@@ -87,6 +87,11 @@ def test_pillows_bitmap_font_names_the_classes_it_cannot_draw(
     assert not isinstance(preview_mod.label_font(), ImageFont.FreeTypeFont)
     assert preview_mod.missing_glyphs(["airplane", "a b", "日本", "Москва"]) == ["日本", "Москва"]
     assert make_preview(load_dataset("mnist-mini"), split="test", n=4).size[0] > 0
+    for c in NAMES:  # labels it cannot take at all are drawn with '?' (they failed the preview)
+        (tmp_path / "tree" / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "tree" / c / "a.png")
+    ds = load_dataset(f"folder:{tmp_path / 'tree'}", data_root=tmp_path / "root", image_size=8)
+    assert make_preview(ds, split="test", n=4).size[0] > 0
 
 
 def _no_freetype(*args: Any, **kwargs: Any) -> Any:

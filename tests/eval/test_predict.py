@@ -384,6 +384,21 @@ def test_an_existing_path_is_never_a_pattern(mnist_model: LoadedModel, tmp_path:
         predict(mnist_model, str(tmp_path / "[v1]" / "b.png"))
 
 
+def test_a_home_path_is_literal_as_a_pattern_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'~/[x].png' was checked for existence before '~' was expanded, so it read as a pattern
+    and gave ~/x.png; '~/a.png' (no pattern) was not expanded at all: 'no such file'."""
+    from vitkit.eval import expand_inputs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("[x].png", "x.png", "a.png"):
+        Image.new("L", (4, 4)).save(tmp_path / name)
+    assert expand_inputs(["~/[x].png"]) == [tmp_path / "[x].png"]
+    assert expand_inputs(["~/a.png", "~/[w-z].png"]) == [tmp_path / "a.png", tmp_path / "x.png"]
+    assert expand_inputs([tmp_path / "a.png"]) == [tmp_path / "a.png"]
+
+
 def test_a_mode_pil_cannot_convert_is_a_user_error(mnist_model: LoadedModel) -> None:
     """A LAB image (PIL converts it to neither L nor RGB) raised PIL's ValueError."""
     lab = Image.new("RGB", (28, 28)).convert("LAB")

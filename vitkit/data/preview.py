@@ -110,10 +110,19 @@ def make_preview(
         r, c = divmod(i, cols)
         x0, y0 = 4 + c * (tile + 4), 4 + r * (tile + text_h + 4)
         canvas.paste(img, (x0, y0))
-        draw.text(
-            (x0, y0 + tile + 1),
-            label_text(labels[i], dataset.classes)[:24],
-            fill="black",
-            font=font,
-        )
+        _label(draw, (x0, y0 + tile + 1), label_text(labels[i], dataset.classes)[:24], font)
     return canvas
+
+
+def _label(
+    draw: ImageDraw.ImageDraw,
+    xy: tuple[int, int],
+    text: str,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> None:
+    """``text`` at ``xy``; with Pillow's Latin-1 bitmap font (no FreeType), each character it
+    cannot take as '?' (it raised UnicodeEncodeError: 'Москва' failed the whole preview)."""
+    try:
+        draw.text(xy, text, fill="black", font=font)
+    except UnicodeEncodeError:
+        draw.text(xy, text.encode("latin-1", "replace").decode("latin-1"), fill="black", font=font)

@@ -46,10 +46,9 @@ def _as_pattern(path: str | os.PathLike[str]) -> str | None:
     matches the files in that folder, not in ``data/v/``), and the rest is a pattern if it holds
     ``*``, ``?`` or ``[``.
     """
-    text = os.fspath(path)
-    if not _GLOB_MAGIC.search(text) or Path(text).exists():
+    pattern = os.path.expanduser(os.fspath(path))  # "~/[x].png": the file in the home folder
+    if not _GLOB_MAGIC.search(pattern) or Path(pattern).exists():
         return None
-    pattern = os.path.expanduser(text)
     seps = {os.sep, os.altsep} - {None}
     for cut in reversed([i for i, c in enumerate(pattern) if c in seps and i > 0]):
         head, rest = pattern[:cut], pattern[cut:]
@@ -293,15 +292,18 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
-    """A folder's image files, a glob pattern's matches, or a plain path as given."""
-    path = Path(item)
+    """A folder's image files, a glob pattern's matches, or a plain path (``~`` expanded, as
+    in a pattern)."""
+    given = os.fspath(item)
+    expanded = os.path.expanduser(given)
+    path = Path(expanded)
     if path.is_dir():
         found = _images_in(path)
         if not found:
             exts = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise UserError(f"no image files in {path} (looked for {exts})")
         return found
-    pattern = _as_pattern(item)
+    pattern = _as_pattern(expanded)
     if pattern is not None:
         # sorted, hidden names skipped (glob's own rule); folders matched give their images, as
         # a folder given does; other files matched are passed over, as in a folder; each image
@@ -315,9 +317,9 @@ def _expand_path(item: str | os.PathLike[str]) -> list[Any]:
                 files[m] = None
         if not files:
             what = "files" if not matches else "image files"
-            raise UserError(f"no {what} match {os.fspath(item)}")
+            raise UserError(f"no {what} match {given}")
         return list(files)
-    return [item]
+    return [item if expanded == given else path]
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
