@@ -116,7 +116,10 @@ class Staged:
             os.fsync(f.fileno())
 
     def commit(self, removals: Iterable[Path] = ()) -> None:
-        """Rename every file written into place, then remove ``removals`` (those not written)."""
+        """Rename every file written into place, then remove ``removals`` (those not written).
+        A rename that fails (an OSError: a full or read-only disk) leaves the files renamed
+        before it in place: renames are one file at a time, so this narrows the window to the
+        pass, not to nothing."""
         written = {path for _, path in self._temps}
         with _ctrl_c_deferred():
             while self._temps:
