@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from vitkit.bench import BenchReport, benchmark
+from vitkit.bench.runtimes import BenchModel, Runner
+
+Prepare = Callable[[BenchModel, torch.device], Runner]
 
 # every CPU runtime; cuda is asked for too, so that its rows are skipped (or run) cleanly
 CPU_RUNTIMES = "eager,eager-bf16,compile,ort,ort-fp16,ort-int8,trt"
@@ -41,39 +44,63 @@ def report(bench_run: Path, tmp_path_factory: pytest.TempPathFactory) -> BenchRe
     return rep
 
 
-@pytest.fixture
-def fails_above_batch_1(monkeypatch: pytest.MonkeyPatch) -> str:
-    """A runtime, "small", that is eager fp32 up to batch 1 and out of memory above it (timed
-    calls and accuracy outputs alike), as a GPU runtime at batch 64 can be. Returns its name."""
+OOM = "CUDA out of memory. Tried to allocate 2.00 GiB\nsecond line"
+
+
+def _eager_breaking(*, timed: bool, outputs: bool) -> Prepare:
+    """A ``prepare`` that is eager fp32's (as registered now) up to batch 1 and out of memory
+    above it: in its timed calls (``timed``) and its accuracy outputs (``outputs``)."""
     from dataclasses import replace
 
     import numpy as np
 
-    from vitkit.bench import runtimes as runtimes_module
-    from vitkit.bench.runtimes import BenchModel, Runner, Runtime, get_runtime
+    from vitkit.bench.runtimes import get_runtime
 
-    oom = "CUDA out of memory. Tried to allocate 2.00 GiB\nsecond line"
+    eager = get_runtime("eager").prepare
 
     def prepare(bm: BenchModel, device: torch.device) -> Runner:
-        runner = get_runtime("eager").prepare(bm, device)
+        runner = eager(bm, device)
 
         def bind(x: torch.Tensor) -> Callable[[], object]:
             call = runner.bind(x)
 
             def checked() -> object:
-                if len(x) > 1:
-                    raise RuntimeError(oom)
+                if timed and len(x) > 1:
+                    raise RuntimeError(OOM)
                 return call()
 
             return checked
 
-        def outputs(images: np.ndarray, batch: int) -> np.ndarray:
-            if batch > 1:
-                raise RuntimeError(oom)
+        def scored(images: np.ndarray, batch: int) -> np.ndarray:
+            if outputs and batch > 1:
+                raise RuntimeError(OOM)
             return runner.outputs(images, batch)
 
-        return replace(runner, bind=bind, outputs=outputs)
+        return replace(runner, bind=bind, outputs=scored)
 
-    fake = {"small": Runtime("small", "test", ("cpu",), (), "fp32", prepare)}
+    return prepare
+
+
+def _add_runtimes(monkeypatch: pytest.MonkeyPatch, **prepares: Prepare) -> None:
+    """Register (or replace) CPU fp32 runtimes for this test only."""
+    from vitkit.bench import runtimes as runtimes_module
+    from vitkit.bench.runtimes import Runtime
+
+    fake = {n: Runtime(n, "test", ("cpu",), (), "fp32", p) for n, p in prepares.items()}
     monkeypatch.setattr(runtimes_module, "_RUNTIMES", {**runtimes_module._RUNTIMES, **fake})
+
+
+@pytest.fixture
+def fails_above_batch_1(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A runtime, "small", that is eager fp32 up to batch 1 and out of memory above it (timed
+    calls and accuracy outputs alike), as a GPU runtime at batch 64 can be. Returns its name."""
+    _add_runtimes(monkeypatch, small=_eager_breaking(timed=True, outputs=True))
     return "small"
+
+
+@pytest.fixture
+def fails_when_scored(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A runtime, "unscored", timed as eager fp32 at every batch size whose accuracy outputs
+    are out of memory above batch 1 (they are scored at the largest). Returns its name."""
+    _add_runtimes(monkeypatch, unscored=_eager_breaking(timed=False, outputs=True))
+    return "unscored"

@@ -303,12 +303,12 @@ def test_a_runtime_failing_at_its_first_batch_fails_as_a_whole(
     assert rep.untimed_cells == [] and [r.runtime for r in rep.rows] == ["eager", "eager"]
 
 
-def test_a_runtime_that_fails_when_scored_lists_no_untimed_cells(
+def test_a_runtime_that_broke_and_then_fails_when_scored_keeps_its_cells(
     bench_run: Path, fails_above_batch_1: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Out of memory at batch 8, then no outputs at batch 1 when scored: the runtime is failed
-    as a whole (no rows), and its batch-8 cell was still listed, failed, in untimed_cells (the
-    table, bench.csv and "not measured" had it beside the runtime's own failed line)."""
+    """Out of memory at batch 8, then no outputs at batch 1 when scored: its batch-1 row and
+    its failed batch-8 cell are kept, and accuracy_error says why it has no accuracy (it was
+    failed as a whole, with its batch-8 cell still listed beside its own failed line)."""
     from dataclasses import replace
 
     small = runtimes_module.get_runtime(fails_above_batch_1)
@@ -326,13 +326,34 @@ def test_a_runtime_that_fails_when_scored_lists_no_untimed_cells(
         min_time=0.02, rounds=1, accuracy_images=8, write=False,
     )  # fmt: skip
     res = rep.result("small")
-    assert (res.status, res.reason) == ("failed", "outputs: RuntimeError: outputs went missing")
-    assert [r.runtime for r in rep.rows] == ["eager", "eager"]
-    assert rep.untimed_cells == []
-    lines = [ln for ln in rep.to_csv().splitlines() if ln.startswith("small,")]
-    assert len(lines) == 1 and lines[0].endswith(
-        ",failed,outputs: RuntimeError: outputs went missing"
-    )
+    assert (res.status, res.reason) == ("ok", None)
+    assert res.accuracy_error == "outputs in batches of 1: RuntimeError: outputs went missing"
+    assert [(r.runtime, r.batch) for r in rep.rows] == [("eager", 1), ("small", 1), ("eager", 8)]
+    assert [(c.runtime, c.batch, c.status) for c in rep.untimed_cells] == [("small", 8, "failed")]
+
+
+def test_a_runtime_whose_accuracy_pass_fails_keeps_its_timed_rows(
+    bench_run: Path, fails_when_scored: str
+) -> None:
+    """Timed at every batch size, then out of memory on the scored images: the runtime read
+    failed ("outputs: ...") and all its rows went, though their latency was real. It is "ok"
+    with its rows; its accuracy, agreement and Δ eager are None, and accuracy_error says why."""
+    rep = benchmark(
+        bench_run, runtimes="eager,unscored", devices="cpu", batch_sizes=[1, 2], warmup=1,
+        min_time=0.02, rounds=1, accuracy_images=8, write=False,
+    )  # fmt: skip
+    res = rep.result("unscored")
+    assert res.status == "ok" and res.reason is None
+    cells = [(r.runtime, r.batch) for r in rep.rows]
+    assert cells == [("eager", 1), ("unscored", 1), ("eager", 2), ("unscored", 2)], cells
+    assert all(r.speedup is not None for r in rep.rows)
+    assert (res.accuracy, res.top1_agreement, res.max_abs_diff) == (None, None, None)
+    assert rep.row("unscored", 2).accuracy is None
+    oom = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert res.accuracy_error == f"outputs in batches of 2: {oom}"
+    eager = rep.result("eager")  # the others are scored as before
+    assert eager.accuracy_error is None and eager.accuracy == rep.reference_accuracy is not None
+    assert not [n for n in rep.notes if n.startswith("unscored")], rep.notes
 
 
 def test_a_cell_cut_short_in_a_later_round_loses_its_samples() -> None:

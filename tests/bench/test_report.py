@@ -253,3 +253,53 @@ def test_a_cell_a_runtime_failed_at_is_listed_with_its_reason(
     ]
     assert ("small", 1) in {(r["runtime"], r["batch"]) for r in doc["rows"]}
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_a_runtime_whose_accuracy_failed_reads_failed_not_blank(
+    bench_run: Path, fails_when_scored: str, tmp_path: Path
+) -> None:
+    """A runtime timed but not scored (its outputs raised) keeps its rows; its top-1 and Δ eager
+    read "failed" (not "-", as for no labels), the reason is in the 'not measured' table, and
+    bench.json (schema-valid) and bench.csv carry it as accuracy_error."""
+    from vitkit.bench import benchmark
+
+    rep = benchmark(
+        bench_run, runtimes="eager,unscored", devices="cpu", batch_sizes=[1, 2], warmup=1,
+        min_time=0.02, rounds=1, accuracy_images=8, out=tmp_path,
+    )  # fmt: skip
+    why = "outputs in batches of 2: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    console = Console(width=250, record=True)
+    console.print(rep.table())
+    lines = console.export_text().splitlines()
+    header = [c.strip() for c in lines[1].split("│")[1:-1]]
+    for line in lines:
+        cols = dict(zip(header, (c.strip() for c in line.split("│")[1:-1]), strict=False))
+        if cols.get("runtime") == "unscored":
+            assert cols["top-1"] == cols["Δ eager"] == "failed", line
+            assert float(cols["p50 ms"]) > 0 and cols["speed-up"].endswith("x"), line
+        elif cols.get("runtime") == "eager":
+            assert cols["top-1"].endswith("%"), line
+    assert sum("unscored" in ln for ln in lines) == 2
+    skipped = rep.skipped_table()
+    assert skipped is not None
+    console = Console(width=250, record=True)
+    console.print(skipped)
+    (line,) = [ln for ln in console.export_text().splitlines() if "unscored" in ln]
+    cols = [c.strip() for c in line.split("│")[1:-1]]
+    assert cols == ["cpu", "unscored", "failed", f"accuracy not measured: {why}"]
+
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    (res,) = [r for r in doc["runtimes"] if r["runtime"] == "unscored"]
+    assert res["status"] == "ok" and res["accuracy_error"] == why and res["accuracy"] is None
+    assert [r["accuracy_error"] for r in doc["runtimes"]] == [None, why]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "bench.csv").read_text())))
+    errors = {(r["runtime"], r["batch"]): r["accuracy_error"] for r in rows}
+    assert errors == {("eager", "1"): "", ("unscored", "1"): why, ("eager", "2"): "", ("unscored", "2"): why}  # fmt: skip
+
+
+def test_earlier_bench_json_without_accuracy_error_still_validates(report: BenchReport) -> None:
+    doc = report.to_json()
+    for r in doc["runtimes"]:
+        del r["accuracy_error"]
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))

@@ -51,6 +51,9 @@ class RuntimeResult:
     top1_agreement: float | None = None  # share of images whose top-1 equals eager fp32 (CPU)
     max_abs_diff: float | None = None  # max |logit - eager fp32 logit| on those images
     info: dict[str, Any] = field(default_factory=dict)  # providers, threads, compile time, file
+    # why accuracy, top1_agreement and max_abs_diff are None though the runtime was timed
+    # (status "ok": its outputs on the scored images raised); None when they were computed
+    accuracy_error: str | None = None
 
 
 @dataclass
@@ -173,7 +176,8 @@ class BenchReport:
         buf = io.StringIO()
         # the runtime's, against eager fp32 (Δ eager: over the images whose logits are finite;
         # nonfinite_images counts the others, NaN or inf, which count as wrong)
-        agree = ["top1_agreement", "max_abs_diff", "nonfinite_images"]
+        # (accuracy_error: why those and accuracy are empty though the cell was timed)
+        agree = ["top1_agreement", "max_abs_diff", "nonfinite_images", "accuracy_error"]
         cols = [f.name for f in BenchRow.__dataclass_fields__.values()] + agree
         cols += ["status", "reason"]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
@@ -184,6 +188,7 @@ class BenchReport:
                 "top1_agreement": rt.top1_agreement,
                 "max_abs_diff": rt.max_abs_diff,
                 "nonfinite_images": rt.info.get("nonfinite_images", 0),
+                "accuracy_error": rt.accuracy_error or "",
             }
             w.writerow({**asdict(r), **extra, "status": "ok", "reason": ""})
         for c in self.untimed_cells:
@@ -245,7 +250,8 @@ class BenchReport:
     # -- the table ---------------------------------------------------------------------------
     def table(self, columns: Sequence[str] | None = None) -> Table:
         """The Rich table the CLI prints: one line per cell, grouped by device and batch size; a
-        cell not timed (its runtime failed there) reads "failed" or "skipped" (the reason is in
+        cell not timed (its runtime failed there) reads "failed" or "skipped", and so do the
+        top-1 and Δ eager of a runtime whose outputs could not be scored (the reasons are in
         ``skipped_table``). ``columns``: which of ``TABLE_COLUMNS`` to show (default: all)."""
         from rich.table import Table
 
@@ -283,14 +289,16 @@ class BenchReport:
         )
 
     def skipped_table(self) -> Table | None:
-        """Runtimes that did not run, and cells not timed of runtimes that did, with the reason
-        (None when every cell was timed). A batch column appears with such cells ("all" for a
-        runtime that did not run)."""
+        """Runtimes that did not run, cells not timed of runtimes that did, and runtimes timed
+        whose accuracy could not be computed, with the reason (None when there is none). A batch
+        column appears with cells not timed ("all" for a runtime that did not run, "-" for an
+        accuracy line)."""
         from rich.markup import escape
         from rich.table import Table
 
         skipped = [r for r in self.runtimes if r.status != "ok"]
-        if not skipped and not self.untimed_cells:
+        unscored = [r for r in self.runtimes if r.status == "ok" and r.accuracy_error]
+        if not skipped and not self.untimed_cells and not unscored:
             return None
         t = Table(header_style="bold", title="not measured", title_justify="left")
         batch = ("batch",) if self.untimed_cells else ()
@@ -302,6 +310,9 @@ class BenchReport:
             groups.setdefault((r.device, "all", r.status, r.reason or ""), []).append(r.runtime)
         for c in self.untimed_cells:
             groups.setdefault((c.device, str(c.batch), c.status, c.reason), []).append(c.runtime)
+        for r in unscored:  # timed, but its top-1, agreement and Δ eager are missing
+            why = f"accuracy not measured: {r.accuracy_error}"
+            groups.setdefault((r.device, "-", "failed", why), []).append(r.runtime)
         for (device, size, status, reason), runtimes in groups.items():
             colour = "yellow" if status == "skipped" else "red"
             sizes = (size,) if batch else ()
@@ -326,9 +337,12 @@ def _cells(r: BenchRow, res: RuntimeResult | None) -> dict[str, str]:
         "GFLOP/s": "-" if r.gflops is None else f"{r.gflops:,.1f}",
         "% peak": _share(r.peak_share),
         "size": _size(r.size_bytes),
-        "top-1": _pct(r.accuracy),
+        "top-1": FAILED if res is not None and res.accuracy_error else _pct(r.accuracy),
         "Δ eager": _delta(res),
     }
+
+
+FAILED = "[red]failed[/]"  # a figure that could not be computed (the reason: ``skipped_table``)
 
 
 def _untimed_cells(c: UntimedCell) -> dict[str, str]:
@@ -348,6 +362,8 @@ def _delta(res: RuntimeResult | None) -> str:
     """Δ eager's cell: NaN/inf when some logits were not finite (a note gives the count)."""
     if res is not None and res.info.get("nonfinite_images"):
         return "NaN/inf"
+    if res is not None and res.accuracy_error:  # its outputs could not be scored
+        return FAILED
     return "-" if res is None or res.max_abs_diff is None else f"{res.max_abs_diff:.1e}"
 
 

@@ -1060,8 +1060,9 @@ def _score(
     progress: ProgressFn,
 ) -> float | None:
     """Every runner's logits on the same images, in chunks of its batch size in ``at``: top-1,
-    agreement with and max |difference| from eager fp32 on the CPU. Returns eager's own top-1
-    (None without labels)."""
+    agreement with and max |difference| from eager fp32 on the CPU; a runner whose outputs
+    raise gets ``accuracy_error`` instead (``_unscored``). Returns eager's own top-1 (None
+    without labels)."""
     from vitkit.export.onnx import top1  # not at import: `import vitkit` stays light
 
     live = [(k, r) for k, r in runners.items() if results[k].status == "ok"]
@@ -1090,7 +1091,7 @@ def _score(
     for i, (key, runner) in enumerate(live):
         progress("accuracy", i, len(live))
         res = results[key]
-        with _recorded(results, key, "outputs: "), _on(key[1]):
+        with _unscored(res, at[key]), _on(key[1]):
             # a batch size already compiled / built
             logits = reference if runner is own else runner.outputs(images, at[key])
             # NaN or inf (an fp16 overflow, damaged weights): such an image's answer is wrong,
@@ -1113,6 +1114,19 @@ def _score(
     progress("accuracy", len(live), len(live))
     right = (top1(reference) == truth) & np.repeat(ref_finite, per_image) if truth is not None else None  # fmt: skip
     return None if right is None else float(right.mean())
+
+
+@contextlib.contextmanager
+def _unscored(res: RuntimeResult, batch: int) -> Iterator[None]:
+    """A runtime whose outputs could not be scored (in batches of ``batch``) keeps its timed
+    cells, status "ok": its accuracy, agreement and Δ eager are None and ``accuracy_error``
+    says why (it was "failed" as a whole, its rows dropped though their latency was real)."""
+    try:
+        yield
+    except Exception as e:
+        res.accuracy = res.top1_agreement = res.max_abs_diff = None
+        res.info.pop("nonfinite_images", None)
+        res.accuracy_error = f"outputs in batches of {batch}: {type(e).__name__}: {first_line(e)}"
 
 
 def _scoring_batches(
@@ -1139,6 +1153,8 @@ def _smaller_batch_notes(
         if b == accuracy_batch or not scored or res.status != "ok":
             continue
         res.info["accuracy_batch"] = b
+        if res.accuracy_error is not None:  # tried at b, and it failed: the table says so
+            continue
         notes.append(
             f"{res.runtime} ({res.device}) was scored in batches of {b}, the largest it was "
             f"timed at, not {accuracy_batch} (settings.accuracy_batch) as the others"
