@@ -104,3 +104,17 @@ def fails_when_scored(monkeypatch: pytest.MonkeyPatch) -> str:
     are out of memory above batch 1 (they are scored at the largest). Returns its name."""
     _add_runtimes(monkeypatch, unscored=_eager_breaking(timed=False, outputs=True))
     return "unscored"
+
+
+@pytest.fixture
+def eager_fails_above_batch_1(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Eager fp32 itself (the baseline) out of memory above batch 1, and a runtime, "copy", that
+    is the real eager fp32 at every batch size. Returns the copy's name."""
+    from vitkit.bench.runtimes import get_runtime
+
+    _add_runtimes(
+        monkeypatch,
+        copy=get_runtime("eager").prepare,
+        eager=_eager_breaking(timed=True, outputs=True),
+    )
+    return "copy"

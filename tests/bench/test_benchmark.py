@@ -356,6 +356,31 @@ def test_a_runtime_whose_accuracy_pass_fails_keeps_its_timed_rows(
     assert not [n for n in rep.notes if n.startswith("unscored")], rep.notes
 
 
+def test_speed_ups_missing_where_eager_broke_are_explained(
+    bench_run: Path, eager_fails_above_batch_1: str
+) -> None:
+    """Eager, the baseline, out of memory at batch 2: the other runtimes' rows at 2 and 4 have
+    no speed-up ("-" in the table), and a note says why rather than nothing."""
+    rep = benchmark(
+        bench_run, runtimes="eager,copy", devices="cpu", batch_sizes=[1, 2, 4], warmup=1,
+        min_time=0.02, rounds=1, accuracy_images=0, write=False,
+    )  # fmt: skip
+    speedups = {(r.runtime, r.batch): r.speedup for r in rep.rows}
+    assert set(speedups) == {("eager", 1), ("copy", 1), ("copy", 2), ("copy", 4)}
+    assert speedups[("copy", 1)] is not None
+    assert speedups[("copy", 2)] is None and speedups[("copy", 4)] is None
+    (note,) = [n for n in rep.notes if n.startswith("no speed-up")]
+    assert note == (
+        "no speed-up on cpu at batch 2, 4: eager fp32, the baseline, was not timed there (it "
+        "failed at batch 2: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB; "
+        "larger ones were not tried)"
+    )
+
+
+def test_no_speed_up_note_when_eager_was_timed(report: BenchReport) -> None:
+    assert not [n for n in report.notes if n.startswith("no speed-up")], report.notes
+
+
 def test_a_cell_cut_short_in_a_later_round_loses_its_samples() -> None:
     """Out of memory in round 2 of batch 8: round 1's samples of that cell are not a row."""
     from vitkit.bench.report import RuntimeResult

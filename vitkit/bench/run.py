@@ -545,6 +545,7 @@ def benchmark(
         rows = _rows(cells.timings, results, flops, peaks)
         # as rows: a runtime that failed as a whole since (its outputs, when scored) has none
         untimed = [c for c in cells.untimed if results[(c.runtime, c.device)].status == "ok"]
+        notes.extend(_baseline_notes(rows, results, untimed))
         notes.extend(_caveats(rows, peaks, cells, s.threads))
     report = BenchReport(
         schema_version=SCHEMA_VERSION,
@@ -1158,6 +1159,34 @@ def _smaller_batch_notes(
         notes.append(
             f"{res.runtime} ({res.device}) was scored in batches of {b}, the largest it was "
             f"timed at, not {accuracy_batch} (settings.accuracy_batch) as the others"
+        )
+    return notes
+
+
+def _baseline_notes(
+    rows: list[BenchRow], results: dict[Key, RuntimeResult], untimed: list[UntimedCell]
+) -> list[str]:
+    """A note for each device where rows have no speed-up because eager fp32, their baseline,
+    was not timed at their batch size (it broke there or at a smaller one, or did not run),
+    saying why: the table shows "-" there, and nothing else would explain it."""
+    notes = []
+    timed = {(r.device, r.batch) for r in rows if r.runtime == "eager"}
+    for dev in dict.fromkeys(r.device for r in rows):
+        missing = sorted({r.batch for r in rows if r.device == dev and (dev, r.batch) not in timed})
+        if not missing:
+            continue
+        cells = [c for c in untimed if (c.runtime, c.device) == ("eager", dev)]
+        cells.sort(key=lambda c: c.batch)
+        if cells:  # timed at smaller batch sizes: the first cell not timed says why
+            first = cells[0]
+            why = f"it {first.status} at batch {first.batch}: {first.reason}"
+            why += "; larger ones were not tried" if len(cells) > 1 else ""
+        else:
+            eager = results.get(("eager", dev))
+            why = f"it {eager.status}: {eager.reason}" if eager is not None else "it did not run"
+        notes.append(
+            f"no speed-up on {dev} at batch {', '.join(map(str, missing))}: eager fp32, the "
+            f"baseline, was not timed there ({why})"
         )
     return notes
 
