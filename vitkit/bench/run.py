@@ -547,6 +547,8 @@ def benchmark(
         untimed = [c for c in cells.untimed if results[(c.runtime, c.device)].status == "ok"]
         notes.extend(_baseline_notes(rows, results, untimed))
         notes.extend(_caveats(rows, peaks, cells, s.threads))
+        if not write:  # the scratch folder goes with the session: its files are not kept
+            _forget_files_in(s.workdir, results)
     report = BenchReport(
         schema_version=SCHEMA_VERSION,
         vitkit_version=__version__,
@@ -1189,6 +1191,16 @@ def _baseline_notes(
             f"baseline, was not timed there ({why})"
         )
     return notes
+
+
+def _forget_files_in(folder: Path, results: dict[Key, RuntimeResult]) -> None:
+    """``info["file"]`` None for each runtime whose file was in ``folder``, the session's
+    scratch folder, removed when ``benchmark(write=False)`` returns (a note says the exports
+    were made there): the report must not name a file that is gone."""
+    for res in results.values():
+        file = res.info.get("file")
+        if file is not None and Path(file).is_relative_to(folder):
+            res.info["file"] = None
 
 
 def _nonfinite_note(results: dict[Key, RuntimeResult], scored: int) -> list[str]:
