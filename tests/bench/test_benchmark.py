@@ -809,8 +809,9 @@ def test_the_reference_without_eagers_outputs_is_the_eager_models(
         bench_run, runtimes="eager,copy", devices="cpu", batch_sizes=[1, 8], warmup=1,
         min_time=0.02, rounds=1, accuracy_images=1000, write=False,
     )  # fmt: skip
-    assert rep.result("eager").status == "failed"
-    assert rep.result("eager").reason == "outputs: RuntimeError: outputs went missing"
+    eager_res = rep.result("eager")  # timed, kept; only its accuracy is missing, and says why
+    assert (eager_res.status, eager_res.accuracy) == ("ok", None)
+    assert eager_res.accuracy_error == "outputs in batches of 8: RuntimeError: outputs went missing"
     # every test image of mnist-mini (1,000), in another order: eval's figure, image for image
     assert rep.data["images"] == 1000 and rep.data["labelled"]
     want = evaluate(bench_run, data_root=bench_run.parents[2] / "default-data-root").acc
