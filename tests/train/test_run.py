@@ -379,6 +379,23 @@ def test_a_run_on_a_relative_folder_resumes_from_any_directory(
     assert resumed.summary["resumed_from_step"] == first.summary["steps"]
 
 
+def test_a_run_with_a_relative_data_root_resumes_from_any_directory(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.json records --data-root as an absolute path: `--data-root data` then a resume from
+    another directory read ./data there (a download, or "missing ..." with --no-download)."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "data").symlink_to(mnist_root)
+    monkeypatch.chdir(tmp_path / "work")
+    cfg = tiny(tmp_path, dataset="mnist", batch_size=128, max_steps=2)
+    first = train(cfg, data_root="data", download=False)
+    saved = json.loads((first.run_dir / "train.json").read_text())
+    assert saved["data_root"] == str(mnist_root.resolve())  # absolute, links resolved
+    monkeypatch.chdir(tmp_path)  # where ./data does not exist
+    resumed = train(resume=first.run_dir, extend={"max_steps": 4}, download=False)
+    assert resumed.status == "max_steps" and resumed.summary["steps"] == 4
+
+
 def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Path) -> None:
     cfg = tiny(
         tmp_path,

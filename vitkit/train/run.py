@@ -867,7 +867,8 @@ def _train_record(
         # (model.json records it so for eval, export and bench)
         "config": {**config.to_dict(), "dataset": absolute_name(config.dataset)},
         "command": command or sys.argv,
-        "data_root": str(data_root) if data_root else None,
+        # absolute too: a resume from another directory reads the same data root
+        "data_root": str(Path(data_root).expanduser().resolve()) if data_root else None,
         "machine": machine_info(device),
         "world_size": dist_info.world_size,
         "model": parts.spec.to_dict(),
