@@ -118,6 +118,28 @@ def test_a_resume_that_diverges_prints_which_eval_reports_it_made_stale(
     assert summary["status"] == "diverged" and summary["notes"] == [note]
 
 
+def test_without_matplotlib_no_curves_png_is_claimed_and_a_note_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The closing line listed curves.png though none was written, with no word of why; a
+    resume left the old curves.png, which no longer showed the run's metrics."""
+    import vitkit._plot
+
+    out = tmp_path / "run"
+    args = ["train", "mnist-mini", *TINY, "--epochs", "1", "--max-steps", "3", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert (out / "curves.png").is_file()
+    monkeypatch.setattr(vitkit._plot, "figure", lambda *a, **k: None)  # no matplotlib
+    result = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "6"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "curves.png").exists()
+    err = " ".join(result.stderr.split())
+    assert "wrote" in err and "curves.png" not in err.split("wrote")[1].split("note:")[0], err
+    assert "note: no curves.png: matplotlib is not installed" in err, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert any("vitkit[plot]" in n for n in summary["notes"]), summary
+
+
 def test_config_file_and_cli_override(tmp_path: Path) -> None:
     cfg = tmp_path / "c.json"
     cfg.write_text(

@@ -472,7 +472,15 @@ def _print_done(s: dict[str, Any], run_dir: Path) -> None:
     console.print(
         f"[green]done[/] ({s['status']}): {best}, {test}; {speed}, {s['wall_seconds']:.0f} s"
     )
-    console.print(
-        f"wrote {run_dir}/: model.json, model.safetensors, train.json, "
-        f"metrics.jsonl, summary.json, curves.png, checkpoint/"
-    )
+    names = [
+        "model.json",
+        "model.safetensors",
+        "train.json",
+        "metrics.jsonl",
+        "summary.json",
+        "curves.png",  # needs matplotlib
+        "checkpoint/",
+        "tb/",  # --tensorboard
+    ]
+    wrote = [n for n in names if (run_dir / n).exists()]
+    console.print(f"wrote {run_dir}/: {', '.join(wrote)}")

@@ -130,14 +130,23 @@ def read_epochs(metrics_path: Path) -> list[dict[str, Any]]:
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
+CURVES_PNG = "curves.png"
+CURVES_HINT = f"no {CURVES_PNG}: matplotlib is not installed (pip install 'vitkit[plot]')"
+
+
 def plot_curves(metrics_path: Path, out: Path) -> bool:
-    """Loss and accuracy per epoch as a PNG; False when matplotlib is not installed."""
+    """Loss and accuracy per epoch as a PNG; False when matplotlib is not installed (a PNG
+    already at ``out``, drawn before a resume, is removed: it no longer shows the run). No
+    epoch line yet: nothing to draw, and True."""
     from vitkit._plot import figure
     from vitkit.artifact import atomic_path
 
     epochs = read_epochs(metrics_path)
-    made = figure(1, 2, figsize=(10, 4)) if epochs else None
+    if not epochs:
+        return True
+    made = figure(1, 2, figsize=(10, 4))
     if made is None:
+        out.unlink(missing_ok=True)
         return False
     fig, (ax1, ax2) = made
     x = [e["epoch"] + 1 for e in epochs]

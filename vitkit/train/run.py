@@ -44,7 +44,15 @@ from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
 from vitkit.models import ModelSpec, model_flops, model_options, resolve_spec
-from vitkit.train.callbacks import Callback, MetricsFile, StartInfo, TensorBoard, plot_curves
+from vitkit.train.callbacks import (
+    CURVES_HINT,
+    CURVES_PNG,
+    Callback,
+    MetricsFile,
+    StartInfo,
+    TensorBoard,
+    plot_curves,
+)
 from vitkit.train.checkpoint import (
     CHECKPOINT_DIR,
     STATE,
@@ -651,10 +659,11 @@ def train(
             if resume is not None:
                 summary["resumed_from_step"] = resumed_from
                 end_notes = _stale_evals(run_dir)  # new weights: RUN/eval scored the old ones
-                if end_notes:
-                    summary["notes"] = [*summary.get("notes", []), *end_notes]
+            if not plot_curves(run_dir / "metrics.jsonl", run_dir / CURVES_PNG):
+                end_notes.append(CURVES_HINT)
+            if end_notes:
+                summary["notes"] = [*summary.get("notes", []), *end_notes]
             write_json(run_dir / SUMMARY_JSON, summary)
-            plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
             for cb in listeners:
                 cb.on_end(summary)
         return TrainResult(run_dir=run_dir, summary=summary, status=result.status, notes=end_notes)
