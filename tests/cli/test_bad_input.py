@@ -264,6 +264,9 @@ def test_a_file_where_a_folder_belongs(tmp_path: Path) -> None:
     f.write_bytes(b"not a folder")
     line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--out", str(f)]))
     assert f"{f} is a file, not a folder" in line
+    run = f / "run"  # it read "cannot write in .../digit.png: File exists"
+    line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--out", str(run)]))
+    assert f"{f} is a file, not a folder" in line
     line = one_error_line(runner.invoke(app, ["data", "info", "mnist-mini", "--data-root", str(f)]))
     assert f"{f} is a file, not a folder" in line
     out = f / "grid.png"  # it read "File exists: '.../digit.png'"

@@ -331,6 +331,9 @@ def _lock(run_dir: Path) -> RunLock | None:
         return lock if lock.acquire() else None
     except OSError as e:  # no lock file, and no run directory: the run could not start
         lock.release()
+        blocker = next((p for p in run_dir.parents if p.is_file()), None)
+        if blocker is not None:  # --out notes.txt/run: "File exists" named no file
+            raise UserError(f"{blocker} is a file, not a folder (for {run_dir})") from None
         raise UserError(f"cannot write in {run_dir.parent}: {e.strerror or e}") from None
 
 
