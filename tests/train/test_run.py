@@ -301,6 +301,24 @@ def test_resume_with_foreign_best_weights_is_a_user_error(tmp_path: Path) -> Non
         train(resume=first.run_dir)
 
 
+def test_resume_with_a_damaged_or_foreign_model_json_is_a_user_error(tmp_path: Path) -> None:
+    """A resume checked that model.json was JSON, nothing more: it trained on and, with no new
+    best, left a run that `vitkit eval` could not read."""
+    first = train(tiny(tmp_path, epochs=1, max_steps=3))
+    meta_path = first.run_dir / "model.json"
+    good = meta_path.read_text()
+    meta_path.write_text('{"x": 1}')
+    with pytest.raises(UserError, match=r"model\.json is not a valid model\.json: 'model' must"):
+        train(resume=first.run_dir, extend={"max_steps": 6})
+    other = json.loads(good)
+    other["config"]["embed_dim"] = 32  # another run's, of another model
+    meta_path.write_text(json.dumps(other))
+    with pytest.raises(UserError, match=r"model\.json describes another model .*embed_dim 32"):
+        train(resume=first.run_dir, extend={"max_steps": 6})
+    meta_path.write_text(good)
+    assert train(resume=first.run_dir, extend={"max_steps": 6}).summary["steps"] == 6
+
+
 def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by its --max-steps cap continues when the resume raises the cap."""
 

@@ -30,6 +30,7 @@ from vitkit.artifact import (
     MODEL_WEIGHTS,
     RUNS_DIR,
     atomic_write,
+    check_meta,
     load_weights,
     read_json,
     save_model,
@@ -982,7 +983,7 @@ def _resumed_config(
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise UserError(f"{run_dir / TRAIN_JSON} holds no training config")
     if (run_dir / MODEL_JSON).exists():  # the best weights so far must survive the resume
-        read_json(run_dir / MODEL_JSON)
+        _check_model_json(run_dir, saved.get("model"))
         load_weights(run_dir / MODEL_WEIGHTS)
     # the run continues where it is now, even when it was copied or moved since it began
     try:
@@ -1004,6 +1005,31 @@ def _resumed_config(
         config.validate()
         extended = {k: [before[k], v] for k, v in extend.items() if before[k] != v}
     return config, saved, extended
+
+
+def _check_model_json(run_dir: Path, trained: Any) -> None:
+    """The run's model.json, readable as `vitkit eval` reads it and of the model train.json
+    records (``trained``), or a UserError naming it: a resume that replaces no best weights
+    keeps it as it is."""
+    meta_path = run_dir / MODEL_JSON
+    try:
+        spec = check_meta(read_json(meta_path))
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # valid JSON, wrong shape
+        raise UserError(f"{meta_path} is not a valid model.json: {first_line(e)}") from None
+    except UserError as e:
+        raise UserError(f"{meta_path} is not a valid model.json: {e}") from None
+    try:
+        ours = ModelSpec.from_dict(trained) if isinstance(trained, dict) else None
+    except (UserError, TypeError, ValueError):  # train.json's own record damaged: not this check
+        ours = None
+    if ours is None or spec == ours:
+        return
+    if spec.name != ours.name:
+        differs = f"{spec.name}, not {ours.name}"
+    else:
+        mine, theirs = spec.to_dict()["config"], ours.to_dict()["config"]
+        differs = ", ".join(f"{k} {mine[k]}, not {theirs[k]}" for k in mine if mine[k] != theirs[k])
+    raise UserError(f"{meta_path} describes another model than {run_dir / TRAIN_JSON}: {differs}")
 
 
 def _carry_over(summary: dict[str, Any], previous: Path, wall: float, *, trained: bool) -> None:
