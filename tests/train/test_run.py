@@ -319,6 +319,33 @@ def test_resume_with_a_damaged_or_foreign_model_json_is_a_user_error(tmp_path: P
     assert train(resume=first.run_dir, extend={"max_steps": 6}).summary["steps"] == 6
 
 
+def test_a_stop_while_the_test_split_is_scored_keeps_the_runs_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or a kill) after the last step, while the test split was scored, left no
+    summary.json: the resume that scores it then read 0 img/s, 0 s and no last validation."""
+    from vitkit.train import run as run_module
+
+    real_test = run_module._test
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_test", interrupted)
+    cfg = tiny(tmp_path, epochs=1, max_steps=5)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    run_dir = Path(cfg.out or "")
+    kept = json.loads((run_dir / "summary.json").read_text())
+    assert kept["status"] == "max_steps" and "test_acc" not in kept
+    assert kept["train_images_per_s"] > 0 and kept["last_val"]["n"] > 0
+    monkeypatch.setattr(run_module, "_test", real_test)
+    done = train(resume=run_dir)  # nothing left to train: it scores the test split
+    for key in ("train_images_per_s", "wall_seconds", "last_val"):
+        assert done.summary[key] == kept[key], key
+    assert done.summary["test_acc"] is not None
+
+
 def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by its --max-steps cap continues when the resume raises the cap."""
 
