@@ -346,6 +346,26 @@ def test_a_stop_while_the_test_split_is_scored_keeps_the_runs_figures(
     assert done.summary["test_acc"] is not None
 
 
+def test_a_stop_while_a_resume_with_nothing_to_train_rescores_keeps_the_test_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume that trains nothing wrote summary.json again before scoring the test split:
+    Ctrl-C there took the test figures the finished run had (its weights unchanged)."""
+    from vitkit.train import run as run_module
+
+    first = train(tiny(tmp_path, epochs=1, max_steps=5))
+    before = (first.run_dir / "summary.json").read_text()
+    assert json.loads(before)["test_acc"] is not None
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_test", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(resume=first.run_dir)  # nothing left to train
+    assert (first.run_dir / "summary.json").read_text() == before
+
+
 def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by its --max-steps cap continues when the resume raises the cap."""
 

@@ -654,8 +654,12 @@ def train(
         if resume is not None:
             _carry_over(summary, run_dir / SUMMARY_JSON, wall, trained=result.images > 0)
         if result.status != "interrupted" and "test" in ds.splits:
-            if dist_info.main:  # the run's figures, should scoring the test split be cut short
-                write_json(run_dir / SUMMARY_JSON, summary)  # (Ctrl-C): a resume completes it
+            # the run's figures, should scoring the test split be cut short (Ctrl-C): a resume
+            # completes it. A resume that trained nothing keeps the summary.json it has (its
+            # test figures are of the same weights): written now, a Ctrl-C took them
+            early = result.images > 0 or not (run_dir / SUMMARY_JSON).is_file()
+            if dist_info.main and early:
+                write_json(run_dir / SUMMARY_JSON, summary)
             best = _best_model(run_dir, parts.model) if dist_info.main else parts.model
             test = _test(best, ds["test"], config, parts)
             summary["test"] = test
