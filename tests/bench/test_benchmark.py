@@ -378,6 +378,24 @@ def test_speed_ups_missing_where_eager_broke_are_explained(
     )
 
 
+def test_the_note_for_an_eager_that_failed_at_its_first_batch_names_the_batch_once() -> None:
+    """It read "(it failed: batch 1: RuntimeError: oom)", the reason's prefix raw."""
+    from vitkit.bench.report import BenchRow, RuntimeResult
+    from vitkit.bench.run import _baseline_notes
+
+    row = BenchRow(
+        "ort", "cpu", 1, "fp32", 1.0, 1.0, 1.0, 1.0, 5, 1e3, None, None, None, None, None
+    )
+    eager = RuntimeResult("eager", "cpu", "eager", "fp32", "failed", "batch 1: RuntimeError: oom")
+    assert _baseline_notes([row], {("eager", "cpu"): eager}, []) == [
+        "no speed-up on cpu at batch 1: eager fp32, the baseline, was not timed there (it failed "
+        "at batch 1: RuntimeError: oom)"
+    ]
+    eager.reason = "torch.compile is not available"  # no batch in it: the reason as it is
+    (note,) = _baseline_notes([row], {("eager", "cpu"): eager}, [])
+    assert note.endswith("(it failed: torch.compile is not available)")
+
+
 def test_no_speed_up_note_when_eager_was_timed(report: BenchReport) -> None:
     assert not [n for n in report.notes if n.startswith("no speed-up")], report.notes
 

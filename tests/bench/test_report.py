@@ -296,6 +296,8 @@ def test_a_runtime_whose_accuracy_failed_reads_failed_not_blank(
     rows = list(csv.DictReader(io.StringIO((tmp_path / "bench.csv").read_text())))
     errors = {(r["runtime"], r["batch"]): r["accuracy_error"] for r in rows}
     assert errors == {("eager", "1"): "", ("unscored", "1"): why, ("eager", "2"): "", ("unscored", "2"): why}  # fmt: skip
+    # not scored: no count of non-finite images either (it read 0)
+    assert {r["runtime"]: r["nonfinite_images"] for r in rows} == {"eager": "0", "unscored": ""}
 
 
 def test_earlier_bench_json_without_accuracy_error_still_validates(report: BenchReport) -> None:

@@ -306,6 +306,22 @@ def test_predict_glob_and_explain_folder(run: Path, images: Path, tmp_path: Path
     )
 
 
+def test_a_quoted_home_path_is_the_home_folders(
+    run: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'~/a.png' quoted (no shell to expand it) was 'no such file or directory' in predict and
+    explain, though the library reads it, and '~/*.png' worked."""
+    monkeypatch.setenv("HOME", str(images))
+    result = runner.invoke(app, ["predict", str(run), "~/a-gray.png", "--json"])
+    assert result.exit_code == 0, result.output
+    sources = [p["source"] for p in json.loads(result.stdout)["predictions"]]
+    assert sources == [str(images / "a-gray.png")]
+    out = tmp_path / "x.png"
+    result = runner.invoke(app, ["explain", str(run), "~/a-gray.png", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
 def test_explain_unreadable_image(run: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")

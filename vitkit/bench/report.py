@@ -187,7 +187,8 @@ class BenchReport:
             extra = {
                 "top1_agreement": rt.top1_agreement,
                 "max_abs_diff": rt.max_abs_diff,
-                "nonfinite_images": rt.info.get("nonfinite_images", 0),
+                # not scored (accuracy_error): nothing counted, so no 0 either
+                "nonfinite_images": "" if rt.accuracy_error else rt.info.get("nonfinite_images", 0),
                 "accuracy_error": rt.accuracy_error or "",
             }
             w.writerow({**asdict(r), **extra, "status": "ok", "reason": ""})

@@ -23,6 +23,7 @@ import gc
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -543,7 +544,8 @@ def benchmark(
         notes.extend(_nonfinite_note(results, len(data.scored)))
         flops = model_flops(module)
         rows = _rows(cells.timings, results, flops, peaks)
-        # as rows: a runtime that failed as a whole since (its outputs, when scored) has none
+        # as rows: only a runtime still "ok" has cells (scoring records accuracy_error and
+        # keeps it ok; the filter holds should a later step fail one as a whole)
         untimed = [c for c in cells.untimed if results[(c.runtime, c.device)].status == "ok"]
         notes.extend(_baseline_notes(rows, results, untimed))
         notes.extend(_caveats(rows, peaks, cells, s.threads))
@@ -1185,7 +1187,11 @@ def _baseline_notes(
             why += "; larger ones were not tried" if len(cells) > 1 else ""
         else:
             eager = results.get(("eager", dev))
-            why = f"it {eager.status}: {eager.reason}" if eager is not None else "it did not run"
+            why = "it did not run"
+            if eager is not None:  # "batch 1: RuntimeError: ..." as "it failed at batch 1: ..."
+                at, sep, rest = (eager.reason or "").partition(": ")
+                where = f" at {at}" if sep and re.fullmatch(r"batch \d+", at) else ""
+                why = f"it {eager.status}{where}: {rest if where else eager.reason}"
         notes.append(
             f"no speed-up on {dev} at batch {', '.join(map(str, missing))}: eager fp32, the "
             f"baseline, was not timed there ({why})"

@@ -218,7 +218,7 @@ def predict_command(
     from vitkit.eval import expand_inputs, predict
     from vitkit.eval.preprocess import is_glob
 
-    missing = [str(p) for p in images if not p.exists() and not is_glob(p)]
+    missing = [str(p) for p in images if not p.expanduser().exists() and not is_glob(p)]
     if missing:
         raise UserError(f"no such file or directory: {listed(missing, 3)}")
     files = expand_inputs(images)
@@ -293,6 +293,7 @@ def explain_command(
         raise UserError(f"unknown --method '{method}' (use {' or '.join(METHODS)})")
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must be a .png file, got {out}")
+    image = image.expanduser()  # '~/a.png' quoted, as the library reads it
     if image.is_dir() or not image.exists():  # the library reads a folder or a glob as many
         what = "is a directory" if image.is_dir() else "does not exist"
         raise UserError(f"{image} {what}: explain takes one image file")

@@ -887,7 +887,7 @@ def _train_record(
         "config": {**config.to_dict(), "dataset": absolute_name(config.dataset)},
         "command": command or sys.argv,
         # absolute too: a resume from another directory reads the same data root
-        "data_root": str(Path(data_root).expanduser().resolve()) if data_root else None,
+        "data_root": str(Path(data_root).expanduser().absolute()) if data_root else None,
         "machine": machine_info(device),
         "world_size": dist_info.world_size,
         "model": parts.spec.to_dict(),
