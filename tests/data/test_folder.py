@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from vitkit.data.sources import folder
 from vitkit.data.sources.folder import build_folder, fingerprint
@@ -146,6 +147,100 @@ def test_channels_auto_detects_grayscale(tmp_path: Path) -> None:
     # 16-bit grayscale is scaled to 8 bits (PIL's convert("L") would clip it to 255)
     assert abs(int(imgs[3, 0, 8, 8]) - round(40000 / 65535 * 255)) <= 1
     assert _load(root, channels=3).splits["train"].images.shape == (4, 3, 16, 16)
+
+
+def _gray_tree(root: Path, n: int = 72) -> None:
+    """``n`` single-channel images over two classes: L PNGs, L JPEGs, 1-bit and 16-bit PNGs."""
+    for i in range(n):
+        cls = root / "train" / ("a" if i % 2 else "b")
+        if i % 4 == 0:
+            _save(cls / f"{i:03}.jpg", (i * 3,), mode="L", quality=95)
+        elif i % 4 == 1:
+            _save(cls / f"{i:03}.png", (i % 2,), mode="1")
+        elif i % 4 == 2:
+            a = np.full((16, 16), 500 * i, dtype=np.uint16)
+            cls.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a).save(cls / f"{i:03}.png")
+        else:
+            _save(cls / f"{i:03}.png", (i * 3,), mode="L")
+
+
+@pytest.mark.parametrize("where", ["train", "test"])
+def test_channels_auto_sees_every_image(tmp_path: Path, where: str) -> None:
+    """A tree of grayscale images with one colour image where the header sample (the first 64
+    of train/ here) misses it, or in test/ (never sampled), was loaded as grayscale: the
+    colour was lost. Every decoded image decides; the result is what channels=3 gives."""
+    root = tmp_path / "mixed"
+    _gray_tree(root)
+    _save(root / "test" / "a" / "0.png", (7,), mode="L")
+    odd = root / where / "b" / ("zzz.png" if where == "train" else "zzz.jpg")  # JPEG: drafted
+    _save(odd, COLOURS["cat"], quality=95)
+    sample = folder._probe(sorted((root / "train").rglob("*.*")))
+    assert all(mode in folder.SINGLE_CHANNEL_MODES for mode, _ in sample)  # no colour in it
+    ds = _load(root)
+    assert ds.info["channels"] == 3 and ds.info["channels_from"] == "every image"
+    assert ds.info["skipped"]["count"] == 0
+    forced = _load(root, channels=3)
+    assert forced.info["channels_from"] == "given"
+    for name, split in forced.splits.items():
+        assert torch.equal(ds.splits[name].images, split.images), name
+        assert torch.equal(ds.splits[name].labels, split.labels)
+    i = ds.info["split_files"][where].index(odd.relative_to(root).as_posix())
+    got = ds.splits[where].images[i, :, 8, 8].to(torch.int32)
+    assert (got - torch.tensor(COLOURS["cat"])).abs().max() <= 3, got
+    j = ds.info["split_files"]["train"].index("train/a/003.png")  # L, 9: the same in R, G, B
+    assert ds.splits["train"].images[j, :, 8, 8].tolist() == [9, 9, 9]
+    odd.unlink()  # all single-channel again
+    assert _load(root).info["channels"] == 1
+
+
+def test_channels_auto_ignores_an_unreadable_colour_file(tmp_path: Path) -> None:
+    """The sample's only colour header is a file that fails to decode (skipped): every image
+    kept is grayscale, so the dataset is 1 channel (it was 3)."""
+    root = tmp_path / "gray"
+    _gray_tree(root, n=8)
+    noise = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    cut = root / "train" / "a" / "cut.png"
+    cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    assert folder._header(cut) == ("RGB", (16, 16))  # its header reads: colour
+    ds = _load(root)
+    assert ds.info["skipped"]["first"] == ["train/a/cut.png"]
+    assert ds.info["channels"] == 1 and ds.splits["train"].images.shape == (8, 1, 16, 16)
+    assert torch.equal(ds.splits["train"].images, _load(root, channels=1).splits["train"].images)
+
+
+def test_a_cache_with_channels_from_the_sample_is_rebuilt(tmp_path: Path) -> None:
+    """A cache made when channels came from a sample of headers (no ``channels_from`` in its
+    info) is not reused with detected channels: it may be grayscale where a colour image
+    was missed. With --channels given it still is."""
+    import json
+
+    from vitkit.data import load_dataset
+
+    root = tmp_path / "mixed"
+    _gray_tree(root)
+    _save(root / "train" / "b" / "zzz.png", COLOURS["cat"])
+    ds = load_dataset(f"folder:{root}", data_root=tmp_path / "root")
+    assert ds.channels == 3 and not ds.from_cache
+    assert load_dataset(f"folder:{root}", data_root=tmp_path / "root").from_cache
+
+    def as_old(cache: Path) -> None:  # what the old detection cached: 1 channel, no channels_from
+        meta = json.loads((cache / "meta.json").read_text())
+        del meta["info"]["channels_from"]
+        meta["info"]["channels"], meta["mean"], meta["std"] = 1, meta["mean"][:1], meta["std"][:1]
+        train = load_file(cache / "train.safetensors")
+        train["images"] = train["images"][:, :1].contiguous()
+        save_file(train, cache / "train.safetensors")
+        (cache / "meta.json").write_text(json.dumps(meta))
+
+    as_old(ds.cache_dir)
+    again = load_dataset(f"folder:{root}", data_root=tmp_path / "root")
+    assert again.channels == 3 and not again.from_cache and again.cache_dir == ds.cache_dir
+    given = load_dataset(f"folder:{root}", data_root=tmp_path / "root", channels=3)
+    as_old(given.cache_dir)  # (now 1 channel: shows it is the cache that is read)
+    assert load_dataset(f"folder:{root}", data_root=tmp_path / "root", channels=3).from_cache
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

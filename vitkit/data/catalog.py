@@ -296,6 +296,11 @@ def load_dataset(
         key_opts["fingerprint"] = fingerprint(Path(opts["path"]))
     cdir = directory / "cache" / cache_key(key_opts)
     cached = None if rebuild else load_cache(cdir)
+    if cached is not None and spec.name == "folder":
+        from vitkit.data.sources.folder import is_current
+
+        if not is_current(cached[0].info, opts):  # channels chosen the old way: rebuilt
+            cached = None
     from_cache = cached is not None
     if cached is not None:
         raw, meta = cached

@@ -10,6 +10,14 @@ that write straight into one preallocated array; images of at most 64x64 pixels 
 since per-file Python work rules there (CIFAR-10 JPEGs on 2 cores: 60,000 files in 6.4 s on one
 thread, 8.3 s on two). Unreadable files are skipped and listed in ``info["skipped"]``, never a
 crash. ``fingerprint`` is the cheap cache key: names, sizes and mtimes, no file reads.
+
+Channels, unless given, are 1 when every image decoded (all splits) is single-channel, else 3.
+Each file's mode is seen as it is opened for decoding, so this costs nothing extra (a separate
+header pass over every file would: 33 us a file against 96 us for the whole decode, CIFAR-10
+JPEGs). A sample of headers picks the channels to decode to; when the decoded files disagree
+with it, the result is corrected once: single-channel images decoded as 1 channel are copied
+to 3 (what decoding them to RGB gives) and the colour ones decoded again, or, when no decoded
+image is in colour (the sample's colour files were unreadable), the first channel is kept.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", 
 SPLITS = ("train", "val", "test")  # each optional; training needs train/
 _WIDE_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})  # grayscale, > 8 bits
 SINGLE_CHANNEL_MODES = _WIDE_MODES | {"1", "L"}
-PROBE_FILES = 64  # headers read (spread over train/) to choose channels and size
+PROBE_FILES = 64  # headers read (spread over train/) to choose size, threads, first channels
+CHANNELS_RULE = "every image"  # info["channels_from"] when detected: see is_current
 MAX_WORKERS = 8  # decode threads, also capped by os.cpu_count()
 SMALL_IMAGE_PIXELS = 64 * 64  # at or below this, one thread: Python overhead, not decoding, rules
 CHUNK = 256  # images per task; also how often progress is reported
@@ -296,12 +305,14 @@ def convert_image(img: Image.Image, *, channels: int, size: int, resize: bool = 
     return a if a.ndim == 3 else a[:, :, None]
 
 
-def _read(path: Path, channels: int, size: int, resize: bool) -> np.ndarray:
-    """Decode one file to (H, W, channels) uint8, resized to size x size when ``resize``."""
+def _read(path: Path, channels: int, size: int, resize: bool) -> tuple[np.ndarray, bool]:
+    """Decode one file to (H, W, channels) uint8, resized to size x size when ``resize``, and
+    whether the file is in colour (its mode is not single-channel)."""
     with Image.open(path) as im:
+        colour = im.mode not in SINGLE_CHANNEL_MODES  # before draft() turns a JPEG into L
         if im.format == "JPEG":  # libjpeg decodes straight to our mode and a scale >= size
             im.draft("RGB" if channels == 3 else "L", (size, size) if resize else None)
-        return convert_image(im, channels=channels, size=size, resize=resize)
+        return convert_image(im, channels=channels, size=size, resize=resize), colour
 
 
 @dataclass
@@ -312,20 +323,23 @@ class _Job:
     size: int
     resize: bool
     root: Path
-    cancel: threading.Event
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
-def _decode_chunk(job: _Job, start: int, stop: int) -> list[int]:
-    """Decode files[start:stop] into out[start:stop]; return the indices that were skipped."""
-    skipped = []
+def _decode_chunk(job: _Job, start: int, stop: int) -> tuple[list[int], list[int]]:
+    """Decode files[start:stop] into out[start:stop]; return the indices that were skipped and
+    those of colour files."""
+    skipped, colour = [], []
     for i in range(start, stop):
         if job.cancel.is_set():
             break
         try:
-            a = _read(job.files[i], job.channels, job.size, job.resize)
+            a, in_colour = _read(job.files[i], job.channels, job.size, job.resize)
         except Exception:  # truncated, not an image, zero bytes...: skipped and reported
             skipped.append(i)
             continue
+        if in_colour:
+            colour.append(i)
         if a.shape[:2] != (job.size, job.size):
             rel = job.files[i].relative_to(job.root).as_posix()
             raise UserError(
@@ -333,7 +347,7 @@ def _decode_chunk(job: _Job, start: int, stop: int) -> list[int]:
                 f"{a.shape[1]}x{a.shape[0]} in {rel}); pass --image-size N to resize all to NxN"
             )
         job.out[i] = a.transpose(2, 0, 1)
-    return skipped
+    return skipped, colour
 
 
 def _workers(pixels: int) -> int:
@@ -343,16 +357,19 @@ def _workers(pixels: int) -> int:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-def _decode_split(sf: _SplitFiles, job: _Job, workers: int, ctx: SourceContext) -> list[int]:
-    """Decode one split in chunks on ``workers`` threads; return the skipped indices, sorted."""
-    n = len(sf.files)
-    desc = f"decode {sf.name}"
+def _decode_split(
+    job: _Job, workers: int, ctx: SourceContext, desc: str
+) -> tuple[list[int], list[int]]:
+    """Decode ``job.files`` in chunks on ``workers`` threads; return the skipped indices and those
+    of colour files, sorted."""
+    n = len(job.files)
     ctx.progress(desc, 0, n)
     chunk = max(1, min(CHUNK, -(-n // (workers * 4))))
     skipped: list[int] = []
+    colour: list[int] = []
     done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitkit-decode") as ex:
-        sizes: dict[Future[list[int]], int] = {
+        sizes: dict[Future[tuple[list[int], list[int]]], int] = {
             ex.submit(_decode_chunk, job, s, min(s + chunk, n)): min(chunk, n - s)
             for s in range(0, n, chunk)
         }
@@ -361,7 +378,9 @@ def _decode_split(sf: _SplitFiles, job: _Job, workers: int, ctx: SourceContext) 
             while pending:
                 finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
                 for f in finished:
-                    skipped += f.result()  # re-raises a worker's UserError (mixed sizes)
+                    bad, col = f.result()  # re-raises a worker's UserError (mixed sizes)
+                    skipped += bad
+                    colour += col
                     done += sizes[f]
                 if finished:
                     ctx.progress(desc, done, n)
@@ -369,7 +388,7 @@ def _decode_split(sf: _SplitFiles, job: _Job, workers: int, ctx: SourceContext) 
             job.cancel.set()
             ex.shutdown(wait=True, cancel_futures=True)
             raise
-    return sorted(skipped)
+    return sorted(skipped), sorted(colour)
 
 
 def _option(options: dict[str, Any], key: str, allowed: Sequence[int] | None) -> int | None:
@@ -388,7 +407,8 @@ def build_folder(ctx: SourceContext) -> RawDataset:
 
     Options: ``path`` (required), ``image_size`` (None: every image must share one square size;
     else each image is resized to image_size x image_size, bilinear with antialiasing, no crop)
-    and ``channels`` (1, 3, or None: 1 when a sample of train/ is all single-channel, else 3).
+    and ``channels`` (1, 3, or None: 1 when every image decoded, in every split, is
+    single-channel, else 3; ``info["channels_from"]`` says which).
     """
     if ctx.options.get("path") is None:
         raise UserError("folder dataset needs a path (use folder:PATH)")
@@ -406,7 +426,8 @@ def build_folder(ctx: SourceContext) -> RawDataset:
     probe = _probe(splits[0].files)
     if not probe:
         raise UserError(f"no readable images in {first}: every file failed to open")
-    if channels is None:
+    detect = channels is None
+    if channels is None:  # a first guess from the sample; the decoded files settle it below
         channels = 1 if all(mode in SINGLE_CHANNEL_MODES for mode, _ in probe) else 3
     resize = image_size is not None
     if image_size is None:
@@ -421,17 +442,33 @@ def build_folder(ctx: SourceContext) -> RawDataset:
         image_size = w
     workers = _workers(max(a * b for _, (a, b) in probe))
 
+    t0 = time.perf_counter()
+    jobs = []  # per split: its decode job (images in job.out), the indices skipped, colour files
+    for sf in splits:
+        shape = (len(sf.files), channels, image_size, image_size)
+        job = _Job(sf.files, np.empty(shape, np.uint8), channels, image_size, resize, root)
+        jobs.append((job, *_decode_split(job, workers, ctx, f"decode {sf.name}")))
+    in_colour = any(colour for *_, colour in jobs)
+    decoded = [(job.out, bad) for job, bad, _ in jobs]
+    if detect and channels == 1 and in_colour:  # colour files the sample missed
+        channels = 3
+        decoded = [
+            _as_rgb(job, bad, colour, workers, ctx, f"decode {sf.name} again (colour)")
+            for sf, (job, bad, colour) in zip(splits, jobs, strict=True)
+        ]
+    elif detect and channels == 3 and not in_colour:  # the sample's colour files were unreadable
+        channels = 1
+        decoded = [(a[:, :1].copy(), bad) for a, bad in decoded]
+    del jobs
+
     out: dict[str, Split] = {}
     names: dict[str, list[str]] = {}  # per split, the file of each kept image (for eval)
     skipped_paths: list[str] = []
     skipped_count = 0
-    t0 = time.perf_counter()
-    for sf in splits:
+    for sf, (array, bad) in zip(splits, decoded, strict=True):
         n = len(sf.files)
-        images = torch.empty((n, channels, image_size, image_size), dtype=torch.uint8)
+        images = torch.from_numpy(array)
         labels = torch.tensor(sf.labels, dtype=torch.int64)
-        job = _Job(sf.files, images.numpy(), channels, image_size, resize, root, threading.Event())
-        bad = _decode_split(sf, job, workers, ctx)
         if bad:
             keep = torch.ones(n, dtype=torch.bool)
             keep[bad] = False
@@ -451,6 +488,7 @@ def build_folder(ctx: SourceContext) -> RawDataset:
         "path": str(root),
         "image_size": image_size,
         "channels": channels,
+        "channels_from": CHANNELS_RULE if detect else "given",
         "resized": resize,
         "skipped": {"count": skipped_count, "first": skipped_paths},
         "decode_workers": workers,
@@ -458,6 +496,29 @@ def build_folder(ctx: SourceContext) -> RawDataset:
         "split_files": names,
     }
     return RawDataset(splits=out, classes=classes, info=info)
+
+
+def _as_rgb(
+    job: _Job, bad: list[int], colour: list[int], workers: int, ctx: SourceContext, desc: str
+) -> tuple[np.ndarray, list[int]]:
+    """A split ``job`` decoded to 1 channel, as 3: each single-channel image copied to every
+    channel (what decoding it to RGB gives), the ``colour`` files decoded again. Returns the
+    images and the skipped indices."""
+    rgb = np.repeat(job.out, 3, axis=1)
+    if colour:
+        shape = (len(colour), 3, job.size, job.size)
+        files = [job.files[i] for i in colour]
+        again = _Job(files, np.empty(shape, np.uint8), 3, job.size, job.resize, job.root)
+        failed, _ = _decode_split(again, workers, ctx, desc)
+        rgb[colour] = again.out
+        bad = sorted({*bad, *(colour[i] for i in failed)})
+    return rgb, bad
+
+
+def is_current(info: dict[str, Any], options: dict[str, Any]) -> bool:
+    """Whether a cache of a folder (its ``info``, built with ``options``) chose its channels as
+    this code does: one detected from a sample of headers (before ``channels_from``) may differ."""
+    return options.get("channels") is not None or info.get("channels_from") == CHANNELS_RULE
 
 
 def _shown(path: Path) -> str:
