@@ -255,6 +255,20 @@ def test_a_cell_a_runtime_failed_at_is_listed_with_its_reason(
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
 
 
+def _table_lines(table: object) -> list[dict[str, str]]:
+    """The table's lines as {column: text} (the header line excluded)."""
+    console = Console(width=250, record=True)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    header = [c.strip() for c in lines[1].split("┃")[1:-1]]  # the header's rule is heavy
+    assert "runtime" in header, lines[1]
+    return [
+        dict(zip(header, (c.strip() for c in ln.split("│")[1:-1]), strict=True))
+        for ln in lines[3:]
+        if ln.count("│") == len(header) + 1
+    ]
+
+
 def test_a_runtime_whose_accuracy_failed_reads_failed_not_blank(
     bench_run: Path, fails_when_scored: str, tmp_path: Path
 ) -> None:
@@ -268,18 +282,14 @@ def test_a_runtime_whose_accuracy_failed_reads_failed_not_blank(
         min_time=0.02, rounds=1, accuracy_images=8, out=tmp_path,
     )  # fmt: skip
     why = "outputs in batches of 2: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
-    console = Console(width=250, record=True)
-    console.print(rep.table())
-    lines = console.export_text().splitlines()
-    header = [c.strip() for c in lines[1].split("│")[1:-1]]
-    for line in lines:
-        cols = dict(zip(header, (c.strip() for c in line.split("│")[1:-1]), strict=False))
-        if cols.get("runtime") == "unscored":
-            assert cols["top-1"] == cols["Δ eager"] == "failed", line
-            assert float(cols["p50 ms"]) > 0 and cols["speed-up"].endswith("x"), line
-        elif cols.get("runtime") == "eager":
-            assert cols["top-1"].endswith("%"), line
-    assert sum("unscored" in ln for ln in lines) == 2
+    lines = _table_lines(rep.table())
+    assert [ln["runtime"] for ln in lines] == ["eager", "unscored"] * 2
+    for cols in lines:
+        if cols["runtime"] == "unscored":
+            assert cols["top-1"] == cols["Δ eager"] == "failed", cols
+            assert float(cols["p50 ms"]) > 0 and cols["speed-up"].endswith("x"), cols
+        else:
+            assert cols["top-1"].endswith("%"), cols
     skipped = rep.skipped_table()
     assert skipped is not None
     console = Console(width=250, record=True)
@@ -305,3 +315,25 @@ def test_earlier_bench_json_without_accuracy_error_still_validates(report: Bench
     for r in doc["runtimes"]:
         del r["accuracy_error"]
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_an_unscored_runtime_on_unlabelled_images_fails_only_its_delta(
+    fails_when_scored: str,
+) -> None:
+    """Without labels every top-1 reads "-"; a runtime whose outputs could not be scored read
+    "failed" there too, as if it alone had lost a figure the others have. Only Δ eager fails."""
+    import vitkit
+    from vitkit.bench import benchmark
+
+    model = vitkit.create_model("vit-nano", image_size=16, patch_size=4, num_classes=3)
+    rep = benchmark(
+        model, runtimes="eager,unscored", devices="cpu", batch_sizes=[1, 2], warmup=1,
+        min_time=0.02, rounds=1, accuracy_images=8, write=False,
+    )  # fmt: skip
+    assert rep.data["synthetic"] and not rep.data["labelled"]
+    assert rep.result("unscored").accuracy_error is not None
+    lines = _table_lines(rep.table())
+    assert {ln["runtime"] for ln in lines} == {"eager", "unscored"} and len(lines) == 4
+    for ln in lines:
+        assert ln["top-1"] == "-", ln
+        assert (ln["Δ eager"] == "failed") == (ln["runtime"] == "unscored"), ln

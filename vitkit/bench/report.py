@@ -251,9 +251,10 @@ class BenchReport:
     # -- the table ---------------------------------------------------------------------------
     def table(self, columns: Sequence[str] | None = None) -> Table:
         """The Rich table the CLI prints: one line per cell, grouped by device and batch size; a
-        cell not timed (its runtime failed there) reads "failed" or "skipped", and so do the
-        top-1 and Δ eager of a runtime whose outputs could not be scored (the reasons are in
-        ``skipped_table``). ``columns``: which of ``TABLE_COLUMNS`` to show (default: all)."""
+        cell not timed (its runtime failed there) reads "failed" or "skipped", and so does the
+        Δ eager of a runtime whose outputs could not be scored, and its top-1 when the images
+        have labels (else "-", as every runtime's; the reasons are in ``skipped_table``).
+        ``columns``: which of ``TABLE_COLUMNS`` to show (default: all)."""
         from rich.table import Table
 
         shown = [c for c in TABLE_COLUMNS if columns is None or c in columns]
@@ -262,6 +263,7 @@ class BenchReport:
             t.add_column(c, justify="left" if c in ("device", "runtime") else "right", no_wrap=True)
         results = {(r.runtime, r.device): r for r in self.runtimes}
         order = {key: i for i, key in enumerate(results)}
+        labelled = bool(self.data.get("labelled"))
         lines: list[BenchRow | UntimedCell] = [*self.rows, *self.untimed_cells]
         lines.sort(key=lambda r: (r.device, r.batch, order.get((r.runtime, r.device), 0)))
         last: tuple[str, int] | None = None
@@ -270,7 +272,7 @@ class BenchReport:
                 t.add_section()
             last = (r.device, r.batch)
             cells = (
-                _cells(r, results.get((r.runtime, r.device)))
+                _cells(r, results.get((r.runtime, r.device)), labelled)
                 if isinstance(r, BenchRow)
                 else _untimed_cells(r)
             )
@@ -321,9 +323,11 @@ class BenchReport:
         return t
 
 
-def _cells(r: BenchRow, res: RuntimeResult | None) -> dict[str, str]:
-    """A timed cell's line of the table, column by column."""
+def _cells(r: BenchRow, res: RuntimeResult | None, labelled: bool) -> dict[str, str]:
+    """A timed cell's line of the table, column by column (``labelled``: the accuracy images
+    have labels, so a runtime's top-1 that could not be computed is "failed", not "-")."""
     speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
+    unscored = res is not None and bool(res.accuracy_error)
     if r.speedup is not None and r.runtime != "eager":
         speed = f"[green]{speed}[/]" if r.speedup >= 1 else f"[red]{speed}[/]"
     return {
@@ -338,7 +342,7 @@ def _cells(r: BenchRow, res: RuntimeResult | None) -> dict[str, str]:
         "GFLOP/s": "-" if r.gflops is None else f"{r.gflops:,.1f}",
         "% peak": _share(r.peak_share),
         "size": _size(r.size_bytes),
-        "top-1": FAILED if res is not None and res.accuracy_error else _pct(r.accuracy),
+        "top-1": FAILED if unscored and labelled else _pct(r.accuracy),
         "Δ eager": _delta(res),
     }
 
