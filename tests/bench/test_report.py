@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from vitkit.bench import BenchReport
-from vitkit.bench.report import DROP_ORDER, SCHEMA_PATH, _ms
+from vitkit.bench.report import DROP_ORDER, SCHEMA_PATH, RuntimeResult, _ms
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -337,3 +337,45 @@ def test_an_unscored_runtime_on_unlabelled_images_fails_only_its_delta(
     for ln in lines:
         assert ln["top-1"] == "-", ln
         assert (ln["Δ eager"] == "failed") == (ln["runtime"] == "unscored"), ln
+
+
+def test_the_header_says_where_eagers_top1_came_from_when_eager_failed(
+    bench_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Eager timed but its outputs failed: its row's top-1 reads "failed", while the header read
+    "eager top-1 N%", a figure of the fallback reference (the model in fp32 on the CPU in chunks
+    of 64). The header names it; bench.json's reference_accuracy is that same figure."""
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    from tests.bench.conftest import _add_runtimes, _eager_breaking
+    from vitkit.cli import app
+
+    _add_runtimes(monkeypatch, eager=_eager_breaking(timed=False, outputs=True))
+    res = CliRunner().invoke(
+        app,
+        ["bench", str(bench_run), "--runtimes", "eager", "--device", "cpu", "--batch-sizes",
+         "1,2", "--min-time", "0.02", "--warmup", "1", "--rounds", "1", "--accuracy-images",
+         "16", "--out", str(tmp_path)],
+        env={"COLUMNS": "250"},
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    (eager,) = doc["runtimes"]
+    assert eager["accuracy_error"] and eager["accuracy"] is None
+    pct = f"{100 * doc['reference_accuracy']:.2f}%"
+    said = " ".join(res.output.split())
+    assert "eager top-1" not in said
+    assert (
+        f"top-1 {pct} of the model in fp32 on the CPU in chunks of 64 (eager's own figure failed)"
+        in said
+    )
+    assert "failed" in said.split("eager", 2)[-1]  # its row
+    # --device cuda alone has no eager row on the CPU; a scored eager row is "eager top-1"
+    rep = BenchReport(**{**doc, "runtimes": [], "rows": [], "untimed_cells": []})
+    assert rep.reference_text() == (
+        f"top-1 {pct} of the model in fp32 on the CPU in chunks of 64 (no eager on the CPU)"
+    )
+    scored = RuntimeResult(**{**eager, "accuracy_error": None})
+    assert replace(rep, runtimes=[scored]).reference_text() == f"eager top-1 {pct}"

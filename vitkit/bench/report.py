@@ -106,7 +106,10 @@ class BenchReport:
     settings: dict[str, Any]  # batch sizes, warm-up, min time, rounds, devices, compile mode
     peaks: list[dict[str, Any]]  # matmul_peak() per device and dtype
     data: dict[str, Any]  # where the accuracy images came from
-    reference_accuracy: float | None  # eager fp32 on CPU, on the same images
+    # top-1 of eager fp32 on the CPU, on the same images: its own row's figure, or, where that
+    # row has none (no eager on the CPU, or it failed or could not be scored), that of the model
+    # run in fp32 on the CPU in chunks of 64 (``reference_text`` says which)
+    reference_accuracy: float | None
     runtimes: list[RuntimeResult]
     rows: list[BenchRow]
     untimed_cells: list[UntimedCell]  # batch sizes a runtime with rows failed at, and after
@@ -249,6 +252,19 @@ class BenchReport:
         return True
 
     # -- the table ---------------------------------------------------------------------------
+    def reference_text(self) -> str | None:
+        """The header's figure, saying where it came from: "eager top-1 X%" when it is eager fp32's
+        own row on the CPU; else (no such row, or its outputs failed: the row reads "failed") the
+        model run in fp32 on the CPU in chunks of 64 (``_score``'s fallback). None: no figure."""
+        if self.reference_accuracy is None:
+            return None
+        pct = _pct(self.reference_accuracy)
+        eager = next((r for r in self.runtimes if (r.runtime, r.device) == ("eager", "cpu")), None)
+        if eager is not None and eager.status == "ok" and not eager.accuracy_error:
+            return f"eager top-1 {pct}"
+        why = "no eager on the CPU" if eager is None else "eager's own figure failed"
+        return f"top-1 {pct} of the model in fp32 on the CPU in chunks of 64 ({why})"
+
     def table(self, columns: Sequence[str] | None = None) -> Table:
         """The Rich table the CLI prints: one line per cell, grouped by device and batch size; a
         cell not timed (its runtime failed there) reads "failed" or "skipped", and so does the

@@ -251,11 +251,8 @@ def _print(report: Any) -> None:
         + f" · matmul peak: {peaks or '-'}"
     )
     data = report.data
-    acc = (
-        f" · eager top-1 {100 * report.reference_accuracy:.2f}%"
-        if report.reference_accuracy is not None
-        else ""
-    )
+    reference = report.reference_text()
+    acc = f" · {reference}" if reference else ""
     if data.get("synthetic"):
         status(f"inputs: {data.get('source')} · no labels: agreement with eager only")
     elif report.settings.get("accuracy_images"):
