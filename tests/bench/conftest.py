@@ -118,3 +118,10 @@ def eager_fails_above_batch_1(monkeypatch: pytest.MonkeyPatch) -> str:
         eager=_eager_breaking(timed=True, outputs=True),
     )
     return "copy"
+
+
+@pytest.fixture
+def eager_fails_when_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager fp32 itself timed at every batch size, its accuracy outputs out of memory above
+    batch 1: the reference falls back to the model in fp32 on the CPU in chunks of 64."""
+    _add_runtimes(monkeypatch, eager=_eager_breaking(timed=False, outputs=True))

@@ -340,7 +340,7 @@ def test_an_unscored_runtime_on_unlabelled_images_fails_only_its_delta(
 
 
 def test_the_header_says_where_eagers_top1_came_from_when_eager_failed(
-    bench_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bench_run: Path, eager_fails_when_scored: None, tmp_path: Path
 ) -> None:
     """Eager timed but its outputs failed: its row's top-1 reads "failed", while the header read
     "eager top-1 N%", a figure of the fallback reference (the model in fp32 on the CPU in chunks
@@ -349,10 +349,8 @@ def test_the_header_says_where_eagers_top1_came_from_when_eager_failed(
 
     from typer.testing import CliRunner
 
-    from tests.bench.conftest import _add_runtimes, _eager_breaking
     from vitkit.cli import app
 
-    _add_runtimes(monkeypatch, eager=_eager_breaking(timed=False, outputs=True))
     res = CliRunner().invoke(
         app,
         ["bench", str(bench_run), "--runtimes", "eager", "--device", "cpu", "--batch-sizes",
