@@ -50,7 +50,7 @@ def test_files_decode_exactly_as_the_folder_loader(
 ) -> None:
     for name, path in files.items():
         x, original, mode = read_image(path, channels=channels, size=size)
-        want = torch.from_numpy(_read(path, channels, size, True).transpose(2, 0, 1).copy())
+        want = torch.from_numpy(_read(path, channels, size, True)[0].transpose(2, 0, 1).copy())
         assert x.dtype == torch.uint8 and x.shape == (channels, size, size), name
         assert torch.equal(x, want), name
         with Image.open(path) as im:
@@ -62,7 +62,7 @@ def test_pil_images_any_mode(files: dict[str, Path]) -> None:
         with Image.open(files[name]) as im:
             x = to_uint8(im, channels=1, size=28)
         assert torch.equal(
-            x, torch.from_numpy(_read(files[name], 1, 28, True).copy()).permute(2, 0, 1)
+            x, torch.from_numpy(_read(files[name], 1, 28, True)[0].copy()).permute(2, 0, 1)
         )
     # a 28x28 grayscale image at the model's size is not resampled at all
     with Image.open(files["gray28.png"]) as im:
