@@ -472,15 +472,6 @@ def _print_done(s: dict[str, Any], run_dir: Path) -> None:
     console.print(
         f"[green]done[/] ({s['status']}): {best}, {test}; {speed}, {s['wall_seconds']:.0f} s"
     )
-    names = [
-        "model.json",
-        "model.safetensors",
-        "train.json",
-        "metrics.jsonl",
-        "summary.json",
-        "curves.png",  # needs matplotlib
-        "checkpoint/",
-        "tb/",  # --tensorboard
-    ]
-    wrote = [n for n in names if (run_dir / n).exists()]
-    console.print(f"wrote {run_dir}/: {', '.join(wrote)}")
+    from vitkit.train.run import written_files
+
+    console.print(f"wrote {run_dir}/: {', '.join(written_files(run_dir))}")

@@ -78,6 +78,14 @@ EXTENDABLE = ("epochs", "max_steps")  # what a resumed run may change (train(ext
 SUMMARY_JSON = "summary.json"
 
 
+def written_files(run_dir: Path) -> list[str]:
+    """What a run directory holds of what ``train`` writes, in a fixed order (folders with a
+    trailing /): curves.png needs matplotlib, tb/ ``tensorboard``."""
+    names = [MODEL_JSON, MODEL_WEIGHTS, TRAIN_JSON, "metrics.jsonl", SUMMARY_JSON, CURVES_PNG]
+    names += [f"{CHECKPOINT_DIR}/", "tb/"]
+    return [n for n in names if (run_dir / n).exists()]
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
