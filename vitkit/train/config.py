@@ -59,7 +59,7 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics.jsonl step lines and live-view updates
     max_steps: int = 0  # stop after this many optimizer steps (0 = all epochs); for smoke tests
     tensorboard: bool = False  # write TensorBoard events to RUN/tb (needs the tensorboard extra)
-    out: str | None = None  # run directory (default runs/<dataset>-<model>-<n>)
+    out: str | None = None  # run dir (default runs/<dataset>-<model>, -2, -3... if taken)
     overwrite: bool = False  # replace an existing run directory
 
     def validate(self) -> None:
