@@ -12,6 +12,8 @@ import contextlib
 import json
 import math
 import os
+import secrets
+import shutil
 import signal
 import tempfile
 import threading
@@ -90,11 +92,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 class Staged:
-    """Files written together, as close to all at once as files allow: ``write`` puts each in a
-    temp file beside its name (fsynced); ``commit`` then renames them all into place in one
-    quick pass, in the order written (write the file that describes the others last), with
-    Ctrl-C held off until the pass is done, and then removes ``removals``. As a context manager:
-    an exception or Ctrl-C before the commit removes the temp files and changes nothing."""
+    """Files written together, all or nothing: ``write`` puts each in a temp file beside its
+    name (fsynced); ``commit`` then renames them all into place in one quick pass, in the order
+    written (write the file that describes the others last), with Ctrl-C held off until the
+    pass is done, and then removes ``removals``; a rename or removal that fails puts back every
+    file changed before it. As a context manager: an exception or Ctrl-C before the commit
+    removes the temp files and changes nothing."""
 
     def __init__(self) -> None:
         self._temps: list[tuple[str, Path]] = []  # (temp file, its name), in the order written
@@ -116,19 +119,51 @@ class Staged:
             os.fsync(f.fileno())
 
     def commit(self, removals: Iterable[Path] = ()) -> None:
-        """Rename every file written into place, then remove ``removals`` (those not written).
-        A rename that fails (an OSError: a full or read-only disk) leaves the files renamed
-        before it in place: renames are one file at a time, so this narrows the window to the
-        pass, not to nothing."""
-        written = {path for _, path in self._temps}
+        """Rename every file written into place, then remove ``removals`` (those not written):
+        all of it, or, when a rename or removal fails (an OSError: a full or read-only disk, a
+        folder under the name, no permission), none of it.
+
+        Before the pass, the file each name holds is kept under a hidden name beside it
+        (``_keep``: a hard link, a copy where there are none). If a step then fails, every name
+        already changed gets its file back (a name that held none is removed again), the temp
+        files left and the kept files are removed, and the step's error is raised; on success
+        the kept files are removed. A file that cannot be put back either (the disk failed
+        under us) stays under its hidden name, for the user to recover; the error raised is
+        still the step's."""
+        written = [path for _, path in self._temps]
+        removed = [path for path in dict.fromkeys(removals) if path not in written]
+        kept: dict[Path, Path | None] = {}  # each name -> its file before the pass, or None
+        changed: list[Path] = []  # the names renamed onto or removed, in order
         with _ctrl_c_deferred():
-            while self._temps:
-                tmp, path = self._temps[0]
-                os.replace(tmp, path)
-                self._temps.pop(0)
-            for path in removals:
-                if path not in written:
+            try:
+                for path in [*written, *removed]:
+                    if path not in kept:
+                        kept[path] = _keep(path)
+                while self._temps:
+                    tmp, path = self._temps[0]
+                    os.replace(tmp, path)
+                    self._temps.pop(0)
+                    changed.append(path)
+                for path in removed:
                     path.unlink(missing_ok=True)
+                    changed.append(path)
+            except BaseException:
+                for path in reversed(dict.fromkeys(changed)):
+                    # out of `kept`: the rename back uses it up, or, if that fails too, it
+                    # holds the only copy of the earlier file and must not be removed below
+                    backup = kept.pop(path)
+                    with contextlib.suppress(OSError):
+                        if backup is None:
+                            path.unlink(missing_ok=True)
+                        else:
+                            os.replace(backup, path)
+                self.discard()
+                raise
+            finally:
+                for backup in kept.values():
+                    if backup is not None:
+                        with contextlib.suppress(OSError):  # a stray hidden file, no more
+                            backup.unlink()
 
     def discard(self) -> None:
         """Remove the temp files not yet renamed."""
@@ -136,6 +171,41 @@ class Staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self._temps.clear()
+
+
+def _keep(path: Path) -> Path | None:
+    """The file ``path`` holds, kept under a hidden name beside it (``.NAME.XXXXXXXX.bak``) for
+    ``Staged.commit`` to put back; None when there is none. A hard link: nothing is copied and
+    ``path`` is not touched. Where linking is impossible (FAT and exFAT, some network shares
+    and FUSE file systems; Linux's protected_hardlinks for another user's file), a copy: slower
+    and a second copy's space, but only there, and ``path`` keeps a whole file at every moment,
+    which moving it aside would not give (a reader, or a crash in the pass, would find no file).
+    A copy that fails too (a read-only disk or folder, a folder under the name) is raised,
+    naming ``path``: nothing has changed yet, and the renames could not have been undone."""
+    for _ in range(100):  # as mkstemp: a fresh random name until one is free
+        backup = path.with_name(f".{path.name}.{secrets.token_hex(4)}.bak")
+        try:
+            os.link(path, backup, follow_symlinks=False)
+            return backup
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return None
+        except (OSError, NotImplementedError):
+            break
+    fd, tmp = _new_file(path, ".bak")
+    os.close(fd)
+    try:
+        shutil.copy2(path, tmp)  # the bytes, the mode and the times
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if not isinstance(e, OSError):
+            raise
+        if not os.path.lexists(path):  # gone since: nothing to keep
+            return None
+        raise OSError(e.errno, e.strerror, str(path)) from None  # the name, not the temp's
+    return Path(tmp)
 
 
 @contextlib.contextmanager
