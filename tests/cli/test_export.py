@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +114,33 @@ def test_weights_changed_after_tracing_exit_nonzero(
     assert report["passed"] is False and report["failures"]
     assert (runs_here / "export" / "model.failed.onnx").is_file()
     assert not (runs_here / "export" / "model.onnx").exists()
+
+
+def test_a_rename_that_fails_leaves_the_export_folder_as_it_was(
+    runs_here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second rename of the final pass failed (EACCES; a full or read-only disk alike):
+    the new model.onnx stayed beside the earlier export's files and its export.json. Now the
+    files renamed before it are put back: the folder is byte for byte as it was, and the
+    error is one line naming the file."""
+    first = runner.invoke(app, ["export", str(runs_here), "--no-verify", "--int8", "dynamic"])
+    assert first.exit_code == 0, first.output
+    export = runs_here / "export"
+    before = {p.name: p.read_bytes() for p in export.iterdir()}
+    assert {"model.onnx", "model.int8.onnx", "export.json"} <= set(before)
+    replace = os.replace
+
+    def fp16_fails(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst).name == "model.fp16.onnx" and str(src).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(src), None, str(dst))
+        replace(src, dst)
+
+    monkeypatch.setattr("vitkit.artifact.os.replace", fp16_fails)
+    # another exporter: a model.onnx of other bytes, renamed before model.fp16.onnx
+    args = ["export", str(runs_here), "--no-verify", "--legacy-exporter", "--fp16"]
+    line = one_error_line(runner.invoke(app, args))
+    assert line.startswith("error: Permission denied: ") and "model.fp16.onnx'" in line
+    assert {p.name: p.read_bytes() for p in export.iterdir()} == before
 
 
 def test_wrong_tolerance_exits_nonzero_with_the_report(runs_here: Path) -> None:

@@ -12,8 +12,9 @@
 A model is written under its name only once it has passed verification; one that fails is kept
 as ``<name>.failed.onnx`` for inspection and the report says why. Nothing is written until every
 model is built; then all the files go to temp files first and are renamed together, export.json
-last (``artifact.Staged``). The library
-never prints: ``export_onnx`` returns an ``ExportReport`` and the CLI decides what to show.
+last, all or none: a rename that fails puts back the files renamed before it
+(``artifact.Staged``). The library never prints: ``export_onnx`` returns an ``ExportReport``
+and the CLI decides what to show.
 """
 
 from __future__ import annotations
@@ -1184,7 +1185,7 @@ def export_onnx(
         )
     # every model built and checked: only now are files written, each to a temp file beside its
     # name; they replace the folder's files in one pass at the end (Ctrl-C or an error before
-    # it: the temp files are removed, the folder is as it was)
+    # it, or a rename or removal that fails in it: the folder is as it was, no temp file left)
     with Staged() as staged:
         pending = built.stage(staged)
         # --no-verify: the images only calibrated static int8; notes on verifying with them are
