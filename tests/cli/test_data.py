@@ -354,6 +354,39 @@ def test_a_cache_with_a_corrupt_meta_json_is_stale_at_once(tmp_path: Path) -> No
     assert len(pruned["removed"]) == 1 and not cache.exists()
 
 
+def test_a_folder_cache_with_the_old_channel_rule_is_stale(tmp_path: Path) -> None:
+    """A folder: cache whose channels came from a sample of headers (no ``channels_from`` in
+    its info) is rebuilt on its next use, but `data cache` listed it as current. One made with
+    --channels given is still read, so it stays current."""
+    from vitkit.data.cache import list_caches
+
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (8, 8), 30 * i).save(tmp_path / "imgs" / c / f"{i}.png")
+    name = f"folder:{tmp_path / 'imgs'}"
+    root = ["--data-root", str(tmp_path / "root")]
+    for extra in ([], ["--channels", "1"]):
+        assert runner.invoke(app, ["data", "download", name, *extra, *root]).exit_code == 0
+    for meta_path in (tmp_path / "root").glob("folder/*/cache/*/meta.json"):
+        meta = json.loads(meta_path.read_text())  # as the old detection wrote it
+        del meta["info"]["channels_from"]
+        meta_path.write_text(json.dumps(meta))
+
+    old = "channels chosen from a sample of headers: rebuilt on next use"
+    listing = json.loads(runner.invoke(app, ["data", "cache", "--json", *root]).stdout)
+    stale = {c["options"]["channels"]: c["stale"] for c in listing["caches"]}
+    assert stale == {1: None, None: old}  # was None for both
+    by_lib = [e.stale for e in list_caches(tmp_path / "root") if e.options["channels"] is None]
+    assert by_lib == [old]
+    human = runner.invoke(app, ["data", "cache", *root])
+    said = " ".join(human.stderr.split())  # Rich wraps at the terminal's width
+    assert human.exit_code == 0 and "1 stale (--prune deletes them)" in said
+    pruned = json.loads(runner.invoke(app, ["data", "cache", "--prune", "--json", *root]).stdout)
+    assert [c["stale"] for c in pruned["removed"]] == [old]
+    assert [c["options"]["channels"] for c in pruned["caches"]] == [1]
+
+
 def test_a_rebuild_of_a_damaged_cache_reads_as_under_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -168,7 +168,8 @@ def cache(
         typer.Option(
             "--prune",
             help="Delete the stale caches: of folders that are gone, superseded (the folder "
-            "changed and was cached again), incomplete, or with an unreadable meta.json.",
+            "changed and was cached again) or due a rebuild (channels chosen the old way), "
+            "incomplete, or with an unreadable meta.json.",
         ),
     ] = False,
     clear: Annotated[

@@ -137,8 +137,11 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
     else there is ours to judge). Stale: of a folder that is gone, or of a folder cached again
     since with the same options (its files changed, so the older cache's fingerprint will not
     match again), or incomplete (no ``meta.json``) for over an hour: a build cut off, not one
-    under way; or with a ``meta.json`` that cannot be read (a rebuild removes it first)."""
+    under way; or with a ``meta.json`` that cannot be read (a rebuild removes it first); or of a
+    folder whose channels were chosen the old way (``folder.is_current``): its next use rebuilds
+    it."""
     from vitkit.data.catalog import FOLDER_PREFIX, list_datasets
+    from vitkit.data.sources.folder import is_current
 
     found = [
         (d, False)
@@ -149,6 +152,7 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
     # which glob found it says what it is: a data root may itself be named "folder"
     found += [(d, True) for d in sorted(data_root.glob("folder/*/cache/*"))]
     entries: list[CacheEntry] = []
+    infos: dict[Path, Any] = {}  # a folder cache's info, for is_current
     for directory, folder in found:
         if not directory.is_dir() or not _CACHE_KEY.fullmatch(directory.name):
             continue
@@ -171,6 +175,8 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
             name = name if not folder else f"folder:? ({directory.parent.parent.name})"
         elif folder and not Path(str(options.get("path"))).is_dir():
             stale = "its folder is gone"
+        elif folder:
+            infos[directory] = meta.get("info", {})  # as load_cache reads it
         entries.append(CacheEntry(name, directory, options, size, stale, meta is not None))
     newest: dict[str, CacheEntry] = {}
     for e in entries:  # per folder and options, all but the newest are superseded
@@ -187,6 +193,10 @@ def list_caches(data_root: Path) -> list[CacheEntry]:
         old, new = sorted((other, e), key=lambda c: (c.directory / "meta.json").stat().st_mtime)
         old.stale = "superseded: its folder changed and was cached again"
         newest[key] = new
+    for e in entries:  # the newest of its folder, but load_dataset would not read it: rebuilt
+        info = infos.get(e.directory)
+        if e.stale is None and isinstance(info, dict) and not is_current(info, e.options):
+            e.stale = "channels chosen from a sample of headers: rebuilt on next use"
     return entries
 
 
