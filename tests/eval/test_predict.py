@@ -332,19 +332,29 @@ def test_a_closed_or_text_mode_file_is_a_user_error(
     mnist_model: LoadedModel, tmp_path: Path
 ) -> None:
     """A closed file raised Python's bare ValueError ('I/O operation on closed file'); a file
-    opened in text mode read as 'not an image file' (or a UnicodeDecodeError's text)."""
+    opened in text mode read as 'not an image file' (or a UnicodeDecodeError's text), and so
+    did a text-mode SpooledTemporaryFile or NamedTemporaryFile (not TextIOBase themselves)."""
+    import tempfile
+
     path = tmp_path / "a.png"
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(path)
     with open(path, "rb") as closed:
         pass
     shut = io.BytesIO(path.read_bytes())
     shut.close()
-    with open(path) as text:  # no 'b'
+    with (
+        open(path) as text,  # no 'b'
+        tempfile.SpooledTemporaryFile(mode="w+") as spooled,  # a TextIOWrapper inside
+        tempfile.NamedTemporaryFile(mode="w+", dir=tmp_path) as named,
+    ):
+        spooled.write("x")
         cases = (
             (closed, f"cannot read {path}: the file is closed"),
             (shut, "cannot read the stream: the file is closed"),
             (text, rf"cannot read {path}: a text-mode file \(TextIOWrapper\) reads str"),
             (io.StringIO("x"), r"cannot read the stream: a text-mode file \(StringIO\)"),
+            (spooled, r"the stream: a text-mode file \(SpooledTemporaryFile\) reads str"),
+            (named, rf"cannot read {named.name}: a text-mode file \(_TemporaryFileWrapper\)"),
         )
         for image, message in cases:
             with pytest.raises(UserError, match=message) as e:
@@ -354,6 +364,10 @@ def test_a_closed_or_text_mode_file_is_a_user_error(
                 vitkit.attention_maps(mnist_model, image)
         (p,) = predict(mnist_model, [text], skip_unreadable=True)
         assert not p.ok and "text-mode" in (p.error or "")
+    with tempfile.SpooledTemporaryFile() as binary:  # the same wrapper in binary mode is read
+        binary.write(path.read_bytes())
+        (p,) = predict(mnist_model, binary)
+        assert p.ok and p.label == predict(mnist_model, path)[0].label
 
 
 def test_an_existing_path_is_never_a_pattern(mnist_model: LoadedModel, tmp_path: Path) -> None:

@@ -216,7 +216,9 @@ def _source(path: str | os.PathLike[str] | BinaryIO) -> Any:
     problem = None
     if getattr(path, "closed", False) is True:  # its read and seek raise a bare ValueError
         problem = "the file is closed"
-    elif isinstance(path, io.TextIOBase):  # open(p), io.StringIO: str, never an image's bytes
+    elif isinstance(path, io.TextIOBase) or isinstance(getattr(path, "encoding", None), str):
+        # open(p), io.StringIO, or a wrapper of a text file (SpooledTemporaryFile(mode="w+"),
+        # NamedTemporaryFile(mode="w+"): not TextIOBase, but with its encoding): str, not bytes
         problem = f"a text-mode file ({type(path).__name__}) reads str, not bytes"
     if problem:
         raise UserError(
