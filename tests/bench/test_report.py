@@ -99,6 +99,40 @@ def test_table_shows_every_cell_and_the_reasons(report: BenchReport) -> None:
     assert len(body) == len(reasons) < len(not_run)
 
 
+def test_batch_sizes_not_tried_are_one_line(report: BenchReport) -> None:
+    """A runtime that failed at batch 8 listed batch 16, 64, ... each as its own line "not
+    tried: batch 8 failed" in the "not measured" table: they are one line naming them all (and
+    runtimes with the same line share it); bench.json keeps one cell each."""
+    from dataclasses import replace
+
+    from vitkit.bench import UntimedCell
+
+    oom, after = "RuntimeError: out of memory", "not tried: batch 8 failed"
+    cells = [
+        UntimedCell(name, "cpu", b, "fp32", status, why)
+        for name in ("a", "b")
+        for b, status, why in ((8, "failed", oom), (16, "skipped", after), (64, "skipped", after))
+    ]
+    cells += [
+        UntimedCell("c", "cpu", 16, "fp32", "failed", oom),
+        UntimedCell("c", "cpu", 64, "fp32", "skipped", "not tried: batch 16 failed"),
+        UntimedCell("c", "cpu", 256, "fp32", "skipped", "not tried: batch 16 failed"),
+    ]
+    console = Console(width=250, record=True)
+    console.print(replace(report, untimed_cells=cells).skipped_table())
+    lines = [
+        [c.strip() for c in ln.split("│")[1:-1]]
+        for ln in console.export_text().splitlines()
+        if ln.startswith("│ cpu ") and "│ all " not in ln  # not the runtimes that did not run
+    ]
+    assert [tuple(ln[1:]) for ln in lines] == [
+        ("a, b", "8", "failed", oom),
+        ("a, b", "16, 64", "skipped", after),  # was a line for 16 and one for 64
+        ("c", "16", "failed", oom),
+        ("c", "64, 256", "skipped", "not tried: batch 16 failed"),
+    ]
+
+
 @pytest.mark.parametrize("width", [60, 80, 100, 250])
 def test_table_fits_the_terminal_by_leaving_columns_out(report: BenchReport, width: int) -> None:
     """On a narrow terminal whole columns go (least needed first), never a figure cut to '1.…'."""

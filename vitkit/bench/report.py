@@ -311,7 +311,8 @@ class BenchReport:
         """Runtimes that did not run, cells not timed of runtimes that did, and runtimes timed
         whose accuracy could not be computed, with the reason (None when there is none). A batch
         column appears with cells not timed ("all" for a runtime that did not run, "-" for an
-        accuracy line)."""
+        accuracy line, "16, 64" for the batch sizes not tried after a failure at 8: one line,
+        where ``untimed_cells`` has one cell each)."""
         from rich.markup import escape
         from rich.table import Table
 
@@ -327,8 +328,8 @@ class BenchReport:
         groups: dict[tuple[str, str, str, str], list[str]] = {}
         for r in skipped:
             groups.setdefault((r.device, "all", r.status, r.reason or ""), []).append(r.runtime)
-        for c in self.untimed_cells:
-            groups.setdefault((c.device, str(c.batch), c.status, c.reason), []).append(c.runtime)
+        for c, batches in _runs_of_cells(self.untimed_cells):  # "16, 64": not tried after 8
+            groups.setdefault((c.device, batches, c.status, c.reason), []).append(c.runtime)
         for r in unscored:  # timed, but its top-1, agreement and Δ eager are missing
             why = f"accuracy not measured: {r.accuracy_error}"
             groups.setdefault((r.device, "-", "failed", why), []).append(r.runtime)
@@ -337,6 +338,19 @@ class BenchReport:
             sizes = (size,) if batch else ()
             t.add_row(device, ", ".join(runtimes), *sizes, f"[{colour}]{status}[/]", escape(reason))
         return t
+
+
+def _runs_of_cells(cells: list[UntimedCell]) -> list[tuple[UntimedCell, str]]:
+    """Consecutive cells of one runtime, device, precision, status and reason (the batch sizes
+    not tried after the one that failed) as one: its first cell and their batch sizes, "16, 64"."""
+    runs: list[tuple[tuple[str, ...], UntimedCell, list[int]]] = []
+    for c in cells:
+        key = (c.runtime, c.device, c.precision, c.status, c.reason)
+        if runs and runs[-1][0] == key:
+            runs[-1][2].append(c.batch)
+        else:
+            runs.append((key, c, [c.batch]))
+    return [(c, ", ".join(map(str, sizes))) for _, c, sizes in runs]
 
 
 def _cells(r: BenchRow, res: RuntimeResult | None, labelled: bool) -> dict[str, str]:
