@@ -9,7 +9,8 @@ alternating blocks, so that both see the same machine) and adds each operator ty
 later counts over its time at the first: 0.5 is perfect scaling, 1.0 or more means the extra
 thread only cost synchronisation.
 
-    python benchmarks/ort_profile.py [--model vit-tiny] [--batch 1] [--threads 2] [--runs 300] [--heads N]
+    python benchmarks/ort_profile.py [--model vit-tiny] [--batch 1] [--threads 2] [--runs 300] [--heads N] [--plain]
+        [--tag NAME]
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--heads", type=int, help="override the preset's attention heads")
     p.add_argument("--plain", action="store_true", help="the plain export, not the fused one")
+    p.add_argument("--tag", default="", help="suffix of the result file (e.g. 'b64-plain')")
     args = p.parse_args()
     torch.manual_seed(0)
     spec = resolve_spec(
@@ -94,6 +96,7 @@ def main() -> None:
         }
     name = "ort_profile" if len(counts) == 1 else "ort_profile_threads"
     name += f"_heads{args.heads}" if args.heads else ""
+    name += f"_{args.tag}" if args.tag else ""  # another batch or graph keeps the others' files
     report(name, result)
 
 
