@@ -366,6 +366,33 @@ def test_a_stop_while_a_resume_with_nothing_to_train_rescores_keeps_the_test_fig
     assert (first.run_dir / "summary.json").read_text() == before
 
 
+def test_the_summary_written_before_the_test_split_is_scored_is_the_final_one_less_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """summary.json, written before the test split is scored (so that a Ctrl-C there keeps
+    one), lacked the resumed_from_step and the closing notes (eval reports of the replaced
+    weights, no curves.png) that only the final write had."""
+    import vitkit._plot
+    from vitkit.eval import evaluate
+    from vitkit.train import run as run_module
+
+    first = train(tiny(tmp_path, epochs=1, max_steps=3))
+    evaluate(first.run_dir).save(first.run_dir / "eval")  # made stale by the resume's new best
+    monkeypatch.setattr(vitkit._plot, "figure", lambda *a, **k: None)  # no matplotlib: a note
+    real_test, early = run_module._test, []
+
+    def scored(*args: Any, **kwargs: Any) -> Any:  # summary.json as a Ctrl-C here would leave it
+        early.append(json.loads((first.run_dir / "summary.json").read_text()))
+        return real_test(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_test", scored)
+    done = train(resume=first.run_dir, extend={"max_steps": 0})
+    final = json.loads((first.run_dir / "summary.json").read_text())
+    assert done.status == "completed" and final["resumed_from_step"] == 3
+    assert len(final["notes"]) == 2, final["notes"]  # the stale eval/, and no curves.png
+    assert early == [{k: v for k, v in final.items() if k not in ("test", "test_acc")}]
+
+
 def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by its --max-steps cap continues when the resume raises the cap."""
 

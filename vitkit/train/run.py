@@ -661,19 +661,8 @@ def train(
         summary = _summary(result, run_dir, config, state, parts, device, dist_info, wall, notes)
         if resume is not None:
             _carry_over(summary, run_dir / SUMMARY_JSON, wall, trained=result.images > 0)
-        if result.status != "interrupted" and "test" in ds.splits:
-            # the run's figures, should scoring the test split be cut short (Ctrl-C): a resume
-            # completes it. A resume that trained nothing keeps the summary.json it has (its
-            # test figures are of the same weights): written now, a Ctrl-C took them
-            early = result.images > 0 or not (run_dir / SUMMARY_JSON).is_file()
-            if dist_info.main and early:
-                write_json(run_dir / SUMMARY_JSON, summary)
-            best = _best_model(run_dir, parts.model) if dist_info.main else parts.model
-            test = _test(best, ds["test"], config, parts)
-            summary["test"] = test
-            summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
         end_notes: list[str] = []
-        if dist_info.main:
+        if dist_info.main:  # before the test split is scored: its figures alone come after
             if resume is not None:
                 summary["resumed_from_step"] = resumed_from
                 end_notes = _stale_evals(run_dir)  # new weights: RUN/eval scored the old ones
@@ -681,6 +670,19 @@ def train(
                 end_notes.append(CURVES_HINT)
             if end_notes:
                 summary["notes"] = [*summary.get("notes", []), *end_notes]
+        if result.status != "interrupted" and "test" in ds.splits:
+            # the run's figures, all but the test split's, should scoring it be cut short
+            # (Ctrl-C): a resume completes it. A resume that trained nothing keeps the
+            # summary.json it has (its test figures are of the same weights): written now, a
+            # Ctrl-C took them
+            early = result.images > 0 or not (run_dir / SUMMARY_JSON).is_file()
+            if dist_info.main and early:
+                write_json(run_dir / SUMMARY_JSON, summary)
+            best = _best_model(run_dir, parts.model) if dist_info.main else parts.model
+            test = _test(best, ds["test"], config, parts)
+            summary["test"] = test
+            summary["test_acc"] = test["exact"] if len(test["per_position"]) > 1 else test["acc"]
+        if dist_info.main:
             write_json(run_dir / SUMMARY_JSON, summary)
             for cb in listeners:
                 cb.on_end(summary)
