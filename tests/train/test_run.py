@@ -611,6 +611,35 @@ def test_a_mid_epoch_resume_logs_the_uninterrupted_epoch_loss(tmp_path: Path) ->
     )
 
 
+def test_a_mid_epoch_resume_logs_the_uninterrupted_step_losses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step line averages the steps since the one before it; after a stop at step 25 the
+    resumed run's line at step 30 averaged steps 26-30 only (21-25 were reported nowhere)."""
+
+    def step_losses(run: Path) -> list[tuple[int, float]]:
+        lines = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        return [(r["step"], r["loss"]) for r in lines if r["kind"] == "step"]
+
+    full = train(tiny(tmp_path, "full", epochs=1))  # log_every 10
+    stop, real, calls = StopFlag(), loop_module._optimizer_step, []
+
+    def step(*args: Any, **kwargs: Any) -> Any:  # Ctrl-C during step 25, between two lines
+        calls.append(1)
+        if len(calls) == 25:
+            stop.request()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "_optimizer_step", step)
+    first = train(tiny(tmp_path, "split", epochs=1), stop=stop)
+    monkeypatch.setattr(loop_module, "_optimizer_step", real)
+    assert first.interrupted and first.summary["steps"] == 25
+    train(resume=first.run_dir)
+    whole, split = step_losses(full.run_dir), step_losses(first.run_dir)
+    assert [s for s, _ in split] == [s for s, _ in whole] == list(range(10, 71, 10))
+    assert [loss for _, loss in split] == pytest.approx([loss for _, loss in whole], rel=1e-5)
+
+
 def test_a_max_steps_stop_mid_epoch_does_not_change_the_best_weights(tmp_path: Path) -> None:
     """A --max-steps stop mid-epoch validated the partial epoch and kept it as best when it
     scored higher: the resumed run then kept other best weights than an unbroken one did."""

@@ -22,7 +22,7 @@ class StepInfo:
     epochs: int
     batch: int  # batches done in this epoch
     batches: int  # batches per epoch
-    loss: float  # mean training loss since the last report
+    loss: float  # mean training loss since the last report (a resume's first: the stop's too)
     lr: float
     images_per_s: float  # training throughput since the last report
     elapsed: float  # seconds since the run (or the resume) started

@@ -164,8 +164,17 @@ def load_checkpoint(
     return dict(state["counters"])
 
 
-COUNTERS = ("epoch", "batch", "step", "best_epoch", "epochs_since_best", "checkpoint_step")
-FLOATS = ("best_acc", "epoch_loss_sum")  # a number, or null (checkpoints before it: absent)
+COUNTERS = (
+    "epoch",
+    "batch",
+    "step",
+    "best_epoch",
+    "epochs_since_best",
+    "checkpoint_step",
+    "window_batches",
+)
+# a number, or null (checkpoints before them: absent)
+FLOATS = ("best_acc", "epoch_loss_sum", "window_loss_sum")
 
 
 def _check_counters(state: Any, path: Path) -> None:

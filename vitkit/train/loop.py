@@ -59,6 +59,10 @@ class FitState:
     epochs_since_best: int = 0
     checkpoint_step: int = 0  # step of the last checkpoint written
     epoch_loss_sum: float = 0.0  # the current epoch's batch losses so far (a mid-epoch stop)
+    # the batch losses since the last step report, and their count (a stop between reports):
+    # a resume's first step line averages the same steps as an unbroken run's
+    window_loss_sum: float = 0.0
+    window_batches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,11 +223,13 @@ class _Epoch:
     @classmethod
     def begin(cls, state: FitState, device: torch.device) -> _Epoch:
         t = time.perf_counter()
-        window = torch.zeros((), device=device)
-        # resumed mid-epoch: the epoch's mean loss counts the batches before the stop too
+        # resumed mid-epoch: the epoch's mean loss, and the first step report's, count the
+        # batches before the stop too
         carried = float(state.epoch_loss_sum or 0.0) if state.batch else 0.0
         loss = torch.full((), carried, device=device)
-        return cls(state.epoch, t, loss, state.batch, window, t_report=t)
+        n = state.window_batches if state.batch else 0
+        window = torch.full((), float(state.window_loss_sum or 0.0) if n else 0.0, device=device)
+        return cls(state.epoch, t, loss, state.batch, window, n, t_report=t)
 
     def add(self, loss: Tensor, n: int) -> None:
         d = loss.detach()
@@ -372,6 +378,7 @@ def _end_epoch(
     if ep.interrupted:
         state.checkpoint_step = state.step
         state.epoch_loss_sum = float(ep.loss)
+        state.window_loss_sum, state.window_batches = float(ep.window_loss), ep.window_n
         run.save("checkpoint", state)
         return "interrupted"
     epoch_done = state.batch >= run.batches
@@ -384,6 +391,7 @@ def _end_epoch(
         raise _non_finite(val["loss"], state, where="validation loss")
     run.last_val = val
     is_best = _update_best(state, val, ep.index, epoch_done, run.save)
+    state.window_loss_sum, state.window_batches = 0.0, 0  # every report made
     if epoch_done:
         state.epoch, state.batch, state.epoch_loss_sum = ep.index + 1, 0, 0.0
     else:  # --max-steps mid-epoch: an extension resumes inside this epoch
