@@ -489,6 +489,26 @@ def test_a_run_with_a_relative_data_root_resumes_from_any_directory(
     assert resumed.status == "max_steps" and resumed.summary["steps"] == 4
 
 
+def test_a_run_on_a_relative_vitkit_data_records_it_absolute(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train(data_root=None) with $VITKIT_DATA set recorded null in train.json (the CLI passes
+    the variable as --data-root, and recorded it): a resume from another directory, or with
+    another $VITKIT_DATA, looked for the data elsewhere."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "data").symlink_to(mnist_root)
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("VITKIT_DATA", "data")
+    cfg = tiny(tmp_path, dataset="mnist", batch_size=128, max_steps=2)
+    first = train(cfg, download=False)
+    saved = json.loads((first.run_dir / "train.json").read_text())
+    assert saved["data_root"] == str(tmp_path / "work" / "data")  # absolute, the link kept
+    monkeypatch.chdir(tmp_path)  # where ./data does not exist
+    monkeypatch.setenv("VITKIT_DATA", str(tmp_path / "elsewhere"))
+    resumed = train(resume=first.run_dir, extend={"max_steps": 4}, download=False)
+    assert resumed.status == "max_steps" and resumed.summary["steps"] == 4
+
+
 def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Path) -> None:
     cfg = tiny(
         tmp_path,

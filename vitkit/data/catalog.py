@@ -80,10 +80,15 @@ def get_dataset_spec(name: str) -> DatasetSpec:
         raise unknown_name("dataset", name, [*names, "folder:PATH"]) from None
 
 
+def env_data_root() -> Path | None:
+    """``$VITKIT_DATA`` (``~`` expanded), or None when it is not set."""
+    env = os.environ.get("VITKIT_DATA")
+    return Path(env).expanduser() if env else None
+
+
 def default_data_root() -> Path:
     """``$VITKIT_DATA``, else ``~/.cache/vitkit/data``."""
-    env = os.environ.get("VITKIT_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vitkit" / "data"
+    return env_data_root() or Path.home() / ".cache" / "vitkit" / "data"
 
 
 @dataclass

@@ -40,7 +40,7 @@ from vitkit.artifact import (
 )
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
-from vitkit.data.catalog import absolute_name, check_dataset_options, short_name
+from vitkit.data.catalog import absolute_name, check_dataset_options, env_data_root, short_name
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
@@ -522,6 +522,8 @@ def train(
     ``extend`` (with ``resume``): a new ``epochs`` and/or ``max_steps`` for the resumed run,
     to continue one that finished or hit its cap; the learning-rate schedule is recomputed
     for the new length from the step the run is at, and train.json records the change.
+    ``data_root``: where datasets live, else ``$VITKIT_DATA`` (train.json records either as an
+    absolute path, for a resume without ``data_root``), else ``~/.cache/vitkit/data``.
     ``download=False``: a dataset that is not on disk is an error, not a download.
     Raises ``UserError`` for bad options before any work; ``NonFiniteLoss`` if the loss
     diverges (the last checkpoint and best weights stay on disk). The run directory is locked
@@ -542,6 +544,8 @@ def train(
             data_root = data_root or saved.get("data_root")
         elif config is None:
             raise UserError("train() needs a config (resolve_config(...)), or resume= a run")
+        if data_root is None:  # $VITKIT_DATA, as the CLI's --data-root reads it: train.json
+            data_root = env_data_root()  # records it absolute, for a resume from elsewhere
         precheck(config)
         device = resolve_device(config.device)
         dist_info, device = init_distributed(device)
