@@ -480,6 +480,25 @@ def check_meta(meta: Any) -> Any:
     return spec
 
 
+def read_meta(meta_path: Path) -> tuple[Any, Any]:
+    """A run's model.json and its ModelSpec (``check_meta``), or a one-line ``UserError`` naming
+    the file: damaged, or naming a model this process has not registered (``check_registered``:
+    a user's model, whose module was not imported)."""
+    from vitkit.errors import UserError, first_line
+    from vitkit.models import check_registered
+
+    meta = read_json(meta_path)
+    if isinstance(meta, dict) and isinstance(meta.get("model"), str):
+        check_registered(meta["model"], meta_path)
+    try:
+        spec = check_meta(meta)
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # valid JSON, wrong shape
+        raise UserError(f"{meta_path} is not a valid model.json: {first_line(e)}") from None
+    except UserError as e:
+        raise UserError(f"{meta_path} is not a valid model.json: {e}") from None
+    return meta, spec
+
+
 def is_onnx_file(path: str | os.PathLike[str]) -> bool:
     """A .onnx file (a run directory may be named ``x.onnx``)."""
     return Path(path).suffix == ".onnx" and Path(path).is_file()
@@ -530,7 +549,7 @@ def load_model(
     A ``.onnx`` file made by ``vitkit export`` loads too, to run with ONNX Runtime on the CPU
     (its classes and preprocessing come from its metadata).
     """
-    from vitkit.errors import UserError, first_line, state_dict_mismatch
+    from vitkit.errors import UserError, state_dict_mismatch
 
     path = Path(path)
     if not path.exists():
@@ -555,13 +574,7 @@ def load_model(
     from vitkit._device import resolve_device
 
     dev = resolve_device(device, option="device")
-    meta = read_json(meta_path)
-    try:
-        spec = check_meta(meta)
-    except (TypeError, ValueError, AttributeError, KeyError) as e:  # valid JSON, wrong shape
-        raise UserError(f"{meta_path} is not a valid model.json: {first_line(e)}") from None
-    except UserError as e:
-        raise UserError(f"{meta_path} is not a valid model.json: {e}") from None
+    meta, spec = read_meta(meta_path)
     model = spec.build()
     weights_path = path if path.suffix == ".safetensors" else run_dir / (weights or MODEL_WEIGHTS)
     try:

@@ -96,6 +96,23 @@ def test_damaged_run_cannot_resume(run: Path, tmp_path: Path, damage, message: s
     assert "weights_only" not in line  # never torch's advice to unpickle
 
 
+@pytest.mark.parametrize("command", ["train", "eval", "export", "bench"])
+def test_a_model_json_of_a_model_not_registered_here(
+    run: Path, tmp_path: Path, command: str
+) -> None:
+    """model.json naming a model this process has not registered (a user's, registered by a
+    module the CLI does not import; or a typo) read "not a valid model.json: unknown model"."""
+    copy = copy_of(run, tmp_path)
+    meta = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**meta, "model": "vit-nan"}))
+    args = ["train", "--resume", str(copy)] if command == "train" else [command, str(copy)]
+    line = one_error_line(runner.invoke(app, args))
+    named = f"{copy / 'model.json'} names the model 'vit-nan', which is not registered in this "
+    assert line.startswith(f"error: {named}process: import the module that registers it"), line
+    assert "; did you mean 'vit-nano'" in line, line  # the registry's closest names
+    assert "not a valid model.json" not in line, line
+
+
 @pytest.mark.parametrize(
     "content",
     [

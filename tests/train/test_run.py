@@ -319,6 +319,40 @@ def test_resume_with_a_damaged_or_foreign_model_json_is_a_user_error(tmp_path: P
     assert train(resume=first.run_dir, extend={"max_steps": 6}).summary["steps"] == 6
 
 
+def test_a_resume_of_a_model_not_registered_here_says_how_to_make_it_available(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of a user's registered model, resumed or loaded in a process that had not imported
+    the module registering it, read "model.json is not a valid model.json: unknown model", as
+    if the file were damaged."""
+    import re
+
+    from vitkit.models import _registry, register_model
+    from vitkit.models.vit import VisionTransformer, make_vit_config
+
+    monkeypatch.setattr(_registry, "_MODELS", dict(_registry._MODELS))  # restored afterwards
+    register_model("my-vit", builder=VisionTransformer)(
+        lambda **kw: make_vit_config({"embed_dim": 32, "depth": 1, "num_heads": 2}, kw)
+    )
+    first = train(tiny(tmp_path, model="my-vit", epochs=1, max_steps=3))
+    del _registry._MODELS["my-vit"]  # as in a process that did not import it
+
+    def unregistered(path: Path) -> str:
+        return (
+            re.escape(f"{path} names the model 'my-vit', which is not registered in this process")
+            + ": import the module that registers it .*register_model.*from Python$"
+        )
+
+    run = first.run_dir
+    with pytest.raises(UserError, match=unregistered(run / "model.json")):
+        train(resume=run, extend={"max_steps": 6})
+    with pytest.raises(UserError, match=unregistered(run / "model.json")):
+        load_model(run)  # as vitkit eval, export and bench read it
+    (run / "model.json").unlink()  # a run with no best weights yet: train.json names it
+    with pytest.raises(UserError, match=unregistered(run / "train.json")):
+        train(resume=run, extend={"max_steps": 6})
+
+
 def test_a_stop_while_the_test_split_is_scored_keeps_the_runs_figures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

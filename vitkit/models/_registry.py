@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from vitkit.errors import ConfigError, unknown_name
+from vitkit.errors import ConfigError, NotFoundError, suggest, unknown_name
 
 
 class Model(nn.Module):
@@ -78,6 +78,18 @@ def get_entry(name: str) -> ModelEntry:
         return _MODELS[name]
     except KeyError:
         raise unknown_name("model", name, _MODELS) from None
+
+
+def check_registered(name: str, where: object) -> None:
+    """Refuse a model ``where`` names (a run's model.json or train.json) that this process has
+    not registered: a user's own model is registered by the module that defines it, which the
+    CLI never imports."""
+    if name not in _MODELS:
+        raise NotFoundError(
+            f"{where} names the model '{name}', which is not registered in this process: import "
+            "the module that registers it (vitkit.models.register_model), then load or resume "
+            f"the run from Python{suggest(name, _MODELS)}"
+        )
 
 
 @dataclass(frozen=True)

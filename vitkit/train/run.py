@@ -30,9 +30,9 @@ from vitkit.artifact import (
     MODEL_WEIGHTS,
     RUNS_DIR,
     atomic_write,
-    check_meta,
     load_weights,
     read_json,
+    read_meta,
     save_model,
     stale_notes,
     unwrap,
@@ -44,7 +44,13 @@ from vitkit.data.catalog import absolute_name, check_dataset_options, env_data_r
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
-from vitkit.models import ModelSpec, model_flops, model_options, resolve_spec
+from vitkit.models import (
+    ModelSpec,
+    check_registered,
+    model_flops,
+    model_options,
+    resolve_spec,
+)
 from vitkit.train.callbacks import (
     CURVES_HINT,
     CURVES_PNG,
@@ -1011,6 +1017,7 @@ def _resumed_config(
         config.validate()
     except (TypeError, ValueError, AttributeError) as e:  # valid JSON, wrong types
         raise UserError(f"{run_dir / TRAIN_JSON} holds a damaged config: {first_line(e)}") from None
+    check_registered(config.model, run_dir / TRAIN_JSON)  # a run with no model.json yet
     root = saved.get("data_root")
     if root is not None and not isinstance(root, str):
         raise UserError(f"{run_dir / TRAIN_JSON}: data_root must be a path, got {root!r}")
@@ -1032,12 +1039,7 @@ def _check_model_json(run_dir: Path, trained: Any) -> None:
     records (``trained``), or a UserError naming it: a resume that replaces no best weights
     keeps it as it is."""
     meta_path = run_dir / MODEL_JSON
-    try:
-        spec = check_meta(read_json(meta_path))
-    except (TypeError, ValueError, AttributeError, KeyError) as e:  # valid JSON, wrong shape
-        raise UserError(f"{meta_path} is not a valid model.json: {first_line(e)}") from None
-    except UserError as e:
-        raise UserError(f"{meta_path} is not a valid model.json: {e}") from None
+    _, spec = read_meta(meta_path)
     try:
         ours = ModelSpec.from_dict(trained) if isinstance(trained, dict) else None
     except (UserError, TypeError, ValueError):  # train.json's own record damaged: not this check
