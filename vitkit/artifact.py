@@ -266,6 +266,30 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise UserError(f"corrupt JSON in {path}: {e}") from None
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The first ancestor of ``path`` that exists and is not a folder (None: all fine)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Make (and remove) a file in ``folder``'s nearest existing ancestor; a one-line
+    ``UserError`` naming ``what`` (the option, say) if that fails. For checks before long work
+    whose files are written at its end."""
+    from vitkit.errors import UserError
+
+    there = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if there is None:
+        return
+    try:
+        with tempfile.TemporaryFile(dir=there):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to {there} ({what}): {e.strerror}") from None
+
+
 # -- weights and the run directory ---------------------------------------------------------------
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"

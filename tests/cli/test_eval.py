@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -102,6 +103,31 @@ def test_eval_human_output_and_out_dir(run: Path, tmp_path: Path) -> None:
 def test_eval_errors_are_one_line(run: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["eval", str(run), *args])
     assert message in one_error_line(result)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_unwritable_out_fails_before_evaluating(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval --out` a folder that takes no files (or below a file) failed only once the whole
+    split was scored (minutes on a large test set), as `Permission denied: 'ro/eval'`; now
+    before, naming the folder and the option."""
+
+    def scored(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated before the report folder was checked")
+
+    monkeypatch.setattr("vitkit.eval.evaluate", scored)
+    line = one_error_line(runner.invoke(app, ["eval", str(run), "--out", "/proc/ev"]))
+    assert line.startswith("error: cannot write to /proc (--out /proc/ev)"), line
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" / "ev"
+    line = one_error_line(runner.invoke(app, ["eval", str(run), "--out", str(out)]))
+    assert f"{tmp_path / 'afile'} is a file, not a folder (for {out})" in line
+    # the default folder (RUN/eval) in a run that takes no files: the line says what to do
+    module = importlib.import_module("vitkit.eval.evaluate")
+    monkeypatch.setattr(module, "report_dir", lambda *args, **kwargs: Path("/proc/eval"))
+    line = one_error_line(runner.invoke(app, ["eval", str(run)]))
+    assert "cannot write to /proc (for /proc/eval; --out DIR writes the report elsewhere)" in line
 
 
 def test_another_split_or_dataset_does_not_replace_the_runs_report(

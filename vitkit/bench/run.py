@@ -36,7 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.artifact import MODEL_JSON, LoadedModel, cpu_fp32
+from vitkit.artifact import (
+    MODEL_JSON,
+    LoadedModel,
+    check_writable,
+    cpu_fp32,
+    file_in_the_way,
+)
 from vitkit.bench.report import SCHEMA_VERSION, BenchReport, BenchRow, RuntimeResult, UntimedCell
 from vitkit.bench.runtimes import (
     BenchModel,
@@ -596,36 +602,15 @@ def check_outputs(
     matplotlib."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
-    if (b := _blocked(out_dir)) is not None:
+    if (b := file_in_the_way(out_dir)) is not None:
         raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
     _check_not_a_run(out_dir, run)
-    _check_writable(out_dir, f"--out {out_dir}")
+    check_writable(out_dir, f"--out {out_dir}")
     for flag, value, suffix in (("--csv", csv_path, ".csv"), ("--plot", plot_path, ".png")):
         if value is not None:
             _check_file(flag, Path(value), suffix)
     if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
         raise UserError(f"--plot {plot_path} needs matplotlib: pip install 'vitkit[plot]'")
-
-
-def _blocked(path: Path) -> Path | None:
-    """The first ancestor of ``path`` that exists and is not a folder (None: all fine)."""
-    for parent in path.parents:
-        if parent.exists():
-            return None if parent.is_dir() else parent
-    return None
-
-
-def _check_writable(folder: Path, what: str) -> None:
-    """Make (and remove) a file in ``folder``'s nearest existing ancestor; a one-line error if
-    that fails."""
-    there = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if there is None:
-        return
-    try:
-        with tempfile.TemporaryFile(dir=there):
-            pass
-    except OSError as e:
-        raise UserError(f"cannot write to {there} ({what}): {e.strerror}") from None
 
 
 def _check_not_a_run(out_dir: Path, run: LoadedModel | None) -> None:
@@ -658,9 +643,9 @@ def _check_file(flag: str, path: Path, suffix: str) -> None:
         raise UserError(f"{flag} {path} is a folder; give a file name")
     if path.suffix.lower() != suffix:
         raise UserError(f"{flag} must name a {suffix} file, got {path}")
-    if (b := _blocked(path)) is not None:
+    if (b := file_in_the_way(path)) is not None:
         raise UserError(f"{flag} {path}: {b} is a file, not a folder")
-    _check_writable(path.parent, f"{flag} {path}")
+    check_writable(path.parent, f"{flag} {path}")
 
 
 def _busy_notes(

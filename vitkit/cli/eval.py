@@ -119,6 +119,8 @@ def eval_command(
         check_onnx_matches(lm, path)  # another model's or other weights' file: refused
         lm.model = OnnxModule(path)
         scored = Path(path)  # not RUN/eval: that is the eager weights' report
+    out_dir = out if out is not None else report_dir(lm, data, split, file=scored)
+    _check_out_dir(out_dir, given=out is not None)  # before the evaluation, not after it
     with progress_bar(not json_) as progress:
         report = evaluate(
             lm,
@@ -132,7 +134,6 @@ def eval_command(
         )
     # a file (an .onnx, other weights of the run): its own report, not the run's
     report.run = str(run) if is_onnx else str(lm.weights_file or report.run)
-    out_dir = out if out is not None else report_dir(lm, data, split, file=scored)
     saved = report.save(out_dir)
     notes = [*report.notes, *saved.notes]
     if json_:
@@ -192,6 +193,20 @@ def eval_command(
     console.print(
         f"wrote {escape(str(out_dir))}/: " + ", ".join(f.name for f in saved.files), soft_wrap=True
     )
+
+
+def _check_out_dir(out_dir: Path, *, given: bool) -> None:
+    """One-line errors for a report folder that cannot be written, checked before the
+    evaluation (minutes on a large test set) rather than when the report is saved: a file
+    where the folder belongs, or a folder that takes no files."""
+    from vitkit.artifact import check_writable, file_in_the_way
+
+    if out_dir.exists() and not out_dir.is_dir():  # as EvalReport.save says it
+        raise UserError(f"{out_dir} is a file, not a folder")
+    if (blocker := file_in_the_way(out_dir)) is not None:
+        raise UserError(f"{blocker} is a file, not a folder (for {out_dir})")
+    where = f"--out {out_dir}" if given else f"for {out_dir}; --out DIR writes the report elsewhere"
+    check_writable(out_dir, where)
 
 
 # -- predict --------------------------------------------------------------------------------------
