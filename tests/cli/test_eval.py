@@ -95,6 +95,10 @@ def test_eval_human_output_and_out_dir(run: Path, tmp_path: Path) -> None:
     [
         (["--onnx"], "no ONNX export at"),
         (["--onnx-file", "m.onnx"], "make one with: vitkit export"),
+        # ONNX Runtime runs on the CPU: --device cuda was ignored on a GPU, and named a missing
+        # CUDA as the problem on a CPU-only machine
+        (["--onnx", "--device", "cuda"], "--onnx runs ONNX Runtime on the CPU; --device cuda does"),
+        (["--onnx-file", "m.onnx", "--device", "cuda:1"], "--onnx-file runs ONNX Runtime on the"),
         (["--split", "tset"], "has no split 'tset'"),
         (["--batch-size", "0"], "batch size must be >= 1"),
         (["--data", "cifar1O"], "did you mean 'cifar10'"),

@@ -48,6 +48,16 @@ def _load(run: Path, device: str) -> LoadedModel:
     return load_model(run, device=str(resolve_device(device)))
 
 
+def _on_cpu(device: str) -> bool:
+    """Whether ``device`` is the CPU (``auto`` included): what ONNX Runtime runs on here."""
+    import torch
+
+    try:
+        return device == "auto" or torch.device(device).type == "cpu"
+    except (RuntimeError, TypeError):
+        return False
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
@@ -108,7 +118,13 @@ def eval_command(
         raise UserError(
             f"{run} is an ONNX file already; --onnx and --onnx-file apply to a run directory"
         )
-    lm = _load(run, device)
+    if (onnx or onnx_file is not None) and not _on_cpu(device):
+        flag = "--onnx-file" if onnx_file is not None else "--onnx"
+        raise UserError(
+            f"{flag} runs ONNX Runtime on the CPU; --device {device} does not apply "
+            f"(without {flag}, the run's PyTorch weights run on {device})"
+        )
+    lm = _load(run, "cpu" if onnx or onnx_file is not None else device)
     scored = Path(run) if is_onnx else None  # a file scored: its report goes beside it
     if onnx or onnx_file is not None:
         from vitkit.eval.evaluate import OnnxModule, check_onnx_matches
