@@ -321,6 +321,21 @@ def test_class_token_block_weights_are_folded_to_initializers(legacy: bool) -> N
     assert len(weight_nodes(proto)) == 4 * 4 + 1 + 1
 
 
+def test_opset_17_exports_without_the_exporters_warnings(capfd: pytest.CaptureFixture[str]) -> None:
+    """`vitkit export --opset 17`: torch's exporter and onnxscript's version converter logged
+    two warnings on stderr ("W1128 ... Setting ONNX exporter to use operator set version 18
+    ...", "... fallback is enabled ...") among vitkit's lines, for an opset it supports and
+    writes; the library stays silent, and leaves logging as it found it."""
+    import logging
+
+    model = create_model("vit-nano", image_size=16, patch_size=4, num_classes=5).eval()
+    capfd.readouterr()
+    proto, exporter, _ = export_graph(model, image_size=16, channels=3, opset=17)
+    assert exporter == "dynamo" and [o.version for o in proto.opset_import if not o.domain] == [17]
+    assert capfd.readouterr() == ("", "")
+    assert logging.root.manager.disable == logging.NOTSET
+
+
 def test_fuse_attention_matches_eager_on_every_preset_shape() -> None:
     import torch
 

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -309,13 +310,20 @@ def read_onnx_metadata(source: str | os.PathLike[str] | onnx.ModelProto) -> dict
 # -- export ----------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _silenced() -> Iterator[None]:
-    """The exporters print progress and warn; the library's stdout must stay clean (--json)."""
-    with (
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
-        yield
+    """The exporters print progress and warn; the library's stdout must stay clean (--json).
+    They also log warnings to stderr (below opset 18, torch's exporter and onnxscript's version
+    converter say they convert from 18), which the library does not show either."""
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(before)
 
 
 def export_graph(
