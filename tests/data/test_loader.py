@@ -6,7 +6,7 @@ import torch
 from vitkit.data.augment import AugmentConfig
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import Split
-from vitkit.errors import ConfigError
+from vitkit.errors import ConfigError, UserError
 
 
 def toy(n: int = 100) -> Split:
@@ -62,3 +62,35 @@ def test_ranks_get_disjoint_shards() -> None:
 def test_batch_larger_than_data_is_an_error() -> None:
     with pytest.raises(ConfigError, match="larger than the 100 images"):
         loader(toy(), batch_size=101)
+
+
+def test_a_batch_size_that_is_no_integer_is_one_line() -> None:
+    # "10" was TypeError: '<' not supported between instances of 'str' and 'int'
+    for bad in ("10", 2.5, True):
+        with pytest.raises(UserError, match="batch size must be an integer, got"):
+            loader(toy(), batch_size=bad)
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("tpu", r"unknown device in device='tpu'"),
+        pytest.param(
+            "cuda",
+            r"device='cuda' was asked for but CUDA is not available here",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here"),
+        ),
+    ],
+)
+def test_a_device_name_that_is_not_here_is_one_line(device: str, message: str) -> None:
+    # data.md's example passes device="cuda": without CUDA it was torch's RuntimeError ("Found
+    # no NVIDIA driver...", from deep inside .to()), and "tpu" torch's list of device types
+    with pytest.raises(UserError, match=message) as e:
+        loader(toy(), device=device)
+    assert "\n" not in str(e.value)
+
+
+def test_a_device_by_name_or_object_or_auto() -> None:
+    assert loader(toy(), device="cpu").device == torch.device("cpu")
+    assert loader(toy(), device=torch.device("cpu")).device == torch.device("cpu")
+    assert loader(toy(), device="auto").images.device.type in ("cpu", "cuda", "mps")

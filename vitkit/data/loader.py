@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from vitkit._device import resolve_device
 from vitkit.data.augment import AugmentConfig, BatchAugment
 from vitkit.data.types import Split
-from vitkit.errors import ConfigError
+from vitkit.errors import ConfigError, check_int
 
 
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
@@ -28,7 +29,8 @@ class DeviceLoader:
 
     ``x`` is float32 normalised (B, C, H, W); ``y`` is int64 labels, or soft float labels
     (B, classes) when mixup/cutmix is on. ``augment=None`` gives plain normalised batches in
-    order (evaluation).
+    order (evaluation). A ``device`` given by name (``"cuda"``, ``"auto"``, ...) that is not
+    here, or a ``batch_size`` that is not a count of images the split has, is a ``UserError``.
     """
 
     def __init__(
@@ -47,15 +49,16 @@ class DeviceLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        check_int("batch size", batch_size)  # "10", 2.5, True, 0: one line, not a TypeError
         per_rank = len(split) // world_size
         if drop_last and batch_size > per_rank:
             raise ConfigError(
                 f"batch size {batch_size} is larger than the {per_rank} "
                 f"image{'s' if per_rank != 1 else ''} per device"
             )
-        self.device = torch.device(device)
+        if isinstance(device, str):  # checked as load_model checks it, not deep inside .to()
+            device = resolve_device(device, option="device")
+        self.device = device
         self.images = split.images.to(self.device, non_blocking=True)
         self.labels = split.labels.to(self.device, non_blocking=True)
         self.batch_size = batch_size
