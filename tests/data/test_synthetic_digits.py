@@ -77,3 +77,25 @@ def test_mnist_layout_cells_are_digits_or_empty(mnist_root: Path, grid: int) -> 
 def test_mnist_layout_validates_grid(mnist_root: Path) -> None:
     with pytest.raises(ConfigError, match="grid must be"):
         load_dataset("mnist-layout", data_root=mnist_root, download=False, grid=7)
+
+
+def test_dataset_options_of_another_type_are_refused(tmp_path: Path) -> None:
+    # grid="3" built the 3x3 layouts (the builder took int("3")) under a cache key of its own
+    # (a second copy of 70,000 images) and Dataset.options / train.json recorded the text
+    from vitkit.train import resolve_config
+
+    empty = dict(data_root=tmp_path / "empty", download=False)  # refused before any file is read
+    for name, options, message in [
+        ("mnist-layout", {"grid": "3"}, "option 'grid' must be an integer, got '3'"),
+        ("mnist-layout", {"grid": 3.0}, "option 'grid' must be an integer, got 3.0"),
+        ("mnist-layout", {"empty_prob": "0.2"}, "option 'empty_prob' must be a number"),
+        ("mnist-grid", {"seed": True}, "option 'seed' must be an integer, got True"),
+    ]:
+        with pytest.raises(ConfigError, match=f"dataset '{name}' {message}"):
+            load_dataset(name, **empty, **options)
+        with pytest.raises(ConfigError, match=message):
+            resolve_config(name, dataset_options=options)
+    # what the builders take still passes the check (an int for a float option too)
+    assert resolve_config(
+        "mnist-layout", dataset_options={"grid": 3, "empty_prob": 0}
+    ).dataset_options == {"grid": 3, "empty_prob": 0}

@@ -205,14 +205,32 @@ class Dataset:
         }
 
 
+# an option's type, by its default's: what a value must be, in words (True is no count)
+_OPTION_TYPES: dict[type, tuple[tuple[type, ...], str]] = {
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+}
+
+
 def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
-    """Refuse an option the dataset's builder does not take (None values mean "not given")."""
+    """Refuse an option the dataset's builder does not take (None values mean "not given"), and
+    a value of another type than the option's default (``grid="3"`` for ``grid=2``: the builder
+    took ``int("3")`` while the cache key and train.json kept the text, a second cache of the
+    same images)."""
     for key, value in given.items():
-        if value is not None and key not in spec.options:
+        if value is None:
+            continue
+        if key not in spec.options:
             allowed = ", ".join(spec.options) or "none"
             raise ConfigError(
                 f"dataset '{spec.name}' has no option '{key}'{suggest(key, spec.options)}"
                 f" (options: {allowed})"
+            )
+        default = spec.options[key]  # None: any type, the builder checks it (folder: sizes)
+        kind = _OPTION_TYPES.get(type(default))
+        if kind is not None and (isinstance(value, bool) or not isinstance(value, kind[0])):
+            raise ConfigError(
+                f"dataset '{spec.name}' option '{key}' must be {kind[1]}, got {value!r}"
             )
 
 
