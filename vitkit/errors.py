@@ -130,6 +130,13 @@ def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:
     return "; did you mean " + ", ".join(f"'{c}'" for c in close) + "?"
 
 
+def check_name(kind: str, name: object) -> None:
+    """Refuse a registry name that is not a string (``create_model(3)``, ``load_dataset(None)``):
+    one line, not an ``AttributeError`` from the closest-name search."""
+    if not isinstance(name, str):
+        raise UserError(f"a {kind} name is a string, got {name!r}")
+
+
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> NotFoundError:
     """The error for a registry miss: names the closest entries, else lists them all."""
     choices = sorted(choices)

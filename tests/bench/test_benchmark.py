@@ -582,6 +582,7 @@ def test_batch_sizes_from_python() -> None:
     [
         ({"runtimes": "eagre"}, "did you mean 'eager'"),
         ({"runtimes": ","}, "--runtimes is empty"),
+        ({"runtimes": ["eager", 3]}, "a runtime name is a string, got 3"),  # was AttributeError
         ({"devices": "tpu"}, "unknown device 'tpu'"),
         ({"devices": "mps"}, "cpu and cuda devices"),
         ({"devices": "cpu:1"}, "the CPU takes no index"),

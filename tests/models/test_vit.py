@@ -119,6 +119,23 @@ def test_unknown_model_names_closest() -> None:
         create_model("vit-nan")
 
 
+def test_a_model_name_that_is_no_string_is_one_line() -> None:
+    # create_model(3) was AttributeError: 'int' object has no attribute 'casefold' (the
+    # closest-name search), ModelSpec.from_dict's model too
+    from vitkit.errors import UserError
+    from vitkit.models import ModelSpec, resolve_spec
+
+    for call in (
+        lambda: create_model(3),  # type: ignore[arg-type]
+        lambda: resolve_spec(None),  # type: ignore[arg-type]
+        lambda: ModelSpec.from_dict({"model": ["vit-tiny"], "config": {}}),
+    ):
+        with pytest.raises(
+            UserError, match=r"^a model name is a string, got (3|None|\['vit-tiny'\])$"
+        ):
+            call()
+
+
 def test_registry_refuses_duplicates() -> None:
     from vitkit.models import register_model
 

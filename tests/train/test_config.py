@@ -73,6 +73,20 @@ def test_resolve_config_refuses_what_train_would() -> None:
     assert resolve_config("mnist-mini", device="cuda:7").device == "cuda:7"
 
 
+def test_a_dataset_name_or_config_of_the_wrong_type_is_one_line() -> None:
+    # each was an AttributeError ('NoneType' object has no attribute 'startswith'; 'dict'
+    # object has no attribute 'validate')
+    from vitkit.data import load_dataset
+    from vitkit.train import train
+
+    with pytest.raises(UserError, match=r"^a dataset name is a string, got None$"):
+        resolve_config(None)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"^a dataset name is a string, got 3$"):
+        load_dataset(3)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"takes a TrainConfig .*TrainConfig.from_dict.*got dict$"):
+        train({"dataset": "mnist-mini"})  # type: ignore[arg-type]
+
+
 def test_model_overrides_in_a_file_are_checked_like_the_top_level(tmp_path: Path) -> None:
     """`model_overrides: {num_classes: 3}` crashed the run with a TypeError traceback ("multiple
     values for keyword argument"), `{embed_dim: "64"}` too, and `{qkv_bias: "no"}` trained with

@@ -21,7 +21,14 @@ import torch
 
 from vitkit.data.cache import cache_key, channel_stats, load_cache, save_cache
 from vitkit.data.types import ProgressFn, RawDataset, SourceContext, Split, no_progress
-from vitkit.errors import ConfigError, NotFoundError, UserError, suggest, unknown_name
+from vitkit.errors import (
+    ConfigError,
+    NotFoundError,
+    UserError,
+    check_name,
+    suggest,
+    unknown_name,
+)
 
 FOLDER_PREFIX = "folder:"
 
@@ -71,6 +78,7 @@ def list_datasets() -> list[str]:
 def get_dataset_spec(name: str) -> DatasetSpec:
     """The spec of a catalog name (each of ``list_datasets``) or of ``folder:PATH``. A bare
     ``folder`` is the spec of every image folder; loading one needs its PATH (``folder_path``)."""
+    check_name("dataset", name)
     if name.startswith(FOLDER_PREFIX):
         return _DATASETS["folder"]
     try:

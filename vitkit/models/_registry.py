@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from vitkit.errors import ConfigError, NotFoundError, suggest, unknown_name
+from vitkit.errors import ConfigError, NotFoundError, check_name, suggest, unknown_name
 
 
 class Model(nn.Module):
@@ -74,6 +74,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
+    check_name("model", name)
     try:
         return _MODELS[name]
     except KeyError:

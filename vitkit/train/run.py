@@ -550,6 +550,11 @@ def train(
             data_root = data_root or saved.get("data_root")
         elif config is None:
             raise UserError("train() needs a config (resolve_config(...)), or resume= a run")
+        elif not isinstance(config, TrainConfig):  # a dict: not an AttributeError in precheck
+            raise UserError(
+                f"train() takes a TrainConfig (resolve_config(...), or TrainConfig.from_dict(d) "
+                f"for a dict), got {type(config).__name__}"
+            )
         if data_root is None:  # $VITKIT_DATA, as the CLI's --data-root reads it: train.json
             data_root = env_data_root()  # records it absolute, for a resume from elsewhere
         precheck(config)
