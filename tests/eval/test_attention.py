@@ -131,6 +131,21 @@ def test_shapes_and_sums_on_a_random_model(pool: str, method: str) -> None:
 
 
 # -- on images ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("topk", "message"),
+    [
+        ("3", "topk must be an integer, got '3'"),
+        (True, "got True"),
+        (0, "topk must be >= 1, got 0"),
+    ],
+)
+def test_attention_maps_checks_topk_as_predict_does(topk: object, message: str) -> None:
+    # "3" was TypeError: '<' not supported between instances of 'int' and 'str'; 0 and True
+    # were taken as a top-1; the check comes first, before the (here missing) run is opened
+    with pytest.raises(UserError, match=message):
+        vitkit.attention_maps("no-such-run", "a.png", topk=topk)  # type: ignore[arg-type]
+
+
 def test_overlay_keeps_the_aspect_ratio() -> None:
     assert overlay_size(28, 28) == (280, 280)  # small: a whole multiple
     assert overlay_size(500, 300) == (500, 300)

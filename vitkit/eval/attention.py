@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from vitkit.artifact import LoadedModel
-from vitkit.errors import UserError
+from vitkit.errors import UserError, check_int
 from vitkit.eval.predict import Prediction, as_loaded, model_device, prepare, topk_from_logits
 from vitkit.eval.preprocess import ImageInput, array_to_pil, normalize, open_image, split_images
 
@@ -119,6 +119,7 @@ def attention_maps(
     """
     if method not in METHODS:
         raise UserError(f"unknown attention method '{method}' (use {' or '.join(METHODS)})")
+    check_int("topk", topk)  # as predict checks it
     lm = as_loaded(model)
     net = lm.model
     if not hasattr(net, "forward_attention"):
