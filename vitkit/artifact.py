@@ -572,6 +572,11 @@ def load_model(
     ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; one that is not here is a ``UserError``.
     A ``.onnx`` file made by ``vitkit export`` loads too, to run with ONNX Runtime on the CPU
     (its classes and preprocessing come from its metadata).
+
+    Returns a ``LoadedModel``: ``.model`` (in eval mode, on ``device``), ``.classes``,
+    ``.image_size``, ``.channels``, ``.mean``, ``.std``, ``.spec``, ``.path``. Raises
+    ``UserError`` for a path that is missing or not a run, a model.json it cannot read, weights
+    that do not fit it, or a device that is not here.
     """
     from vitkit.errors import UserError, state_dict_mismatch
 

@@ -513,6 +513,13 @@ def benchmark(
     and the ONNX exports it has to make to ``out``/export, unless ``write`` is False: then
     nothing is written there, and those exports go to a scratch folder removed at the end
     (current ones already in RUN/export or ``out``/export are still reused).
+
+    Returns a ``BenchReport``: ``rows`` (one ``BenchRow`` per cell: latency percentiles,
+    images/s, ``speedup`` over eager, ``accuracy``, ...), ``row(runtime, batch)``,
+    ``result(runtime)``, ``to_json()`` (bench.json, as ``vitkit bench --json`` prints it).
+    Raises ``UserError`` for an unknown runtime, device or compile mode, bad batch sizes,
+    counts or times, or a run it cannot load; a runtime that cannot run here is a skipped row,
+    not an error.
     """
     from vitkit import __version__
     from vitkit.export.onnx import loaded_for_export, versions

@@ -71,7 +71,7 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 
 def list_datasets() -> list[str]:
-    """Registered dataset names (``folder:PATH`` is accepted too and is not listed)."""
+    """Return the registered dataset names (``folder:PATH`` is accepted too and is not listed)."""
     return list(_DATASETS)
 
 
@@ -315,6 +315,13 @@ def load_dataset(
     The first call builds the dataset (reading official files, downloading them if allowed) and
     caches uint8 tensors under ``data_root``; later calls read the cache. ``options`` are the
     dataset's builder options (``image_size`` for folders, ``grid`` for mnist-layout, ...).
+    ``data_root``: else ``$VITKIT_DATA``, else ``~/.cache/vitkit/data``.
+
+    Returns a ``Dataset``: ``ds["train"]`` / ``ds["test"]`` are ``Split``s of uint8 images
+    (N, C, H, W) and int64 labels; ``classes``, ``mean``, ``std``, ``image_size``,
+    ``num_classes`` describe it. Raises ``NotFoundError`` for an unknown name or a missing
+    ``folder:`` path, ``ConfigError`` for an option the dataset does not take (or of the wrong
+    type), ``UserError`` for files that are missing with ``download=False`` or fail to download.
     """
     spec = get_dataset_spec(name)
     root = Path(data_root).expanduser() if data_root is not None else default_data_root()

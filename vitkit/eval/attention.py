@@ -113,9 +113,12 @@ def attention_maps(
     method: str = "rollout",
     topk: int = 5,
 ) -> list[AttentionMap]:
-    """Attention maps (rollout or last layer) and predictions for image files or PIL images.
+    """Attention maps (rollout or last layer) and predictions for images, as ``predict`` takes.
 
     Images are preprocessed as in ``predict``; the maps come from ``forward_attention``.
+    Returns one ``AttentionMap`` per image, in order: ``.map`` (grid, grid) summing to 1,
+    ``.prediction`` (a ``Prediction``), ``.image``. Raises ``UserError`` for an unknown
+    ``method``, a bad ``topk``, an unreadable image, or an ONNX model (it has no attention).
     """
     if method not in METHODS:
         raise UserError(f"unknown attention method '{method}' (use {' or '.join(METHODS)})")

@@ -539,6 +539,11 @@ def evaluate(
     the CPU). ``dataset``: a loaded ``Dataset``, a name (``mnist``, ``folder:PATH``, ...) or None.
     ``batch_size`` and ``amp`` (autocast on CUDA) default to what the run used for its own test
     evaluation, so the figures match summary.json's.
+
+    Returns an ``EvalReport`` (``acc``, ``top1``, ``top5``, ``ece``, ``per_class``, ``confusion``,
+    ...; ``to_json()`` is eval.json, ``save(dir)`` writes it and the figures). Raises
+    ``UserError`` for an unknown dataset or split, a dataset of another image size, channels or
+    classes than the model's, or a bad ``batch_size``.
     """
     if batch_size is not None:
         check_int("batch size", batch_size)

@@ -165,8 +165,13 @@ def predict(
     (``split_images``). Arrays are uint8, bool, or float in [0, 1].
     Any size, any mode (grayscale, RGB, RGBA, palette, 16-bit): converted to the model's channels,
     resized to its image size, normalised with its mean and std (all from model.json). Runs on
-    the device the model is on. An unreadable file raises ``UserError``, or with
-    ``skip_unreadable`` gives a ``Prediction`` whose ``error`` says why.
+    the device the model is on.
+
+    Returns one ``Prediction`` per image, in order (a folder or glob counts as its files):
+    ``.label``, ``.confidence`` and ``.topk`` (per output position, the ``topk`` most probable
+    ``ClassProb``s, best first). Raises ``UserError`` for a missing path, a bad ``topk`` or
+    ``batch_size``, or an unreadable file (with ``skip_unreadable``, that image's
+    ``Prediction`` has ``error`` saying why instead).
     """
     check_int("topk", topk)
     check_int("batch size", batch_size)

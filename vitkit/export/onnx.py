@@ -1157,8 +1157,13 @@ def export_onnx(
     ``export.json``.
     ``optimize`` builds fused fp32 variants (vitkit's attention fusion, ONNX Runtime's
     transformer optimizer), verifies each and keeps the fastest that passes, or the plain model
-    when none is faster (``report.optimize`` has the race). Returns the report; check
-    ``report.passed``.
+    when none is faster (``report.optimize`` has the race).
+
+    Returns an ``ExportReport`` (``passed``, ``failures``, ``precision(name)``, ``out``,
+    ``to_json()``: export.json); a verification that fails is in the report, not raised: check
+    ``report.passed`` or call ``report.raise_for_failure()``. Raises ``UserError`` for bad
+    options (``int8``, ``batch``, ``opset``, counts), a run it cannot load, or no real images
+    for ``int8="static"``.
     """
     from vitkit.bench.timing import OtherCpuUse, torch_threads  # here: the import stays light
 

@@ -69,7 +69,8 @@ def register_model(
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names (sorted by registration order), optionally filtered by substring."""
+    """Return the registered model names (in registration order), those containing ``pattern``
+    when given."""
     return [n for n in _MODELS if pattern is None or pattern in n]
 
 
@@ -119,6 +120,9 @@ def resolve_spec(name: str, **overrides: Any) -> ModelSpec:
     """Validate ``overrides`` against the preset ``name`` and return the resolved spec.
 
     ``None`` values are ignored (they mean "not given"), so a CLI can pass every option through.
+    Returns a ``ModelSpec`` (``.build()`` makes the model); no weights are allocated. Raises
+    ``NotFoundError`` for an unknown name (naming the closest) and ``ConfigError`` for options
+    that are unknown, of the wrong type or that cannot go together (patch vs image size, ...).
     """
     entry = get_entry(name)
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -146,6 +150,8 @@ def model_options(name: str) -> frozenset[str] | None:
 def create_model(name: str, **overrides: Any) -> Model:
     """Build the model ``name`` with ``overrides`` (image_size, num_classes, embed_dim, ...).
 
-    The returned module carries ``.spec`` (a ``ModelSpec``) so it can be saved and rebuilt.
+    Returns a freshly initialised ``nn.Module`` (in training mode) that carries
+    ``.spec`` (a ``ModelSpec``) so it can be saved and rebuilt. Raises as ``resolve_spec`` does:
+    ``NotFoundError`` for an unknown name, ``ConfigError`` for bad overrides.
     """
     return resolve_spec(name, **overrides).build()

@@ -109,11 +109,15 @@ class TrainResult:
 def resolve_config(
     dataset: str, *, file_options: dict[str, Any] | None = None, **cli_options: Any
 ) -> TrainConfig:
-    """recipe of the dataset < --config file < command line (``None`` = not given).
+    """Return the ``TrainConfig`` for ``dataset``: its recipe < ``file_options`` (a ``--config``
+    file) < ``cli_options`` (any ``TrainConfig`` field, e.g. ``epochs=5``; ``None`` = not given).
 
     Checked as ``precheck`` checks (model sizes against the data, dataset options, the device's
-    name): a config ``train`` would refuse is refused here. The device (and TensorBoard, for
-    ``tensorboard``) need not be on this machine: a config may be written for another."""
+    name): a config ``train`` would refuse is refused here. Raises ``NotFoundError`` for an
+    unknown dataset or model, ``ConfigError`` for an unknown option, a value of the wrong type
+    or options that cannot go together (both ``UserError``s). The device (and
+    TensorBoard, for ``tensorboard``) need not be on this machine: a config may be written for
+    another."""
     spec = get_dataset_spec(dataset)
     base = TrainConfig(dataset=dataset)
     recipe = recipe_for(spec.recipe)
