@@ -7,8 +7,25 @@ import torch
 from vitkit.errors import UserError
 
 
+def device_name(name: str) -> str:
+    """``name`` as torch spells it: ``CPU``, `` Cuda:0 `` and ``AUTO`` are cpu, cuda:0 and auto
+    (torch knows lower case only; every command takes a device in any case, as bench does)."""
+    return name.strip().lower()
+
+
+def on_cpu(name: str) -> bool:
+    """Whether the device ``name`` is the CPU, ``auto`` included (what ONNX Runtime runs on
+    here); an unknown name is not."""
+    name = device_name(name)
+    try:
+        return name == "auto" or torch.device(name).type == "cpu"
+    except (RuntimeError, TypeError):
+        return False
+
+
 def resolve_device(name: str, *, option: str = "--device", here: bool = True) -> torch.device:
-    """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error.
+    """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error. The
+    name is read in any case (``CPU`` is cpu).
 
     ``option`` names the setting in those errors: the CLI's ``--device``, or a library
     function's ``device`` parameter. ``here=False`` checks only the name (a config written on
@@ -16,6 +33,7 @@ def resolve_device(name: str, *, option: str = "--device", here: bool = True) ->
     cli = option == "--device"
     asked = f"--device {name}" if cli else f"{option}='{name}'"
     instead = "--device cpu" if cli else f"{option}='cpu'"
+    name = device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

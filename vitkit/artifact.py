@@ -636,13 +636,9 @@ def _load_onnx(path: Path, *, device: str, weights: str | None) -> LoadedModel:
 
     if weights is not None:
         raise UserError(f"{path} is an ONNX file: it holds its weights, weights= does not apply")
-    import torch
+    from vitkit._device import on_cpu
 
-    try:
-        on_cpu = device == "auto" or torch.device(device).type == "cpu"
-    except (RuntimeError, TypeError):
-        on_cpu = False
-    if not on_cpu:
+    if not on_cpu(device):
         raise UserError(
             f"{path} runs with ONNX Runtime on the CPU; device '{device}' does not apply "
             "(load the run directory to use another device)"

@@ -442,6 +442,44 @@ def test_an_onnx_file_evaluated_on_its_own(run: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and (folder / "eval" / "eval.json").is_file(), result.output
 
 
+def test_device_names_are_read_in_any_case(run: Path, tmp_path: Path) -> None:
+    """`vitkit eval RUN --device CPU` was "unknown device in --device CPU (use auto, cpu, ...)"
+    while `vitkit bench --device CPU` ran: every command, and load_model, reads the name in any
+    case (torch knows lower case only)."""
+    from vitkit._device import resolve_device
+    from vitkit.artifact import load_model
+    from vitkit.export import export_onnx
+
+    copy = copy_of(run, tmp_path)
+    onnx_file = export_onnx(copy, verify=False).files[0]  # RUN/export/model.onnx, for --onnx
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 128).save(image)
+    train = ["train", "mnist-mini", "--model", "vit-nano", "--patch-size", "7", "--epochs", "1"]
+    bench = ["bench", str(copy), "--runtimes", "eager", "--batch-sizes", "1", "--min-time",
+             "0.01", "--warmup", "0", "--rounds", "1", "--accuracy-images", "8"]  # fmt: skip
+    commands = [
+        [*train, "--max-steps", "1", "--out", str(tmp_path / "trained")],
+        ["eval", str(copy)],
+        ["eval", str(copy), "--onnx"],
+        ["eval", onnx_file],
+        ["predict", str(copy), str(image)],
+        ["predict", onnx_file, str(image)],
+        ["explain", str(copy), str(image), "--out", str(tmp_path / "explained.png")],
+        [*bench, "--out", str(tmp_path / "bench")],
+    ]
+    for args in commands:
+        for name in ("CPU", " Auto") if args[0] != "bench" else ("CPU",):  # bench: cpu or cuda
+            result = runner.invoke(app, [*args, "--device", name, "--json"])
+            assert result.exit_code == 0, (args, name, result.output)
+            if args[0] == "train":
+                shutil.rmtree(tmp_path / "trained")
+    assert next(load_model(copy, device="CPU").model.parameters()).device.type == "cpu"
+    assert load_model(onnx_file, device="Cpu").path is not None
+    assert resolve_device("CUDA:1", here=False) == torch.device("cuda", 1)
+    line = one_error_line(runner.invoke(app, ["eval", str(copy), "--device", "GPU"]))
+    assert "unknown device in --device GPU" in line  # named as given
+
+
 def test_weights_that_do_not_fit_model_json(run: Path, tmp_path: Path) -> None:
     copy = copy_of(run, tmp_path)
     meta = json.loads((copy / "model.json").read_text())

@@ -40,22 +40,12 @@ ONNX_MISSING = "no ONNX export at {path}; make one with: vitkit export {run} --o
 
 
 def _load(run: Path, device: str) -> LoadedModel:
-    from vitkit._device import resolve_device
+    from vitkit._device import on_cpu, resolve_device
     from vitkit.artifact import load_model  # here, not at import: `--help` needs no torch
 
     if is_onnx_file(run):  # ONNX Runtime on the CPU; any other --device is an error there
-        return load_model(run, device="cpu" if device == "auto" else device)
+        return load_model(run, device="cpu" if on_cpu(device) else device)
     return load_model(run, device=str(resolve_device(device)))
-
-
-def _on_cpu(device: str) -> bool:
-    """Whether ``device`` is the CPU (``auto`` included): what ONNX Runtime runs on here."""
-    import torch
-
-    try:
-        return device == "auto" or torch.device(device).type == "cpu"
-    except (RuntimeError, TypeError):
-        return False
 
 
 def _pct(x: float | None) -> str:
@@ -110,6 +100,7 @@ def eval_command(
     Top-1 and top-5, per-class precision/recall/F1 and support, the confusion matrix, expected
     calibration error (15 bins) and the most confidently wrong images. Writes RUN/eval/ (for an .onnx file, --onnx included: eval-<name>/ beside it): eval.json, confusion.png and wrong.png (the PNGs need matplotlib).
     """
+    from vitkit._device import on_cpu
     from vitkit.eval import evaluate
     from vitkit.eval.evaluate import report_dir
 
@@ -118,7 +109,7 @@ def eval_command(
         raise UserError(
             f"{run} is an ONNX file already; --onnx and --onnx-file apply to a run directory"
         )
-    if (onnx or onnx_file is not None) and not _on_cpu(device):
+    if (onnx or onnx_file is not None) and not on_cpu(device):
         flag = "--onnx-file" if onnx_file is not None else "--onnx"
         raise UserError(
             f"{flag} runs ONNX Runtime on the CPU; --device {device} does not apply "
