@@ -285,3 +285,18 @@ def test_static_int8_is_never_calibrated_on_random_images(runs_here: Path) -> No
     # not "faster of those that pass the accuracy gate": one candidate, and no labels to gate on
     assert report["int8"]["reason"].startswith("the only candidate: static needs real")
     assert report["data"]["calibration_images"] == 0  # it said 512, of images never used
+
+
+def test_more_threads_than_cpus_is_named(runs_here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vitkit export RUN --threads 3` on 2 CPUs timed its img/s column without a word, where
+    bench says "3 threads on 2 logical CPU(s): ..." of the same timing: the note is bench's."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    args = ["export", str(runs_here), "--legacy-exporter", "--verify-images", "32", "--json"]
+    result = runner.invoke(app, [*args, "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert any(n.startswith("2 threads on 1 logical CPU(s): the threads time-share") for n in notes)
+    assert any("are a quick check" in n for n in notes), notes
+    result = runner.invoke(app, [*args, "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert not any("logical CPU(s)" in n for n in json.loads(result.stdout)["notes"])

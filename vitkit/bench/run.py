@@ -64,6 +64,7 @@ from vitkit.bench.timing import (
     load_average,
     matmul_peak,
     measure,
+    oversubscribed_note,
     set_threads,
     settle,
 )
@@ -535,7 +536,8 @@ def benchmark(
     with _session(threads) as s:
         module = cpu_fp32(lm.model)
         module.eval()
-        notes = _oversubscribed(s.threads)
+        over = oversubscribed_note(s.threads)
+        notes = [over] if over else []
         plan, results = _plan(cfg.names, cfg.devs, notes)
         notes.extend(_compile_mode_note(compile_mode, results))
         data = _bench_images(lm, accuracy_images, dataset, data_root, download, notes, progress)
@@ -716,18 +718,6 @@ def _step(progress: ProgressFn, what: str) -> Iterator[None]:
     progress(what, 0, 1)
     yield
     progress(what, 1, 1)
-
-
-def _oversubscribed(threads: int) -> list[str]:
-    """A note when ``threads`` is more than the logical CPUs (else none)."""
-    cpus = os.cpu_count() or 1
-    if threads <= cpus:
-        return []
-    return [
-        f"{threads} threads on {cpus} logical CPU(s): the threads time-share the cores, "
-        "so a runtime's figures depend on how its thread pool copes with that, not only "
-        f"on its kernels; use --threads {cpus} or fewer to compare runtimes"
-    ]
 
 
 def _plan(

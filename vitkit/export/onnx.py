@@ -655,15 +655,16 @@ def _speed_notes(
     threads: int,
     other_cores: float | None,
 ) -> list[str]:
-    """Say so when the img/s column was measured on a busy machine (as bench does): under load
-    the int8-over-fp32 ratio of one export has read 0.57x, and 2.38x a minute later."""
-    from vitkit.bench.timing import UNSTEADY_P90, busy_note, load_average
+    """Say so when the img/s column was measured on a busy machine, or with more threads than
+    logical CPUs (as bench does): under load the int8-over-fp32 ratio of one export has read
+    0.57x, and 2.38x a minute later."""
+    from vitkit.bench.timing import UNSTEADY_P90, busy_note, load_average, oversubscribed_note
 
     shaky = ["eager"] if reference.unsteady else []
     shaky += [p.precision for p in precisions if p.speed_unsteady]
     during = "while the export was verified and timed"
     busy = busy_note(load_average(), threads, other_cores, during)
-    notes = [busy] if busy else []
+    notes = [n for n in (oversubscribed_note(threads), busy) if n]
     if shaky:
         notes.append(
             f"unsteady img/s ({', '.join(shaky)}: p90 over {UNSTEADY_P90:g}x p50): something "
