@@ -128,6 +128,7 @@ def test_exports_are_made_beside_the_bench_then_reused(
     made = bench_run / "bench" / "export"
     for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "export.json"):
         assert (made / name).is_file()
+        assert str(made / name) in report.files  # written by it: listed with its reports
     assert not (bench_run / "export").exists()  # the run's own export/ is never written
     assert report.result("ort").info["file"] == str(made / "model.onnx")
     assert report.result("ort-int8").info["onnx_precision"] == "int8-dynamic"
@@ -715,7 +716,7 @@ def test_reuse_never_mixes_plain_and_fused_models(
     assert "QAttention" in {n.op_type for n in onnx.load(int8).graph.node}
 
     def found(optimize: bool) -> dict[str, Path]:
-        files, _, _ = ensure_exports(
+        files, _, _, _ = ensure_exports(
             lm, {"fp32", "int8"}, [folder], tmp_path / f"made-{optimize}",
             data_root=None, verify_images=64, threads=1,
             progress=lambda *a: None, optimize=optimize,

@@ -90,6 +90,31 @@ def test_untrained_model_goes_to_bench_folder(
     assert (tmp_path / "bench" / "vit-nano" / "bench.json").is_file()
 
 
+def test_the_exports_it_makes_are_listed_with_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bench wrote OUT/export/model*.onnx and export.json but named them in a note only
+    ("exported fp32, int8-dynamic to ..."): bench.json's files (and --json's) and the closing
+    "wrote" line list every file it wrote, the exports among them, and none it reused."""
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "--model", "vit-nano", "--image-size", "16", "--patch-size", "4",
+            "--device", "cpu", "--runtimes", "eager,ort,ort-int8", "--accuracy-images", "8"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    out = Path("bench") / "vit-nano"
+    made = [out / "export" / name for name in ("model.onnx", "model.int8.onnx", "export.json")]
+    assert doc["files"] == [str(p) for p in (out / "bench.json", out / "bench.csv", out / "bench.png", *made)]  # fmt: skip
+    assert json.loads((out / "bench.json").read_text())["files"] == doc["files"]
+    assert all(p.is_file() for p in made)
+    result = runner.invoke(app, [*args, *FAST])  # now they are current: reused, not written
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert f"reused {made[0]}" in err
+    wrote = err.rsplit(" · wrote ", 1)[1]
+    assert wrote == f"{out / 'bench.json'}, {out / 'bench.csv'}, {out / 'bench.png'}", wrote
+
+
 def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     line = one_error_line(runner.invoke(app, ["bench"]))

@@ -146,9 +146,16 @@ class BenchReport:
 
     # -- files ------------------------------------------------------------------------------
     def write(
-        self, out_dir: Path, *, csv_path: Path | None = None, plot_path: Path | None = None
+        self,
+        out_dir: Path,
+        *,
+        csv_path: Path | None = None,
+        plot_path: Path | None = None,
+        exports: Sequence[str] = (),
     ) -> list[str]:
         """bench.json, bench.csv and bench.png in ``out_dir`` (+ the extra paths asked for).
+        ``files`` lists them, then ``exports``: the ONNX files the benchmark made for its
+        runtimes (``benchmark`` passes those it wrote in OUT/export, not those it reused).
 
         bench.json goes first, so the figures are kept even if a CSV or PNG path fails."""
         import importlib.util
@@ -160,7 +167,7 @@ class BenchReport:
             self.notes.append("matplotlib is not installed: no PNG (pip install 'vitkit[plot]')")
             pngs = []
         json_path = out_dir / "bench.json"
-        self.files = [str(p) for p in (json_path, *csvs, *pngs)]
+        self.files = list(dict.fromkeys([*map(str, (json_path, *csvs, *pngs)), *exports]))
         write_json(json_path, self.to_json())
         for path in csvs:
             with atomic_write(path, "w") as f:

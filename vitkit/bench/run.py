@@ -262,21 +262,22 @@ def ensure_exports(
     progress: ProgressFn,
     optimize: bool = False,
     scratch: bool = False,
-) -> tuple[dict[str, Path], dict[str, str], list[str]]:
+) -> tuple[dict[str, Path], dict[str, str], list[str], list[str]]:
     """The ONNX files for ``precisions`` ("fp32", "fp16", "int8"): the first current one in the
     ``search`` folders (RUN/export, then the bench's own), else made in ``make_in`` with
     ``export_onnx`` (verified). Nothing in RUN/export is ever overwritten. The fp32 and int8
     models must match ``optimize``: a fused ``--optimize`` model (or an int8 one quantized from
     it) is not timed as the plain one, nor the reverse. ``scratch``: ``make_in`` is removed
     afterwards (``benchmark(write=False)``), and the notes say so rather than name it. Returns
-    (files, failures, notes)."""
+    (files, failures, notes, written): ``written`` lists the files the export wrote in
+    ``make_in`` (the models and export.json; none when reused, or in ``scratch``)."""
     from vitkit.export import export_onnx
 
     notes: list[str] = []
     files = _reused(lm, precisions, search, optimize, notes)
     missing = precisions - set(files)
     if not missing:
-        return files, {}, notes
+        return files, {}, notes, []
     progress("export", 0, 1)
     try:
         report = export_onnx(
@@ -292,7 +293,7 @@ def ensure_exports(
         )
     except Exception as e:  # any export failure skips the ONNX runtimes, never the benchmark
         why = str(e) if isinstance(e, VitkitError) else f"{type(e).__name__}: {first_line(e)}"
-        return files, dict.fromkeys(missing, f"export failed: {why}"), notes
+        return files, dict.fromkeys(missing, f"export failed: {why}"), notes, []
     progress("export", 1, 1)
     checks = ", ".join(
         f"{r.precision} {'passed' if r.passed else 'failed'}" for r in report.precisions
@@ -303,7 +304,7 @@ def ensure_exports(
     if report.optimize:  # which fused variant the export kept, and how fast each was
         notes.extend(n for n in report.notes if n.startswith("--optimize"))
     made, failures = _verified(report, missing, make_in)
-    return {**files, **made}, failures, notes
+    return {**files, **made}, failures, notes, [] if scratch else list(report.files)
 
 
 def _verified(
@@ -544,7 +545,7 @@ def benchmark(
         # write=False: the exports it must make go to the session's scratch folder, removed
         # at its end, so that nothing is written to OUT (nor reused from there by a later call)
         make_in = (out_dir if write else s.workdir) / "export"
-        files = _onnx_files(
+        files, exported = _onnx_files(
             lm, plan, results, out_dir, make_in, data_root, s.threads, optimize, notes, progress
         )
         bm = _bench_model(lm, module, s, files, compile_mode)
@@ -594,6 +595,7 @@ def benchmark(
             out_dir,
             csv_path=Path(csv_path) if csv_path else None,
             plot_path=Path(plot_path) if plot_path else None,
+            exports=exported,
         )
     return report
 
@@ -777,15 +779,16 @@ def _onnx_files(
     optimize: bool,
     notes: list[str],
     progress: ProgressFn,
-) -> dict[str, Path]:
+) -> tuple[dict[str, Path], list[str]]:
     """The ONNX file of each precision the planned ONNX runtimes need (reused from RUN/export or
-    OUT/export, else made in ``make_in``: OUT/export, or a scratch folder); a runtime whose file
-    could not be made is marked skipped, with the reason."""
+    OUT/export, else made in ``make_in``: OUT/export, or a scratch folder), and the files made
+    in OUT/export (for the report's ``files``); a runtime whose file could not be made is marked
+    skipped, with the reason."""
     needed = {ONNX_PRECISION[n] for n, _ in _live(plan, results) if n in ONNX_PRECISION}
     if not needed:
-        return {}
+        return {}, []
     own = out_dir / "export"
-    files, failures, export_notes = ensure_exports(
+    files, failures, export_notes, written = ensure_exports(
         lm,
         needed,
         [lm.output_dir("export"), own] if lm.meta else [own],
@@ -801,7 +804,7 @@ def _onnx_files(
     for (n, _), res in results.items():
         if res.status == "ok" and ONNX_PRECISION.get(n) in failures:
             res.status, res.reason = "skipped", failures[ONNX_PRECISION[n]]
-    return files
+    return files, written
 
 
 def _bench_model(
