@@ -148,7 +148,7 @@ def test_exports_are_made_beside_the_bench_then_reused(
         accuracy_images=0,
         write=False,
     )
-    assert f"reused {made / 'model.onnx'}" in again.notes, again.notes
+    assert f"reused {made / 'model.onnx'}" in again.notes, again.notes  # verified: no more
     assert not any(n.startswith("exported") for n in again.notes)
     assert again.result("ort").accuracy is None and again.settings["accuracy_images"] == 0
 
@@ -179,6 +179,12 @@ def test_the_runs_own_exports_are_used_but_never_overwritten(
         write=False,
     )
     assert rep.result("ort").info["file"] == str(run / "export" / "model.onnx")  # reused
+    # the user's export.json says it was not verified: bench says so where it names the file
+    unchecked = (
+        f"reused {run / 'export' / 'model.onnx'}, exported with --no-verify: its agreement with "
+        "eager is only what this bench's top-1 and Δ eager columns show"
+    )
+    assert unchecked in rep.notes, rep.notes
     assert rep.result("ort-int8").status == "ok"
     assert rep.result("ort-int8").info["file"] is None  # made in the scratch folder, now gone
     assert (run / "export" / "model.onnx").read_bytes() == user

@@ -193,19 +193,44 @@ def _current(
     return model
 
 
-def _optimized(export_dir: Path) -> tuple[bool, str]:
-    """(``--optimize`` made the export in a folder, the fp32 variant it kept), from its
-    export.json; (False, "plain") when there is none."""
+def _export_json(export_dir: Path) -> dict[str, Any]:
+    """The export.json of the export in a folder ({} when there is none, or it cannot be read)."""
     from vitkit.artifact import read_json
 
     report = export_dir / "export.json"
     try:
-        info = read_json(report).get("optimize") if report.is_file() else None
+        info = read_json(report) if report.is_file() else {}
     except UserError:
-        info = None
+        info = {}
+    return info if isinstance(info, dict) else {}
+
+
+def _optimized(export: dict[str, Any]) -> tuple[bool, str]:
+    """(``--optimize`` made the export, the fp32 variant it kept), from its export.json;
+    (False, "plain") when it does not say."""
+    info = export.get("optimize")
     if not isinstance(info, dict):
         return False, "plain"
     return True, str(info.get("kept", "plain"))
+
+
+def _unverified(export: dict[str, Any]) -> set[str]:
+    """The names of the files an export.json records as not verified against eager (made with
+    ``--no-verify``: only onnx.checker looked at them)."""
+    precisions = export.get("precisions")
+    if not isinstance(precisions, list):
+        return set()
+    return {
+        Path(p["path"]).name
+        for p in precisions
+        if isinstance(p, dict) and isinstance(p.get("path"), str) and p.get("verified") is False
+    }
+
+
+UNVERIFIED_NOTE = (
+    "exported with --no-verify: its agreement with eager is only what this bench's top-1 and "
+    "Δ eager columns show"
+)
 
 
 def _unlike_optimize(
@@ -230,13 +255,16 @@ def _reused(
     lm: LoadedModel, precisions: set[str], search: list[Path], optimize: bool, notes: list[str]
 ) -> dict[str, Path]:
     """The current export of each of ``precisions`` found in ``search``, the first folder first;
-    each file taken or passed over gets a note."""
+    each file taken or passed over gets a note, which says so when its export.json records it
+    as not verified (``vitkit export --no-verify``)."""
     from vitkit.export.onnx import weights_fingerprint
 
     files: dict[str, Path] = {}
     fingerprint = weights_fingerprint(lm.model)
     for folder in search:
-        optimized, kept = _optimized(folder)
+        export = _export_json(folder)
+        optimized, kept = _optimized(export)
+        unverified = _unverified(export)
         for p in sorted(precisions - set(files)):
             path = folder / ONNX_FILES[p]
             model = _current(path, lm, p, fingerprint, notes)
@@ -246,7 +274,9 @@ def _reused(
                 notes.append(f"passed over {path}: {why}")
                 continue
             files[p] = path
-            notes.append(f"reused {path}")
+            # timed as it is (the accuracy columns show what it does), but not as if checked
+            unchecked = f", {UNVERIFIED_NOTE}" if path.name in unverified else ""
+            notes.append(f"reused {path}{unchecked}")
     return files
 
 
