@@ -438,13 +438,13 @@ class LoadedModel:
         """The dataset the model was trained on as ``load_dataset`` takes it, or None: its name
         (a ``folder:`` dataset by the absolute path recorded at training, so it opens from any
         directory) and the recorded options it accepts. eval, export and bench all use this."""
-        from vitkit.data.catalog import FOLDER_PREFIX, get_dataset_spec
+        from vitkit.data.catalog import FOLDER_PREFIX, get_dataset_spec, recorded_options
 
         if not self.dataset:
             return None
         name, spec = self.dataset, get_dataset_spec(self.dataset)
         recorded = self.meta.get("dataset_options") or {}
-        options = {k: v for k, v in recorded.items() if k in spec.options}
+        options = recorded_options(spec, {k: v for k, v in recorded.items() if k in spec.options})
         if name.startswith(FOLDER_PREFIX) and recorded.get("path"):
             name = FOLDER_PREFIX + str(recorded["path"])
         return name, options

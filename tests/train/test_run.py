@@ -400,6 +400,44 @@ def test_a_stop_while_a_resume_with_nothing_to_train_rescores_keeps_the_test_fig
     assert (first.run_dir / "summary.json").read_text() == before
 
 
+def test_a_run_that_recorded_a_dataset_option_as_text_still_resumes_and_evaluates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before dataset options were type-checked, a config file's "seed": "1" (or grid "3") was
+    trained on (the builder took int("1")) and recorded as text in train.json and model.json;
+    the check then refused those runs' own records: their resume and `vitkit eval`, export and
+    bench read "option 'seed' must be an integer, got '1'". The recorded text is read as the
+    number the builder made of it, and the resume does not take it for changed data."""
+    from dataclasses import replace as replace_spec
+
+    from vitkit.data import catalog
+    from vitkit.data.cache import cache_key
+    from vitkit.eval import evaluate
+
+    mini = catalog.get_dataset_spec("mnist-mini")  # the shipped subset, with an integer option
+    monkeypatch.setattr(
+        catalog,
+        "_DATASETS",
+        {**catalog._DATASETS, "mini-seeded": replace_spec(mini, options={"seed": 0})},
+    )
+    cfg = tiny(tmp_path, dataset="mini-seeded", dataset_options={"seed": 1}, epochs=1, max_steps=2)
+    run = train(cfg, data_root=tmp_path / "data").run_dir
+    for name, key in (("train.json", "config"), ("model.json", None)):  # as they were recorded
+        doc = json.loads((run / name).read_text())
+        (doc[key] if key else doc)["dataset_options"] = {"seed": "1"}
+        if key:
+            doc["data"]["cache_key"] = cache_key({"seed": "1"})
+        (run / name).write_text(json.dumps(doc))
+    assert load_model(run).dataset_source() == ("mini-seeded", {"seed": 1})
+    assert evaluate(run).n == 1000
+    resumed = train(resume=run, extend={"max_steps": 3})
+    assert resumed.status == "max_steps" and resumed.summary["steps"] == 3
+    assert not [n for n in resumed.summary.get("notes", []) if "dataset differs" in n]
+    record = json.loads((run / "train.json").read_text())  # rewritten by the extension
+    assert record["config"]["dataset_options"] == {"seed": 1}
+    assert record["data"]["cache_key"] == cache_key({"seed": 1})
+
+
 def test_the_summary_written_before_the_test_split_is_scored_is_the_final_one_less_test(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

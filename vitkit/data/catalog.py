@@ -8,6 +8,7 @@ data root, and serves every later call from that cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -234,12 +235,40 @@ def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
                 f"dataset '{spec.name}' has no option '{key}'{suggest(key, spec.options)}"
                 f" (options: {allowed})"
             )
-        default = spec.options[key]  # None: any type, the builder checks it (folder: sizes)
-        kind = _OPTION_TYPES.get(type(default))
-        if kind is not None and (isinstance(value, bool) or not isinstance(value, kind[0])):
+        # None: any type, the builder checks it (folder: sizes)
+        kind = _OPTION_TYPES.get(type(spec.options[key]))
+        if kind is not None and not _of_type(value, kind[0]):
             raise ConfigError(
                 f"dataset '{spec.name}' option '{key}' must be {kind[1]}, got {value!r}"
             )
+
+
+def _of_type(value: Any, types: tuple[type, ...]) -> bool:
+    return not isinstance(value, bool) and isinstance(value, types)
+
+
+def recorded_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Dataset options as a run recorded them (train.json's config, model.json), in the types
+    ``check_dataset_options`` takes. A run made before it checked types may record text
+    (``grid: "3"`` from a config file): its builder took ``int("3")``, so the run was trained
+    on the 3x3 layouts; such a value is read as the number the builder made of it, and the
+    run resumes and evaluates on the same images. One the builder could not have read either is
+    left as it is, for the check to refuse."""
+    out = dict(options)
+    for key, value in options.items():
+        as_type = type(spec.options.get(key))
+        kind = _OPTION_TYPES.get(as_type)
+        if kind is None or value is None or _of_type(value, kind[0]):
+            continue
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            out[key] = int(value) if as_type is int else float(value)  # as the builders read it
+    return out
+
+
+def cache_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """The builder options ``load_dataset`` resolves ``options`` to, and names the cache by
+    (``cache_key``; a ``folder:`` dataset adds its path and fingerprint)."""
+    return {**spec.options, **{k: v for k, v in options.items() if v is not None}}
 
 
 def folder_path(name: str) -> Path | None:
@@ -256,7 +285,7 @@ def folder_path(name: str) -> Path | None:
 def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in options.items() if v is not None}
     check_dataset_options(spec, given)
-    resolved = {**spec.options, **given}
+    resolved = cache_options(spec, given)
     path = folder_path(name)
     if path is not None:
         if not path.is_dir():

@@ -40,7 +40,15 @@ from vitkit.artifact import (
 )
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
 from vitkit.data.augment import AugmentConfig
-from vitkit.data.catalog import absolute_name, check_dataset_options, env_data_root, short_name
+from vitkit.data.cache import cache_key
+from vitkit.data.catalog import (
+    absolute_name,
+    cache_options,
+    check_dataset_options,
+    env_data_root,
+    recorded_options,
+    short_name,
+)
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
@@ -1027,6 +1035,7 @@ def _resumed_config(
     except (TypeError, ValueError, AttributeError) as e:  # valid JSON, wrong types
         raise UserError(f"{run_dir / TRAIN_JSON} holds a damaged config: {first_line(e)}") from None
     check_registered(config.model, run_dir / TRAIN_JSON)  # a run with no model.json yet
+    config = _typed_dataset_options(config, saved)
     root = saved.get("data_root")
     if root is not None and not isinstance(root, str):
         raise UserError(f"{run_dir / TRAIN_JSON}: data_root must be a path, got {root!r}")
@@ -1041,6 +1050,24 @@ def _resumed_config(
         config.validate()
         extended = {k: [before[k], v] for k, v in extend.items() if before[k] != v}
     return config, saved, extended
+
+
+def _typed_dataset_options(config: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
+    """``config`` with train.json's dataset options in the types ``load_dataset`` takes
+    (``catalog.recorded_options``: a run from before types were checked may record grid "3").
+    The data record's cache key (``saved["data"]``) follows: the images are the same ones, not
+    data changed since the run began."""
+    try:
+        spec = get_dataset_spec(config.dataset)
+    except UserError:
+        return config  # precheck names it
+    typed = recorded_options(spec, config.dataset_options)
+    record = saved.get("data")
+    if isinstance(record, dict):
+        before = cache_key(cache_options(spec, config.dataset_options))
+        if record.get("cache_key") == before:
+            record["cache_key"] = cache_key(cache_options(spec, typed))
+    return replace(config, dataset_options=typed)
 
 
 def _check_model_json(run_dir: Path, trained: Any) -> None:
