@@ -336,6 +336,32 @@ def test_opset_17_exports_without_the_exporters_warnings(capfd: pytest.CaptureFi
     assert logging.root.manager.disable == logging.NOTSET
 
 
+def test_the_exporters_silence_keeps_a_callers_higher_logging_disable_level() -> None:
+    """_silenced set logging.disable(WARNING) whatever the level was: a program that had
+    disabled ERROR logging (logging.disable(logging.ERROR)) saw errors logged during an export.
+    The level is raised to WARNING, never lowered, and restored after, an error or not."""
+    import logging
+
+    from vitkit.export.onnx import _silenced
+
+    log = logging.getLogger("vitkit-test-silenced")
+    try:
+        logging.disable(logging.CRITICAL)
+        with _silenced():
+            assert not log.isEnabledFor(logging.ERROR)
+            assert logging.root.manager.disable == logging.CRITICAL
+        assert logging.root.manager.disable == logging.CRITICAL
+        logging.disable(logging.NOTSET)
+        with pytest.raises(RuntimeError), _silenced():
+            with _silenced():  # nested: the inner one gives back WARNING, not NOTSET
+                assert logging.root.manager.disable == logging.WARNING
+            assert not log.isEnabledFor(logging.WARNING)
+            raise RuntimeError
+        assert logging.root.manager.disable == logging.NOTSET
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def test_fuse_attention_matches_eager_on_every_preset_shape() -> None:
     import torch
 

@@ -314,7 +314,7 @@ def _silenced() -> Iterator[None]:
     They also log warnings to stderr (below opset 18, torch's exporter and onnxscript's version
     converter say they convert from 18), which the library does not show either."""
     before = logging.root.manager.disable
-    logging.disable(logging.WARNING)
+    logging.disable(max(before, logging.WARNING))  # a caller's higher level stays (ERROR too)
     try:
         with (
             warnings.catch_warnings(),
