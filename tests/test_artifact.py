@@ -151,3 +151,32 @@ def test_a_file_that_cannot_be_put_back_keeps_its_backup(
     assert len(backups) == 1 and left[backups[0]] == b"old a"
     assert left["a"] == b"new a" and left["b"] == b"old b"
     assert set(left) == {"a", "b", backups[0]}
+
+
+def test_without_hard_links_a_symlink_is_put_back_as_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no hard links, a name that was a symlink was kept as a copy of the file it points
+    to: a failed commit put back a regular file in the link's place, and a dangling link (a
+    copy of nothing) failed a commit that had nothing wrong with it."""
+    (tmp_path / "target").write_text("pointed to")
+    (tmp_path / "a").symlink_to("target")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    (tmp_path / "b").write_text("old b")
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr("vitkit.artifact.os.link", no_links)
+    _rename_fails(monkeypatch, "b")
+    with pytest.raises(PermissionError), _stage(tmp_path, ["a", "dangling", "b"]) as staged:
+        staged.commit()
+    for name, target in (("a", "target"), ("dangling", "nowhere")):
+        assert (tmp_path / name).is_symlink() and os.readlink(tmp_path / name) == target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "dangling", "target"]
+    assert (tmp_path / "target").read_text() == "pointed to"
+    monkeypatch.setattr("vitkit.artifact.os.replace", os.replace)  # nothing fails now
+    with _stage(tmp_path, ["dangling"]) as staged:
+        staged.commit()
+    assert (tmp_path / "dangling").read_text() == "new dangling"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "dangling", "target"]

@@ -9,6 +9,7 @@ Layout (docs/train.md, "The run directory")::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -180,19 +181,23 @@ def _keep(path: Path) -> Path | None:
     and FUSE file systems; Linux's protected_hardlinks for another user's file), a copy: slower
     and a second copy's space, but only there, and ``path`` keeps a whole file at every moment,
     which moving it aside would not give (a reader, or a crash in the pass, would find no file).
+    A symlink is kept as a link (a dangling one too), never as a copy of what it points to.
     A copy that fails too (a read-only disk or folder, a folder under the name) is raised,
     naming ``path``: nothing has changed yet, and the renames could not have been undone."""
-    for _ in range(100):  # as mkstemp: a fresh random name until one is free
-        backup = path.with_name(f".{path.name}.{secrets.token_hex(4)}.bak")
+    try:
+        return _fresh_backup(path, lambda backup: os.link(path, backup, follow_symlinks=False))
+    except FileNotFoundError:
+        return None
+    except (OSError, NotImplementedError):
+        pass
+    if os.path.islink(path):  # the link itself, as the hard link keeps it: not what it points to
         try:
-            os.link(path, backup, follow_symlinks=False)
-            return backup
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
+            target = os.readlink(path)
+            return _fresh_backup(path, lambda backup: os.symlink(target, backup))
+        except FileNotFoundError:  # gone since: nothing to keep
             return None
-        except (OSError, NotImplementedError):
-            break
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from None
     fd, tmp = _new_file(path, ".bak")
     os.close(fd)
     try:
@@ -206,6 +211,19 @@ def _keep(path: Path) -> Path | None:
             return None
         raise OSError(e.errno, e.strerror, str(path)) from None  # the name, not the temp's
     return Path(tmp)
+
+
+def _fresh_backup(path: Path, make: Callable[[Path], None]) -> Path:
+    """``make(backup)`` for a hidden name beside ``path`` (``.NAME.XXXXXXXX.bak``), a fresh
+    random one until one is free, as mkstemp does; ``make``'s other errors are raised."""
+    for _ in range(100):
+        backup = path.with_name(f".{path.name}.{secrets.token_hex(4)}.bak")
+        try:
+            make(backup)
+            return backup
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free backup name", str(path))
 
 
 @contextlib.contextmanager
