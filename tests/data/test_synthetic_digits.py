@@ -89,6 +89,12 @@ def test_dataset_options_of_another_type_are_refused(tmp_path: Path) -> None:
         ("mnist-layout", {"grid": "3"}, "option 'grid' must be an integer, got '3'"),
         ("mnist-layout", {"grid": 3.0}, "option 'grid' must be an integer, got 3.0"),
         ("mnist-layout", {"empty_prob": "0.2"}, "option 'empty_prob' must be a number"),
+        # YAML reads 1e-1 as text: the hint training options give
+        (
+            "mnist-layout",
+            {"empty_prob": "1e-1"},
+            r"option 'empty_prob' must be a number, got '1e-1' \(a number in quotes is text; ",
+        ),
         ("mnist-grid", {"seed": True}, "option 'seed' must be an integer, got True"),
     ]:
         with pytest.raises(ConfigError, match=f"dataset '{name}' {message}"):
@@ -99,3 +105,19 @@ def test_dataset_options_of_another_type_are_refused(tmp_path: Path) -> None:
     assert resolve_config(
         "mnist-layout", dataset_options={"grid": 3, "empty_prob": 0}
     ).dataset_options == {"grid": 3, "empty_prob": 0}
+
+
+def test_numpy_numbers_are_taken_as_plain_ones(mnist_root: Path) -> None:
+    # np.int64(3) (a grid from a numpy sweep) was refused as "not an integer" by the type check;
+    # it is one, and the options the dataset records (cache key, train.json) are plain JSON
+    import json
+
+    import numpy as np
+
+    ds = load_dataset(
+        "mnist-layout", data_root=mnist_root, download=False, grid=np.int64(3), seed=np.int32(0)
+    )
+    assert ds.options["grid"] == 3 and type(ds.options["grid"]) is int
+    assert type(ds.options["seed"]) is int
+    json.dumps(ds.options)
+    assert ds["test"].images.shape[-1] == 3 * 28

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -215,9 +216,10 @@ class Dataset:
 
 
 # an option's type, by its default's: what a value must be, in words (True is no count)
+# (numbers.Integral and Real: numpy's integers and floats too, read as plain numbers)
 _OPTION_TYPES: dict[type, tuple[tuple[type, ...], str]] = {
-    int: ((int,), "an integer"),
-    float: ((int, float), "a number"),
+    int: ((numbers.Integral,), "an integer"),
+    float: ((numbers.Real,), "a number"),
 }
 
 
@@ -238,13 +240,26 @@ def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
         # None: any type, the builder checks it (folder: sizes)
         kind = _OPTION_TYPES.get(type(spec.options[key]))
         if kind is not None and not _of_type(value, kind[0]):
+            hint = (  # as training options say it (train.config)
+                " (a number in quotes is text; and YAML reads 1e-3 as text: write 1.0e-3)"
+                if isinstance(value, str) and _is_number(value)
+                else ""
+            )
             raise ConfigError(
-                f"dataset '{spec.name}' option '{key}' must be {kind[1]}, got {value!r}"
+                f"dataset '{spec.name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
             )
 
 
 def _of_type(value: Any, types: tuple[type, ...]) -> bool:
     return not isinstance(value, bool) and isinstance(value, types)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def recorded_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
@@ -253,13 +268,13 @@ def recorded_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, An
     (``grid: "3"`` from a config file): its builder took ``int("3")``, so the run was trained
     on the 3x3 layouts; such a value is read as the number the builder made of it, and the
     run resumes and evaluates on the same images. One the builder could not have read either is
-    left as it is, for the check to refuse."""
+    left as it is, for the check to refuse. numpy's numbers become plain ones."""
     out = dict(options)
     for key, value in options.items():
         as_type = type(spec.options.get(key))
         kind = _OPTION_TYPES.get(as_type)
-        if kind is None or value is None or _of_type(value, kind[0]):
-            continue
+        if kind is None or value is None or type(value) in (as_type, int):
+            continue  # a plain number already (an int for a float option too)
         with contextlib.suppress(TypeError, ValueError, OverflowError):
             out[key] = int(value) if as_type is int else float(value)  # as the builders read it
     return out
@@ -285,6 +300,7 @@ def folder_path(name: str) -> Path | None:
 def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in options.items() if v is not None}
     check_dataset_options(spec, given)
+    given = recorded_options(spec, given)  # np.int64(3) -> 3: the cache key and info hold JSON
     resolved = cache_options(spec, given)
     path = folder_path(name)
     if path is not None:
