@@ -58,7 +58,7 @@ class DeviceLoader:
             )
         if isinstance(device, str):  # checked as load_model checks it, not deep inside .to()
             device = resolve_device(device, option="device")
-        self.device = device
+        self.device = torch.device(device)  # an int is a CUDA index, as torch reads it
         self.images = split.images.to(self.device, non_blocking=True)
         self.labels = split.labels.to(self.device, non_blocking=True)
         self.batch_size = batch_size
