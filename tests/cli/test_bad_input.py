@@ -113,6 +113,32 @@ def test_a_model_json_of_a_model_not_registered_here(
     assert "not a valid model.json" not in line, line
 
 
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_an_onnx_file_of_a_model_not_registered_here(
+    run: Path, tmp_path: Path, command: str
+) -> None:
+    """An export whose metadata names a model this process has not registered read
+    "FILE: unknown model 'vit-nan'; available: ...", where a run's model.json gets
+    check_registered's line (how to make a user's model available)."""
+    import onnx
+
+    from vitkit.export import export_onnx
+
+    rep = export_onnx(run, tmp_path / "model.onnx", verify=False)
+    proto = onnx.load(rep.files[0])
+    prop = next(p for p in proto.metadata_props if p.key == "model_spec")
+    prop.value = json.dumps({**json.loads(prop.value), "model": "vit-nan"})
+    path = tmp_path / "user.onnx"
+    onnx.save(proto, path)
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    args = [command, str(path)] + ([str(image)] if command == "predict" else [])
+    line = one_error_line(runner.invoke(app, args))
+    named = f"{path} names the model 'vit-nan', which is not registered in this process: "
+    assert line.startswith(f"error: {named}import the module that registers it"), line
+    assert "; did you mean 'vit-nano'" in line, line
+
+
 @pytest.mark.parametrize(
     "content",
     [

@@ -472,6 +472,7 @@ def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
     """An exported model as a ``LoadedModel``: spec, classes and preprocessing from its metadata."""
     from vitkit.artifact import check_meta
     from vitkit.export import read_onnx_metadata
+    from vitkit.models import check_registered
 
     path = Path(path)
     if not path.is_file():
@@ -485,6 +486,9 @@ def load_onnx_model(path: str | os.PathLike[str]) -> LoadedModel:
             "export_onnx of a bare module): its classes and mean/std are placeholders, so it "
             "cannot score or classify images; export the run (`vitkit export RUN`)"
         )
+    named = meta["model_spec"].get("model") if isinstance(meta["model_spec"], dict) else None
+    if isinstance(named, str):  # a user's model, its module not imported: as for model.json
+        check_registered(named, path)
     fields = ("classes", "mean", "std", "dataset", "dataset_options")
     try:  # the checks a run's model.json gets, on the same fields
         spec = check_meta({**meta["model_spec"], **{k: meta.get(k) for k in fields}})
