@@ -27,3 +27,21 @@ def test_each_public_function_says_what_it_returns_and_raises(name: str) -> None
     if name not in RAISE_NOTHING:
         assert "Raises" in doc or "raises" in doc, f"{name}'s docstring names no error it raises"
         assert "Error" in doc, f"{name}'s docstring names no error class"
+
+
+@pytest.mark.parametrize("name", ["load_model", "evaluate", "export_onnx", "benchmark", "train"])
+@pytest.mark.parametrize("path", [5, None, b"runs/x", ["runs/x"]])
+def test_a_run_path_that_is_not_a_path_is_a_one_line_user_error(name: str, path: object) -> None:
+    """vitkit.load_model(5) raised pathlib's TypeError ("expected str, bytes or os.PathLike
+    object, not int"), and so did export_onnx and benchmark, which load a run through it."""
+    from vitkit.errors import UserError
+
+    call = {
+        "train": lambda: train(resume=path),  # type: ignore[arg-type]
+        "load_model": lambda: vitkit.load_model(path),  # type: ignore[arg-type]
+    }.get(name, lambda: getattr(vitkit, name)(path))
+    with pytest.raises(UserError) as e:
+        call()
+    if path is None and name == "train":  # resume=None: no run given, a config is asked for
+        return
+    assert type(path).__name__ in str(e.value) and "\n" not in str(e.value)

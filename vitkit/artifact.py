@@ -593,11 +593,17 @@ def load_model(
 
     Returns a ``LoadedModel``: ``.model`` (in eval mode, on ``device``), ``.classes``,
     ``.image_size``, ``.channels``, ``.mean``, ``.std``, ``.spec``, ``.path``. Raises
-    ``UserError`` for a path that is missing or not a run, a model.json it cannot read, weights
-    that do not fit it, or a device that is not here.
+    ``UserError`` for a path that is missing or not a run (or not a path: ``str`` or
+    ``os.PathLike``), a model.json it cannot read, weights that do not fit it, or a device that
+    is not here.
     """
     from vitkit.errors import UserError, state_dict_mismatch
 
+    if not isinstance(path, (str, os.PathLike)):  # Path(5) is pathlib's TypeError
+        raise UserError(
+            "expected the path of a run directory, model.json, .safetensors or .onnx file, got "
+            f"{type(path).__name__}"
+        )
     path = Path(path)
     if not path.exists():
         raise UserError(f"no such run or model file: {path}")

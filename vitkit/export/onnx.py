@@ -1034,8 +1034,13 @@ def loaded_for_export(source: LoadedModel | nn.Module | str | os.PathLike[str]) 
             meta={},
             path=Path("exports") / spec.name,
         )
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         lm = load_model(source)
+    else:  # load_model's error would not name the other things taken here
+        raise UserError(
+            "expected a run directory, vitkit.load_model(...)'s result or a registry-built "
+            f"module, got {type(source).__name__}"
+        )
     if lm.onnx_file:  # an exported .onnx file: no PyTorch weights to work from
         which = str(lm.run_dir) if lm.run_dir else "the run directory"
         raise UserError(

@@ -557,6 +557,10 @@ def train(
                 f"resume= continues {resume} with its own train.json, so config= would be "
                 "ignored: leave it out (extend= changes epochs and max_steps)"
             )
+        if resume is not None and not isinstance(resume, (str, os.PathLike)):
+            raise UserError(
+                f"resume= takes the path of a run directory, got {type(resume).__name__}"
+            )
         if resume is not None:
             config, saved, extended = _resumed_config(Path(resume), extend)
             data_root = data_root or saved.get("data_root")
