@@ -308,6 +308,36 @@ def test_preview_bad_input_is_a_json_error_and_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "root").exists()  # every one refused before the dataset was built
 
 
+def test_a_data_root_that_is_a_file_is_said_before_anything_is_read(tmp_path: Path) -> None:
+    """--data-root FILE: `data download mnist --no-download` said "place it in FILE/mnist",
+    `data cache` listed "0 cache(s)" with exit 0, and a folder: dataset was decoded in full
+    before its cache could not be written."""
+    root = tmp_path / "root"
+    root.write_text("not a folder")
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(tmp_path / "imgs" / "a" / "x.png")
+    for args, named in (
+        (["data", "download", "mnist", "--no-download"], root),
+        (["data", "info", "mnist-mini"], root),
+        (
+            ["data", "preview", f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / "p.png")],
+            root,
+        ),
+        (["data", "cache"], root),
+        (["data", "cache", "--prune"], root),
+        (["data", "info", "mnist-mini"], root / "sub"),  # a file above the data root
+    ):
+        result = runner.invoke(app, [*args, "--data-root", str(named), "--json"])
+        assert result.exit_code == 1, (args, result.output)
+        line = result.stderr.strip()
+        if named == root:
+            assert line == f"error: the data root {root} is a file, not a folder", line
+        else:
+            assert line == f"error: {root} is a file, not a folder (for the data root {named})"
+        assert json.loads(result.stdout) == {"error": line.removeprefix("error: ")}
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_os_error_on_a_folder_names_the_folder_not_the_temp_file(tmp_path: Path) -> None:
     import errno
 

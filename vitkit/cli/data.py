@@ -185,9 +185,10 @@ def cache(
     """What is cached under the data root, its size on disk, and which caches are stale."""
     from vitkit.data import get_dataset_spec
     from vitkit.data.cache import clean_caches
-    from vitkit.data.catalog import absolute_name, default_data_root
+    from vitkit.data.catalog import absolute_name, check_data_root, default_data_root
 
     root = Path(data_root or default_data_root()).expanduser()
+    check_data_root(root)  # a file: not "0 cache(s)", as if the caches were gone
     if clear is not None:
         get_dataset_spec(clear)  # an unknown name: the registry's error, with suggestions
     kept, removed = clean_caches(root, stale=prune, dataset=clear)

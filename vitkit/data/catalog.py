@@ -101,6 +101,19 @@ def default_data_root() -> Path:
     return env_data_root() or Path.home() / ".cache" / "vitkit" / "data"
 
 
+def check_data_root(root: Path) -> None:
+    """A one-line ``UserError`` when the data root is a file, or lies under one: said before a
+    dataset is read (a folder: dataset's images were all decoded, then its cache could not be
+    written; MNIST was said to be missing, "place it in FILE/mnist")."""
+    from vitkit.artifact import file_in_the_way
+
+    blocker = root if root.exists() and not root.is_dir() else file_in_the_way(root)
+    if blocker == root:
+        raise UserError(f"the data root {root} is a file, not a folder")
+    if blocker is not None:
+        raise UserError(f"{blocker} is a file, not a folder (for the data root {root})")
+
+
 @dataclass
 class Dataset:
     """A dataset in memory: uint8 splits plus everything needed to train and preprocess."""
@@ -370,6 +383,7 @@ def load_dataset(
     """
     spec = get_dataset_spec(name)
     root = Path(data_root).expanduser() if data_root is not None else default_data_root()
+    check_data_root(root)
     opts = _resolve_options(spec, name, options)
     directory = dataset_dir(name, spec, opts, root)
     key_opts = dict(opts)
