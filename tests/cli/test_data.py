@@ -194,6 +194,28 @@ def test_preview_of_non_ascii_class_names_names_those_the_font_lacks(tmp_path: P
     assert doc["missing_glyphs"] == ["日本"] and doc["n"] == 4
 
 
+def test_names_with_brackets_are_shown_as_written_not_read_as_markup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Class folders '[bold]cat' and '[i]dog' showed in `data info`'s table as 'cat' and 'dog'
+    (Rich read them as markup), and so did a folder '[red]tree' in info, download and preview."""
+    monkeypatch.chdir(tmp_path)
+    for c in ("[bold]cat", "[i]dog"):
+        (tmp_path / "[red]tree" / "train" / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "[red]tree" / "train" / c / "a.png")
+    common = ["folder:[red]tree", "--data-root", "root"]
+    for args, shown in (
+        (["data", "info", *common], ["folder:[red]tree:", "[bold]cat", "[i]dog"]),
+        (["data", "download", *common], ["folder:[red]tree:", "[red]tree-"]),
+        (["data", "preview", *common, "-o", "[b].png"], ["wrote [b].png"]),
+        (["data", "list", "--data-root", "[x]root"], ["data root: [x]root"]),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        for text in shown:
+            assert text in result.stderr, (text, result.stderr)
+
+
 def test_data_cache_lists_prunes_and_clears(tmp_path: Path) -> None:
     """folder: caches piled up (one per folder path, and one more each time a folder changed)
     with no way to see or clear them but rm -rf. `data cache` lists them with their size and

@@ -97,7 +97,7 @@ def list_(data_root: DataRoot = None, json_: Json = False) -> None:
         emit_json(rows)
         return
     root = data_root or default_data_root()
-    table = Table(title=f"vitkit datasets (data root: {root})")
+    table = Table(title=f"vitkit datasets (data root: {escape(str(root))})")
     for col in ("name", "classes", "size", "outputs", "train", "test", "cached"):
         table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
     for r in rows:
@@ -152,11 +152,11 @@ def download(
     sizes = ", ".join(f"{k} {v:,}" for k, v in info["splits"].items())
     how = "already cached" if ds.from_cache else "cached"
     status(
-        f"[green]✓[/] {name}: {sizes} images · {ds.image_size}x{ds.image_size}x{ds.channels}"
+        f"[green]✓[/] {escape(name)}: {sizes} images · {ds.image_size}x{ds.image_size}x{ds.channels}"
         f" · {ds.num_classes} classes · {how} in {info['seconds']} s"
     )
     _note_skipped(ds)
-    console.print(f"cached in: {ds.cache_dir}")
+    console.print(f"cached in: {escape(str(ds.cache_dir))}")
 
 
 @app.command()
@@ -250,7 +250,7 @@ def info(
         emit_json({**ds.describe(), "stats": stats})
         return
     console.print(
-        f"[bold]{name}[/]: {ds.image_size}x{ds.image_size}, {ds.channels} channel(s), "
+        f"[bold]{escape(name)}[/]: {ds.image_size}x{ds.image_size}, {ds.channels} channel(s), "
         f"{ds.num_classes} classes, {ds.num_outputs} label(s) per image"
     )
     table = Table(title="class balance")
@@ -258,7 +258,7 @@ def info(
     for split in stats:
         table.add_column(split, justify="right")
     for c in ds.classes:
-        table.add_row(c, *(f"{stats[s]['class_counts'][c]:,}" for s in stats))
+        table.add_row(escape(c), *(f"{stats[s]['class_counts'][c]:,}" for s in stats))
     table.add_row("[bold]images[/]", *(f"{stats[s]['size']:,}" for s in stats))
     table.add_row("[bold]mean[/]", *(", ".join(map(str, stats[s]["mean"])) for s in stats))
     table.add_row("[bold]std[/]", *(", ".join(map(str, stats[s]["std"])) for s in stats))
@@ -322,4 +322,6 @@ def preview(
                 f"[yellow]note:[/] the label font lacks characters of {len(boxed):,} class "
                 f"name(s) ({escape(first)}): they show as boxes"
             )
-        console.print(f"wrote {out} ({image.size[0]}x{image.size[1]}, {shown:,} images)")
+        console.print(
+            f"wrote {escape(str(out))} ({image.size[0]}x{image.size[1]}, {shown:,} images)"
+        )
