@@ -92,3 +92,27 @@ def test_every_option_is_on_the_page_and_none_that_is_gone(
         assert shown == flags, (
             f"{STALE} ({path}: missing {sorted(flags - shown)}, gone {sorted(shown - flags)})"
         )
+
+
+def _help_texts(cmd: Any, path: str) -> list[tuple[str, str]]:
+    """(where, text) for every command's and option's help in the tree."""
+    out = [(path, cmd.help or "")]
+    out += [(f"{path} {p.name}", getattr(p, "help", None) or "") for p in cmd.params]
+    for name, sub in getattr(cmd, "commands", {}).items():
+        out += _help_texts(sub, f"{path} {name}")
+    return out
+
+
+def test_no_help_text_has_brackets_that_rich_reads_as_markup() -> None:
+    """`data preview --split` said "Split to sample from.  [default: train, else the dataset's
+    first]"; Rich read the bracket as a style tag and --help (and docs/cli.md) showed only
+    "Split to sample from.". A default that is not a value goes in show_default."""
+    from rich.markup import render
+
+    texts = _help_texts(typer.main.get_command(app), "vitkit")
+    lost = [
+        (where, t) for where, t in texts if "[" in t and render(t).plain.count("[") < t.count("[")
+    ]
+    assert lost == []
+    page = PAGE.read_text()
+    assert "Split to sample from.  [default: (train, else the first split)]" in page

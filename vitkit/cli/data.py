@@ -272,7 +272,7 @@ def preview(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     split: Annotated[
         str | None,
-        typer.Option(help="Split to sample from.  [default: train, else the dataset's first]"),
+        typer.Option(help="Split to sample from.", show_default="train, else the first split"),
     ] = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 64,
     augmented: Annotated[bool, typer.Option(help="Show them after training augmentation.")] = False,
