@@ -332,7 +332,7 @@ def test_preview_bad_input_is_a_json_error_and_one_line(tmp_path: Path) -> None:
 
 def test_a_data_root_that_is_a_file_is_said_before_anything_is_read(tmp_path: Path) -> None:
     """--data-root FILE: `data download mnist --no-download` said "place it in FILE/mnist",
-    `data cache` listed "0 cache(s)" with exit 0, and a folder: dataset was decoded in full
+    `data cache` listed "0 cache(s)" (and `data list` nothing cached) with exit 0, and a folder: dataset was decoded in full
     before its cache could not be written."""
     root = tmp_path / "root"
     root.write_text("not a folder")
@@ -347,6 +347,7 @@ def test_a_data_root_that_is_a_file_is_said_before_anything_is_read(tmp_path: Pa
         ),
         (["data", "cache"], root),
         (["data", "cache", "--prune"], root),
+        (["data", "list"], root),
         (["data", "info", "mnist-mini"], root / "sub"),  # a file above the data root
     ):
         result = runner.invoke(app, [*args, "--data-root", str(named), "--json"])

@@ -76,8 +76,9 @@ def _note_skipped(ds: Dataset) -> None:
 def list_(data_root: DataRoot = None, json_: Json = False) -> None:
     """Every dataset in the catalog: classes, image size, split sizes, cached or not."""
     from vitkit.data import get_dataset_spec, list_datasets
-    from vitkit.data.catalog import default_data_root, is_cached
+    from vitkit.data.catalog import check_data_root, default_data_root, is_cached
 
+    check_data_root(Path(data_root or default_data_root()).expanduser())  # not "none cached"
     rows: list[dict[str, Any]] = []
     for name in list_datasets():
         spec = get_dataset_spec(name)
