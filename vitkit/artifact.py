@@ -622,6 +622,11 @@ def load_model(
             # given from inside checkpoint/)
             run_dir = run_dir.absolute().parent
         meta_path = run_dir / MODEL_JSON
+        if not meta_path.is_file():  # not read_json's bare "missing file": say why it is needed
+            raise UserError(
+                f"{path} holds weights only: the model they are for is described by a "
+                f"model.json beside them, and there is none ({meta_path})"
+            )
     else:
         raise UserError(f"not a run directory, model.json, .safetensors or .onnx file: {path}")
     from vitkit._device import resolve_device

@@ -109,6 +109,10 @@ def test_data_preview_augmented(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--data-root", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "the test split has 1,000 images; all are shown" in result.stderr
+    one = ["data", "preview", "mnist-mini", "--out", str(out), "--n", "1"]
+    result = runner.invoke(app, [*one, "--data-root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert ", 1 image)" in result.output  # it read "1 images"
     result = runner.invoke(app, [*args, "--data-root", str(tmp_path), "--json"])
     assert json.loads(result.stdout)["n"] == 1000
 

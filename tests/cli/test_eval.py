@@ -334,6 +334,18 @@ def test_predict_glob_and_explain_folder(run: Path, images: Path, tmp_path: Path
     assert "is a directory: explain takes one image file" in one_error_line(
         runner.invoke(app, args)
     )
+    # RUN and IMAGE swapped: said so (it read "RUN is a directory: explain takes one image")
+    args = ["explain", str(images / "a-gray.png"), str(run), "--out", str(tmp_path / "x.png")]
+    line = one_error_line(runner.invoke(app, args))
+    assert line.endswith(f"{run} is a run: RUN comes first (vitkit explain RUN IMAGE)")
+    # weights with no model.json beside them: why that file is needed ("missing file: ...")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(run / "model.safetensors", loose / "model.safetensors")
+    line = one_error_line(
+        runner.invoke(app, ["predict", str(loose / "model.safetensors"), str(images)])
+    )
+    assert "holds weights only: the model they are for is described by a model.json" in line
 
 
 def test_a_quoted_home_path_is_the_home_folders(

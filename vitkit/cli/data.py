@@ -324,5 +324,5 @@ def preview(
                 f"name(s) ({escape(first)}): they show as boxes"
             )
         console.print(
-            f"wrote {escape(str(out))} ({image.size[0]}x{image.size[1]}, {shown:,} images)"
+            f"wrote {escape(str(out))} ({image.size[0]}x{image.size[1]}, {shown:,} image{'s' if shown != 1 else ''})"
         )

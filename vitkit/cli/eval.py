@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitkit.artifact import MODEL_WEIGHTS, is_onnx_file
+from vitkit.artifact import MODEL_JSON, MODEL_WEIGHTS, is_onnx_file
 from vitkit.cli._common import Json, console, emit_json, progress_bar, status, user_errors
 from vitkit.errors import UserError, listed
 
@@ -317,6 +317,8 @@ def explain_command(
         raise UserError(f"--out must be a .png file, got {out}")
     image = image.expanduser()  # '~/a.png' quoted, as the library reads it
     if image.is_dir() or not image.exists():  # the library reads a folder or a glob as many
+        if (image / MODEL_JSON).is_file():  # RUN and IMAGE swapped
+            raise UserError(f"{image} is a run: RUN comes first (vitkit explain RUN IMAGE)")
         what = "is a directory" if image.is_dir() else "does not exist"
         raise UserError(f"{image} {what}: explain takes one image file")
     lm = _load(run, device)
