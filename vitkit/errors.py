@@ -117,6 +117,18 @@ def listed(items: Sequence[str], shown: int = 5) -> str:
     return ", ".join(items[:shown]) + more
 
 
+def numeric_text_hint(value: object) -> str:
+    """The hint for a number given as text where a number goes (a config file's ``"3"``, or
+    YAML's ``1e-3``, which it reads as text); "" for anything else."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (a number in quotes is text; and YAML reads 1e-3 as text: write 1.0e-3)"
+
+
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:
     """Return ``"; did you mean 'a', 'b'?"`` for the closest names, or ``""`` when none is close.
     Case is ignored in the comparison (``MNIST``, ``CIFAR10`` as torchvision spells them)."""

@@ -28,6 +28,7 @@ from vitkit.errors import (
     NotFoundError,
     UserError,
     check_name,
+    numeric_text_hint,
     suggest,
     unknown_name,
 )
@@ -253,11 +254,7 @@ def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
         # None: any type, the builder checks it (folder: sizes)
         kind = _OPTION_TYPES.get(type(spec.options[key]))
         if kind is not None and not _of_type(value, kind[0]):
-            hint = (  # as training options say it (train.config)
-                " (a number in quotes is text; and YAML reads 1e-3 as text: write 1.0e-3)"
-                if isinstance(value, str) and _is_number(value)
-                else ""
-            )
+            hint = numeric_text_hint(value)  # as training options say it
             raise ConfigError(
                 f"dataset '{spec.name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
             )
@@ -265,14 +262,6 @@ def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
 
 def _of_type(value: Any, types: tuple[type, ...]) -> bool:
     return not isinstance(value, bool) and isinstance(value, types)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def recorded_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:

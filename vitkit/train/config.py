@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from vitkit.errors import ConfigError, UserError, first_line, is_seed, suggest
+from vitkit.errors import (
+    ConfigError,
+    UserError,
+    first_line,
+    is_seed,
+    numeric_text_hint,
+    suggest,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -171,23 +178,11 @@ def _typed(key: str, value: Any, kind: str) -> Any:
     if not ok:
         want = {"int": "an integer", "float": "a number", "bool": "true or false"}
         what = want.get(kind, "a mapping" if kind.startswith("dict") else "a string")
-        hint = (
-            " (a number in quotes is text; and YAML reads 1e-3 as text: write 1.0e-3)"
-            if _numeric_text(value)
-            else ""
-        )
+        hint = numeric_text_hint(value)
         raise ConfigError(f"training option '{key}' must be {what}, got {value!r}{hint}")
     if value is None or kind.startswith("dict"):
         return value
     return {"int": int, "float": float, "bool": bool}.get(kind, os.fspath)(value)
-
-
-def _numeric_text(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(value, str)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
