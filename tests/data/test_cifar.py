@@ -288,6 +288,25 @@ def test_truncated_file_is_a_one_line_user_error(tmp_path: Path) -> None:
     assert message.startswith(f"corrupt or truncated file {path}") and "\n" not in message
 
 
+def test_a_test_split_alone_needs_only_the_test_batch(tmp_path: Path) -> None:
+    """Scoring a model reads the test batch and the class names, not the train batches."""
+    from vitkit.data import load_dataset
+
+    expected = write_cifar10(tmp_path / "cifar10")
+    for i in range(1, 6):
+        (tmp_path / "cifar10" / "cifar-10-batches-py" / f"data_batch_{i}").unlink()
+    ds = load_dataset("cifar10", data_root=tmp_path, download=False, splits=["test"])
+    assert list(ds) == ["test"] and ds.classes == CIFAR10_NAMES and ds.mean is None
+    assert torch.equal(ds["test"].images.flatten(1), torch.from_numpy(expected["test_x"]))
+    assert not (tmp_path / "cifar10" / "cache").exists()
+    with pytest.raises(UserError, match=r"missing .*data_batch_1"):  # training needs them
+        load_dataset("cifar10", data_root=tmp_path, download=False)
+    write_cifar100(tmp_path / "cifar100")
+    (tmp_path / "cifar100" / "cifar-100-python" / "train").unlink()
+    test = load_dataset("cifar100", data_root=tmp_path, download=False, splits=["test"])["test"]
+    assert test.labels.tolist() == [(7 * j + 2) % 100 for j in range(4)]
+
+
 def test_missing_batch_in_folder_is_named(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()

@@ -134,3 +134,71 @@ def test_a_damaged_cache_is_rebuilt(tmp_path: Path, meta: str) -> None:
     again = load_dataset("mnist-mini", data_root=tmp_path)
     assert not again.from_cache and again.classes == first.classes
     assert load_dataset("mnist-mini", data_root=tmp_path).from_cache  # rewritten whole
+
+
+# -- a split alone: what scoring a trained model needs -------------------------------------------
+def write_idx_split(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """``<prefix>-images-idx3-ubyte.gz`` and ``<prefix>-labels-idx1-ubyte.gz`` (train, t10k)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+        (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(idx_bytes(array)))
+
+
+def test_a_test_split_loads_from_its_own_files_and_is_never_cached(tmp_path: Path) -> None:
+    """Scoring a model read both splits (and computed the train split's mean/std) even though
+    the model brings its own: with only the t10k files here, it said train-images was missing.
+    Fashion-MNIST, whose files are not checked against official checksums, on written files."""
+    from vitkit.data.cache import list_caches
+
+    g = np.random.default_rng(0)
+    test_x, test_y = g.integers(0, 256, (12, 28, 28), np.uint8), np.arange(12) % 10
+    write_idx_split(tmp_path / "fashion-mnist", "t10k", test_x, test_y)
+    ds = load_dataset("fashion-mnist", data_root=tmp_path, download=False, splits=["test"])
+    assert list(ds) == ["test"] and not ds.from_cache
+    assert ds["test"].images[:, 0].numpy().tolist() == test_x.tolist()
+    assert ds["test"].labels.tolist() == test_y.tolist() and len(ds.classes) == 10
+    assert ds.mean is None and ds.std is None  # no train split: no statistics made up
+    from vitkit.data.preview import make_preview
+
+    with pytest.raises(UserError, match=r"without its train statistics .*load it whole"):
+        make_preview(ds, split="test", n=4, augmented=True)  # normalises with them
+    assert make_preview(ds, split="test", n=4).size[0] > 0  # the images as they are: none needed
+    # nothing cached: a cache of some splits would be read as the whole dataset
+    assert not (tmp_path / "fashion-mnist" / "cache").exists() and list_caches(tmp_path) == []
+    # what needs the train split (training, `data info`) says it is missing, as before
+    with pytest.raises(UserError, match=r"missing train-images-idx3-ubyte.gz; place it in"):
+        load_dataset("fashion-mnist", data_root=tmp_path, download=False)
+    with pytest.raises(UserError, match=r"has no split 'tset' \(it has: train, test\).*'test'"):
+        load_dataset("fashion-mnist", data_root=tmp_path, download=False, splits=["tset"])
+
+    # with the train files too: the whole dataset is cached, and a split alone reads the cache
+    write_idx_split(tmp_path / "fashion-mnist", "train", test_x[::-1].copy(), test_y[::-1].copy())
+    whole = load_dataset("fashion-mnist", data_root=tmp_path, download=False)
+    assert list(whole) == ["train", "test"] and whole.mean is not None
+    (entry,) = list_caches(tmp_path)
+    assert entry.complete and entry.stale is None
+    (tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").unlink()  # the cache serves it
+    again = load_dataset("fashion-mnist", data_root=tmp_path, download=False, splits=["test"])
+    assert again.from_cache and list(again) == ["test"] and again.mean is None
+    assert torch.equal(again["test"].images, ds["test"].images)
+
+
+def test_a_dataset_that_cannot_build_a_split_alone_loads_whole(tmp_path: Path) -> None:
+    """mnist-mini (shipped) and folder: datasets are read whole and cached, splits= or not."""
+    ds = load_dataset("mnist-mini", data_root=tmp_path, splits=["test"])
+    assert list(ds) == ["train", "test"] and ds.mean is not None
+    assert load_dataset("mnist-mini", data_root=tmp_path, splits=["test"]).from_cache
+
+
+def test_mnist_test_split_alone_from_the_t10k_files(shared_data: Path, tmp_path: Path) -> None:
+    """The real t10k files alone (a run copied to a machine without the train files)."""
+    (tmp_path / "mnist").mkdir()
+    for f in (shared_data / "mnist").glob("t10k-*.gz"):
+        (tmp_path / "mnist" / f.name).symlink_to(f)
+    ds = load_dataset("mnist", data_root=tmp_path, download=False, splits=["test"])
+    assert list(ds) == ["test"] and len(ds["test"]) == 10_000
+    images, labels = ds["test"].images[:, 0].numpy(), ds["test"].labels.numpy()
+    assert hashlib.md5(idx_bytes(images)).hexdigest() == README_MD5["test-images"]
+    assert hashlib.md5(idx_bytes(labels)).hexdigest() == README_MD5["test-labels"]
+    with pytest.raises(UserError, match=r"mnist: missing train-images-idx3-ubyte.gz"):
+        load_dataset("mnist", data_root=tmp_path, download=False)

@@ -121,3 +121,20 @@ def test_numpy_numbers_are_taken_as_plain_ones(mnist_root: Path) -> None:
     assert type(ds.options["seed"]) is int
     json.dumps(ds.options)
     assert ds["test"].images.shape[-1] == 3 * 28
+
+
+@pytest.mark.parametrize("name", ["mnist-grid", "mnist-layout"])
+def test_a_test_split_alone_needs_only_mnist_test_files(
+    mnist_root: Path, tmp_path: Path, name: str
+) -> None:
+    """The test grids built alone (from MNIST's t10k files) are the whole build's, image for
+    image: each split has its own seed, whether or not the other split is built."""
+    (tmp_path / "mnist").mkdir()
+    for f in (mnist_root / "mnist").glob("t10k-*.gz"):
+        (tmp_path / "mnist" / f.name).symlink_to(f.resolve())
+    alone = load_dataset(name, data_root=tmp_path, download=False, splits=["test"])
+    whole = load_dataset(name, data_root=mnist_root, download=False)
+    assert list(alone) == ["test"] and not alone.from_cache
+    assert torch.equal(alone["test"].images, whole["test"].images)
+    assert torch.equal(alone["test"].labels, whole["test"].labels)
+    assert not (tmp_path / name).exists() and not (tmp_path / "mnist" / "cache").exists()

@@ -63,8 +63,12 @@ def save_cache(directory: Path, raw: RawDataset, meta: dict[str, Any]) -> None:
     )
 
 
-def load_cache(directory: Path) -> tuple[RawDataset, dict[str, Any]] | None:
-    """The cached dataset and its meta, or ``None`` when absent, incomplete or of an old format."""
+def load_cache(
+    directory: Path, *, only: tuple[str, ...] | None = None
+) -> tuple[RawDataset, dict[str, Any]] | None:
+    """The cached dataset and its meta, or ``None`` when absent, incomplete or of an old format.
+    ``only``: read just these splits (None when the cache lacks one; every split's file must
+    still be there, as for a full read), None: all."""
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         return None
@@ -81,11 +85,15 @@ def load_cache(directory: Path) -> tuple[RawDataset, dict[str, Any]] | None:
         return None
     if not all(isinstance(meta.get(k), list) for k in ("mean", "std")):
         return None
+    if only is not None and not set(only) <= set(names):
+        return None
     splits = {}
     for name in names:
         path = directory / f"{name}.safetensors"
         if not path.is_file():
             return None
+        if only is not None and name not in only:
+            continue
         try:
             tensors = load_file(path)
             splits[name] = Split(tensors["images"], tensors["labels"])

@@ -14,7 +14,7 @@ import importlib
 import numbers
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class DatasetSpec:
     recipe: dict[str, Any] = field(default_factory=dict)  # default training recipe
     license: str = ""
     source: str = ""  # where the data comes from (URL or "shipped with vitkit")
+    partial: bool = False  # its builder builds any of ``splits`` alone (SourceContext.splits)
 
     def load_builder(self) -> Callable[[SourceContext], RawDataset]:
         module, fn = self.builder.split(":")
@@ -123,8 +124,10 @@ class Dataset:
     spec: DatasetSpec
     splits: dict[str, Split]
     classes: list[str]
-    mean: list[float]  # per channel, in [0, 1] units, computed from the train split
-    std: list[float]
+    # per channel, in [0, 1] units, computed from the train split; None when only some splits
+    # were loaded (``load_dataset(splits=...)``): a model is scored with its own recorded ones
+    mean: list[float] | None
+    std: list[float] | None
     options: dict[str, Any]
     info: dict[str, Any]
     cache_dir: Path
@@ -355,6 +358,7 @@ def load_dataset(
     download: bool = True,
     progress: ProgressFn = no_progress,
     rebuild: bool = False,
+    splits: Sequence[str] | None = None,
     **options: Any,
 ) -> Dataset:
     """Load ``name`` (``cifar10``, ``mnist``, ``mnist-grid``, ``folder:PATH``, ...) into memory.
@@ -369,11 +373,20 @@ def load_dataset(
     ``num_classes`` describe it. Raises ``NotFoundError`` for an unknown name or a missing
     ``folder:`` path, ``ConfigError`` for an option the dataset does not take (or of the wrong
     type), ``UserError`` for files that are missing with ``download=False`` or fail to download.
+
+    ``splits`` (e.g. ``["test"]``, to score a trained model): only these are needed. A catalog
+    dataset built from its own files (mnist, cifar10, mnist-grid, ...; ``DatasetSpec.partial``)
+    then holds just these: read from its full cache when there is one, else built from their
+    own files alone (no train files needed) and not cached, with ``mean`` and ``std`` None (no
+    train split to compute them from; a model is scored with those it recorded). Others
+    (``folder:``, mnist-mini) load whole, as without ``splits``. A split the dataset does not
+    have is a ``UserError``.
     """
     spec = get_dataset_spec(name)
     root = Path(data_root).expanduser() if data_root is not None else default_data_root()
     check_data_root(root)
     opts = _resolve_options(spec, name, options)
+    wanted = _wanted_splits(spec, name, splits)
     directory = dataset_dir(name, spec, opts, root)
     key_opts = dict(opts)
     if spec.name == "folder":
@@ -381,7 +394,17 @@ def load_dataset(
 
         key_opts["fingerprint"] = fingerprint(Path(opts["path"]))
     cdir = directory / "cache" / cache_key(key_opts)
-    cached = None if rebuild else load_cache(cdir)
+    cached = None if rebuild else load_cache(cdir, only=wanted)
+    if wanted is not None:  # some splits: the full cache's, else from their own files
+        ctx = SourceContext(
+            root=directory,
+            download=download,
+            progress=progress,
+            options=opts,
+            data_root=root,
+            splits=wanted,
+        )
+        return _load_splits(name, spec, ctx, cached, cdir)
     if cached is not None and spec.name == "folder":
         from vitkit.data.sources.folder import is_current
 
@@ -422,6 +445,53 @@ def load_dataset(
         info=raw.info,
         cache_dir=cdir,
         from_cache=from_cache,
+    )
+
+
+def _wanted_splits(
+    spec: DatasetSpec, name: str, splits: Sequence[str] | None
+) -> tuple[str, ...] | None:
+    """The splits ``load_dataset`` loads alone, None for all (``splits`` not given, or a dataset
+    that is not ``partial``); one the dataset does not have is refused, as ``ds[split]`` is."""
+    if splits is None or not spec.partial:
+        return None
+    if isinstance(splits, str):  # splits="test": a sequence of letters
+        splits = (splits,)
+    if not splits:
+        raise UserError(f"no split named to load of dataset '{name}' (splits=[])")
+    for split in splits:
+        if split not in spec.splits:
+            have = ", ".join(spec.splits)
+            raise UserError(
+                f"dataset '{name}' has no split '{split}' (it has: {have})"
+                f"{suggest(split, spec.splits)}"
+            )
+    return tuple(dict.fromkeys(splits))
+
+
+def _load_splits(
+    name: str,
+    spec: DatasetSpec,
+    ctx: SourceContext,
+    cached: tuple[RawDataset, dict[str, Any]] | None,
+    cdir: Path,
+) -> Dataset:
+    """``ctx.splits`` of a ``partial`` dataset: the full cache's (``cached``), else built from
+    their own files. Never cached: a cache holds every split and the train split's statistics,
+    and one of some splits would be read as a full one (by training, by ``vitkit data cache``)."""
+    raw = cached[0] if cached is not None else spec.load_builder()(ctx)
+    wanted = ctx.splits or ()
+    return Dataset(
+        name=name,
+        spec=spec,
+        splits={s: raw.splits[s] for s in wanted},  # a builder may have built more
+        classes=raw.classes,
+        mean=None,
+        std=None,
+        options=ctx.options,
+        info=raw.info,
+        cache_dir=cdir,
+        from_cache=cached is not None,
     )
 
 
@@ -512,6 +582,7 @@ register_dataset(
         augment="digits",
         license=_MNIST_LICENSE,
         source="https://ossci-datasets.s3.amazonaws.com/mnist/ (mirror of yann.lecun.com/exdb/mnist)",
+        partial=True,
     )
 )
 register_dataset(
@@ -538,6 +609,7 @@ register_dataset(
         augment="natural",
         license="Fashion-MNIST: Zalando SE, MIT",
         source="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        partial=True,
     )
 )
 register_dataset(
@@ -579,6 +651,7 @@ register_dataset(
         augment="natural",
         license="CIFAR-10: Alex Krizhevsky, 2009",
         source="https://www.cs.toronto.edu/~kriz/cifar.html",
+        partial=True,
     )
 )
 register_dataset(
@@ -594,6 +667,7 @@ register_dataset(
         augment="natural",
         license="CIFAR-100: Alex Krizhevsky, 2009",
         source="https://www.cs.toronto.edu/~kriz/cifar.html",
+        partial=True,
     )
 )
 register_dataset(
@@ -611,6 +685,7 @@ register_dataset(
         options={"seed": 0},
         license=_MNIST_LICENSE,
         source="generated from mnist",
+        partial=True,
     )
 )
 register_dataset(
@@ -628,6 +703,7 @@ register_dataset(
         options={"grid": 2, "empty_prob": 0.3, "seed": 0},
         license=_MNIST_LICENSE,
         source="generated from mnist",
+        partial=True,
     )
 )
 register_dataset(

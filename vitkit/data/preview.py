@@ -88,6 +88,11 @@ def make_preview(
     idx = torch.randperm(len(s), generator=g)[:n]
     images, labels = s.images[idx], s.labels[idx]
     if augmented:
+        if dataset.mean is None or dataset.std is None:  # load_dataset(splits=...): no train
+            raise UserError(
+                f"dataset '{dataset.name}' was loaded without its train statistics (splits=); "
+                "load it whole to preview its augmentation"
+            )
         cfg = AugmentConfig.preset(dataset.spec.augment, dataset.image_size)
         aug = BatchAugment(
             cfg, mean=dataset.mean, std=dataset.std, num_classes=dataset.num_classes, device="cpu"

@@ -66,3 +66,10 @@ class SourceContext:
     progress: ProgressFn = no_progress
     options: dict[str, Any] = field(default_factory=dict)  # builder options (image_size, grid, ...)
     data_root: Path | None = None  # the data root itself, for datasets built from others
+    # the splits to build, None: all of them; a spec with ``partial=True`` promises its builder
+    # builds these alone, reading no other split's files (a test split to score, no train files)
+    splits: tuple[str, ...] | None = None
+
+    def wants(self, split: str) -> bool:
+        """Whether ``split`` is one to build."""
+        return self.splits is None or split in self.splits

@@ -226,7 +226,9 @@ def _build(ctx: SourceContext, layout: CifarLayout) -> RawDataset:
     classes = [n.decode("latin-1") if isinstance(n, bytes) else str(n) for n in names]
 
     description = f"load {layout.name}"
-    split_files = {"train": layout.train, "test": layout.test}
+    split_files = {
+        s: files for s, files in (("train", layout.train), ("test", layout.test)) if ctx.wants(s)
+    }
     total = sum(len(files) for files in split_files.values())
     done = 0
     ctx.progress(description, done, total)

@@ -115,7 +115,7 @@ def _build_idx(
     classes: list[str],
 ) -> RawDataset:
     splits = {}
-    for split in ("train", "test"):
+    for split in filter(ctx.wants, ("train", "test")):  # only the asked-for splits' files
         images = _read_idx(ctx, files[f"{split}-images"], mirrors, dataset)
         labels = _read_idx(ctx, files[f"{split}-labels"], mirrors, dataset)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

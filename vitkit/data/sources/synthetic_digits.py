@@ -26,7 +26,11 @@ def _mnist(ctx: SourceContext) -> dict[str, Split]:
     from vitkit.data.catalog import load_dataset
 
     return load_dataset(
-        "mnist", data_root=ctx.data_root, download=ctx.download, progress=ctx.progress
+        "mnist",
+        data_root=ctx.data_root,
+        download=ctx.download,
+        progress=ctx.progress,
+        splits=ctx.splits,  # a test split alone needs MNIST's test files alone
     ).splits
 
 
@@ -47,7 +51,9 @@ def _build(ctx: SourceContext, *, grid: int, empty_prob: float, classes: list[st
     seed = int(ctx.options.get("seed", 0))
     base = _mnist(ctx)
     splits = {}
-    for offset, name in enumerate(("train", "test")):
+    for offset, name in enumerate(("train", "test")):  # the seed of a split, built alone or not
+        if not ctx.wants(name):
+            continue
         ctx.progress(f"compose {name}", 0, 1)
         splits[name] = compose(
             base[name],
