@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from vitkit.artifact import LoadedModel
 
 SHARED_DATA = Path(
     os.environ.get("VITKIT_SHARED_DATA", Path(__file__).parents[1] / ".." / "shared" / "data")
@@ -63,5 +68,44 @@ def train_nano(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
             out=str(out),
         )
         return train(config, data_root=tmp_path_factory.getbasetemp() / "default-data-root").run_dir
+
+    return make
+
+
+@pytest.fixture
+def test_files_only(tmp_path: Path) -> Path:
+    """A data root holding Fashion-MNIST's t10k files and no train files: a run copied to a
+    machine with only the test split on disk. They hold mnist-mini's 1,000 test digits and
+    labels (Fashion-MNIST's files are not checked against official checksums), so a model
+    trained on mnist-mini scores them exactly as it scores mnist-mini's test split."""
+    import gzip
+
+    import numpy as np
+
+    from vitkit.data import load_dataset
+
+    def idx(array: np.ndarray) -> bytes:
+        dims = b"".join(d.to_bytes(4, "big") for d in array.shape)
+        return bytes([0, 0, 0x08, array.ndim]) + dims + array.astype(np.uint8).tobytes()
+
+    test = load_dataset("mnist-mini", data_root=tmp_path / "mini")["test"]
+    root = tmp_path / "test-files-only"
+    (root / "fashion-mnist").mkdir(parents=True)
+    for name, array in (("images-idx3", test.images[:, 0]), ("labels-idx1", test.labels)):
+        path = root / "fashion-mnist" / f"t10k-{name}-ubyte.gz"
+        path.write_bytes(gzip.compress(idx(array.numpy())))
+    return root
+
+
+@pytest.fixture(scope="session")
+def fashion_run() -> Callable[[LoadedModel], LoadedModel]:
+    """``fashion_run(lm)``: ``lm`` as if its run had trained on fashion-mnist (its dataset and
+    class names; ``.meta`` is the model.json that says so), to score with ``test_files_only``."""
+    from vitkit.data import get_dataset_spec
+
+    def make(lm: LoadedModel) -> LoadedModel:
+        classes = list(get_dataset_spec("fashion-mnist").classes or ())
+        meta = {**lm.meta, "dataset": "fashion-mnist", "dataset_options": {}, "classes": classes}
+        return dataclasses.replace(lm, dataset="fashion-mnist", classes=classes, meta=meta)
 
     return make

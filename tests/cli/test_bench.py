@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from vitkit.artifact import LoadedModel
 from vitkit.cli import app
 from vitkit.cli._common import console
 
@@ -75,6 +76,32 @@ def test_human_output_is_a_table_on_stderr(
         assert text in err, text
     assert "trt runs on cuda only" in err  # asked for, cannot run: listed with the reason
     assert "bench/bench.json" in err
+
+
+def test_accuracy_needs_only_the_test_files(
+    runs_here: Path,
+    test_files_only: Path,
+    fashion_run: Callable[[LoadedModel], LoadedModel],
+) -> None:
+    """The accuracy column of a run copied with only its dataset's test files here: the data
+    was 'unavailable' (train-images missing), so the bench timed synthetic images and scored
+    nothing. The copy "trained on fashion-mnist" scores the digits it holds as the run scores
+    mnist-mini's (the same 200 of 1,000 test images, the run's own mean/std)."""
+    from vitkit.artifact import load_model
+
+    original = json.loads((runs_here / "model.json").read_text())
+    bench = ["bench", str(runs_here), "--runtimes", "eager", "--device", "cpu", "--json",
+             "--accuracy-images", "200", "--threads", "1", *FAST]  # fmt: skip
+    want = runner.invoke(app, bench)
+    assert want.exit_code == 0, want.output
+    (runs_here / "model.json").write_text(json.dumps(fashion_run(load_model(runs_here)).meta))
+    result = runner.invoke(app, [*bench, "--data-root", str(test_files_only)])
+    assert result.exit_code == 0, result.output
+    doc, before = json.loads(result.stdout), json.loads(want.stdout)
+    assert doc["data"]["source"] == "fashion-mnist test split (200 of 1,000 images)"
+    assert doc["data"]["labelled"] and not doc["data"]["synthetic"]
+    assert [r["accuracy"] for r in doc["runtimes"]] == [r["accuracy"] for r in before["runtimes"]]
+    assert doc["runtimes"][0]["accuracy"] is not None and original["dataset"] == "mnist-mini"
 
 
 def test_untrained_model_goes_to_bench_folder(

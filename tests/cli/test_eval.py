@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from vitkit.artifact import LoadedModel
 from vitkit.cli import app
 from vitkit.data import load_dataset
 from vitkit.train import TrainConfig, train
@@ -88,6 +90,38 @@ def test_eval_human_output_and_out_dir(run: Path, tmp_path: Path) -> None:
     assert "top-1" in result.stderr and "ECE" in result.stderr and "precision" in result.stderr
     assert "eval.json, confusion.png, wrong.png" in result.stderr
     assert (tmp_path / "ev" / "confusion.png").is_file()
+
+
+def test_eval_of_a_copied_run_needs_only_its_test_files(
+    run: Path,
+    tmp_path: Path,
+    test_files_only: Path,
+    fashion_run: Callable[[LoadedModel], LoadedModel],
+) -> None:
+    """A run copied to a machine with only its dataset's test files (t10k-*): `vitkit eval`
+    said "missing train-images-idx3-ubyte.gz", though model.json records the mean/std the run
+    was trained with. The copy "trained on fashion-mnist" scores the same digits as the run
+    does on mnist-mini's test split (summary.json), image for image."""
+    from vitkit.artifact import load_model
+
+    copy = tmp_path / "copied-run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval*", "export", "bench"))
+    meta = fashion_run(load_model(copy)).meta
+    (copy / "model.json").write_text(json.dumps(meta))
+    args = ["eval", str(copy), "--data-root", str(test_files_only), "--no-download"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    summary = json.loads((run / "summary.json").read_text())
+    assert (doc["dataset"], doc["n"]) == ("fashion-mnist", 1000)
+    assert doc["correct"] == round(summary["test_acc"] * 1000)
+    # training needs the train files: the same one-line error as before
+    train = ["train", "fashion-mnist", "--data-root", str(test_files_only), "--no-download"]
+    error = one_error_line(runner.invoke(app, [*train, "--out", str(tmp_path / "t")]))
+    assert error.endswith(
+        "fashion-mnist: missing train-images-idx3-ubyte.gz; place it in "
+        f"{test_files_only / 'fashion-mnist'} (downloads are off)"
+    )
 
 
 @pytest.mark.parametrize(

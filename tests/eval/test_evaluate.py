@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -418,3 +419,24 @@ def test_a_model_built_in_memory_has_no_file() -> None:
 
     lm = loaded_for_export(vitkit.create_model("vit-nano", image_size=16, patch_size=4))
     assert lm.model_file is None
+
+
+# -- a run copied to a machine with only its test files ---------------------------------------------
+def test_a_run_is_scored_with_only_its_test_files_on_disk(
+    mnist_model: LoadedModel,
+    test_files_only: Path,
+    fashion_run: Callable[[LoadedModel], LoadedModel],
+) -> None:
+    """The run's model.json holds its mean/std, so its test split is all evaluate needs; it
+    read the train split too (to compute statistics nobody used) and failed: "missing
+    train-images-idx3-ubyte.gz". The same weights score the same digits as on mnist-mini's
+    test split, image for image: the run's normalisation, not one computed from the data."""
+    lm = fashion_run(mnist_model)
+    report = evaluate(lm, data_root=test_files_only, download=False)
+    want = evaluate(mnist_model)
+    assert (report.dataset, report.split, report.n) == ("fashion-mnist", "test", 1000)
+    assert report.correct == want.correct and report.confusion == want.confusion
+    assert not (test_files_only / "fashion-mnist" / "cache").exists()  # a split alone: uncached
+    # the split scored is what must be there: --split train says which file is missing
+    with pytest.raises(UserError, match=r"fashion-mnist: missing train-images-idx3-ubyte.gz"):
+        evaluate(lm, split="train", data_root=test_files_only, download=False)

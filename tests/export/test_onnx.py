@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -929,3 +930,33 @@ def _ctrl_c_while_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert [Path(f).name for f in report["files"]] == [*renamed[:-1], "export.json"]
     # the earlier int8 model, of a's weights, was removed in the same pass
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(renamed)
+
+
+def test_verification_needs_only_the_test_files_unless_int8_calibrates(
+    test_files_only: Path, tmp_path: Path
+) -> None:
+    """Verifying scores test images with the run's own mean/std: with only the test files here
+    it fell back to synthetic images (the dataset 'unavailable': train-images missing) and
+    verified no accuracy. Static int8 calibrates on training images: those are still needed."""
+    from vitkit.data import get_dataset_spec
+
+    spec = resolve_spec("vit-nano", image_size=28, patch_size=7, num_classes=10)
+    lm = LoadedModel(
+        model=spec.build().eval(),
+        spec=spec,
+        classes=list(get_dataset_spec("fashion-mnist").classes or ()),
+        image_size=28,
+        channels=1,
+        mean=[0.13],
+        std=[0.31],
+        dataset="fashion-mnist",
+        meta={"dataset_options": {}},
+        path=tmp_path / "run",
+    )
+    args: dict[str, Any] = dict(data_root=test_files_only, download=False, verify_images=50)
+    data = verification_data(lm, **args, calib_images=0)
+    assert not data.synthetic and data.labels is not None and len(data.labels) == 50, data.notes
+    assert data.source == "fashion-mnist test split (50 of 1,000 images)"
+    calibrating = verification_data(lm, **args, calib_images=8)
+    assert calibrating.synthetic and len(calibrating.calibration) == 0
+    assert "missing train-images-idx3-ubyte.gz" in (calibrating.unavailable or "")

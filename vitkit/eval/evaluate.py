@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,11 +205,14 @@ def open_dataset(
     data_root: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: ProgressFn = no_progress,
+    splits: Sequence[str] | None = None,
 ) -> Dataset:
     """The dataset to evaluate on: ``data``, else the run's own with its recorded options.
 
     ``data_root``: else the run's (train.json), else the default. A ``folder:`` dataset other
-    than the run's is decoded at the model's image size and channels.
+    than the run's is decoded at the model's image size and channels. ``splits``: the ones to be
+    scored, which are all a catalog dataset then needs on disk (``load_dataset(splits=)``): the
+    model brings its own mean and std, so no train split is read to compute them.
     """
     name = data or lm.dataset
     if not name:
@@ -227,7 +231,9 @@ def open_dataset(
         options = {"image_size": lm.image_size, "channels": lm.channels}
     root = data_root if data_root is not None else lm.run_settings()["data_root"]
     try:
-        return load_dataset(name, data_root=root, download=download, progress=progress, **options)
+        return load_dataset(
+            name, data_root=root, download=download, progress=progress, splits=splits, **options
+        )
     except NotFoundError as e:
         if data or not name.startswith(FOLDER_PREFIX):
             raise
@@ -558,7 +564,9 @@ def evaluate(
     if isinstance(dataset, Dataset):
         ds = dataset
     else:
-        ds = open_dataset(lm, dataset, data_root=data_root, download=download, progress=progress)
+        ds = open_dataset(  # the split scored alone: a copy of the test files is enough
+            lm, dataset, data_root=data_root, download=download, progress=progress, splits=[split]
+        )
     check_compatible(lm, ds)
     remap = label_map(lm, ds)
     s = ds[split]

@@ -504,7 +504,10 @@ def verification_data(
     notes: list[str] = []
     ds, unavailable, unfit = None, None, None
     if lm.dataset:
-        ds, unavailable, unfit = _run_dataset(lm, data_root, download, progress, trained)
+        scored_only = calib_images == 0  # no calibration: no train split to read
+        ds, unavailable, unfit = _run_dataset(
+            lm, data_root, download, progress, trained, scored_only
+        )
         notes.extend(n for n in (unavailable, unfit) if n)
     else:
         notes.append("the model records no dataset (a model with no run)")
@@ -534,9 +537,12 @@ def _run_dataset(
     download: bool,
     progress: ProgressFn,
     trained: bool,
+    scored_only: bool = False,
 ) -> tuple[Dataset | None, str | None, str | None]:
     """``(dataset, unavailable, unfit)``: the run's dataset, or None and why it cannot be had
-    (``unavailable``) or does not fit the model (``unfit``)."""
+    (``unavailable``) or does not fit the model (``unfit``). ``scored_only``: just the split
+    ``_real_data`` scores (test, else val), for a catalog dataset that can load it alone
+    (``load_dataset(splits=)``): its train files need not be there."""
     from vitkit.data import get_dataset_spec, load_dataset
 
     assert lm.dataset  # the caller's check: a model with no dataset has none to open
@@ -545,10 +551,16 @@ def _run_dataset(
         name, options = lm.dataset_source() or (lm.dataset, {})
         spec = get_dataset_spec(name)
         size, channels = spec.image_size, spec.channels  # when the catalog knows them,
+        scored = next(([s] for s in ("test", "val") if s in spec.splits), None)
         if not size or not channels or (size, channels) == (lm.image_size, lm.channels):
             root = data_root if data_root is not None else lm.run_settings()["data_root"]
             ds = load_dataset(  # a mismatch is said without downloading or building it
-                name, data_root=root, download=download, progress=progress, **options
+                name,
+                data_root=root,
+                download=download,
+                progress=progress,
+                splits=scored if scored_only else None,
+                **options,
             )
             size, channels = ds.image_size, ds.channels
     except (VitkitError, OSError) as e:
