@@ -689,3 +689,43 @@ def test_under_json_an_error_is_the_json_document(run: Path, args: list[str], me
     line = one_error_line(result)  # the red line on stderr, as without --json
     doc = json.loads(result.stdout)
     assert list(doc) == ["error"] and message in doc["error"] and doc["error"] in line
+
+
+def test_a_quoted_home_path_is_expanded_everywhere(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'~/runs/x' quoted, from a script or a config file (no shell to expand it) was 'no such run
+    or model file: ~/runs/x' in eval, export and bench, and train --out, explain --out and a
+    config file's out made a folder named '~' in the current one."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    here.mkdir()
+    shutil.copytree(run, home / "r")
+    Image.new("L", (28, 28), 128).save(home / "a.png")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    fast_bench = ["--runtimes", "eager", "--device", "cpu", "--batch-sizes", "1", "--min-time"]
+    fast_bench += ["0.02", "--warmup", "1", "--rounds", "1", "--accuracy-images", "0"]
+    checks = [
+        (["eval", "~/r", "--out", "~/ev"], home / "ev" / "eval.json"),
+        (["export", "~/r", "--out", "~/m.onnx", "--no-verify"], home / "m.onnx"),
+        (["explain", "~/r", "~/a.png", "--out", "~/x.png"], home / "x.png"),
+        (["predict", "~/r/checkpoint/last.safetensors", "~/a.png"], None),
+        (["data", "preview", "mnist-mini", "-n", "2", "--out", "~/p.png"], home / "p.png"),
+        (["data", "info", "mnist-mini", "--data-root", "~/data"], home / "data" / "mnist-mini"),
+        (["bench", "~/r", *fast_bench, "--out", "~/b"], home / "b" / "bench.json"),
+        (["train", "--resume", "~/r"], None),
+    ]
+    for args, made in checks:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert made is None or made.exists(), args
+    assert list(here.iterdir()) == []  # no ./~ anywhere
+    tiny = ["train", "mnist-mini", "--model", "vit-nano", "--patch-size", "7", "--max-steps", "1"]
+    result = runner.invoke(app, [*tiny, "--out", "~/t1"])
+    assert result.exit_code == 0, result.output
+    assert (home / "t1" / "model.json").is_file()
+    (here / "c.toml").write_text('out = "~/t2"\n')  # a config file's path: no shell either
+    result = runner.invoke(app, [*tiny, "--config", "c.toml", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run_dir"] == str(home / "t2")
+    assert sorted(p.name for p in here.iterdir()) == ["c.toml"]

@@ -49,11 +49,15 @@ def user_errors(fn: F) -> F:
     says "interrupted" and exits 130, as a shell expects; Typer exits 130 without a word.
     Under ``--json`` the error is also stdout's one JSON document, ``{"error": "..."}``, so a
     script piping it to ``jq`` reads why instead of nothing (unless the command printed its
-    document before it failed: predict's per-file reasons, say)."""
+    document before it failed: predict's per-file reasons, say).
+
+    Every path argument and option has ``~`` expanded here, as a shell does an unquoted one:
+    ``'~/runs/x'`` quoted, from a script or ``$VITKIT_DATA`` is the same path."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         emitted = _emitted[0]
+        kwargs = {k: home_expanded(v) for k, v in kwargs.items()}
 
         def error(message: str) -> typer.Exit:
             rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun, one document in all
@@ -78,6 +82,16 @@ def user_errors(fn: F) -> F:
             raise error(f"out of memory: {first_line(e)}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def home_expanded(value: Any) -> Any:
+    """A ``Path`` (or a list of them) with a leading ``~`` or ``~user`` expanded; anything else,
+    and a ``~user`` with no such user, as it is."""
+    if isinstance(value, Path):
+        return Path(os.path.expanduser(value))
+    if isinstance(value, list):
+        return [home_expanded(v) if isinstance(v, Path) else v for v in value]
+    return value
 
 
 def _out_of_memory(e: BaseException) -> bool:

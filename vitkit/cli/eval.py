@@ -240,7 +240,7 @@ def predict_command(
     from vitkit.eval import expand_inputs, predict
     from vitkit.eval.preprocess import is_glob
 
-    missing = [str(p) for p in images if not p.expanduser().exists() and not is_glob(p)]
+    missing = [str(p) for p in images if not p.exists() and not is_glob(p)]
     if missing:
         raise UserError(f"no such file or directory: {listed(missing, 3)}")
     files = expand_inputs(images)
@@ -315,7 +315,6 @@ def explain_command(
         raise UserError(f"unknown --method '{method}' (use {' or '.join(METHODS)})")
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must be a .png file, got {out}")
-    image = image.expanduser()  # '~/a.png' quoted, as the library reads it
     if image.is_dir() or not image.exists():  # the library reads a folder or a glob as many
         if (image / MODEL_JSON).is_file():  # RUN and IMAGE swapped
             raise UserError(f"{image} is a run: RUN comes first (vitkit explain RUN IMAGE)")
