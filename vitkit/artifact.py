@@ -618,9 +618,9 @@ def load_model(
     elif path.suffix == ".safetensors":
         run_dir = path.parent
         if run_dir.absolute().name == "checkpoint" and not (run_dir / MODEL_JSON).is_file():
-            # RUN/checkpoint/last.safetensors: the run's model.json (absolute, for a path
-            # given from inside checkpoint/)
-            run_dir = run_dir.absolute().parent
+            # RUN/checkpoint/last.safetensors: the run's model.json, the run named as it was
+            # given (RUN, or .. from inside checkpoint/), as for RUN itself
+            run_dir = Path(os.path.normpath(run_dir / os.pardir))
         meta_path = run_dir / MODEL_JSON
         if not meta_path.is_file():  # not read_json's bare "missing file": say why it is needed
             raise UserError(

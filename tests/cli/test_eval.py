@@ -442,6 +442,14 @@ def test_checkpoint_weights_by_their_path(
     alone = load_model(made)  # the file knows its run, and takes the run's settings
     assert alone.run_dir == copy.resolve()
     assert alone.run_settings() == load_model(copy).run_settings()
+    # the run as it was typed, as for RUN and RUN/model.json (it was made absolute)
+    monkeypatch.chdir(tmp_path)
+    args = [str(images / "a-gray.png"), "--json"]
+    for given in ("run", "run/model.json", "run/checkpoint/last.safetensors"):
+        result = runner.invoke(app, ["predict", given, *args])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["run"] == "run", given
     monkeypatch.chdir(copy / "checkpoint")  # a relative path: its folder is still checkpoint/
-    result = runner.invoke(app, ["predict", "last.safetensors", str(images / "a-gray.png")])
+    result = runner.invoke(app, ["predict", "last.safetensors", *args])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run"] == ".."
