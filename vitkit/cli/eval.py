@@ -12,7 +12,7 @@ from rich.table import Table
 
 from vitkit.artifact import MODEL_JSON, MODEL_WEIGHTS, is_onnx_file
 from vitkit.cli._common import Json, console, emit_json, progress_bar, status, user_errors
-from vitkit.errors import UserError, listed
+from vitkit.errors import UserError, check_int, listed
 
 if TYPE_CHECKING:
     from vitkit.artifact import LoadedModel
@@ -104,6 +104,8 @@ def eval_command(
     from vitkit.eval import evaluate
     from vitkit.eval.evaluate import report_dir
 
+    if batch_size is not None:  # the flag's name (the library's says "batch size")
+        check_int("--batch-size", batch_size)
     is_onnx = is_onnx_file(run)
     if is_onnx and (onnx or onnx_file is not None):
         raise UserError(
@@ -240,6 +242,7 @@ def predict_command(
     from vitkit.eval import expand_inputs, predict
     from vitkit.eval.preprocess import is_glob
 
+    check_int("--topk", topk)  # the flag's name (the library's says topk), before any work
     missing = [str(p) for p in images if not p.exists() and not is_glob(p)]
     if missing:
         raise UserError(f"no such file or directory: {listed(missing, 3)}")
