@@ -189,7 +189,7 @@ def test_model_json_of_the_wrong_shape(
         (["--lr", "nan"], "lr must be a finite number"),
         (["--mlp-ratio", "nan"], "mlp_ratio must be a finite number"),
         (["--seed", "99999999999999999999999"], "seed must be in [-2**63, 2**64)"),
-        (["--image-size", "64"], "dataset 'mnist-mini' has no option 'image_size'"),
+        (["--image-size", "64"], "dataset 'mnist-mini' has no option --image-size"),
     ],
 )
 def test_non_finite_and_huge_numbers(args: list[str], message: str) -> None:

@@ -138,7 +138,26 @@ def test_option_for_other_dataset_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["data", "info", "mnist-mini", "--grid", "3", "--data-root", str(tmp_path)]
     )
-    assert result.exit_code == 1 and "has no option 'grid'" in result.stderr
+    assert result.exit_code == 1 and "has no option --grid (options: none)" in result.stderr
+
+
+def test_an_option_a_folder_dataset_does_not_take_names_it_as_typed(tmp_path: Path) -> None:
+    """`data info folder:PATH --grid 3` said "dataset 'folder' has no option 'grid' (options:
+    image_size, channels)": the catalog's name and the library's words, not the command's."""
+    from vitkit.data import load_dataset
+    from vitkit.errors import ConfigError
+
+    name = f"folder:{tmp_path}"
+    for command in ("info", "download"):
+        result = runner.invoke(app, ["data", command, name, "--grid", "3", "--json"])
+        assert result.exit_code == 1, result.output
+        said = f"dataset '{name}' has no option --grid (options: --image-size, --channels)"
+        assert json.loads(result.stdout) == {"error": said}
+    result = runner.invoke(app, ["train", name, "--grid", "3", "--print-config"])
+    assert result.exit_code == 1 and said in " ".join(result.stderr.split())
+    # the library (a config file's dataset_options): its keys, the dataset as it was given
+    with pytest.raises(ConfigError, match=rf"^dataset '{name}' has no option 'grid' \(options"):
+        load_dataset(name, grid=3)
 
 
 def test_data_preview_refuses_a_name_that_is_not_png(tmp_path: Path) -> None:

@@ -292,6 +292,24 @@ def run_or_model(
     return run
 
 
+DATASET_FLAGS = {"image_size": "--image-size", "channels": "--channels", "grid": "--grid"}
+
+
+def check_dataset_flags(name: str, options: dict[str, Any]) -> None:
+    """Refuse a dataset option given by its flag (``options`` by ``DATASET_FLAGS``'s keys) that
+    dataset ``name`` does not take, in the command line's words: the flag, and the dataset as
+    typed (``folder:~/pets``, not the catalog's ``folder``)."""
+    from vitkit.data import get_dataset_spec
+
+    spec = get_dataset_spec(name)  # an unknown name: the catalog's error, with suggestions
+    for key in options:
+        if key not in spec.options:
+            takes = ", ".join(flag for k, flag in DATASET_FLAGS.items() if k in spec.options)
+            raise UserError(
+                f"dataset '{name}' has no option {DATASET_FLAGS[key]} (options: {takes or 'none'})"
+            )
+
+
 def options_given(ctx: typer.Context, *, keep: tuple[str, ...] = ()) -> list[str]:
     """The options given other values than their defaults (as typed: ``--lr``, ``--no-aug``),
     but those in ``keep``."""

@@ -13,6 +13,7 @@ from rich.table import Table
 from vitkit.cli._common import (
     DataRoot,
     Json,
+    check_dataset_flags,
     console,
     emit_json,
     progress_bar,
@@ -45,12 +46,17 @@ NoDownload = Annotated[
 ]
 
 
-def options(image_size: int | None, channels: int | None, grid: int | None) -> dict[str, Any]:
-    return {
+def options(
+    name: str, image_size: int | None, channels: int | None, grid: int | None
+) -> dict[str, Any]:
+    """The dataset options given, each one the dataset ``name`` takes."""
+    given = {
         k: v
         for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
         if v is not None
     }
+    check_dataset_flags(name, given)
+    return given
 
 
 def open_dataset(
@@ -140,7 +146,7 @@ def download(
             download=not no_download,
             progress=progress,
             rebuild=rebuild,
-            **options(image_size, channels, grid),
+            **options(name, image_size, channels, grid),
         )
     info = {
         **ds.describe(),
@@ -244,7 +250,11 @@ def info(
 ) -> None:
     """Split sizes, class balance and per-channel mean/std, computed from the data."""
     ds = open_dataset(
-        name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
+        name,
+        data_root,
+        options(name, image_size, channels, grid),
+        quiet=json_,
+        download=not no_download,
     )
     stats = ds.stats()
     if json_:
@@ -298,7 +308,11 @@ def preview(
         raise UserError(f"--out {out} is a folder; name a .png file")
     check_seed("--seed", seed)  # before the dataset is loaded (make_preview checks it too)
     ds = open_dataset(
-        name, data_root, options(image_size, channels, grid), quiet=json_, download=not no_download
+        name,
+        data_root,
+        options(name, image_size, channels, grid),
+        quiet=json_,
+        download=not no_download,
     )
     if split is None:  # a folder of images to score has a test split alone
         split = "train" if "train" in ds.splits else next(iter(ds.splits))

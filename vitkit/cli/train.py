@@ -24,6 +24,7 @@ from vitkit.cli._common import (
     Json,
     MlpRatio,
     Pool,
+    check_dataset_flags,
     console,
     emit_json,
     fail,
@@ -337,6 +338,7 @@ def train_command(
             for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
             if v is not None
         }
+        check_dataset_flags(dataset, dataset_options)
         overrides = model_overrides(
             embed_dim=embed_dim,
             depth=depth,

@@ -240,18 +240,22 @@ _OPTION_TYPES: dict[type, tuple[tuple[type, ...], str]] = {
 }
 
 
-def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
+def check_dataset_options(
+    spec: DatasetSpec, given: dict[str, Any], name: str | None = None
+) -> None:
     """Refuse an option the dataset's builder does not take (None values mean "not given"), and
     a value of another type than the option's default (``grid="3"`` for ``grid=2``: the builder
     took ``int("3")`` while the cache key and train.json kept the text, a second cache of the
-    same images)."""
+    same images). ``name``: the dataset as the caller gave it (``folder:~/pets``, not the
+    spec's ``folder``)."""
+    name = name or spec.name
     for key, value in given.items():
         if value is None:
             continue
         if key not in spec.options:
             allowed = ", ".join(spec.options) or "none"
             raise ConfigError(
-                f"dataset '{spec.name}' has no option '{key}'{suggest(key, spec.options)}"
+                f"dataset '{name}' has no option '{key}'{suggest(key, spec.options)}"
                 f" (options: {allowed})"
             )
         # None: any type, the builder checks it (folder: sizes)
@@ -259,7 +263,7 @@ def check_dataset_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
         if kind is not None and not _of_type(value, kind[0]):
             hint = numeric_text_hint(value)  # as training options say it
             raise ConfigError(
-                f"dataset '{spec.name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
+                f"dataset '{name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
             )
 
 
@@ -304,7 +308,7 @@ def folder_path(name: str) -> Path | None:
 
 def _resolve_options(spec: DatasetSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in options.items() if v is not None}
-    check_dataset_options(spec, given)
+    check_dataset_options(spec, given, name)
     given = recorded_options(spec, given)  # np.int64(3) -> 3: the cache key and info hold JSON
     resolved = cache_options(spec, given)
     path = folder_path(name)

@@ -155,7 +155,7 @@ def precheck(config: TrainConfig, *, here: bool = True) -> None:
     config.validate()
     spec = get_dataset_spec(config.dataset)
     given = {k: v for k, v in config.dataset_options.items() if v is not None}
-    check_dataset_options(spec, given)  # what load_dataset would refuse, refused up front
+    check_dataset_options(spec, given, config.dataset)  # what load_dataset would refuse, now
     known = {
         "image_size": spec.image_size or config.dataset_options.get("image_size"),
         "in_chans": spec.channels or config.dataset_options.get("channels"),
