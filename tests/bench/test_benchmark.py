@@ -1157,3 +1157,20 @@ def test_a_non_finite_eager_reference_scores_as_its_own_row(tmp_path: Path) -> N
     eager = rep.result("eager")
     assert eager.info["nonfinite_images"] == 16 and eager.accuracy == 0.0
     assert rep.reference_accuracy == 0.0 and eager.max_abs_diff is None
+
+
+def test_auto_is_the_device_train_picks_of_those_bench_measures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--device auto` was 'unknown device' in bench, though train, eval and predict take it."""
+    from vitkit.bench.run import parse_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert [str(d) for d in parse_devices("auto")] == ["cpu"]
+    assert [str(d) for d in parse_devices("AUTO,cpu")] == ["cpu"]
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert [str(d) for d in parse_devices("auto")] == ["cpu"]  # mps: not measured here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert [str(d) for d in parse_devices("cpu,auto,cuda:0")] == ["cpu", "cuda"]

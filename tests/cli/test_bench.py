@@ -117,6 +117,18 @@ def test_untrained_model_goes_to_bench_folder(
     assert (tmp_path / "bench" / "vit-nano" / "bench.json").is_file()
 
 
+def test_device_auto_as_train_takes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device auto` was "unknown device 'auto' (use cpu, cuda or cuda:N)" in bench alone."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "--model", "vit-nano", "--image-size", "16", "--patch-size", "4"]
+    result = runner.invoke(app, [*args, "--runtimes", "eager", "--device", "auto", "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert json.loads(result.stdout)["settings"]["devices"] == [here]
+
+
 def test_the_exports_it_makes_are_listed_with_its_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vitkit._device import device_name, resolve_device
 from vitkit.artifact import (
     MODEL_JSON,
     LoadedModel,
@@ -106,14 +107,18 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
     """``"cpu,cuda"`` -> devices; a name torch does not know is a one-line error, and so is CUDA
-    asked for alone where there is none (beside cpu, its runtimes are reported as skipped)."""
+    asked for alone where there is none (beside cpu, its runtimes are reported as skipped).
+    ``auto`` is the device training and eval pick, of those bench measures: cuda where there
+    is one, else cpu (mps, which bench does not measure, included)."""
     names = value.split(",") if isinstance(value, str) else list(value)
     out: list[torch.device] = []
-    for n in (s.strip().lower() for s in names if s.strip()):  # CPU as cpu, as runtimes are
+    for n in (device_name(s) for s in names if s.strip()):  # CPU as cpu, as runtimes are
         try:
-            d = torch.device(n)
+            d = resolve_device(n) if n == "auto" else torch.device(n)
         except RuntimeError:
-            raise UserError(f"unknown device '{n}' (use cpu, cuda or cuda:N)") from None
+            raise UserError(f"unknown device '{n}' (use auto, cpu, cuda or cuda:N)") from None
+        if n == "auto" and d.type != "cuda":
+            d = torch.device("cpu")
         if d.type not in ("cpu", "cuda"):
             raise UserError(f"bench measures cpu and cuda devices, not '{n}'")
         if d.type == "cpu" and d.index is not None:
@@ -535,8 +540,9 @@ def benchmark(
     """Benchmark a run (directory or ``LoadedModel``) or a registry-built module.
 
     ``runtimes``: names from ``list_runtimes()`` (default: each device's set; eager fp32 is
-    always measured, as the baseline). ``devices``: "cpu", "cuda" or both; runtimes that cannot
-    run here are reported as skipped with the reason, never dropped. Each (runtime, batch)
+    always measured, as the baseline). ``devices``: "cpu", "cuda" or both ("auto": cuda where
+    there is one, else cpu); runtimes that cannot run here are reported as skipped with the
+    reason, never dropped. Each (runtime, batch)
     cell: ``warmup`` calls discarded, then ``rounds`` interleaved rounds of ``min_time /
     rounds`` seconds each. Accuracy: top-1 of every runtime on ``accuracy_images`` test images
     of the run's dataset (or ``dataset``). ``optimize``: ONNX models made with

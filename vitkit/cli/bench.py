@@ -65,8 +65,8 @@ def bench_command(
     device: Annotated[
         str,
         _opt(
-            "Devices: cpu, cuda or cpu,cuda. Runtimes that cannot run here are listed as "
-            "skipped, with the reason.",
+            "Devices: cpu, cuda or cpu,cuda; auto is cuda where there is one, else cpu (as "
+            "train's auto). Runtimes that cannot run here are listed as skipped, with the reason.",
             _W,
             "--device",
         ),
