@@ -618,6 +618,32 @@ def test_ctrl_c_before_training_says_interrupted(
     assert result.stderr.strip() == "interrupted"
 
 
+@pytest.mark.parametrize(
+    "command,target",
+    [
+        (["eval", "RUN"], "vitkit.eval.evaluate"),
+        (["export", "RUN"], "vitkit.export.export_onnx"),
+        (["bench", "RUN"], "vitkit.bench.benchmark"),
+        (["data", "info", "mnist-mini"], "vitkit.data.load_dataset"),
+    ],
+)
+def test_ctrl_c_under_json_is_a_json_document(
+    run: Path, command: list[str], target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a long command under --json left stdout empty: a script reading the
+    document got nothing. It is {"error": "interrupted"}, exit code 130, as the terminal's."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    args = [str(run) if a == "RUN" else a for a in command]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 130, result.output
+    assert json.loads(result.stdout) == {"error": "interrupted"}
+    assert result.stderr.strip() == "interrupted"
+
+
 def test_our_error_lines_are_never_cut() -> None:
     """A long UserError ended mid-word (`place the file at .../train-images-idx3-`): the end of
     ours says what to do. Another library's line is cut, visibly."""

@@ -260,6 +260,48 @@ def test_sigint_leaves_a_resumable_run(tmp_path: Path) -> None:
     assert resumed.summary["steps"] == state_step + 1
 
 
+def test_ctrl_c_outside_the_steps_prints_the_json_and_the_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the data loaded or the test split was scored (or a second one during a
+    save) printed nothing on stdout under --json, and no resume command either way, though the
+    run had a checkpoint to resume from."""
+    from vitkit.train import run as run_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    args = ["train", "mnist-mini", *TINY, "--max-steps", "2", "--out", str(out), "--json"]
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "load_dataset", interrupted)  # a new run: nothing to resume
+        result = runner.invoke(app, args)
+        assert result.exit_code == 130, result.output
+        doc = {"error": "interrupted", "status": "interrupted", "run_dir": None}
+        assert json.loads(result.stdout) == {**doc, "resume_command": None}
+        assert result.stderr.strip() == "interrupted"
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "_test", interrupted)  # the steps are done: the test split is cut
+        result = runner.invoke(app, args)
+    assert result.exit_code == 130, result.output
+    cmd = f"vitkit train --resume {out}"
+    doc = {**doc, "run_dir": str(out), "resume_command": cmd}
+    assert json.loads(result.stdout) == doc
+    with monkeypatch.context() as m:  # a resume cut short keeps its new length in the command
+        m.setattr(run_module, "load_dataset", interrupted)
+        result = runner.invoke(app, ["train", "--resume", str(out), "--max-steps", "3", "--json"])
+        assert result.exit_code == 130, result.output
+        assert json.loads(result.stdout) == {**doc, "resume_command": f"{cmd} --max-steps 3"}
+        result = runner.invoke(app, ["train", "--resume", str(out)])  # and on the terminal
+        assert result.exit_code == 130, result.output
+        assert f"interrupted: checkpoint kept. Resume with: {cmd}" in " ".join(
+            result.stderr.split()
+        )
+    result = runner.invoke(app, [*cmd.split()[1:], "--json"])  # the command does what it says
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test_acc"] is not None
+
+
 def test_torchrun_ddp_two_cpu_processes(tmp_path: Path) -> None:
     pytest.importorskip("torch.distributed.run")
     out = tmp_path / "ddp"

@@ -47,9 +47,10 @@ def user_errors(fn: F) -> F:
     folder that cannot be created or written): the user fixes those, not us. An OSError with no
     file name keeps its traceback. Ctrl-C outside a training loop (which checkpoints on its own)
     says "interrupted" and exits 130, as a shell expects; Typer exits 130 without a word.
-    Under ``--json`` the error is also stdout's one JSON document, ``{"error": "..."}``, so a
-    script piping it to ``jq`` reads why instead of nothing (unless the command printed its
-    document before it failed: predict's per-file reasons, say).
+    Under ``--json`` the error is also stdout's one JSON document, ``{"error": "..."}`` (for
+    Ctrl-C ``{"error": "interrupted"}``), so a script piping it to ``jq`` reads why instead of
+    nothing (unless the command printed its document before it failed: predict's per-file
+    reasons, say).
 
     Every path argument and option has ``~`` expanded here, as a shell does an unquoted one:
     ``'~/runs/x'`` quoted, from a script or ``$VITKIT_DATA`` is the same path."""
@@ -60,8 +61,7 @@ def user_errors(fn: F) -> F:
         kwargs = {k: home_expanded(v) for k, v in kwargs.items()}
 
         def error(message: str) -> typer.Exit:
-            rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun, one document in all
-            if kwargs.get("json_") and _emitted[0] == emitted and rank0:  # stdout has none yet
+            if kwargs.get("json_") and _emitted[0] == emitted and _rank0():  # stdout has none yet
                 emit_json({"error": message})
             return fail(message)
 
@@ -70,6 +70,8 @@ def user_errors(fn: F) -> F:
         except UserError as e:
             raise error(str(e)) from None
         except KeyboardInterrupt:
+            if kwargs.get("json_") and _emitted[0] == emitted and _rank0():
+                emit_json({"error": "interrupted"})  # stdout has none yet: a script reads why
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
         except OSError as e:
@@ -82,6 +84,11 @@ def user_errors(fn: F) -> F:
             raise error(f"out of memory: {first_line(e)}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank0() -> bool:
+    """Whether this is rank 0 under torchrun (or no torchrun): one JSON document in all."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def home_expanded(value: Any) -> Any:

@@ -308,127 +308,182 @@ def train_command(
     summary.json, curves.png and checkpoint/. Ctrl-C saves a checkpoint: continue with --resume.
     See the recipe, merged with your options, with --print-config.
     """
-    from vitkit.train import StopFlag, train
-    from vitkit.train.config import read_config_file
-    from vitkit.train.loop import NonFiniteLoss
-    from vitkit.train.run import resolve_config
-
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    command = ["vitkit", *sys.argv[1:]] if sys.argv and "vitkit" in sys.argv[0] else None
-    stop = StopFlag()
-    view = LiveView() if (not json_ and rank0) else None
-    cfg, extend = None, None
-    if resume is not None:
-        extend = _extension(ctx, resume, epochs, max_steps, rank0)
-    else:
-        file_options = read_config_file(config) if config else None
-        named = file_options.get("dataset") if file_options else None
-        if dataset is None and isinstance(named, str):
-            dataset = named  # a --print-config file runs on its own
-        elif isinstance(named, str) and named != dataset and rank0:
-            console.print(
-                f"[yellow]note:[/] {escape(str(config))} was written for '{escape(named)}'; "
-                f"training '{escape(str(dataset))}' with its other settings",
-                soft_wrap=True,
-            )
-        if dataset is None:
-            raise UserError("give a DATASET (see `vitkit data list`) or --resume RUN")
-        dataset_options = {
-            k: v
-            for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
-            if v is not None
-        }
-        check_dataset_flags(dataset, dataset_options)
-        overrides = model_overrides(
-            embed_dim=embed_dim,
-            depth=depth,
-            heads=heads,
-            patch_size=patch_size,
-            mlp_ratio=mlp_ratio,
-            dropout=dropout,
-            drop_path=drop_path,
-            pool=pool,
-        )
-        cfg = resolve_config(
-            dataset,
-            file_options=file_options,
-            model=model,
-            model_overrides=overrides or None,
-            dataset_options=dataset_options or None,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs,
-            min_lr=min_lr,
-            label_smoothing=label_smoothing,
-            grad_clip=grad_clip,
-            mixup=mixup,
-            cutmix=cutmix,
-            augment=aug,
-            amp=amp,
-            compile=compile,
-            device=device,
-            seed=seed,
-            out=str(out) if out else None,
-            overwrite=overwrite or None,
-            patience=patience,
-            val_fraction=val_fraction,
-            max_steps=max_steps,
-            log_every=log_every,
-            tensorboard=tensorboard,
-        )
-        if print_config:  # resolve_config refused what the run would (a device aside)
-            if rank0:
-                emit_json(cfg.to_dict())
-            return
-    if print_config:
-        raise UserError(
-            "--print-config shows a new run's settings; a resumed run's are in its train.json"
-        )
+    started = Started(resume, epochs=epochs, max_steps=max_steps)  # for a Ctrl-C outside steps
     try:
-        with progress_bar(not json_ and rank0) as progress:
-            result = train(
-                cfg,
-                resume=resume,
-                extend=extend,
-                callbacks=[view] if view else [NotesOnly()] if rank0 else [],
-                progress=progress,
-                stop=stop,
-                data_root=data_root,
-                download=not no_download,
-                command=command,
+        from vitkit.train import StopFlag, train
+        from vitkit.train.config import read_config_file
+        from vitkit.train.loop import NonFiniteLoss
+        from vitkit.train.run import resolve_config
+
+        command = ["vitkit", *sys.argv[1:]] if sys.argv and "vitkit" in sys.argv[0] else None
+        stop = StopFlag()
+        view = LiveView() if (not json_ and rank0) else None
+        cfg, extend = None, None
+        if resume is not None:
+            extend = _extension(ctx, resume, epochs, max_steps, rank0)
+        else:
+            file_options = read_config_file(config) if config else None
+            named = file_options.get("dataset") if file_options else None
+            if dataset is None and isinstance(named, str):
+                dataset = named  # a --print-config file runs on its own
+            elif isinstance(named, str) and named != dataset and rank0:
+                console.print(
+                    f"[yellow]note:[/] {escape(str(config))} was written for '{escape(named)}'; "
+                    f"training '{escape(str(dataset))}' with its other settings",
+                    soft_wrap=True,
+                )
+            if dataset is None:
+                raise UserError("give a DATASET (see `vitkit data list`) or --resume RUN")
+            dataset_options = {
+                k: v
+                for k, v in dict(image_size=image_size, channels=channels, grid=grid).items()
+                if v is not None
+            }
+            check_dataset_flags(dataset, dataset_options)
+            overrides = model_overrides(
+                embed_dim=embed_dim,
+                depth=depth,
+                heads=heads,
+                patch_size=patch_size,
+                mlp_ratio=mlp_ratio,
+                dropout=dropout,
+                drop_path=drop_path,
+                pool=pool,
             )
-    except NonFiniteLoss as e:
-        if view:
-            view.stop()
-        if json_ and e.summary is not None and rank0:
-            emit_json(e.summary)  # the summary.json a diverged run leaves, then the error line
-        elif rank0:
-            _print_notes(list(e.notes))  # eval reports of weights rewritten before it diverged
-        raise fail(str(e)) from None
-    finally:
-        if view:
-            view.stop()
-    s = result.summary
-    if result.interrupted:
-        cmd = f"vitkit train --resume {shlex.quote(str(result.run_dir))}"
+            cfg = resolve_config(
+                dataset,
+                file_options=file_options,
+                model=model,
+                model_overrides=overrides or None,
+                dataset_options=dataset_options or None,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                warmup_epochs=warmup_epochs,
+                min_lr=min_lr,
+                label_smoothing=label_smoothing,
+                grad_clip=grad_clip,
+                mixup=mixup,
+                cutmix=cutmix,
+                augment=aug,
+                amp=amp,
+                compile=compile,
+                device=device,
+                seed=seed,
+                out=str(out) if out else None,
+                overwrite=overwrite or None,
+                patience=patience,
+                val_fraction=val_fraction,
+                max_steps=max_steps,
+                log_every=log_every,
+                tensorboard=tensorboard,
+            )
+            if print_config:  # resolve_config refused what the run would (a device aside)
+                if rank0:
+                    emit_json(cfg.to_dict())
+                return
+        if print_config:
+            raise UserError(
+                "--print-config shows a new run's settings; a resumed run's are in its train.json"
+            )
+        try:
+            with progress_bar(not json_ and rank0) as progress:
+                result = train(
+                    cfg,
+                    resume=resume,
+                    extend=extend,
+                    callbacks=[view or NotesOnly(), started] if rank0 else [],
+                    progress=progress,
+                    stop=stop,
+                    data_root=data_root,
+                    download=not no_download,
+                    command=command,
+                )
+        except NonFiniteLoss as e:
+            if view:
+                view.stop()
+            if json_ and e.summary is not None and rank0:
+                emit_json(e.summary)  # the summary.json a diverged run leaves, then the error line
+            elif rank0:
+                _print_notes(list(e.notes))  # eval reports of weights rewritten before it diverged
+            raise fail(str(e)) from None
+        finally:
+            if view:
+                view.stop()
+        s = result.summary
+        if result.interrupted:
+            cmd = f"vitkit train --resume {shlex.quote(str(result.run_dir))}"
+            if json_:
+                emit_json({**s, "resume_command": cmd})
+            elif rank0:
+                _print_notes(result.notes)
+                console.print(
+                    f"[yellow]interrupted[/] at step {s['steps']}: checkpoint saved. "
+                    f"Resume with:\n  {cmd}"
+                )
+            raise typer.Exit(128 + (stop.signal or 2))  # 130 for Ctrl-C, 143 for SIGTERM
+        if not rank0:
+            return
         if json_:
-            emit_json({**s, "resume_command": cmd})
-        elif rank0:
-            _print_notes(result.notes)
-            console.print(
-                f"[yellow]interrupted[/] at step {s['steps']}: checkpoint saved. "
-                f"Resume with:\n  {cmd}"
-            )
-        raise typer.Exit(128 + (stop.signal or 2))  # 130 for Ctrl-C, 143 for SIGTERM
-    if not rank0:
-        return
+            emit_json(s)
+            return
+        _print_done(s, result.run_dir)
+        _print_notes(result.notes)
+    except KeyboardInterrupt:  # outside the steps: loading data, the test split, a second Ctrl-C
+        if not rank0:
+            raise
+        _interrupted(started, json_=json_)
+        raise typer.Exit(130) from None
+
+
+class Started(Callback):
+    """The run a Ctrl-C outside the training steps leaves (while the data loads, the test split
+    is scored, or a second Ctrl-C cuts a checkpoint save short): --resume's from the start,
+    a new run's once training names it."""
+
+    def __init__(self, resume: Path | None, *, epochs: int | None, max_steps: int | None) -> None:
+        self.run_dir = resume
+        given = dict(epochs=epochs, max_steps=max_steps) if resume is not None else {}
+        self.extend = {k: v for k, v in given.items() if v is not None}  # a resume's new length
+        self.started = False
+
+    def on_start(self, info: StartInfo) -> None:
+        self.run_dir, self.started = info.run_dir, True
+
+    def resume_command(self) -> str | None:
+        """The command that continues the run, if it has a checkpoint to continue from."""
+        if self.run_dir is None:
+            return None
+        # not imported: Ctrl-C while Python imported torch, before the run was touched (and
+        # importing it again now would fail on the half-imported torch)
+        checkpoint = sys.modules.get("vitkit.train.checkpoint")
+        if checkpoint is not None and not checkpoint.checkpoint_exists(self.run_dir):
+            return None
+        # train.json records a resume's new length when training starts: before, repeat it
+        again = (
+            [] if self.started else [f"--{k.replace('_', '-')} {v}" for k, v in self.extend.items()]
+        )
+        return " ".join([f"vitkit train --resume {shlex.quote(str(self.run_dir))}", *again])
+
+
+def _interrupted(started: Started, *, json_: bool) -> None:
+    """Ctrl-C outside the steps: no summary, but the run and how to resume it, if it can be.
+    Under --json, the document says so (stdout was empty): the error line's fields, and the
+    interrupted summary's run_dir and resume_command (null when there is nothing to resume)."""
+    cmd = started.resume_command()
     if json_:
-        emit_json(s)
-        return
-    _print_done(s, result.run_dir)
-    _print_notes(result.notes)
+        emit_json(
+            {
+                "error": "interrupted",
+                "status": "interrupted",
+                "run_dir": None if started.run_dir is None else str(started.run_dir),
+                "resume_command": cmd,
+            }
+        )
+    hint = f": checkpoint kept. Resume with:\n  {escape(cmd)}" if cmd else ""
+    console.print(f"[yellow]interrupted[/]{hint}")
 
 
 def _print_notes(notes: list[str]) -> None:
