@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vitkit.errors import UserError
+from vitkit.errors import UserError, check_name
 
 
 def device_name(name: str) -> str:
@@ -30,6 +30,7 @@ def resolve_device(name: str, *, option: str = "--device", here: bool = True) ->
     ``option`` names the setting in those errors: the CLI's ``--device``, or a library
     function's ``device`` parameter. ``here=False`` checks only the name (a config written on
     a laptop for a GPU machine)."""
+    check_name("device", name)  # device=5: one line, not str.strip's AttributeError
     cli = option == "--device"
     asked = f"--device {name}" if cli else f"{option}='{name}'"
     instead = "--device cpu" if cli else f"{option}='cpu'"

@@ -594,16 +594,18 @@ def load_model(
     Returns a ``LoadedModel``: ``.model`` (in eval mode, on ``device``), ``.classes``,
     ``.image_size``, ``.channels``, ``.mean``, ``.std``, ``.spec``, ``.path``. Raises
     ``UserError`` for a path that is missing or not a run (or not a path: ``str`` or
-    ``os.PathLike``), a model.json it cannot read, weights that do not fit it, or a device that
-    is not here.
+    ``os.PathLike``), a model.json it cannot read, weights that do not fit it, a device that
+    is not here, or a ``device`` or ``weights`` of the wrong type.
     """
-    from vitkit.errors import UserError, state_dict_mismatch
+    from vitkit.errors import UserError, check_name, check_path, state_dict_mismatch
 
     if not isinstance(path, (str, os.PathLike)):  # Path(5) is pathlib's TypeError
         raise UserError(
             "expected the path of a run directory, model.json, .safetensors or .onnx file, got "
             f"{type(path).__name__}"
         )
+    check_name("device", device)  # before an .onnx file's on_cpu(device), which has no check
+    check_path("weights", weights, optional=True)  # run_dir / 5 was a TypeError
     path = Path(path)
     if not path.exists():
         raise UserError(f"no such run or model file: {path}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 
 
@@ -92,6 +94,53 @@ def check_int(name: str, value: object, minimum: int = 1) -> None:
         raise UserError(f"{name} must be >= {minimum}, got {value}")
 
 
+def brief(value: object) -> str:
+    """A wrong argument as a message shows it: a short plain value with its type (``'yes'
+    (str)``, ``1 (int)``), ``None``, else the type alone (``list``, ``Tensor``): a repr can run
+    to pages."""
+    if value is None:
+        return "None"
+    if isinstance(value, (str, bytes, numbers.Number)):
+        text = repr(value)
+        if len(text) <= 60 and "\n" not in text:
+            return f"{text} ({type(value).__name__})"
+    return type(value).__name__
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Refuse what is not ``True`` or ``False`` for a flag (``fp16="yes"``, ``verify=0``, ``None``
+    passed as truthy or falsy before); numpy's bool passes, as a plain ``bool`` (``mask.any()``
+    is one). Returns the flag."""
+    if isinstance(value, bool):
+        return value
+    np = sys.modules.get("numpy")  # not imported: the value cannot be one of its bools
+    if np is not None and isinstance(value, np.bool_):
+        return bool(value)
+    raise UserError(f"{name} must be True or False, got {brief(value)}")
+
+
+def check_path(name: str, value: object, *, optional: bool = False) -> None:
+    """Refuse what is not a path (``str`` or ``os.PathLike``): ``data_root=5`` was pathlib's
+    ``TypeError``; ``None`` passes where ``optional`` (it means "not given")."""
+    if optional and value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{name} must be a path (str or os.PathLike), got {brief(value)}")
+
+
+def check_str(name: str, value: object) -> None:
+    """Refuse what is not a string for a parameter that is not a registry name (those have
+    ``check_name``): ``compile_mode=5``, ``list_models(pattern=3)``."""
+    if not isinstance(value, str):
+        raise UserError(f"{name} must be a string, got {brief(value)}")
+
+
+def check_callable(name: str, value: object) -> None:
+    """Refuse a callback that cannot be called (``progress=5`` failed at its first call)."""
+    if not callable(value):
+        raise UserError(f"{name} must be callable, got {brief(value)}")
+
+
 def is_seed(value: int) -> bool:
     """Within the range ``torch.manual_seed`` takes: [-2**63, 2**64)."""
     return -(2**63) <= value < 2**64
@@ -147,6 +196,20 @@ def check_name(kind: str, name: object) -> None:
     one line, not an ``AttributeError`` from the closest-name search."""
     if not isinstance(name, str):
         raise UserError(f"a {kind} name is a string, got {name!r}")
+
+
+def name_list(param: str, kind: str, value: object) -> list[str]:
+    """The names in ``value``: a comma-separated string (``"cpu,cuda"``, as the CLI passes it) or
+    a sequence of strings; anything else (``devices=5``, ``runtimes=[5]``) is a ``UserError``
+    naming ``param`` or the ``kind`` of name, not ``list()``'s or ``str.strip``'s error."""
+    if isinstance(value, str):
+        return value.split(",")
+    if isinstance(value, bytes) or not isinstance(value, Iterable):
+        raise UserError(f"{param} must be a string or a list of {kind} names, got {brief(value)}")
+    names = list(value)
+    for n in names:
+        check_name(kind, n)
+    return names
 
 
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> NotFoundError:

@@ -74,11 +74,16 @@ from vitkit.errors import (
     NotFoundError,
     UserError,
     VitkitError,
+    check_bool,
+    check_callable,
     check_int,
+    check_path,
     check_seconds,
+    check_str,
     first_line,
     is_count,
     listed,
+    name_list,
     suggest,
 )
 from vitkit.models import model_flops
@@ -110,7 +115,7 @@ def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
     asked for alone where there is none (beside cpu, its runtimes are reported as skipped).
     ``auto`` is the device training and eval pick, of those bench measures: cuda where there
     is one, else cpu (mps, which bench does not measure, included)."""
-    names = value.split(",") if isinstance(value, str) else list(value)
+    names = name_list("devices", "device", value)
     out: list[torch.device] = []
     for n in (device_name(s) for s in names if s.strip()):  # CPU as cpu, as runtimes are
         try:
@@ -494,6 +499,7 @@ def _checked(
     check_seconds("--min-time", min_time)
     check_int("--rounds", rounds)
     check_int("--accuracy-images", accuracy_images, 0)
+    check_str("compile_mode", compile_mode)  # 5: an AttributeError from the closest-name search
     if compile_mode not in COMPILE_MODES:
         raise UserError(
             f"unknown --compile-mode '{compile_mode}'{suggest(compile_mode, COMPILE_MODES)} "
@@ -556,8 +562,8 @@ def benchmark(
     images/s, ``speedup`` over eager, ``accuracy``, ...), ``row(runtime, batch)``,
     ``result(runtime)``, ``to_json()`` (bench.json, as ``vitkit bench --json`` prints it).
     Raises ``UserError`` for an unknown runtime, device or compile mode, bad batch sizes,
-    counts or times, or a run it cannot load; a runtime that cannot run here is a skipped row,
-    not an error.
+    counts or times, a run it cannot load, or an argument of the wrong type (``write="no"``,
+    ``out=5``); a runtime that cannot run here is a skipped row, not an error.
     """
     from vitkit import __version__
     from vitkit.export.onnx import loaded_for_export, versions
@@ -566,6 +572,20 @@ def benchmark(
     cfg = _checked(
         runtimes, devices, batch_sizes, warmup, min_time, rounds, accuracy_images, compile_mode
     )
+    download, optimize, write = (
+        check_bool(name, value)  # write="no" wrote: any truthy value passed as a flag
+        for name, value in (("download", download), ("optimize", optimize), ("write", write))
+    )
+    for name, path in (
+        ("data_root", data_root),
+        ("out", out),
+        ("csv_path", csv_path),
+        ("plot_path", plot_path),
+    ):
+        check_path(name, path, optional=True)
+    if command is not None:
+        check_str("command", command)
+    check_callable("progress", progress)
     lm = loaded_for_export(source)
     out_dir = _out_dir(lm, out)
     if write:  # before minutes of timing, not after

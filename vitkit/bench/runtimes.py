@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.errors import UserError, check_name, first_line, unknown_name
+from vitkit.errors import UserError, check_name, first_line, name_list, unknown_name
 
 
 class Skip(Exception):  # a signal, not an error: the runtime cannot run here
@@ -568,9 +568,7 @@ def parse_runtimes(value: str | Sequence[str] | None) -> list[str] | None:
     """``"eager,ort"`` -> ``["eager", "ort"]`` (validated); ``None`` keeps the defaults."""
     if value is None:
         return None
-    names = value.split(",") if isinstance(value, str) else list(value)
-    for n in names:
-        check_name("runtime", n)
+    names = name_list("runtimes", "runtime", value)
     names = [n.strip().lower() for n in names if n.strip()]  # ORT, Eager: the same runtimes
     if not names:
         raise UserError("--runtimes is empty; choose from " + ", ".join(list_runtimes()))

@@ -27,7 +27,10 @@ from vitkit.errors import (
     ConfigError,
     NotFoundError,
     UserError,
+    check_bool,
+    check_callable,
     check_name,
+    check_path,
     numeric_text_hint,
     suggest,
     unknown_name,
@@ -376,7 +379,8 @@ def load_dataset(
     (N, C, H, W) and int64 labels; ``classes``, ``mean``, ``std``, ``image_size``,
     ``num_classes`` describe it. Raises ``NotFoundError`` for an unknown name or a missing
     ``folder:`` path, ``ConfigError`` for an option the dataset does not take (or of the wrong
-    type), ``UserError`` for files that are missing with ``download=False`` or fail to download.
+    type), ``UserError`` for files that are missing with ``download=False`` or fail to download,
+    and for an argument of the wrong type (``data_root=5``, ``download="no"``).
 
     ``splits`` (e.g. ``["test"]``, to score a trained model): only these are needed. A catalog
     dataset built from its own files (mnist, cifar10, mnist-grid, ...; ``DatasetSpec.partial``)
@@ -387,6 +391,9 @@ def load_dataset(
     have is a ``UserError``.
     """
     spec = get_dataset_spec(name)
+    check_path("data_root", data_root, optional=True)
+    download, rebuild = check_bool("download", download), check_bool("rebuild", rebuild)
+    check_callable("progress", progress)
     root = Path(data_root).expanduser() if data_root is not None else default_data_root()
     check_data_root(root)
     opts = _resolve_options(spec, name, options)

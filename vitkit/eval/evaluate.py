@@ -35,7 +35,17 @@ from vitkit.data.catalog import FOLDER_PREFIX, absolute_name, short_name
 from vitkit.data.download import file_sha256
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import NotFoundError, UserError, check_int, first_line, listed
+from vitkit.errors import (
+    NotFoundError,
+    UserError,
+    check_bool,
+    check_callable,
+    check_int,
+    check_name,
+    check_path,
+    first_line,
+    listed,
+)
 from vitkit.eval import metrics
 from vitkit.eval.predict import as_loaded, model_device
 
@@ -553,10 +563,16 @@ def evaluate(
     Returns an ``EvalReport`` (``acc``, ``top1``, ``top5``, ``ece``, ``per_class``, ``confusion``,
     ...; ``to_json()`` is eval.json, ``save(dir)`` writes it and the figures). Raises
     ``UserError`` for an unknown dataset or split, a dataset of another image size, channels or
-    classes than the model's, or a bad ``batch_size``.
+    classes than the model's, a bad ``batch_size``, or an argument of the wrong type
+    (``split=3``, ``amp="yes"``, ``data_root=5``).
     """
     if batch_size is not None:
         check_int("batch size", batch_size)
+    check_name("split", split)  # ds[3] was the Dataset's TypeError
+    amp = None if amp is None else check_bool("amp", amp)
+    check_path("data_root", data_root, optional=True)
+    download = check_bool("download", download)
+    check_callable("progress", progress)
     lm = as_loaded(model)
     file = lm.model_file  # hashed before the dataset is opened (which may take minutes)
     sha256 = file_sha256(file) if file is not None else None

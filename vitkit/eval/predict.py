@@ -13,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from vitkit.artifact import LoadedModel, load_model
-from vitkit.errors import UserError, check_int
+from vitkit.errors import UserError, check_bool, check_int
 from vitkit.eval.preprocess import (
     ACCEPTED,
     ImageInput,
@@ -170,11 +170,12 @@ def predict(
     Returns one ``Prediction`` per image, in order (a folder or glob counts as its files):
     ``.label``, ``.confidence`` and ``.topk`` (per output position, the ``topk`` most probable
     ``ClassProb``s, best first). Raises ``UserError`` for a missing path, a bad ``topk`` or
-    ``batch_size``, or an unreadable file (with ``skip_unreadable``, that image's
-    ``Prediction`` has ``error`` saying why instead).
+    ``batch_size``, a ``skip_unreadable`` that is not a bool, or an unreadable file (with
+    ``skip_unreadable``, that image's ``Prediction`` has ``error`` saying why instead).
     """
     check_int("topk", topk)
     check_int("batch size", batch_size)
+    skip_unreadable = check_bool("skip_unreadable", skip_unreadable)
     lm = as_loaded(model)
     inputs = split_images(images)
     device = model_device(lm)

@@ -51,7 +51,17 @@ from vitkit.artifact import (
     unwrap,
 )
 from vitkit.data.types import ProgressFn, no_progress
-from vitkit.errors import MissingEntry, UserError, VitkitError, check_int, first_line
+from vitkit.errors import (
+    MissingEntry,
+    UserError,
+    VitkitError,
+    brief,
+    check_bool,
+    check_callable,
+    check_int,
+    check_path,
+    first_line,
+)
 
 if TYPE_CHECKING:
     from vitkit.data import Dataset
@@ -1121,6 +1131,10 @@ def _check_options(
     from vitkit.bench.timing import check_threads  # here: `import vitkit.export` stays light
 
     check_threads(threads)  # as bench: eager and ONNX Runtime both get that many
+    if tolerances is not None and not isinstance(tolerances, Tolerances):  # a dict: asdict's error
+        raise UserError(
+            f"tolerances must be a Tolerances (vitkit.export.Tolerances), got {brief(tolerances)}"
+        )
     tol = tolerances or Tolerances()
     for name, value in asdict(tol).items():  # NaN would pass every check vacuously
         if not math.isfinite(value):
@@ -1130,7 +1144,7 @@ def _check_options(
     if batch != "dynamic" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
     if int8 is not None and int8 not in INT8_MODES:
-        raise UserError(f"--int8 must be one of {', '.join(INT8_MODES)}, got '{int8}'")
+        raise UserError(f"--int8 must be one of {', '.join(INT8_MODES)}, got {int8!r}")
     newest = newest_opset(legacy)
     if not MIN_OPSET <= opset <= newest:
         by = "torch's TorchScript exporter" if legacy else "this onnx and torch's exporter"
@@ -1180,14 +1194,27 @@ def export_onnx(
     Returns an ``ExportReport`` (``passed``, ``failures``, ``precision(name)``, ``out``,
     ``to_json()``: export.json); a verification that fails is in the report, not raised: check
     ``report.passed`` or call ``report.raise_for_failure()``. Raises ``UserError`` for bad
-    options (``int8``, ``batch``, ``opset``, counts), a run it cannot load, or no real images
-    for ``int8="static"``.
+    options (``int8``, ``batch``, ``opset``, counts), a run it cannot load, no real images for
+    ``int8="static"``, or an argument of the wrong type (``fp16="yes"``, ``out=5``).
     """
     from vitkit.bench.timing import OtherCpuUse, torch_threads  # here: the import stays light
 
     t_start = time.perf_counter()
     others = OtherCpuUse()  # other processes' CPU use while eager and the exports are timed
     opset = opset or DEFAULT_OPSET
+    fp16, optimize, verify, legacy, download = (
+        check_bool(name, value)  # fp16="no" exported fp16: any truthy value passed as a flag
+        for name, value in (
+            ("fp16", fp16),
+            ("optimize", optimize),
+            ("verify", verify),
+            ("legacy", legacy),
+            ("download", download),
+        )
+    )
+    check_path("out", out, optional=True)
+    check_path("data_root", data_root, optional=True)
+    check_callable("progress", progress)
     _check_options(
         batch, int8, opset, verify, calib_images, verify_images, threads, tolerances, legacy
     )

@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from vitkit.errors import ConfigError, NotFoundError, check_name, suggest, unknown_name
+from vitkit.errors import (
+    ConfigError,
+    NotFoundError,
+    check_name,
+    check_str,
+    suggest,
+    unknown_name,
+)
 
 
 class Model(nn.Module):
@@ -70,7 +77,9 @@ def register_model(
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Return the registered model names (in registration order), those containing ``pattern``
-    when given."""
+    when given. Raises ``UserError`` for a ``pattern`` that is not a string."""
+    if pattern is not None:
+        check_str("pattern", pattern)  # 3 in "vit-tiny" was the in operator's TypeError
     return [n for n in _MODELS if pattern is None or pattern in n]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vitkit.errors import ConfigError, suggest
+from vitkit.errors import ConfigError, brief, suggest
 from vitkit.models._registry import Model, register_model
 from vitkit.models.layers import Block, PatchEmbed, resample_pos_embed
 
@@ -85,6 +85,8 @@ class ViTConfig:
             "num_heads",
         ):
             positive(name)
+        if not isinstance(self.qkv_bias, bool):  # "yes", 1: truthy, and written to model.json
+            raise ConfigError(f"qkv_bias must be True or False, got {brief(self.qkv_bias)}")
         if self.embed_dim % self.num_heads:
             raise ConfigError(
                 f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
@@ -124,7 +126,7 @@ class ViTConfig:
                 f"{MAX_PARAMS:,}"
             )
         if not isinstance(self.pool, str) or self.pool not in POOLS:
-            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got '{self.pool}'")
+            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
 
     # -- derived sizes ----------------------------------------------------------------------
     @property

@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,17 @@ from vitkit.data.catalog import (
 )
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
-from vitkit.errors import ConfigError, UserError, first_line, listed, state_dict_mismatch
+from vitkit.errors import (
+    ConfigError,
+    UserError,
+    brief,
+    check_bool,
+    check_callable,
+    check_path,
+    first_line,
+    listed,
+    state_dict_mismatch,
+)
 from vitkit.models import (
     ModelSpec,
     check_registered,
@@ -123,10 +133,13 @@ def resolve_config(
     Checked as ``precheck`` checks (model sizes against the data, dataset options, the device's
     name): a config ``train`` would refuse is refused here. Raises ``NotFoundError`` for an
     unknown dataset or model, ``ConfigError`` for an unknown option, a value of the wrong type
-    or options that cannot go together (both ``UserError``s). The device (and
+    or options that cannot go together, ``UserError`` for ``file_options`` that is not a
+    mapping (all ``UserError``s). The device (and
     TensorBoard, for ``tensorboard``) need not be on this machine: a config may be written for
     another."""
     spec = get_dataset_spec(dataset)
+    if file_options is not None and not isinstance(file_options, Mapping):  # not merged()'s **
+        raise UserError(f"file_options must be a mapping of options, got {brief(file_options)}")
     base = TrainConfig(dataset=dataset)
     recipe = recipe_for(spec.recipe)
     cfg = base.merged(**recipe)
@@ -521,6 +534,47 @@ class _Parts:
     warmup_steps: int
 
 
+HOOKS = ("on_start", "on_step", "on_epoch", "on_end")  # what train() calls on a callback
+
+
+def _checked_arguments(
+    callbacks: Sequence[Callback],
+    progress: ProgressFn,
+    stop: StopFlag | None,
+    data_root: str | os.PathLike[str] | None,
+    download: bool,
+    command: list[str] | None,
+    extend: Mapping[str, int] | None,
+) -> tuple[list[Callback], bool, list[str] | None]:
+    """train()'s arguments other than the config and the run, checked before any work (each
+    was a TypeError or AttributeError from deep in the loop, ``download="no"`` a download):
+    ``(callbacks, download, command)`` as lists and a bool."""
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise UserError(f"callbacks must be a list of Callback objects, got {brief(callbacks)}")
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not all(callable(getattr(cb, hook, None)) for hook in HOOKS):
+            raise UserError(
+                f"callbacks[{i}] must be a Callback (vitkit.train.Callback, or an "
+                f"object with {', '.join(HOOKS)}), got {brief(cb)}"
+            )
+    check_callable("progress", progress)
+    if stop is not None and not isinstance(getattr(stop, "requested", None), bool):
+        raise UserError(f"stop must be a vitkit.train.StopFlag, got {brief(stop)}")
+    check_path("data_root", data_root, optional=True)
+    download = check_bool("download", download)
+    if command is not None:
+        if not isinstance(command, (list, tuple)) or not all(isinstance(a, str) for a in command):
+            raise UserError(
+                f"command must be a list of strings (the command line train.json records), got "
+                f"{brief(command)}"
+            )
+        command = list(command)
+    if extend is not None and not isinstance(extend, Mapping):
+        raise UserError(f"extend must be a mapping (epochs=, max_steps=), got {brief(extend)}")
+    return callbacks, download, command
+
+
 def train(
     config: TrainConfig | None = None,
     *,
@@ -543,10 +597,15 @@ def train(
     ``data_root``: where datasets live, else ``$VITKIT_DATA`` (train.json records either as an
     absolute path, for a resume without ``data_root``), else ``~/.cache/vitkit/data``.
     ``download=False``: a dataset that is not on disk is an error, not a download.
-    Raises ``UserError`` for bad options before any work; ``NonFiniteLoss`` if the loss
+    Raises ``UserError`` for bad options before any work (an argument of the wrong type too:
+    ``data_root=5``, ``download="no"``, a callback without the ``Callback`` hooks);
+    ``NonFiniteLoss`` if the loss
     diverges (the last checkpoint and best weights stay on disk). The run directory is locked
     (``RunLock``) while it trains: a second train into it is refused.
     """
+    callbacks, download, command = _checked_arguments(
+        callbacks, progress, stop, data_root, download, command, extend
+    )
     with contextlib.ExitStack() as held:  # the run directory's lock, released on any exit
         saved: dict[str, Any] = {}
         extended: dict[str, Any] = {}
