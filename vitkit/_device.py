@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vitkit.errors import UserError, check_name
+from vitkit.errors import UserError, check_name, setting
 
 
 def device_name(name: str) -> str:
@@ -23,17 +23,15 @@ def on_cpu(name: str) -> bool:
         return False
 
 
-def resolve_device(name: str, *, option: str = "--device", here: bool = True) -> torch.device:
+def resolve_device(name: str, *, here: bool = True) -> torch.device:
     """auto -> cuda, else mps, else cpu; a device that is not there is a one-line error. The
     name is read in any case (``CPU`` is cpu).
 
-    ``option`` names the setting in those errors: the CLI's ``--device``, or a library
-    function's ``device`` parameter. ``here=False`` checks only the name (a config written on
+    Those errors name the setting as ``setting`` does: ``device='cuda'`` for a library caller,
+    ``--device cuda`` under the CLI. ``here=False`` checks only the name (a config written on
     a laptop for a GPU machine)."""
     check_name("device", name)  # device=5: one line, not str.strip's AttributeError
-    cli = option == "--device"
-    asked = f"--device {name}" if cli else f"{option}='{name}'"
-    instead = "--device cpu" if cli else f"{option}='cpu'"
+    asked, instead = setting("device", name), setting("device", "cpu")
     name = device_name(name)
     if name == "auto":
         if torch.cuda.is_available():

@@ -633,7 +633,7 @@ def load_model(
         raise UserError(f"not a run directory, model.json, .safetensors or .onnx file: {path}")
     from vitkit._device import resolve_device
 
-    dev = resolve_device(device, option="device")
+    dev = resolve_device(device)
     meta, spec = read_meta(meta_path)
     model = spec.build()
     weights_path = path if path.suffix == ".safetensors" else run_dir / (weights or MODEL_WEIGHTS)

@@ -3,17 +3,23 @@
 ``UserError`` is anything the user can fix (bad name, bad size, missing file). The CLI turns it
 into one red line and exit code 1, as it does an ``OSError`` on a named file (a folder that is a
 file, one that cannot be created); every other exception is a bug and keeps its traceback.
+
+A message names a setting in its reader's words (``setting``): the Python parameter for a
+library caller (``int8 must be one of ...``, ``pass int8='dynamic'``), the command line's flag
+under the CLI (``--int8 must be one of ...``, ``pass --int8 dynamic``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import math
 import numbers
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 
 class VitkitError(Exception):
@@ -38,6 +44,44 @@ class MissingEntry(NotFoundError, KeyError):
 
 class ConfigError(UserError):
     """Options that cannot go together (dim vs heads, patch vs image size, ...)."""
+
+
+_CLI_WORDS = contextvars.ContextVar("vitkit_cli_words", default=False)
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def cli_words() -> Iterator[None]:
+    """Within it (the CLI's error boundary, around each command), ``setting`` names the
+    command line's flags; outside it, the library's parameters."""
+    token = _CLI_WORDS.set(True)
+    try:
+        yield
+    finally:
+        _CLI_WORDS.reset(token)
+
+
+def in_cli() -> bool:
+    """Whether a message is for the command line (inside ``cli_words``)."""
+    return _CLI_WORDS.get()
+
+
+def setting(param: str, value: object = _UNSET, *, flag: str | None = None) -> str:
+    """A setting as a message names it, in its reader's words. For a library caller, the
+    parameter: ``calib_images``, ``int8='auto'``, ``verify=False``; under the CLI, its flag
+    (``flag``, else ``--`` and the parameter with dashes): ``--calib-images``, ``--int8 auto``,
+    ``--no-verify``."""
+    if not in_cli():
+        if value is _UNSET:
+            return param
+        shown = os.fspath(value) if isinstance(value, os.PathLike) else value
+        return f"{param}={shown!r}"
+    flag = flag or "--" + param.replace("_", "-")
+    if value is _UNSET or value is True:
+        return flag
+    if value is False:
+        return "--no-" + flag.removeprefix("--")
+    return f"{flag} {os.fspath(value) if isinstance(value, os.PathLike) else value}"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes some libraries put in messages
@@ -86,8 +130,8 @@ def is_count(value: object, minimum: int = 1) -> bool:
 
 
 def check_int(name: str, value: object, minimum: int = 1) -> None:
-    """Refuse what is not an integer (``True`` too: it is no count) or is below ``minimum``, in
-    the CLI's words, for the library's callers as for its own: ``--rounds must be >= 1, got 0``."""
+    """Refuse what is not an integer (``True`` too: it is no count) or is below ``minimum``:
+    ``rounds must be >= 1, got 0`` (``name`` from ``setting``: ``--rounds`` under the CLI)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserError(f"{name} must be an integer, got {value!r}")
     if value < minimum:

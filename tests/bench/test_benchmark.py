@@ -588,25 +588,25 @@ def test_batch_sizes_from_python() -> None:
     ("kwargs", "message"),
     [
         ({"runtimes": "eagre"}, "did you mean 'eager'"),
-        ({"runtimes": ","}, "--runtimes is empty"),
-        ({"runtimes": ["eager", 3]}, "a runtime name is a string, got 3"),  # was AttributeError
+        ({"runtimes": ","}, "^runtimes is empty"),
+        ({"runtimes": ["eager", 3]}, "^a runtime name is a string, got 3"),  # was AttributeError
         ({"devices": "tpu"}, "unknown device 'tpu'"),
         ({"devices": "mps"}, "cpu and cuda devices"),
         ({"devices": "cpu:1"}, "the CPU takes no index"),
-        ({"batch_sizes": "1,x"}, "--batch-sizes must be integers"),
+        ({"batch_sizes": "1,x"}, "^batch_sizes must be integers"),
         ({"batch_sizes": [0]}, "positive"),
-        ({"threads": 0}, "--threads must be >= 1"),
-        ({"min_time": 0}, "--min-time must be > 0 seconds, got 0"),
-        ({"warmup": -1}, "--warmup must be >= 0, got -1"),
+        ({"threads": 0}, "^threads must be >= 1"),
+        ({"min_time": 0}, "^min_time must be > 0 seconds, got 0"),
+        ({"warmup": -1}, "^warmup must be >= 0, got -1"),
         # from Python: wrong types were TypeErrors (or, warmup=2.5, a whole benchmark)
-        ({"warmup": 2.5}, "--warmup must be an integer, got 2.5"),
-        ({"rounds": True}, "--rounds must be an integer, got True"),
-        ({"min_time": "0.2"}, "--min-time must be a number of seconds, got '0.2'"),
-        ({"accuracy_images": "5"}, "--accuracy-images must be an integer"),
-        ({"threads": 1.5}, "--threads must be an integer"),
-        ({"batch_sizes": 4}, "--batch-sizes must be integers like 1,8,64, got '4'"),
-        ({"batch_sizes": [1.5]}, "--batch-sizes must be positive integers"),
-        ({"compile_mode": "fastest"}, "unknown --compile-mode"),
+        ({"warmup": 2.5}, "^warmup must be an integer, got 2.5"),
+        ({"rounds": True}, "^rounds must be an integer, got True"),
+        ({"min_time": "0.2"}, "^min_time must be a number of seconds, got '0.2'"),
+        ({"accuracy_images": "5"}, "^accuracy_images must be an integer"),
+        ({"threads": 1.5}, "^threads must be an integer"),
+        ({"batch_sizes": 4}, "^batch_sizes must be integers like 1,8,64, got '4'"),
+        ({"batch_sizes": [1.5]}, "^batch_sizes must be positive integers"),
+        ({"compile_mode": "fastest"}, "^unknown compile_mode"),
         ({"compile_mode": "fast"}, "(modes: default, reduce-overhead, max-autotune,"),
         ({"compile_mode": "max-autotun"}, "did you mean 'max-autotune'"),
     ],
@@ -957,7 +957,7 @@ def test_a_failed_download_is_an_error_not_synthetic_images(
 
     monkeypatch.setattr(vitkit.data, "load_dataset", offline)
     with pytest.raises(
-        UserError, match=r"--download: dataset 'mnist-mini' is unavailable \(cannot download"
+        UserError, match=r"download=True: dataset 'mnist-mini' is unavailable \(cannot download"
     ):
         _eager_bench(bench_run, batch_sizes=[1], download=True)
     rep = _eager_bench(bench_run, batch_sizes=[1], accuracy_images=4)  # without it: a note

@@ -58,7 +58,7 @@ def test_cpu_info_has_model_and_isa() -> None:
 
 
 def test_set_threads_rejects_zero() -> None:
-    with pytest.raises(UserError, match="--threads"):
+    with pytest.raises(UserError, match=r"^threads must be >= 1, got 0"):
         set_threads(0)
 
 

@@ -256,7 +256,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 def test_mixed_sizes_need_image_size(tree: Path) -> None:
     _save(tree / "train" / "dog" / "big.png", COLOURS["dog"], size=(24, 24))
-    with pytest.raises(UserError, match="--image-size") as err:
+    with pytest.raises(UserError, match="pass image_size=N to resize") as err:
         _load(tree)
     assert "\n" not in str(err.value)
     assert _load(tree, image_size=12).splits["train"].images.shape == (8, 3, 12, 12)
@@ -264,7 +264,7 @@ def test_mixed_sizes_need_image_size(tree: Path) -> None:
 
 def test_non_square_needs_image_size(tmp_path: Path) -> None:
     _save(tmp_path / "r" / "train" / "a" / "x.png", (1, 2, 3), size=(20, 10))
-    with pytest.raises(UserError, match="--image-size"):
+    with pytest.raises(UserError, match="pass image_size=N to resize"):
         _load(tmp_path / "r")
 
 
@@ -272,7 +272,15 @@ def test_mixed_size_found_while_decoding(tree: Path, monkeypatch: pytest.MonkeyP
     """The header probe sees one file only; the odd size is caught by a decode worker."""
     monkeypatch.setattr(folder, "PROBE_FILES", 1)
     _save(tree / "train" / "yak" / "odd.png", (128,), size=(20, 20), mode="L")
-    with pytest.raises(UserError, match=r"20x20 in train/yak/odd\.png.*--image-size"):
+    with pytest.raises(UserError, match=r"20x20 in train/yak/odd\.png.*image_size=N"):
+        _load(tree)
+    # the worker's message in the caller's words: the CLI's --image-size under its boundary
+    from vitkit.errors import cli_words
+
+    with (
+        pytest.raises(UserError, match=r"20x20 in train/yak/odd\.png.*--image-size N"),
+        cli_words(),
+    ):
         _load(tree)
 
 

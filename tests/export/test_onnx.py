@@ -456,7 +456,7 @@ def test_eager_and_onnx_runtime_get_the_same_threads(trained_run: Path, tmp_path
     assert seen == [want] and doc["threads"] == want and doc["eager"]["torch_threads"] == want
     assert torch.get_num_threads() == before  # the caller's count, as it was
     too_many = timing.MAX_THREADS_PER_CPU * (os.cpu_count() or 1) + 1
-    with pytest.raises(UserError, match=f"--threads {too_many} is more than"):
+    with pytest.raises(UserError, match=f"threads={too_many} is more than"):
         export_onnx(trained_run, tmp_path / "n.onnx", legacy=True, threads=too_many)
 
 
@@ -560,17 +560,18 @@ def test_helpers_give_one_line_errors(tmp_path: Path) -> None:
     onnx.save(onnx.helper.make_model(graph), tmp_path / "foreign.onnx")
     with pytest.raises(UserError, match="not made by `vitkit export`"):
         read_onnx_metadata(tmp_path / "foreign.onnx")
-    with pytest.raises(UserError, match="--int8 must be one of"):
+    with pytest.raises(UserError, match=r"^int8 must be one of"):
         export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", int8="int4")
-    with pytest.raises(UserError, match="--batch must be"):
+    with pytest.raises(UserError, match=r"^batch must be"):
         export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", batch=0)
     # from Python, wrong types: TypeErrors deep inside, or (batch=True) a batch of 1
     for kwargs, message in [
-        ({"batch": True}, "--batch must be 'dynamic' or a positive integer, got True"),
-        ({"verify_images": "5"}, "--verify-images must be an integer, got '5'"),
-        ({"calib_images": 2.5}, "--calib-images must be an integer, got 2.5"),
-        ({"opset": "20"}, "--opset must be an integer, got '20'"),
-        ({"threads": "2"}, "--threads must be an integer, got '2'"),
+        ({"batch": True}, "^batch must be 'dynamic' or a positive integer, got True"),
+        ({"verify_images": "5"}, "^verify_images must be an integer, got '5'"),
+        ({"calib_images": 2.5}, "^calib_images must be an integer, got 2.5"),
+        ({"opset": "20"}, "^opset must be an integer, got '20'"),
+        ({"threads": "2"}, "^threads must be an integer, got '2'"),
+        ({"int8": True}, "^int8 must be one of auto, dynamic, static, got True$"),
     ]:
         with pytest.raises(UserError, match=message):
             export_onnx(create_model("vit-nano"), tmp_path / "m.onnx", **kwargs)  # type: ignore[arg-type]

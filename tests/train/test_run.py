@@ -481,15 +481,15 @@ def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(UserError, match="can change only epochs and max_steps, not lr"):
         train(resume=first.run_dir, extend={"lr": 1})
     with pytest.raises(
-        UserError, match=r"at step 60, at or past its --max-steps cap .*--max-steps 0"
+        UserError, match=r"at step 60, at or past its max_steps cap .*max_steps=0 for none"
     ):
         train(resume=first.run_dir, extend={"epochs": 3})  # still capped
     # a smaller cap asked for: named as the one asked for (it read "its cap (40)")
-    with pytest.raises(UserError, match=r"at step 60, at or past --max-steps \(40\)"):
+    with pytest.raises(UserError, match=r"at step 60, at or past max_steps \(40\)"):
         train(resume=first.run_dir, extend={"max_steps": 40})
     done = train(resume=first.run_dir, extend={"max_steps": 0})  # uncapped
     assert done.status == "completed" and done.summary["steps"] == 2 * 70  # tiny: 2 epochs
-    with pytest.raises(UserError, match=r"has done 2 epoch.*--epochs must be more"):
+    with pytest.raises(UserError, match=r"has done 2 epoch.*; epochs must be more"):
         train(resume=first.run_dir, extend={"epochs": 1})
     import vitkit.train.run as run_module
 
@@ -601,7 +601,10 @@ def test_existing_out_is_refused(tmp_path: Path) -> None:
 
     cfg = tiny(tmp_path, epochs=1, max_steps=2)
     train(cfg)
-    with pytest.raises(UserError, match="already exists; use --resume"):
+    with pytest.raises(
+        UserError,
+        match=r"already exists; use resume='.*' to continue it or overwrite=True to replace it",
+    ):
         train(cfg)
     cfg.overwrite = True
     # a replacement that cannot start (its data is missing) leaves the old run as it was

@@ -84,6 +84,7 @@ from vitkit.errors import (
     is_count,
     listed,
     name_list,
+    setting,
     suggest,
 )
 from vitkit.models import model_flops
@@ -127,19 +128,27 @@ def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
         if d.type not in ("cpu", "cuda"):
             raise UserError(f"bench measures cpu and cuda devices, not '{n}'")
         if d.type == "cpu" and d.index is not None:
-            raise UserError(f"--device {n}: the CPU takes no index (use cpu; --threads sets cores)")
+            raise UserError(
+                f"{setting('devices', n, flag='--device')}: the CPU takes no index (use cpu; "
+                f"{setting('threads')} sets cores)"
+            )
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if d.type == "cuda" and count and (d.index or 0) >= count:
-            raise UserError(f"--device {n}: this machine has {count} GPU(s)")
+            raise UserError(
+                f"{setting('devices', n, flag='--device')}: this machine has {count} GPU(s)"
+            )
         if not any(_same_device(o, d) for o in out):
             out.append(d)
     if not out:
-        raise UserError("--device is empty; use cpu, cuda or cpu,cuda")
+        raise UserError(
+            f"{setting('devices', flag='--device')} is empty; use cpu, cuda or cpu,cuda"
+        )
     if all(d.type == "cuda" for d in out) and not torch.cuda.is_available():
         # beside cpu, a missing GPU is a row of skips; asked for alone, nothing could be measured
         raise UserError(
-            f"--device {','.join(map(str, out))}: CUDA is not available here "
-            "(use --device cpu, or cpu,cuda to list the CUDA runtimes as skipped)"
+            f"{setting('devices', ','.join(map(str, out)), flag='--device')}: CUDA is not "
+            f"available here (use {setting('devices', 'cpu', flag='--device')}, or cpu,cuda to "
+            "list the CUDA runtimes as skipped)"
         )
     return out
 
@@ -152,9 +161,11 @@ def parse_batch_sizes(value: str | Sequence[int]) -> list[int]:
             else list(value)
         )
     except (ValueError, TypeError):  # "1,x", or a bare 8 (no list of sizes)
-        raise UserError(f"--batch-sizes must be integers like 1,8,64, got '{value}'") from None
+        raise UserError(
+            f"{setting('batch_sizes')} must be integers like 1,8,64, got '{value}'"
+        ) from None
     if not sizes or not all(is_count(b) for b in sizes):
-        raise UserError(f"--batch-sizes must be positive integers, got '{value}'")
+        raise UserError(f"{setting('batch_sizes')} must be positive integers, got '{value}'")
     sizes = [int(b) for b in sizes]  # numpy's too
     return sorted(dict.fromkeys(sizes))
 
@@ -401,13 +412,16 @@ def bench_data(
     desc = data.describe()
     desc.pop("calibration_images", None)
     if dataset and data.foreign:  # images of classes the model does not know: no accuracy
-        raise UserError(f"--data {dataset}: {data.foreign}")
+        raise UserError(f"{setting('dataset', dataset, flag='--data')}: {data.foreign}")
     if (dataset or (download and lm.dataset)) and data.synthetic:
         # asked for by name, or to be downloaded: no silent stand-in
         why = data.why_synthetic
         fetchable = spec is not None and spec.name != "folder" and data.unavailable is not None
-        hint = "; pass --download to fetch it" if fetchable and not download else ""
-        raise UserError(f"{f'--data {dataset}' if dataset else '--download'}: {why}{hint}")
+        hint = (
+            f"; pass {setting('download', True)} to fetch it" if fetchable and not download else ""
+        )
+        asked = setting("dataset", dataset, flag="--data") if dataset else setting("download", True)
+        raise UserError(f"{asked}: {why}{hint}")
     notes = [  # the export's wording; here nothing is verified, runtimes are compared
         "synthetic (uniform random) inputs: no accuracy figures, only each runtime's agreement "
         "with eager"
@@ -495,14 +509,15 @@ def _checked(
     compile_mode: str,
 ) -> _Options:
     """The options as ``_Options``, or a one-line ``UserError`` for the first one that is wrong."""
-    check_int("--warmup", warmup, 0)
-    check_seconds("--min-time", min_time)
-    check_int("--rounds", rounds)
-    check_int("--accuracy-images", accuracy_images, 0)
+    check_int(setting("warmup"), warmup, 0)
+    check_seconds(setting("min_time"), min_time)
+    check_int(setting("rounds"), rounds)
+    check_int(setting("accuracy_images"), accuracy_images, 0)
     check_str("compile_mode", compile_mode)  # 5: an AttributeError from the closest-name search
     if compile_mode not in COMPILE_MODES:
         raise UserError(
-            f"unknown --compile-mode '{compile_mode}'{suggest(compile_mode, COMPILE_MODES)} "
+            f"unknown {setting('compile_mode')} '{compile_mode}'"
+            f"{suggest(compile_mode, COMPILE_MODES)} "
             f"(modes: {', '.join(COMPILE_MODES)})"
         )
     names = parse_runtimes(runtimes)
@@ -667,17 +682,22 @@ def check_outputs(
     (bench's exports would replace ``vitkit export``'s), ``--csv``/``--plot`` not named .csv/.png
     (``--plot weights.safetensors`` replaced the weights with a PNG), ``--plot`` without
     matplotlib."""
+    out = setting("out", out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file, not a folder")
+        raise UserError(f"{out} is a file, not a folder")
     if (b := file_in_the_way(out_dir)) is not None:
-        raise UserError(f"--out {out_dir}: {b} is a file, not a folder")
+        raise UserError(f"{out}: {b} is a file, not a folder")
     _check_not_a_run(out_dir, run)
-    check_writable(out_dir, f"--out {out_dir}")
-    for flag, value, suffix in (("--csv", csv_path, ".csv"), ("--plot", plot_path, ".png")):
+    check_writable(out_dir, out)
+    for param, flag, value, suffix in (
+        ("csv_path", "--csv", csv_path, ".csv"),
+        ("plot_path", "--plot", plot_path, ".png"),
+    ):
         if value is not None:
-            _check_file(flag, Path(value), suffix)
+            _check_file(param, flag, Path(value), suffix)
     if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
-        raise UserError(f"--plot {plot_path} needs matplotlib: pip install 'vitkit[plot]'")
+        plot = setting("plot_path", plot_path, flag="--plot")
+        raise UserError(f"{plot} needs matplotlib: pip install 'vitkit[plot]'")
 
 
 def _check_not_a_run(out_dir: Path, run: LoadedModel | None) -> None:
@@ -685,34 +705,37 @@ def _check_not_a_run(out_dir: Path, run: LoadedModel | None) -> None:
     folder: bench's exports and reports would replace or mix with ``vitkit export``'s files."""
     exports = run.output_dir("export") if run is not None else None
     default = f" (default {run.output_dir('bench')})" if run is not None else ""
+    out = setting("out", out_dir)
     if run is not None and out_dir.resolve() == run.path.resolve():
         raise UserError(
-            f"--out {out_dir} is the run itself: bench's own exports would replace those of "
+            f"{out} is the run itself: bench's own exports would replace those of "
             f"`vitkit export` in {run.path / 'export'}; name another folder{default}"
         )
     if (out_dir / MODEL_JSON).is_file():  # another run: its exports would be replaced
         raise UserError(
-            f"--out {out_dir} is a run directory: bench's own exports would replace its "
+            f"{out} is a run directory: bench's own exports would replace its "
             f"`vitkit export` files in {out_dir / 'export'}; name another folder{default}"
         )
     seen = {Path(os.path.abspath(out_dir)), out_dir.resolve()}  # as given, and a link's target
     theirs = {Path(os.path.abspath(exports)), exports.resolve()} if exports is not None else set()
     if seen & theirs or any(p.name == "export" and (p.parent / MODEL_JSON).is_file() for p in seen):
         raise UserError(
-            f"--out {out_dir} is a run's export folder: bench's reports and exports would mix "
+            f"{out} is a run's export folder: bench's reports and exports would mix "
             f"with `vitkit export`'s files; name another folder{default}"
         )
 
 
-def _check_file(flag: str, path: Path, suffix: str) -> None:
-    """A one-line error when ``path`` cannot be the ``suffix`` file that ``flag`` writes."""
+def _check_file(param: str, flag: str, path: Path, suffix: str) -> None:
+    """A one-line error when ``path`` cannot be the ``suffix`` file that ``param`` (``flag`` on
+    the command line) writes."""
+    given = setting(param, path, flag=flag)
     if path.is_dir():
-        raise UserError(f"{flag} {path} is a folder; give a file name")
+        raise UserError(f"{given} is a folder; give a file name")
     if path.suffix.lower() != suffix:
-        raise UserError(f"{flag} must name a {suffix} file, got {path}")
+        raise UserError(f"{setting(param, flag=flag)} must name a {suffix} file, got {path}")
     if (b := file_in_the_way(path)) is not None:
-        raise UserError(f"{flag} {path}: {b} is a file, not a folder")
-    check_writable(path.parent, f"{flag} {path}")
+        raise UserError(f"{given}: {b} is a file, not a folder")
+    check_writable(path.parent, given)
 
 
 def _busy_notes(

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.errors import UserError, check_name, first_line, name_list, unknown_name
+from vitkit.errors import UserError, check_name, first_line, name_list, setting, unknown_name
 
 
 class Skip(Exception):  # a signal, not an error: the runtime cannot run here
@@ -571,7 +571,7 @@ def parse_runtimes(value: str | Sequence[str] | None) -> list[str] | None:
     names = name_list("runtimes", "runtime", value)
     names = [n.strip().lower() for n in names if n.strip()]  # ORT, Eager: the same runtimes
     if not names:
-        raise UserError("--runtimes is empty; choose from " + ", ".join(list_runtimes()))
+        raise UserError(f"{setting('runtimes')} is empty; choose from {', '.join(list_runtimes())}")
     for n in names:
         get_runtime(n)
     return list(dict.fromkeys(names))

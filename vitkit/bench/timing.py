@@ -362,13 +362,13 @@ def check_threads(threads: int | None) -> None:
     logical CPU (pools that large only time-share the cores, and a huge count crashes them)."""
     if threads is None:
         return
-    from vitkit.errors import UserError, check_int
+    from vitkit.errors import UserError, check_int, setting
 
-    check_int("--threads", threads)
+    check_int(setting("threads"), threads)
     cpus = os.cpu_count() or 1
     if threads > MAX_THREADS_PER_CPU * cpus:
         raise UserError(
-            f"--threads {threads} is more than {MAX_THREADS_PER_CPU}x this machine's {cpus} "
+            f"{setting('threads', threads)} is more than {MAX_THREADS_PER_CPU}x this machine's {cpus} "
             f"logical CPU(s), the most it takes ({MAX_THREADS_PER_CPU * cpus}); figures that "
             f"mean something need {cpus} or fewer"
         )

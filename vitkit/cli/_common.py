@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from vitkit.errors import UserError, check_seed, first_line
+from vitkit.errors import UserError, check_seed, cli_words, first_line
 
 if TYPE_CHECKING:
     from vitkit.data.types import ProgressFn
@@ -50,7 +50,8 @@ def user_errors(fn: F) -> F:
     Under ``--json`` the error is also stdout's one JSON document, ``{"error": "..."}`` (for
     Ctrl-C ``{"error": "interrupted"}``), so a script piping it to ``jq`` reads why instead of
     nothing (unless the command printed its document before it failed: predict's per-file
-    reasons, say).
+    reasons, say). Inside it the library names settings by their flags (``--int8``, not
+    ``int8``: ``vitkit.errors.setting``).
 
     Every path argument and option has ``~`` expanded here, as a shell does an unquoted one:
     ``'~/runs/x'`` quoted, from a script or ``$VITKIT_DATA`` is the same path."""
@@ -66,7 +67,8 @@ def user_errors(fn: F) -> F:
             return fail(message)
 
         try:
-            return fn(*args, **kwargs)
+            with cli_words():  # the library's messages name --flags, not parameters
+                return fn(*args, **kwargs)
         except UserError as e:
             raise error(str(e)) from None
         except KeyboardInterrupt:

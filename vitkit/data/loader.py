@@ -57,7 +57,7 @@ class DeviceLoader:
                 f"image{'s' if per_rank != 1 else ''} per device"
             )
         if isinstance(device, str):  # checked as load_model checks it, not deep inside .to()
-            device = resolve_device(device, option="device")
+            device = resolve_device(device)
         self.device = torch.device(device)  # an int is a CUDA index, as torch reads it
         self.images = split.images.to(self.device, non_blocking=True)
         self.labels = split.labels.to(self.device, non_blocking=True)

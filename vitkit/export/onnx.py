@@ -61,6 +61,8 @@ from vitkit.errors import (
     check_int,
     check_path,
     first_line,
+    in_cli,
+    setting,
 )
 
 if TYPE_CHECKING:
@@ -510,7 +512,7 @@ def verification_data(
     them; a dataset with classes it does not know keeps its images but loses its labels."""
     trained = bool(lm.meta) if trained is None else trained
     if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
-        raise UserError(f"--data-root {data_root} is a file, not a folder")
+        raise UserError(f"{setting('data_root', data_root)} is a file, not a folder")
     notes: list[str] = []
     ds, unavailable, unfit = None, None, None
     if lm.dataset:
@@ -1125,9 +1127,9 @@ def _check_options(
     legacy: bool = False,
 ) -> None:
     if verify_images is not None:
-        check_int("--verify-images", verify_images)
-    check_int("--calib-images", calib_images, 0)
-    check_int("--opset", opset, 0)
+        check_int(setting("verify_images"), verify_images)
+    check_int(setting("calib_images"), calib_images, 0)
+    check_int(setting("opset"), opset, 0)
     from vitkit.bench.timing import check_threads  # here: `import vitkit.export` stays light
 
     check_threads(threads)  # as bench: eager and ONNX Runtime both get that many
@@ -1140,24 +1142,29 @@ def _check_options(
         if not math.isfinite(value):
             raise UserError(f"tolerance {name} must be a finite number, got {value}")
     if tol.fp32_atol < 0:  # no model can pass it (a negative int8_max_drop demands a gain: ok)
-        raise UserError(f"--atol must be >= 0, got {tol.fp32_atol}")
+        raise UserError(
+            f"{setting('tolerances.fp32_atol', flag='--atol')} must be >= 0, got {tol.fp32_atol}"
+        )
     if batch != "dynamic" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
+        raise UserError(
+            f"{setting('batch')} must be 'dynamic' or a positive integer, got {batch!r}"
+        )
     if int8 is not None and int8 not in INT8_MODES:
-        raise UserError(f"--int8 must be one of {', '.join(INT8_MODES)}, got {int8!r}")
+        raise UserError(f"{setting('int8')} must be one of {', '.join(INT8_MODES)}, got {int8!r}")
     newest = newest_opset(legacy)
     if not MIN_OPSET <= opset <= newest:
         by = "torch's TorchScript exporter" if legacy else "this onnx and torch's exporter"
         raise UserError(
-            f"--opset must be {MIN_OPSET} to {newest} (what {by} can write), got {opset}"
+            f"{setting('opset')} must be {MIN_OPSET} to {newest} (what {by} can write), got {opset}"
         )
     if int8 == "auto" and not verify:
         raise UserError(
-            "--int8 auto measures both int8 modes and needs verification; "
-            "pass --int8 dynamic or static with --no-verify"
+            f"{setting('int8', 'auto')} measures both int8 modes and needs verification; pass "
+            f"{setting('int8', 'dynamic')} or {'static' if in_cli() else repr('static')} with "
+            f"{setting('verify', False)}"
         )
     if int8 in ("auto", "static") and calib_images < 1:
-        raise UserError(f"--calib-images must be >= 1, got {calib_images}")
+        raise UserError(f"{setting('calib_images')} must be >= 1, got {calib_images}")
 
 
 def export_onnx(
@@ -1273,13 +1280,14 @@ def _out_path(lm: LoadedModel, out: str | os.PathLike[str] | None) -> Path:
     else:
         out_path = (lm.output_dir("export") if lm.meta else lm.path) / "model.onnx"
     if out_path.suffix != ".onnx":
-        raise UserError(f"--out must name a .onnx file, got {out_path}")
+        raise UserError(f"{setting('out')} must name a .onnx file, got {out_path}")
     # the names an export gives the siblings of X.onnx: an fp32 model under one of them would
     # overwrite (or be taken for) X's fp16, int8 or failed model
     tag = Path(out_path.stem).suffix.lower()  # X.INT8.onnx is X.int8.onnx on macOS, Windows
     if tag in (".fp16", ".int8", ".failed"):
         raise UserError(
-            f"--out {out_path}: *{tag}.onnx is the name of another export's {tag[1:]} model "
+            f"{setting('out', out_path)}: *{tag}.onnx is the name of another export's "
+            f"{tag[1:]} model "
             f"(beside {out_path.with_name(Path(out_path.stem).stem + '.onnx').name}); "
             "name the fp32 model otherwise"
         )
@@ -1320,8 +1328,8 @@ def _export_verification_data(
     progress("verification data", 1, 1)
     if data.synthetic and int8 == "static":  # random pixels' ranges: not a model's
         raise UserError(
-            "--int8 static calibrates on real training images and none could be had "
-            f"({data.why_synthetic}); use --int8 dynamic, which needs none"
+            f"{setting('int8', 'static')} calibrates on real training images and none could "
+            f"be had ({data.why_synthetic}); use {setting('int8', 'dynamic')}, which needs none"
         )
     return data
 
@@ -1439,7 +1447,7 @@ def _scratch_dir(out_path: Path) -> Iterator[Path]:
         scratch = tempfile.TemporaryDirectory(prefix=".vitkit-export-", dir=out_path.parent)
     except OSError as e:
         raise UserError(
-            f"cannot write to {out_path.parent} (--out {out_path}): {e.strerror}"
+            f"cannot write to {out_path.parent} ({setting('out', out_path)}): {e.strerror}"
         ) from None
     with scratch as tmp:
         yield Path(tmp)

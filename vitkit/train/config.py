@@ -25,6 +25,7 @@ from vitkit.errors import (
     first_line,
     is_seed,
     numeric_text_hint,
+    setting,
     suggest,
 )
 
@@ -155,7 +156,9 @@ def _model_overrides(overrides: dict[str, Any], model: str) -> dict[str, Any]:
         if name in FROM_DATA:
             raise ConfigError(
                 f"model_overrides cannot set '{name}': the dataset decides it (a folder: "
-                "dataset's image size and channels are --image-size and --channels)"
+                "dataset's image size and channels are "
+                f"{setting('dataset_options.image_size', flag='--image-size')} and "
+                f"{setting('dataset_options.channels', flag='--channels')})"
             )
         out[name] = (
             _typed(f"model_overrides.{name}", value, types[name]) if name in types else value

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitkit.data.loader import DeviceLoader
-from vitkit.errors import UserError
+from vitkit.errors import UserError, setting
 from vitkit.eval.metrics import correct_counts
 from vitkit.train.callbacks import Callback, EpochInfo, StepInfo
 from vitkit.train.config import TrainConfig
@@ -461,5 +461,5 @@ def _non_finite(value: float, state: FitState, where: str = "loss") -> NonFinite
         f"{where} became {value} "
         + (f"at step {state.step + 1}" if where == "loss" else f"after step {state.step}")
         + f" (epoch {state.epoch + 1}); "
-        f"{kept}; try a lower --lr or --grad-clip"
+        f"{kept}; try a lower {setting('lr')} or {setting('grad_clip')}"
     )

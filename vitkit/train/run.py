@@ -59,7 +59,9 @@ from vitkit.errors import (
     check_callable,
     check_path,
     first_line,
+    in_cli,
     listed,
+    setting,
     state_dict_mismatch,
 )
 from vitkit.models import (
@@ -181,7 +183,8 @@ def precheck(config: TrainConfig, *, here: bool = True) -> None:
             import tensorboard  # noqa: F401
         except ImportError:
             raise UserError(
-                "--tensorboard needs TensorBoard: pip install 'vitkit[tensorboard]'"
+                f"{setting('tensorboard', True)} needs TensorBoard: pip install "
+                "'vitkit[tensorboard]'"
             ) from None
 
 
@@ -339,7 +342,8 @@ def claim_run_dir(
         run_dir = Path(config.out or ".")
         lock = _lock(run_dir)
         if lock is None:
-            instead = "" if resume else ", or train into another --out"
+            elsewhere = "another --out" if in_cli() else "another folder (out=)"
+            instead = "" if resume else f", or train into {elsewhere}"
             raise UserError(
                 f"{run_dir} is in use: another vitkit train ({RunLock(run_dir).holder()}) is "
                 f"writing to it; wait for it to end{instead}"
@@ -385,8 +389,8 @@ def prepare_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> Path:
     if run_dir.exists() and any(run_dir.iterdir()):
         if not config.overwrite:
             raise UserError(
-                f"run directory {run_dir} already exists; use --resume {run_dir} to "
-                f"continue it or --overwrite to replace it"
+                f"run directory {run_dir} already exists; use {setting('resume', run_dir)} to "
+                f"continue it or {setting('overwrite', True)} to replace it"
             )
         if not (run_dir / MODEL_JSON).exists() and not (run_dir / TRAIN_JSON).exists():
             raise UserError(f"refusing to overwrite {run_dir}: it is not a vitkit run directory")
@@ -1250,11 +1254,12 @@ def _check_extension(
     """An extension must leave the run something to do: refuse one that would train nothing."""
     if "epochs" in extended and config.epochs <= state.epoch:
         raise UserError(
-            f"{run_dir} has done {state.epoch} epoch(s); --epochs must be more to train further"
+            f"{run_dir} has done {state.epoch} epoch(s); {setting('epochs')} must be more to "
+            "train further"
         )
     if config.max_steps and state.step >= config.max_steps:
-        hint = "a larger --max-steps, or --max-steps 0 for none"
-        cap = "--max-steps" if "max_steps" in extended else "its --max-steps cap"
+        hint = f"a larger {setting('max_steps')}, or {setting('max_steps', 0)} for none"
+        cap = setting("max_steps") if "max_steps" in extended else f"its {setting('max_steps')} cap"
         raise UserError(
             f"{run_dir} is at step {state.step}, at or past {cap} ({config.max_steps}): pass "
             f"{hint} to train further"

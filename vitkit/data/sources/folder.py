@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ import torch
 from PIL import Image, ImageOps
 
 from vitkit.data.types import RawDataset, SourceContext, Split
-from vitkit.errors import ConfigError, NotFoundError, UserError, listed
+from vitkit.errors import ConfigError, NotFoundError, UserError, in_cli, listed
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")  # each optional; training needs train/
@@ -326,6 +327,12 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+def _image_size_n() -> str:
+    """How a caller resizes a folder's images: ``--image-size N``, or load_dataset's
+    ``image_size=N``."""
+    return "--image-size N" if in_cli() else "image_size=N"
+
+
 def _decode_chunk(job: _Job, start: int, stop: int) -> tuple[list[int], list[int]]:
     """Decode files[start:stop] into out[start:stop]; return the indices that were skipped and
     those of colour files."""
@@ -344,7 +351,8 @@ def _decode_chunk(job: _Job, start: int, stop: int) -> tuple[list[int], list[int
             rel = job.files[i].relative_to(job.root).as_posix()
             raise UserError(
                 f"images in {job.root} differ in size ({job.size}x{job.size} and "
-                f"{a.shape[1]}x{a.shape[0]} in {rel}); pass --image-size N to resize all to NxN"
+                f"{a.shape[1]}x{a.shape[0]} in {rel}); pass {_image_size_n()} to resize all to "
+                "NxN"
             )
         job.out[i] = a.transpose(2, 0, 1)
     return skipped, colour
@@ -370,7 +378,10 @@ def _decode_split(
     done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitkit-decode") as ex:
         sizes: dict[Future[tuple[list[int], list[int]]], int] = {
-            ex.submit(_decode_chunk, job, s, min(s + chunk, n)): min(chunk, n - s)
+            # in the caller's context: a worker's error names --image-size under the CLI
+            ex.submit(copy_context().run, _decode_chunk, job, s, min(s + chunk, n)): min(
+                chunk, n - s
+            )
             for s in range(0, n, chunk)
         }
         pending = set(sizes)
@@ -437,7 +448,7 @@ def build_folder(ctx: SourceContext) -> RawDataset:
             shown = ", ".join(f"{a}x{b}" for a, b in sizes[:4])
             raise UserError(
                 f"images in {root} are not all one square size (seen {shown}); "
-                "pass --image-size N to resize them all to NxN"
+                f"pass {_image_size_n()} to resize them all to NxN"
             )
         image_size = w
     workers = _workers(max(a * b for _, (a, b) in probe))

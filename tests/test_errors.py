@@ -1,0 +1,89 @@
+"""vitkit/errors.py: the checks every public function shares, and how messages name settings."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vitkit.errors import UserError, brief, check_bool, cli_words, in_cli, setting
+
+
+def test_setting_names_the_parameter_for_the_library_and_the_flag_for_the_cli() -> None:
+    assert not in_cli()
+    assert setting("calib_images") == "calib_images"
+    assert setting("int8", "auto") == "int8='auto'"
+    assert setting("verify", False) == "verify=False"
+    assert setting("out", Path("a/m.onnx")) == "out='a/m.onnx'"
+    assert setting("tolerances.fp32_atol", flag="--atol") == "tolerances.fp32_atol"
+    with cli_words():
+        assert in_cli()
+        assert setting("calib_images") == "--calib-images"
+        assert setting("int8", "auto") == "--int8 auto"
+        assert setting("verify", False) == "--no-verify"
+        assert setting("tensorboard", True) == "--tensorboard"
+        assert setting("out", Path("a/m.onnx")) == "--out a/m.onnx"
+        assert setting("tolerances.fp32_atol", flag="--atol") == "--atol"
+    assert not in_cli()
+
+
+def test_the_cli_words_are_this_threads_own() -> None:
+    """A library call in another thread while a command runs is named as the library names it."""
+    seen = []
+    with cli_words():
+        t = threading.Thread(target=lambda: seen.append(setting("int8")))
+        t.start()
+        t.join()
+    assert seen == ["int8"]
+
+
+def test_a_library_error_names_the_parameter_and_the_cli_its_flag(tmp_path: Path) -> None:
+    """export_onnx(model, int8="auto", verify=False) said "--int8 auto measures both int8 modes
+    ...; pass --int8 dynamic or static with --no-verify": a library caller has no --int8. The
+    command line's message is as it was."""
+    import vitkit
+    from vitkit.cli import app
+
+    with pytest.raises(UserError) as e:
+        vitkit.export_onnx(
+            vitkit.create_model("vit-nano"), tmp_path / "m.onnx", int8="auto", verify=False
+        )
+    assert str(e.value) == (
+        "int8='auto' measures both int8 modes and needs verification; pass int8='dynamic' or "
+        "'static' with verify=False"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--model",
+            "vit-nano",
+            "--int8",
+            "auto",
+            "--no-verify",
+            "--out",
+            str(tmp_path / "c.onnx"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: --int8 auto measures both int8 modes and needs verification; pass --int8 "
+        "dynamic or static with --no-verify"
+    )
+
+
+def test_brief_shows_a_short_value_with_its_type_else_the_type() -> None:
+    assert brief("yes") == "'yes' (str)" and brief(1) == "1 (int)" and brief(None) == "None"
+    assert brief([1, 2]) == "list" and brief("x" * 100) == "str"
+
+
+def test_check_bool_takes_bools_and_numpy_bools_only() -> None:
+    import numpy as np
+
+    assert check_bool("fp16", True) is True
+    assert type(check_bool("fp16", np.bool_(True))) is bool
+    for value in ("yes", 1, 0, None, np.int64(1)):
+        with pytest.raises(UserError, match=r"^fp16 must be True or False, got "):
+            check_bool("fp16", value)
