@@ -307,6 +307,49 @@ def test_optimize_without_verification_keeps_the_plain_model(
     assert "Attention" not in ops and "Softmax" in ops
 
 
+def test_two_threads_silenced_at_once_leave_logging_stdout_and_warnings_as_they_were() -> None:
+    """Two export_onnx calls in two threads: each saved the process-wide state (the logging
+    level, sys.stdout, the warnings filters) on entry and restored it on exit. Entered A, B and
+    left A, B, the second restored what it had saved, the first's silence: logging stayed
+    disabled, stdout swallowed and warnings ignored for the rest of the process."""
+    import logging
+    import sys
+    import threading
+    import warnings
+
+    from vitkit.export._quiet import silenced
+
+    stdout, filters = sys.stdout, list(warnings.filters)
+    level = logging.root.manager.disable
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    inside: list[bool] = []
+
+    def first() -> None:  # enters first, leaves first
+        with silenced():
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(10)
+        with silenced():
+            b_in.set()
+            a_out.wait(10)
+            # the first has left: this one is still silent
+            inside.append(logging.root.manager.disable >= logging.WARNING)
+            inside.append(sys.stdout is not stdout)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert inside == [True, True]
+    assert logging.root.manager.disable == level
+    assert sys.stdout is stdout
+    assert warnings.filters == filters
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_class_token_block_weights_are_folded_to_initializers(legacy: bool) -> None:
     """The last block's q and kv weights are slices of qkv: folded, so int8 can quantize them."""
@@ -343,7 +386,7 @@ def test_the_exporters_silence_keeps_a_callers_higher_logging_disable_level() ->
     The level is raised to WARNING, never lowered, and restored after, an error or not."""
     import logging
 
-    from vitkit.export.onnx import _silenced
+    from vitkit.export._quiet import silenced as _silenced
 
     log = logging.getLogger("vitkit-test-silenced")
     try:

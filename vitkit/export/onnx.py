@@ -25,13 +25,11 @@ import functools
 import hashlib
 import io
 import json
-import logging
 import math
 import os
 import platform
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +62,7 @@ from vitkit.errors import (
     in_cli,
     setting,
 )
+from vitkit.export._quiet import silenced
 
 if TYPE_CHECKING:
     from vitkit.data import Dataset
@@ -320,24 +319,6 @@ def read_onnx_metadata(source: str | os.PathLike[str] | onnx.ModelProto) -> dict
 
 
 # -- export ----------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _silenced() -> Iterator[None]:
-    """The exporters print progress and warn; the library's stdout must stay clean (--json).
-    They also log warnings to stderr (below opset 18, torch's exporter and onnxscript's version
-    converter say they convert from 18), which the library does not show either."""
-    before = logging.root.manager.disable
-    logging.disable(max(before, logging.WARNING))  # a caller's higher level stays (ERROR too)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(before)
-
-
 def export_graph(
     model: nn.Module,
     *,
@@ -392,7 +373,7 @@ def _export_dynamo(
     model: nn.Module, x: torch.Tensor, *, opset: int, dynamic: bool
 ) -> onnx.ModelProto:
     shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
-    with _silenced():
+    with silenced():
         program = torch.onnx.export(
             model,
             (x,),
@@ -429,7 +410,7 @@ def _export_torchscript(
 ) -> onnx.ModelProto:
     buf = io.BytesIO()
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic else None
-    with _silenced():
+    with silenced():
         torch.onnx.export(
             model,
             (x,),

@@ -24,9 +24,7 @@ What stays in float, and why:
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,20 +32,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from vitkit.export._quiet import silenced
+
 # ops whose every input/output stays float32 in the fp16 model
 FP16_KEEP_FLOAT = ("LayerNormalization", "Softmax")
 # the only op types int8 quantization touches (and of those, only the ones with a weight)
 INT8_OP_TYPES = ("MatMul", "Gemm")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """ORT's quantization tools log advice through the root logger; the library stays silent."""
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def weight_nodes(model: onnx.ModelProto, op_types: tuple[str, ...] = INT8_OP_TYPES) -> list[str]:
@@ -94,7 +84,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.transformers import float16
 
     block = sorted({*float16.DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FLOAT})
-    with _quiet():
+    with silenced():  # ORT's tools log advice through the root logger
         converted: onnx.ModelProto = float16.convert_float_to_float16(
             model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
         )
@@ -166,7 +156,7 @@ def quantize_int8_dynamic(
     named = _named(model)
     onnx.save(named, src)
     ops = (*INT8_OP_TYPES, "Attention") if attention else INT8_OP_TYPES
-    with _quiet():
+    with silenced():
         quantize_dynamic(
             src,
             dst,
@@ -218,7 +208,7 @@ def quantize_int8_static(
     named = _named(model)
     onnx.save(named, src)
     reader: Any = Batches()
-    with _quiet():
+    with silenced():
         quantize_static(
             src,
             dst,
@@ -248,7 +238,7 @@ def optimize_transformer(
 
     src, dst = workdir / "optimize-in.onnx", workdir / "optimized.onnx"
     onnx.save(model, src)
-    with _quiet():
+    with silenced():
         opt = optimize_model(
             str(src),
             model_type="vit",
