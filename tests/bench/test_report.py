@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from vitkit.bench import BenchReport
 from vitkit.bench.report import DROP_ORDER, SCHEMA_PATH, RuntimeResult, _ms
+from vitkit.errors import UserError
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -40,6 +42,23 @@ def test_schema_rejects_a_broken_document(report: BenchReport) -> None:
     skipped["reason"] = None
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(skipped_without_reason, schema)
+
+
+def test_lookups_and_write_take_names_numbers_and_paths_only(
+    report: BenchReport, tmp_path: Path
+) -> None:
+    """row("eager", "1") said "no row for eager at batch 1" (there is one, at batch 1 the
+    integer); write(str) was str.mkdir's AttributeError, write(5) pathlib's TypeError."""
+    row = report.rows[0]
+    assert report.row(row.runtime, row.batch, row.device) is row
+    with pytest.raises(UserError, match=f"^batch must be an integer, got '{row.batch}'"):
+        report.row(row.runtime, str(row.batch), row.device)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"^a runtime name is a string, got 5"):
+        report.result(5)  # type: ignore[arg-type]
+    mine = copy.deepcopy(report)  # write() records its files: not on the shared report
+    with pytest.raises(UserError, match=r"^out_dir must be a path"):
+        mine.write(5)  # type: ignore[arg-type]
+    assert mine.write(str(tmp_path / "b"))[0] == str(tmp_path / "b" / "bench.json")
 
 
 def test_csv_has_every_cell_and_every_skipped_runtime(report: BenchReport, bench_run: Path) -> None:

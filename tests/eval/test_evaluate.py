@@ -95,6 +95,13 @@ def test_report_from_logits_multi_output_by_hand() -> None:
     assert doc["most_confident_wrong"][0]["true"] == ["c", "a"]
 
 
+def test_save_to_a_path_that_is_not_a_path_is_a_one_line_error() -> None:
+    """report.save(5) was pathlib's TypeError."""
+    r = report_from_logits(torch.eye(3), torch.arange(3), ["a", "b", "c"])
+    with pytest.raises(UserError, match=r"^out_dir must be a path \(str or os.PathLike\), got 5"):
+        r.save(5)  # type: ignore[arg-type]
+
+
 def test_save_writes_json_and_figures(
     mnist_model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -63,6 +63,12 @@ def test_export_writes_three_verified_models_and_a_report(exported: ExportReport
     assert report["eager"]["accuracy"] == pytest.approx(fp32["accuracy"])
 
 
+def test_a_precision_that_is_not_a_name_is_a_one_line_error(exported: ExportReport) -> None:
+    """report.precision(5) was the + operator's TypeError (5 + "-")."""
+    with pytest.raises(UserError, match=r"^a precision name is a string, got 5$"):
+        exported.precision(5)  # type: ignore[arg-type]
+
+
 def test_batch_axis_is_really_dynamic(exported: ExportReport, loaded: LoadedModel) -> None:
     x = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
     session = ort_session(exported.out)

@@ -15,6 +15,12 @@ def test_config_round_trips_through_json() -> None:
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def test_from_dict_of_what_is_not_a_mapping_is_a_config_error() -> None:
+    """TrainConfig.from_dict(5) was an AttributeError ('int' object has no attribute 'items')."""
+    with pytest.raises(ConfigError, match=r"^a training config is a mapping of options, got 5"):
+        TrainConfig.from_dict(5)  # type: ignore[arg-type]
+
+
 def test_unknown_option_names_the_closest() -> None:
     with pytest.raises(ConfigError, match="did you mean 'epochs'"):
         TrainConfig.from_dict({"epoch": 3})

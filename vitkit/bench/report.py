@@ -12,13 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitkit.artifact import atomic_path, atomic_write, write_json
-from vitkit.errors import MissingEntry, listed
+from vitkit.errors import MissingEntry, check_int, check_name, check_path, listed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -121,6 +122,9 @@ class BenchReport:
         return _clean(asdict(self))
 
     def row(self, runtime: str, batch: int, device: str = "cpu") -> BenchRow:
+        check_name("runtime", runtime)
+        check_int("batch", batch)  # row("eager", "1") read "no row for eager at batch 1"
+        check_name("device", device)
         for r in self.rows:
             if (r.runtime, r.batch, r.device) == (runtime, batch, device):
                 return r
@@ -136,6 +140,8 @@ class BenchReport:
         )
 
     def result(self, runtime: str, device: str = "cpu") -> RuntimeResult:
+        check_name("runtime", runtime)
+        check_name("device", device)
         for r in self.runtimes:
             if (r.runtime, r.device) == (runtime, device):
                 return r
@@ -147,10 +153,10 @@ class BenchReport:
     # -- files ------------------------------------------------------------------------------
     def write(
         self,
-        out_dir: Path,
+        out_dir: str | os.PathLike[str],
         *,
-        csv_path: Path | None = None,
-        plot_path: Path | None = None,
+        csv_path: str | os.PathLike[str] | None = None,
+        plot_path: str | os.PathLike[str] | None = None,
         exports: Sequence[str] = (),
     ) -> list[str]:
         """bench.json, bench.csv and bench.png in ``out_dir`` (+ the extra paths asked for).
@@ -160,6 +166,12 @@ class BenchReport:
         bench.json goes first, so the figures are kept even if a CSV or PNG path fails."""
         import importlib.util
 
+        check_path("out_dir", out_dir)  # a str was str.mkdir's AttributeError
+        check_path("csv_path", csv_path, optional=True)
+        check_path("plot_path", plot_path, optional=True)
+        out_dir = Path(out_dir)
+        csv_path = Path(csv_path) if csv_path is not None else None
+        plot_path = Path(plot_path) if plot_path is not None else None
         out_dir.mkdir(parents=True, exist_ok=True)
         csvs = list(dict.fromkeys([out_dir / "bench.csv", *([csv_path] if csv_path else [])]))
         pngs = list(dict.fromkeys([out_dir / "bench.png", *([plot_path] if plot_path else [])]))

@@ -167,6 +167,7 @@ class EvalReport:
         """Write eval.json, confusion.png and wrong.png (the PNGs need matplotlib)."""
         from vitkit.eval.plots import PLOT_HINT, plot_confusion, plot_wrong
 
+        check_path("out_dir", out_dir)
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():  # as `vitkit eval --out FILE` says it
             raise UserError(f"{out_dir} is a file, not a folder")

@@ -57,6 +57,7 @@ from vitkit.errors import (
     check_bool,
     check_callable,
     check_int,
+    check_name,
     check_path,
     first_line,
     in_cli,
@@ -980,6 +981,7 @@ class ExportReport:
 
     def precision(self, name: str) -> PrecisionReport:
         """The report of ``fp32``, ``fp16`` or ``int8`` (any int8 mode)."""
+        check_name("precision", name)  # precision(5): the + operator's TypeError
         for p in self.precisions:
             if p.precision == name or p.precision.startswith(name + "-"):
                 return p

@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 from vitkit.errors import (
     ConfigError,
     UserError,
+    brief,
     first_line,
     is_seed,
     numeric_text_hint,
@@ -107,6 +109,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        if not isinstance(d, Mapping):  # from_dict(5): int has no .items
+            raise ConfigError(f"a training config is a mapping of options, got {brief(d)}")
         types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
         out = {}
         for key, value in d.items():
