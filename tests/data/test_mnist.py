@@ -202,3 +202,12 @@ def test_mnist_test_split_alone_from_the_t10k_files(shared_data: Path, tmp_path:
     assert hashlib.md5(idx_bytes(labels)).hexdigest() == README_MD5["test-labels"]
     with pytest.raises(UserError, match=r"mnist: missing train-images-idx3-ubyte.gz"):
         load_dataset("mnist", data_root=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("splits", [5, [5], b"test", [None]])
+def test_splits_of_the_wrong_type_are_one_line_errors(tmp_path: Path, splits: object) -> None:
+    """splits=5 raised TypeError ('int' is not iterable); a list of non-names too, for any
+    dataset (mnist-mini loads whole, but a wrong argument is wrong there as well)."""
+    for name in ("mnist", "mnist-mini"):
+        with pytest.raises(UserError, match="split"):
+            load_dataset(name, data_root=tmp_path, download=False, splits=splits)  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from vitkit.errors import (
     check_callable,
     check_name,
     check_path,
+    name_list,
     numeric_text_hint,
     suggest,
     unknown_name,
@@ -464,10 +465,11 @@ def _wanted_splits(
 ) -> tuple[str, ...] | None:
     """The splits ``load_dataset`` loads alone, None for all (``splits`` not given, or a dataset
     that is not ``partial``); one the dataset does not have is refused, as ``ds[split]`` is."""
-    if splits is None or not spec.partial:
+    if splits is None:
         return None
-    if isinstance(splits, str):  # splits="test": a sequence of letters
-        splits = (splits,)
+    splits = name_list("splits", "split", splits)  # "test", "train,test" or a list of names
+    if not spec.partial:
+        return None
     if not splits:
         raise UserError(f"no split named to load of dataset '{name}' (splits=[])")
     for split in splits:
