@@ -160,6 +160,28 @@ def test_an_option_a_folder_dataset_does_not_take_names_it_as_typed(tmp_path: Pa
         load_dataset(name, grid=3)
 
 
+def test_image_size_on_a_fixed_size_dataset_says_what_its_images_are(tmp_path: Path) -> None:
+    """`--image-size 30` on cifar10 (a plausible mistake): the line says cifar10's images are
+    32x32x3 and that the option is folder:'s, not only that cifar10 has no options."""
+    result = runner.invoke(
+        app, ["train", "cifar10", "--image-size", "30", "--patch-size", "4", "--print-config"]
+    )
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in result.output
+    assert "has no option --image-size" in line and "its images are 32x32x3" in line
+    assert "--image-size is an option of folder:PATH datasets only" in line
+    assert "folder:PATH" in line
+    result = runner.invoke(
+        app, ["data", "info", "mnist", "--channels", "3", "--data-root", str(tmp_path)]
+    )
+    assert result.exit_code == 1 and "its images are 28x28x1" in result.stderr
+    result = runner.invoke(  # mnist-layout's size follows --grid: no size to name
+        app, ["train", "mnist-layout", "--image-size", "30", "--print-config"]
+    )
+    assert result.exit_code == 1 and "its images are" not in result.stderr
+
+
 def test_data_preview_refuses_a_name_that_is_not_png(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["data", "preview", "mnist-mini", "--out", str(tmp_path / "x.jpg"), "-n", "4"]

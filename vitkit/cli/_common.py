@@ -309,13 +309,16 @@ def check_dataset_flags(name: str, options: dict[str, Any]) -> None:
     dataset ``name`` does not take, in the command line's words: the flag, and the dataset as
     typed (``folder:~/pets``, not the catalog's ``folder``)."""
     from vitkit.data import get_dataset_spec
+    from vitkit.data.catalog import fixed_shape_hint
 
     spec = get_dataset_spec(name)  # an unknown name: the catalog's error, with suggestions
     for key in options:
         if key not in spec.options:
             takes = ", ".join(flag for k, flag in DATASET_FLAGS.items() if k in spec.options)
+            hint = fixed_shape_hint(spec, key, DATASET_FLAGS[key])
             raise UserError(
-                f"dataset '{name}' has no option {DATASET_FLAGS[key]} (options: {takes or 'none'})"
+                f"dataset '{name}' has no option {DATASET_FLAGS[key]}"
+                f" (options: {takes or 'none'}){hint}"
             )
 
 

@@ -260,7 +260,7 @@ def check_dataset_options(
             allowed = ", ".join(spec.options) or "none"
             raise ConfigError(
                 f"dataset '{name}' has no option '{key}'{suggest(key, spec.options)}"
-                f" (options: {allowed})"
+                f" (options: {allowed}){fixed_shape_hint(spec, key)}"
             )
         # None: any type, the builder checks it (folder: sizes)
         kind = _OPTION_TYPES.get(type(spec.options[key]))
@@ -269,6 +269,18 @@ def check_dataset_options(
             raise ConfigError(
                 f"dataset '{name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
             )
+
+
+def fixed_shape_hint(spec: DatasetSpec, key: str, word: str | None = None) -> str:
+    """For ``image_size`` / ``channels`` given to a dataset whose images have a fixed shape
+    (``--image-size 30`` on cifar10): what its images are, and which datasets take the option
+    (named ``word``: the CLI's flag, else ``key``)."""
+    if key not in ("image_size", "channels") or spec.image_size is None or spec.channels is None:
+        return ""
+    return (
+        f"; its images are {spec.image_size}x{spec.image_size}x{spec.channels}, and"
+        f" {word or key} is an option of folder:PATH datasets only"
+    )
 
 
 def _of_type(value: Any, types: tuple[type, ...]) -> bool:
