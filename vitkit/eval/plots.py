@@ -6,10 +6,12 @@ matplotlib is the optional ``plot`` extra; without it these return False and wri
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,8 +76,19 @@ def plot_confusion(cm: Tensor, classes: list[str], out: Path, *, title: str = ""
                     )
     with _quiet_glyphs(), atomic_path(out) as tmp:
         fig.tight_layout()
+        if not tilt and _overlapping(ax.get_xticklabels()):  # CIFAR-10's 'airplane', 'automobile'
+            for label in ax.get_xticklabels():
+                label.set_rotation(45)
+                label.set_horizontalalignment("right")
+            fig.tight_layout()
         fig.savefig(tmp, dpi=110, format="png")
     return True
+
+
+def _overlapping(labels: list[Any]) -> bool:
+    """Whether neighbouring tick labels, as laid out now, touch or overlap side by side."""
+    boxes = sorted((t.get_window_extent() for t in labels if t.get_text()), key=lambda b: b.x0)
+    return any(a.x1 + 2.0 > b.x0 for a, b in itertools.pairwise(boxes))
 
 
 def plot_wrong(
