@@ -14,6 +14,7 @@ from vitkit.artifact import LoadedModel
 from vitkit.errors import UserError
 from vitkit.eval.attention import (
     attention_rollout,
+    colormap,
     overlay_size,
     patch_attention,
     render_overlay,
@@ -191,3 +192,18 @@ def test_attention_maps_on_a_trained_run(
         write_overlay(maps[1], tmp_path / "explain.jpg")
     with pytest.raises(UserError, match="unknown attention method 'grad'"):
         vitkit.attention_maps(mnist_model, wide, method="grad")
+
+
+def test_a_small_image_is_scaled_up_crisp() -> None:
+    """A 32 px CIFAR image was scaled up 8x bilinearly: the overlay was a blur, though the whole
+    factor was chosen to keep its pixels crisp. Each pixel is now an 8x8 block."""
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    flat = torch.zeros(8, 8)  # one colour of heat everywhere: only the image varies
+    a = np.asarray(render_overlay(img, flat)).astype(np.int64)
+    assert a.shape == (256, 256, 3)
+    blocks = a.reshape(32, 8, 32, 8, 3)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # every 8x8 block is one colour
+    expected = np.round(0.5 * np.asarray(img, dtype=np.float64) + 0.5 * colormap(np.zeros(1))[0])
+    assert np.abs(blocks[:, 0, :, 0] - expected).max() <= 1  # that pixel, half-blended
+    big = Image.new("RGB", (500, 300), "white")  # not a whole factor: smoothed, as before
+    assert render_overlay(big, flat).size == (500, 300)

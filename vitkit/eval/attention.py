@@ -198,7 +198,11 @@ def render_overlay(
     as the model saw it (resized without cropping).
     """
     w, h = overlay_size(*image.size)
-    base = image.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
+    # a small image scaled by a whole factor keeps its pixels (a 32 px CIFAR image is a blur
+    # bilinearly); other scales are smoothed
+    whole = w > image.width and w % image.width == 0 and h % image.height == 0
+    resample = Image.Resampling.NEAREST if whole else Image.Resampling.BILINEAR
+    base = image.convert("RGB").resize((w, h), resample)
     a = attention.detach().float().cpu().numpy()
     span = float(a.max() - a.min())
     a = (a - a.min()) / span if span > 0 else np.zeros_like(a)  # the map's own range: contrast
