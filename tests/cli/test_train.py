@@ -59,6 +59,16 @@ def test_train_json_then_existing_out_refused(tmp_path: Path) -> None:
     assert "--resume" in one_error_line(again) and "--overwrite" in again.stderr
 
 
+def test_the_header_says_1_epoch_not_1_epochs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "mnist-mini", *TINY, "--epochs", "1", "--max-steps", "2", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert " · 1 epoch x " in err and "1 epochs" not in err, err
+    assert " steps of " in err  # mnist-mini's 4,500 training images: many steps an epoch
+
+
 def test_a_resume_prints_which_eval_reports_scored_the_old_weights(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["train", "mnist-mini", *TINY, "--epochs", "1", "--max-steps", "3", "--out", str(out)]

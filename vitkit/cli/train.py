@@ -107,9 +107,11 @@ class LiveView(Callback):
             if info.total_steps < planned
             else ""
         )
+        epochs = f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
+        steps = f"{info.steps_per_epoch} step{'s' if info.steps_per_epoch != 1 else ''}"
         status(
-            f"  {info.train_size:,} train / {info.val_size:,} val images · {cfg['epochs']} epochs"
-            f" x {info.steps_per_epoch} steps of {cfg['batch_size']}{cap} · lr {cfg['lr']:g} · "
+            f"  {info.train_size:,} train / {info.val_size:,} val images · {epochs}"
+            f" x {steps} of {cfg['batch_size']}{cap} · lr {cfg['lr']:g} · "
             f"wd {cfg['weight_decay']:g} · warmup {cfg['warmup_epochs']:g} ep · "
             f"ls {cfg['label_smoothing']:g} · mixup {cfg['mixup']:g} / cutmix {cfg['cutmix']:g}"
         )
