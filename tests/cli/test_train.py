@@ -201,9 +201,45 @@ def test_a_resumed_run_says_whether_it_gets_longer(
 
     from vitkit.cli.train import start_notes
 
-    info = SimpleNamespace(extended=extended, run_dir="runs/r", notes=[])
+    info = SimpleNamespace(
+        extended=extended, run_dir="runs/r", notes=[], resumed_from_step=6, total_steps=6
+    )
     (note,) = start_notes(info)  # type: ignore[arg-type]
     assert note.startswith(f"{verb} runs/r: "), note
+
+
+def test_a_finished_run_resumed_as_is_says_there_is_nothing_to_train(tmp_path: Path) -> None:
+    """`vitkit train --resume RUN` on a finished run printed the old closing line and 'wrote
+    RUN/: model.json, ...' with no word that nothing was trained, nor how to train further."""
+    from types import SimpleNamespace
+
+    from vitkit.cli.train import start_notes
+
+    out = tmp_path / "run"
+    first = runner.invoke(
+        app, ["train", "mnist-mini", *TINY, "--max-steps", "3", "--out", str(out)]
+    )
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["train", "--resume", str(out)])
+    assert again.exit_code == 0, again.output
+    err = " ".join(again.stderr.split())
+    assert f"nothing left to train: {out} stopped at its --max-steps cap (step 3)" in err, err
+    assert "resume with a larger --max-steps (or --max-steps 0)" in err
+    assert "nothing left" not in " ".join(first.stderr.split())
+    # a run that trained all its epochs (a 2-epoch run of 10 steps an epoch, at step 20)
+    info = SimpleNamespace(
+        extended={},
+        run_dir="runs/r",
+        notes=[],
+        resumed_from_step=20,
+        total_steps=20,
+        config={"epochs": 2, "max_steps": 0},
+    )
+    (note,) = start_notes(info)  # type: ignore[arg-type]
+    assert note.startswith("nothing left to train: runs/r has trained all its 2 epochs;"), note
+    assert note.endswith("resume with --epochs N (more than 2)"), note
+    info.resumed_from_step = 12  # interrupted mid-run: no such note
+    assert start_notes(info) == []  # type: ignore[arg-type]
 
 
 def test_resume_with_max_steps_extends_the_run(tmp_path: Path) -> None:

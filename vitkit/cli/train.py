@@ -66,6 +66,19 @@ def start_notes(info: StartInfo) -> list[str]:
             f"{verb} {info.run_dir}: {change}; the learning-rate schedule is recomputed for "
             "the new length from the step the run is at"
         )
+    done = info.resumed_from_step
+    if done and done >= info.total_steps and not info.extended:  # a finished run, resumed as is
+        cfg = info.config
+        if cfg.get("max_steps") and info.total_steps == cfg["max_steps"]:
+            further = "a larger --max-steps (or --max-steps 0)"
+            where = f"stopped at its --max-steps cap (step {done:,})"
+        else:
+            further = f"--epochs N (more than {cfg['epochs']})"
+            where = f"has trained all its {cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
+        notes.append(
+            f"nothing left to train: {info.run_dir} {where}; only the test split is scored "
+            f"again. To train further, resume with {further}"
+        )
     return [*notes, *info.notes]
 
 
