@@ -597,6 +597,14 @@ def test_multi_output_training_reports_positions(tmp_path: Path, mnist_root: Pat
     assert load_model(result.run_dir).num_outputs == 4
 
 
+@pytest.mark.parametrize("out", [5, ["runs/x"]])
+def test_an_out_that_is_not_a_string_is_a_one_line_error(tmp_path: Path, out: object) -> None:
+    """train(TrainConfig(out=5)) was expanduser's TypeError once a config's '~' was expanded:
+    the config is checked first, as before."""
+    with pytest.raises(UserError, match=r"^training option 'out' must be a string, got "):
+        train(tiny(tmp_path, out=out))
+
+
 def test_existing_out_is_refused(tmp_path: Path) -> None:
 
     cfg = tiny(tmp_path, epochs=1, max_steps=2)

@@ -636,9 +636,9 @@ def train(
             )
         if data_root is None:  # $VITKIT_DATA, as the CLI's --data-root reads it: train.json
             data_root = env_data_root()  # records it absolute, for a resume from elsewhere
+        precheck(config)  # out=5 too: a one-line error, not expanduser's TypeError
         if config.out:  # a config file's "~/runs/x" is the home folder's, not ./~/runs/x
             config = replace(config, out=os.path.expanduser(config.out))
-        precheck(config)
         device = resolve_device(config.device)
         dist_info, device = init_distributed(device)
         run_dir, lock_note = (
