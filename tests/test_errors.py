@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -77,6 +78,19 @@ def test_a_library_error_names_the_parameter_and_the_cli_its_flag(tmp_path: Path
 def test_brief_shows_a_short_value_with_its_type_else_the_type() -> None:
     assert brief("yes") == "'yes' (str)" and brief(1) == "1 (int)" and brief(None) == "None"
     assert brief([1, 2]) == "list" and brief("x" * 100) == "str"
+
+
+def test_brief_does_not_show_a_numpy_bool_as_a_bool() -> None:
+    """create_model(qkv_bias=np.True_) said 'qkv_bias must be True or False, got bool': numpy's
+    bool is no Number, so only its type's name, 'bool', was shown."""
+    import numpy as np
+
+    import vitkit
+
+    shown = f"{np.True_!r} (numpy bool)"  # np.True_ in numpy 2, True before
+    assert brief(np.True_) == shown
+    with pytest.raises(UserError, match=re.escape(f"got {shown}") + "$"):
+        vitkit.create_model("vit-nano", qkv_bias=np.True_)
 
 
 def test_check_bool_takes_bools_and_numpy_bools_only() -> None:

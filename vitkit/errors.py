@@ -140,10 +140,13 @@ def check_int(name: str, value: object, minimum: int = 1) -> None:
 
 def brief(value: object) -> str:
     """A wrong argument as a message shows it: a short plain value with its type (``'yes'
-    (str)``, ``1 (int)``), ``None``, else the type alone (``list``, ``Tensor``): a repr can run
-    to pages."""
+    (str)``, ``1 (int)``, ``np.True_ (numpy bool)``), ``None``, else the type alone (``list``,
+    ``Tensor``): a repr can run to pages."""
     if value is None:
         return "None"
+    np = sys.modules.get("numpy")  # numpy's bool is no Number, and its type is named "bool"
+    if np is not None and isinstance(value, np.bool_):
+        return f"{value!r} (numpy bool)"
     if isinstance(value, (str, bytes, numbers.Number)):
         text = repr(value)
         if len(text) <= 60 and "\n" not in text:
