@@ -71,17 +71,15 @@ def setting(param: str, value: object = _UNSET, *, flag: str | None = None) -> s
     parameter: ``calib_images``, ``int8='auto'``, ``verify=False``; under the CLI, its flag
     (``flag``, else ``--`` and the parameter with dashes): ``--calib-images``, ``--int8 auto``,
     ``--no-verify``."""
+    shown = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not in_cli():
-        if value is _UNSET:
-            return param
-        shown = os.fspath(value) if isinstance(value, os.PathLike) else value
-        return f"{param}={shown!r}"
+        return param if value is _UNSET else f"{param}={shown!r}"
     flag = flag or "--" + param.replace("_", "-")
     if value is _UNSET or value is True:
         return flag
     if value is False:
         return "--no-" + flag.removeprefix("--")
-    return f"{flag} {os.fspath(value) if isinstance(value, os.PathLike) else value}"
+    return f"{flag} {shown}"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes some libraries put in messages
@@ -144,8 +142,7 @@ def brief(value: object) -> str:
     ``Tensor``): a repr can run to pages."""
     if value is None:
         return "None"
-    np = sys.modules.get("numpy")  # numpy's bool is no Number, and its type is named "bool"
-    if np is not None and isinstance(value, np.bool_):
+    if _numpy_bool(value):  # no Number, and its type is named "bool"
         return f"{value!r} (numpy bool)"
     if isinstance(value, (str, bytes, numbers.Number)):
         text = repr(value)
@@ -154,14 +151,19 @@ def brief(value: object) -> str:
     return type(value).__name__
 
 
+def _numpy_bool(value: object) -> bool:
+    """Whether ``value`` is numpy's bool (numpy not imported: it cannot be one)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.bool_)
+
+
 def check_bool(name: str, value: object) -> bool:
     """Refuse what is not ``True`` or ``False`` for a flag (``fp16="yes"``, ``verify=0``, ``None``
     passed as truthy or falsy before); numpy's bool passes, as a plain ``bool`` (``mask.any()``
     is one). Returns the flag."""
     if isinstance(value, bool):
         return value
-    np = sys.modules.get("numpy")  # not imported: the value cannot be one of its bools
-    if np is not None and isinstance(value, np.bool_):
+    if _numpy_bool(value):
         return bool(value)
     raise UserError(f"{name} must be True or False, got {brief(value)}")
 
@@ -205,6 +207,11 @@ def check_seconds(name: str, value: object) -> None:
         raise UserError(f"{name} must be a number of seconds, got {value!r}")
     if not 0 < float(value) < math.inf:
         raise UserError(f"{name} must be > 0 seconds, got {value}")
+
+
+def plural(n: int, noun: str) -> str:
+    """``noun`` as a count of ``n`` reads it: ``image`` for 1, ``images`` otherwise."""
+    return noun if n == 1 else noun + "s"
 
 
 def listed(items: Sequence[str], shown: int = 5) -> str:

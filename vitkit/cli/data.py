@@ -20,7 +20,7 @@ from vitkit.cli._common import (
     status,
     user_errors,
 )
-from vitkit.errors import UserError, check_seed
+from vitkit.errors import UserError, check_seed, plural
 
 if TYPE_CHECKING:
     from vitkit.data.catalog import Dataset
@@ -338,5 +338,5 @@ def preview(
                 f"name(s) ({escape(first)}): they show as boxes"
             )
         console.print(
-            f"wrote {escape(str(out))} ({image.size[0]}x{image.size[1]}, {shown:,} image{'s' if shown != 1 else ''})"
+            f"wrote {escape(str(out))} ({image.size[0]}x{image.size[1]}, {shown:,} {plural(shown, 'image')})"
         )

@@ -35,7 +35,7 @@ from vitkit.cli._common import (
     status,
     user_errors,
 )
-from vitkit.errors import UserError
+from vitkit.errors import UserError, plural
 from vitkit.train.callbacks import Callback, EpochInfo, StartInfo, StepInfo
 
 _T = "Training"
@@ -74,7 +74,7 @@ def start_notes(info: StartInfo) -> list[str]:
             where = f"stopped at its --max-steps cap (step {done:,})"
         else:
             further = f"--epochs N (more than {cfg['epochs']})"
-            where = f"has trained all its {cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
+            where = f"has trained all its {cfg['epochs']} {plural(cfg['epochs'], 'epoch')}"
         notes.append(
             f"nothing left to train: {info.run_dir} {where}; only the test split is scored "
             f"again. To train further, resume with {further}"
@@ -120,8 +120,8 @@ class LiveView(Callback):
             if info.total_steps < planned
             else ""
         )
-        epochs = f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
-        steps = f"{info.steps_per_epoch} step{'s' if info.steps_per_epoch != 1 else ''}"
+        epochs = f"{cfg['epochs']} {plural(cfg['epochs'], 'epoch')}"
+        steps = f"{info.steps_per_epoch} {plural(info.steps_per_epoch, 'step')}"
         status(
             f"  {info.train_size:,} train / {info.val_size:,} val images · {epochs}"
             f" x {steps} of {cfg['batch_size']}{cap} · lr {cfg['lr']:g} · "

@@ -16,7 +16,7 @@ from torch import Tensor
 from vitkit._device import resolve_device
 from vitkit.data.augment import AugmentConfig, BatchAugment
 from vitkit.data.types import Split
-from vitkit.errors import ConfigError, check_int
+from vitkit.errors import ConfigError, check_int, plural
 
 
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
@@ -54,7 +54,7 @@ class DeviceLoader:
         if drop_last and batch_size > per_rank:
             raise ConfigError(
                 f"batch size {batch_size} is larger than the {per_rank} "
-                f"image{'s' if per_rank != 1 else ''} per device"
+                f"{plural(per_rank, 'image')} per device"
             )
         if isinstance(device, str):  # checked as load_model checks it, not deep inside .to()
             device = resolve_device(device)
