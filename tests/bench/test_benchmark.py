@@ -711,9 +711,9 @@ def test_reuse_never_mixes_plain_and_fused_models(
     from vitkit.export import onnx as onnx_module
 
     def attention_wins(models: dict[str, onnx.ModelProto], *a: object, **kw: object) -> object:
-        return {n: {1: 1.0 if n == "attention" else 2.0} for n in models}
+        return {n: {1: [1.0 if n == "attention" else 2.0] * 3} for n in models}
 
-    monkeypatch.setattr(onnx_module, "race", attention_wins)
+    monkeypatch.setattr(onnx_module, "race_rounds", attention_wins)
     lm = load_model(bench_run)
     folder = tmp_path / "export"
     kw = {"verify_images": 64, "download": False}

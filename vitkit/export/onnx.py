@@ -693,14 +693,35 @@ def race(
     rounds: int = RACE_ROUNDS,
     budget: float = RACE_BUDGET,
 ) -> dict[str, dict[int, float]]:
-    """Median seconds per call of each model in ONNX Runtime (CPU) at each batch size, timed in
-    interleaved rounds (every model once per round, a warm-up call first), so that a burst of
-    load on the machine slows every model alike rather than the one it happened to hit. Each
-    model's turn starts once the last one's thread pool has stopped spinning (``settle``).
+    """Median seconds per call of each model in ONNX Runtime (CPU) at each batch size: the
+    median over ``race_rounds``'s rounds (see there)."""
+    turns = race_rounds(
+        models, images, threads=threads, batches=batches, rounds=rounds, budget=budget
+    )
+    return {n: {b: float(np.median(t)) for b, t in per.items()} for n, per in turns.items()}
+
+
+def race_rounds(
+    models: dict[str, onnx.ModelProto],
+    images: np.ndarray | None,
+    *,
+    threads: int | None = None,
+    batches: Sequence[int] = (1, RUN_BATCH),
+    rounds: int = RACE_ROUNDS,
+    budget: float = RACE_BUDGET,
+) -> dict[str, dict[int, list[float]]]:
+    """Each model's median seconds per call in ONNX Runtime (CPU) in each round, at each batch
+    size: ``{name: {batch: [round 1, round 2, ...]}}``. Every model takes one turn per round
+    (a warm-up call first, then calls for ``RACE_SECONDS``), so that a burst of load on the
+    machine slows every model alike rather than the one it happened to hit; the order rotates
+    from round to round, so no model always follows the same one. Compare two models round by
+    round (``paired_speedup``): a change of the machine's speed between rounds then cancels.
+    Each model's turn starts once the last one's thread pool has stopped spinning (``settle``).
 
     ``images``: real inputs (their first ``batch`` rows), shared by every model; without them,
     or with fewer than ``batch``, random ones of each model's own input shape. A model with a
-    fixed batch size runs at that size only (pass it in ``batches``).
+    fixed batch size runs at that size only (pass it in ``batches``). A slow model (large
+    images) gets fewer rounds, at least 2: about ``budget`` seconds per batch size.
     """
     from vitkit.bench.timing import measure, settle  # here: `import vitkit.export` stays light
 
@@ -718,22 +739,32 @@ def race(
         return {spec.name: x}
 
     for b in batches:
-        live = {n: s for n, s in sessions.items() if fixed[n] in (None, b)}
-        feeds = {n: feed(s, b) for n, s in live.items()}
-        for n, s in live.items():
+        live = [(n, s) for n, s in sessions.items() if fixed[n] in (None, b)]
+        feeds = {n: feed(s, b) for n, s in live}
+        for n, s in live:
             s.run(None, feeds[n])  # warm-up
         r, wanted, begun, waited = 0, rounds, time.perf_counter(), 0.0
         while r < wanted:
-            for n, s in live.items():
+            for n, s in live[r % len(live) :] + live[: r % len(live)]:
                 waited += settle()
                 call = functools.partial(s.run, None, feeds[n])
                 turn = measure(call, warmup=0, min_time=RACE_SECONDS, min_runs=1)
-                times[n].setdefault(b, []).extend(turn.samples)
+                times[n].setdefault(b, []).append(float(np.median(turn.samples)))
             r += 1
             if r == 1:  # a slow model (large images) gets fewer rounds: about `budget` s
                 per_round = time.perf_counter() - begun - waited  # timing, not waiting
                 wanted = max(min(2, rounds), min(rounds, int(budget / max(per_round, 1e-9))))
-    return {name: {b: float(np.median(t)) for b, t in per.items()} for name, per in times.items()}
+    return times
+
+
+def paired_speedup(base: Sequence[float], other: Sequence[float]) -> float:
+    """How many times faster ``other`` is than ``base``, from ``race_rounds``' per-round
+    seconds of each: the median over rounds of that round's ratio. A round compares the two
+    models at (nearly) the same moment, so a slower or faster spell of the machine that lasts
+    a round or more cancels, where the ratio of two medians over all rounds can keep it (the
+    2-core VM here runs in spells ~40% apart in speed: a change in the middle of a race gives
+    one model more slow turns than the other)."""
+    return float(np.median([b / o for b, o in zip(base, other, strict=True)]))
 
 
 def top1(logits: np.ndarray) -> np.ndarray:
@@ -1669,7 +1700,9 @@ def _optimized(
     racing = {n: m for n, m, rep, _ in variants if rep.passed and rep.verified}
     sizes = (1, RUN_BATCH) if batch == "dynamic" else (int(batch),)  # a fixed batch: its own
     times = (
-        race({"plain": plain, **racing}, images, threads=threads, batches=sizes) if racing else {}
+        race_rounds({"plain": plain, **racing}, images, threads=threads, batches=sizes)
+        if racing
+        else {}
     )
     if variants and not any(rep.verified for _, _, rep, _ in variants):
         info["notes"].append("--optimize: with --no-verify no fused model is timed or kept")
@@ -1726,11 +1759,16 @@ def _fused_variants(
 
 
 def _candidate(
-    name: str, rep: PrecisionReport, ops: dict[str, int], times: dict[str, dict[int, float]]
+    name: str, rep: PrecisionReport, ops: dict[str, int], times: dict[str, dict[int, list[float]]]
 ) -> dict[str, Any]:
     """The report's entry on one fused variant: its fused ops, its speed-up over the plain
-    model (None when it was not raced) and its verification."""
-    by_batch = {b: times["plain"][b] / t for b, t in times[name].items()} if name in times else {}
+    model at each raced batch size (``paired_speedup``; None when it was not raced) and its
+    verification."""
+    by_batch = (
+        {b: paired_speedup(times["plain"][b], t) for b, t in times[name].items()}
+        if name in times
+        else {}
+    )
     speedup = float(np.prod(list(by_batch.values())) ** (1 / len(by_batch))) if by_batch else None
     return {
         "name": name,
