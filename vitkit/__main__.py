@@ -1,4 +1,23 @@
-from vitkit.cli import main
+"""The `vitkit` command (and `python -m vitkit`).
+
+The command line is imported inside ``main``, where a Ctrl-C while it loads (typer, rich and
+the command modules: a few tenths of a second) ends as one during a command does: "interrupted"
+and exit status 130, not an import traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    try:
+        from vitkit.cli import main as cli
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    cli()
+
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -95,6 +96,30 @@ def test_cli_starts_without_importing_torch() -> None:
         [sys.executable, "-c", "import vitkit; vitkit.nonesuch"], capture_output=True, text=True
     )
     assert bad.returncode == 1 and "has no attribute 'nonesuch'" in bad.stderr
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line_and_130() -> None:
+    """Ctrl-C in the first few tenths of a second, while typer, rich and the command modules
+    import, printed an import traceback and ended the process by SIGINT; now it ends as one
+    during a command does. The installed `vitkit` command enters there too."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'vitkit.cli': raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from vitkit.__main__ import main\n"
+        "main()\n"
+    )
+    cut = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (cut.returncode, cut.stderr, cut.stdout) == (130, "interrupted\n", "")
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert '[project.scripts]\nvitkit = "vitkit.__main__:main"\n' in pyproject
+    whole = subprocess.run([sys.executable, "-m", "vitkit", "--version"], capture_output=True)
+    assert whole.returncode == 0 and whole.stdout.decode().strip() == f"vitkit {__version__}"
 
 
 def test_command_help_is_reflowed_for_the_terminal() -> None:
