@@ -334,6 +334,24 @@ def test_images_to_score_need_no_train_folder(tmp_path: Path) -> None:
     assert fingerprint(tmp_path / "flat") != fingerprint(tmp_path / "only-test")
 
 
+def test_a_split_the_folder_lacks_is_refused(tmp_path: Path) -> None:
+    """A folder loads whole whatever splits= names: splits=["val"] of a tree with no val/ was
+    accepted without a word. Its splits are known once it is read: then it is refused, naming
+    those it has (the cache is written, so the next try decodes nothing)."""
+    from vitkit.data import load_dataset
+
+    root = tmp_path / "ds"
+    for split in ("train", "test"):
+        _save(root / split / "cat" / "a.png", COLOURS["cat"])
+    name, data_root = f"folder:{root}", tmp_path / "root"
+    with pytest.raises(UserError, match=r"^dataset 'folder:.*' has no split 'val' \(it has: train, test\)$"):  # fmt: skip
+        load_dataset(name, data_root=data_root, splits=["val"])
+    with pytest.raises(UserError, match=r"has no split 'tset' .*; did you mean 'test'\?"):
+        load_dataset(name, data_root=data_root, splits=["test", "tset"])
+    ds = load_dataset(name, data_root=data_root, splits=["test"])
+    assert ds.from_cache and list(ds) == ["train", "test"]  # whole, as before
+
+
 def test_all_files_unreadable(tmp_path: Path) -> None:
     (tmp_path / "train" / "a").mkdir(parents=True)
     (tmp_path / "train" / "a" / "x.jpg").write_bytes(b"")

@@ -190,6 +190,19 @@ def test_a_dataset_that_cannot_build_a_split_alone_loads_whole(tmp_path: Path) -
     assert load_dataset("mnist-mini", data_root=tmp_path, splits=["test"]).from_cache
 
 
+def test_a_split_a_whole_loaded_dataset_lacks_is_refused(tmp_path: Path) -> None:
+    """mnist-mini loads whole whatever splits= names, so splits=["bogus"] was accepted without
+    a word (a dataset with train and test came back); it is refused as for mnist, before it is
+    read."""
+    with pytest.raises(UserError, match=r"^dataset 'mnist-mini' has no split 'bogus' \(it has: train, test\)$"):  # fmt: skip
+        load_dataset("mnist-mini", data_root=tmp_path, splits=["bogus"])
+    with pytest.raises(UserError, match=r"has no split 'tset' \(it has: train, test\); did you mean 'test'\?"):  # fmt: skip
+        load_dataset("mnist-mini", data_root=tmp_path, splits="tset")
+    with pytest.raises(UserError, match=r"no split named to load of dataset 'mnist-mini'"):
+        load_dataset("mnist-mini", data_root=tmp_path, splits=[])
+    assert not (tmp_path / "mnist-mini").exists()  # refused before anything was built
+
+
 def test_mnist_test_split_alone_from_the_t10k_files(shared_data: Path, tmp_path: Path) -> None:
     """The real t10k files alone (a run copied to a machine without the train files)."""
     (tmp_path / "mnist").mkdir()

@@ -14,7 +14,7 @@ import importlib
 import numbers
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,11 +196,7 @@ class Dataset:
         try:
             return self.splits[split]
         except KeyError:
-            have = ", ".join(self.splits)
-            raise UserError(
-                f"dataset '{self.name}' has no split '{split}' (it has: {have})"
-                f"{suggest(split, self.splits)}"
-            ) from None
+            raise no_split(self.name, split, self.splits) from None
 
     def stats(self) -> dict[str, Any]:
         """Computed from the data: per split size, class balance and per-channel mean/std."""
@@ -401,7 +397,8 @@ def load_dataset(
     own files alone (no train files needed) and not cached, with ``mean`` and ``std`` None (no
     train split to compute them from; a model is scored with those it recorded). Others
     (``folder:``, mnist-mini) load whole, as without ``splits``. A split the dataset does not
-    have is a ``UserError``.
+    have is a ``UserError`` naming those it has, for every dataset (a ``folder:``'s once it is
+    read).
     """
     spec = get_dataset_spec(name)
     check_path("data_root", data_root, optional=True)
@@ -410,7 +407,8 @@ def load_dataset(
     root = Path(data_root).expanduser() if data_root is not None else default_data_root()
     check_data_root(root)
     opts = _resolve_options(spec, name, options)
-    wanted = _wanted_splits(spec, name, splits)
+    asked = _asked_splits(spec, name, splits)
+    wanted = asked if spec.partial else None  # the others load whole
     directory = dataset_dir(name, spec, opts, root)
     key_opts = dict(opts)
     if spec.name == "folder":
@@ -458,6 +456,9 @@ def load_dataset(
         progress("write cache", 0, 1)
         save_cache(cdir, raw, meta)
         progress("write cache", 1, 1)
+    for split in asked or ():  # a folder's splits are known once it is read
+        if split not in raw.splits:
+            raise no_split(name, split, raw.splits)
     return Dataset(
         name=name,
         spec=spec,
@@ -472,26 +473,30 @@ def load_dataset(
     )
 
 
-def _wanted_splits(
+def _asked_splits(
     spec: DatasetSpec, name: str, splits: Sequence[str] | None
 ) -> tuple[str, ...] | None:
-    """The splits ``load_dataset`` loads alone, None for all (``splits`` not given, or a dataset
-    that is not ``partial``); one the dataset does not have is refused, as ``ds[split]`` is."""
+    """The split names ``splits`` asks for (None: not given), in order, once each. One the
+    dataset does not have is refused, as ``ds[split]`` is: here when the catalog lists its
+    splits (a ``partial`` dataset loads just these, the others load whole), else (``folder:``)
+    once it is read."""
     if splits is None:
         return None
     splits = name_list("splits", "split", splits)  # "test", "train,test" or a list of names
-    if not spec.partial:
-        return None
     if not splits:
         raise UserError(f"no split named to load of dataset '{name}' (splits=[])")
-    for split in splits:
+    for split in splits if spec.splits else ():
         if split not in spec.splits:
-            have = ", ".join(spec.splits)
-            raise UserError(
-                f"dataset '{name}' has no split '{split}' (it has: {have})"
-                f"{suggest(split, spec.splits)}"
-            )
+            raise no_split(name, split, spec.splits)
     return tuple(dict.fromkeys(splits))
+
+
+def no_split(name: str, split: str, have: Iterable[str]) -> UserError:
+    """The error for a split a dataset does not have, naming those it has."""
+    have = list(have)
+    return UserError(
+        f"dataset '{name}' has no split '{split}' (it has: {', '.join(have)}){suggest(split, have)}"
+    )
 
 
 def _load_splits(
