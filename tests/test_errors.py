@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vitkit.errors import UserError, brief, check_bool, cli_words, in_cli, setting
+from vitkit.errors import UserError, brief, check_bool, cli_words, in_cli, name_list, setting
 
 
 def test_setting_names_the_parameter_for_the_library_and_the_flag_for_the_cli() -> None:
@@ -101,3 +101,19 @@ def test_check_bool_takes_bools_and_numpy_bools_only() -> None:
     for value in ("yes", 1, 0, None, np.int64(1)):
         with pytest.raises(UserError, match=r"^fp16 must be True or False, got "):
             check_bool("fp16", value)
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        ("train, test", ["train", "test"]),
+        (" test ,train ", ["test", "train"]),
+        ("test,", ["test"]),
+        (", ,", []),
+        ([" test", "train "], ["test", "train"]),
+    ],
+)
+def test_name_list_strips_each_name_and_drops_blank_ones(value: object, names: list[str]) -> None:
+    """ "train, test" was ["train", " test"] (a split ' test', a runtime ' ort' for a caller that
+    did not strip); every caller now gets the names as the bench's lists read them."""
+    assert name_list("splits", "split", value) == names

@@ -254,15 +254,17 @@ def check_name(kind: str, name: object) -> None:
 
 def name_list(param: str, kind: str, value: object) -> list[str]:
     """The names in ``value``: a comma-separated string (``"cpu,cuda"``, as the CLI passes it) or
-    a sequence of strings; anything else (``devices=5``, ``runtimes=[5]``) is a ``UserError``
-    naming ``param`` or the ``kind`` of name, not ``list()``'s or ``str.strip``'s error."""
-    if isinstance(value, str):
-        return value.split(",")
-    if isinstance(value, bytes) or not isinstance(value, Iterable):
+    a sequence of strings, each name stripped of spaces and blank ones dropped (``"train, test"``
+    and ``"cpu,"`` are ``["train", "test"]`` and ``["cpu"]``; ``""`` is no name); anything else
+    (``devices=5``, ``runtimes=[5]``) is a ``UserError`` naming ``param`` or the ``kind`` of name,
+    not ``list()``'s or ``str.strip``'s error."""
+    if isinstance(value, bytes) or not isinstance(value, (str, Iterable)):
         raise UserError(f"{param} must be a string or a list of {kind} names, got {brief(value)}")
-    names = list(value)
-    for n in names:
+    names: list[str] = []
+    for n in value.split(",") if isinstance(value, str) else value:
         check_name(kind, n)
+        if n.strip():
+            names.append(n.strip())
     return names
 
 

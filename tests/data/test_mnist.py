@@ -217,6 +217,21 @@ def test_mnist_test_split_alone_from_the_t10k_files(shared_data: Path, tmp_path:
         load_dataset("mnist", data_root=tmp_path, download=False)
 
 
+def test_splits_as_one_string_are_a_comma_list(tmp_path: Path) -> None:
+    """splits="train, test" was ["train", " test"]: 'has no split ' test'; did you mean 'test'?'"""
+    g = np.random.default_rng(0)
+    test_x, test_y = g.integers(0, 256, (4, 28, 28), np.uint8), np.arange(4)
+    write_idx_split(tmp_path / "fashion-mnist", "t10k", test_x, test_y)
+    for splits in ("test", " test ", "test,", "test, test"):
+        ds = load_dataset("fashion-mnist", data_root=tmp_path, download=False, splits=splits)
+        assert list(ds) == ["test"]
+    write_idx_split(tmp_path / "fashion-mnist", "train", test_x, test_y)
+    ds = load_dataset("fashion-mnist", data_root=tmp_path, download=False, splits="test, train")
+    assert list(ds) == ["test", "train"]
+    with pytest.raises(UserError, match=r"no split named to load of dataset 'fashion-mnist'"):
+        load_dataset("fashion-mnist", data_root=tmp_path, download=False, splits=" , ")
+
+
 @pytest.mark.parametrize("splits", [5, [5], b"test", [None]])
 def test_splits_of_the_wrong_type_are_one_line_errors(tmp_path: Path, splits: object) -> None:
     """splits=5 raised TypeError ('int' is not iterable); a list of non-names too, for any

@@ -118,7 +118,7 @@ def parse_devices(value: str | Sequence[str]) -> list[torch.device]:
     is one, else cpu (mps, which bench does not measure, included)."""
     names = name_list("devices", "device", value)
     out: list[torch.device] = []
-    for n in (device_name(s) for s in names if s.strip()):  # CPU as cpu, as runtimes are
+    for n in map(device_name, names):  # CPU as cpu, as runtimes are
         try:
             d = resolve_device(n) if n == "auto" else torch.device(n)
         except RuntimeError:

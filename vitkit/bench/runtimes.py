@@ -569,7 +569,7 @@ def parse_runtimes(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
     names = name_list("runtimes", "runtime", value)
-    names = [n.strip().lower() for n in names if n.strip()]  # ORT, Eager: the same runtimes
+    names = [n.lower() for n in names]  # ORT, Eager: the same runtimes
     if not names:
         raise UserError(f"{setting('runtimes')} is empty; choose from {', '.join(list_runtimes())}")
     for n in names:

@@ -482,7 +482,7 @@ def _asked_splits(
     once it is read."""
     if splits is None:
         return None
-    splits = name_list("splits", "split", splits)  # "test", "train,test" or a list of names
+    splits = name_list("splits", "split", splits)  # "test", "train, test" or a list of names
     if not splits:
         raise UserError(f"no split named to load of dataset '{name}' (splits=[])")
     for split in splits if spec.splits else ():
