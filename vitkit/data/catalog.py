@@ -129,7 +129,8 @@ class Dataset:
     splits: dict[str, Split]
     classes: list[str]
     # per channel, in [0, 1] units, computed from the train split; None when only some splits
-    # were loaded (``load_dataset(splits=...)``): a model is scored with its own recorded ones
+    # were built from their own files (``load_dataset(splits=...)`` with no full cache to read
+    # them from): a model is scored with its own recorded ones
     mean: list[float] | None
     std: list[float] | None
     options: dict[str, Any]
@@ -393,9 +394,10 @@ def load_dataset(
 
     ``splits`` (e.g. ``["test"]``, to score a trained model): only these are needed. A catalog
     dataset built from its own files (mnist, cifar10, mnist-grid, ...; ``DatasetSpec.partial``)
-    then holds just these: read from its full cache when there is one, else built from their
-    own files alone (no train files needed) and not cached, with ``mean`` and ``std`` None (no
-    train split to compute them from; a model is scored with those it recorded). Others
+    then holds just these: read from its full cache when there is one (with the train split's
+    ``mean`` and ``std`` it records), else built from their own files alone (no train files
+    needed) and not cached, with ``mean`` and ``std`` None (no train split to compute them
+    from; a model is scored with those it recorded). Others
     (``folder:``, mnist-mini) load whole, as without ``splits``. A split the dataset does not
     have is a ``UserError`` naming those it has, for every dataset (a ``folder:``'s once it is
     read).
@@ -506,18 +508,19 @@ def _load_splits(
     cached: tuple[RawDataset, dict[str, Any]] | None,
     cdir: Path,
 ) -> Dataset:
-    """``ctx.splits`` of a ``partial`` dataset: the full cache's (``cached``), else built from
-    their own files. Never cached: a cache holds every split and the train split's statistics,
+    """``ctx.splits`` of a ``partial`` dataset: the full cache's (``cached``), with the train
+    split's statistics it records, else built from their own files, with none (``mean`` and
+    ``std`` None). Never cached: a cache holds every split and the train split's statistics,
     and one of some splits would be read as a full one (by training, by ``vitkit data cache``)."""
-    raw = cached[0] if cached is not None else spec.load_builder()(ctx)
+    raw, meta = cached if cached is not None else (spec.load_builder()(ctx), {})
     wanted = ctx.splits or ()
     return Dataset(
         name=name,
         spec=spec,
         splits={s: raw.splits[s] for s in wanted},  # a builder may have built more
         classes=raw.classes,
-        mean=None,
-        std=None,
+        mean=meta.get("mean"),
+        std=meta.get("std"),
         options=ctx.options,
         info=raw.info,
         cache_dir=cdir,
