@@ -191,12 +191,20 @@ def test_archive_with_wrong_md5_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "cifar-10-batches-py").exists()
 
 
+FOLDER_HINT = "; for a CIFAR-10 copy as image files (PATH/train/<class>/*.jpg), use folder:PATH"
+
+
 def test_missing_files_without_download_say_what_to_place_where(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         build_cifar10(SourceContext(root=tmp_path / "cifar10", download=False))
     message = str(info.value)
     assert "cifar-10-python.tar.gz" in message and str(tmp_path / "cifar10") in message
     assert "cifar-10-batches-py" in message and "\n" not in message
+    # the JPEG copy (docs/data.md) was not named: it is read as folder:PATH, not as cifar10
+    assert message.endswith(FOLDER_HINT)
+    with pytest.raises(UserError) as info:  # CIFAR-100: no such copy is described
+        build_cifar100(SourceContext(root=tmp_path / "cifar100", download=False))
+    assert "folder:" not in str(info.value)
 
 
 @contextlib.contextmanager
@@ -237,7 +245,10 @@ def test_download_failure_is_a_user_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(DownloadError) as info:
         build_cifar10(SourceContext(root=tmp_path, download=True))
     assert isinstance(info.value, UserError)
-    assert f"place the file at {tmp_path / 'cifar-10-python.tar.gz'}" in str(info.value)
+    assert f"place the file at {tmp_path / 'cifar-10-python.tar.gz'} and run again" in str(
+        info.value
+    )
+    assert str(info.value).endswith(FOLDER_HINT) and "\n" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -310,7 +321,11 @@ def test_a_test_split_alone_needs_only_the_test_batch(tmp_path: Path) -> None:
 def test_missing_batch_in_folder_is_named(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()
-    with pytest.raises(UserError, match=r"missing .*data_batch_4"):
+    with pytest.raises(UserError, match=r"missing .*data_batch_4") as info:
+        build_cifar10(SourceContext(root=tmp_path, download=False))
+    assert str(info.value).endswith(FOLDER_HINT)
+    (tmp_path / "cifar-10-batches-py" / "batches.meta").unlink()
+    with pytest.raises(UserError, match=r"missing .*batches\.meta.*use folder:PATH$"):
         build_cifar10(SourceContext(root=tmp_path, download=False))
 
 

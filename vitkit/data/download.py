@@ -62,6 +62,11 @@ class DownloadError(UserError):
     """A file could not be fetched or failed its checksum, or an archive is unsafe or corrupt."""
 
 
+class NotDownloaded(DownloadError):
+    """No URL delivered the file (no network, every server failed): it is not here, and the
+    message says where to place it (a checksum mismatch is another ``DownloadError``)."""
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -167,7 +172,8 @@ def fetch(
     failure nothing is left behind. ``timeout`` is in seconds, per connection and per read.
     ``progress`` is called as ``progress("download <name>", bytes_done, total_or_None)``.
 
-    Raises ``DownloadError`` (one line) on a checksum mismatch or when no mirror answers.
+    Raises ``DownloadError`` (one line) on a checksum mismatch, ``NotDownloaded`` (one too) when
+    no mirror delivers the file.
     """
     dest = Path(dest)
     url_list = [urls] if isinstance(urls, str) else list(urls)
@@ -213,7 +219,7 @@ def fetch(
     if mismatch:
         raise DownloadError(f"checksum mismatch for {dest.name}: {mismatch}; nothing was saved")
     guess = "" if answered else "no network? "
-    raise DownloadError(
+    raise NotDownloaded(
         f"cannot download {dest.name} ({guess}{'; '.join(failures)}){stale}; "
         f"place the file at {dest} and run again"
     )

@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from vitkit.data.download import fetch, file_md5, safe_extract
+from vitkit.data.download import NotDownloaded, fetch, file_md5, safe_extract
 from vitkit.data.types import RawDataset, SourceContext, Split
 from vitkit.errors import UserError
 
@@ -48,6 +48,7 @@ class CifarLayout:
     meta: str  # the file holding the class names
     label_key: str  # key of the labels in a batch file
     names_key: str  # key of the class names in the meta file
+    other_copy: str = ""  # ends a message that says the files are not here: another way in
 
 
 CIFAR10 = CifarLayout(
@@ -61,6 +62,8 @@ CIFAR10 = CifarLayout(
     meta="batches.meta",
     label_key="labels",
     names_key="label_names",
+    # docs/data.md: the ImageFolder copy trains and scores as folder:PATH, classes in this order
+    other_copy="; for a CIFAR-10 copy as image files (PATH/train/<class>/*.jpg), use folder:PATH",
 )
 
 CIFAR100 = CifarLayout(
@@ -143,7 +146,7 @@ _CORRUPT_PICKLE = (
 )
 
 
-def _load_pickle(path: Path) -> dict[bytes | str, Any]:
+def _load_pickle(path: Path, layout: CifarLayout) -> dict[bytes | str, Any]:
     """Read one CIFAR pickle safely; a missing, corrupt or truncated file is a ``UserError``."""
     try:
         with open(path, "rb") as f:
@@ -151,6 +154,7 @@ def _load_pickle(path: Path) -> dict[bytes | str, Any]:
     except FileNotFoundError:
         raise UserError(
             f"missing {path}; the folder {path.parent} is incomplete (delete it and run again)"
+            f"{layout.other_copy}"
         ) from None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from None
@@ -180,11 +184,15 @@ def _locate(ctx: SourceContext, layout: CifarLayout) -> Path:
         return folder
     archive = ctx.root / layout.archive
     if ctx.download:  # returns at once, without network, when the archive is there and intact
-        fetch(layout.urls, archive, md5=layout.md5, progress=ctx.progress)
+        try:
+            fetch(layout.urls, archive, md5=layout.md5, progress=ctx.progress)
+        except NotDownloaded as e:
+            raise NotDownloaded(f"{e}{layout.other_copy}") from None
     elif not archive.is_file():
         raise UserError(
             f"{layout.name} not found and downloads are off: place {layout.archive} "
             f"(from {layout.urls[0]}) or the extracted {layout.folder}/ folder in {ctx.root}"
+            f"{layout.other_copy}"
         )
     elif (actual := file_md5(archive)) != layout.md5:
         raise UserError(
@@ -199,7 +207,7 @@ def _locate(ctx: SourceContext, layout: CifarLayout) -> Path:
 
 def _read_batch(path: Path, layout: CifarLayout, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One batch file: uint8 images (N, 3, 32, 32) and int64 labels (N,), checked."""
-    batch = _load_pickle(path)
+    batch = _load_pickle(path, layout)
     data = _field(batch, "data", path)
     if not (isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == IMAGE_BYTES):
         shape = getattr(data, "shape", type(data).__name__)
@@ -220,7 +228,7 @@ def _read_batch(path: Path, layout: CifarLayout, num_classes: int) -> tuple[np.n
 def _build(ctx: SourceContext, layout: CifarLayout) -> RawDataset:
     folder = _locate(ctx, layout)
     meta_path = folder / layout.meta
-    names = _field(_load_pickle(meta_path), layout.names_key, meta_path)
+    names = _field(_load_pickle(meta_path, layout), layout.names_key, meta_path)
     if not isinstance(names, list) or not names:
         raise UserError(f"unexpected contents in {meta_path}: no class names")
     classes = [n.decode("latin-1") if isinstance(n, bytes) else str(n) for n in names]
