@@ -466,7 +466,8 @@ def test_a_folder_cache_with_the_old_channel_rule_is_stale(tmp_path: Path) -> No
             Image.new("L", (8, 8), 30 * i).save(tmp_path / "imgs" / c / f"{i}.png")
     name = f"folder:{tmp_path / 'imgs'}"
     root = ["--data-root", str(tmp_path / "root")]
-    for extra in ([], ["--channels", "1"]):
+    # (--rebuild: --channels 1 alone reads the first, whose detected channels are 1)
+    for extra in ([], ["--channels", "1", "--rebuild"]):
         assert runner.invoke(app, ["data", "download", name, *extra, *root]).exit_code == 0
     for meta_path in (tmp_path / "root").glob("folder/*/cache/*/meta.json"):
         meta = json.loads(meta_path.read_text())  # as the old detection wrote it

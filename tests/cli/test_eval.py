@@ -189,6 +189,47 @@ def test_another_split_or_dataset_does_not_replace_the_runs_report(
     assert test["split"] == "test"  # still the test split's
 
 
+def test_eval_of_a_folder_run_on_its_folder_decodes_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run trained on folder:PATH as it is (size and channels from the images), then
+    `eval RUN --data folder:PATH` with PATH spelled otherwise (relative here): eval passes the
+    model's size and channels, a cache key the run's cache did not have, and the folder was
+    decoded into a second cache of the same images. The run's cache is read now."""
+    from vitkit.data.cache import list_caches
+    from vitkit.data.sources import folder
+
+    g = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        for c in ("3", "7"):
+            (tmp_path / "digits" / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = g.integers(0, 256, (28, 28), np.uint8)
+                Image.fromarray(pixels, "L").save(tmp_path / "digits" / split / c / f"{i}.png")
+    data_root = tmp_path / "data"
+    config = TrainConfig(
+        dataset=f"folder:{tmp_path / 'digits'}",
+        model="vit-nano",
+        model_overrides={"patch_size": 4},
+        epochs=1,
+        batch_size=4,
+        seed=0,
+        device="cpu",
+        out=str(tmp_path / "run"),
+    )
+    run = train(config, data_root=data_root).run_dir
+    (cache,) = list_caches(data_root)
+    decoded: list[object] = []
+    real = folder.build_folder
+    monkeypatch.setattr(folder, "build_folder", lambda ctx: decoded.append(ctx) or real(ctx))
+    monkeypatch.chdir(tmp_path)
+    args = ["eval", str(run), "--data", "folder:digits", "--json", "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 4
+    assert decoded == [] and [c.directory for c in list_caches(data_root)] == [cache.directory]
+
+
 def test_eval_refuses_a_class_mismatch_and_a_missing_run(run: Path, tmp_path: Path) -> None:
     for cls in ("cat", "dog"):
         (tmp_path / "pets" / "train" / cls).mkdir(parents=True)

@@ -238,9 +238,40 @@ def test_a_cache_with_channels_from_the_sample_is_rebuilt(tmp_path: Path) -> Non
     as_old(ds.cache_dir)
     again = load_dataset(f"folder:{root}", data_root=tmp_path / "root")
     assert again.channels == 3 and not again.from_cache and again.cache_dir == ds.cache_dir
-    given = load_dataset(f"folder:{root}", data_root=tmp_path / "root", channels=3)
+    # (rebuild: channels=3 alone reads the detected-3 cache, test_one_cache_for_the_same_images)
+    given = load_dataset(f"folder:{root}", data_root=tmp_path / "root", channels=3, rebuild=True)
+    assert given.cache_dir != ds.cache_dir
     as_old(given.cache_dir)  # (now 1 channel: shows it is the cache that is read)
     assert load_dataset(f"folder:{root}", data_root=tmp_path / "root", channels=3).from_cache
+
+
+def test_one_cache_for_the_same_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder cached as it is (size and channels from its images: 16x16, RGB) and loaded
+    again with image_size=16, channels=3 (what eval passes: the model's) was decoded again into
+    a second cache of the same images. The first is read now; other values still decode."""
+    from vitkit.data import load_dataset
+    from vitkit.data.cache import list_caches
+
+    root, data_root = tmp_path / "ds", tmp_path / "root"
+    for split in ("train", "test"):
+        _save(root / split / "cat" / "a.png", COLOURS["cat"])
+        _save(root / split / "yak" / "a.png", COLOURS["yak"][:1], mode="L")
+    first = load_dataset(f"folder:{root}", data_root=data_root)
+    assert (first.image_size, first.channels) == (16, 3)
+    decoded: list[dict[str, Any]] = []
+    real = folder.build_folder
+    monkeypatch.setattr(
+        folder, "build_folder", lambda ctx: decoded.append(ctx.options) or real(ctx)
+    )
+    for options in ({"image_size": 16, "channels": 3}, {"image_size": 16}, {"channels": 3}):
+        again = load_dataset(f"folder:{root}", data_root=data_root, **options)
+        assert again.from_cache and again.cache_dir == first.cache_dir, options
+        assert torch.equal(again["train"].images, first["train"].images)
+    assert decoded == [] and len(list_caches(data_root)) == 1
+    # other images: their own cache, as before
+    assert load_dataset(f"folder:{root}", data_root=data_root, image_size=8).image_size == 8
+    assert load_dataset(f"folder:{root}", data_root=data_root, channels=1).channels == 1
+    assert len(decoded) == 2 and len(list_caches(data_root)) == 3
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

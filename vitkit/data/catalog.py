@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import itertools
 import numbers
 import os
 import time
@@ -434,6 +435,8 @@ def load_dataset(
 
         if not is_current(cached[0].info, opts):  # channels chosen the old way: rebuilt
             cached = None
+    if cached is None and not rebuild and spec.name == "folder":
+        cdir, cached = _same_images_cache(directory, key_opts) or (cdir, None)
     from_cache = cached is not None
     if cached is not None:
         raw, meta = cached
@@ -473,6 +476,30 @@ def load_dataset(
         cache_dir=cdir,
         from_cache=from_cache,
     )
+
+
+def _same_images_cache(
+    directory: Path, key_opts: dict[str, Any]
+) -> tuple[Path, tuple[RawDataset, dict[str, Any]]] | None:
+    """A folder's cache made with ``image_size`` and/or ``channels`` left to its images (None),
+    that came to the ones ``key_opts`` gives: its images are those these options decode (a
+    square size resized to itself is not resized; detected channels decode as given ones), so
+    it is read, not a second cache made. A run trained on ``folder:PATH`` as it is and scored
+    by eval, which gives the model's size and channels, decoded the folder twice. Its
+    directory and contents, or None."""
+    from vitkit.data.sources.folder import is_current
+
+    given = [k for k in ("image_size", "channels") if key_opts.get(k) is not None]
+    for n in range(len(given), 0, -1):
+        for left in itertools.combinations(given, n):
+            opts = {**key_opts, **dict.fromkeys(left)}
+            cdir = directory / "cache" / cache_key(opts)
+            cached = load_cache(cdir)
+            if cached is None or not is_current(cached[0].info, opts):
+                continue
+            if all(cached[0].info.get(k) == key_opts[k] for k in left):  # came to these
+                return cdir, cached
+    return None
 
 
 def _asked_splits(
