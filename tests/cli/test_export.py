@@ -158,13 +158,24 @@ def test_wrong_tolerance_exits_nonzero_with_the_report(runs_here: Path) -> None:
 def test_untrained_model_is_exported_on_synthetic_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from vitkit.export import ort_session, read_onnx_metadata
+
     monkeypatch.chdir(tmp_path)
     args = ["export", "--model", "vit-nano", "--image-size", "28", "--channels", "1"]
     result = runner.invoke(app, [*args, "--patch-size", "7", "--legacy-exporter"])
     assert result.exit_code == 0, result.output
     assert "synthetic" in result.stderr
-    assert (tmp_path / "exports" / "vit-nano" / "model.onnx").is_file()
-    assert (tmp_path / "exports" / "vit-nano" / "export.json").is_file()
+    onnx_file = tmp_path / "exports" / "vit-nano" / "model.onnx"
+    # the model the options describe, not vit-nano's defaults (32 px, 3 channels, patch 4)
+    meta = read_onnx_metadata(onnx_file)
+    assert (meta["image_size"], meta["channels"], meta["trained"]) == (28, 1, False)
+    config = meta["model_spec"]["config"]
+    assert (config["patch_size"], config["in_chans"], config["image_size"]) == (7, 1, 28)
+    assert ort_session(onnx_file).get_inputs()[0].shape[1:] == [1, 28, 28]
+    report = json.loads((tmp_path / "exports" / "vit-nano" / "export.json").read_text())
+    assert report["passed"] is True and report["data"]["synthetic"] is True
+    assert report["model"]["config"] == config and report["exporter"] == "torchscript"
+    assert report["files"] == ["exports/vit-nano/model.onnx", "exports/vit-nano/export.json"]
 
 
 @pytest.mark.parametrize(
