@@ -12,6 +12,7 @@ import torch
 from vitkit.artifact import LoadedModel, load_model
 from vitkit.data import load_dataset
 from vitkit.errors import UserError
+from vitkit.eval import evaluate
 from vitkit.export import (
     ExportReport,
     Tolerances,
@@ -34,7 +35,9 @@ def eager(lm: LoadedModel, x: np.ndarray) -> np.ndarray:
         return lm.model(torch.from_numpy(x)).numpy()
 
 
-def test_export_writes_three_verified_models_and_a_report(exported: ExportReport) -> None:
+def test_export_writes_three_verified_models_and_a_report(
+    exported: ExportReport, data_root: Path
+) -> None:
     assert exported.passed, exported.failures
     assert exported.exporter == "dynamo" and exported.batch == "dynamic"
     out = Path(exported.out)
@@ -61,6 +64,12 @@ def test_export_writes_three_verified_models_and_a_report(exported: ExportReport
     assert by_name["int8-static"]["size_bytes"] < by_name["fp16"]["size_bytes"]
     assert by_name["fp16"]["size_bytes"] < fp32["size_bytes"]
     assert report["eager"]["accuracy"] == pytest.approx(fp32["accuracy"])
+    # the figures are top-1 on the whole test split: `vitkit eval`'s, image for image (every
+    # other accuracy above is compared with eager's, computed the same way)
+    assert report["data"]["source"] == "mnist-mini test split (1,000 of 1,000 images)"
+    want = evaluate(exported.run, data_root=data_root)
+    assert report["eager"]["accuracy"] == pytest.approx(want.acc, abs=1e-6)
+    assert fp32["accuracy"] == pytest.approx(want.acc, abs=1e-6)
 
 
 def test_a_precision_that_is_not_a_name_is_a_one_line_error(exported: ExportReport) -> None:
