@@ -447,6 +447,61 @@ def test_print_config_shows_the_recipe_merged_with_options_and_trains_nothing(
     assert cfg["epochs"] == 3 and cfg["dataset"] == "mnist-mini"
     assert cfg["model_overrides"]["patch_size"] == 7  # from the mnist-mini recipe
     assert not out.exists()
+    # every option reaches the config, each at a value that is neither its default nor the
+    # recipe's (only --epochs was checked: an option dropped on its way went unnoticed)
+    given = {
+        "--model": ("model", "vit-nano"),
+        "--embed-dim": ("model_overrides.embed_dim", 96),
+        "--depth": ("model_overrides.depth", 2),
+        "--heads": ("model_overrides.num_heads", 3),
+        "--patch-size": ("model_overrides.patch_size", 4),
+        "--mlp-ratio": ("model_overrides.mlp_ratio", 3.0),
+        "--dropout": ("model_overrides.dropout", 0.1),
+        "--drop-path": ("model_overrides.drop_path", 0.2),
+        "--pool": ("model_overrides.pool", "mean"),
+        "--epochs": ("epochs", 3),
+        "--batch-size": ("batch_size", 32),
+        "--lr": ("lr", 0.003),
+        "--weight-decay": ("weight_decay", 0.01),
+        "--warmup-epochs": ("warmup_epochs", 0.5),
+        "--min-lr": ("min_lr", 0.0001),
+        "--label-smoothing": ("label_smoothing", 0.2),
+        "--grad-clip": ("grad_clip", 2.0),
+        "--mixup": ("mixup", 0.4),
+        "--cutmix": ("cutmix", 0.6),
+        "--patience": ("patience", 4),
+        "--val-fraction": ("val_fraction", 0.2),
+        "--device": ("device", "cpu"),
+        "--seed": ("seed", 7),
+        "--out": ("out", str(out)),
+        "--max-steps": ("max_steps", 9),
+        "--log-every": ("log_every", 5),
+    }
+    switches = {  # each the other way round from its default
+        "--no-aug": ("augment", False),
+        "--no-amp": ("amp", False),
+        "--compile": ("compile", True),
+        "--overwrite": ("overwrite", True),
+        "--tensorboard": ("tensorboard", True),
+    }
+    args = [a for flag, (_, value) in given.items() for a in (flag, str(value))]
+    result = runner.invoke(app, ["train", "mnist-mini", *args, *switches, "--print-config"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads(result.stdout)
+    for flag, (key, value) in {**given, **switches}.items():
+        *parents, name = key.split(".")
+        assert (cfg[parents[0]] if parents else cfg)[name] == value, flag
+    # and the dataset's options, for the datasets that take them
+    result = runner.invoke(app, ["train", "mnist-layout", "--grid", "3", "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dataset_options"] == {"grid": 3}
+    for cls in ("a", "b"):
+        (tmp_path / "pics" / "train" / cls).mkdir(parents=True)
+    args = ["train", f"folder:{tmp_path / 'pics'}", "--image-size", "20", "--channels", "3"]
+    result = runner.invoke(app, [*args, "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dataset_options"] == {"image_size": 20, "channels": 3}
+    assert not out.exists()
 
 
 def test_print_config_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
