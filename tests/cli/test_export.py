@@ -68,6 +68,35 @@ def test_default_run_acceptance_export_in_json(runs_here: Path) -> None:
     assert json.loads((export / "export.json").read_text())["passed"] is True
 
 
+def test_each_option_reaches_the_export(runs_here: Path) -> None:
+    """The options were checked for their errors only: --batch 4 (or --opset, --verify-images,
+    --calib-images, --threads, --atol) dropped on the way to export_onnx exported with the
+    defaults and passed. Each is given a value other than its default and found in the report
+    and in the model written."""
+    from vitkit.export import ort_session, read_onnx_metadata
+
+    out = runs_here.parent / "elsewhere" / "m.onnx"
+    args = ["--legacy-exporter", "--batch", "4", "--opset", "18", "--verify-images", "16",
+            "--int8", "static", "--calib-images", "8", "--threads", "1", "--atol", "0.001",
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, ["export", str(runs_here), *args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["exporter"] == "torchscript" and (report["batch"], report["opset"]) == (4, 18)
+    assert report["data"]["source"] == "mnist-mini test split (16 of 1,000 images)"
+    assert report["data"]["calibration_images"] == 8 and report["threads"] == 1
+    assert report["tolerances"]["fp32_atol"] == 0.001
+    assert [p["precision"] for p in report["precisions"]] == ["fp32", "int8-static"]
+    assert report["files"][:2] == [str(out), str(out.with_name("m.int8.onnx"))]
+    assert not (runs_here / "export").exists()
+    meta = read_onnx_metadata(out)
+    assert meta["batch"] == 4 and ort_session(out).get_inputs()[0].shape[0] == 4
+    import onnx
+
+    model = onnx.load(str(out), load_external_data=False)
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [18]
+
+
 def test_the_checkpoints_weights_are_exported_beside_them(runs_here: Path) -> None:
     """`export RUN/checkpoint/last.safetensors` wrote RUN/export/model.onnx: the run's own
     export was replaced by other weights' (and eval --onnx of the run then refused it)."""
