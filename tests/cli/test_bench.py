@@ -42,13 +42,20 @@ def test_default_run_in_json(runs_here: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["bench", "--runtimes", "eager,ort,ort-int8", "--device", "cpu,cuda", "--json",
-         "--accuracy-images", "100", "--threads", "1", "--csv", "extra.csv", *FAST],
+         "--accuracy-images", "100", "--threads", "1", "--csv", "extra.csv",
+         "--plot", "extra.png", *FAST],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)  # one JSON document, nothing else on stdout
     assert Path(doc["run"]).resolve() == runs_here.resolve()
     assert doc["command"].startswith("vitkit ")
     assert doc["threads"]["torch"] == doc["threads"]["onnxruntime"] == 1
+    # FAST's timing options, not the defaults (10 warm-up calls, 2 s, 3 rounds): a dropped one
+    # only made the bench slower
+    settings = doc["settings"]
+    assert (settings["warmup"], settings["min_time_s"], settings["rounds"]) == (1, 0.02, 1)
+    assert settings["batch_sizes"] == [1, 2] and settings["accuracy_images"] == 100
+    assert json.loads((runs_here / "bench" / "bench.json").read_text()) == doc  # the same report
     ok = {(r["runtime"], r["device"]) for r in doc["runtimes"] if r["status"] == "ok"}
     assert {("eager", "cpu"), ("ort", "cpu"), ("ort-int8", "cpu")} <= ok
     assert {(r["runtime"], r["batch"]) for r in doc["rows"] if r["device"] == "cpu"} == {
@@ -58,6 +65,8 @@ def test_default_run_in_json(runs_here: Path, tmp_path: Path) -> None:
     for name in ("bench.json", "bench.csv", "bench.png"):
         assert (runs_here / "bench" / name).is_file(), name
     assert (tmp_path / "extra.csv").read_text() == (runs_here / "bench" / "bench.csv").read_text()
+    assert (tmp_path / "extra.png").read_bytes() == (runs_here / "bench" / "bench.png").read_bytes()
+    assert {"extra.csv", "extra.png"} <= set(doc["files"])
 
 
 def test_human_output_is_a_table_on_stderr(
@@ -108,13 +117,15 @@ def test_untrained_model_goes_to_bench_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    args = ["bench", "--model", "vit-nano", "--image-size", "16", "--patch-size", "4"]
+    args = ["bench", "--model", "vit-nano", "--image-size", "16", "--patch-size", "8"]
     result = runner.invoke(app, [*args, "--runtimes", "eager", "--device", "cpu", "--json", *FAST])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["run"] is None and doc["model"]["model"] == "vit-nano"
-    assert doc["model"]["config"]["image_size"] == 16
-    assert (tmp_path / "bench" / "vit-nano" / "bench.json").is_file()
+    # the options' model, not vit-nano's 32 px and patch 4
+    assert (doc["model"]["config"]["image_size"], doc["model"]["config"]["patch_size"]) == (16, 8)
+    assert doc["settings"]["image_size"] == 16
+    assert json.loads((tmp_path / "bench" / "vit-nano" / "bench.json").read_text()) == doc
 
 
 def test_device_auto_as_train_takes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
