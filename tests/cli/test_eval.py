@@ -89,7 +89,21 @@ def test_eval_human_output_and_out_dir(run: Path, tmp_path: Path) -> None:
     assert result.stdout == ""  # human output is on stderr
     assert "top-1" in result.stderr and "ECE" in result.stderr and "precision" in result.stderr
     assert "eval.json, confusion.png, wrong.png" in result.stderr
-    assert (tmp_path / "ev" / "confusion.png").is_file()
+    for name in ("confusion.png", "wrong.png"):
+        assert (tmp_path / "ev" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    # the figures printed are the report's, and the report is the run's test split, scored as
+    # training scored it (only the words were checked: any number passed)
+    doc = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert (doc["n"], doc["correct"]) == (1000, round(summary["test_acc"] * 1000))
+    err = " ".join(result.stderr.split())
+    top1, top5 = (f"{100 * doc[k]:.2f}%" for k in ("top1", "top5"))
+    assert f"top-1 {top1} ({doc['correct']:,}/1,000) · top-5 {top5}" in err, err
+    assert f"ECE {doc['ece']:.4f} (15 bins) · loss {doc['loss']:.4f}" in err, err
+    assert f"macro F1 {doc['macro']['f1']:.4f}" in err, err
+    for c in doc["per_class"]:  # one table row a class: precision, recall, F1, support
+        row = f"{c['precision']:.3f} │ {c['recall']:.3f} │ {c['f1']:.3f} │ {c['support']:,}"
+        assert f"│ {c['name']} │ {row} │" in err, (c, err)
 
 
 def test_eval_of_a_copied_run_needs_only_its_test_files(
