@@ -270,8 +270,17 @@ def test_damaged_metrics_log_does_not_fail_a_resume(run: Path, tmp_path: Path) -
     copy = copy_of(run, tmp_path)
     with open(copy / "metrics.jsonl", "ab") as f:
         f.write(b'{"kind": "epoch", "ep\xf5\xff\n')  # a line cut short, and not UTF-8
+    before = (copy / "metrics.jsonl").read_bytes()
     result = runner.invoke(app, ["train", "--resume", str(copy), "--json"])
     assert result.exit_code == 0, result.output
+    # read past, not "repaired": no line is past the checkpoint (step 3), the damaged one is
+    # kept as it is, and the run's figures are the run's
+    assert (copy / "metrics.jsonl").read_bytes() == before
+    assert json.loads(result.stdout)["steps"] == 3
+    assert (
+        json.loads(result.stdout)["test_acc"]
+        == json.loads((run / "summary.json").read_text())["test_acc"]
+    )
 
 
 def test_an_os_error_without_a_file_keeps_its_traceback() -> None:
