@@ -59,7 +59,9 @@ def test_train_json_then_existing_out_refused(tmp_path: Path) -> None:
     assert "--resume" in one_error_line(again) and "--overwrite" in again.stderr
 
 
-def test_the_header_says_1_epoch_not_1_epochs(tmp_path: Path) -> None:
+def test_the_header_says_1_epoch_not_1_epochs_and_the_closing_line_the_runs_figures(
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "run"
     args = ["train", "mnist-mini", *TINY, "--epochs", "1", "--max-steps", "2", "--out", str(out)]
     result = runner.invoke(app, args)
@@ -67,6 +69,15 @@ def test_the_header_says_1_epoch_not_1_epochs(tmp_path: Path) -> None:
     err = " ".join(result.stderr.split())
     assert " · 1 epoch x " in err and "1 epochs" not in err, err
     assert " steps of " in err  # mnist-mini's 4,500 training images: many steps an epoch
+    # the closing line's figures are summary.json's (no test read them: any number passed)
+    s = json.loads((out / "summary.json").read_text())
+    val, test = (f"{100 * x:.2f}%" for x in (s["last_val"]["acc"], s["test_acc"]))
+    speed = f"{s['train_images_per_s']:,.0f} img/s, {s['wall_seconds']:.0f} s"
+    assert (
+        f"done (max_steps): val {val} (a partial epoch: no best yet), test {test}; {speed}" in err
+    )
+    files = "model.json, model.safetensors, train.json, metrics.jsonl, summary.json, curves.png"
+    assert f"wrote {out}/: {files}, checkpoint/" in err, err
 
 
 def test_a_resume_prints_which_eval_reports_scored_the_old_weights(tmp_path: Path) -> None:
