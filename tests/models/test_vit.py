@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -286,6 +287,43 @@ def test_config_is_lossless_json() -> None:
     c = resolve_spec("vit-small", image_size=224, num_classes=100).config
     d = json.loads(json.dumps(dataclasses.asdict(c)))
     assert ViTConfig(**d) == c
+
+
+def test_numpy_numbers_are_taken_and_stored_as_plain_python() -> None:
+    """A sweep over a numpy grid: create_model(depth=np.int64(4)) said 'depth must be a positive
+    integer, got np.int64(4)', qkv_bias=np.True_ 'must be True or False', dropout=np.float32(0.1)
+    'must be a finite number'; now taken, and stored as int/bool/float (model.json is JSON)."""
+    import numpy as np
+
+    m = create_model(
+        "vit-nano",
+        image_size=np.int32(28),  # no patch_size: the default is computed from it
+        depth=np.int64(2),
+        embed_dim=np.int64(32),
+        qkv_bias=np.False_,
+        dropout=np.float32(0.25),
+        mlp_ratio=np.float64(2.0),
+    )
+    c = m.spec.config
+    assert (c.image_size, c.patch_size, c.depth, c.embed_dim, c.qkv_bias) == (28, 4, 2, 32, False)
+    for name, kind in [("image_size", int), ("depth", int), ("embed_dim", int), ("num_heads", int),
+                       ("qkv_bias", bool), ("dropout", float), ("mlp_ratio", float)]:  # fmt: skip
+        assert type(getattr(c, name)) is kind, name
+    assert m.blocks[0].attn.qkv.bias is None and len(m.blocks) == 2
+    assert ModelSpec.from_dict(json.loads(json.dumps(m.spec.to_dict()))).config == c
+    # what was refused still is, with the same lines
+    for overrides, message in [
+        (dict(depth=4.0), "depth must be a positive integer, got 4.0"),
+        (dict(depth=True), "depth must be a positive integer, got True"),
+        (dict(depth=np.True_), f"depth must be a positive integer, got {np.True_!r}"),
+        (dict(depth=np.int64(0)), f"depth must be a positive integer, got {np.int64(0)!r}"),
+        (dict(image_size=np.float64(28)), "image_size must be a positive integer, got "),
+        (dict(qkv_bias=1), "qkv_bias must be True or False, got 1 (int)"),
+        (dict(qkv_bias=np.int64(1)), "qkv_bias must be True or False, got "),
+        (dict(dropout=np.True_), "dropout must be a finite number, got "),
+    ]:
+        with pytest.raises(ConfigError, match="^" + re.escape(message)):
+            create_model("vit-nano", **overrides)
 
 
 def test_torch_compile_vit_nano() -> None:

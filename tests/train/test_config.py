@@ -66,6 +66,38 @@ def test_validate_catches_bad_values() -> None:
         resolve_config("mnist-mini", val_fraction=1.5)
 
 
+def test_numpy_numbers_become_plain_python_when_checked() -> None:
+    """TrainConfig(epochs=np.int64(3)) passed validate() as it was, and train() then failed
+    writing train.json ("Object of type int64 is not JSON serializable"); model_overrides'
+    np.int64 was refused by the model ('depth must be a positive integer, got np.int64(2)')."""
+    import numpy as np
+
+    cfg = TrainConfig(
+        epochs=np.int64(3),
+        lr=np.float32(0.5),
+        augment=np.False_,
+        seed=np.uint8(7),
+        model="vit-nano",
+        model_overrides={"depth": np.int64(2), "qkv_bias": np.True_, "dropout": np.float32(0.5)},
+        out=Path("runs/x"),
+    )
+    cfg.validate()
+    assert (cfg.epochs, cfg.lr, cfg.augment, cfg.seed, cfg.out) == (3, 0.5, False, 7, "runs/x")
+    assert cfg.model_overrides == {"depth": 2, "qkv_bias": True, "dropout": 0.5}
+    d = cfg.to_dict()
+    assert [type(v) for v in (d["epochs"], d["lr"], d["augment"], d["seed"])] == [int, float, bool, int]  # fmt: skip
+    assert [type(v) for v in d["model_overrides"].values()] == [int, bool, float]
+    assert TrainConfig.from_dict(json.loads(json.dumps(d))) == cfg
+    resolve_config("mnist-mini", model="vit-nano", model_overrides={"depth": np.int64(2)})
+    for bad, message in [
+        ({"epochs": 3.0}, "'epochs' must be an integer, got 3.0"),
+        ({"epochs": np.True_}, "'epochs' must be an integer, got "),
+        ({"augment": np.int64(1)}, "'augment' must be true or false, got "),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(**bad).validate()
+
+
 def test_resolve_config_refuses_what_train_would() -> None:
     """resolve_config returned configs that train() then refused (the CLI's --print-config
     checked them, the library did not): sizes, dataset options, a device name."""

@@ -465,6 +465,26 @@ def test_the_summary_written_before_the_test_split_is_scored_is_the_final_one_le
     assert early == [{k: v for k, v in final.items() if k not in ("test", "test_acc")}]
 
 
+def test_numpy_numbers_train_and_resume_into_json(tmp_path: Path) -> None:
+    """A sweep's numpy numbers: TrainConfig(max_steps=np.int64(2)) passed the checks and then
+    failed writing train.json ("Object of type int64 is not JSON serializable"), as did
+    extend={"max_steps": np.int64(4)} on resume; model_overrides' np.int64 was refused."""
+    import numpy as np
+
+    cfg = tiny(tmp_path, epochs=np.int64(1), max_steps=np.int64(2), augment=np.True_)
+    cfg.model_overrides = {"patch_size": np.int64(7), "depth": np.int64(2)}
+    first = train(cfg)
+    assert first.summary["steps"] == 2
+    saved = json.loads((first.run_dir / "train.json").read_text())
+    assert saved["config"]["max_steps"] == 2
+    assert saved["config"]["model_overrides"] == {"patch_size": 7, "depth": 2}
+    assert json.loads((first.run_dir / "model.json").read_text())["config"]["depth"] == 2
+    longer = train(resume=first.run_dir, extend={"max_steps": np.int64(4)})
+    assert longer.summary["steps"] == 4
+    saved = json.loads((first.run_dir / "train.json").read_text())
+    assert saved["extended"] == [{"at_step": 2, "max_steps": [2, 4]}]
+
+
 def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by its --max-steps cap continues when the resume raises the cap."""
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from vitkit.errors import ConfigError, brief, suggest
+from vitkit.errors import ConfigError, UserError, check_bool, is_count, suggest
 from vitkit.models._registry import Model, register_model
 from vitkit.models.layers import Block, PatchEmbed, resample_pos_embed
 
@@ -34,8 +35,9 @@ def default_patch_size(image_size: int) -> int:
     there is taken, as long as it leaves a grid of at least 2x2: a prime size such as 29 or 31
     would get a single patch (one token: no attention to speak of), so it is a ``ConfigError``.
     """
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+    if not is_count(image_size):  # numpy's integers pass (a sweep's grid), True does not
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
+    image_size = int(image_size)
     target = 8 if image_size <= 64 else 14
     for p in range(4, image_size // 2 + 1):
         if image_size % p == 0 and image_size // p <= target:
@@ -48,7 +50,10 @@ def default_patch_size(image_size: int) -> int:
 
 @dataclass
 class ViTConfig:
-    """Every number that defines a ViT. Serialises to JSON and back with ``dataclasses.asdict``."""
+    """Every number that defines a ViT. Serialises to JSON and back with ``dataclasses.asdict``.
+
+    Numpy numbers (a sweep's ``np.int64(4)``, ``np.True_``) are taken and stored as plain
+    ``int``/``float``/``bool``, so the config stays JSON."""
 
     image_size: int = 32  # input side in pixels (images are square)
     patch_size: int = 4  # patch side in pixels; must divide image_size
@@ -69,10 +74,13 @@ class ViTConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Check every field, and make numpy numbers plain Python ones (in place)."""
+
         def positive(name: str) -> None:
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not is_count(v):  # numpy's integers pass; True, 2.0 and "2" do not
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+            setattr(self, name, int(v))  # np.int64 is no JSON
 
         for name in (
             "image_size",
@@ -85,8 +93,10 @@ class ViTConfig:
             "num_heads",
         ):
             positive(name)
-        if not isinstance(self.qkv_bias, bool):  # "yes", 1: truthy, and written to model.json
-            raise ConfigError(f"qkv_bias must be True or False, got {brief(self.qkv_bias)}")
+        try:  # "yes", 1: truthy, and written to model.json; np.True_ is taken, as a bool
+            self.qkv_bias = check_bool("qkv_bias", self.qkv_bias)
+        except UserError as e:
+            raise ConfigError(str(e)) from None
         if self.embed_dim % self.num_heads:
             raise ConfigError(
                 f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
@@ -100,8 +110,10 @@ class ViTConfig:
             )
         for name in ("mlp_ratio", "dropout", "attn_dropout", "drop_path"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):
                 raise ConfigError(f"{name} must be a finite number, got {v!r}")
+            if type(v) not in (int, float):  # np.float32(0.1), np.int64(2): plain, for JSON
+                setattr(self, name, int(v) if isinstance(v, numbers.Integral) else float(v))
         if self.mlp_ratio <= 0:
             raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
         if self.mlp_hidden < 1:  # Linear(dim, 0): a block with no MLP

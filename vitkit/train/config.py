@@ -73,13 +73,17 @@ class TrainConfig:
     overwrite: bool = False  # replace an existing run directory
 
     def validate(self) -> None:
+        """Check every option, and make numpy numbers and paths plain ints, floats, bools and
+        strs in place (as ``from_dict`` does): train.json is JSON."""
+
         def check(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
 
         for f in dataclasses.fields(self):  # nan passes every comparison below; inf overflows
-            v = getattr(self, f.name)
-            _typed(f.name, v, str(f.type))  # TrainConfig(epochs="3") from Python: no TypeError
+            # TrainConfig(epochs="3") from Python: no TypeError; epochs=np.int64(3): an int
+            v = _typed(f.name, getattr(self, f.name), str(f.type))
+            setattr(self, f.name, v)
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name.replace('_', ' ')} must be a finite number, got {v}")
         check(is_seed(self.seed), f"seed must be in [-2**63, 2**64), got {self.seed}")
@@ -102,7 +106,7 @@ class TrainConfig:
         check(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
         check(self.log_every >= 1, f"log every must be >= 1, got {self.log_every}")
         check(self.max_steps >= 0, f"max steps must be >= 0, got {self.max_steps}")
-        _model_overrides(self.model_overrides, self.model)  # as a config file's are
+        self.model_overrides = _model_overrides(self.model_overrides, self.model)  # as a file's
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

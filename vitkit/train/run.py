@@ -1117,7 +1117,8 @@ def _resumed_config(
         before = {k: getattr(config, k) for k in extend}
         config = TrainConfig.from_dict({**config.to_dict(), **extend})
         config.validate()
-        extended = {k: [before[k], v] for k, v in extend.items() if before[k] != v}
+        after = {k: getattr(config, k) for k in extend}  # np.int64(60) read as 60: JSON
+        extended = {k: [before[k], after[k]] for k in extend if before[k] != after[k]}
     return config, saved, extended
 
 
