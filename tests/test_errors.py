@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,85 @@ def test_name_list_strips_each_name_and_drops_blank_ones(value: object, names: l
     """ "train, test" was ["train", " test"] (a split ' test', a runtime ' ort' for a caller that
     did not strip); every caller now gets the names as the bench's lists read them."""
     assert name_list("splits", "split", value) == names
+
+
+def _notes() -> dict[str, str]:
+    """Every library note or message that names a setting of the call, as it reads here."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from vitkit.bench import run as bench_run
+    from vitkit.bench import timing
+    from vitkit.eval.evaluate import open_dataset
+    from vitkit.export import onnx as export_onnx
+    from vitkit.models import default_patch_size
+    from vitkit.train.config import TrainConfig
+    from vitkit.train.run import _option_notes
+
+    def raised(call: Callable[[], object]) -> str:
+        with pytest.raises(UserError) as e:
+            call()
+        return str(e.value)
+
+    cfg = TrainConfig(warmup_epochs=2.0, patience=3, val_fraction=0.0)
+    whole_run = SimpleNamespace(warmup_steps=10, total_steps=10)
+    warmup, patience = _option_notes(cfg, whole_run, None)  # type: ignore[arg-type]
+    ok = SimpleNamespace(status="ok")
+    no_data = SimpleNamespace(path=Path("m"), dataset=None)
+    synthetic = SimpleNamespace(notes=[], synthetic=True, why_synthetic="no data")
+    empty = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    return {
+        "warmup": warmup,
+        "patience": patience,
+        "threads": timing.oversubscribed_note(2 * (os.cpu_count() or 1)) or "",
+        "compile_mode": bench_run._compile_mode_note("reduce-overhead", {("compile", "cpu"): ok})[0],  # type: ignore[dict-item]
+        "unverified": bench_run.unverified_note(),
+        "not_optimize": bench_run._unlike_optimize(None, "fp32", True, False, "plain") or "",  # type: ignore[arg-type]
+        "optimize": export_onnx._kept_note("plain", []),
+        "int8": export_onnx._data_notes(synthetic, "auto")[0],  # type: ignore[arg-type]
+        "gate": export_onnx._checked_only(empty, "fp32").gate,
+        "patch_size": raised(lambda: default_patch_size(13)),
+        "dataset": raised(lambda: open_dataset(no_data)),  # type: ignore[arg-type]
+    }  # fmt: skip
+
+
+def test_library_notes_name_parameters_and_the_cli_its_flags() -> None:
+    """Notes a library call made named the command line's flags: train(...)'s 'the lr climbs
+    ... (--warmup-epochs sets it)', '--patience 3 does nothing here ... (--val-fraction 0)',
+    export_onnx(optimize=True)'s '--optimize: kept the plain model', benchmark's 'use --threads
+    N or fewer'. Each now names the parameter from Python and the flag under the CLI."""
+    cpus = os.cpu_count() or 1
+    python = {
+        "warmup": "never decays (warmup_epochs sets it)",
+        "patience": "patience=3 does nothing here: there is no validation split (val_fraction=0)",
+        "threads": f"; use threads={cpus} or fewer to compare runtimes",
+        "compile_mode": "compile_mode='reduce-overhead' captures CUDA graphs",
+        "unverified": "exported with verify=False: its agreement",
+        "not_optimize": "not the optimize=True export's model",
+        "optimize": "optimize=True: kept the plain model",
+        "int8": "int8='auto': static int8 left out",
+        "gate": "onnx.checker only (verify=False)",
+        "patch_size": "; pass patch_size, or resize the images",
+        "dataset": "m records no dataset; name one (dataset='NAME')",
+    }
+    cli = {
+        "warmup": "never decays (--warmup-epochs sets it)",
+        "patience": "--patience 3 does nothing here: there is no validation split (--val-fraction 0)",
+        "threads": f"; use --threads {cpus} or fewer to compare runtimes",
+        "compile_mode": "--compile-mode reduce-overhead captures CUDA graphs",
+        "unverified": "exported with --no-verify: its agreement",
+        "not_optimize": "not the --optimize export's model",
+        "optimize": "--optimize: kept the plain model",
+        "int8": "--int8 auto: static int8 left out",
+        "gate": "onnx.checker only (--no-verify)",
+        "patch_size": "; pass --patch-size, or resize the images",
+        "dataset": "m records no dataset; name one (--data NAME)",
+    }  # fmt: skip
+    here = _notes()
+    with cli_words():
+        there = _notes()
+    for key, text in python.items():
+        assert text in here[key], (key, here[key])
+        assert "--" not in here[key], (key, here[key])
+        assert cli[key] in there[key], (key, there[key])

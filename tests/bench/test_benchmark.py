@@ -181,7 +181,7 @@ def test_the_runs_own_exports_are_used_but_never_overwritten(
     assert rep.result("ort").info["file"] == str(run / "export" / "model.onnx")  # reused
     # the user's export.json says it was not verified: bench says so where it names the file
     unchecked = (
-        f"reused {run / 'export' / 'model.onnx'}, exported with --no-verify: its agreement with "
+        f"reused {run / 'export' / 'model.onnx'}, exported with verify=False: its agreement with "
         "eager is only what this bench's top-1 and Δ eager columns show"
     )
     assert unchecked in rep.notes, rep.notes
@@ -260,7 +260,7 @@ def test_a_broken_runtime_is_reported_not_fatal(
     assert [r.runtime for r in rep.rows] == ["eager"]
     # nothing scored: the data says so (it read "1 of 1,000 images", labelled)
     assert rep.data["images"] == 0 and rep.data["labelled"] is False
-    assert "timing inputs only" in rep.data["source"]
+    assert rep.data["source"].endswith("; timing inputs only (accuracy_images=0)")
 
 
 def test_a_runtime_that_fails_at_a_larger_batch_keeps_its_smaller_ones(
@@ -637,7 +637,7 @@ def test_reduce_overhead_on_the_cpu_is_named(
         tmp_path, runtimes="eager,compile", batch_sizes=[1], rounds=1, accuracy_images=0,
         compile_mode="reduce-overhead",
     )  # fmt: skip
-    assert any("reduce-overhead captures CUDA graphs" in n for n in rep.notes), rep.notes
+    assert any("compile_mode='reduce-overhead' captures CUDA graphs" in n for n in rep.notes)
     rep = _nano_bench(
         tmp_path, runtimes="eager,compile", batch_sizes=[1], rounds=1, accuracy_images=0
     )
@@ -689,7 +689,7 @@ def test_optimize_benchmarks_the_optimized_export(bench_run: Path, tmp_path: Pat
         optimize=True,
     )
     assert rep.settings["optimize"] is True
-    assert any(n.startswith("--optimize: kept the") for n in rep.notes), rep.notes
+    assert any(n.startswith("optimize=True: kept the") for n in rep.notes), rep.notes
     assert not (run / "export").exists()  # the run's own folder is never written
     made = run / "bench" / "export"
     kept = json.loads((made / "export.json").read_text())["optimize"]["kept"]

@@ -434,7 +434,7 @@ def test_train_in_a_pipe_prints_progress_lines_and_warns_of_a_long_warmup(
     assert result.exit_code == 0, result.output
     err = " ".join(result.stderr.split())
     assert "stops at step 6 (--max-steps)" in err
-    assert "the lr climbs" in err and "never decays" in err
+    assert "the lr climbs" in err and "never decays (--warmup-epochs sets it)" in err
     progress = [ln for ln in result.stderr.splitlines() if ln.strip().startswith("epoch 1/2 ·")]
     assert len(progress) >= 5 and "step 6/6" in progress[-1], result.stderr
     assert "\n\n" not in result.stderr  # no blank line left by a live display

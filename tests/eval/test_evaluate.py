@@ -274,16 +274,21 @@ def test_no_wrong_predictions_figure_keeps_its_title(tmp_path: Path) -> None:
 def test_a_run_whose_folder_moved_is_told_how_to_name_it(
     mnist_model: LoadedModel, tmp_path: Path
 ) -> None:
-    """The error showed where the images were expected, not that `--data` can point elsewhere."""
+    """The error showed where the images were expected, not that `--data` can point elsewhere;
+    from Python it named both ways, where dataset= is the caller's."""
+    from vitkit.errors import cli_words
+
     gone = f"folder:{tmp_path / 'moved-away'}"
     meta = {**mnist_model.meta, "dataset": gone, "dataset_options": {"image_size": 28}}
     moved = dataclasses.replace(mnist_model, dataset=gone, meta=meta)
-    with pytest.raises(UserError, match=r"not found.*--data folder:PATH") as err:
+    with pytest.raises(UserError, match=r"not found.*name them \(dataset='folder:PATH'\)$") as err:
         evaluate(moved)
     assert "\n" not in str(err.value)
+    with cli_words(), pytest.raises(UserError, match=r"not found.*\(--data folder:PATH\)$"):
+        evaluate(moved)
     with pytest.raises(UserError) as named:  # a --data the user named: its own error, as it was
         evaluate(moved, gone)
-    assert "--data folder:PATH" not in str(named.value)
+    assert "name them" not in str(named.value)
 
 
 # -- what a report scored, and when it no longer describes it -------------------------------------

@@ -798,9 +798,9 @@ def test_patience_without_validation_is_named(tmp_path: Path) -> None:
     """--patience with --val-fraction 0 trained every epoch without a word."""
     result = train(tiny(tmp_path, val_fraction=0.0, patience=1, max_steps=3))
     notes = result.summary.get("notes", [])
-    assert any("--patience 1 does nothing here: there is no validation split" in n for n in notes)
+    assert any("patience=1 does nothing here: there is no validation split" in n for n in notes)
     quiet = train(tiny(tmp_path, "with-val", patience=1, max_steps=3))
-    assert not any("--patience" in n for n in quiet.summary.get("notes", []))
+    assert not any("patience" in n for n in quiet.summary.get("notes", []))
 
 
 def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:

@@ -248,10 +248,12 @@ def _unverified(export: dict[str, Any]) -> set[str]:
     }
 
 
-UNVERIFIED_NOTE = (
-    "exported with --no-verify: its agreement with eager is only what this bench's top-1 and "
-    "Δ eager columns show"
-)
+def unverified_note() -> str:
+    """What a file exported without verification is worth, as bench reads it."""
+    return (
+        f"exported with {setting('verify', False)}: its agreement with eager is only what this "
+        "bench's top-1 and Δ eager columns show"
+    )
 
 
 def _unlike_optimize(
@@ -266,9 +268,9 @@ def _unlike_optimize(
     if optimize:  # the --optimize export's own: int8 is fused when attention was kept
         want = kept != "plain" if precision == "fp32" else kept == "attention"
         if not optimized or is_fused(model) != want:
-            return "not the --optimize export's model"
+            return f"not the {setting('optimize', True)} export's model"
     elif is_fused(model):  # judged by the file itself, not by export.json
-        return "a fused --optimize model (pass --optimize)"
+        return f"a fused {setting('optimize', True)} model (pass {setting('optimize', True)})"
     return None
 
 
@@ -296,7 +298,7 @@ def _reused(
                 continue
             files[p] = path
             # timed as it is (the accuracy columns show what it does), but not as if checked
-            unchecked = f", {UNVERIFIED_NOTE}" if path.name in unverified else ""
+            unchecked = f", {unverified_note()}" if path.name in unverified else ""
             notes.append(f"reused {path}{unchecked}")
     return files
 
@@ -323,6 +325,7 @@ def ensure_exports(
     (files, failures, notes, written): ``written`` lists the files the export wrote in
     ``make_in`` (the models and export.json; none when reused, or in ``scratch``)."""
     from vitkit.export import export_onnx
+    from vitkit.export.onnx import optimize_note
 
     notes: list[str] = []
     files = _reused(lm, precisions, search, optimize, notes)
@@ -353,7 +356,7 @@ def ensure_exports(
     where = "a scratch folder, removed afterwards (write=False)" if scratch else make_in
     notes.append(f"exported {made_names} to {where} (verification: {checks})")
     if report.optimize:  # which fused variant the export kept, and how fast each was
-        notes.extend(n for n in report.notes if n.startswith("--optimize"))
+        notes.extend(n for n in report.notes if n.startswith(optimize_note("")))
     made, failures = _verified(report, missing, make_in)
     return {**files, **made}, failures, notes, [] if scratch else list(report.files)
 
@@ -473,7 +476,8 @@ def _bench_images(
         notes.extend(data_notes)
         if not accuracy_images:  # one image to time with, none scored: not "1 of N, labelled"
             desc = {**desc, "images": 0, "labelled": False}
-            desc["source"] = f"{desc['source']}; timing inputs only (--accuracy-images 0)"
+            zero = setting("accuracy_images", 0)
+            desc["source"] = f"{desc['source']}; timing inputs only ({zero})"
         scored_labels = labels[:accuracy_images] if labels is not None else None
         return _Data(images, images[:accuracy_images], scored_labels, desc)
 
@@ -842,8 +846,8 @@ def _compile_mode_note(compile_mode: str, results: dict[Key, RuntimeResult]) -> 
     if compile_mode != "reduce-overhead" or not on_cpu or on_cpu.status != "ok":
         return []
     return [  # CUDA graphs are its point; the CPU has none to capture
-        "--compile-mode reduce-overhead captures CUDA graphs: on the CPU it compiles as "
-        "'default' does"
+        f"{setting('compile_mode', 'reduce-overhead')} captures CUDA graphs: on the CPU it "
+        "compiles as 'default' does"
     ]
 
 

@@ -347,13 +347,15 @@ def busy_note(
 def oversubscribed_note(threads: int) -> str | None:
     """A note when ``threads`` is more than the logical CPUs (bench's cells, export's img/s
     column): pools that large time-share the cores."""
+    from vitkit.errors import setting
+
     cpus = os.cpu_count() or 1
     if threads <= cpus:
         return None
     return (
         f"{threads} threads on {cpus} logical CPU(s): the threads time-share the cores, "
         "so a runtime's figures depend on how its thread pool copes with that, not only "
-        f"on its kernels; use --threads {cpus} or fewer to compare runtimes"
+        f"on its kernels; use {setting('threads', cpus)} or fewer to compare runtimes"
     )
 
 

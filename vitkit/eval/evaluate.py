@@ -45,6 +45,7 @@ from vitkit.errors import (
     check_path,
     first_line,
     listed,
+    setting,
 )
 from vitkit.eval import metrics
 from vitkit.eval.predict import as_loaded, model_device
@@ -228,8 +229,7 @@ def open_dataset(
     name = data or lm.dataset
     if not name:
         raise UserError(
-            f"{lm.path} records no dataset; name one (--data on the command line, "
-            "dataset= in Python)"
+            f"{lm.path} records no dataset; name one ({setting('dataset', 'NAME', flag='--data')})"
         )
     spec = get_dataset_spec(name)  # an unknown name: the registry's error, with suggestions
     options: dict[str, Any] = {}
@@ -249,8 +249,8 @@ def open_dataset(
         if data or not name.startswith(FOLDER_PREFIX):
             raise
         raise UserError(  # the run's own folder, moved or on another machine
-            f"{e}; if the images are elsewhere now, name them (--data folder:PATH on the command "
-            "line, dataset= in Python)"
+            f"{e}; if the images are elsewhere now, name them "
+            f"({setting('dataset', 'folder:PATH', flag='--data')})"
         ) from None
 
 

@@ -1401,7 +1401,7 @@ def _data_notes(data: VerifyData | None, int8: str | None) -> list[str]:
     notes = list(data.notes)
     if data.synthetic and int8 == "auto":
         notes.append(
-            "--int8 auto: static int8 left out, as it calibrates on real training "
+            f"{setting('int8', 'auto')}: static int8 left out, as it calibrates on real training "
             f"images and none could be had ({data.why_synthetic}); int8 is dynamic"
         )
     return notes
@@ -1447,7 +1447,7 @@ def _checked_only(model: onnx.ModelProto, precision: str) -> PrecisionReport:
         passed=status == "ok",
         verified=False,
         checker=status,
-        gate="onnx.checker only (--no-verify)",
+        gate=f"onnx.checker only ({setting('verify', False)})",
         failures=[] if status == "ok" else [f"{precision}: onnx.checker: {status}"],
     )
 
@@ -1693,7 +1693,7 @@ def _optimized(
     cfg = lm.spec.config
     info: dict[str, Any] = {"kept": "plain", "notes": [], "candidates": []}
     if not hasattr(cfg, "num_heads") or not hasattr(cfg, "embed_dim"):
-        info["notes"].append("--optimize: not a ViT config; no fusion was tried")
+        info["notes"].append(optimize_note("not a ViT config; no fusion was tried"))
         return plain, plain_rep, info
     variants, info["notes"] = _fused_variants(plain, cfg, work, check, meta)
     # --no-verify: an unverified fusion is never timed, never kept
@@ -1705,7 +1705,8 @@ def _optimized(
         else {}
     )
     if variants and not any(rep.verified for _, _, rep, _ in variants):
-        info["notes"].append("--optimize: with --no-verify no fused model is timed or kept")
+        unverified = setting("verify", False)
+        info["notes"].append(optimize_note(f"with {unverified} no fused model is timed or kept"))
     best: tuple[onnx.ModelProto, PrecisionReport] = (plain, plain_rep)
     best_speedup = 1.0
     for name, model, rep, ops in variants:
@@ -1713,7 +1714,7 @@ def _optimized(
         info["candidates"].append(candidate)
         if not rep.passed:
             info["notes"].append(
-                f"--optimize: the {name} fusion failed verification ({'; '.join(rep.failures)})"
+                optimize_note(f"the {name} fusion failed verification ({'; '.join(rep.failures)})")
             )
         elif candidate["speedup"] is not None and candidate["speedup"] > best_speedup:
             best, info["kept"], best_speedup = (model, rep), name, candidate["speedup"]
@@ -1735,7 +1736,7 @@ def _fused_variants(
         attention, n = fuse_attention(plain, num_heads=cfg.num_heads)
     except Exception as e:  # a graph the pass does not understand: keep going without it
         attention, n = plain, 0
-        notes.append(f"--optimize: the attention fusion failed ({first_line(e)})")
+        notes.append(optimize_note(f"the attention fusion failed ({first_line(e)})"))
     if n:
         set_metadata(attention, meta)
         rep = check(attention, "fp32-attention", time.perf_counter() - t0)
@@ -1743,14 +1744,14 @@ def _fused_variants(
         fused_ops = {op: count[op] for op in ("Attention", "MultiHeadAttention") if count[op]}
         variants.append(("attention", attention, rep, fused_ops))
     elif not notes:
-        notes.append("--optimize: no attention block matched the fusion pattern")
+        notes.append(optimize_note("no attention block matched the fusion pattern"))
     t0 = time.perf_counter()
     try:
         fused, stats = optimize_transformer(
             plain, work, num_heads=cfg.num_heads, hidden_size=cfg.embed_dim
         )
     except Exception as e:  # ORT's optimizer raises its own errors on graphs it cannot fuse
-        notes.append(f"--optimize: ONNX Runtime's optimizer failed ({first_line(e)})")
+        notes.append(optimize_note(f"ONNX Runtime's optimizer failed ({first_line(e)})"))
     else:
         set_metadata(fused, meta)
         rep = check(fused, "fp32-onnxruntime", time.perf_counter() - t0)
@@ -1779,6 +1780,13 @@ def _candidate(
     }
 
 
+def optimize_note(text: str) -> str:
+    """A note on ``optimize``'s fusions, led by the setting in its reader's words: ``--optimize:
+    kept the plain model`` under the CLI, ``optimize=True: ...`` from Python. ``benchmark``
+    passes on an export's notes that start so."""
+    return f"{setting('optimize', True)}: {text}"
+
+
 def _kept_note(kept: str, candidates: list[dict[str, Any]]) -> str:
     """The note saying which fp32 model --optimize kept, with the raced variants' speed-ups."""
     speeds = ", ".join(
@@ -1787,7 +1795,7 @@ def _kept_note(kept: str, candidates: list[dict[str, Any]]) -> str:
         for c in candidates
         if c["speedup"] is not None
     )
-    return f"--optimize: kept the {kept} model" + (
+    return optimize_note(f"kept the {kept} model") + (
         f" (speed against the plain export: {speeds})" if speeds else ""
     )
 

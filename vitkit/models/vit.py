@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vitkit.errors import ConfigError, UserError, check_bool, is_count, suggest
+from vitkit.errors import ConfigError, UserError, check_bool, is_count, setting, suggest
 from vitkit.models._registry import Model, register_model
 from vitkit.models.layers import Block, PatchEmbed, resample_pos_embed
 
@@ -44,7 +44,7 @@ def default_patch_size(image_size: int) -> int:
             return p
     raise ConfigError(
         f"no patch size of 4 px or more cuts image size {image_size} into a grid of 2x2 to "
-        f"{target}x{target} patches; pass patch_size (--patch-size), or resize the images"
+        f"{target}x{target} patches; pass {setting('patch_size')}, or resize the images"
     )
 
 

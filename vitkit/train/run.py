@@ -967,12 +967,12 @@ def _option_notes(config: TrainConfig, parts: _Parts, val_split: Split | None) -
         notes.append(
             f"the warm-up ({config.warmup_epochs:g} epochs, {parts.warmup_steps:,} steps) is as "
             f"long as the whole run ({parts.total_steps:,} steps): the lr climbs towards "
-            f"{config.lr:g} all run long and never decays (--warmup-epochs sets it)"
+            f"{config.lr:g} all run long and never decays ({setting('warmup_epochs')} sets it)"
         )
     if config.patience and val_split is None:  # early stopping watches validation accuracy
         notes.append(
-            f"--patience {config.patience} does nothing here: there is no validation split "
-            "(--val-fraction 0), so the run trains all its epochs"
+            f"{setting('patience', config.patience)} does nothing here: there is no validation "
+            f"split ({setting('val_fraction', 0)}), so the run trains all its epochs"
         )
     return notes
 
