@@ -33,8 +33,11 @@ def test_each_public_function_says_what_it_returns_and_raises(name: str) -> None
 @pytest.mark.parametrize("path", [5, None, b"runs/x", ["runs/x"]])
 def test_a_run_path_that_is_not_a_path_is_a_one_line_user_error(name: str, path: object) -> None:
     """vitkit.load_model(5) raised pathlib's TypeError ("expected str, bytes or os.PathLike
-    object, not int"), and so did export_onnx and benchmark, which load a run through it."""
-    from vitkit.errors import UserError
+    object, not int"), and so did export_onnx and benchmark, which load a run through it.
+    train(resume=5) and load_model(5) say it as every other path parameter does (check_path),
+    naming the parameter and the value: they read 'resume= takes the path of a run directory,
+    got int', 'expected the path of a run directory, model.json, ... file, got int'."""
+    from vitkit.errors import UserError, brief
 
     call = {
         "train": lambda: train(resume=path),  # type: ignore[arg-type]
@@ -44,7 +47,20 @@ def test_a_run_path_that_is_not_a_path_is_a_one_line_user_error(name: str, path:
         call()
     if path is None and name == "train":  # resume=None: no run given, a config is asked for
         return
-    assert type(path).__name__ in str(e.value) and "\n" not in str(e.value)
+    shown = {type(path).__name__, brief(path)}  # "got int", or "got 5 (int)", "got None"
+    assert any(s in str(e.value) for s in shown) and "\n" not in str(e.value)
+    start = {
+        "train": "resume must be the path of a run directory (str or os.PathLike), got ",
+        "load_model": "path must be the path of a run directory, model.json, .safetensors or "
+        ".onnx file (str or os.PathLike), got ",
+    }.get(name)
+    if start is not None:
+        assert str(e.value) == start + brief(path)
+    if name == "train":  # with a config too: the type first (it read "resume= continues 5 ...")
+        from vitkit.train import TrainConfig
+
+        with pytest.raises(UserError, match=r"^resume must be the path of a run directory"):
+            train(TrainConfig(), resume=path)  # type: ignore[arg-type]
 
 
 RUN_PATHS = {"model", "source", "path", "resume"}  # the run: the test above checks those

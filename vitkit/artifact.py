@@ -599,11 +599,8 @@ def load_model(
     """
     from vitkit.errors import UserError, check_name, check_path, state_dict_mismatch
 
-    if not isinstance(path, (str, os.PathLike)):  # Path(5) is pathlib's TypeError
-        raise UserError(
-            "expected the path of a run directory, model.json, .safetensors or .onnx file, got "
-            f"{type(path).__name__}"
-        )
+    what = "the path of a run directory, model.json, .safetensors or .onnx file"
+    check_path("path", path, what=what)  # Path(5) was pathlib's TypeError
     check_name("device", device)  # before an .onnx file's on_cpu(device), which has no check
     check_path("weights", weights, optional=True)  # run_dir / 5 was a TypeError
     path = Path(path)

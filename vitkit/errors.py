@@ -168,13 +168,15 @@ def check_bool(name: str, value: object) -> bool:
     raise UserError(f"{name} must be True or False, got {brief(value)}")
 
 
-def check_path(name: str, value: object, *, optional: bool = False) -> None:
+def check_path(name: str, value: object, *, optional: bool = False, what: str = "a path") -> None:
     """Refuse what is not a path (``str`` or ``os.PathLike``): ``data_root=5`` was pathlib's
-    ``TypeError``; ``None`` passes where ``optional`` (it means "not given")."""
+    ``TypeError``; ``None`` passes where ``optional`` (it means "not given"). ``what`` says
+    which path: ``resume must be the path of a run directory (str or os.PathLike), got 5
+    (int)``. Whether it exists is the caller's to say, in its own words."""
     if optional and value is None:
         return
     if not isinstance(value, (str, os.PathLike)):
-        raise UserError(f"{name} must be a path (str or os.PathLike), got {brief(value)}")
+        raise UserError(f"{name} must be {what} (str or os.PathLike), got {brief(value)}")
 
 
 def check_str(name: str, value: object) -> None:

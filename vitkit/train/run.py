@@ -613,16 +613,13 @@ def train(
     with contextlib.ExitStack() as held:  # the run directory's lock, released on any exit
         saved: dict[str, Any] = {}
         extended: dict[str, Any] = {}
+        check_path("resume", resume, optional=True, what="the path of a run directory")
         if extend and resume is None:
             raise UserError("extend= changes a resumed run; pass resume= too")
         if resume is not None and config is not None:
             raise UserError(
                 f"resume= continues {resume} with its own train.json, so config= would be "
                 "ignored: leave it out (extend= changes epochs and max_steps)"
-            )
-        if resume is not None and not isinstance(resume, (str, os.PathLike)):
-            raise UserError(
-                f"resume= takes the path of a run directory, got {type(resume).__name__}"
             )
         if resume is not None:
             config, saved, extended = _resumed_config(Path(resume), extend)
