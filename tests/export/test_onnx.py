@@ -755,6 +755,20 @@ def test_race_times_every_model_at_each_batch_it_accepts(monkeypatch: pytest.Mon
     assert warm == "df" and [t[0] for t in turns if t] == list("dffdd" + "f" + "ddd")
 
 
+def test_race_skips_a_batch_size_no_model_runs_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch size that every model's fixed batch rules out: the rotation of the turn order
+    divided by the number of models there (none: ZeroDivisionError); it is skipped, as before."""
+    from vitkit.export.onnx import export_graph, race, race_rounds
+
+    model = create_model("vit-nano", image_size=28, in_chans=1, patch_size=7).eval()
+    fixed, _, _ = export_graph(model, image_size=28, channels=1, batch=1, legacy=True)
+    monkeypatch.setattr(onnx_module, "RACE_SECONDS", 0.01)
+    turns = race_rounds({"a": fixed, "b": fixed}, None, batches=(4, 1), rounds=2)
+    assert {n: list(per) for n, per in turns.items()} == {"a": [1], "b": [1]}
+    assert all(len(t) == 2 and min(t) > 0 for per in turns.values() for t in per.values())
+    assert race({"a": fixed}, None, batches=(4,), rounds=2) == {"a": {}}
+
+
 @pytest.mark.parametrize("winner", ["attention", "plain"])
 def test_optimize_int8_is_quantized_from_the_kept_graph(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, winner: str

@@ -720,8 +720,9 @@ def race_rounds(
 
     ``images``: real inputs (their first ``batch`` rows), shared by every model; without them,
     or with fewer than ``batch``, random ones of each model's own input shape. A model with a
-    fixed batch size runs at that size only (pass it in ``batches``). A slow model (large
-    images) gets fewer rounds, at least 2: about ``budget`` seconds per batch size.
+    fixed batch size runs at that size only (pass it in ``batches``; a size no model runs at is
+    left out). A slow model (large images) gets fewer rounds, at least 2: about ``budget``
+    seconds per batch size.
     """
     from vitkit.bench.timing import measure, settle  # here: `import vitkit.export` stays light
 
@@ -740,6 +741,8 @@ def race_rounds(
 
     for b in batches:
         live = [(n, s) for n, s in sessions.items() if fixed[n] in (None, b)]
+        if not live:  # every model fixed at another size: nothing runs at this one
+            continue
         feeds = {n: feed(s, b) for n, s in live}
         for n, s in live:
             s.run(None, feeds[n])  # warm-up
