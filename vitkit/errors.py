@@ -127,6 +127,16 @@ def is_count(value: object, minimum: int = 1) -> bool:
     return integral and value >= minimum  # type: ignore[operator]
 
 
+def plain_number(value: object) -> object:
+    """``value`` as a plain ``bool``, ``int`` or ``float`` when it is one of numpy's (a sweep's
+    grid holds them; ``json`` writes none but ``np.float64``); anything else as it is."""
+    if _numpy_bool(value):
+        return bool(value)
+    if type(value).__module__ == "numpy" and isinstance(value, numbers.Real):
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+    return value
+
+
 def check_int(name: str, value: object, minimum: int = 1) -> None:
     """Refuse what is not an integer (``True`` too: it is no count) or is below ``minimum``:
     ``rounds must be >= 1, got 0`` (``name`` from ``setting``: ``--rounds`` under the CLI)."""

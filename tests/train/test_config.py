@@ -98,6 +98,22 @@ def test_numpy_numbers_become_plain_python_when_checked() -> None:
             TrainConfig(**bad).validate()
 
 
+def test_numpy_dataset_options_become_plain_python_when_checked() -> None:
+    """dataset_options={"seed": np.int64(1)} (a sweep over data seeds) passed the checks and
+    loaded, then train() failed writing train.json ("Object of type int64 is not JSON
+    serializable"): the options stayed numpy's where the other fields were made plain."""
+    import numpy as np
+
+    options = {"grid": np.int64(3), "empty_prob": np.float32(0.25), "seed": np.uint8(1)}
+    cfg = resolve_config("mnist-layout", dataset_options=options)
+    assert cfg.dataset_options == {"grid": 3, "empty_prob": 0.25, "seed": 1}
+    assert [type(v) for v in cfg.dataset_options.values()] == [int, float, int]
+    assert json.loads(json.dumps(cfg.to_dict()))["dataset_options"] == cfg.dataset_options
+    folder = TrainConfig(dataset="folder:x", dataset_options={"image_size": np.int64(16)})
+    folder.validate()
+    assert type(folder.dataset_options["image_size"]) is int
+
+
 def test_resolve_config_refuses_what_train_would() -> None:
     """resolve_config returned configs that train() then refused (the CLI's --print-config
     checked them, the library did not): sizes, dataset options, a device name."""

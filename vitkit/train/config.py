@@ -27,6 +27,7 @@ from vitkit.errors import (
     first_line,
     is_seed,
     numeric_text_hint,
+    plain_number,
     setting,
     suggest,
 )
@@ -86,6 +87,8 @@ class TrainConfig:
             setattr(self, f.name, v)
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name.replace('_', ' ')} must be a finite number, got {v}")
+        # dataset_options={"seed": np.int64(1)}: load_dataset reads it as 1, train.json must too
+        self.dataset_options = {k: plain_number(v) for k, v in self.dataset_options.items()}
         check(is_seed(self.seed), f"seed must be in [-2**63, 2**64), got {self.seed}")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
