@@ -274,6 +274,23 @@ def test_one_cache_for_the_same_images(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(decoded) == 2 and len(list_caches(data_root)) == 3
 
 
+def test_numpy_sizes_are_taken_as_plain_ones(tmp_path: Path) -> None:
+    """load_dataset("folder:PATH", image_size=np.int64(8)) (a sweep's grid) said 'folder
+    dataset: image_size must be a positive integer, got np.int64(8)', where every other
+    dataset's options and create_model take numpy's integers; it is the cache of image_size=8."""
+    from vitkit.data import load_dataset
+
+    root, data_root = tmp_path / "ds", tmp_path / "root"
+    for split in ("train", "test"):
+        _save(root / split / "cat" / "a.png", COLOURS["cat"])
+    ds = load_dataset(f"folder:{root}", data_root=data_root, image_size=np.int64(8))
+    assert (ds.image_size, ds.options["image_size"], type(ds.options["image_size"])) == (8, 8, int)
+    again = load_dataset(f"folder:{root}", data_root=data_root, image_size=8, channels=np.int8(3))
+    assert again.from_cache and again.cache_dir == ds.cache_dir
+    with pytest.raises(ConfigError, match=r"image_size must be a positive integer, got 8\.0$"):
+        load_dataset(f"folder:{root}", data_root=data_root, image_size=np.float64(8))
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     im = Image.new("RGB", (16, 16), (255, 0, 0))
     im.paste((0, 0, 255), (8, 0, 16, 16))  # left red, right blue

@@ -34,6 +34,7 @@ from vitkit.errors import (
     check_path,
     name_list,
     numeric_text_hint,
+    plain_number,
     suggest,
     unknown_name,
 )
@@ -296,7 +297,10 @@ def recorded_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, An
     for key, value in options.items():
         as_type = type(spec.options.get(key))
         kind = _OPTION_TYPES.get(as_type)
-        if kind is None or value is None or type(value) in (as_type, int):
+        if kind is None:  # the builder checks it (folder: sizes): np.int64(16) as 16, for it too
+            out[key] = plain_number(value)
+            continue
+        if value is None or type(value) in (as_type, int):
             continue  # a plain number already (an int for a float option too)
         with contextlib.suppress(TypeError, ValueError, OverflowError):
             out[key] = int(value) if as_type is int else float(value)  # as the builders read it
