@@ -116,6 +116,9 @@ def test_ctrl_c_while_the_cli_loads_is_one_line_and_130() -> None:
     )
     cut = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (cut.returncode, cut.stderr, cut.stdout) == (130, "interrupted\n", "")
+    for argv in (["eval", "--json"], ["--json"]):  # a script reads why, as from a command
+        cut = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+        assert cut.returncode == 130 and json.loads(cut.stdout) == {"error": "interrupted"}
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert '[project.scripts]\nvitkit = "vitkit.__main__:main"\n' in pyproject
     whole = subprocess.run([sys.executable, "-m", "vitkit", "--version"], capture_output=True)
