@@ -203,6 +203,9 @@ def test_config_file_and_cli_override(tmp_path: Path) -> None:
         ({"max_steps": [400, 300]}, "shortening"),  # it said "extending ...: 400 -> 300"
         ({"epochs": [10, 5]}, "shortening"),
         ({"epochs": [10, 20], "max_steps": [400, 300]}, "changing"),
+        ({"patience": [3, 5]}, "extending"),
+        ({"patience": [3, 0]}, "extending"),  # 0: no early stopping
+        ({"patience": [0, 3]}, "shortening"),
     ],
 )
 def test_a_resumed_run_says_whether_it_gets_longer(
@@ -213,7 +216,12 @@ def test_a_resumed_run_says_whether_it_gets_longer(
     from vitkit.cli.train import start_notes
 
     info = SimpleNamespace(
-        extended=extended, run_dir="runs/r", notes=[], resumed_from_step=6, total_steps=6
+        extended=extended,
+        run_dir="runs/r",
+        notes=[],
+        resumed_from_step=6,
+        total_steps=6,
+        stopped_early_at=None,
     )
     (note,) = start_notes(info)  # type: ignore[arg-type]
     assert note.startswith(f"{verb} runs/r: "), note
@@ -245,12 +253,42 @@ def test_a_finished_run_resumed_as_is_says_there_is_nothing_to_train(tmp_path: P
         resumed_from_step=20,
         total_steps=20,
         config={"epochs": 2, "max_steps": 0},
+        stopped_early_at=None,
     )
     (note,) = start_notes(info)  # type: ignore[arg-type]
     assert note.startswith("nothing left to train: runs/r has trained all its 2 epochs;"), note
     assert note.endswith("resume with --epochs N (more than 2)"), note
     info.resumed_from_step = 12  # interrupted mid-run: no such note
     assert start_notes(info) == []  # type: ignore[arg-type]
+
+
+def test_an_early_stopped_run_resumed_as_is_says_there_is_nothing_to_train(
+    tmp_path: Path,
+) -> None:
+    """`vitkit train --resume RUN` of a run its --patience had stopped trained nothing and
+    printed the old closing line, with no word why nor how to train on; --patience, the
+    option that does, was ignored on a resume."""
+    out = tmp_path / "run"
+    args = [*TINY, "--epochs", "6", "--lr", "1e-9", "--min-lr", "0", "--warmup-epochs", "0"]
+    first = runner.invoke(app, ["train", "mnist-mini", *args, "--patience", "1", "--out", str(out)])
+    assert first.exit_code == 0, first.output  # lr ~0: validation never improves after epoch 1
+    assert json.loads((out / "summary.json").read_text())["epochs_done"] == 2
+    again = runner.invoke(app, ["train", "--resume", str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["status"] == "early_stopped"
+    err = " ".join(again.stderr.split())
+    assert (
+        f"nothing left to train: {out} stopped early at epoch 2 of 6 (no better validation "
+        "accuracy in its last 1 epoch, --patience 1); only the test split is scored again. "
+        "To train on, resume with --patience N (more than 1, or 0 for no early stopping), or "
+        "--epochs N (more than 6), which restarts the patience count"
+    ) in err, err
+    more = runner.invoke(app, ["train", "--resume", str(out), "--patience", "2", "--json"])
+    assert more.exit_code == 0, more.output
+    err = " ".join(more.stderr.split())
+    assert f"extending {out}: patience 1 -> 2" in err and "schedule" not in err, err
+    assert "nothing left" not in err and "ignored" not in err, err
+    assert json.loads(more.stdout)["epochs_done"] == 3  # one more epoch without improvement
 
 
 def test_resume_with_max_steps_extends_the_run(tmp_path: Path) -> None:
@@ -260,13 +298,13 @@ def test_resume_with_max_steps_extends_the_run(tmp_path: Path) -> None:
     )
     assert first.exit_code == 0, first.output
     assert "epoch   1/" in first.stderr and "(partial: --max-steps)" in first.stderr  # unsaid
-    args = ["train", "--resume", str(out), "--max-steps", "6", "--lr", "1", "--patience", "2"]
+    args = ["train", "--resume", str(out), "--max-steps", "6", "--lr", "1", "--seed", "2"]
     more = runner.invoke(app, [*args, "--no-aug"])
     assert more.exit_code == 0, more.output
     err = " ".join(more.stderr.split())
     assert f"extending {out}: max-steps 3 -> 6" in err
-    # each ignored option named (--patience, --no-aug and most others were ignored unsaid)
-    assert "ignored: --lr, --no-aug, --patience (only --epochs and --max-steps" in err, err
+    # each ignored option named (--seed, --no-aug and most others were ignored unsaid)
+    assert "ignored: --lr, --no-aug, --seed (only --epochs, --max-steps and --patience" in err, err
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
     again = runner.invoke(app, ["train", "mnist-mini", "--resume", str(out), "--max-steps", "7"])
     assert "ignored: DATASET (only" in " ".join(again.stderr.split())

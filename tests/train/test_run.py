@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -498,7 +499,7 @@ def test_a_resumed_run_can_be_extended(tmp_path: Path, monkeypatch: pytest.Monke
     saved = json.loads((first.run_dir / "train.json").read_text())
     assert saved["config"]["max_steps"] == 60
     assert saved["extended"] == [{"at_step": 30, "max_steps": [30, 60]}]
-    with pytest.raises(UserError, match="can change only epochs and max_steps, not lr"):
+    with pytest.raises(UserError, match="can change only epochs, max_steps and patience, not lr"):
         train(resume=first.run_dir, extend={"lr": 1})
     with pytest.raises(
         UserError, match=r"at step 60, at or past its max_steps cap .*max_steps=0 for none"
@@ -709,10 +710,34 @@ def test_an_early_stopped_run_resumes_to_nothing_unless_extended(tmp_path: Path)
     cfg = tiny(tmp_path, epochs=6, lr=1e-9, min_lr=0.0, warmup_epochs=0, patience=1)
     first = train(cfg)  # lr ~0: validation never improves after epoch 1
     assert first.status == "early_stopped" and first.summary["epochs_done"] == 2
-    again = train(resume=first.run_dir)
+    shutil.copytree(first.run_dir, tmp_path / "patient")
+
+    class Start(Callback):
+        def on_start(self, info: Any) -> None:
+            self.info = info
+
+    start = Start()
+    again = train(resume=first.run_dir, callbacks=[start])
     assert again.status == "early_stopped" and again.summary["steps"] == first.summary["steps"]
-    more = train(resume=first.run_dir, extend={"epochs": 8})
+    # the start says why nothing trains (the CLI's note: tests/cli/test_train.py)
+    assert start.info.stopped_early_at == 2
+    more = train(resume=first.run_dir, extend={"epochs": 8}, callbacks=[start])
+    assert start.info.stopped_early_at is None
     assert more.summary["epochs_done"] == 3  # patience counts afresh: one more epoch, then stop
+
+    # a new patience alone trains on, counting the epochs already waited (1): as if the run had
+    # had patience 2 from the start, one more epoch; --patience was refused on a resume
+    run = tmp_path / "patient"
+    longer = train(resume=run, extend={"patience": 2}, callbacks=[start])
+    assert start.info.extended == {"patience": [1, 2]} and start.info.stopped_early_at is None
+    assert longer.status == "early_stopped" and longer.summary["epochs_done"] == 3
+    assert json.loads((run / "train.json").read_text())["config"]["patience"] == 2
+    with pytest.raises(UserError, match=r"gone 2 epochs without .*patience must be more than 2"):
+        train(resume=run, extend={"patience": 1})
+    done = train(resume=run, extend={"patience": 0})  # no early stopping: every epoch
+    assert done.status == "completed" and done.summary["epochs_done"] == 6
+    with pytest.raises(UserError, match=r"trained all its 6 epochs: a new patience alone"):
+        train(resume=run, extend={"patience": 3})
 
 
 def test_a_mid_epoch_resume_logs_the_uninterrupted_epoch_loss(tmp_path: Path) -> None:

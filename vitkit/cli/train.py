@@ -62,10 +62,13 @@ def start_notes(info: StartInfo) -> list[str]:
             for k, (old, new) in info.extended.items()
         ]
         verb = "extending" if all(longer) else "shortening" if not any(longer) else "changing"
-        notes.append(
-            f"{verb} {info.run_dir}: {change}; the learning-rate schedule is recomputed for "
-            "the new length from the step the run is at"
+        schedule = (  # a new patience alone leaves the schedule as it is
+            "; the learning-rate schedule is recomputed for the new length from the step the "
+            "run is at"
+            if set(info.extended) - {"patience"}
+            else ""
         )
+        notes.append(f"{verb} {info.run_dir}: {change}{schedule}")
     done = info.resumed_from_step
     if done and done >= info.total_steps and not info.extended:  # a finished run, resumed as is
         cfg = info.config
@@ -78,6 +81,17 @@ def start_notes(info: StartInfo) -> list[str]:
         notes.append(
             f"nothing left to train: {info.run_dir} {where}; only the test split is scored "
             f"again. To train further, resume with {further}"
+        )
+    elif not info.extended and info.stopped_early_at is not None:  # its patience is spent
+        cfg, epoch = info.config, info.stopped_early_at
+        patience = cfg["patience"]
+        notes.append(
+            f"nothing left to train: {info.run_dir} stopped early at epoch {epoch} of "
+            f"{cfg['epochs']} (no better validation accuracy in its last {patience} "
+            f"{plural(patience, 'epoch')}, --patience {patience}); only the test split is "
+            f"scored again. To train on, resume with --patience N (more than {patience}, or 0 "
+            f"for no early stopping), or --epochs N (more than {cfg['epochs']}), which "
+            "restarts the patience count"
         )
     return [*notes, *info.notes]
 
@@ -274,8 +288,8 @@ def train_command(
     resume: Annotated[
         Path | None,
         _opt(
-            "Continue the run in this directory, with its own settings; --epochs and "
-            "--max-steps (0: no cap) may extend it.",
+            "Continue the run in this directory, with its own settings; --epochs, "
+            "--max-steps (0: no cap) and --patience (0: off) may extend it.",
             _R,
         ),
     ] = None,
@@ -324,7 +338,8 @@ def train_command(
     See the recipe, merged with your options, with --print-config.
     """
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    started = Started(resume, epochs=epochs, max_steps=max_steps)  # for a Ctrl-C outside steps
+    # for a Ctrl-C outside the steps
+    started = Started(resume, epochs=epochs, max_steps=max_steps, patience=patience)
     try:
         from vitkit.train import StopFlag, train
         from vitkit.train.config import read_config_file
@@ -336,7 +351,7 @@ def train_command(
         view = LiveView() if (not json_ and rank0) else None
         cfg, extend = None, None
         if resume is not None:
-            extend = _extension(ctx, resume, epochs, max_steps, rank0)
+            extend = _extension(ctx, resume, epochs, max_steps, patience, rank0)
         else:
             file_options = read_config_file(config) if config else None
             named = file_options.get("dataset") if file_options else None
@@ -458,9 +473,20 @@ class Started(Callback):
     is scored, or a second Ctrl-C cuts a checkpoint save short): --resume's from the start,
     a new run's once training names it."""
 
-    def __init__(self, resume: Path | None, *, epochs: int | None, max_steps: int | None) -> None:
+    def __init__(
+        self,
+        resume: Path | None,
+        *,
+        epochs: int | None,
+        max_steps: int | None,
+        patience: int | None = None,
+    ) -> None:
         self.run_dir = resume
-        given = dict(epochs=epochs, max_steps=max_steps) if resume is not None else {}
+        given = (
+            dict(epochs=epochs, max_steps=max_steps, patience=patience)
+            if resume is not None
+            else {}
+        )
         self.extend = {k: v for k, v in given.items() if v is not None}  # a resume's new length
         self.started = False
 
@@ -508,19 +534,26 @@ def _print_notes(notes: list[str]) -> None:
 
 
 def _extension(
-    ctx: typer.Context, resume: Path, epochs: int | None, max_steps: int | None, rank0: bool
+    ctx: typer.Context,
+    resume: Path,
+    epochs: int | None,
+    max_steps: int | None,
+    patience: int | None,
+    rank0: bool,
 ) -> dict[str, int]:
-    """What --resume changes (--epochs, --max-steps); the other options given are named as
-    ignored: the run keeps its own train.json."""
-    honoured = ("resume", "epochs", "max_steps", "data_root", "no_download", "json_")
+    """What --resume changes (--epochs, --max-steps, --patience); the other options given are
+    named as ignored: the run keeps its own train.json."""
+    honoured = ("resume", "epochs", "max_steps", "patience", "data_root", "no_download", "json_")
     ignored = options_given(ctx, keep=(*honoured, "print_config"))
     if rank0 and ignored:
         console.print(
             f"[yellow]note:[/] resuming {escape(str(resume))} with its own train.json; "
-            f"ignored: {', '.join(ignored)} (only --epochs and --max-steps change a resumed run)",
+            f"ignored: {', '.join(ignored)} (only --epochs, --max-steps and --patience change "
+            "a resumed run)",
             soft_wrap=True,
         )
-    return {k: v for k, v in dict(epochs=epochs, max_steps=max_steps).items() if v is not None}
+    given = dict(epochs=epochs, max_steps=max_steps, patience=patience)
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _print_done(s: dict[str, Any], run_dir: Path) -> None:

@@ -60,6 +60,9 @@ class StartInfo:
     world_size: int
     extended: dict[str, Any] = field(default_factory=dict)  # option -> [old, new] on a resume
     notes: list[str] = field(default_factory=list)  # what the user should know, e.g. changed data
+    # a resume of a run that had stopped early (its patience spent), which so trains nothing:
+    # the epochs it had done; None otherwise
+    stopped_early_at: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -61,6 +61,7 @@ from vitkit.errors import (
     first_line,
     in_cli,
     listed,
+    plural,
     setting,
     state_dict_mismatch,
 )
@@ -100,7 +101,8 @@ from vitkit.train.loop import (
 from vitkit.train.optim import build_optimizer, build_scheduler
 
 TRAIN_JSON = "train.json"
-EXTENDABLE = ("epochs", "max_steps")  # what a resumed run may change (train(extend=...))
+# what a resumed run may change (train(extend=...)); patience alone leaves the schedule as it is
+EXTENDABLE = ("epochs", "max_steps", "patience")
 SUMMARY_JSON = "summary.json"
 
 
@@ -597,7 +599,10 @@ def train(
     then (a config given with ``resume`` is refused: it would be ignored).
     ``extend`` (with ``resume``): a new ``epochs`` and/or ``max_steps`` for the resumed run,
     to continue one that finished or hit its cap; the learning-rate schedule is recomputed
-    for the new length from the step the run is at, and train.json records the change.
+    for the new length from the step the run is at, and train.json records the change. A
+    run that stopped early (its ``patience`` spent) trains on with either (its patience
+    counting afresh), or with a new ``patience`` (0: none) that counts on from the epochs it
+    has waited, as if the run had had it from the start.
     ``data_root``: where datasets live, else ``$VITKIT_DATA`` (train.json records either as an
     absolute path, for a resume without ``data_root``), else ``~/.cache/vitkit/data``.
     ``download=False``: a dataset that is not on disk is an error, not a download.
@@ -658,6 +663,8 @@ def train(
         if resume is not None:
             state = _restore(run_dir, config, parts, extended, device)
         resumed_from = state.step
+        # a resume that its spent patience leaves nothing to train: the start says so
+        early_stop = state.epoch if resume is not None and stopped_early(state, config) else None
         net = _wrap(parts.model, config, dist_info, device)
 
         notes = [n for n in [lock_note, ds.skipped_note()] if n] + _option_notes(
@@ -715,6 +722,7 @@ def train(
             world_size=dist_info.world_size,
             extended=extended,
             notes=notes,
+            stopped_early_at=early_stop,
         )
         for cb in listeners:
             cb.on_start(start)
@@ -927,9 +935,13 @@ def _restore(
         )
     )
     if extended:
-        _check_extension(run_dir, config, state, extended)
-        if state.patience_spent(config.patience):
-            state.epochs_since_best = 0  # an early-stopped run, extended: patience afresh
+        # an early-stopped run given more epochs or steps: its patience counts afresh. A new
+        # patience alone counts on, as if the run had had it from the start
+        before = extended.get("patience", [config.patience])[0]
+        afresh = bool(set(extended) - {"patience"}) and state.patience_spent(before)
+        _check_extension(run_dir, config, state, extended, afresh=afresh)
+        if afresh:
+            state.epochs_since_best = 0
         # the new schedule from this step on: the optimizer's saved lr is the old schedule's
         scheduler = parts.scheduler
         for group, base, fn in zip(
@@ -1109,7 +1121,8 @@ def _resumed_config(
         bad = sorted(set(extend) - set(EXTENDABLE))
         if bad:
             raise UserError(
-                f"a resumed run can change only {' and '.join(EXTENDABLE)}, not {', '.join(bad)}"
+                f"a resumed run can change only {', '.join(EXTENDABLE[:-1])} and "
+                f"{EXTENDABLE[-1]}, not {', '.join(bad)}"
             )
         before = {k: getattr(config, k) for k in extend}
         config = TrainConfig.from_dict({**config.to_dict(), **extend})
@@ -1246,10 +1259,28 @@ def _diverged(
         raise
 
 
+def stopped_early(state: FitState, config: TrainConfig) -> bool:
+    """A run that its patience stopped before its last epoch (and before any --max-steps cap):
+    resumed as it is, it trains nothing (``fit`` returns at once)."""
+    capped = bool(config.max_steps) and state.step >= config.max_steps
+    return (
+        state.batch == 0
+        and state.patience_spent(config.patience)
+        and state.epoch < config.epochs
+        and not capped
+    )
+
+
 def _check_extension(
-    run_dir: Path, config: TrainConfig, state: FitState, extended: dict[str, Any]
+    run_dir: Path,
+    config: TrainConfig,
+    state: FitState,
+    extended: dict[str, Any],
+    *,
+    afresh: bool = False,
 ) -> None:
-    """An extension must leave the run something to do: refuse one that would train nothing."""
+    """An extension must leave the run something to do: refuse one that would train nothing.
+    ``afresh``: the run had stopped early and its patience counts afresh."""
     if "epochs" in extended and config.epochs <= state.epoch:
         raise UserError(
             f"{run_dir} has done {state.epoch} epoch(s); {setting('epochs')} must be more to "
@@ -1261,6 +1292,21 @@ def _check_extension(
         raise UserError(
             f"{run_dir} is at step {state.step}, at or past {cap} ({config.max_steps}): pass "
             f"{hint} to train further"
+        )
+    if "patience" not in extended or afresh:
+        return
+    if set(extended) == {"patience"} and state.epoch >= config.epochs:
+        raise UserError(
+            f"{run_dir} has trained all its {config.epochs} {plural(config.epochs, 'epoch')}: "
+            f"a new {setting('patience')} alone trains no further; pass "
+            f"{setting('epochs')} (more than {config.epochs}) to train further"
+        )
+    waited = state.epochs_since_best
+    if state.batch == 0 and state.patience_spent(config.patience):
+        raise UserError(
+            f"{run_dir} has gone {waited} {plural(waited, 'epoch')} without a better validation "
+            f"accuracy: {setting('patience')} must be more than {waited} (or "
+            f"{setting('patience', 0)} for no early stopping) to train further"
         )
 
 
