@@ -327,6 +327,38 @@ def test_static_int8_is_never_calibrated_on_random_images(runs_here: Path) -> No
     assert report["data"]["calibration_images"] == 0  # it said 512, of images never used
 
 
+def test_int8_auto_with_only_the_test_files_verifies_on_them(
+    runs_here: Path,
+    test_files_only: Path,
+    fashion_run: Callable[[Any], Any],
+) -> None:
+    """A run whose dataset's test files alone are here (t10k-*): --int8 auto wanted training
+    images to calibrate static int8 on, so the whole dataset was loaded, which failed, and the
+    export verified on synthetic images, with no accuracy. It verifies on the test split and
+    keeps int8 dynamic, saying why static was left out; --int8 static is refused, naming it."""
+    from vitkit.artifact import load_model
+
+    meta = fashion_run(load_model(runs_here)).meta  # mnist-mini's test digits, as fashion-mnist
+    (runs_here / "model.json").write_text(json.dumps(meta))
+    args = ["export", str(runs_here), "--data-root", str(test_files_only), "--no-download"]
+    result = runner.invoke(app, [*args, "--int8", "auto", "--verify-images", "200", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["data"]["source"] == "fashion-mnist test split (200 of 1,000 images)"
+    assert not report["data"]["synthetic"] and report["data"]["labelled"]
+    assert report["data"]["calibration_images"] == 0
+    assert report["eager"]["accuracy"] is not None
+    assert [c["precision"] for c in report["int8"]["candidates"]] == ["int8-dynamic"]
+    assert report["int8"]["chosen"] == "dynamic"
+    (note,) = [n for n in report["notes"] if n.startswith("--int8 auto: static int8 left out")]
+    assert "the train split of dataset 'fashion-mnist' is unavailable" in note, note
+    assert "missing train-images-idx3-ubyte.gz" in note and note.endswith("int8 is dynamic")
+    assert not any("synthetic" in n for n in report["notes"]), report["notes"]
+    line = one_error_line(runner.invoke(app, [*args, "--int8", "static"]))
+    assert "--int8 static calibrates on real training images and none could be had (the " in line
+    assert "train split of dataset 'fashion-mnist' is unavailable" in line, line
+
+
 def test_more_threads_than_cpus_is_named(runs_here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`vitkit export RUN --threads 3` on 2 CPUs timed its img/s column without a word, where
     bench says "3 threads on 2 logical CPU(s): ..." of the same timing: the note is bench's."""

@@ -112,7 +112,7 @@ def export_command(
             "Also write an int8 model: 'dynamic' (weights int8, activations per batch), 'static' "
             "(QDQ calibrated on real training images; refused where none can be had) or 'auto' "
             "(build both, keep the faster one that passes the accuracy gate; dynamic only where "
-            "no real images can be had).",
+            "no real training images can be had).",
             _Q,
             "--int8",
         ),

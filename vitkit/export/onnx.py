@@ -444,6 +444,9 @@ class VerifyData:
     unavailable: str | None = None  # why the dataset could not be loaded (then: synthetic)
     unfit: str | None = None  # why the loaded dataset does not fit the model (then: synthetic)
     foreign: str | None = None  # it has classes the model was not trained on (then: no labels)
+    # why there are no calibration images though real ones verify (the train split could not
+    # be had, the split verified on could): static int8 is then left out, as on synthetic ones
+    uncalibrated: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -458,6 +461,12 @@ class VerifyData:
     def why_synthetic(self) -> str:
         """Why there are no real images (for a synthetic set)."""
         return self.unavailable or self.unfit or "the model records no dataset"
+
+    @property
+    def why_uncalibrated(self) -> str | None:
+        """Why no real images can calibrate static int8 (synthetic ones, or no train split to
+        be had); None where they can."""
+        return self.why_synthetic if self.synthetic else self.uncalibrated
 
 
 SYNTHETIC_NOTE = "verified on synthetic (uniform random) images: no accuracy figures"
@@ -496,17 +505,20 @@ def verification_data(
     if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
         raise UserError(f"{setting('data_root', data_root)} is a file, not a folder")
     notes: list[str] = []
-    ds, unavailable, unfit = None, None, None
+    ds, unavailable, unfit, uncalibrated = None, None, None, None
     if lm.dataset:
         scored_only = calib_images == 0  # no calibration: no train split to read
-        ds, unavailable, unfit = _run_dataset(
+        ds, unavailable, unfit, uncalibrated = _run_dataset(
             lm, data_root, download, progress, trained, scored_only
         )
         notes.extend(n for n in (unavailable, unfit) if n)
     else:
         notes.append("the model records no dataset (a model with no run)")
     if ds is not None:
-        return _real_data(lm, ds, verify_images, calib_images, seed, trained, notes)
+        calib = 0 if uncalibrated else calib_images  # never the scored split's own images
+        data = _real_data(lm, ds, verify_images, calib, seed, trained, notes)
+        data.uncalibrated = uncalibrated
+        return data
     n = verify_images or 256
     g = torch.Generator().manual_seed(seed)
     shape = (lm.channels, lm.image_size, lm.image_size)
@@ -532,15 +544,17 @@ def _run_dataset(
     progress: ProgressFn,
     trained: bool,
     scored_only: bool = False,
-) -> tuple[Dataset | None, str | None, str | None]:
-    """``(dataset, unavailable, unfit)``: the run's dataset, or None and why it cannot be had
-    (``unavailable``) or does not fit the model (``unfit``). ``scored_only``: just the split
-    ``_real_data`` scores (test, else val), for a catalog dataset that can load it alone
-    (``load_dataset(splits=)``): its train files need not be there."""
+) -> tuple[Dataset | None, str | None, str | None, str | None]:
+    """``(dataset, unavailable, unfit, uncalibrated)``: the run's dataset, or None and why it
+    cannot be had (``unavailable``) or does not fit the model (``unfit``). ``scored_only``: just
+    the split ``_real_data`` scores (test, else val), for a catalog dataset that can load it
+    alone (``load_dataset(splits=)``): its train files need not be there. Without it, a
+    dataset whole (its train split calibrates static int8); where that cannot be had but the
+    scored split alone can, that split, and why there is no train split (``uncalibrated``)."""
     from vitkit.data import get_dataset_spec, load_dataset
 
     assert lm.dataset  # the caller's check: a model with no dataset has none to open
-    ds, unavailable, size, channels = None, None, None, None
+    ds, unavailable, uncalibrated, size, channels = None, None, None, None, None
     try:
         name, options = lm.dataset_source() or (lm.dataset, {})
         spec = get_dataset_spec(name)
@@ -548,19 +562,26 @@ def _run_dataset(
         scored = next(([s] for s in ("test", "val") if s in spec.splits), None)
         if not size or not channels or (size, channels) == (lm.image_size, lm.channels):
             root = data_root if data_root is not None else lm.run_settings()["data_root"]
-            ds = load_dataset(  # a mismatch is said without downloading or building it
-                name,
-                data_root=root,
-                download=download,
-                progress=progress,
-                splits=scored if scored_only else None,
-                **options,
+            load = functools.partial(  # a mismatch is said without downloading or building it
+                load_dataset, name, data_root=root, download=download, progress=progress
             )
+            try:
+                ds = load(splits=scored if scored_only else None, **options)
+            except (VitkitError, OSError) as e:
+                if scored_only or not spec.partial or scored is None:
+                    raise
+                # the train split (to calibrate on) is not to be had: the scored one alone
+                try:
+                    ds = load(splits=scored, **options)
+                except (VitkitError, OSError):
+                    raise e from None  # neither: the whole dataset's error, as before
+                uncalibrated = f"the train split of dataset '{lm.dataset}' is unavailable"
+                uncalibrated += f" ({first_line(e)})"
             size, channels = ds.image_size, ds.channels
     except (VitkitError, OSError) as e:
         unavailable = f"dataset '{lm.dataset}' is unavailable ({first_line(e)})"
     unfit = _unfit(lm, ds, size, channels, trained)
-    return (None if unfit else ds), unavailable, unfit
+    return (None if unfit else ds), unavailable, unfit, uncalibrated
 
 
 def _unfit(
@@ -1209,7 +1230,7 @@ def export_onnx(
     weights file of the run; ``exports/<model>/model.onnx`` for a bare module),
     ``model.fp16.onnx`` with ``fp16``, ``model.int8.onnx`` with ``int8`` ("dynamic", "static":
     calibrated on real training images, a ``UserError`` where there are none, or "auto": both,
-    keep the faster that passes; dynamic only without real images) and the report
+    keep the faster that passes; dynamic only without real training images) and the report
     ``export.json``.
     ``optimize`` builds fused fp32 variants (vitkit's attention fusion, ONNX Runtime's
     transformer optimizer), verifies each and keeps the fastest that passes, or the plain model
@@ -1343,10 +1364,11 @@ def _export_verification_data(
         progress=progress,
     )
     progress("verification data", 1, 1)
-    if data.synthetic and int8 == "static":  # random pixels' ranges: not a model's
+    why = data.why_uncalibrated
+    if why and int8 == "static":  # random pixels' ranges: not a model's
         raise UserError(
             f"{setting('int8', 'static')} calibrates on real training images and none could "
-            f"be had ({data.why_synthetic}); use {setting('int8', 'dynamic')}, which needs none"
+            f"be had ({why}); use {setting('int8', 'dynamic')}, which needs none"
         )
     return data
 
@@ -1402,10 +1424,11 @@ def _data_notes(data: VerifyData | None, int8: str | None) -> list[str]:
     if data is None:
         return []
     notes = list(data.notes)
-    if data.synthetic and int8 == "auto":
+    why = data.why_uncalibrated
+    if why and int8 == "auto":
         notes.append(
             f"{setting('int8', 'auto')}: static int8 left out, as it calibrates on real training "
-            f"images and none could be had ({data.why_synthetic}); int8 is dynamic"
+            f"images and none could be had ({why}); int8 is dynamic"
         )
     return notes
 
@@ -1819,7 +1842,7 @@ def _int8(
     it (its attention projections quantized too), static QDQ from the plain ``proto``."""
     candidates: list[tuple[onnx.ModelProto, PrecisionReport]] = []
     sources: dict[str, str] = {}
-    kinds = ("dynamic",) if data is None or data.synthetic else ("dynamic", "static")
+    kinds = ("dynamic",) if data is None or data.why_uncalibrated else ("dynamic", "static")
     for kind in kinds if mode == "auto" else (mode,):
         t0 = time.perf_counter()
         sources[kind] = "attention" if kind == "dynamic" and fused is not None else "plain"
