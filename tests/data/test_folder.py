@@ -622,3 +622,30 @@ def test_short_names_for_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tmp_path)
     assert short_name("folder:.") == tmp_path.name
     assert short_name(f"folder:{tmp_path}/pets/") == "pets" and short_name("cifar10") == "cifar10"
+
+
+def test_a_cache_of_other_images_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looking for a cache made with the size and channels left to the images, each candidate's
+    tensors were read whole before its recorded size and channels were looked at; one that
+    came to others (16x16 where 8 is asked) was read for nothing. Its meta.json alone is read
+    now; the tensors only of the cache that is used."""
+    from vitkit.data import cache, load_dataset
+
+    root, data_root = tmp_path / "ds", tmp_path / "root"
+    for split in ("train", "test"):
+        _save(root / split / "cat" / "a.png", COLOURS["cat"])
+        _save(root / split / "dog" / "a.png", COLOURS["dog"])
+    first = load_dataset(f"folder:{root}", data_root=data_root)
+    assert first.image_size == 16
+    read: list[Path] = []
+    real = cache.load_file
+    monkeypatch.setattr(cache, "load_file", lambda path: read.append(Path(path)) or real(path))
+    other = load_dataset(f"folder:{root}", data_root=data_root, image_size=8, channels=3)
+    assert other.image_size == 8 and not other.from_cache
+    assert read == []  # neither candidate's tensors (image_size, channels or both left)
+    same = load_dataset(f"folder:{root}", data_root=data_root, image_size=16)
+    assert same.from_cache and same.cache_dir == first.cache_dir
+    assert sorted(p.name for p in read) == ["test.safetensors", "train.safetensors"]
+    assert {p.parent for p in read} == {first.cache_dir}

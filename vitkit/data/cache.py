@@ -63,12 +63,12 @@ def save_cache(directory: Path, raw: RawDataset, meta: dict[str, Any]) -> None:
     )
 
 
-def load_cache(
+def read_cache_meta(
     directory: Path, *, only: tuple[str, ...] | None = None
-) -> tuple[RawDataset, dict[str, Any]] | None:
-    """The cached dataset and its meta, or ``None`` when absent, incomplete or of an old format.
-    ``only``: read just these splits (None when the cache lacks one; every split's file must
-    still be there, as for a full read), None: all."""
+) -> dict[str, Any] | None:
+    """A complete cache's ``meta.json``, without reading its tensors: None when absent,
+    incomplete, damaged or of an old format, or (``only``) lacking one of these splits; every
+    split's file must be there. What ``load_cache`` checks before it reads them."""
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         return None
@@ -87,18 +87,30 @@ def load_cache(
         return None
     if only is not None and not set(only) <= set(names):
         return None
+    if not all((directory / f"{name}.safetensors").is_file() for name in names):
+        return None
+    return meta
+
+
+def load_cache(
+    directory: Path, *, only: tuple[str, ...] | None = None
+) -> tuple[RawDataset, dict[str, Any]] | None:
+    """The cached dataset and its meta, or ``None`` when absent, incomplete or of an old format.
+    ``only``: read just these splits (None when the cache lacks one; every split's file must
+    still be there, as for a full read), None: all."""
+    meta = read_cache_meta(directory, only=only)
+    if meta is None:
+        return None
     splits = {}
-    for name in names:
-        path = directory / f"{name}.safetensors"
-        if not path.is_file():
-            return None
+    for name in meta["splits"]:
         if only is not None and name not in only:
             continue
         try:
-            tensors = load_file(path)
+            tensors = load_file(directory / f"{name}.safetensors")
             splits[name] = Split(tensors["images"], tensors["labels"])
         except Exception:  # truncated or foreign file: rebuild
             return None
+    classes = meta["classes"]
     raw = RawDataset(splits=splits, classes=[str(c) for c in classes], info=meta.get("info", {}))
     return raw, meta
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from vitkit.data.cache import cache_key, channel_stats, load_cache, save_cache
+from vitkit.data.cache import cache_key, channel_stats, load_cache, read_cache_meta, save_cache
 from vitkit.data.types import ProgressFn, RawDataset, SourceContext, Split, no_progress
 from vitkit.errors import (
     ConfigError,
@@ -489,8 +489,9 @@ def _same_images_cache(
     that came to the ones ``key_opts`` gives: its images are those these options decode (a
     square size resized to itself is not resized; detected channels decode as given ones), so
     it is read, not a second cache made. A run trained on ``folder:PATH`` as it is and scored
-    by eval, which gives the model's size and channels, decoded the folder twice. Its
-    directory and contents, or None."""
+    by eval, which gives the model's size and channels, decoded the folder twice. Each
+    candidate's ``meta.json`` is read first; the tensors only of the one that came to these.
+    Its directory and contents, or None."""
     from vitkit.data.sources.folder import is_current
 
     given = [k for k in ("image_size", "channels") if key_opts.get(k) is not None]
@@ -498,10 +499,14 @@ def _same_images_cache(
         for left in itertools.combinations(given, n):
             opts = {**key_opts, **dict.fromkeys(left)}
             cdir = directory / "cache" / cache_key(opts)
-            cached = load_cache(cdir)
-            if cached is None or not is_current(cached[0].info, opts):
+            meta = read_cache_meta(cdir)  # its info first: another size's tensors are not read
+            info = meta.get("info", {}) if meta is not None else None
+            if info is None or not is_current(info, opts):
                 continue
-            if all(cached[0].info.get(k) == key_opts[k] for k in left):  # came to these
+            if not all(info.get(k) == key_opts[k] for k in left):  # came to others
+                continue
+            cached = load_cache(cdir)
+            if cached is not None:
                 return cdir, cached
     return None
 
