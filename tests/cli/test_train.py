@@ -567,6 +567,22 @@ def test_print_config_refuses_what_the_run_would_refuse(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["out"] == "runs/x"  # -o, as export, bench and eval take it
 
 
+def test_print_config_refuses_dataset_options_out_of_range(tmp_path: Path) -> None:
+    """A config file's empty_prob = nan printed "empty_prob": null (and 1.5 printed), --grid 5
+    too: refused only when the run built the data. Refused now, naming each as it was given."""
+    for value in ("nan", "inf", "1.5"):
+        cfg = tmp_path / f"{value}.toml"
+        cfg.write_text(f"[dataset_options]\nempty_prob = {value}\n")
+        result = runner.invoke(app, ["train", "mnist-layout", "--config", str(cfg), "--print-config"])  # fmt: skip
+        assert one_error_line(result) == (
+            "error: dataset 'mnist-layout' option dataset_options.empty_prob must be in [0, 1),"
+            f" got {value}"
+        )
+        assert result.stdout == ""
+    result = runner.invoke(app, ["train", "mnist-layout", "--grid", "5", "--print-config"])
+    assert one_error_line(result).endswith("option --grid must be 2, 3 or 4, got 5")
+
+
 def test_a_diverged_run_prints_its_summary_with_json(tmp_path: Path) -> None:
     """--json scripts get the summary.json a diverged run leaves (status "diverged") on stdout,
     and the error line on stderr, exit code 1."""

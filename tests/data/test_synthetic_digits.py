@@ -107,6 +107,54 @@ def test_dataset_options_of_another_type_are_refused(tmp_path: Path) -> None:
     ).dataset_options == {"grid": 3, "empty_prob": 0}
 
 
+def test_dataset_options_out_of_range_are_refused_with_the_options(tmp_path: Path) -> None:
+    """empty_prob=nan (or inf, or 1.5), grid=5 and a seed torch cannot take passed
+    resolve_config and --print-config, and were refused (or crashed, the seed) only once
+    MNIST was read and the data built. They are refused with the other options, naming it."""
+    import numpy as np
+
+    from vitkit.data.catalog import get_dataset_spec, list_datasets
+    from vitkit.train import resolve_config
+
+    empty = dict(data_root=tmp_path / "empty", download=False)  # no file is read
+    low, high = (-(2**63 // 1000), (2**64 - 2) // 1000)
+    seeds, probs = rf"seed must be in \[{low}, {high}\]", r"empty_prob must be in \[0, 1\)"
+    for name, options, message in [
+        ("mnist-layout", {"empty_prob": float("nan")}, f"{probs}, got nan"),
+        ("mnist-layout", {"empty_prob": np.float32("inf")}, f"{probs}, got inf"),
+        ("mnist-layout", {"empty_prob": -float("inf")}, f"{probs}, got -inf"),
+        ("mnist-layout", {"empty_prob": 1.5}, f"{probs}, got 1.5"),
+        ("mnist-layout", {"empty_prob": 10**400}, f"{probs}, got 1000"),  # no float holds it
+        ("mnist-layout", {"grid": 5}, "grid must be 2, 3 or 4, got 5"),
+        ("mnist-layout", {"grid": np.int64(1)}, "grid must be 2, 3 or 4, got 1"),
+        ("mnist-grid", {"seed": 2**62}, f"{seeds}, got {2**62}$"),
+        ("mnist-layout", {"seed": low - 1}, f"{seeds}, got {low - 1}$"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^dataset '{name}' option {message}"):
+            load_dataset(name, **empty, **options)
+        with pytest.raises(ConfigError, match=message):
+            resolve_config(name, dataset_options=options)
+    # the bounds are what the builders take: each split's seed is seed * 1000 + 0 or 1
+    for seed in (low, high):
+        torch.Generator().manual_seed(seed * 1000)
+        torch.Generator().manual_seed(seed * 1000 + 1)
+    for name in ("mnist-grid", "mnist-layout"):
+        assert resolve_config(name, dataset_options={"seed": high}).dataset_options["seed"] == high
+    options = {"empty_prob": 0.0, "grid": 4, "seed": low}
+    assert resolve_config("mnist-layout", dataset_options=options).dataset_options == options
+    # every float option of the catalog refuses nan, with or without a range of its own
+    floats = [
+        (spec.name, key)
+        for spec in map(get_dataset_spec, list_datasets())
+        for key, default in spec.options.items()
+        if isinstance(default, float)
+    ]
+    assert floats
+    for name, key in floats:
+        with pytest.raises(ConfigError, match=f"option {key} must be .*, got nan$"):
+            load_dataset(name, **empty, **{key: float("nan")})
+
+
 def test_numpy_numbers_are_taken_as_plain_ones(mnist_root: Path) -> None:
     # np.int64(3) (a grid from a numpy sweep) was refused as "not an integer" by the type check;
     # it is one, and the options the dataset records (cache key, train.json) are plain JSON

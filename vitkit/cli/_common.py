@@ -301,6 +301,7 @@ def run_or_model(
     return run
 
 
+# (catalog.FLAGGED_OPTIONS names these keys for the library, which imports no CLI)
 DATASET_FLAGS = {"image_size": "--image-size", "channels": "--channels", "grid": "--grid"}
 
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import importlib
 import itertools
+import math
 import numbers
 import os
 import time
@@ -32,9 +33,11 @@ from vitkit.errors import (
     check_callable,
     check_name,
     check_path,
+    in_cli,
     name_list,
     numeric_text_hint,
     plain_number,
+    setting,
     suggest,
     unknown_name,
 )
@@ -60,6 +63,9 @@ class DatasetSpec:
     license: str = ""
     source: str = ""  # where the data comes from (URL or "shipped with vitkit")
     partial: bool = False  # its builder builds any of ``splits`` alone (SourceContext.splits)
+    # option -> (whether a value is one its builder takes, those values in words): checked with
+    # the options, before any file is read, not when the data is built
+    option_ranges: dict[str, tuple[Callable[[Any], bool], str]] = field(default_factory=dict)
 
     def load_builder(self) -> Callable[[SourceContext], RawDataset]:
         module, fn = self.builder.split(":")
@@ -249,8 +255,10 @@ def check_dataset_options(
     """Refuse an option the dataset's builder does not take (None values mean "not given"), and
     a value of another type than the option's default (``grid="3"`` for ``grid=2``: the builder
     took ``int("3")`` while the cache key and train.json kept the text, a second cache of the
-    same images). ``name``: the dataset as the caller gave it (``folder:~/pets``, not the
-    spec's ``folder``)."""
+    same images), and a number its builder would refuse (``spec.option_ranges``) or that is not
+    finite (``empty_prob=nan``), which passed ``resolve_config`` and ``--print-config`` and
+    failed once the data was built. ``name``: the dataset as the caller gave it
+    (``folder:~/pets``, not the spec's ``folder``)."""
     name = name or spec.name
     for key, value in given.items():
         if value is None:
@@ -268,6 +276,34 @@ def check_dataset_options(
             raise ConfigError(
                 f"dataset '{name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
             )
+        if kind is None:
+            continue
+        test, values = spec.option_ranges.get(key, (lambda v: True, "a finite number"))
+        if not _finite(value) or not test(value):  # nan and inf fail every range
+            raise ConfigError(
+                f"dataset '{name}' option {option_words(key)} must be {values},"
+                f" got {plain_number(value)}"
+            )
+
+
+# the dataset options the command line has a flag for (--image-size, --channels, --grid)
+FLAGGED_OPTIONS = ("image_size", "channels", "grid")
+
+
+def option_words(key: str) -> str:
+    """A dataset option as a message names it (``setting``): a library caller's keyword
+    (``empty_prob``); under the CLI its flag (``--grid``), or for one with none the key a
+    config file sets (``dataset_options.empty_prob``)."""
+    if in_cli() and key not in FLAGGED_OPTIONS:
+        return f"dataset_options.{key}"
+    return setting(key)
+
+
+def _finite(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def fixed_shape_hint(spec: DatasetSpec, key: str, word: str | None = None) -> str:
@@ -636,6 +672,9 @@ _CIFAR100_FINE = tuple(
 )
 
 _DIGITS = tuple(str(i) for i in range(10))
+# the grids seed each split with seed * 1000 + split (0, 1), which torch.manual_seed must take
+_SEEDS = (-(2**63 // 1000), (2**64 - 2) // 1000)
+_GRID_SEED = (lambda v: _SEEDS[0] <= v <= _SEEDS[1], f"in [{_SEEDS[0]}, {_SEEDS[1]}]")
 _MNIST_LICENSE = "MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0"
 
 register_dataset(
@@ -752,6 +791,7 @@ register_dataset(
         num_outputs=4,
         augment="none",
         options={"seed": 0},
+        option_ranges={"seed": _GRID_SEED},
         license=_MNIST_LICENSE,
         source="generated from mnist",
         partial=True,
@@ -770,6 +810,11 @@ register_dataset(
         num_outputs=4,
         augment="none",
         options={"grid": 2, "empty_prob": 0.3, "seed": 0},
+        option_ranges={
+            "grid": (lambda v: v in (2, 3, 4), "2, 3 or 4"),
+            "empty_prob": (lambda v: 0 <= v < 1, "in [0, 1)"),
+            "seed": _GRID_SEED,
+        },
         license=_MNIST_LICENSE,
         source="generated from mnist",
         partial=True,
