@@ -126,6 +126,10 @@ def test_untrained_model_goes_to_bench_folder(
     assert (doc["model"]["config"]["image_size"], doc["model"]["config"]["patch_size"]) == (16, 8)
     assert doc["settings"]["image_size"] == 16
     assert json.loads((tmp_path / "bench" / "vit-nano" / "bench.json").read_text()) == doc
+    # the header names what the options change of vit-nano (at 16 px its patch would be 4)
+    result = runner.invoke(app, [*args, "--runtimes", "eager", "--device", "cpu", *FAST])
+    assert result.exit_code == 0, result.output
+    assert "untrained vit-nano · vit-nano (patch_size 8) 16px " in " ".join(result.stderr.split())
 
 
 def test_device_auto_as_train_takes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

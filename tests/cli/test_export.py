@@ -194,6 +194,8 @@ def test_untrained_model_is_exported_on_synthetic_images(
     result = runner.invoke(app, [*args, "--patch-size", "7", "--legacy-exporter"])
     assert result.exit_code == 0, result.output
     assert "synthetic" in result.stderr
+    # the header names what the options change of vit-nano (at 28 px its patch would be 4)
+    assert "untrained vit-nano · vit-nano (patch_size 7) " in " ".join(result.stderr.split())
     onnx_file = tmp_path / "exports" / "vit-nano" / "model.onnx"
     # the model the options describe, not vit-nano's defaults (32 px, 3 channels, patch 4)
     meta = read_onnx_metadata(onnx_file)

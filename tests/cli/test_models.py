@@ -54,6 +54,21 @@ def test_models_show_json_with_overrides() -> None:
     assert "blocks.3 computes the class token alone" in " ".join(human.stderr.split())
 
 
+def test_models_show_names_what_the_options_change_of_the_preset() -> None:
+    """`models show vit-tiny --embed-dim 96 --depth 4` was titled "vit-tiny", as vit-tiny is."""
+    args = ["models", "show", "vit-tiny", "--embed-dim", "96", "--depth", "4"]
+    human = runner.invoke(app, args)
+    assert human.exit_code == 0, human.output
+    assert human.stderr.splitlines()[0].strip() == "vit-tiny (embed_dim 96, depth 4)"
+    info = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert info["name"] == info["model"] == "vit-tiny"  # what scripts read, as before
+    assert info["overrides"] == {"embed_dim": 96, "depth": 4}
+    plain = runner.invoke(app, ["models", "show", "vit-tiny", "--image-size", "64"])
+    assert plain.stderr.splitlines()[0].strip() == "vit-tiny"  # the data's sizes: no override
+    info = json.loads(runner.invoke(app, ["models", "show", "vit-tiny", "--json"]).stdout)
+    assert info["overrides"] == {}
+
+
 def test_models_show_unknown_name_is_one_line() -> None:
     result = runner.invoke(app, ["models", "show", "vit-nope"])
     assert result.exit_code == 1

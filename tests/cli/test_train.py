@@ -68,6 +68,8 @@ def test_the_header_says_1_epoch_not_1_epochs_and_the_closing_line_the_runs_figu
     assert result.exit_code == 0, result.output
     err = " ".join(result.stderr.split())
     assert " · 1 epoch x " in err and "1 epochs" not in err, err
+    # what the model changes of its preset (vit-nano's patch for 28 px is 4), with its size
+    assert " vit-nano (patch_size 7; 0.14M params, " in err, err
     assert " steps of " in err  # mnist-mini's 4,500 training images: many steps an epoch
     # the closing line's figures are summary.json's (no test read them: any number passed)
     s = json.loads((out / "summary.json").read_text())

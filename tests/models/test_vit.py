@@ -385,3 +385,32 @@ def test_create_model_is_typed_as_a_model() -> None:
     m = create_model("vit-nano")
     assert isinstance(m, Model) and m.num_params() > 0 and m.flops() > 0
     assert m.spec.name == "vit-nano"
+
+
+def test_preset_overrides_name_what_a_model_changes_of_its_preset() -> None:
+    """Headers named a model by its preset alone: vit-tiny with embed_dim 96 and depth 4 read as
+    vit-tiny. What differs from the preset at the same data sizes is named now; the sizes the
+    data decides, the preset's own default patch for them and the dropout rates are not."""
+    from vitkit.models import model_label, preset_overrides
+
+    for name in list_models():  # every preset, at any data sizes: nothing changed
+        for sizes in (
+            DEFAULT_INPUT,
+            dict(image_size=28, in_chans=1, num_classes=11, num_outputs=4),
+        ):
+            spec = resolve_spec(name, **sizes)
+            assert (
+                preset_overrides(name, spec.config) == {} and model_label(name, spec.config) == name
+            )
+    spec = resolve_spec("vit-tiny", embed_dim=96, depth=4, drop_path=0.1, dropout=0.2)
+    assert model_label("vit-tiny", spec.config) == "vit-tiny (embed_dim 96, depth 4)"
+    config = spec.to_dict()["config"]  # as model.json, export.json and bench.json hold it
+    assert preset_overrides("vit-tiny", config) == {"embed_dim": 96, "depth": 4}
+    spec = resolve_spec("vit-micro", image_size=28, in_chans=1, patch_size=7, mlp_ratio=2.5)
+    assert model_label("vit-micro", spec.config) == "vit-micro (patch_size 7, mlp_ratio 2.5)"
+    spec = resolve_spec("vit-small", embed_dim=256, pool="mean")  # the heads follow the width
+    assert (
+        model_label("vit-small", spec.config) == "vit-small (embed_dim 256, num_heads 4, pool mean)"
+    )
+    # a preset this process lacks, or a config that is none: the name as it is
+    assert model_label("my-cnn", config) == "my-cnn" and model_label("vit-tiny", None) == "vit-tiny"

@@ -259,8 +259,11 @@ class BenchReport:
             ax_tp.legend(fontsize=8, loc="best")
         cpu = self.machine.get("cpu", {}).get("model", "")
         gpus = ", ".join(g["name"] for g in self.machine.get("gpus", []))
+        from vitkit.models import model_label
+
+        name = model_label(self.model["model"], self.model.get("config"))
         fig.suptitle(
-            f"{self.model['model']} {self.settings.get('image_size', '')}px · {cpu}"
+            f"{name} {self.settings.get('image_size', '')}px · {cpu}"
             + (f" · {gpus}" if gpus else "")
             + f" · {self.threads.get('torch')} threads",
             fontsize=9,

@@ -224,9 +224,12 @@ def bench_command(
 def _print(report: Any) -> None:
     cpu = report.machine["cpu"]
     gpus = ", ".join(g["name"] for g in report.machine["gpus"])
+    from vitkit.models import model_label
+
     what = report.run or f"untrained {report.model['model']}"
+    label = model_label(report.model["model"], report.model.get("config"))
     status(
-        f"[bold]vitkit bench[/] {what} · {report.model['model']} "
+        f"[bold]vitkit bench[/] {what} · {escape(label)} "
         f"{report.settings['image_size']}px · {report.params:,} params"
         + (
             ""

@@ -253,10 +253,13 @@ DROP_ORDER = ("img/s", "size", "max|Δ|")  # on a narrow terminal: "vs fp32" sti
 
 
 def _print(report: Any) -> None:
+    from vitkit.models import model_label
+
     name = report.model["model"]
     what = report.run or f"untrained {name}"
+    label = model_label(name, report.model.get("config"))  # vit-tiny (embed_dim 96, depth 4)
     status(
-        f"[bold]vitkit export[/] {what} · {name} · {report.exporter} exporter · opset "
+        f"[bold]vitkit export[/] {what} · {escape(label)} · {report.exporter} exporter · opset "
         f"{report.opset} · batch {report.batch} · export {report.export_seconds:.1f} s"
     )
     eager = report.eager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitkit.cli._common import (
@@ -140,7 +141,7 @@ def show(
     json_: Json = False,
 ) -> None:
     """The resolved config of one model, its parameters, FLOPs and a per-layer summary."""
-    from vitkit.models import resolve_spec
+    from vitkit.models import model_label, preset_overrides, resolve_spec
 
     spec = resolve_spec(
         name,
@@ -165,6 +166,7 @@ def show(
     info = {
         "name": name,
         **spec.to_dict(),
+        "overrides": preset_overrides(name, c),  # what it changes of the preset, at these sizes
         "params": c.num_params(),
         "flops": c.flops(),
         "gflops": round(c.flops() / 1e9, 4),
@@ -174,7 +176,8 @@ def show(
     if json_:
         emit_json(info)
         return
-    cfg = Table(title=f"{name}", show_header=False)
+    label = model_label(name, c)  # vit-tiny (embed_dim 96, depth 4): what is not the preset's
+    cfg = Table(title=escape(label), show_header=False, min_width=len(label))  # on one line
     cfg.add_column("option", style="cyan")
     cfg.add_column("value", justify="right")
     for k, v in spec.to_dict()["config"].items():

@@ -123,9 +123,14 @@ class LiveView(Callback):
         cfg = info.config
         resumed = f", resumed at step {info.resumed_from_step}" if info.resumed_from_step else ""
         gflops = "?" if info.gflops is None else f"{info.gflops:.3f}"
+        from vitkit.models import overrides_text
+
+        # what the model changes of its preset: vit-tiny (embed_dim 96, depth 4; 1.2M params, ...)
+        changed = overrides_text(info.model, info.model_config)
         status(
-            f"[bold]vitkit train[/] {cfg['dataset']} · {info.model} "
-            f"({info.params / 1e6:.2f}M params, {gflops} GFLOP/image) · {info.device}"
+            f"[bold]vitkit train[/] {cfg['dataset']} · {escape(info.model)} "
+            f"({escape(changed + '; ' if changed else '')}{info.params / 1e6:.2f}M params, "
+            f"{gflops} GFLOP/image) · {info.device}"
             f"{' x' + str(info.world_size) if info.world_size > 1 else ''}{resumed}"
         )
         planned = cfg["epochs"] * info.steps_per_epoch

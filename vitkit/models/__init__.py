@@ -9,7 +9,10 @@ from vitkit.models._registry import (
     get_entry,
     list_models,
     model_flops,
+    model_label,
     model_options,
+    overrides_text,
+    preset_overrides,
     register_model,
     resolve_spec,
 )
@@ -27,7 +30,10 @@ __all__ = [
     "get_entry",
     "list_models",
     "model_flops",
+    "model_label",
     "model_options",
+    "overrides_text",
+    "preset_overrides",
     "register_model",
     "resolve_spec",
 ]

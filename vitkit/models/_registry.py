@@ -18,6 +18,7 @@ from torch import nn
 from vitkit.errors import (
     ConfigError,
     NotFoundError,
+    UserError,
     check_name,
     check_str,
     suggest,
@@ -145,6 +146,50 @@ def resolve_spec(name: str, **overrides: Any) -> ModelSpec:
             )
     config = entry.make_config(**given)
     return ModelSpec(name, config)
+
+
+# the config fields the data decides (a run's image size, channels, classes), not the model
+DATA_FIELDS = ("image_size", "in_chans", "num_classes", "num_outputs")
+
+
+def preset_overrides(name: str, config: Any) -> dict[str, Any]:
+    """What a model changes of its preset ``name`` (``vit-tiny`` built with ``embed_dim=96``:
+    ``{"embed_dim": 96}``): the fields of ``config`` (a config dataclass, or its dict as
+    model.json holds it) that differ from the preset's for the same data (``DATA_FIELDS``,
+    which the dataset decides), in field order. Fields a config lists in ``TRAIN_ONLY``
+    (ViTConfig's dropout rates) are left out: the network is the same. Empty when nothing
+    differs, and for a preset not registered here or not rebuildable at these sizes."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, dict) or name not in _MODELS:
+        return {}
+    takes = model_options(name)
+    data = {k: config[k] for k in DATA_FIELDS if k in config and (takes is None or k in takes)}
+    try:
+        preset = resolve_spec(name, **data).config
+    except UserError:  # e.g. an image size no default patch divides: nothing to compare with
+        return {}
+    if not dataclasses.is_dataclass(preset) or isinstance(preset, type):
+        return {}
+    base = dataclasses.asdict(preset)
+    skip = {*DATA_FIELDS, *getattr(preset, "TRAIN_ONLY", ())}
+    return {k: v for k, v in config.items() if k in base and k not in skip and base[k] != v}
+
+
+def overrides_text(name: str, config: Any) -> str:
+    """``preset_overrides`` in words: ``embed_dim 96, depth 4``; empty when there are none."""
+    changed = preset_overrides(name, config)
+    return ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in changed.items()
+    )
+
+
+def model_label(name: str, config: Any) -> str:
+    """The model as a header names it: the preset, and what it changes of it
+    (``vit-tiny (embed_dim 96, depth 4)``), so two models of one preset read apart; the name
+    alone when nothing is changed."""
+    text = overrides_text(name, config)
+    return f"{name} ({text})" if text else name
 
 
 def model_options(name: str) -> frozenset[str] | None:

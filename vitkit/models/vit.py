@@ -13,7 +13,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,9 @@ class ViTConfig:
     attn_dropout: float = 0.0  # dropout on attention probabilities
     drop_path: float = 0.0  # stochastic depth rate at the last block (linear from 0)
     pool: str = "cls"  # 'cls': read the class token; 'mean': average the patch tokens
+
+    # what only training uses: the same network at inference (preset_overrides leaves them out)
+    TRAIN_ONLY: ClassVar[tuple[str, ...]] = ("dropout", "attn_dropout", "drop_path")
 
     def __post_init__(self) -> None:
         self.validate()

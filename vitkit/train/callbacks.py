@@ -64,6 +64,8 @@ class StartInfo:
     # the epochs it had done; None otherwise
     stopped_early_at: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the model's resolved config, as model.json's "config" (models.model_label names it by it)
+    model_config: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:

@@ -710,6 +710,7 @@ def train(
             run_dir=run_dir if dist_info.main else None,
             config=config.to_dict(),
             model=config.model,
+            model_config=parts.spec.to_dict()["config"],
             params=parts.params,
             gflops=parts.gflops,
             train_size=len(train_split),
