@@ -1,8 +1,9 @@
 """Which ONNX graph of the same model ONNX Runtime runs fastest on the CPU: opset 18 against 20
 (GELU as five ops or as one), with and without vitkit's attention fusion and ONNX Runtime's
 transformer optimizer (and both together), and int8 dynamic from the plain and the fused graph, all raced head to
-head in one process (``vitkit.export.onnx.race``:
-interleaved rounds, medians), against the opset-18 export.
+head in one process (``vitkit.export.onnx.race_rounds``: interleaved rounds, the order
+rotating), against the opset-18 export: a graph's speed-up is the median over rounds of that
+round's ratio (``paired_speedup``, as ``--optimize`` compares), its p50 the median of its rounds.
 
 One model (untrained, default vit-tiny at 32 px, patch 4, 10 classes); every graph is checked
 against eager first (max |difference| in the result). The figures behind the opset-20 default
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from _common import report
 
-from vitkit.export.onnx import export_graph, ort_session, race
+from vitkit.export.onnx import export_graph, ort_session, paired_speedup, race_rounds
 from vitkit.export.quantize import fuse_attention, optimize_transformer, quantize_int8_dynamic
 from vitkit.models import resolve_spec
 
@@ -73,8 +74,14 @@ def main() -> None:
             "ops": dict(collections.Counter(n.op_type for n in g.graph.node).most_common()),
         }
     sizes = tuple(int(b) for b in args.batch_sizes.split(","))
-    times = race(graphs, x, threads=args.threads, batches=sizes, rounds=args.rounds, budget=1e9)
-    base = times["opset18"]
+    rounds = race_rounds(
+        graphs, x, threads=args.threads, batches=sizes, rounds=args.rounds, budget=1e9
+    )
+    base = rounds["opset18"]
+    speedups = {
+        name: {b: paired_speedup(base[b], t) for b, t in per.items()}
+        for name, per in rounds.items()
+    }
     result = {
         "model": args.model,
         "exporter": exporter,
@@ -83,14 +90,14 @@ def main() -> None:
         "graphs": {
             name: checks[name]
             | {
-                "p50_ms": {str(b): round(t * 1e3, 3) for b, t in per.items()},
-                "speedup_vs_opset18": {str(b): round(base[b] / t, 3) for b, t in per.items()},
+                "p50_ms": {str(b): round(statistics.median(t) * 1e3, 3) for b, t in per.items()},
+                "speedup_vs_opset18": {str(b): round(v, 3) for b, v in speedups[name].items()},
             }
-            for name, per in times.items()
+            for name, per in rounds.items()
         },
         "geomean_speedup_vs_opset18": {
-            name: round(statistics.geometric_mean([base[b] / t for b, t in per.items()]), 3)
-            for name, per in times.items()
+            name: round(statistics.geometric_mean(list(per.values())), 3)
+            for name, per in speedups.items()
         },
     }
     report("onnx_graphs", result)
