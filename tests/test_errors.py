@@ -145,7 +145,7 @@ def _notes() -> dict[str, str]:
     warmup, patience = _option_notes(cfg, whole_run, None)  # type: ignore[arg-type]
     ok = SimpleNamespace(status="ok")
     no_data = SimpleNamespace(path=Path("m"), dataset=None)
-    synthetic = SimpleNamespace(notes=[], synthetic=True, why_synthetic="no data")
+    synthetic = SimpleNamespace(notes=[], why_uncalibrated="no data")
     empty = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     return {
         "warmup": warmup,
