@@ -1,5 +1,7 @@
 """int8 dynamic against int8 static (QDQ) against fp32 in ONNX Runtime on the CPU: speed (raced
-head to head, ``vitkit.export.race``: interleaved rounds, medians) and top-1 accuracy.
+head to head, ``vitkit.export.race_rounds``: interleaved rounds, the order rotating; a speed-up
+over fp32 is the median over rounds of that round's ratio, ``paired_speedup``, as ``--optimize``
+compares) and top-1 accuracy.
 
 Two models: a trained run (the mnist-mini default recipe, trained here unless --run is given;
 accuracy on its 1,000 test images, as `vitkit export` verifies it) and an untrained vit-tiny at
@@ -23,16 +25,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from _common import report
 
-from vitkit.export.onnx import export_onnx, load_onnx, race
+from vitkit.export.onnx import export_onnx, load_onnx, paired_speedup, race_rounds
 from vitkit.models import resolve_spec
 
 
 def static_on_random_images(fp32: Path, work: Path) -> Path:
     """Static QDQ int8 of an untrained model's export, calibrated on random images."""
-    import numpy as np
     import onnx
 
     from vitkit.export.onnx import INPUT_NAME, RUN_BATCH
@@ -72,7 +74,8 @@ def measure(source: Any, tmp: Path, *, threads: int, rounds: int) -> dict[str, A
             files[name] = Path(p["path"])
             accuracy[name] = p["accuracy"]
     models = {name: load_onnx(path) for name, path in files.items()}
-    times = race(models, None, threads=threads, batches=(1, 64), rounds=rounds, budget=1e9)
+    rounds_ = race_rounds(models, None, threads=threads, batches=(1, 64), rounds=rounds, budget=1e9)
+    times = {n: {b: float(np.median(t)) for b, t in per.items()} for n, per in rounds_.items()}
     return {
         "data": data,
         "eager_accuracy": (eager or {}).get("accuracy"),
@@ -82,7 +85,8 @@ def measure(source: Any, tmp: Path, *, threads: int, rounds: int) -> dict[str, A
                 "accuracy": accuracy[name],
                 "images_per_s": {str(b): round(b / t, 1) for b, t in times[name].items()},
                 "speedup_vs_fp32": {
-                    str(b): round(times["fp32"][b] / t, 3) for b, t in times[name].items()
+                    str(b): round(paired_speedup(rounds_["fp32"][b], t), 3)
+                    for b, t in rounds_[name].items()
                 },
             }
             for name in models
