@@ -97,6 +97,10 @@ def test_eval_human_output_and_out_dir(run: Path, tmp_path: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert (doc["n"], doc["correct"]) == (1000, round(summary["test_acc"] * 1000))
     err = " ".join(result.stderr.split())
+    # the header names the model as train, export and bench do: what it changes of vit-nano
+    # (whose patch for 28 px is 4), after the run; it named no model before
+    assert err.startswith(f"vitkit eval {run} "), err
+    assert " vit-nano (patch_size 7) · mnist-mini test · 1,000 images · " in err, err
     top1, top5 = (f"{100 * doc[k]:.2f}%" for k in ("top1", "top5"))
     assert f"top-1 {top1} ({doc['correct']:,}/1,000) · top-5 {top5}" in err, err
     assert f"ECE {doc['ece']:.4f} (15 bins) · loss {doc['loss']:.4f}" in err, err

@@ -148,8 +148,12 @@ def eval_command(
     if json_:
         emit_json({**report.to_json(), "files": [str(f) for f in saved.files], "notes": notes})
         return
+    from vitkit.models import model_label
+
+    label = model_label(lm.spec.name, lm.spec.config)  # as export and bench name it
     status(
-        f"[bold]vitkit eval[/] {escape(str(report.run))} · {escape(report.dataset)} {escape(split)} · "
+        f"[bold]vitkit eval[/] {escape(str(report.run))} · {escape(label)} · "
+        f"{escape(report.dataset)} {escape(split)} · "
         f"{report.n:,} images · {report.device} · {report.images_per_s:,.0f} img/s"
     )
     if report.num_outputs > 1:
