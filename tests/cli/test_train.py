@@ -285,6 +285,20 @@ def test_an_early_stopped_run_resumed_as_is_says_there_is_nothing_to_train(
         "To train on, resume with --patience N (more than 1, or 0 for no early stopping), or "
         "--epochs N (more than 6), which restarts the patience count"
     ) in err, err
+    # its own --epochs is no change: the same note; fewer than it stopped at, one error line
+    # that names the early stop and both ways on (it said only "--epochs must be more")
+    same = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "6", "--json"])
+    assert same.exit_code == 0, same.output
+    assert f"nothing left to train: {out} stopped early at epoch 2 of 6 " in " ".join(
+        same.stderr.split()
+    )
+    line = one_error_line(runner.invoke(app, ["train", "--resume", str(out), "--epochs", "2"]))
+    assert line == (
+        f"error: {out} stopped early at epoch 2 of 6 (no better validation accuracy in its last 1 "
+        "epoch): --epochs 2 trains nothing; to train on, resume with --epochs more than 2 (the "
+        "patience count restarts), or --patience alone more than 1 (or --patience 0 for no early "
+        "stopping)"
+    ), line
     more = runner.invoke(app, ["train", "--resume", str(out), "--patience", "2", "--json"])
     assert more.exit_code == 0, more.output
     err = " ".join(more.stderr.split())

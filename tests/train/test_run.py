@@ -721,6 +721,17 @@ def test_an_early_stopped_run_resumes_to_nothing_unless_extended(tmp_path: Path)
     assert again.status == "early_stopped" and again.summary["steps"] == first.summary["steps"]
     # the start says why nothing trains (the CLI's note: tests/cli/test_train.py)
     assert start.info.stopped_early_at == 2
+    # fewer epochs than it stopped at train nothing: the error said only "epochs must be more",
+    # not that its patience had stopped it, nor that a new patience trains on
+    for epochs in (1, 2):
+        with pytest.raises(
+            UserError,
+            match=r"stopped early at epoch 2 of 6 \(no better validation accuracy in its last 1 "
+            rf"epoch\): epochs={epochs} trains nothing; to train on, resume with epochs more "
+            r"than 2 \(the patience count restarts\), or patience alone more than 1 \(or "
+            r"patience=0 for no early stopping\)$",
+        ):
+            train(resume=first.run_dir, extend={"epochs": epochs})
     more = train(resume=first.run_dir, extend={"epochs": 8}, callbacks=[start])
     assert start.info.stopped_early_at is None
     assert more.summary["epochs_done"] == 3  # patience counts afresh: one more epoch, then stop

@@ -1283,6 +1283,17 @@ def _check_extension(
     """An extension must leave the run something to do: refuse one that would train nothing.
     ``afresh``: the run had stopped early and its patience counts afresh."""
     if "epochs" in extended and config.epochs <= state.epoch:
+        before = replace(config, **{k: old for k, (old, _) in extended.items()})
+        if stopped_early(state, before):  # its patience ended it: say so, and both ways on
+            waited, patience = state.epochs_since_best, before.patience
+            raise UserError(
+                f"{run_dir} stopped early at epoch {state.epoch} of {before.epochs} (no better "
+                f"validation accuracy in its last {patience} {plural(patience, 'epoch')}): "
+                f"{setting('epochs', config.epochs)} trains nothing; to train on, resume with "
+                f"{setting('epochs')} more than {state.epoch} (the patience count restarts), or "
+                f"{setting('patience')} alone more than {waited} (or {setting('patience', 0)} "
+                "for no early stopping)"
+            )
         raise UserError(
             f"{run_dir} has done {state.epoch} epoch(s); {setting('epochs')} must be more to "
             "train further"
