@@ -253,6 +253,7 @@ def test_an_onnx_export_of_a_folder_run_finds_its_folder(
     # eval.json names the file it scored and its bytes' hash, so a re-export shows it stale
     assert alone.model_file == rep.files[0]
     assert alone.to_json()["model_sha256"] == file_sha256(rep.files[0])
+    assert alone.model == vitkit.load_model(result.run_dir).spec.to_dict()  # from its metadata
     (work / "imgs").rename(work / "moved")  # the run's own folder is gone: say how to name it
     with pytest.raises(UserError, match=r"folder dataset not found: .*if the images are elsewhere"):
         evaluate(result.run_dir, download=False)
@@ -309,6 +310,9 @@ def test_eval_json_records_the_weights_it_scored(mnist_run: Path, tmp_path: Path
     report.save(report_dir(lm, None, "test"))
     doc = json.loads((run / "eval" / "eval.json").read_text())
     assert doc["model_sha256"] == file_sha256(weights) and doc["model_file"] == str(weights)
+    # and which model, as export.json and bench.json name it (ModelSpec.to_dict)
+    assert doc["model"] == json.loads(json.dumps(lm.spec.to_dict()))
+    assert doc["model"]["model"] == lm.spec.name and doc["model"]["config"]["patch_size"] == 7
     assert stale_reports([weights]) == []
     state = load_weights(weights)
     lm.model.load_state_dict({k: v + 0.01 for k, v in state.items()})

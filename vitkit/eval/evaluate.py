@@ -117,6 +117,9 @@ class EvalReport:
     # so that a later change to the file shows (stale_reports); None for a model built in memory
     model_file: str | None = None
     model_sha256: str | None = None
+    # the model scored, as export.json's and bench.json's "model": {"model": name, "config": {...}}
+    # (ModelSpec.to_dict; models.model_label names it); None for a report built from logits alone
+    model: dict[str, Any] | None = None
     device: str = "cpu"
     seconds: float = 0.0
     images_per_s: float = 0.0
@@ -135,6 +138,7 @@ class EvalReport:
             "run": self.run,
             "model_file": self.model_file,
             "model_sha256": self.model_sha256,
+            "model": self.model,
             "dataset": self.dataset,
             "split": self.split,
             "n": self.n,
@@ -605,6 +609,7 @@ def evaluate(
     # a .onnx file loaded on its own (its metadata names a precision) is the model, not a run
     report.run = onnx_path if onnx_path and "precision" in lm.meta else str(lm.path)
     report.model_file, report.model_sha256 = (str(file) if file else None), sha256
+    report.model = lm.spec.to_dict()
     report.device = f"onnxruntime-cpu ({onnx_path})" if onnx_path else str(model_device(lm))
     report.seconds = round(seconds, 3)
     report.images_per_s = round(len(s) / seconds, 1) if seconds > 0 else 0.0
