@@ -334,10 +334,14 @@ def test_two_threads_silenced_at_once_leave_logging_stdout_and_warnings_as_they_
 
     from vitkit.export._quiet import silenced
 
-    stdout, filters = sys.stdout, list(warnings.filters)
-    level = logging.root.manager.disable
+    stdout, level, handle = sys.stdout, logging.root.manager.disable, logging.Logger.handle
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
     inside: list[bool] = []
+    log = logging.getLogger("vitkit-test-two-threads")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: seen.append(r.getMessage())  # type: ignore[method-assign]
+    log.addHandler(handler)
 
     def first() -> None:  # enters first, leaves first
         with silenced():
@@ -351,18 +355,30 @@ def test_two_threads_silenced_at_once_leave_logging_stdout_and_warnings_as_they_
             b_in.set()
             a_out.wait(10)
             # the first has left: this one is still silent
-            inside.append(logging.root.manager.disable >= logging.WARNING)
+            log.warning("second, inside")
+            warnings.warn("second, inside", stacklevel=1)
             inside.append(sys.stdout is not stdout)
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert inside == [True, True]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            filters = list(warnings.filters)
+            threads = [threading.Thread(target=first), threading.Thread(target=second)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            assert warnings.filters == filters
+            log.warning("after")
+            warnings.warn("after", stacklevel=1)
+    finally:
+        log.removeHandler(handler)
+    assert inside == [True]
+    assert seen == ["after"]
+    assert [str(w.message) for w in caught] == ["after"]
     assert logging.root.manager.disable == level
+    assert logging.Logger.handle is handle
     assert sys.stdout is stdout
-    assert warnings.filters == filters
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -395,10 +411,13 @@ def test_opset_17_exports_without_the_exporters_warnings(capfd: pytest.CaptureFi
     assert logging.root.manager.disable == logging.NOTSET
 
 
-def test_the_exporters_silence_keeps_a_callers_higher_logging_disable_level() -> None:
+def test_the_exporters_silence_keeps_a_callers_higher_logging_disable_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """_silenced set logging.disable(WARNING) whatever the level was: a program that had
     disabled ERROR logging (logging.disable(logging.ERROR)) saw errors logged during an export.
-    The level is raised to WARNING, never lowered, and restored after, an error or not."""
+    The caller's level is left as it is (the silence no longer uses logging.disable at all), and
+    everything is restored after, an error or not."""
     import logging
 
     from vitkit.export._quiet import silenced as _silenced
@@ -409,14 +428,20 @@ def test_the_exporters_silence_keeps_a_callers_higher_logging_disable_level() ->
         with _silenced():
             assert not log.isEnabledFor(logging.ERROR)
             assert logging.root.manager.disable == logging.CRITICAL
+            log.error("disabled by the caller")
         assert logging.root.manager.disable == logging.CRITICAL
         logging.disable(logging.NOTSET)
-        with pytest.raises(RuntimeError), _silenced():
-            with _silenced():  # nested: the inner one gives back WARNING, not NOTSET
-                assert logging.root.manager.disable == logging.WARNING
-            assert not log.isEnabledFor(logging.WARNING)
+        with caplog.at_level(logging.INFO), pytest.raises(RuntimeError), _silenced():
+            with _silenced():  # nested: the inner exit leaves the outer one silent
+                log.warning("inner")
+            assert logging.root.manager.disable == logging.NOTSET
+            log.warning("outer")
+            log.error("an error gets through")
             raise RuntimeError
         assert logging.root.manager.disable == logging.NOTSET
+        with caplog.at_level(logging.INFO):
+            log.warning("after")
+        assert [r.getMessage() for r in caplog.records] == ["an error gets through", "after"]
     finally:
         logging.disable(logging.NOTSET)
 

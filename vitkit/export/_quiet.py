@@ -1,54 +1,152 @@
-"""One process-wide silence for the exporters and ORT's quantization tools, safe across threads.
+"""A silence for the exporters and ORT's quantization tools, only in the threads inside it.
 
-torch's exporters and onnxscript print progress on stdout and log warnings; ORT's quantization
-tools log advice through the root logger. The library prints nothing, so they are silenced while
-they run. What silences them is process-wide (``logging.disable``, ``sys.stdout``, the warnings
-filters): two exports in two threads that each saved and restored it could interleave, the
-second saving the first's silence and restoring it last, which left logging disabled and
-stdout swallowed for good. Here the first to enter saves the state and the last to leave
-restores it, under one lock.
+torch's exporters and onnxscript print progress on stdout and log warnings (torch through its
+own stderr handlers, which do not propagate to the root logger); ORT's quantization tools log
+advice through the root logger; all of them warn. The library prints nothing, so they are
+silenced while they run. What they write to is process-wide (``sys.stdout``, the loggers, the
+warnings filters), but a library user's other threads (a web server, a progress thread, their
+own logging) must keep their output while an export runs. So each hook below is installed once
+for the whole process, by the first thread to enter, and drops only what a thread inside
+``silenced()`` writes (``_threads``, by ``threading.get_ident()``); everything else passes as if
+nothing were installed. The last thread to leave puts back what was there, under one lock, so
+nested and concurrent blocks in several threads never restore one another's silence.
+
+- stdout: ``sys.stdout`` becomes a ``_Stdout`` proxy that drops writes from silenced threads
+  and forwards the rest, and every attribute (``encoding``, ``isatty``, ``fileno``, ...), to the
+  stream that was there. The very object is restored on the last exit.
+- logging: ``logging.Logger.handle`` is wrapped to drop records under ``ERROR`` made in a
+  silenced thread (``record.thread``). A filter on handlers would not do: torch's loggers have
+  their own handlers and do not propagate, handlers can be added while an export runs, and a
+  record with no handler goes to ``logging.lastResort``; every record of every logger passes
+  through ``Logger.handle``, after ``logging.disable`` (a caller's level, which stays untouched)
+  and before any handler. A ``Logger`` subclass that overrides ``handle`` is not covered.
+- warnings: one entry at the front of ``warnings.filters``, ``("ignore", <matcher>, Warning)``,
+  whose message "regex" matches only in a silenced thread (the warnings machinery calls the
+  entry's ``match``, as it does a compiled pattern's). Not ``warnings.catch_warnings`` (it swaps
+  the process's filters, for every thread) and not a wrapped ``warnings.showwarning`` either: that
+  runs after the filters, so under ``-W error`` the tools' warnings would raise inside an export,
+  and a "default" or "once" warning dropped there would count as shown and stay hidden from the
+  other threads. Limits: the list is still the process's, so a filter another thread puts in
+  front meanwhile (``simplefilter``) wins over the entry, and a ``catch_warnings`` block in
+  another thread that spans the first entry or the last exit saves and restores the list around
+  it: the silenced threads' warnings may show until the last exit, or the entry may stay in the
+  list after it (inert: it matches nothing while no thread is silenced).
+
+Only the calling thread is silenced, not threads it starts: none of the calls wrapped in
+``silenced()`` starts a Python thread (checked with torch 2.14, onnxscript 0.7, onnx_ir 1.1 and
+onnxruntime 1.32; onnx_ir's thread pool only writes external data, which vitkit does not ask
+for; tests/export/test_quiet.py checks it). ORT's native threads and C++ logging write to the
+file descriptors, which no ``sys.stdout`` swap reaches.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 _lock = threading.Lock()
-_depth = 0  # how many silenced() blocks are open, in every thread
-_saved: tuple[int, Any, Any] | None = None  # (logging level, stdout, warnings' catch) to restore
+_threads: dict[int, int] = {}  # thread ident -> how many silenced() blocks it has open
+# (sys.stdout, Logger.handle, our wrapper of it) to restore on the last exit
+_saved: tuple[Any, Any, Any] | None = None
+
+
+def _silent() -> bool:
+    """Whether the calling thread is inside ``silenced()``."""
+    return threading.get_ident() in _threads
+
+
+class _Stdout:
+    """``sys.stdout`` while any thread is silenced: drops the silenced threads' writes, forwards
+    everything else to ``target``, the stream that was there."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def write(self, s: str) -> Any:  # what the stream returns (some return None)
+        return len(s) if _silent() else self._target.write(s)
+
+    def writelines(self, lines: Any) -> None:
+        if not _silent():
+            self._target.writelines(lines)
+
+    def flush(self) -> None:
+        if not _silent():
+            self._target.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, buffer, ...
+        if name == "_target":  # not set yet (a copy being made): no endless recursion
+            raise AttributeError(name)
+        return getattr(self._target, name)
+
+
+class _Matcher:
+    """The message "pattern" of the warnings filter entry: matches in silenced threads only."""
+
+    def match(self, text: str) -> bool:
+        return _silent()
+
+    def __repr__(self) -> str:
+        return "<vitkit: any warning in a thread inside silenced()>"
+
+
+_WARNINGS_ENTRY = ("ignore", _Matcher(), Warning, None, 0)
+
+
+def _quiet_handle(handle: Any) -> Any:
+    """``handle`` (``Logger.handle``), dropping the records under ``ERROR`` that a silenced
+    thread made."""
+
+    def quiet_handle(self: logging.Logger, record: logging.LogRecord) -> Any:
+        if record.levelno < logging.ERROR and record.thread in _threads:
+            return None
+        return handle(self, record)
+
+    quiet_handle.__wrapped__ = handle  # type: ignore[attr-defined]
+    return quiet_handle
+
+
+def _drop_warnings_entry() -> None:
+    filters = cast(list[Any], warnings.filters)
+    while _WARNINGS_ENTRY in filters:
+        filters.remove(_WARNINGS_ENTRY)
 
 
 @contextlib.contextmanager
 def silenced() -> Iterator[None]:
-    """No stdout, no warnings and no log records under ``ERROR`` while any thread is inside;
-    a caller's higher ``logging.disable`` level stays. On the last exit, error or not, all three
-    are as they were before the first entry."""
-    global _depth, _saved
+    """In the calling thread only: no stdout, no warnings and no log records under ``ERROR``.
+    Other threads print, warn and log as before; a caller's ``logging.disable`` level stays as
+    it is. On the last exit of any thread, error or not, ``sys.stdout``, ``Logger.handle`` and
+    the warnings filters are as they were before the first entry."""
+    global _saved
+    me = threading.get_ident()
     with _lock:
-        if _depth == 0:
-            before = logging.root.manager.disable
-            caught = warnings.catch_warnings()
-            caught.__enter__()
-            warnings.simplefilter("ignore")
-            _saved = (before, sys.stdout, caught)
-            logging.disable(max(before, logging.WARNING))  # a caller's higher level stays
-            sys.stdout = io.StringIO()
-        _depth += 1
+        if not _threads:
+            stdout, handle = sys.stdout, logging.Logger.handle
+            quiet = _quiet_handle(handle)
+            _saved = (stdout, handle, quiet)
+            if stdout is not None:  # None (pythonw): print() writes nothing anyway
+                sys.stdout = _Stdout(stdout)
+            logging.Logger.handle = quiet  # type: ignore[method-assign]
+            cast(list[Any], warnings.filters).insert(0, _WARNINGS_ENTRY)
+        _threads[me] = _threads.get(me, 0) + 1
     try:
         yield
     finally:
         with _lock:
-            _depth -= 1
-            if _depth == 0 and _saved is not None:
-                before, stdout, caught = _saved
+            if _threads[me] > 1:
+                _threads[me] -= 1
+            else:
+                del _threads[me]
+            if not _threads and _saved is not None:
+                stdout, handle, quiet = _saved
                 _saved = None
                 sys.stdout = stdout
-                caught.__exit__(None, None, None)
-                logging.disable(before)
+                # wrapped again meanwhile (by another library): leave that one, ours is inert
+                if logging.Logger.__dict__.get("handle") is quiet:
+                    logging.Logger.handle = handle  # type: ignore[method-assign]
+                _drop_warnings_entry()
