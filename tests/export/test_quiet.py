@@ -191,3 +191,38 @@ def test_a_progress_thread_keeps_its_output_through_a_real_export(
     logged = {r.getMessage() for r in caplog.records if r.name == LOG.name}
     assert {f"tick {i}" for i in during} <= logged
     assert all(r.name == LOG.name for r in caplog.records)
+
+
+def test_log_records_are_dropped_by_the_thread_handling_them_not_by_record_thread(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The silenced thread is the one handling a record: with logging.logThreads off a record's
+    thread is None, and the silenced thread's warnings got through; a record handed over from
+    elsewhere (a multiprocessing listener's logger.handle(record): a forked worker's main thread
+    has the parent's ident) whose thread field names a silenced thread was dropped in a thread
+    that is not silenced."""
+    main = threading.get_ident()
+    with caplog.at_level(logging.INFO):
+        monkeypatch.setattr(logging, "logThreads", False)
+        with silenced():
+            LOG.warning("silenced, logThreads off")
+            logging.LoggerAdapter(LOG, {}).warning("silenced, through an adapter")
+        monkeypatch.undo()
+        record = logging.makeLogRecord(
+            {
+                "name": LOG.name,
+                "msg": "from a worker",
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "thread": main,
+            }
+        )
+
+        def listener() -> None:  # not silenced: a record from a worker, thread field = main's
+            LOG.handle(record)
+
+        with silenced():
+            t = threading.Thread(target=listener)
+            t.start()
+            t.join(10)
+    assert [r.getMessage() for r in caplog.records] == ["from a worker"]

@@ -14,8 +14,8 @@ nested and concurrent blocks in several threads never restore one another's sile
 - stdout: ``sys.stdout`` becomes a ``_Stdout`` proxy that drops writes from silenced threads
   and forwards the rest, and every attribute (``encoding``, ``isatty``, ``fileno``, ...), to the
   stream that was there. The very object is restored on the last exit.
-- logging: ``logging.Logger.handle`` is wrapped to drop records under ``ERROR`` made in a
-  silenced thread (``record.thread``). A filter on handlers would not do: torch's loggers have
+- logging: ``logging.Logger.handle`` is wrapped to drop records under ``ERROR`` that a
+  silenced thread logs (the thread calling it, not ``record.thread``). A filter on handlers would not do: torch's loggers have
   their own handlers and do not propagate, handlers can be added while an export runs, and a
   record with no handler goes to ``logging.lastResort``; every record of every logger passes
   through ``Logger.handle``, after ``logging.disable`` (a caller's level, which stays untouched)
@@ -99,10 +99,13 @@ _WARNINGS_ENTRY = ("ignore", _Matcher(), Warning, None, 0)
 
 def _quiet_handle(handle: Any) -> Any:
     """``handle`` (``Logger.handle``), dropping the records under ``ERROR`` that a silenced
-    thread made."""
+    thread logs. The thread handling the record is asked, not ``record.thread``: that is None
+    under ``logging.logThreads = False``, and a record handed to ``logger.handle`` from
+    elsewhere (a multiprocessing log listener's, whose forked workers share the parent's thread
+    idents) names a thread that may be silenced here while the listener is not."""
 
     def quiet_handle(self: logging.Logger, record: logging.LogRecord) -> Any:
-        if record.levelno < logging.ERROR and record.thread in _threads:
+        if record.levelno < logging.ERROR and _silent():
             return None
         return handle(self, record)
 
