@@ -226,3 +226,39 @@ def test_log_records_are_dropped_by_the_thread_handling_them_not_by_record_threa
             t.start()
             t.join(10)
     assert [r.getMessage() for r in caplog.records] == ["from a worker"]
+
+
+def test_the_last_exit_leaves_a_stdout_someone_else_put_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An export ends while another thread has redirected stdout (contextlib.redirect_stdout, a
+    rich Live display): the last exit put back the stream it found at the first entry over the
+    redirect, so the other thread's output went to the terminal instead of where it sent it."""
+    import contextlib
+    import io
+
+    fake = FakeStdout()
+    monkeypatch.setattr(sys, "stdout", fake)
+    inside, release = threading.Event(), threading.Event()
+
+    def exporting() -> None:
+        with silenced():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=exporting)
+    t.start()
+    try:
+        assert inside.wait(10)
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            release.set()
+            t.join(10)
+            print("captured")
+            assert sys.stdout is captured
+        assert captured.getvalue() == "captured\n" and fake.text == []
+        print("through")  # whatever stays in place forwards to the stream that was there
+        assert "".join(fake.text) == "through\n"
+    finally:
+        release.set()
+        t.join(10)

@@ -13,7 +13,10 @@ nested and concurrent blocks in several threads never restore one another's sile
 
 - stdout: ``sys.stdout`` becomes a ``_Stdout`` proxy that drops writes from silenced threads
   and forwards the rest, and every attribute (``encoding``, ``isatty``, ``fileno``, ...), to the
-  stream that was there. The very object is restored on the last exit.
+  stream that was there. The very object is restored on the last exit, unless ``sys.stdout``
+  is no longer the proxy then: a ``redirect_stdout`` in another thread (or a rich ``Live``
+  display) that is open across the last exit keeps its stream, and puts back the proxy when it
+  closes, which then drops nothing and forwards everything.
 - logging: ``logging.Logger.handle`` is wrapped to drop records under ``ERROR`` that a
   silenced thread logs (the thread calling it, not ``record.thread``). A filter on handlers would not do: torch's loggers have
   their own handlers and do not propagate, handlers can be added while an export runs, and a
@@ -51,8 +54,8 @@ from typing import Any, cast
 
 _lock = threading.Lock()
 _threads: dict[int, int] = {}  # thread ident -> how many silenced() blocks it has open
-# (sys.stdout, Logger.handle, our wrapper of it) to restore on the last exit
-_saved: tuple[Any, Any, Any] | None = None
+# (sys.stdout, our proxy of it or None, Logger.handle, our wrapper of it): the last exit's
+_saved: tuple[Any, Any, Any, Any] | None = None
 
 
 def _silent() -> bool:
@@ -124,16 +127,19 @@ def silenced() -> Iterator[None]:
     """In the calling thread only: no stdout, no warnings and no log records under ``ERROR``.
     Other threads print, warn and log as before; a caller's ``logging.disable`` level stays as
     it is. On the last exit of any thread, error or not, ``sys.stdout``, ``Logger.handle`` and
-    the warnings filters are as they were before the first entry."""
+    the warnings filters are as they were before the first entry (what another thread put in
+    their place meanwhile stays)."""
     global _saved
     me = threading.get_ident()
     with _lock:
         if not _threads:
             stdout, handle = sys.stdout, logging.Logger.handle
             quiet = _quiet_handle(handle)
-            _saved = (stdout, handle, quiet)
-            if stdout is not None:  # None (pythonw): print() writes nothing anyway
-                sys.stdout = _Stdout(stdout)
+            # None (pythonw): print() writes nothing anyway
+            proxy = None if stdout is None else _Stdout(stdout)
+            _saved = (stdout, proxy, handle, quiet)
+            if proxy is not None:
+                sys.stdout = proxy
             logging.Logger.handle = quiet  # type: ignore[method-assign]
             cast(list[Any], warnings.filters).insert(0, _WARNINGS_ENTRY)
         _threads[me] = _threads.get(me, 0) + 1
@@ -146,9 +152,12 @@ def silenced() -> Iterator[None]:
             else:
                 del _threads[me]
             if not _threads and _saved is not None:
-                stdout, handle, quiet = _saved
+                stdout, proxy, handle, quiet = _saved
                 _saved = None
-                sys.stdout = stdout
+                # replaced meanwhile (another thread's redirect_stdout, a rich Live display):
+                # leave theirs, which puts back our proxy, inert and forwarding, when it ends
+                if proxy is not None and sys.stdout is proxy:
+                    sys.stdout = stdout
                 # wrapped again meanwhile (by another library): leave that one, ours is inert
                 if logging.Logger.__dict__.get("handle") is quiet:
                     logging.Logger.handle = handle  # type: ignore[method-assign]
