@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
 
@@ -152,6 +153,12 @@ def test_a_progress_callback_that_cannot_be_called_is_a_user_error(name: str, pa
         _call(name, **{param: 5})
 
 
+def _tolerances(**values: float) -> object:
+    from vitkit.export import Tolerances
+
+    return Tolerances(**values)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -167,6 +174,12 @@ def test_a_progress_callback_that_cannot_be_called_is_a_user_error(name: str, pa
         (lambda: train(command="vitkit train"), "command must be a list of strings"),
         (lambda: train(resume="no-such-run", extend=5), "extend must be a mapping"),
         (lambda: vitkit.export_onnx("no-such-run", tolerances={}), "tolerances must be a"),
+        (
+            lambda: vitkit.export_onnx(
+                "no-such-run", tolerances=_tolerances(fp16_min_agreement=math.nan)
+            ),
+            "tolerances.fp16_min_agreement must be a finite number, got nan",  # as Python names it
+        ),
         (lambda: vitkit.benchmark("no-such-run", runtimes=5), "runtimes must be a string or"),
         (lambda: vitkit.benchmark("no-such-run", devices=[5]), "a device name is a string"),
         (lambda: vitkit.benchmark("no-such-run", compile_mode=5), "compile_mode must be a str"),

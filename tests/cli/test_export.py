@@ -228,7 +228,9 @@ def test_untrained_model_is_exported_on_synthetic_images(
         (["--out", "model.fp16.onnx"], "name the fp32 model otherwise"),
         (["--out", "model.failed.onnx"], "another export's failed model"),
         (["--out", "model.INT8.onnx"], "another export's int8 model"),  # one file on macOS
-        (["--atol", "nan"], "fp32_atol must be a finite number"),
+        # named by its flag, as --atol -1 is (it read "tolerance fp32_atol")
+        (["--atol", "nan"], "--atol must be a finite number, got nan"),
+        (["--atol", "inf"], "--atol must be a finite number, got inf"),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:

@@ -1178,7 +1178,10 @@ def _check_options(
     tol = tolerances or Tolerances()
     for name, value in asdict(tol).items():  # NaN would pass every check vacuously
         if not math.isfinite(value):
-            raise UserError(f"tolerance {name} must be a finite number, got {value}")
+            flag = "--atol" if name == "fp32_atol" else None  # the one tolerance with a flag
+            raise UserError(
+                f"{setting(f'tolerances.{name}', flag=flag)} must be a finite number, got {value}"
+            )
     if tol.fp32_atol < 0:  # no model can pass it (a negative int8_max_drop demands a gain: ok)
         raise UserError(
             f"{setting('tolerances.fp32_atol', flag='--atol')} must be >= 0, got {tol.fp32_atol}"
