@@ -599,6 +599,22 @@ def test_print_config_refuses_dataset_options_out_of_range(tmp_path: Path) -> No
     assert one_error_line(result).endswith("option --grid must be 2, 3 or 4, got 5")
 
 
+def test_print_config_refuses_folder_options_its_builder_refuses(tmp_path: Path) -> None:
+    """train folder:PATH --channels 2 --print-config printed a config (exit 0) that the run
+    refused once it read the folder ("folder dataset: channels must be one of [1, 3]"); it is
+    refused now with the options, nothing read (the folder need not exist), naming the flag."""
+    name = f"folder:{tmp_path / 'none'}"
+    for args, message in [
+        (["--channels", "2"], "option --channels must be 1 or 3, got 2"),
+        (["--image-size", "0"], "option --image-size must be a positive integer, got 0"),
+    ]:
+        result = runner.invoke(app, ["train", name, *args, "--print-config"])
+        assert one_error_line(result) == f"error: dataset '{name}' {message}"
+        assert result.stdout == ""
+    result = runner.invoke(app, ["train", name, "--channels", "1", "--image-size", "16", "--print-config"])  # fmt: skip
+    assert json.loads(result.stdout)["dataset_options"] == {"image_size": 16, "channels": 1}
+
+
 def test_a_diverged_run_prints_its_summary_with_json(tmp_path: Path) -> None:
     """--json scripts get the summary.json a diverged run leaves (status "diverged") on stdout,
     and the error line on stderr, exit code 1."""

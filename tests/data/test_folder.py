@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -422,6 +423,19 @@ def test_bad_options(tree: Path) -> None:
         _load(tree, channels=2)
     with pytest.raises(ConfigError, match="image_size"):
         _load(tree, image_size=0)
+    # refused with the options, as for every dataset, before the folder is read (resolve_config
+    # took them: its builder refused them only once the run loaded the data)
+    from vitkit.train import resolve_config
+
+    name = f"folder:{tree}"
+    for options, message in [
+        ({"channels": 2}, "channels must be 1 or 3, got 2"),
+        ({"channels": True}, "channels must be 1 or 3, got True"),
+        ({"image_size": 0}, "image_size must be a positive integer, got 0"),
+        ({"image_size": "32"}, "image_size must be a positive integer, got '32' (a number in"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^dataset '{name}' option {re.escape(message)}"):
+            resolve_config(name, dataset_options=options)
     with pytest.raises(UserError, match="path"):
         build_folder(SourceContext(root=tree, options={}))
 

@@ -34,6 +34,7 @@ from vitkit.errors import (
     check_name,
     check_path,
     in_cli,
+    is_count,
     name_list,
     numeric_text_hint,
     plain_number,
@@ -269,7 +270,7 @@ def check_dataset_options(
                 f"dataset '{name}' has no option '{key}'{suggest(key, spec.options)}"
                 f" (options: {allowed}){fixed_shape_hint(spec, key)}"
             )
-        # None: any type, the builder checks it (folder: sizes)
+        # None: any type; its range test (folder: sizes), if any, checks the type too
         kind = _OPTION_TYPES.get(type(spec.options[key]))
         if kind is not None and not _of_type(value, kind[0]):
             hint = numeric_text_hint(value)  # as training options say it
@@ -277,6 +278,12 @@ def check_dataset_options(
                 f"dataset '{name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
             )
         if kind is None:
+            if key in spec.option_ranges and not spec.option_ranges[key][0](value):
+                shown = plain_number(value) if isinstance(value, numbers.Real) else repr(value)
+                raise ConfigError(
+                    f"dataset '{name}' option {option_words(key)} must be"
+                    f" {spec.option_ranges[key][1]}, got {shown}{numeric_text_hint(value)}"
+                )
             continue
         test, values = spec.option_ranges.get(key, (lambda v: True, "a finite number"))
         if not _finite(value) or not test(value):  # nan and inf fail every range
@@ -831,6 +838,11 @@ register_dataset(
         channels=None,
         augment="natural",
         options={"image_size": None, "channels": None},
+        # checked with the options, so --print-config refuses --channels 2 as the builder does
+        option_ranges={
+            "image_size": (is_count, "a positive integer"),
+            "channels": (lambda v: is_count(v) and v in (1, 3), "1 or 3"),
+        },
         source="your files",
     )
 )
