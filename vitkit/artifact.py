@@ -667,9 +667,12 @@ def _load_onnx(path: Path, *, device: str, weights: str | None) -> LoadedModel:
     from vitkit._device import on_cpu
 
     if not on_cpu(device):
-        raise UserError(
-            f"{path} runs with ONNX Runtime on the CPU; device '{device}' does not apply "
-            "(load the run directory to use another device)"
+        from vitkit.errors import in_cli, setting
+
+        run = "pass the run directory" if in_cli() else "load the run directory"
+        raise UserError(  # --device cuda under the CLI, device='cuda' for a library caller
+            f"{path} runs with ONNX Runtime on the CPU; {setting('device', str(device))} does"
+            f" not apply ({run} to use another device)"
         )
     from vitkit.eval.evaluate import load_onnx_model
 

@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import vitkit
 from vitkit.artifact import LoadedModel
 from vitkit.cli import app
 from vitkit.data import load_dataset
+from vitkit.errors import UserError
 from vitkit.train import TrainConfig, train
 
 runner = CliRunner()
@@ -335,6 +337,15 @@ def test_predict_with_an_onnx_file_names_the_file(
     human = runner.invoke(app, ["predict", str(onnx_file), str(images / "a-gray.png")])
     assert human.exit_code == 0, human.output
     assert "mine.onnx" in " ".join(human.stderr.split())
+    # the flag as typed, not the library's "device 'cuda'"; a library caller gets its keyword
+    for command in (["eval", str(onnx_file)], ["predict", str(onnx_file), str(images / "a-gray.png")]):  # fmt: skip
+        result = runner.invoke(app, [*command, "--device", "cuda"])
+        assert one_error_line(result).endswith(
+            "runs with ONNX Runtime on the CPU; --device cuda does not apply (pass the run"
+            " directory to use another device)"
+        )
+    with pytest.raises(UserError, match=r"; device='cuda:1' does not apply \(load the run dir"):
+        vitkit.load_model(onnx_file, device="cuda:1")
 
 
 def test_predict_skips_unreadable_files(run: Path, images: Path, tmp_path: Path) -> None:
