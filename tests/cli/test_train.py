@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -80,6 +81,31 @@ def test_the_header_says_1_epoch_not_1_epochs_and_the_closing_line_the_runs_figu
     )
     files = "model.json, model.safetensors, train.json, metrics.jsonl, summary.json, curves.png"
     assert f"wrote {out}/: {files}, checkpoint/" in err, err
+
+
+def test_the_closing_line_of_a_multi_output_run_gives_exact_match(tmp_path: Path) -> None:
+    """mnist-grid --max-steps 3 closed with "val 10.43% (a partial epoch: no best yet), test
+    0.01%": last_val's mean over positions beside test_acc's exact match, where its epoch line
+    had said "val 0.02% exact". Every figure of the line is exact match now, and says so."""
+    from vitkit.cli import _common
+    from vitkit.cli.train import _print_done
+
+    def val(acc: float, exact: float, positions: int) -> dict[str, Any]:
+        return {"acc": acc, "exact": exact, "per_position": [acc] * positions, "n": 10}
+
+    base = {"status": "max_steps", "train_images_per_s": 900.0, "wall_seconds": 2.0}
+    cases = [
+        (dict(last_val=val(0.1043, 0.0002, 4), test=val(0.1023, 0.0001, 4), test_acc=0.0001),
+         "val 0.02% exact (a partial epoch: no best yet), test 0.01% exact;"),
+        (dict(last_val=val(0.5, 0.25, 4), best_val_acc=0.3, best_epoch=2, test_acc=None),
+         "best val 30.00% exact (epoch 2), no test split;"),
+        (dict(last_val=val(0.5, 0.5, 1), test=val(0.4, 0.4, 1), test_acc=0.4),
+         "val 50.00% (a partial epoch: no best yet), test 40.00%;"),  # one output: as before
+    ]  # fmt: skip
+    for summary, expected in cases:
+        with _common.console.capture() as out:
+            _print_done({**base, **summary}, tmp_path)
+        assert f"done (max_steps): {expected}" in " ".join(out.get().split())
 
 
 def test_a_resume_prints_which_eval_reports_scored_the_old_weights(tmp_path: Path) -> None:

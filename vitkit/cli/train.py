@@ -563,13 +563,21 @@ def _extension(
 
 def _print_done(s: dict[str, Any], run_dir: Path) -> None:
     """The closing lines of a run that ended: best/test accuracy, speed, time, files."""
-    test = f"test {100 * s['test_acc']:.2f}%" if s.get("test_acc") is not None else "no test split"
     last = s.get("last_val") or {}
+    # a multi-output run's figures are exact match (every position right), as its epoch lines,
+    # best_val_acc and test_acc are; last_val's "acc" is the mean over positions
+    multi = len((s.get("test") or last).get("per_position") or ()) > 1
+    key, exact = ("exact", " exact") if multi else ("acc", "")
+    test = (
+        f"test {100 * s['test_acc']:.2f}%{exact}"
+        if s.get("test_acc") is not None
+        else "no test split"
+    )
     best = (
-        f"best val {100 * s['best_val_acc']:.2f}% (epoch {s['best_epoch']})"
+        f"best val {100 * s['best_val_acc']:.2f}%{exact} (epoch {s['best_epoch']})"
         if s.get("best_val_acc") is not None
-        else f"val {100 * last['acc']:.2f}% (a partial epoch: no best yet)"
-        if isinstance(last.get("acc"), (int, float))
+        else f"val {100 * last[key]:.2f}%{exact} (a partial epoch: no best yet)"
+        if isinstance(last.get(key), (int, float))
         else "no validation"
     )
     speed = f"{s['train_images_per_s']:,.0f} img/s"
