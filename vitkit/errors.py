@@ -221,7 +221,7 @@ def check_seconds(name: str, value: object) -> None:
         raise UserError(f"{name} must be > 0 seconds, got {value}")
 
 
-def plural(n: int, noun: str) -> str:
+def plural(n: float, noun: str) -> str:
     """``noun`` as a count of ``n`` reads it: ``image`` for 1, ``images`` otherwise."""
     return noun if n == 1 else noun + "s"
 

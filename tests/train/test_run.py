@@ -1144,3 +1144,16 @@ def test_fit_calls_saves_and_callbacks_in_this_order(
         ("epoch", 1, 156, True, False),
         ("end", "completed", 156),
     ]
+
+
+def test_the_warm_up_note_says_1_epoch_not_1_epochs() -> None:
+    """mnist-grid (warm-up 1 epoch) with --max-steps 3 noted "the warm-up (1 epochs, 1,687
+    steps) is as long as the whole run"; 1 epoch is one, 0.5 and 3 are still epochs."""
+    from types import SimpleNamespace
+
+    from vitkit.train.run import _option_notes
+
+    parts = SimpleNamespace(warmup_steps=10, total_steps=10)
+    for epochs, words in [(1.0, "1 epoch,"), (0.5, "0.5 epochs,"), (3.0, "3 epochs,")]:
+        (note,) = _option_notes(TrainConfig(warmup_epochs=epochs), parts, None)  # type: ignore[arg-type]
+        assert note.startswith(f"the warm-up ({words} 10 steps) is as long as the whole run")

@@ -975,7 +975,8 @@ def _option_notes(config: TrainConfig, parts: _Parts, val_split: Split | None) -
     notes = []
     if parts.warmup_steps >= parts.total_steps > 0:
         notes.append(
-            f"the warm-up ({config.warmup_epochs:g} epochs, {parts.warmup_steps:,} steps) is as "
+            f"the warm-up ({config.warmup_epochs:g} {plural(config.warmup_epochs, 'epoch')}, "
+            f"{parts.warmup_steps:,} steps) is as "
             f"long as the whole run ({parts.total_steps:,} steps): the lr climbs towards "
             f"{config.lr:g} all run long and never decays ({setting('warmup_epochs')} sets it)"
         )
