@@ -240,6 +240,16 @@ def test_damaged_train_json_and_config_files(run: Path, tmp_path: Path) -> None:
     bad_yaml.write_text("model_overrides:\n  depth: 2\n  depth: 4\n")  # nested mappings too
     line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)]))
     assert "'depth' is set twice" in line
+    # both spellings in model_overrides (as at the top level): the last one won unseen
+    for text, first, second in [
+        ("model_overrides:\n  embed_dim: 64\n  embed-dim: 32\n", "embed_dim", "embed-dim"),
+        ('{"model_overrides": {"embed-dim": 48, "embed_dim": 32}}', "embed-dim", "embed_dim"),
+    ]:
+        path = tmp_path / ("both.yaml" if text.startswith("model") else "both.json")
+        path.write_text(text)
+        args = ["train", "mnist-mini", "--config", str(path), "--print-config"]
+        line = one_error_line(runner.invoke(app, args))
+        assert line.endswith(f"sets 'model_overrides.embed_dim' twice ('{first}' and '{second}')")
     bad_yaml.write_text("? [a, b]\n: 1\n")  # a list as a key: a TypeError in the check above
     line = one_error_line(runner.invoke(app, ["train", "mnist-mini", "--config", str(bad_yaml)]))
     assert line.endswith("found unhashable key (line 1, column 3)"), line

@@ -228,12 +228,22 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot parse {path}: {what}{where}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of options")
+    options = _once_spelled(path, data)
+    if isinstance(options.get("model_overrides"), dict):  # embed-dim and embed_dim there too
+        _once_spelled(path, options["model_overrides"], "model_overrides.")
+    return options
+
+
+def _once_spelled(path: Path, data: dict[Any, Any], within: str = "") -> dict[str, Any]:
+    """``data`` with '-' in its keys read as '_', refusing a key in both spellings
+    (batch-size and batch_size: one of them would win unseen). Only a file's own mapping: a
+    ``model_overrides`` merged over the recipe's may respell a key, and then replaces it."""
     options: dict[str, Any] = {}
     spelled: dict[str, str] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
-        if name in options:  # batch-size and batch_size: one of them would win unseen
-            raise UserError(f"{path} sets '{name}' twice ('{spelled[name]}' and '{key}')")
+        if name in options:
+            raise UserError(f"{path} sets '{within}{name}' twice ('{spelled[name]}' and '{key}')")
         options[name], spelled[name] = value, str(key)
     return options
 
