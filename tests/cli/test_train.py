@@ -32,7 +32,12 @@ def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
         (["mnist-mini", "--embed-dim", "100", "--heads", "3"], "not divisible by num_heads"),
         (["mnist-mini", "--patch-size", "5"], "does not divide image_size 28"),
         (["mnist-mini", "--device", "cuda"], "CUDA is not available"),
-        (["mnist-mini", "--batch-size", "100000"], "batch size 100000 is larger than"),
+        # with the size that fits (mnist-mini: 4,500 training images after the val hold-out)
+        (
+            ["mnist-mini", "--batch-size", "100000"],
+            "batch size 100000 is larger than the 4500 images per device of mnist-mini's training"
+            " split; use --batch-size 4500 or less",
+        ),
         (["mnist-mini", "--model", "vit-tinyy"], "did you mean 'vit-tiny'"),
         (["mnist-mini", "--epochs", "0"], "epochs must be >= 1"),
     ],

@@ -870,7 +870,9 @@ def _build(
             **loader_args,
         )
     except ConfigError as e:
-        raise ConfigError(f"{e} of {config.dataset}'s training split") from None
+        most = len(train_split) // dist_info.world_size  # what a step can take (drop_last)
+        fix = f"; use {setting('batch_size', most)} or less" if most >= 1 else ""
+        raise ConfigError(f"{e} of {config.dataset}'s training split{fix}") from None
     val_loader = (
         DeviceLoader(
             val_split,
