@@ -215,6 +215,7 @@ def test_untrained_model_is_exported_on_synthetic_images(
         (["--batch", "0"], "--batch must be 'dynamic' or a positive integer"),
         (["--batch", "big"], "--batch must be 'dynamic' or a positive integer"),
         (["--int8", "int4"], "--int8 must be one of auto, dynamic, static"),
+        (["--int8", "dinamic"], "got 'dinamic'; did you mean 'dynamic'?"),  # the closest, as names
         (["--opset", "9"], "--opset must be 17 to"),
         # past what torch's exporter converts to, it wrote a model that failed to check
         (["--opset", str(newest_opset() + 1)], f"--opset must be 17 to {newest_opset()} "),

@@ -103,7 +103,9 @@ def test_multi_output_head_shape() -> None:
     [
         (dict(embed_dim=100, num_heads=3), "not divisible by num_heads"),
         (dict(image_size=32, patch_size=5), "does not divide image_size"),
-        (dict(pool="max"), "pool must be one of"),
+        (dict(pool="avg"), "pool must be one of cls, mean, got 'avg'$"),  # nothing close
+        (dict(pool="clss"), "pool must be one of cls, mean, got 'clss'; did you mean 'cls'\\?$"),
+        (dict(pool=5), "pool must be one of cls, mean, got 5$"),
         (dict(dropout=1.5), "dropout must be in"),
         (dict(depth=0), "depth must be a positive integer"),
         (dict(mlp_ratio=0.001), "mlp_ratio 0.001 gives an MLP width of 0 at embed_dim 192"),

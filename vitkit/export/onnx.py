@@ -62,6 +62,7 @@ from vitkit.errors import (
     first_line,
     in_cli,
     setting,
+    suggest,
 )
 from vitkit.export._quiet import silenced
 
@@ -1191,7 +1192,10 @@ def _check_options(
             f"{setting('batch')} must be 'dynamic' or a positive integer, got {batch!r}"
         )
     if int8 is not None and int8 not in INT8_MODES:
-        raise UserError(f"{setting('int8')} must be one of {', '.join(INT8_MODES)}, got {int8!r}")
+        close = suggest(int8, INT8_MODES) if isinstance(int8, str) else ""  # dinamic
+        raise UserError(
+            f"{setting('int8')} must be one of {', '.join(INT8_MODES)}, got {int8!r}{close}"
+        )
     newest = newest_opset(legacy)
     if not MIN_OPSET <= opset <= newest:
         by = "torch's TorchScript exporter" if legacy else "this onnx and torch's exporter"

@@ -141,7 +141,8 @@ class ViTConfig:
                 f"{MAX_PARAMS:,}"
             )
         if not isinstance(self.pool, str) or self.pool not in POOLS:
-            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
+            close = suggest(self.pool, POOLS) if isinstance(self.pool, str) else ""  # clss
+            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}{close}")
 
     # -- derived sizes ----------------------------------------------------------------------
     @property
