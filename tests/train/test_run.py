@@ -1157,3 +1157,7 @@ def test_the_warm_up_note_says_1_epoch_not_1_epochs() -> None:
     for epochs, words in [(1.0, "1 epoch,"), (0.5, "0.5 epochs,"), (3.0, "3 epochs,")]:
         (note,) = _option_notes(TrainConfig(warmup_epochs=epochs), parts, None)  # type: ignore[arg-type]
         assert note.startswith(f"the warm-up ({words} 10 steps) is as long as the whole run")
+    # a 3-image folder at batch 2: "the warm-up (5 epochs, 5 steps) ... (1 steps)"
+    one = SimpleNamespace(warmup_steps=1, total_steps=1)
+    (note,) = _option_notes(TrainConfig(warmup_epochs=5.0), one, None)  # type: ignore[arg-type]
+    assert note.startswith("the warm-up (5 epochs, 1 step) is as long as the whole run (1 step):")

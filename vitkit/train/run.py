@@ -978,9 +978,10 @@ def _option_notes(config: TrainConfig, parts: _Parts, val_split: Split | None) -
     if parts.warmup_steps >= parts.total_steps > 0:
         notes.append(
             f"the warm-up ({config.warmup_epochs:g} {plural(config.warmup_epochs, 'epoch')}, "
-            f"{parts.warmup_steps:,} steps) is as "
-            f"long as the whole run ({parts.total_steps:,} steps): the lr climbs towards "
-            f"{config.lr:g} all run long and never decays ({setting('warmup_epochs')} sets it)"
+            f"{parts.warmup_steps:,} {plural(parts.warmup_steps, 'step')}) is as long as the "
+            f"whole run ({parts.total_steps:,} {plural(parts.total_steps, 'step')}): the lr "
+            f"climbs towards {config.lr:g} all run long and never decays "
+            f"({setting('warmup_epochs')} sets it)"
         )
     if config.patience and val_split is None:  # early stopping watches validation accuracy
         notes.append(
