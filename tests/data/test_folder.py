@@ -663,3 +663,31 @@ def test_a_cache_of_other_images_is_not_read(
     assert same.from_cache and same.cache_dir == first.cache_dir
     assert sorted(p.name for p in read) == ["test.safetensors", "train.safetensors"]
     assert {p.parent for p in read} == {first.cache_dir}
+
+
+def test_list_classes_are_the_loaders_without_opening_an_image(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What eval and bench check a folder's classes against the model's with, before decoding:
+    the classes build_folder gives, for each layout (hidden and empty class folders included)."""
+    _save(tree / "train" / ".hidden" / "a.png", COLOURS["cat"])  # hidden: no class
+    flat = tmp_path / "flat"  # PATH/<class>/ with no split folders: images to score
+    _save(flat / "owl" / "a.png", COLOURS["owl"])
+    _save(flat / "cat" / "nested" / "a.png", COLOURS["cat"])
+    (flat / "notes").mkdir()  # no image file in it: no class
+    (flat / "notes" / "readme.txt").write_text("x")
+    scored = tmp_path / "scored"  # val/ and test/ without train/: the classes of both
+    _save(scored / "val" / "dog" / "a.png", COLOURS["dog"])
+    _save(scored / "test" / "yak" / "a.png", (128,), mode="L")
+    (scored / "test" / "empty").mkdir()
+    trees = (tree, flat, scored)
+    want = [_load(p).classes for p in trees]
+    assert want == [["cat", "dog", "owl", "yak"], ["cat", "owl"], ["dog", "yak"]]
+
+    def no_open(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an image was opened")
+
+    monkeypatch.setattr(folder.Image, "open", no_open)
+    assert [folder.list_classes(p) for p in trees] == want
+    with pytest.raises(UserError, match="has no class folders"):
+        folder.list_classes(tmp_path / "flat" / "notes")

@@ -220,6 +220,20 @@ def _scan(path: Path) -> tuple[list[str], list[_SplitFiles]]:
     return classes, splits
 
 
+def list_classes(path: str | os.PathLike[str]) -> list[str]:
+    """The classes ``build_folder`` gives the tree at ``path``, without opening an image, so that a
+    caller (eval, bench) can refuse a folder of other classes before it is decoded and cached.
+
+    With train/, its class folders (listed, no file walked: _scan keeps them all or refuses);
+    without, the scan's, since a class folder with no image file is then no class. Raises as
+    ``build_folder`` does for a tree that is not one (missing, no class folders, ...).
+    """
+    root = Path(path).expanduser().resolve()
+    _check_root(root)
+    layout = _layout(root)
+    return _classes(layout) if layout[0][0] == "train" else _scan(root)[0]
+
+
 def check_train_classes(raw: RawDataset, path: str) -> None:
     """Every class of a folder dataset's train split has images it could read: one without is a
     class the model can never learn (torchvision's ImageFolder refuses empty class folders too).
