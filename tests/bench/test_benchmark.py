@@ -786,6 +786,31 @@ def test_a_folder_of_some_classes_is_scored_against_the_models_classes(
     assert not rep.data["synthetic"]  # its own class indices: timing and agreement on real images
 
 
+def test_a_folder_of_other_classes_is_refused_before_it_is_decoded(
+    bench_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--data folder:PATH of classes the run does not know decoded every image and cached them
+    under the data root before saying so (eval's case too): now it is said from the listing."""
+    import numpy as np
+    from PIL import Image
+
+    from vitkit.data.sources import folder
+
+    opened: list[Path] = []
+    for fn in ("_read", "_header"):
+        real = getattr(folder, fn)
+        monkeypatch.setattr(folder, fn, lambda p, *a, real=real: opened.append(p) or real(p, *a))
+    for split in ("train", "test"):
+        (tmp_path / "pets" / split / "cat").mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "pets" / split / "cat" / "0.png")  # fmt: skip
+    pets = f"folder:{tmp_path / 'pets'}"
+    root = tmp_path / "data-root"
+    with pytest.raises(UserError, match=rf"^dataset='{pets}': dataset '{pets}' has classes the model was not trained on: 'cat' \(") as err:  # fmt: skip
+        _eager_bench(bench_run, dataset=pets, batch_sizes=[1], data_root=root)
+    assert "\n" not in str(err.value)
+    assert opened == [] and not root.exists()  # no image opened, no cache written
+
+
 def test_exports_for_the_bench_are_verified_on_1000_images(
     bench_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

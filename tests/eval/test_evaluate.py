@@ -189,6 +189,43 @@ def test_class_mismatch_is_refused(mnist_model: LoadedModel, tmp_path: Path) -> 
         evaluate(mnist_model, f"folder:{root}")
 
 
+def test_a_folder_of_other_classes_is_refused_before_it_is_decoded(
+    mnist_model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An MNIST run scored on a CIFAR-10 folder decoded all 60,000 JPEGs (15 s) and wrote their
+    cache (49 MB) under the data root, then refused: the classes are known from the listing."""
+    from vitkit.data.sources import folder
+
+    opened: list[Path] = []
+    for fn in ("_read", "_header"):  # decoding, and the header probe before it
+        real = getattr(folder, fn)
+        monkeypatch.setattr(folder, fn, lambda p, *a, real=real: opened.append(p) or real(p, *a))
+    blank = np.zeros((28, 28), np.uint8)
+    pets = _write_folder(tmp_path / "pets", {"cat": [blank], "dog": [blank], "7": [blank]})
+    root = tmp_path / "data-root"
+    digits = ", ".join(f"'{d}'" for d in range(10))
+    with pytest.raises(UserError) as err:
+        evaluate(mnist_model, f"folder:{pets}", data_root=root)
+    assert str(err.value) == (  # the message it had once all was decoded
+        f"dataset 'folder:{pets}' has classes the model was not trained on: 'cat', 'dog' "
+        f"(the model knows {digits})"
+    )
+    assert opened == [] and not root.exists()  # no image opened, no cache written
+    # PATH/<class>/ with no split folders: a class folder with no image file (notes/) is none,
+    # as the loader has it, so a folder of 3s and notes is scored; one with cats is refused
+    for cls in ("3", "notes", "cat"):
+        (tmp_path / "mixed" / cls).mkdir(parents=True)
+    Image.fromarray(blank).save(tmp_path / "mixed" / "3" / "0.png")
+    (tmp_path / "mixed" / "notes" / "readme.txt").write_text("not an image")
+    Image.fromarray(blank).save(tmp_path / "mixed" / "cat" / "0.png")
+    with pytest.raises(UserError, match=r"^dataset 'folder:.*' has classes .*: 'cat' \(the"):
+        evaluate(mnist_model, f"folder:{tmp_path / 'mixed'}", data_root=root)
+    assert opened == [] and not root.exists()
+    (tmp_path / "mixed" / "cat" / "0.png").unlink()
+    report = evaluate(mnist_model, f"folder:{tmp_path / 'mixed'}", data_root=root)
+    assert report.n == 1 and opened and root.is_dir()  # decoded and cached as before
+
+
 def test_size_and_split_mismatches_are_refused(mnist_model: LoadedModel, tmp_path: Path) -> None:
     big = np.zeros((32, 32), np.uint8)
     root = _write_folder(tmp_path / "big", {"1": [big], "2": [big]})

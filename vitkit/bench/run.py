@@ -402,6 +402,13 @@ def bench_data(
         # (a folder of the user's images is decoded at the model's size and channels, as eval does)
         options = {"image_size": lm.image_size, "channels": lm.channels}
         options = options if spec is not None and spec.name == "folder" else {}
+        if options and lm.meta:  # a trained model: a folder of other classes, before decoding it
+            from vitkit.eval.evaluate import check_folder_classes
+
+            try:
+                check_folder_classes(lm, dataset)
+            except UserError as e:  # what data.foreign would say below, once it was all decoded
+                raise UserError(f"{setting('dataset', dataset, flag='--data')}: {e}") from None
         source = replace(lm, dataset=dataset, meta={**lm.meta, "dataset_options": options})
     data = verification_data(
         source,

@@ -31,13 +31,14 @@ from vitkit.artifact import (
     write_json,
 )
 from vitkit.data import Dataset, get_dataset_spec, load_dataset
-from vitkit.data.catalog import FOLDER_PREFIX, absolute_name, short_name
+from vitkit.data.catalog import FOLDER_PREFIX, absolute_name, folder_path, short_name
 from vitkit.data.download import file_sha256
 from vitkit.data.loader import DeviceLoader
 from vitkit.data.types import ProgressFn, Split, no_progress
 from vitkit.errors import (
     NotFoundError,
     UserError,
+    VitkitError,
     check_bool,
     check_callable,
     check_int,
@@ -226,7 +227,8 @@ def open_dataset(
     """The dataset to evaluate on: ``data``, else the run's own with its recorded options.
 
     ``data_root``: else the run's (train.json), else the default. A ``folder:`` dataset other
-    than the run's is decoded at the model's image size and channels. ``splits``: the ones to be
+    than the run's is decoded at the model's image size and channels, once its class folders
+    are known to be the model's (``check_folder_classes``). ``splits``: the ones to be
     scored, which are all a catalog dataset then needs on disk (``load_dataset(splits=)``): the
     model brings its own mean and std, so no train split is read to compute them.
     """
@@ -243,6 +245,7 @@ def open_dataset(
     if source is not None:
         name, options = source
     elif name.startswith(FOLDER_PREFIX):
+        check_folder_classes(lm, name)  # before its images are decoded and cached
         options = {"image_size": lm.image_size, "channels": lm.channels}
     root = data_root if data_root is not None else lm.run_settings()["data_root"]
     try:
@@ -263,19 +266,42 @@ def label_map(lm: LoadedModel, ds: Dataset) -> Tensor | None:
 
     Refuses a dataset with classes the model was not trained on.
     """
+    return _class_map(lm, ds.name, ds.classes)
+
+
+def check_folder_classes(lm: LoadedModel, name: str) -> None:
+    """Refuse ``folder:PATH`` with a class the model was not trained on, as ``label_map`` would,
+    from the folder's listing alone: loading it first decoded every image (CIFAR-10's 60,000 JPEGs:
+    15 s) and left a cache of images no model here can score.
+
+    A folder that cannot be listed is let through: loading it says what is wrong, as before.
+    """
+    from vitkit.data.sources.folder import list_classes
+
+    try:
+        path = folder_path(name)
+        if path is None:  # not a folder: name
+            return
+        classes = list_classes(path)
+    except (VitkitError, OSError):
+        return
+    _class_map(lm, name, classes)
+
+
+def _class_map(lm: LoadedModel, name: str, classes: list[str]) -> Tensor | None:
     model_classes = lm.classes or [str(i) for i in range(lm.spec.config.num_classes)]
-    if ds.classes == model_classes:
+    if classes == model_classes:
         return None
-    unknown = [c for c in ds.classes if c not in model_classes]
+    unknown = [c for c in classes if c not in model_classes]
     if unknown:
         shown = ", ".join(f"'{c}'" for c in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         known = ", ".join(f"'{c}'" for c in model_classes[:10])
         more = ", ..." if len(model_classes) > 10 else ""
         raise UserError(
-            f"dataset '{ds.name}' has classes the model was not trained on: {shown} "
+            f"dataset '{name}' has classes the model was not trained on: {shown} "
             f"(the model knows {known}{more})"
         )
-    return torch.tensor([model_classes.index(c) for c in ds.classes], dtype=torch.int64)
+    return torch.tensor([model_classes.index(c) for c in classes], dtype=torch.int64)
 
 
 def check_compatible(lm: LoadedModel, ds: Dataset) -> None:
