@@ -546,8 +546,11 @@ def is_onnx_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix == ".onnx" and Path(path).is_file()
 
 
-def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
-    """The most recently written run directory (by its model.json) under ``runs``."""
+def latest_run(runs: str | os.PathLike[str] = RUNS_DIR, *, model_option: bool = True) -> Path:
+    """The most recently written run directory (by its model.json) under ``runs``.
+
+    ``model_option``: the caller also takes ``--model NAME`` (export, bench), so the error for
+    no runs offers it; eval's does not, where it could not be followed."""
     from vitkit.errors import UserError
 
     runs = Path(runs)
@@ -556,7 +559,11 @@ def latest_run(runs: str | os.PathLike[str] = RUNS_DIR) -> Path:
         where = f"{runs}/ has no run directories" if runs.is_dir() else f"no {runs}/ directory here"
         raise UserError(
             f"no run given and none found: {where}; train one with `vitkit train mnist-mini` "
-            "(or pass RUN, or --model NAME for an untrained model)"
+            + (
+                "(or pass RUN, or --model NAME for an untrained model)"
+                if model_option
+                else "(or pass RUN)"
+            )
         )
     return found[0]
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -262,6 +263,31 @@ def test_eval_refuses_a_class_mismatch_and_a_missing_run(run: Path, tmp_path: Pa
     if not torch.cuda.is_available():
         line = one_error_line(runner.invoke(app, ["eval", str(run), "--device", "cuda"]))
         assert "CUDA is not available" in line
+
+
+def test_eval_without_run_takes_the_most_recent_one_as_export_does(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vitkit eval` with no RUN was "Missing argument 'run'" (exit 2), where export and bench
+    take the most recent run under ./runs and say which."""
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(runner.invoke(app, ["eval", "--device", "cpu"]))
+    assert "no run given and none found: no runs/ directory here" in line
+    assert "(or pass RUN)" in line and "--model" not in line  # eval takes no --model
+    older, newer = tmp_path / "runs" / "older", tmp_path / "runs" / "newer"
+    shutil.copytree(run, older)
+    shutil.copytree(run, newer)
+    (newer / "model.json").touch()  # written last: the most recent run
+    os.utime(older / "model.json", (0, 0))
+    result = runner.invoke(app, ["eval", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert "using the most recent run: runs/newer (pass RUN to choose another)" in err
+    assert (newer / "eval" / "eval.json").is_file() and not (older / "eval").exists()
+    result = runner.invoke(app, ["eval", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "most recent" not in result.output  # --json: one document on stdout, no note
+    assert json.loads(result.stdout)["run"] == str(Path("runs/newer"))
 
 
 def test_eval_multi_output_human_output(

@@ -292,12 +292,20 @@ def run_or_model(
         return spec.build()
     if overrides:
         raise UserError("model options (--embed-dim, ...) go with --model; a run has its own")
-    if run is None:
-        from vitkit.artifact import latest_run
+    return default_run(run, quiet=quiet)
 
-        run = latest_run()
-        if not quiet:
-            console.print(f"using the most recent run: {run} (pass RUN to choose another)")
+
+def default_run(run: Path | None, *, quiet: bool, model_option: bool = True) -> Path:
+    """RUN, or when none is given the most recent run under ./runs, named on stderr unless
+    ``quiet`` (a guessed run that is not said could be scored or exported by mistake).
+    ``model_option``: the command takes ``--model NAME`` too, so the no-runs error offers it."""
+    if run is not None:
+        return run
+    from vitkit.artifact import latest_run
+
+    run = latest_run(model_option=model_option)
+    if not quiet:
+        console.print(f"using the most recent run: {run} (pass RUN to choose another)")
     return run
 
 

@@ -11,7 +11,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitkit.artifact import MODEL_JSON, MODEL_WEIGHTS, is_onnx_file
-from vitkit.cli._common import Json, console, emit_json, progress_bar, status, user_errors
+from vitkit.cli._common import (
+    Json,
+    console,
+    default_run,
+    emit_json,
+    progress_bar,
+    status,
+    user_errors,
+)
 from vitkit.errors import UserError, check_int, listed
 
 if TYPE_CHECKING:
@@ -55,7 +63,14 @@ def _pct(x: float | None) -> str:
 # -- eval -----------------------------------------------------------------------------------------
 @user_errors
 def eval_command(
-    run: RunOrOnnx,
+    run: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A run directory (from `vitkit train`), its model.json, or a .onnx file from "
+            "`vitkit export` (run with ONNX Runtime on the CPU). Default: the most recent run "
+            "under ./runs.",
+        ),
+    ] = None,
     data: Annotated[
         str | None,
         typer.Option(
@@ -106,6 +121,7 @@ def eval_command(
 
     if batch_size is not None:  # the flag's name (the library's says "batch size")
         check_int("--batch-size", batch_size)
+    run = default_run(run, quiet=json_, model_option=False)  # as export and bench pick it
     is_onnx = is_onnx_file(run)
     if is_onnx and (onnx or onnx_file is not None):
         raise UserError(
