@@ -219,6 +219,50 @@ def test_int8_gate_failure_says_by_how_much(trained_run: Path, tmp_path: Path) -
     assert not (tmp_path / "model.int8.onnx").exists()
 
 
+def test_int8_gate_failure_on_few_images_says_one_image_is_more_than_allowed(
+    loaded: LoadedModel,
+) -> None:
+    """On 100 images one flip is 1 point, twice the 0.5 allowed: `--verify-images 100` failed
+    as "1.00 points below eager's" with nothing saying the gate cannot pass on so few."""
+    from dataclasses import replace
+
+    from vitkit.errors import cli_words
+
+    model = load_model(loaded.path).model
+    proto, _, _ = export_graph(model, image_size=28, channels=1, legacy=True)
+
+    def one_flip(data: Any, tol: Tolerances | None = None, flips: int = 1) -> str:
+        ref = eager_reference(model, data)
+        assert ref.accuracy is not None
+        ref = replace(ref, accuracy=ref.accuracy + flips / len(data.images))  # as if flipped
+        report = verify_onnx(proto, ref, data, precision="int8-dynamic", tolerances=tol)
+        assert len(report.failures) == 1, report.failures
+        return report.failures[0]
+
+    few = verification_data(loaded, verify_images=100)  # of the test split's 1,000
+    line = one_flip(few)
+    assert "1.00 points below eager's" in line
+    assert line.endswith(
+        "(allowed: 0.5; one image is 1.00 points of 100: verify on more images "
+        "(verify_images=1000) or allow more drop: tolerances=Tolerances(int8_max_drop=...))"
+    ), line
+    with cli_words():  # the command line's words: its flag, and no Python-only tolerance
+        line = one_flip(few)
+    assert line.endswith(
+        "(allowed: 0.5; one image is 1.00 points of 100: verify on more images "
+        "(--verify-images 1000))"
+    ), line
+    with cli_words():  # all the split has: nothing more to verify on
+        line = one_flip(replace(few, split_images=100))
+    assert line.endswith("(allowed: 0.5; one image is 1.00 points of 100, all the split has)")
+    # no drop allowed: no number of images would help, so none is suggested
+    line = one_flip(few, Tolerances(int8_max_drop=0))
+    assert line.endswith("(allowed: 0)"), line
+    # on 400 images one is 0.25 points: three flipped are a drop the gate should see, no hint
+    line = one_flip(verification_data(loaded, verify_images=400), flips=3)
+    assert "0.75 points below" in line and line.endswith("(allowed: 0.5)"), line
+
+
 def test_an_export_cut_short_leaves_the_earlier_export_as_it_was(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
