@@ -574,6 +574,18 @@ def _runs_in(folder: Path) -> list[Path]:
     return [p.parent for p in sorted(made, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
+def _run_holding(file: Path) -> Path | None:
+    """The run directory a JSON file other than model.json lies in (train.json, summary.json,
+    export/export.json, eval/eval.json; its folder or the one above), else None: a run's
+    other files, passed for its model, were "not a valid model.json: 'model' must be a name"."""
+    if file.name == MODEL_JSON:
+        return None
+    for run in (file.parent, Path(os.path.normpath(file.parent / os.pardir))):  # `.` -> `..`
+        if (run / MODEL_JSON).is_file():
+            return run
+    return None
+
+
 def _not_a_run(folder: Path) -> str:
     """Why a folder with no model.json is not a run, with the path the user likely meant."""
     if (folder / "export.json").is_file() or any(folder.glob("*.onnx")):
@@ -638,7 +650,16 @@ def load_model(
     from vitkit._device import resolve_device
 
     dev = resolve_device(device)
-    meta, spec = read_meta(meta_path)
+    try:
+        meta, spec = read_meta(meta_path)
+    except UserError:
+        run = _run_holding(meta_path)
+        if run is None:
+            raise
+        inside = Path(os.path.relpath(meta_path, run)).as_posix()  # export/export.json
+        raise UserError(
+            f"{meta_path} is a run's {inside}, not a model: pass the run directory {run}"
+        ) from None
     model = spec.build()
     weights_path = path if path.suffix == ".safetensors" else run_dir / (weights or MODEL_WEIGHTS)
     try:

@@ -290,6 +290,33 @@ def test_eval_without_run_takes_the_most_recent_one_as_export_does(
     assert json.loads(result.stdout)["run"] == str(Path("runs/newer"))
 
 
+def test_a_runs_other_json_files_say_to_pass_the_run(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vitkit eval runs/X/train.json` said "... is not a valid model.json: 'model' must be a
+    name and 'config' an object", as if the file were a damaged model.json, not the wrong one."""
+    copy = tmp_path / "runs" / "x"
+    shutil.copytree(run, copy)
+    (copy / "export").mkdir(exist_ok=True)
+    (copy / "export" / "export.json").write_text('{"passed": true}')
+    for name in ("train.json", "summary.json", "export/export.json"):
+        line = one_error_line(runner.invoke(app, ["eval", str(copy / name)]))
+        assert line.endswith(
+            f"{copy / name} is a run's {name}, not a model: pass the run directory {copy}"
+        ), line
+    monkeypatch.chdir(copy / "export")  # named as given: `..` from inside export/
+    line = one_error_line(runner.invoke(app, ["predict", "export.json", str(tmp_path)]))
+    expected = "export.json is a run's export/export.json, not a model: pass the run directory .."
+    assert line.endswith(expected), line
+    with pytest.raises(UserError, match=r"is a run's train\.json, not a model"):
+        vitkit.load_model(copy / "train.json")
+    # a JSON file in no run is still a model.json that does not parse as one
+    stray = tmp_path / "stray.json"
+    stray.write_text((copy / "train.json").read_text())
+    line = one_error_line(runner.invoke(app, ["eval", str(stray)]))
+    assert "is not a valid model.json" in line, line
+
+
 def test_eval_multi_output_human_output(
     run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
