@@ -275,8 +275,9 @@ def test_eval_without_run_takes_the_most_recent_one_as_export_does(
     assert "no run given and none found: no runs/ directory here" in line
     assert "(or pass RUN)" in line and "--model" not in line  # eval takes no --model
     older, newer = tmp_path / "runs" / "older", tmp_path / "runs" / "newer"
-    shutil.copytree(run, older)
-    shutil.copytree(run, newer)
+    fresh = shutil.ignore_patterns("eval*")  # the shared run may hold other tests' reports
+    shutil.copytree(run, older, ignore=fresh)
+    shutil.copytree(run, newer, ignore=fresh)
     (newer / "model.json").touch()  # written last: the most recent run
     os.utime(older / "model.json", (0, 0))
     result = runner.invoke(app, ["eval", "--device", "cpu"])
