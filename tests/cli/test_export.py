@@ -70,15 +70,15 @@ def test_default_run_acceptance_export_in_json(runs_here: Path) -> None:
 
 def test_each_option_reaches_the_export(runs_here: Path) -> None:
     """The options were checked for their errors only: --batch 4 (or --opset, --verify-images,
-    --calib-images, --threads, --atol) dropped on the way to export_onnx exported with the
-    defaults and passed. Each is given a value other than its default and found in the report
+    --calib-images, --threads, --atol, --int8-max-drop) dropped on the way to export_onnx
+    exported with the defaults and passed. Each is given a value other than its default and found in the report
     and in the model written."""
     from vitkit.export import ort_session, read_onnx_metadata
 
     out = runs_here.parent / "elsewhere" / "m.onnx"
     args = ["--legacy-exporter", "--batch", "4", "--opset", "18", "--verify-images", "16",
             "--int8", "static", "--calib-images", "8", "--threads", "1", "--atol", "0.001",
-            "--out", str(out)]  # fmt: skip
+            "--int8-max-drop", "50", "--out", str(out)]  # fmt: skip
     result = runner.invoke(app, ["export", str(runs_here), *args, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -86,6 +86,7 @@ def test_each_option_reaches_the_export(runs_here: Path) -> None:
     assert report["data"]["source"] == "mnist-mini test split (16 of 1,000 images)"
     assert report["data"]["calibration_images"] == 8 and report["threads"] == 1
     assert report["tolerances"]["fp32_atol"] == 0.001
+    assert report["tolerances"]["int8_max_drop"] == 0.5  # 50 points, as a fraction
     assert [p["precision"] for p in report["precisions"]] == ["fp32", "int8-static"]
     assert report["files"][:2] == [str(out), str(out.with_name("m.int8.onnx"))]
     assert not (runs_here / "export").exists()
@@ -184,6 +185,44 @@ def test_wrong_tolerance_exits_nonzero_with_the_report(runs_here: Path) -> None:
     assert "error: verification failed: fp32" in result.stderr.strip().splitlines()[-1]
 
 
+def test_int8_max_drop_loosens_a_failing_int8_gate(
+    runs_here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The int8 gate's 0.5 points had no flag: on a small test split (one image more than 0.5
+    points) a command-line user could not pass it, and the failure suggested only
+    --verify-images. --int8-max-drop POINTS sets it, export.json records it (a fraction, as
+    Tolerances takes it), and the failure names it."""
+    original = onnx_module.eager_reference
+
+    def five_more_right(model: torch.nn.Module, data: Any) -> Any:  # as if int8 flipped five
+        from dataclasses import replace
+
+        ref = original(model, data)
+        return replace(ref, accuracy=ref.accuracy + 5 / len(data.images))
+
+    monkeypatch.setattr("vitkit.export.onnx.eager_reference", five_more_right)
+    args = ["export", str(runs_here), "--legacy-exporter", "--int8", "dynamic"]
+    args += ["--verify-images", "100", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    (failure,) = report["failures"]
+    assert failure.startswith("int8-dynamic: top-1 accuracy ") and "(allowed: 0.5; " in failure
+    assert failure.endswith(
+        "one image is 1.00 points of 100: verify on more images (--verify-images 1000) or "
+        "allow more drop (--int8-max-drop POINTS))"
+    ), failure
+    assert report["tolerances"]["int8_max_drop"] == 0.005
+    result = runner.invoke(app, [*args, "--int8-max-drop", "20"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and report["tolerances"]["int8_max_drop"] == 0.2
+    recorded = json.loads((runs_here / "export" / "export.json").read_text())
+    assert recorded["passed"] is True and recorded["tolerances"]["int8_max_drop"] == 0.2
+    (int8,) = [p for p in report["precisions"] if p["precision"] == "int8-dynamic"]
+    assert int8["passed"] is True and int8["accuracy_drop_points"] > 0.5  # failed by default
+
+
 def test_untrained_model_is_exported_on_synthetic_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +271,15 @@ def test_untrained_model_is_exported_on_synthetic_images(
         # named by its flag, as --atol -1 is (it read "tolerance fp32_atol")
         (["--atol", "nan"], "--atol must be a finite number, got nan"),
         (["--atol", "inf"], "--atol must be a finite number, got inf"),
+        # a tolerance named by its flag too (it had none: "tolerances.int8_max_drop")
+        (
+            ["--int8", "dynamic", "--int8-max-drop", "nan"],
+            "--int8-max-drop must be a finite number, got nan",
+        ),
+        (
+            ["--int8", "dynamic", "--int8-max-drop", "-inf"],
+            "--int8-max-drop must be a finite number, got -inf",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(runs_here: Path, args: list[str], message: str) -> None:
@@ -305,12 +353,17 @@ def test_no_verify_shows_no_empty_columns(runs_here: Path) -> None:
         assert column not in result.stderr, column
     assert "note:" not in result.stderr
     # options this export does not use get a note (they were ignored without a word)
-    args = ["--no-verify", "--atol", "0.5", "--calib-images", "10", "--json"]
-    result = runner.invoke(app, ["export", str(runs_here), "--legacy-exporter", *args])
+    args = ["--no-verify", "--atol", "0.5", "--calib-images", "10", "--int8-max-drop", "2"]
+    result = runner.invoke(app, ["export", str(runs_here), "--legacy-exporter", *args, "--json"])
     assert result.exit_code == 0, result.output
     err = " ".join(result.stderr.split())
     assert "--calib-images does nothing without --int8 static or auto" in err
+    assert "--int8-max-drop does nothing without --int8" in err
     assert "--atol does nothing with --no-verify" in err
+    args = ["--no-verify", "--int8", "dynamic", "--int8-max-drop", "2", "--json"]
+    result = runner.invoke(app, ["export", str(runs_here), "--legacy-exporter", *args])
+    assert result.exit_code == 0, result.output
+    assert "--int8-max-drop does nothing with --no-verify" in " ".join(result.stderr.split())
 
 
 def test_static_int8_is_never_calibrated_on_random_images(runs_here: Path) -> None:

@@ -246,15 +246,18 @@ def test_int8_gate_failure_on_few_images_says_one_image_is_more_than_allowed(
         "(allowed: 0.5; one image is 1.00 points of 100: verify on more images "
         "(verify_images=1000) or allow more drop: tolerances=Tolerances(int8_max_drop=...))"
     ), line
-    with cli_words():  # the command line's words: its flag, and no Python-only tolerance
+    with cli_words():  # the command line's words: its flags (--int8-max-drop takes points)
         line = one_flip(few)
     assert line.endswith(
         "(allowed: 0.5; one image is 1.00 points of 100: verify on more images "
-        "(--verify-images 1000))"
+        "(--verify-images 1000) or allow more drop (--int8-max-drop POINTS))"
     ), line
     with cli_words():  # all the split has: nothing more to verify on
         line = one_flip(replace(few, split_images=100))
-    assert line.endswith("(allowed: 0.5; one image is 1.00 points of 100, all the split has)")
+    assert line.endswith(
+        "(allowed: 0.5; one image is 1.00 points of 100, all the split has: "
+        "allow more drop (--int8-max-drop POINTS))"
+    ), line
     # no drop allowed: no number of images would help, so none is suggested
     line = one_flip(few, Tolerances(int8_max_drop=0))
     assert line.endswith("(allowed: 0)"), line

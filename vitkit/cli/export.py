@@ -145,6 +145,17 @@ def export_command(
     atol: Annotated[
         float, _opt("fp32: max |logit difference| allowed against eager.", _V, "--atol")
     ] = 1e-4,
+    int8_max_drop: Annotated[
+        float,
+        typer.Option(
+            "--int8-max-drop",
+            help="int8: how many points of top-1 accuracy it may fall below eager's (a negative "
+            "value demands a gain; recorded in export.json as a fraction, "
+            "tolerances.int8_max_drop).",
+            rich_help_panel=_V,
+            metavar="POINTS",
+        ),
+    ] = 0.5,  # Tolerances.int8_max_drop (0.005) in points; vitkit.export is imported lazily
     threads: Annotated[
         int | None,
         _opt(
@@ -223,7 +234,9 @@ def export_command(
             data_root=data_root,
             download=not no_download,
             threads=threads,
-            tolerances=Tolerances(fp32_atol=atol),
+            # points on the command line (as the failure words it: "allowed: 0.5"), a fraction
+            # in Tolerances
+            tolerances=Tolerances(fp32_atol=atol, int8_max_drop=int8_max_drop / 100),
             progress=progress,
         )
     if json_:
@@ -240,7 +253,10 @@ def _idle_options(ctx: typer.Context, *, int8: str | None, verify: bool) -> list
     notes = []
     if "--calib-images" in given and int8 not in ("static", "auto"):
         notes.append("--calib-images does nothing without --int8 static or auto")
-    idle = [flag for flag in ("--verify-images", "--atol") if flag in given]
+    if "--int8-max-drop" in given and int8 is None:
+        notes.append("--int8-max-drop does nothing without --int8")
+    flags = ("--verify-images", "--atol") + (("--int8-max-drop",) if int8 else ())
+    idle = [flag for flag in flags if flag in given]
     if idle and not verify:
         notes.append(
             f"{' and '.join(idle)} do{'es' if len(idle) == 1 else ''} nothing with --no-verify"

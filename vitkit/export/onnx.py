@@ -97,6 +97,11 @@ class Tolerances:
     int8_max_drop: float = 0.005  # top-1 accuracy may fall at most 0.5 points below eager
 
 
+# the tolerances the CLI sets (`vitkit export`), for messages that name them; --int8-max-drop
+# takes points, int8_max_drop a fraction (only non-finite values are refused: the same in both)
+TOLERANCE_FLAGS = {"fp32_atol": "--atol", "int8_max_drop": "--int8-max-drop"}
+
+
 # -- ONNX Runtime helpers (shared with eval --onnx and bench) -------------------------------------
 def _onnx_file(path: str | os.PathLike[str]) -> Path:
     """``path`` as a ``Path``, which must name a file: a missing one is a one-line ``UserError``."""
@@ -967,7 +972,7 @@ def _batch_diffs(
 def _one_flip_hint(data: VerifyData, tol: Tolerances) -> str:
     """For an int8 accuracy failure: when one image flipped (100 / N points) is more than the
     allowed drop by itself, the gate fails on noise; what one image is worth and what to do
-    (verify on more images while the split has more; from Python, allow more drop), else ""."""
+    (verify on more images while the split has more, or allow more drop), else ""."""
     if data.labels is None or tol.int8_max_drop <= 0:
         return ""
     n = data.labels.size  # the accuracy is over every label: per position for K > 1
@@ -976,7 +981,10 @@ def _one_flip_hint(data: VerifyData, tol: Tolerances) -> str:
         return ""
     unit = "image" if data.labels.ndim == 1 else "label"
     hint = f"; one {unit} is {one:.2f} points of {n:,}"
-    todo = [] if in_cli() else ["allow more drop: tolerances=Tolerances(int8_max_drop=...)"]
+    if in_cli():  # the flag takes points, as the message words the drop
+        todo = ["allow more drop (--int8-max-drop POINTS)"]
+    else:
+        todo = ["allow more drop: tolerances=Tolerances(int8_max_drop=...)"]
     have = data.split_images or 0
     if have > len(data.images):  # verify_images took fewer than the split has
         more = min(have, max(1000, math.ceil(1 / tol.int8_max_drop)))
@@ -1209,7 +1217,7 @@ def _check_options(
     tol = tolerances or Tolerances()
     for name, value in asdict(tol).items():  # NaN would pass every check vacuously
         if not math.isfinite(value):
-            flag = "--atol" if name == "fp32_atol" else None  # the one tolerance with a flag
+            flag = TOLERANCE_FLAGS.get(name)  # the others have none: the CLI cannot set them
             raise UserError(
                 f"{setting(f'tolerances.{name}', flag=flag)} must be a finite number, got {value}"
             )
