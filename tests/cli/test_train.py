@@ -277,6 +277,10 @@ def test_a_finished_run_resumed_as_is_says_there_is_nothing_to_train(tmp_path: P
     err = " ".join(again.stderr.split())
     assert f"nothing left to train: {out} stopped at its --max-steps cap (step 3)" in err, err
     assert "resume with a larger --max-steps (or --max-steps 0)" in err
+    again = runner.invoke(app, ["train", "--resume", str(out), "--json"])  # in its notes too
+    assert again.exit_code == 0, again.output
+    (note,) = [n for n in json.loads(again.stdout)["notes"] if n.startswith("nothing left")]
+    assert note.startswith(f"nothing left to train: {out} stopped at its --max-steps cap"), note
     assert "nothing left" not in " ".join(first.stderr.split())
     # a run that trained all its epochs (a 2-epoch run of 10 steps an epoch, at step 20)
     info = SimpleNamespace(
@@ -308,14 +312,20 @@ def test_an_early_stopped_run_resumed_as_is_says_there_is_nothing_to_train(
     assert json.loads((out / "summary.json").read_text())["epochs_done"] == 2
     again = runner.invoke(app, ["train", "--resume", str(out), "--json"])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["status"] == "early_stopped"
+    summary = json.loads(again.stdout)
+    assert summary["status"] == "early_stopped"
     err = " ".join(again.stderr.split())
-    assert (
+    note = (
         f"nothing left to train: {out} stopped early at epoch 2 of 6 (no better validation "
         "accuracy in its last 1 epoch, --patience 1); only the test split is scored again. "
         "To train on, resume with --patience N (more than 1, or 0 for no early stopping), or "
         "--epochs N (more than 6), which restarts the patience count"
-    ) in err, err
+    )
+    assert note in err, err
+    # and in the --json summary's notes, first (it was on stderr alone: a script reading
+    # stdout saw a resume that trained nothing without a word why), not in summary.json's
+    assert summary["notes"][0] == note, summary.get("notes")
+    assert note not in json.loads((out / "summary.json").read_text()).get("notes", [])
     # its own --epochs is no change: the same note; fewer than it stopped at, one error line
     # that names the early stop and both ways on (it said only "--epochs must be more")
     same = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "6", "--json"])

@@ -51,7 +51,13 @@ PLAIN_EVERY = 30.0  # seconds between progress lines when stderr is not a termin
 
 def start_notes(info: StartInfo) -> list[str]:
     """What a run's start has to say beyond its settings (an extension, the library's notes),
-    for the live view and, under --json, for stderr alone."""
+    for the live view and, under --json, for stderr (and the summary's ``notes``)."""
+    return [*cli_start_notes(info), *info.notes]
+
+
+def cli_start_notes(info: StartInfo) -> list[str]:
+    """The start's notes the CLI words (an extension; nothing left to train, and the options
+    that train further): unlike the library's, they are not in summary.json's notes."""
     notes = []
     if info.extended:
         change = ", ".join(
@@ -93,15 +99,30 @@ def start_notes(info: StartInfo) -> list[str]:
             f"for no early stopping), or --epochs N (more than {cfg['epochs']}), which "
             "restarts the patience count"
         )
-    return [*notes, *info.notes]
+    return notes
 
 
 class NotesOnly(Callback):
-    """--json: stdout is the summary; the start's notes still go to stderr."""
+    """--json: stdout is the summary; the start's notes go to stderr as they come, and into
+    the summary's notes (``json_summary``)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []  # cli_start_notes: summary.json's notes lack them
 
     def on_start(self, info: StartInfo) -> None:
+        self.notes = cli_start_notes(info)
         for note in start_notes(info):
             console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+
+
+def json_summary(summary: dict[str, Any], start: list[str]) -> dict[str, Any]:
+    """The document --json prints: summary.json's, whose notes are the library's (its start's
+    and its end's), with the start's notes the CLI words first, as the live view prints them
+    ("nothing left to train: ..." was on stderr alone, and a script reading stdout never saw
+    why a resume trained nothing)."""
+    if not start:
+        return summary
+    return {**summary, "notes": [*start, *summary.get("notes", [])]}
 
 
 class LiveView(Callback):
@@ -423,13 +444,14 @@ def train_command(
             raise UserError(
                 "--print-config shows a new run's settings; a resumed run's are in its train.json"
             )
+        notes_only = NotesOnly()  # --json: the start's notes, for the summary's
         try:
             with progress_bar(not json_ and rank0) as progress:
                 result = train(
                     cfg,
                     resume=resume,
                     extend=extend,
-                    callbacks=[view or NotesOnly(), started] if rank0 else [],
+                    callbacks=[view or notes_only, started] if rank0 else [],
                     progress=progress,
                     stop=stop,
                     data_root=data_root,
@@ -440,7 +462,8 @@ def train_command(
             if view:
                 view.stop()
             if json_ and e.summary is not None and rank0:
-                emit_json(e.summary)  # the summary.json a diverged run leaves, then the error line
+                # the summary.json a diverged run leaves, then the error line
+                emit_json(json_summary(e.summary, notes_only.notes))
             elif rank0:
                 _print_notes(list(e.notes))  # eval reports of weights rewritten before it diverged
             raise fail(str(e)) from None
@@ -451,7 +474,7 @@ def train_command(
         if result.interrupted:
             cmd = f"vitkit train --resume {shlex.quote(str(result.run_dir))}"
             if json_:
-                emit_json({**s, "resume_command": cmd})
+                emit_json({**json_summary(s, notes_only.notes), "resume_command": cmd})
             elif rank0:
                 _print_notes(result.notes)
                 console.print(
@@ -462,7 +485,7 @@ def train_command(
         if not rank0:
             return
         if json_:
-            emit_json(s)
+            emit_json(json_summary(s, notes_only.notes))
             return
         _print_done(s, result.run_dir)
         _print_notes(result.notes)
