@@ -227,6 +227,7 @@ def test_int8_gate_failure_on_few_images_says_one_image_is_more_than_allowed(
     from dataclasses import replace
 
     from vitkit.errors import cli_words
+    from vitkit.export.onnx import for_bench
 
     model = load_model(loaded.path).model
     proto, _, _ = export_graph(model, image_size=28, channels=1, legacy=True)
@@ -258,6 +259,22 @@ def test_int8_gate_failure_on_few_images_says_one_image_is_more_than_allowed(
         "(allowed: 0.5; one image is 1.00 points of 100, all the split has: "
         "allow more drop (--int8-max-drop POINTS))"
     ), line
+    # `vitkit bench` has neither flag: its hint names the `vitkit export` whose model it reuses
+    with cli_words(), for_bench(optimize=True):
+        line = one_flip(replace(few, split_images=100))
+    assert line.endswith(
+        "(allowed: 0.5; one image is 1.00 points of 100, all the split has: export it with "
+        "`vitkit export RUN --int8 dynamic --optimize` and --int8-max-drop POINTS "
+        "(bench reuses it))"
+    ), line
+    with cli_words(), for_bench(optimize=False):
+        line = one_flip(few)
+    assert line.endswith(
+        "export it with `vitkit export RUN --int8 dynamic` and --verify-images 1000 or "
+        "--int8-max-drop POINTS (bench reuses it))"
+    ), line
+    with for_bench(optimize=False):  # from Python (benchmark()): the library's words
+        assert one_flip(few).endswith("tolerances=Tolerances(int8_max_drop=...))")
     # no drop allowed: no number of images would help, so none is suggested
     line = one_flip(few, Tolerances(int8_max_drop=0))
     assert line.endswith("(allowed: 0)"), line

@@ -325,7 +325,7 @@ def ensure_exports(
     (files, failures, notes, written): ``written`` lists the files the export wrote in
     ``make_in`` (the models and export.json; none when reused, or in ``scratch``)."""
     from vitkit.export import export_onnx
-    from vitkit.export.onnx import optimize_note
+    from vitkit.export.onnx import for_bench, optimize_note
 
     notes: list[str] = []
     files = _reused(lm, precisions, search, optimize, notes)
@@ -334,17 +334,19 @@ def ensure_exports(
         return files, {}, notes, []
     progress("export", 0, 1)
     try:
-        report = export_onnx(
-            lm,
-            make_in / "model.onnx",
-            fp16="fp16" in missing,
-            int8="dynamic" if "int8" in missing else None,
-            optimize=optimize,
-            verify_images=verify_images,
-            data_root=data_root,
-            download=False,
-            threads=threads,
-        )
+        # a failure's hint names `vitkit export`'s flags, which bench lacks
+        with for_bench(optimize=optimize):
+            report = export_onnx(
+                lm,
+                make_in / "model.onnx",
+                fp16="fp16" in missing,
+                int8="dynamic" if "int8" in missing else None,
+                optimize=optimize,
+                verify_images=verify_images,
+                data_root=data_root,
+                download=False,
+                threads=threads,
+            )
     except Exception as e:  # any export failure skips the ONNX runtimes, never the benchmark
         why = str(e) if isinstance(e, VitkitError) else f"{type(e).__name__}: {first_line(e)}"
         return files, dict.fromkeys(missing, f"export failed: {why}"), notes, []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import functools
 import hashlib
 import io
@@ -100,6 +101,24 @@ class Tolerances:
 # the tolerances the CLI sets (`vitkit export`), for messages that name them; --int8-max-drop
 # takes points, int8_max_drop a fraction (only non-finite values are refused: the same in both)
 TOLERANCE_FLAGS = {"fp32_atol": "--atol", "int8_max_drop": "--int8-max-drop"}
+
+# while `vitkit bench` makes the exports it times, the `vitkit export` command that would make
+# them: bench's command line has neither --verify-images nor --int8-max-drop, export's has
+_FOR_BENCH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "vitkit_export_for_bench", default=None
+)
+
+
+@contextlib.contextmanager
+def for_bench(*, optimize: bool) -> Iterator[None]:
+    """Within it, the exports are bench's (``ensure_exports``): a hint names the flags of
+    ``vitkit export``, whose models bench reuses (``--optimize`` ones for ``bench
+    --optimize``), not flags ``vitkit bench`` lacks."""
+    token = _FOR_BENCH.set("vitkit export RUN --int8 dynamic" + (" --optimize" if optimize else ""))
+    try:
+        yield
+    finally:
+        _FOR_BENCH.reset(token)
 
 
 # -- ONNX Runtime helpers (shared with eval --onnx and bench) -------------------------------------
@@ -981,17 +1000,23 @@ def _one_flip_hint(data: VerifyData, tol: Tolerances) -> str:
         return ""
     unit = "image" if data.labels.ndim == 1 else "label"
     hint = f"; one {unit} is {one:.2f} points of {n:,}"
+    have = data.split_images or 0
+    more = min(have, max(1000, math.ceil(1 / tol.int8_max_drop)))
+    if have <= len(data.images):
+        hint += ", all the split has"
+    command = _FOR_BENCH.get()
+    if in_cli() and command:  # vitkit bench has neither flag; it reuses export's models
+        flags = ([f"--verify-images {more}"] if have > len(data.images) else []) + [
+            "--int8-max-drop POINTS"
+        ]
+        return f"{hint}: export it with `{command}` and {' or '.join(flags)} (bench reuses it)"
     if in_cli():  # the flag takes points, as the message words the drop
         todo = ["allow more drop (--int8-max-drop POINTS)"]
     else:
         todo = ["allow more drop: tolerances=Tolerances(int8_max_drop=...)"]
-    have = data.split_images or 0
     if have > len(data.images):  # verify_images took fewer than the split has
-        more = min(have, max(1000, math.ceil(1 / tol.int8_max_drop)))
         todo.insert(0, f"verify on more images ({setting('verify_images', more)})")
-    else:
-        hint += ", all the split has"
-    return hint + (": " + " or ".join(todo) if todo else "")
+    return hint + ": " + " or ".join(todo)
 
 
 def _apply_gate(
