@@ -691,3 +691,17 @@ def test_list_classes_are_the_loaders_without_opening_an_image(
     assert [folder.list_classes(p) for p in trees] == want
     with pytest.raises(UserError, match="has no class folders"):
         folder.list_classes(tmp_path / "flat" / "notes")
+
+
+def test_a_symlink_loop_is_a_folder_not_found_not_a_traceback(tmp_path: Path) -> None:
+    """folder:LOOP (a link to a link to it): Path.resolve raised RuntimeError('Symlink loop')
+    out of list_classes and absolute_name, a traceback from vitkit eval, bench and train where
+    a missing folder says 'folder dataset not found'."""
+    from vitkit.data.catalog import absolute_name
+    from vitkit.errors import NotFoundError
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(NotFoundError, match="folder dataset not found"):
+        folder.list_classes(tmp_path / "a")
+    assert absolute_name(f"folder:{tmp_path / 'a'}").startswith(f"folder:{tmp_path}")

@@ -388,7 +388,9 @@ def absolute_name(name: str) -> str:
     caches record it, so it names the same folder from any directory; other names as they are."""
     if not name.startswith(FOLDER_PREFIX):
         return name
-    return FOLDER_PREFIX + str(Path(name[len(FOLDER_PREFIX) :]).expanduser().resolve())
+    # os.path.realpath, not Path.resolve: that raises RuntimeError on a symlink loop (Python
+    # 3.11), where the folder's loading says "folder dataset not found"
+    return FOLDER_PREFIX + os.path.realpath(Path(name[len(FOLDER_PREFIX) :]).expanduser())
 
 
 def short_name(name: str) -> str:

@@ -228,7 +228,7 @@ def list_classes(path: str | os.PathLike[str]) -> list[str]:
     without, the scan's, since a class folder with no image file is then no class. Raises as
     ``build_folder`` does for a tree that is not one (missing, no class folders, ...).
     """
-    root = Path(path).expanduser().resolve()
+    root = Path(os.path.realpath(Path(path).expanduser()))  # a symlink loop: not found
     _check_root(root)
     layout = _layout(root)
     return _classes(layout) if layout[0][0] == "train" else _scan(root)[0]
