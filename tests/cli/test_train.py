@@ -169,7 +169,8 @@ def test_a_resume_that_diverges_prints_which_eval_reports_it_made_stale(
     again = tmp_path / "again"
     note = f"{again / 'eval'}/ scored an earlier model.safetensors: rerun `vitkit eval {again}`"
     summary = json.loads(as_json.stdout)
-    assert summary["status"] == "diverged" and summary["notes"] == [note]
+    assert summary["status"] == "diverged" and summary["notes"][1:] == [note]
+    assert summary["notes"][0].startswith(f"extending {again}: epochs 1 -> 2")  # the start's
 
 
 def test_without_matplotlib_no_curves_png_is_claimed_and_a_note_says_why(
