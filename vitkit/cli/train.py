@@ -111,7 +111,7 @@ class NotesOnly(Callback):
 
     def on_start(self, info: StartInfo) -> None:
         self.notes = cli_start_notes(info)
-        for note in start_notes(info):
+        for note in [*self.notes, *info.notes]:  # start_notes(info), its CLI part worded once
             console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
@@ -510,12 +510,8 @@ class Started(Callback):
         patience: int | None = None,
     ) -> None:
         self.run_dir = resume
-        given = (
-            dict(epochs=epochs, max_steps=max_steps, patience=patience)
-            if resume is not None
-            else {}
-        )
-        self.extend = {k: v for k, v in given.items() if v is not None}  # a resume's new length
+        # a resume's new length
+        self.extend = _given(epochs, max_steps, patience) if resume is not None else {}
         self.started = False
 
     def on_start(self, info: StartInfo) -> None:
@@ -580,6 +576,11 @@ def _extension(
             "a resumed run)",
             soft_wrap=True,
         )
+    return _given(epochs, max_steps, patience)
+
+
+def _given(epochs: int | None, max_steps: int | None, patience: int | None) -> dict[str, int]:
+    """The options a resume changes (train(extend=...)) that were given."""
     given = dict(epochs=epochs, max_steps=max_steps, patience=patience)
     return {k: v for k, v in given.items() if v is not None}
 

@@ -277,19 +277,13 @@ def check_dataset_options(
             raise ConfigError(
                 f"dataset '{name}' option '{key}' must be {kind[1]}, got {value!r}{hint}"
             )
-        if kind is None:
-            if key in spec.option_ranges and not spec.option_ranges[key][0](value):
-                shown = plain_number(value) if isinstance(value, numbers.Real) else repr(value)
-                raise ConfigError(
-                    f"dataset '{name}' option {option_words(key)} must be"
-                    f" {spec.option_ranges[key][1]}, got {shown}{numeric_text_hint(value)}"
-                )
-            continue
-        test, values = spec.option_ranges.get(key, (lambda v: True, "a finite number"))
-        if not _finite(value) or not test(value):  # nan and inf fail every range
+        test, values = spec.option_ranges.get(key, (None, "a finite number"))
+        # a typed option is a number here: nan and inf fail every range
+        if (kind is not None and not _finite(value)) or (test is not None and not test(value)):
+            shown = plain_number(value) if isinstance(value, numbers.Real) else repr(value)
             raise ConfigError(
                 f"dataset '{name}' option {option_words(key)} must be {values},"
-                f" got {plain_number(value)}"
+                f" got {shown}{numeric_text_hint(value)}"
             )
 
 
